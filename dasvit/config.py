@@ -1,0 +1,397 @@
+"""Configuration: typed sections with defaults, presets, dotted `--set` overrides, validation.
+
+A config is plain data (dataclasses). It is built from a preset YAML file, then overridden by
+`--set dotted.key=VALUE` pairs whose VALUE is parsed as YAML, then validated. Every mistake a user can
+make here raises `ConfigError` with one sentence naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .errors import ConfigError
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
+
+DEFAULT_OPS = ["zero", "skip", "msa_4", "msa_8", "msa_12", "mlp_0.5", "mlp_2", "mlp_4"]
+
+
+@dataclass
+class DataConfig:
+    """Where images come from and how they are batched."""
+
+    name: Literal["cifar10", "cifar100", "imagenet100", "imagefolder", "synthetic"] = "synthetic"
+    root: str = "data"
+    image_size: int = 32
+    batch_size: int = 64
+    workers: int = 2
+    download: bool = True
+    # synthetic only: a generated, learnable classification task
+    synthetic_classes: int = 10
+    synthetic_train: int = 2000
+    synthetic_val: int = 500
+
+
+@dataclass
+class SpaceConfig:
+    """The search space: the cell DAG and its candidate operations."""
+
+    embed_dim: int = 192
+    patch_size: int = 4
+    nodes: int = 3
+    ops: list[str] = field(default_factory=lambda: list(DEFAULT_OPS))
+    edges_per_node: int = 2
+
+
+@dataclass
+class StageConfig:
+    """One progressive stage: supernet depth, ops kept per edge, epochs."""
+
+    depth: int = 2
+    keep: int = 8
+    epochs: int = 30
+
+
+@dataclass
+class PTSConfig:
+    """Attention-based partial token selection."""
+
+    enabled: bool = True
+    ratio: float = 0.5
+    dim: int = 64
+
+
+@dataclass
+class FairnessConfig:
+    """Operation fairness regularisation: L = beta_skip * L_skip + beta_type * L_type."""
+
+    enabled: bool = True
+    beta_skip: float = 1.0
+    beta_type: float = 1.0
+    lower: float = 0.2
+    upper: float = 0.6
+    lambda_up: float = 1.0
+    lambda_low: float = 1.0
+
+
+@dataclass
+class SearchConfig:
+    """The bi-level progressive search."""
+
+    stages: list[StageConfig] = field(
+        default_factory=lambda: [
+            StageConfig(depth=2, keep=8, epochs=30),
+            StageConfig(depth=4, keep=5, epochs=30),
+            StageConfig(depth=6, keep=3, epochs=30),
+        ]
+    )
+    arch_warmup_epochs: int = 5
+    pts: PTSConfig = field(default_factory=PTSConfig)
+    fairness: FairnessConfig = field(default_factory=FairnessConfig)
+    approval: Literal["auto", "manual"] = "auto"
+    seed: int = 0
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    weight_decay: float = 0.05
+    arch_lr: float = 3e-4
+    arch_weight_decay: float = 1e-3
+    grad_clip: float = 5.0
+    steps_per_epoch: int = 0  # 0: a full pass over the weights half
+    fused: bool = True
+    compile: bool = False
+
+
+@dataclass
+class RetrainConfig:
+    """Training the discrete network from scratch."""
+
+    depth: int = 12
+    epochs: int = 500
+    warmup_epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    drop_path: float = 0.1
+    randaugment: bool = True
+    mixup: float = 0.8
+    cutmix: float = 1.0
+    random_erasing: float = 0.25
+    grad_clip: float = 1.0
+    ema: bool = False
+    ema_decay: float = 0.9998
+    compile: bool = False
+    steps_per_epoch: int = 0
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    """A whole run's configuration."""
+
+    preset: str = "custom"
+    data: DataConfig = field(default_factory=DataConfig)
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# building typed config from plain data
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(str(a) for a in typing.get_args(tp))
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        return f"a list of {_type_name(inner)}"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp`; return it converted (int→float, dict→dataclass)."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}.")
+        return _build(tp, value, key)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{key} must be one of {', '.join(map(str, allowed))}; got {value!r}.")
+        return value
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}.")
+        return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError(f"unsupported annotation {tp} for {key}")
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}.")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, got {value!r}.")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number, got {value!r}.")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{key} must be a string, got {value!r}.")
+        return str(value)
+    raise TypeError(f"unsupported annotation {tp} for {key}")
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for k, v in data.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if k not in hints:
+            raise ConfigError(f"unknown config key {key!r}; allowed here: {', '.join(names)}.")
+        kwargs[k] = _coerce(v, hints[k], key)
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# presets and overrides
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def resolve_preset(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.is_file():
+            raise ConfigError(f"preset file {p} does not exist.")
+        return p
+    candidate = PRESET_DIR / f"{name_or_path}.yaml"
+    if not candidate.is_file():
+        raise ConfigError(
+            f"unknown preset {name_or_path!r}; built-in presets are {', '.join(preset_names())}, "
+            "or give a path to a YAML file."
+        )
+    return candidate
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}.") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of config sections, not {type(data).__name__}.")
+    return data
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """`a.b.c=VALUE` → {"a": {"b": {"c": yaml(VALUE)}}}."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r} must look like dotted.key=VALUE.")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {text!r} has an empty key; write dotted.key=VALUE.")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {key}: the value {raw!r} is not valid YAML.") from None
+    out: dict[str, Any] = {}
+    cur = out
+    parts = key.split(".")
+    for part in parts[:-1]:
+        cur = cur.setdefault(part, {})
+    cur[parts[-1]] = value
+    return out
+
+
+def load_config(preset: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Build a validated `Config` from a preset (name or path) and `--set` overrides."""
+    data: dict[str, Any] = {}
+    name = "custom"
+    if preset is not None:
+        path = resolve_preset(preset)
+        data = _read_yaml(path)
+        name = data.pop("preset", None) or path.stem
+    for o in overrides:
+        data = _merge(data, parse_override(o))
+    data.setdefault("preset", name)
+    cfg = _build(Config, data)
+    validate(cfg)
+    return cfg
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Rebuild a config written by `Config.to_dict` (a run directory's config.yaml)."""
+    cfg = _build(Config, data)
+    validate(cfg)
+    return cfg
+
+
+def load_run_config(path: Path) -> Config:
+    return config_from_dict(_read_yaml(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# validation of values (types are already checked)
+
+
+def _positive(value: float, key: str) -> None:
+    if not value > 0:
+        raise ConfigError(f"{key} must be positive, got {value}.")
+
+
+def validate(cfg: Config) -> None:
+    from .ops import parse_op  # ops imports nothing from config: no cycle
+
+    d, s, se, r = cfg.data, cfg.space, cfg.search, cfg.retrain
+    for key, v in [
+        ("data.image_size", d.image_size), ("data.batch_size", d.batch_size),
+        ("space.embed_dim", s.embed_dim), ("space.patch_size", s.patch_size),
+        ("space.nodes", s.nodes), ("space.edges_per_node", s.edges_per_node),
+        ("search.lr", se.lr), ("search.arch_lr", se.arch_lr),
+        ("retrain.depth", r.depth), ("retrain.batch_size", r.batch_size), ("retrain.lr", r.lr),
+        ("search.pts.dim", se.pts.dim),
+    ]:
+        _positive(v, key)
+    if d.workers < 0:
+        raise ConfigError(f"data.workers must be 0 or more, got {d.workers}.")
+    if d.name == "synthetic":
+        if d.synthetic_classes < 2:
+            raise ConfigError(f"data.synthetic_classes must be at least 2, got {d.synthetic_classes}.")
+        if d.synthetic_train < 4 or d.synthetic_val < 1:
+            raise ConfigError("data.synthetic_train must be at least 4 and data.synthetic_val at least 1.")
+    if d.image_size % s.patch_size:
+        raise ConfigError(
+            f"data.image_size ({d.image_size}) must be a multiple of space.patch_size ({s.patch_size})."
+        )
+    if not s.ops:
+        raise ConfigError("space.ops must name at least one operation.")
+    seen = set()
+    for i, name in enumerate(s.ops):
+        op = parse_op(name, key=f"space.ops[{i}]")
+        if op.name in seen:
+            raise ConfigError(f"space.ops[{i}] repeats {name!r}; each op may appear once.")
+        seen.add(op.name)
+        if op.type == "msa" and s.embed_dim % op.heads:
+            raise ConfigError(
+                f"space.ops[{i}] = {name!r}: space.embed_dim ({s.embed_dim}) must be divisible by {op.heads} heads."
+            )
+    if not se.stages:
+        raise ConfigError("search.stages must list at least one stage.")
+    prev_keep = len(s.ops)
+    for i, st in enumerate(se.stages):
+        key = f"search.stages[{i}]"
+        if st.depth < 1:
+            raise ConfigError(f"{key}.depth must be at least 1, got {st.depth}.")
+        if st.epochs < 1:
+            raise ConfigError(f"{key}.epochs must be at least 1, got {st.epochs}.")
+        if not 1 <= st.keep <= prev_keep:
+            raise ConfigError(
+                f"{key}.keep must be between 1 and {prev_keep} (the ops left after the previous stage), got {st.keep}."
+            )
+        prev_keep = st.keep
+    if se.arch_warmup_epochs < 0:
+        raise ConfigError(f"search.arch_warmup_epochs must be 0 or more, got {se.arch_warmup_epochs}.")
+    if se.steps_per_epoch < 0 or r.steps_per_epoch < 0:
+        raise ConfigError("search.steps_per_epoch and retrain.steps_per_epoch must be 0 (full pass) or more.")
+    if not (0 < se.pts.ratio <= 1) or math.isnan(se.pts.ratio):
+        raise ConfigError(f"search.pts.ratio must be in (0, 1], got {se.pts.ratio}.")
+    f = se.fairness
+    if not 0 <= f.lower <= f.upper <= 1:
+        raise ConfigError(
+            f"search.fairness.lower and .upper must satisfy 0 <= lower <= upper <= 1, got {f.lower} and {f.upper}."
+        )
+    for key, v in [("beta_skip", f.beta_skip), ("beta_type", f.beta_type),
+                   ("lambda_up", f.lambda_up), ("lambda_low", f.lambda_low)]:
+        if v < 0:
+            raise ConfigError(f"search.fairness.{key} must be 0 or more, got {v}.")
+    if r.epochs < 1:
+        raise ConfigError(f"retrain.epochs must be at least 1, got {r.epochs}.")
+    if not 0 <= r.warmup_epochs <= r.epochs:
+        raise ConfigError(f"retrain.warmup_epochs must be between 0 and retrain.epochs ({r.epochs}).")
+    for key, v in [("label_smoothing", r.label_smoothing), ("drop_path", r.drop_path),
+                   ("random_erasing", r.random_erasing)]:
+        if not 0 <= v < 1:
+            raise ConfigError(f"retrain.{key} must be in [0, 1), got {v}.")
+    if r.mixup < 0 or r.cutmix < 0:
+        raise ConfigError("retrain.mixup and retrain.cutmix are Beta alphas: 0 (off) or more.")
+    if not 0 < r.ema_decay < 1:
+        raise ConfigError(f"retrain.ema_decay must be in (0, 1), got {r.ema_decay}.")
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

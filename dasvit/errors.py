@@ -1,0 +1,23 @@
+"""Errors a user can cause. The CLI turns them into one sentence and exit code 2."""
+
+
+class UserError(Exception):
+    """A mistake in what the user gave us (config, genotype, path, data): one sentence, exit code 2."""
+
+    exit_code = 2
+
+
+class ConfigError(UserError):
+    """A configuration key that is unknown, of the wrong type, or impossible."""
+
+
+class GenotypeError(UserError):
+    """A genotype file that does not parse or does not describe a valid cell."""
+
+
+class DataError(UserError):
+    """A dataset that is missing or malformed."""
+
+
+class RunDirError(UserError):
+    """A run directory that does not exist, is not a run, or is busy."""

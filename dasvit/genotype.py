@@ -1,0 +1,187 @@
+"""The searched cell as plain, versioned JSON (`genotype.json`), its validation, and built-ins.
+
+Nodes 0 and 1 are the cell's inputs (outputs of layers k-2 and k-1), nodes 2.. are intermediate. An edge
+goes from a lower to a higher node and carries one op. The cell output is the sum of the `output` nodes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import GenotypeError
+from .ops import OpSpec, parse_op
+
+FORMAT = "dasvit-genotype"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Edge:
+    src: int
+    dst: int
+    op: str
+
+
+@dataclass
+class Genotype:
+    """A discrete cell: `nodes` intermediate nodes over 2 inputs, edges with one op each."""
+
+    nodes: int
+    edges: list[Edge]
+    output: list[int]
+    meta: dict[str, Any] = field(default_factory=dict)
+    inputs: int = 2
+
+    @property
+    def ops(self) -> dict[str, OpSpec]:
+        return {e.op: parse_op(e.op, error=GenotypeError) for e in self.edges}
+
+    def incoming(self, node: int) -> list[Edge]:
+        return [e for e in self.edges if e.dst == node]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "inputs": self.inputs,
+            "nodes": self.nodes,
+            "edges": [{"from": e.src, "to": e.dst, "op": e.op} for e in self.edges],
+            "output": list(self.output),
+            "ops": {name: spec.to_json() for name, spec in sorted(self.ops.items())},
+            "meta": dict(self.meta),
+        }
+
+    def save(self, path: str | Path) -> None:
+        from .rundir import atomic_write_text
+
+        atomic_write_text(Path(path), json.dumps(self.to_json(), indent=2) + "\n")
+
+
+def _int(obj: dict, key: str, where: str) -> int:
+    v = obj.get(key)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise GenotypeError(f"{where}: {key!r} must be an integer, got {v!r}.")
+    return v
+
+
+def genotype_from_json(data: Any, source: str = "genotype") -> Genotype:
+    """Validate a parsed genotype document; every problem is one sentence naming what is wrong."""
+    if not isinstance(data, dict):
+        raise GenotypeError(f"{source}: a genotype must be a JSON object, got {type(data).__name__}.")
+    if data.get("format") != FORMAT:
+        raise GenotypeError(f"{source}: 'format' must be {FORMAT!r}, got {data.get('format')!r}.")
+    if data.get("version") != VERSION:
+        raise GenotypeError(
+            f"{source}: version {data.get('version')!r} is not supported; this dasvit reads version {VERSION}."
+        )
+    inputs = data.get("inputs", 2)
+    if inputs != 2:
+        raise GenotypeError(f"{source}: 'inputs' must be 2 (the outputs of layers k-2 and k-1), got {inputs!r}.")
+    nodes = _int(data, "nodes", source)
+    if nodes < 1:
+        raise GenotypeError(f"{source}: 'nodes' must be at least 1, got {nodes}.")
+    last = nodes + 1
+    raw_edges = data.get("edges")
+    if not isinstance(raw_edges, list) or not raw_edges:
+        raise GenotypeError(f"{source}: 'edges' must be a non-empty list.")
+    declared = data.get("ops", {})
+    if not isinstance(declared, dict):
+        raise GenotypeError(f"{source}: 'ops' must be an object mapping op names to their parameters.")
+    edges: list[Edge] = []
+    for i, e in enumerate(raw_edges):
+        where = f"{source}: edge {i}"
+        if not isinstance(e, dict):
+            raise GenotypeError(f"{where} must be an object with 'from', 'to' and 'op'.")
+        src, dst = _int(e, "from", where), _int(e, "to", where)
+        spec = parse_op(e.get("op"), key=f"{where} op", error=GenotypeError)
+        if spec.type == "zero":
+            raise GenotypeError(f"{where} ({src}->{dst}) has op 'zero'; leave the edge out instead.")
+        if not 0 <= src <= last or not 0 <= dst <= last:
+            raise GenotypeError(f"{where} ({src}->{dst}) names a node outside 0..{last}.")
+        if dst == src:
+            raise GenotypeError(f"{where} ({src}->{dst}) goes from a node to itself.")
+        if dst < src:
+            raise GenotypeError(f"{where} ({src}->{dst}) goes backwards; edges go from a lower to a higher node.")
+        if dst < 2:
+            raise GenotypeError(f"{where} ({src}->{dst}) ends at a cell input; edges end at nodes 2..{last}.")
+        if spec.name in declared and declared[spec.name] != spec.to_json():
+            raise GenotypeError(
+                f"{source}: ops[{spec.name!r}] is {declared[spec.name]!r} but the name means {spec.to_json()!r}."
+            )
+        edges.append(Edge(src, dst, spec.name))
+    for name in declared:
+        parse_op(name, key=f"{source}: ops key", error=GenotypeError)
+    if len({(e.src, e.dst, e.op) for e in edges}) != len(edges):
+        raise GenotypeError(f"{source}: the same edge and op appear twice.")
+    output = data.get("output")
+    if not isinstance(output, list) or not output or not all(isinstance(o, int) and not isinstance(o, bool) for o in output):
+        raise GenotypeError(f"{source}: 'output' must be a non-empty list of node numbers.")
+    for o in output:
+        if not 2 <= o <= last:
+            raise GenotypeError(f"{source}: output node {o} does not exist; intermediate nodes are 2..{last}.")
+    # every node that feeds the output must have an input, recursively
+    needed, stack = set(), list(output)
+    while stack:
+        n = stack.pop()
+        if n in needed or n < 2:
+            continue
+        needed.add(n)
+        ins = [e for e in edges if e.dst == n]
+        if not ins:
+            raise GenotypeError(f"{source}: node {n} has no incoming edge.")
+        stack.extend(e.src for e in ins)
+    for n in range(2, last + 1):
+        if not any(e.dst == n for e in edges) and any(e.src == n for e in edges):
+            raise GenotypeError(f"{source}: node {n} has no incoming edge.")
+    meta = data.get("meta", {})
+    if not isinstance(meta, dict):
+        raise GenotypeError(f"{source}: 'meta' must be an object.")
+    return Genotype(nodes=nodes, edges=edges, output=list(output), meta=meta)
+
+
+# ---------------------------------------------------------------------------------------------
+# built-ins
+
+def vit_block(heads: int = 12, ratio: float = 4.0) -> Genotype:
+    """The standard pre-norm ViT block: node 2 = skip(1) + msa(1), node 3 = skip(2) + mlp(2)."""
+    mlp = f"mlp_{ratio:g}"
+    return Genotype(
+        nodes=2,
+        edges=[Edge(1, 2, "skip"), Edge(1, 2, f"msa_{heads}"), Edge(2, 3, "skip"), Edge(2, 3, mlp)],
+        output=[3],
+        meta={"builtin": "vit_b16" if (heads, ratio) == (12, 4.0) else "vit_block"},
+    )
+
+
+BUILTINS = {
+    "vit_b16": lambda: vit_block(12, 4.0),
+    "vit_block": lambda: vit_block(12, 4.0),
+}
+
+# The dimensions each built-in is normally used at (for `show` and `retrain` defaults).
+BUILTIN_DIMS = {"vit_b16": {"depth": 12, "embed_dim": 768, "patch_size": 16, "image_size": 224}}
+
+
+def load_genotype(ref: str | Path) -> Genotype:
+    """Load a genotype from a built-in name, a genotype JSON file, or a run directory."""
+    ref_s = str(ref)
+    if ref_s in BUILTINS:
+        return BUILTINS[ref_s]()
+    path = Path(ref_s)
+    if path.is_dir():
+        if not (path / "genotype.json").is_file():
+            raise GenotypeError(f"{path} is a directory without genotype.json; is the search finished?")
+        path = path / "genotype.json"
+    if not path.exists():
+        hint = f" (built-ins: {', '.join(sorted(BUILTINS))})" if path.suffix != ".json" else ""
+        raise GenotypeError(f"{ref_s} is neither a genotype file nor a run directory nor a built-in{hint}.")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise GenotypeError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}).") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise GenotypeError(f"{path} cannot be read: {e}.") from None
+    return genotype_from_json(data, source=str(path))

@@ -1,0 +1,255 @@
+"""The run directory: the only interface between the engine and any front end.
+
+```
+runs/<run-id>/
+  config.yaml      resolved configuration, written once at start
+  events.jsonl     append-only event log, one JSON object per line, flushed per line
+  control.jsonl    append-only commands from a front (approve, stop)
+  checkpoint.pt    last completed epoch (atomic: temp file + rename)
+  genotype.json    the searched cell (genotype-stage<k>.json at each stage end)
+  engine.log       stdout/stderr of a detached engine process
+  .lock            held (flock) by the live engine process
+```
+
+This module imports no torch: front ends use it to read runs without loading a model.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import RunDirError
+
+EVENT_VERSION = 1
+EVENTS = "events.jsonl"
+CONTROL = "control.jsonl"
+CONFIG = "config.yaml"
+CHECKPOINT = "checkpoint.pt"
+GENOTYPE = "genotype.json"
+LOCK = ".lock"
+ENGINE_LOG = "engine.log"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that a reader sees the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def append_jsonl(path: Path, obj: dict[str, Any]) -> None:
+    """Append one JSON object as one line, flushed; a single write() so lines never interleave."""
+    line = json.dumps(obj, separators=(",", ":"), allow_nan=True) + "\n"
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line)
+        f.flush()
+
+
+def make_event(type_: str, **fields: Any) -> dict[str, Any]:
+    return {"v": EVENT_VERSION, "type": type_, "time": time.time(), **fields}
+
+
+@dataclass
+class JsonlTail:
+    """Reads complete new lines from a growing JSONL file; keeps a partial last line for later.
+
+    Malformed lines are returned as `("bad", text)` so the caller can warn and go on.
+    """
+
+    path: Path
+    offset: int = 0
+    _partial: bytes = b""
+
+    def read_new(self) -> list[tuple[str, Any]]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return []
+        if not chunk:
+            return []
+        self.offset += len(chunk)
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()  # b"" if the chunk ended with a newline
+        out: list[tuple[str, Any]] = []
+        for raw in lines:
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                out.append(("bad", raw.decode("utf-8", "replace")))
+                continue
+            out.append(("ok", obj) if isinstance(obj, dict) else ("bad", raw.decode("utf-8", "replace")))
+        return out
+
+
+def read_events(run_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """All complete events of a run, and the malformed lines that were skipped."""
+    tail = JsonlTail(Path(run_dir) / EVENTS)
+    events, bad = [], []
+    for kind, obj in tail.read_new():
+        (events if kind == "ok" else bad).append(obj)
+    return events, bad
+
+
+def is_run_dir(path: Path) -> bool:
+    path = Path(path)
+    return path.is_dir() and (path / EVENTS).exists() and (path / CONFIG).exists()
+
+
+def require_run_dir(path: Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise RunDirError(f"run directory {path} does not exist.")
+    if not is_run_dir(path):
+        raise RunDirError(f"{path} is not a dasvit run directory (no {EVENTS} and {CONFIG} in it).")
+    return path
+
+
+class RunLock:
+    """An exclusive `flock` on RUN_DIR/.lock, held by the live engine process for its whole life.
+
+    The kernel drops it when the process dies, however it dies, so `is_live` never sees a stale lock.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunDirError(
+                f"{self.path.parent} is in use by a live engine process; stop it first or use another run directory."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def is_live(run_dir: Path) -> bool:
+    """True while an engine process holds the run's lock."""
+    path = Path(run_dir) / LOCK
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def engine_pid(run_dir: Path) -> int | None:
+    try:
+        return int((Path(run_dir) / LOCK).read_text().strip() or 0) or None
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def write_control(run_dir: Path, command: dict[str, Any]) -> None:
+    """Append one control line (approve / stop) for the engine to act on."""
+    append_jsonl(Path(run_dir) / CONTROL, {"time": time.time(), **command})
+
+
+@dataclass
+class RunSummary:
+    """What a list of runs shows, folded from the event log."""
+
+    path: Path
+    kind: str = "?"
+    preset: str = "?"
+    status: str = "unknown"  # running | waiting | finished | stopped | failed | crashed
+    stage: int = 0
+    stages: int = 0
+    epoch: int = 0
+    epochs: int = 0
+    best_acc: float | None = None
+    started: float | None = None
+    last_event: dict[str, Any] = field(default_factory=dict)
+
+
+def summarize(run_dir: Path, events: list[dict[str, Any]] | None = None) -> RunSummary:
+    run_dir = Path(run_dir)
+    if events is None:
+        events, _ = read_events(run_dir)
+    s = RunSummary(path=run_dir)
+    ended = None
+    waiting = False
+    for ev in events:
+        t = ev.get("type")
+        if t == "run_start":
+            s.kind = ev.get("kind", "?")
+            s.preset = ev.get("preset", "?")
+            s.started = s.started or ev.get("time")
+            s.stages = len(((ev.get("config") or {}).get("search") or {}).get("stages") or []) or s.stages
+            ended = None
+        elif t == "epoch":
+            s.stage, s.epoch, s.epochs = ev.get("stage", 0), ev.get("epoch", 0), ev.get("epochs", 0)
+            acc = ev.get("top1", ev.get("val_acc"))
+            if isinstance(acc, (int, float)):
+                s.best_acc = acc if s.best_acc is None else max(s.best_acc, acc)
+            waiting = False
+        elif t == "prune_proposal":
+            waiting = True
+        elif t in ("prune", "genotype"):
+            waiting = False
+        elif t == "run_end":
+            ended = ev.get("status", "finished")
+        s.last_event = ev
+    live = is_live(run_dir)
+    if ended:
+        s.status = ended
+    elif live:
+        s.status = "waiting" if waiting else "running"
+    else:
+        s.status = "crashed" if events else "unknown"
+    return s
+
+
+def iter_runs(root: Path) -> Iterator[Path]:
+    root = Path(root)
+    if not root.is_dir():
+        return
+    for p in sorted(root.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True):
+        if is_run_dir(p):
+            yield p
+        if is_run_dir(p / "retrain"):
+            yield p / "retrain"

@@ -1,0 +1,324 @@
+"""What every engine process shares: distributed setup, the run directory's writer, progress on stdout,
+signals, checkpoints, and the mapping of outcomes to exit codes.
+
+Exit codes: 0 finished, 1 failed (a bug: traceback in the log and an `error` event), 2 bad input
+(one sentence), 130 stopped (Ctrl-C, SIGTERM or a `stop` control line).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+
+from . import rundir as rd
+from .config import Config, dump_config
+from .errors import UserError
+
+EXIT_OK, EXIT_FAILED, EXIT_USER, EXIT_STOPPED = 0, 1, 2, 130
+
+
+class Stopped(Exception):
+    """Raised inside a loop when a stop was asked for (signal or control line)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# distributed
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str = "auto") -> DistInfo:
+    """Join the process group when started by torchrun (nccl on CUDA, gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    if use_cuda:
+        torch.cuda.set_device(local)
+        dev = torch.device("cuda", local)
+    else:
+        dev = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return DistInfo(rank=rank, world=world, local_rank=local, device=dev)
+
+
+def all_reduce_mean(tensors: list[torch.Tensor], info: DistInfo) -> None:
+    """Average tensors across ranks in place (one flat buffer: one collective)."""
+    if info.world == 1 or not tensors:
+        return
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat)
+    flat /= info.world
+    offset = 0
+    for t in tensors:
+        n = t.numel()
+        t.copy_(flat[offset: offset + n].view_as(t))
+        offset += n
+
+
+def reduce_sum(values: list[float], info: DistInfo) -> list[float]:
+    """Sum scalars across ranks (for epoch metrics)."""
+    if info.world == 1:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=info.device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def barrier(info: DistInfo) -> None:
+    if info.world > 1:
+        dist.barrier()
+
+
+def broadcast_object(obj: Any, info: DistInfo) -> Any:
+    if info.world == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """torch.save to a temp file, then rename: a crash leaves the previous checkpoint intact."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    rd.atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} does not exist; the run has no completed epoch to resume from.")
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---------------------------------------------------------------------------------------------
+# progress on stdout
+
+def _fmt_eta(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "--:--"
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+class Progress:
+    """Shows stage, epoch, step, loss, accuracy, images/s and ETA: a rich live bar on a terminal,
+    plain lines otherwise (logs, pipes, a detached engine)."""
+
+    def __init__(self, enabled: bool = True, stream=None):
+        self.stream = stream or sys.stdout
+        self.enabled = enabled
+        self.tty = enabled and self.stream.isatty() and os.environ.get("TERM") != "dumb"
+        self._bar = None
+        self._task = None
+        self._last_plain = 0.0
+        if self.tty:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
+
+            self._bar = RichProgress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
+                console=Console(file=self.stream), transient=True,
+            )
+            self._bar.start()
+
+    def start_epoch(self, label: str, total_steps: int) -> None:
+        if self._bar is not None:
+            if self._task is not None:
+                self._bar.remove_task(self._task)
+            self._task = self._bar.add_task(label, total=total_steps, info="")
+        self._label, self._total, self._t0 = label, total_steps, time.time()
+
+    def step(self, step: int, info: str) -> None:
+        if not self.enabled:
+            return
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, completed=step, info=info)
+            return
+        now = time.time()
+        if now - self._last_plain >= 10 or step == self._total:
+            self._last_plain = now
+            rate = step / max(now - self._t0, 1e-9)
+            eta = (self._total - step) / rate if rate > 0 else None
+            self.line(f"{self._label} step {step}/{self._total} {info} eta {_fmt_eta(eta)}")
+
+    def line(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.console.print(text, markup=False, highlight=False)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+# ---------------------------------------------------------------------------------------------
+# the run: directory, events, signals, outcome
+
+class Run:
+    """One engine process's hold on its run directory (rank 0 writes; other ranks only compute).
+
+    Use as `with Run(...) as run:`; `run.emit(type, **fields)` appends an event; `run.should_stop()`
+    is true after SIGINT/SIGTERM or a `stop` control line.
+    """
+
+    def __init__(self, run_dir: Path, cfg: Config, kind: str, info: DistInfo, resume: bool = False,
+                 progress: bool = True):
+        self.dir = Path(run_dir)
+        self.cfg = cfg
+        self.kind = kind
+        self.info = info
+        self.resume = resume
+        self.progress = Progress(enabled=progress and info.main)
+        self._stop = False
+        self._lock = rd.RunLock(self.dir)
+        self._old_handlers: dict[int, Any] = {}
+        self.control_offset = 0
+        self._control_partial = b""
+        self._queue: list[dict[str, Any]] = []
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def __enter__(self) -> "Run":
+        if self.info.main:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._lock.acquire()
+            if not self.resume:
+                rd.atomic_write_text(self.dir / rd.CONFIG, dump_config(self.cfg))
+                (self.dir / rd.CONTROL).touch()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+        self.emit(
+            "run_start", kind=self.kind, preset=self.cfg.preset, device=str(self.info.device),
+            world_size=self.info.world, pid=os.getpid(), host=socket.gethostname(),
+            resumed=self.resume, config=self.cfg.to_dict(),
+        )
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, h in self._old_handlers.items():
+            signal.signal(sig, h)
+        self.progress.close()
+        if self.info.main:
+            self._lock.release()
+
+    def _on_signal(self, signum, frame) -> None:
+        if self._stop:  # a second Ctrl-C: leave now
+            raise KeyboardInterrupt
+        self._stop = True
+        self.progress.line(f"{signal.Signals(signum).name}: stopping after this step (again to abort)")
+
+    # -- events ---------------------------------------------------------------------------
+    def emit(self, type_: str, **fields: Any) -> None:
+        if self.info.main:
+            rd.append_jsonl(self.dir / rd.EVENTS, rd.make_event(type_, **fields))
+
+    # -- control --------------------------------------------------------------------------
+    CONTROL_TYPES = ("approve", "stop")
+
+    def poll_control(self) -> None:
+        """Queue new well-formed control lines (rank 0); a malformed one gets an `error` event, no crash."""
+        if not self.info.main:
+            return
+        tail = rd.JsonlTail(self.dir / rd.CONTROL, offset=self.control_offset)
+        tail._partial = self._control_partial
+        for kind, obj in tail.read_new():
+            if kind == "bad" or obj.get("type") not in self.CONTROL_TYPES:
+                self.emit("error", message=f"ignored a malformed control line: {str(obj)[:200]}", traceback="")
+                continue
+            self._queue.append(obj)
+        self.control_offset, self._control_partial = tail.offset, tail._partial
+
+    def take_control(self, type_: str) -> list[dict[str, Any]]:
+        """Remove and return the queued control lines of one type."""
+        self.poll_control()
+        taken = [c for c in self._queue if c["type"] == type_]
+        self._queue = [c for c in self._queue if c["type"] != type_]
+        return taken
+
+    def should_stop(self) -> bool:
+        """Stop requested by a signal or a `stop` control line; agreed across ranks."""
+        if self.info.main and not self._stop and self.take_control("stop"):
+            self._stop = True
+            self.progress.line("stop requested in control.jsonl: stopping after this step")
+        flag = self._stop
+        if self.info.world > 1:
+            t = torch.tensor([1.0 if flag else 0.0], device=self.info.device)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            flag = bool(t.item())
+        self._stop = flag
+        return flag
+
+
+def run_engine(body: Callable[[], int]) -> int:
+    """Run an engine main: map user errors to 2, stops to 130, bugs to 1 with a traceback."""
+    try:
+        return body()
+    except UserError as e:
+        print(f"dasvit: {e}", file=sys.stderr)
+        return EXIT_USER
+    except (Stopped, KeyboardInterrupt):
+        return EXIT_STOPPED
+
+
+def fail_event(run: Run | None, exc: BaseException) -> None:
+    if run is None:
+        return
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    run.emit("error", message=f"{type(exc).__name__}: {exc}", traceback=tb)
+    run.emit("run_end", status="failed", message=f"{type(exc).__name__}: {exc}")
+
+
+def default_run_dir(preset: str, root: str = "runs") -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = Path(preset).stem if preset else "custom"
+    path = Path(root) / f"{name}-{stamp}"
+    i = 1
+    while path.exists():
+        i += 1
+        path = Path(root) / f"{name}-{stamp}-{i}"
+    return path

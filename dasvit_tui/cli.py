@@ -1,0 +1,67 @@
+"""`dasvit`: the command line. Each command lives in its own module and registers itself here.
+
+User mistakes (`dasvit.errors.UserError`) become one sentence on stderr and exit code 2; anything else is
+a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from dasvit.errors import UserError
+
+app = typer.Typer(
+    name="dasvit",
+    help=(
+        "Differentiable architecture search for Vision Transformers (DASViT).\n\n"
+        "Search a ViT encoder cell, watch and steer the search in a terminal UI, then retrain the cell "
+        "from scratch and compare it with ViT-B/16. Try: dasvit search --headless --preset demo"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _register() -> None:
+    from . import cmd_search
+
+    cmd_search.register(app)
+    for name in ("cmd_retrain", "cmd_show", "cmd_tui", "cmd_bench"):
+        try:
+            mod = __import__(f"dasvit_tui.{name}", fromlist=["register"])
+        except ModuleNotFoundError as e:
+            if e.name != f"dasvit_tui.{name}":
+                raise
+            continue
+        mod.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except UserError as e:
+        print(f"dasvit: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        print("Aborted.", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:  # click usage errors are user mistakes too
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

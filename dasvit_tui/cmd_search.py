@@ -1,0 +1,1 @@
+"""`dasvit search` and `dasvit approve`."""
