@@ -105,7 +105,7 @@ class SearchConfig:
     arch_weight_decay: float = 1e-3
     grad_clip: float = 5.0
     steps_per_epoch: int = 0  # 0: a full pass over the weights half
-    fused: bool = True
+    fused: bool = False
     compile: bool = False
 
 

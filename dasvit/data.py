@@ -57,7 +57,7 @@ class SyntheticImages(Dataset):
         for i in range(n):
             img = torch.roll(protos[self.targets[i]], shifts=(int(shift[i, 0]), int(shift[i, 1])), dims=(1, 2))
             images[i] = amp[i] * img
-        images += 0.9 * torch.randn(images.shape, generator=gs)
+        images += 0.7 * torch.randn(images.shape, generator=gs)
         self.images = images
         self.classes = [f"class_{c}" for c in range(classes)]
         self.transform = transform

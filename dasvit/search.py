@@ -1,0 +1,389 @@
+"""The progressive bi-level DASViT search, as an engine process.
+
+    python -m dasvit.search --preset demo --run-dir runs/demo [--set k=v ...] [--approve auto|manual]
+    python -m dasvit.search --resume runs/demo
+    torchrun --nproc_per_node 2 -m dasvit.search --preset demo --run-dir runs/demo
+
+Each stage builds a fresh supernet with the ops kept so far, trains weights on one half of the training
+set and α on the other (first-order DARTS, weights only during the first `arch_warmup_epochs`), then
+proposes the ops to keep, waits for approval when approval is manual, and prunes. Everything the run has
+to say goes to the run directory (see dasvit.rundir); a checkpoint is written after every epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from . import rundir as rd
+from .arch import arch_weights_dict, check_keep, derive_genotype, fairness_terms, prune_proposal, skip_fraction
+from .config import Config, load_config, load_run_config
+from .data import EpochLoaders, build_datasets, split_halves
+from .errors import RunDirError, UserError
+from .runtime import (EXIT_OK, EXIT_STOPPED, DistInfo, Run, Stopped, all_reduce_mean, barrier, broadcast_object,
+                      default_run_dir, fail_event, load_checkpoint, reduce_sum, rng_state, run_engine,
+                      save_checkpoint, set_rng_state, setup_distributed)
+from .supernet import Supernet, edge_list, mask_from_keep
+
+
+def _seed(*parts: int) -> int:
+    s = 0
+    for p in parts:
+        s = (s * 1_000_003 + p + 1) % (2**31 - 1)
+    return s
+
+
+@dataclass
+class StageState:
+    """What a stage is made of: the supernet, its optimizers and schedule."""
+
+    net: Supernet
+    w_opt: torch.optim.Optimizer
+    a_opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    steps_per_epoch: int
+
+
+class Searcher:
+    """Runs the stages of one search run (every rank runs one; only rank 0 writes)."""
+
+    def __init__(self, cfg: Config, run: Run, info: DistInfo):
+        self.cfg, self.run, self.info = cfg, run, info
+        self.ops = list(cfg.space.ops)
+        self.nodes = cfg.space.nodes
+        train, self.val_set, self.num_classes = build_datasets(cfg.data, seed=cfg.search.seed)
+        w_idx, a_idx = split_halves(len(train), cfg.search.seed)
+        self.w_set = torch.utils.data.Subset(train, w_idx)
+        self.a_set = torch.utils.data.Subset(train, a_idx)
+        bs = cfg.data.batch_size
+        if len(self.w_set) // info.world < bs or len(self.a_set) // info.world < bs:
+            raise UserError(
+                f"data.batch_size ({bs}) is larger than half the training set per rank "
+                f"({len(self.w_set) // info.world} images); lower data.batch_size."
+            )
+        self.autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16) if info.device.type == "cuda" else nullcontext()
+        )
+
+    # -- building -------------------------------------------------------------------------
+    def build_stage(self, stage: int, mask: torch.Tensor) -> StageState:
+        cfg, sc = self.cfg, self.cfg.search
+        st = sc.stages[stage]
+        torch.manual_seed(_seed(sc.seed, stage, 999))  # fresh weights and α, the same on every rank
+        net = Supernet(
+            self.num_classes, cfg.data.image_size, cfg.space.patch_size, cfg.space.embed_dim, self.nodes,
+            self.ops, st.depth, mask=mask, pts_ratio=sc.pts.ratio if sc.pts.enabled else None,
+            pts_dim=sc.pts.dim,
+        ).to(self.info.device)
+        if sc.fused:
+            from .fused import enable_fused
+
+            enable_fused(net)
+        w_opt = torch.optim.AdamW(net.weight_parameters(), lr=sc.lr, weight_decay=sc.weight_decay)
+        a_opt = torch.optim.Adam([net.alpha], lr=sc.arch_lr, betas=(0.5, 0.999), weight_decay=sc.arch_weight_decay)
+        steps = self.loaders(stage)[0].__len__()
+        if sc.steps_per_epoch:
+            steps = min(steps, sc.steps_per_epoch)
+        total = max(1, steps * st.epochs)
+        floor = sc.min_lr / sc.lr
+
+        def cosine(step: int) -> float:
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(w_opt, cosine)
+        return StageState(net, w_opt, a_opt, sched, steps)
+
+    def loaders(self, stage: int) -> tuple[EpochLoaders, EpochLoaders]:
+        d, i = self.cfg.data, self.info
+        seed = _seed(self.cfg.search.seed, stage)
+        return (
+            EpochLoaders(self.w_set, d.batch_size, d.workers, seed, i.rank, i.world),
+            EpochLoaders(self.a_set, d.batch_size, d.workers, seed + 1, i.rank, i.world),
+        )
+
+    # -- one epoch ------------------------------------------------------------------------
+    def train_epoch(self, stage: int, epoch: int, s: StageState) -> dict[str, float]:
+        sc, dev, net = self.cfg.search, self.info.device, s.net
+        torch.manual_seed(_seed(sc.seed, stage, epoch, self.info.rank))
+        w_loader, a_loader = (l.epoch(epoch) for l in self.loaders(stage))
+        arch_on = epoch >= sc.arch_warmup_epochs
+        weights = net.weight_parameters()
+        label = f"stage {stage + 1}/{len(sc.stages)} epoch {epoch + 1}/{sc.stages[stage].epochs}"
+        self.run.progress.start_epoch(label, s.steps_per_epoch)
+        net.train()
+        loss_sum = correct = seen = images = 0.0
+        t0 = time.time()
+        for step, ((xw, yw), (xa, ya)) in enumerate(zip(w_loader, a_loader)):
+            if step >= s.steps_per_epoch:
+                break
+            xw, yw = xw.to(dev, non_blocking=True), yw.to(dev, non_blocking=True)
+            if arch_on:  # architecture step on a batch of the α half
+                xa, ya = xa.to(dev, non_blocking=True), ya.to(dev, non_blocking=True)
+                s.a_opt.zero_grad(set_to_none=True)
+                with self.autocast:
+                    loss_a = F.cross_entropy(net(xa), ya)
+                if sc.fairness.enabled:
+                    loss_a = loss_a + fairness_terms(net.arch_weights(), self.ops, sc.fairness)["total"]
+                net.alpha.grad = torch.autograd.grad(loss_a, net.alpha)[0]
+                all_reduce_mean([net.alpha.grad], self.info)
+                s.a_opt.step()
+                images += xa.shape[0]
+            # weight step on a batch of the weights half
+            s.w_opt.zero_grad(set_to_none=True)
+            with self.autocast:
+                logits = net(xw)
+                loss = F.cross_entropy(logits, yw)
+            grads = torch.autograd.grad(loss, weights, allow_unused=True)
+            for p, g in zip(weights, grads):
+                p.grad = torch.zeros_like(p) if g is None else g
+            all_reduce_mean([p.grad for p in weights], self.info)
+            if sc.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(weights, sc.grad_clip)
+            s.w_opt.step()
+            s.sched.step()
+            n = yw.shape[0]
+            loss_sum += loss.item() * n
+            correct += float((logits.argmax(1) == yw).sum())
+            seen += n
+            images += n
+            self.run.progress.step(step + 1, f"loss {loss_sum / seen:.3f} acc {correct / seen:.3f} "
+                                             f"{images / max(time.time() - t0, 1e-9):.0f} img/s")
+            if self.run.should_stop():
+                raise Stopped()
+        loss_sum, correct, seen, images = reduce_sum([loss_sum, correct, seen, images], self.info)
+        seconds = time.time() - t0
+        return {"train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
+                "seconds": seconds, "images_per_s": images / max(seconds, 1e-9)}
+
+    @torch.no_grad()
+    def evaluate(self, net: Supernet) -> dict[str, float]:
+        d, i = self.cfg.data, self.info
+        loader = EpochLoaders(self.val_set, d.batch_size, d.workers, 0, i.rank, i.world,
+                              shuffle=False, drop_last=False).epoch(0)
+        net.eval()
+        loss_sum = correct = seen = 0.0
+        for x, y in loader:
+            x, y = x.to(i.device), y.to(i.device)
+            with self.autocast:
+                logits = net(x)
+            loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+            correct += float((logits.argmax(1) == y).sum())
+            seen += y.shape[0]
+        loss_sum, correct, seen = reduce_sum([loss_sum, correct, seen], i)
+        return {"val_loss": loss_sum / max(seen, 1), "val_acc": correct / max(seen, 1)}
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def checkpoint(self, stage: int, epoch: int, phase: str, mask: torch.Tensor, s: StageState | None) -> None:
+        if not self.info.main:
+            return
+        state: dict[str, Any] = {
+            "version": 1, "stage": stage, "epoch": epoch, "phase": phase, "mask": mask.cpu(),
+            "control_offset": self.run.control_offset, "rng": rng_state(),
+        }
+        if s is not None:
+            state.update(model=s.net.state_dict(), w_opt=s.w_opt.state_dict(), a_opt=s.a_opt.state_dict(),
+                         sched=s.sched.state_dict())
+        save_checkpoint(self.run.dir / rd.CHECKPOINT, state)
+
+    # -- stage end ------------------------------------------------------------------------
+    def stage_genotype(self, stage: int, net: Supernet) -> None:
+        sc = self.cfg.search
+        w = net.arch_weights().detach().cpu()
+        geno = derive_genotype(w, net.mask.cpu(), self.ops, self.nodes, self.cfg.space.edges_per_node, meta={
+            "dataset": self.cfg.data.name, "run": self.run.dir.name, "stage": stage + 1,
+            "stage_depths": [st.depth for st in sc.stages], "preset": self.cfg.preset,
+        })
+        self.check_ranks_agree(w, stage)
+        if self.info.main:
+            geno.save(self.run.dir / f"genotype-stage{stage + 1}.json")
+            if stage == len(sc.stages) - 1:
+                geno.save(self.run.dir / rd.GENOTYPE)
+        self.run.emit("genotype", stage=stage + 1, genotype=geno.to_json())
+
+    def check_ranks_agree(self, w: torch.Tensor, stage: int) -> None:
+        """Every rank must hold the same α; a divergence is a bug, not something to paper over."""
+        if self.info.world == 1:
+            return
+        gathered = [torch.zeros_like(w) for _ in range(self.info.world)]
+        torch.distributed.all_gather_object(gathered, w)
+        worst = max(float((g - w).abs().max()) for g in gathered)
+        if worst > 1e-6:
+            raise RuntimeError(f"ranks disagree on α at the end of stage {stage + 1} (max difference {worst:g})")
+
+    def approve(self, stage: int, proposal: dict[str, list[str]], mask: torch.Tensor) -> dict[str, list[str]]:
+        """Wait (manual) for an `approve` control line for this stage, or accept at once (auto)."""
+        keep, by = proposal, "auto"
+        if self.cfg.search.approval == "manual" and self.info.main:
+            self.run.progress.line(f"stage {stage + 1}: waiting for approval (dasvit approve {self.run.dir})")
+            keep = None
+            while keep is None:
+                if self.run.should_stop():
+                    break
+                for cmd in self.run.take_control("approve"):
+                    if cmd.get("stage") not in (stage + 1, None):
+                        continue  # an answer to another stage's proposal
+                    user_keep = cmd.get("keep")
+                    if user_keep is None:
+                        keep, by = proposal, "user"
+                        break
+                    why = check_keep(user_keep, mask, self.ops, self.nodes)
+                    if why:
+                        self.run.emit("error", message=f"approve for stage {stage + 1} ignored: {why}", traceback="")
+                        continue
+                    keep, by = {k: list(v) for k, v in user_keep.items()}, "user"
+                    break
+                else:
+                    time.sleep(0.2)
+        if self.cfg.search.approval == "manual":
+            stopped = self.run.should_stop() if self.info.world > 1 or keep is None else False
+            if stopped or keep is None:
+                raise Stopped()
+            keep, by = broadcast_object((keep, by), self.info)
+        self.run.emit("prune", stage=stage + 1, keep=keep, by=by)
+        return keep
+
+    # -- the whole run --------------------------------------------------------------------
+    def search(self, ckpt: dict[str, Any] | None) -> None:
+        sc = self.cfg.search
+        mask = torch.ones(len(edge_list(self.nodes)), len(self.ops), dtype=torch.bool)
+        start_stage, start_epoch, phase = 0, 0, "train"
+        if ckpt is not None:
+            start_stage, start_epoch, phase = ckpt["stage"], ckpt["epoch"], ckpt["phase"]
+            mask = ckpt["mask"].bool()
+            self.run.control_offset = ckpt["control_offset"]
+        for stage in range(start_stage, len(sc.stages)):
+            st = sc.stages[stage]
+            s = self.build_stage(stage, mask)
+            first = 0
+            if ckpt is not None and stage == start_stage:
+                s.net.load_state_dict(ckpt["model"])
+                s.w_opt.load_state_dict(ckpt["w_opt"])
+                s.a_opt.load_state_dict(ckpt["a_opt"])
+                s.sched.load_state_dict(ckpt["sched"])
+                set_rng_state(ckpt["rng"])
+                first = start_epoch
+            elif stage > 0:
+                self.checkpoint(stage, 0, "train", mask, s)
+            if not (ckpt is not None and stage == start_stage and phase == "proposal"):
+                for epoch in range(first, st.epochs):
+                    metrics = self.train_epoch(stage, epoch, s)
+                    metrics.update(self.evaluate(s.net))
+                    self.checkpoint(stage, epoch + 1, "train", mask, s)
+                    self.emit_epoch(stage, epoch, s, metrics)
+                self.stage_genotype(stage, s.net)
+                self.checkpoint(stage, st.epochs, "proposal", mask, s)
+            if stage + 1 < len(sc.stages):
+                w = s.net.arch_weights().detach().cpu()
+                proposal = prune_proposal(w, mask, self.ops, self.nodes, sc.stages[stage + 1].keep)
+                self.run.emit("prune_proposal", stage=stage + 1, keep=proposal,
+                              weights=arch_weights_dict(w, mask, self.ops, self.nodes),
+                              approval=sc.approval)
+                keep = self.approve(stage, proposal, mask)
+                mask = mask_from_keep(keep, self.ops, self.nodes)
+            del s
+        barrier(self.info)
+
+    def emit_epoch(self, stage: int, epoch: int, s: StageState, m: dict[str, float]) -> None:
+        sc = self.cfg.search
+        w = s.net.arch_weights().detach().float().cpu()
+        terms = {k: float(v) for k, v in fairness_terms(w, self.ops, sc.fairness).items()}
+        extra = {}
+        if self.info.device.type == "cuda":
+            extra["peak_mem_bytes"] = torch.cuda.max_memory_allocated(self.info.device)
+            torch.cuda.reset_peak_memory_stats(self.info.device)
+        self.run.emit(
+            "epoch", stage=stage + 1, stages=len(sc.stages), epoch=epoch + 1, epochs=sc.stages[stage].epochs,
+            depth=sc.stages[stage].depth, lr=s.sched.get_last_lr()[0], arch_step=epoch >= sc.arch_warmup_epochs,
+            **m, arch_weights=arch_weights_dict(w, s.net.mask.cpu(), self.ops, self.nodes),
+            skip_fraction=skip_fraction(w, self.ops), fairness={**terms, "enabled": sc.fairness.enabled},
+            **extra,
+        )
+        self.run.progress.line(
+            f"stage {stage + 1}/{len(sc.stages)} epoch {epoch + 1}/{sc.stages[stage].epochs}  "
+            f"train loss {m['train_loss']:.3f} acc {m['train_acc']:.3f}  "
+            f"val loss {m['val_loss']:.3f} acc {m['val_acc']:.3f}  "
+            f"skip {skip_fraction(w, self.ops):.3f}  {m['images_per_s']:.0f} img/s  {m['seconds']:.1f}s"
+        )
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m dasvit.search", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default=None, help="preset name (demo, cifar10, ...) or YAML path")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--run-dir", default=None)
+    p.add_argument("--approve", choices=["auto", "manual"], default=None)
+    p.add_argument("--resume", default=None, metavar="RUN_DIR")
+    p.add_argument("--no-progress", action="store_true", help="print nothing on stdout")
+    return p
+
+
+def prepare(args: argparse.Namespace) -> tuple[Config, Path, bool]:
+    """Resolve the config and run directory, or raise a UserError before any work."""
+    if args.resume:
+        run_dir = rd.require_run_dir(Path(args.resume))
+        if args.preset or args.overrides:
+            raise UserError("--resume continues a run with its own config.yaml; drop --preset and --set.")
+        if not (run_dir / rd.CHECKPOINT).is_file():
+            raise RunDirError(f"{run_dir} has no {rd.CHECKPOINT} yet; start it again instead of resuming.")
+        cfg = load_run_config(run_dir / rd.CONFIG)
+        if args.approve:
+            cfg.search.approval = args.approve
+        return cfg, run_dir, True
+    cfg = load_config(args.preset or "demo", args.overrides)
+    if args.approve:
+        cfg.search.approval = args.approve
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg.preset)
+    if (run_dir / rd.EVENTS).exists() and (run_dir / rd.EVENTS).stat().st_size:
+        if rd.is_live(run_dir):
+            raise RunDirError(f"{run_dir} is in use by a live engine process; stop it first or use another run directory.")
+        raise RunDirError(f"{run_dir} already holds a run; use --resume {run_dir} or another --run-dir.")
+    return cfg, run_dir, False
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+
+    def body() -> int:
+        cfg, run_dir, resume = prepare(args)
+        info = setup_distributed()
+        torch.set_float32_matmul_precision("high")
+        run = None
+        try:
+            with Run(run_dir, cfg, "search", info, resume=resume, progress=not args.no_progress) as run:
+                try:
+                    ckpt = load_checkpoint(run_dir / rd.CHECKPOINT) if resume else None
+                    if info.main:
+                        run.progress.line(f"run directory: {run_dir}")
+                    Searcher(cfg, run, info).search(ckpt)
+                except (Stopped, KeyboardInterrupt):
+                    run.emit("run_end", status="stopped", message="stopped by the user; resume with --resume")
+                    run.progress.line(f"stopped; resume with: dasvit search --resume {run_dir}")
+                    return EXIT_STOPPED
+                except UserError as e:
+                    run.emit("run_end", status="failed", message=str(e))
+                    raise
+                except BaseException as e:
+                    fail_event(run, e)
+                    raise
+                run.emit("run_end", status="finished", message=f"genotype written to {run_dir / rd.GENOTYPE}")
+                run.progress.line(f"finished: {run_dir / rd.GENOTYPE}")
+                return EXIT_OK
+        finally:
+            if torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
+
+    return run_engine(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
