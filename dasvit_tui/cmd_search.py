@@ -1,1 +1,133 @@
-"""`dasvit search` and `dasvit approve`."""
+"""`dasvit search` (headless or with the monitor) and `dasvit approve`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dasvit import rundir as rd
+from dasvit.errors import RunDirError, UserError
+
+SET_HELP = "Override a config key, VALUE parsed as YAML; repeatable. Example: --set search.pts.ratio=0.25"
+
+
+def engine_argv(module: str, preset: Optional[str], overrides: list[str], run_dir: Optional[Path],
+                approve: Optional[str], resume: Optional[Path]) -> list[str]:
+    """The engine's own arguments (python -m dasvit.search ...)."""
+    argv: list[str] = []
+    if preset:
+        argv += ["--preset", preset]
+    for o in overrides:
+        argv += ["--set", o]
+    if run_dir:
+        argv += ["--run-dir", str(run_dir)]
+    if approve:
+        argv += ["--approve", approve]
+    if resume:
+        argv += ["--resume", str(resume)]
+    return argv
+
+
+def run_distributed(module: str, nproc: int, argv: list[str]) -> int:
+    """Run an engine module under torchrun with `nproc` local ranks, in the foreground."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", module, *argv]
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc))))
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 130
+
+
+def resolve_new_run_dir(preset: Optional[str], overrides: list[str], run_dir: Optional[Path]) -> Path:
+    """Validate the config now (exit 2 before any work) and fix the run directory every rank will use."""
+    from dasvit.config import load_config
+    from dasvit.runtime import default_run_dir
+
+    cfg = load_config(preset or "demo", overrides)
+    return run_dir or default_run_dir(cfg.preset)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(no_args_is_help=False)
+    def search(
+        preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Preset name (demo, cifar10, cifar100, imagenet100) or a YAML file. Default: demo."),
+        overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP, metavar="KEY=VALUE"),
+        run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-o", help="Where the run writes. Default: runs/<preset>-<timestamp>."),
+        headless: bool = typer.Option(False, "--headless", help="Run in the foreground with progress on stdout (for scripts and clusters) instead of opening the monitor."),
+        approve: Optional[str] = typer.Option(None, "--approve", help="Stage pruning: auto (default when headless) or manual (wait for `dasvit approve` or the monitor)."),
+        resume: Optional[Path] = typer.Option(None, "--resume", help="Continue RUN_DIR from its last completed epoch."),
+        nproc: int = typer.Option(1, "--nproc", min=1, help="Processes (one per GPU) under torchrun; gloo on CPU."),
+    ) -> None:
+        """Search a ViT encoder cell with DASViT; opens the monitor unless --headless.
+
+        Progressive three-stage bi-level search with partial token selection and operation fairness.
+
+        Exit codes: 0 finished, 1 failed, 2 bad input, 130 stopped (Ctrl-C, SIGTERM or a stop request).
+        A stopped or killed run continues with --resume RUN_DIR from its last completed epoch.
+
+        Example: dasvit search --headless --preset demo --set search.pts.ratio=0.25
+        """
+        if approve not in (None, "auto", "manual"):
+            raise UserError(f"--approve must be auto or manual, got {approve!r}.")
+        if not headless:
+            try:
+                from .cmd_tui import start_and_monitor
+            except ImportError:
+                raise UserError("the monitor is not available in this install; use --headless.") from None
+            raise typer.Exit(start_and_monitor("search", preset, list(overrides), run_dir,
+                                               engine_argv("dasvit.search", None, [], None, approve, resume)))
+        if resume is None:
+            run_dir = resolve_new_run_dir(preset, list(overrides), run_dir)
+        argv = engine_argv("dasvit.search", preset, list(overrides), run_dir, approve, resume)
+        if nproc > 1:
+            raise typer.Exit(run_distributed("dasvit.search", nproc, argv))
+        from dasvit.search import main as search_main
+
+        raise typer.Exit(search_main(argv))
+
+    @app.command()
+    def approve(
+        run_dir: Path = typer.Argument(..., help="The run directory of a search waiting for approval."),
+        keep: Optional[str] = typer.Option(None, "--keep", help="JSON (or a JSON file) mapping each edge 'i->j' to the ops to keep. Default: the proposal as is."),
+        stop: bool = typer.Option(False, "--stop", help="Stop the run instead of approving."),
+    ) -> None:
+        """Answer a pending stage-pruning proposal from a script.
+
+        Example: dasvit approve runs/demo-20260101-120000 --keep '{"0->2": ["msa_4", "mlp_4"], ...}'
+        """
+        rd.require_run_dir(run_dir)
+        events, _ = rd.read_events(run_dir)
+        pending = None
+        for ev in events:
+            if ev.get("type") == "prune_proposal":
+                pending = ev
+            elif ev.get("type") == "prune" or ev.get("type") == "run_end":
+                pending = None
+        if stop:
+            rd.write_control(run_dir, {"type": "stop"})
+            typer.echo(f"stop requested for {run_dir}")
+            return
+        if pending is None:
+            raise RunDirError(f"{run_dir} has no pruning proposal waiting for approval.")
+        if not rd.is_live(run_dir):
+            typer.echo(f"note: no engine is running on {run_dir}; the approval applies when it is resumed.", err=True)
+        cmd: dict = {"type": "approve", "stage": pending["stage"]}
+        if keep is not None:
+            text = Path(keep).read_text() if Path(keep).is_file() else keep
+            try:
+                parsed = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise UserError(f"--keep is not valid JSON ({e.msg}).") from None
+            proposal = pending.get("keep", {})
+            if not isinstance(parsed, dict) or set(parsed) != set(proposal):
+                raise UserError(f"--keep must map exactly the edges {', '.join(proposal)} to lists of ops.")
+            cmd["keep"] = parsed
+        rd.write_control(run_dir, cmd)
+        typer.echo(f"approved stage {pending['stage']} pruning for {run_dir}")
