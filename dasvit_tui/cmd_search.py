@@ -120,7 +120,11 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"note: no engine is running on {run_dir}; the approval applies when it is resumed.", err=True)
         cmd: dict = {"type": "approve", "stage": pending["stage"]}
         if keep is not None:
-            text = Path(keep).read_text() if Path(keep).is_file() else keep
+            text = keep
+            if not keep.lstrip().startswith("{"):
+                if not Path(keep).is_file():
+                    raise UserError(f"--keep {keep!r} is neither JSON nor a JSON file.")
+                text = Path(keep).read_text()
             try:
                 parsed = json.loads(text)
             except json.JSONDecodeError as e:

@@ -1,0 +1,77 @@
+"""Shared helpers: tiny real searches (synthetic data, few steps) that finish in seconds on 2 cores."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parent.parent
+
+# A whole three-stage search in a few seconds.
+TINY = [
+    "search.stages=[{depth: 1, keep: 8, epochs: 2}, {depth: 2, keep: 4, epochs: 2}, {depth: 2, keep: 2, epochs: 2}]",
+    "search.steps_per_epoch=3",
+    "search.arch_warmup_epochs=1",
+    "data.synthetic_train=192",
+    "data.synthetic_val=48",
+    "data.batch_size=16",
+    "space.embed_dim=24",
+    "search.pts.dim=8",
+]
+
+
+def sets(overrides: list[str]) -> list[str]:
+    out = []
+    for o in overrides:
+        out += ["--set", o]
+    return out
+
+
+def events(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (Path(run_dir) / "events.jsonl").read_text().splitlines() if line.strip()]
+
+
+def of_type(evs: list[dict], type_: str) -> list[dict]:
+    return [e for e in evs if e["type"] == type_]
+
+
+def engine_cmd(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def engine_env(**extra: str) -> dict:
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **extra)
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
+
+
+def start_engine(module: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(engine_cmd(module, *args), env=engine_env(), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_search(tmp_path_factory) -> Path:
+    """A finished tiny three-stage search run directory (real engine, in-process)."""
+    from dasvit.search import main
+
+    run_dir = tmp_path_factory.mktemp("search") / "run"
+    assert main(["--preset", "demo", "--run-dir", str(run_dir), "--no-progress", *sets(TINY)]) == 0
+    return run_dir

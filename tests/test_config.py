@@ -1,0 +1,60 @@
+"""Configuration: presets, --set overrides parsed as YAML, and one-sentence errors with exit code 2."""
+
+import subprocess
+import sys
+
+import pytest
+
+from dasvit.config import load_config, preset_names
+from dasvit.errors import ConfigError
+from dasvit_tui.cli import main
+
+
+def test_presets_load_with_paper_settings():
+    assert {"demo", "cifar10", "cifar100", "imagenet100"} <= set(preset_names())
+    cfg = load_config("imagenet100")
+    assert (cfg.data.image_size, cfg.space.patch_size, cfg.space.embed_dim, cfg.data.batch_size) == (224, 16, 768, 64)
+    assert [(s.depth, s.keep, s.epochs) for s in cfg.search.stages] == [(2, 8, 30), (4, 5, 30), (6, 3, 30)]
+    assert len(cfg.space.ops) == 8
+
+
+def test_set_values_are_yaml():
+    cfg = load_config("demo", ["search.stages=[{depth: 2, keep: 8, epochs: 1}]", "search.pts.enabled=false",
+                               "search.fairness.upper=0.7", "data.root=/tmp/x"])
+    assert [(s.depth, s.keep, s.epochs) for s in cfg.search.stages] == [(2, 8, 1)]
+    assert cfg.search.pts.enabled is False and cfg.search.fairness.upper == 0.7 and cfg.data.root == "/tmp/x"
+
+
+@pytest.mark.parametrize("override, words", [
+    ("data.bogus=1", ["data.bogus", "allowed"]),
+    ("search.pts.ratio=0", ["search.pts.ratio", "(0, 1]"]),
+    ("search.pts.ratio=1.5", ["search.pts.ratio", "(0, 1]"]),
+    ("search.stages=[{depth: 2, keep: 9, epochs: 1}]", ["keep", "between 1 and 8"]),
+    ("search.stages=[{depth: 2, keep: 3, epochs: 1}, {depth: 4, keep: 5, epochs: 1}]", ["stages[1].keep", "1 and 3"]),
+    ("space.ops=[skip, conv_3x3]", ["space.ops[1]", "conv_3x3"]),
+    ("space.embed_dim=abc", ["space.embed_dim", "integer"]),
+    ("search.approval=sometimes", ["search.approval", "auto", "manual"]),
+    ("data.image_size=30", ["data.image_size", "multiple"]),
+    ("search.fairness.lower=0.9", ["lower", "upper"]),
+])
+def test_bad_config_is_one_sentence_and_exit_2(override, words, capsys, monkeypatch, tmp_path):
+    with pytest.raises(ConfigError):
+        load_config("demo", [override])
+    monkeypatch.setattr(sys, "argv", ["dasvit", "search", "--headless", "--preset", "demo",
+                                      "--run-dir", str(tmp_path / "r"), "--set", override])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    for w in words:
+        assert w in err
+    assert not (tmp_path / "r").exists()  # stopped before any work
+
+
+def test_console_script_exit_code_for_unknown_preset():
+    proc = subprocess.run([sys.executable, "-m", "dasvit_tui.cli", "search", "--headless", "--preset", "nope"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("dasvit: unknown preset 'nope'")
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,31 @@
+"""Operation fairness regularisation against values computed by hand."""
+
+import torch
+
+from dasvit.arch import fairness_terms
+from dasvit.config import FairnessConfig
+
+OPS = ["zero", "skip", "msa_4", "mlp_2"]
+
+
+def test_fairness_terms_match_hand_computation():
+    w = torch.tensor([[0.1, 0.5, 0.3, 0.1],
+                      [0.0, 0.2, 0.1, 0.7]])
+    cfg = FairnessConfig(beta_skip=2.0, beta_type=3.0, lower=0.25, upper=0.35, lambda_up=1.5, lambda_low=0.5)
+    t = fairness_terms(w, OPS, cfg)
+    # L_skip = mean(0.5, 0.2) = 0.35
+    # W_msa = mean(0.3, 0.1) = 0.2 -> below l: 0.5 * (0.25 - 0.2) = 0.025
+    # W_mlp = mean(0.1, 0.7) = 0.4 -> above u: 1.5 * (0.4 - 0.35) = 0.075
+    # L_type = 0.1; L_fair = 2 * 0.35 + 3 * 0.1 = 1.0
+    assert abs(float(t["skip"]) - 0.35) < 1e-6
+    assert abs(float(t["type"]) - 0.1) < 1e-6
+    assert abs(float(t["total"]) - 1.0) < 1e-6
+
+
+def test_fairness_is_zero_inside_the_bounds_and_pushes_skip_down():
+    w = torch.tensor([[0.0, 0.2, 0.4, 0.4]], requires_grad=True)
+    cfg = FairnessConfig(lower=0.2, upper=0.6)
+    t = fairness_terms(w, OPS, cfg)
+    assert t["type"].item() == 0.0
+    t["total"].backward()
+    assert w.grad[0, 1] > 0  # gradient descent lowers the skip weight

@@ -1,0 +1,151 @@
+"""The search engine end to end: run directory contract, resume after SIGKILL, stop, approval, 2 ranks."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO, TINY, engine_cmd, engine_env, events, of_type, sets, start_engine, wait_for
+from dasvit.genotype import load_genotype
+from dasvit.supernet import edge_list, edge_name
+
+EDGES = {edge_name(e) for e in edge_list(3)}
+
+
+def test_run_directory_follows_the_contract(tiny_search):
+    evs = events(tiny_search)
+    for e in evs:
+        assert e["v"] == 1 and isinstance(e["time"], float)
+    start = of_type(evs, "run_start")[0]
+    assert start["kind"] == "search" and start["preset"] == "demo" and start["world_size"] == 1
+    epochs = of_type(evs, "epoch")
+    assert [(e["stage"], e["epoch"]) for e in epochs] == [(s, k) for s in (1, 2, 3) for k in (1, 2)]
+    for e in epochs:
+        for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s"):
+            assert isinstance(e[key], float), key
+        assert 0 <= e["val_acc"] <= 1
+        assert set(e["arch_weights"]) == EDGES
+        for ops in e["arch_weights"].values():
+            assert abs(sum(ops.values()) - 1) < 1e-5
+        assert set(e["fairness"]) >= {"skip", "type", "total"}
+        skip = [ops.get("skip", 0.0) for ops in e["arch_weights"].values()]
+        assert abs(e["skip_fraction"] - sum(skip) / len(skip)) < 1e-6
+    # stage 2 runs on the 4 ops per edge that stage 1's pruning kept, stage 3 on 2
+    prunes = of_type(evs, "prune")
+    assert [p["stage"] for p in prunes] == [1, 2] and all(p["by"] == "auto" for p in prunes)
+    assert [len(ops) for ops in prunes[0]["keep"].values()] == [4] * len(EDGES)
+    for e in epochs:
+        if e["stage"] == 2:
+            assert {k: sorted(v) for k, v in e["arch_weights"].items()} == {k: sorted(v) for k, v in prunes[0]["keep"].items()}
+    assert [g["stage"] for g in of_type(evs, "genotype")] == [1, 2, 3]
+    assert evs[-1]["type"] == "run_end" and evs[-1]["status"] == "finished"
+    geno = load_genotype(tiny_search / "genotype.json")
+    assert geno.to_json() == of_type(evs, "genotype")[-1]["genotype"]
+    assert all(len(geno.incoming(j)) == 2 for j in (2, 3, 4))
+    assert (tiny_search / "genotype-stage1.json").is_file()
+
+
+def _final_alpha(run_dir):
+    return torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"]["alpha"]
+
+
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
+    from dasvit.search import main
+
+    cfg = [*TINY, "search.steps_per_epoch=6"]
+    ref = tmp_path / "ref"
+    assert main(["--preset", "demo", "--run-dir", str(ref), "--no-progress", *sets(cfg)]) == 0
+
+    run = tmp_path / "killed"
+    proc = start_engine("dasvit.search", "--preset", "demo", "--run-dir", str(run), "--no-progress", *sets(cfg))
+    # let stage 2 complete one epoch, then kill during its next epoch
+    wait_for(lambda: (run / "events.jsonl").exists()
+             and any(e["type"] == "epoch" and e["stage"] == 2 for e in events(run)), timeout=120, interval=0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not any(e["type"] == "run_end" for e in events(run))
+    assert main(["--resume", str(run), "--no-progress"]) == 0
+    assert load_genotype(run / "genotype.json").to_json()["edges"] == load_genotype(ref / "genotype.json").to_json()["edges"]
+    assert torch.allclose(_final_alpha(run), _final_alpha(ref), atol=1e-6, rtol=0)
+    assert [e["status"] for e in of_type(events(run), "run_end")] == ["finished"]
+
+
+def test_sigint_stops_with_checkpoint_and_exit_130_and_live_run_is_refused(tmp_path):
+    run = tmp_path / "run"
+    proc = start_engine("dasvit.search", "--preset", "demo", "--run-dir", str(run), "--no-progress",
+                        *sets([*TINY, "search.steps_per_epoch=40", "data.synthetic_train=1600"]))
+    wait_for(lambda: (run / "events.jsonl").exists() and of_type(events(run), "epoch"), timeout=120, interval=0.05)
+    # the run is live: a second engine on the same directory is refused before any work
+    second = subprocess.run(engine_cmd("dasvit.search", "--resume", str(run)), env=engine_env(), cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2 and "live engine" in second.stderr and "Traceback" not in second.stderr
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    evs = events(run)
+    assert evs[-1]["type"] == "run_end" and evs[-1]["status"] == "stopped"
+    assert (run / "checkpoint.pt").is_file()
+
+
+def test_manual_approval_waits_and_applies_user_choice(tmp_path):
+    from dasvit_tui.cli import app
+
+    run = tmp_path / "run"
+    proc = start_engine("dasvit.search", "--preset", "demo", "--run-dir", str(run), "--no-progress",
+                        "--approve", "manual", *sets(TINY[:1] + ["search.steps_per_epoch=2"] + TINY[2:]))
+    try:
+        proposal = wait_for(lambda: of_type(events(run), "prune_proposal") if (run / "events.jsonl").exists() else None,
+                            timeout=120)[0]
+        assert proposal["stage"] == 1 and set(proposal["keep"]) == EDGES
+        # a malformed line is reported, not fatal; the run keeps waiting
+        with open(run / "control.jsonl", "a") as f:
+            f.write("{not json\n")
+        wait_for(lambda: any("malformed" in e.get("message", "") for e in of_type(events(run), "error")), timeout=30)
+        assert proc.poll() is None and not of_type(events(run), "prune")
+        keep = {edge: ops[:2] if ops[0] != "zero" else ops[1:3] for edge, ops in proposal["keep"].items()}
+        from typer.testing import CliRunner
+
+        result = CliRunner().invoke(app, ["approve", str(run), "--keep", json.dumps(keep)])
+        assert result.exit_code == 0, result.output
+        prune = wait_for(lambda: of_type(events(run), "prune"), timeout=30)[0]
+        assert prune["by"] == "user" and prune["keep"] == keep
+        stage2 = wait_for(lambda: [e for e in of_type(events(run), "epoch") if e["stage"] == 2], timeout=60)[0]
+        assert {k: sorted(v) for k, v in stage2["arch_weights"].items()} == {k: sorted(v) for k, v in keep.items()}
+        # stop while waiting for the second approval
+        wait_for(lambda: len(of_type(events(run), "prune_proposal")) == 2, timeout=60)
+        assert CliRunner().invoke(app, ["approve", str(run), "--stop"]).exit_code == 0
+        assert proc.wait(timeout=30) == 130
+        assert events(run)[-1]["status"] == "stopped"
+    finally:
+        proc.kill()
+
+
+def test_two_ranks_with_gloo_agree_on_the_genotype(tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "dasvit.search", "--preset", "demo", "--run-dir", str(run), "--no-progress", *sets(TINY)]
+    proc = subprocess.run(cmd, env=engine_env(), cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    evs = events(run)
+    assert of_type(evs, "run_start")[0]["world_size"] == 2
+    assert len(of_type(evs, "run_start")) == 1  # only rank 0 writes
+    assert evs[-1]["status"] == "finished"
+    # the engine all-gathers α at every stage end and fails the run if ranks differ; it finished
+    assert len(of_type(evs, "genotype")) == 3
+    load_genotype(run / "genotype.json")
+
+
+def test_ablation_plain_darts_runs_without_either_mechanism(tmp_path):
+    from dasvit.search import main
+
+    run = tmp_path / "darts"
+    overrides = [*TINY[:1], "search.steps_per_epoch=2", *TINY[2:], "search.pts.enabled=false", "search.fairness.enabled=false"]
+    assert main(["--preset", "demo", "--run-dir", str(run), "--no-progress", *sets(overrides)]) == 0
+    epochs = of_type(events(run), "epoch")
+    assert epochs and all(e["fairness"]["enabled"] is False for e in epochs)
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert not any("selectors" in k and "wq" in k for k in ckpt["model"])  # no token selector at all
