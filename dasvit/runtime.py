@@ -7,6 +7,7 @@ Exit codes: 0 finished, 1 failed (a bug: traceback in the log and an `error` eve
 
 from __future__ import annotations
 
+import datetime
 import io
 import os
 import signal
@@ -47,8 +48,11 @@ class DistInfo:
         return self.rank == 0
 
 
-def setup_distributed(device: str = "auto") -> DistInfo:
-    """Join the process group when started by torchrun (nccl on CUDA, gloo on CPU)."""
+def setup_distributed(device: str = "auto", long_waits: bool = False) -> DistInfo:
+    """Join the process group when started by torchrun (nccl on CUDA, gloo on CPU).
+
+    `long_waits`: ranks may wait for a person (manual approval), so collectives time out after two
+    days instead of the backend's default (10 to 30 minutes)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -59,7 +63,8 @@ def setup_distributed(device: str = "auto") -> DistInfo:
     else:
         dev = torch.device("cpu")
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
+        timeout = {"timeout": datetime.timedelta(days=2)} if long_waits else {}
+        dist.init_process_group("nccl" if use_cuda else "gloo", **timeout)
     return DistInfo(rank=rank, world=world, local_rank=local, device=dev)
 
 
@@ -221,6 +226,7 @@ class Run:
         self.control_offset = 0
         self._control_partial = b""
         self._queue: list[dict[str, Any]] = []
+        self._polled = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> "Run":
@@ -280,18 +286,30 @@ class Run:
         self._queue = [c for c in self._queue if c["type"] != type_]
         return taken
 
-    def should_stop(self) -> bool:
-        """Stop requested by a signal or a `stop` control line; agreed across ranks."""
-        if self.info.main and not self._stop and self.take_control("stop"):
-            self._stop = True
-            self.progress.line("stop requested in control.jsonl: stopping after this step")
-        flag = self._stop
-        if self.info.world > 1:
-            t = torch.tensor([1.0 if flag else 0.0], device=self.info.device)
+    def local_stop(self) -> bool:
+        """This process's own view: a signal arrived, or (rank 0) a `stop` line. No collective."""
+        now = time.monotonic()
+        if self.info.main and not self._stop and now - self._polled >= 0.2:
+            self._polled = now
+            if self.take_control("stop"):
+                self._stop = True
+                self.progress.line("stop requested in control.jsonl: stopping after this step")
+        return self._stop
+
+    def should_stop(self, step: int | None = None) -> bool:
+        """Stop requested by a signal or a `stop` control line; agreed across ranks.
+
+        Cheap enough for every step: the control file is read at most every 0.2 s. With several ranks
+        they must agree through a collective; inside a step loop (`step` given) that happens every
+        16th step, the same steps on every rank, so no rank waits on a collective the others skip.
+        """
+        self.local_stop()
+        if self.info.world > 1 and (step is None or step % 16 == 15):
+            t = torch.tensor([1.0 if self._stop else 0.0], device=self.info.device)
             dist.all_reduce(t, op=dist.ReduceOp.MAX)
-            flag = bool(t.item())
-        self._stop = flag
-        return flag
+            self._stop = bool(t.item())
+            return self._stop
+        return self._stop and self.info.world == 1
 
 
 def run_engine(body: Callable[[], int]) -> int:

@@ -120,8 +120,11 @@ class Searcher:
         label = f"stage {stage + 1}/{len(sc.stages)} epoch {epoch + 1}/{sc.stages[stage].epochs}"
         self.run.progress.start_epoch(label, s.steps_per_epoch)
         net.train()
-        loss_sum = correct = seen = images = 0.0
-        t0 = time.time()
+        # running sums stay on the device: no host sync per step (only for the display, twice a second)
+        loss_sum = torch.zeros((), device=dev)
+        correct = torch.zeros((), device=dev)
+        seen = images = 0
+        t0 = shown = time.time()
         for step, ((xw, yw), (xa, ya)) in enumerate(zip(w_loader, a_loader)):
             if step >= s.steps_per_epoch:
                 break
@@ -151,15 +154,18 @@ class Searcher:
             s.w_opt.step()
             s.sched.step()
             n = yw.shape[0]
-            loss_sum += loss.item() * n
-            correct += float((logits.argmax(1) == yw).sum())
+            loss_sum += loss.detach().float() * n
+            correct += (logits.detach().argmax(1) == yw).sum()
             seen += n
             images += n
-            self.run.progress.step(step + 1, f"loss {loss_sum / seen:.3f} acc {correct / seen:.3f} "
-                                             f"{images / max(time.time() - t0, 1e-9):.0f} img/s")
-            if self.run.should_stop():
+            now = time.time()
+            if now - shown > 0.5 or step + 1 == s.steps_per_epoch:
+                shown = now
+                self.run.progress.step(step + 1, f"loss {loss_sum.item() / seen:.3f} acc {correct.item() / seen:.3f} "
+                                                 f"{images / max(now - t0, 1e-9):.0f} img/s")
+            if self.run.should_stop(step):
                 raise Stopped()
-        loss_sum, correct, seen, images = reduce_sum([loss_sum, correct, seen, images], self.info)
+        loss_sum, correct, seen, images = reduce_sum([loss_sum.item(), correct.item(), seen, images], self.info)
         seconds = time.time() - t0
         return {"train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
                 "seconds": seconds, "images_per_s": images / max(seconds, 1e-9)}
@@ -220,36 +226,40 @@ class Searcher:
             raise RuntimeError(f"ranks disagree on α at the end of stage {stage + 1} (max difference {worst:g})")
 
     def approve(self, stage: int, proposal: dict[str, list[str]], mask: torch.Tensor) -> dict[str, list[str]]:
-        """Wait (manual) for an `approve` control line for this stage, or accept at once (auto)."""
-        keep, by = proposal, "auto"
-        if self.cfg.search.approval == "manual" and self.info.main:
-            self.run.progress.line(f"stage {stage + 1}: waiting for approval (dasvit approve {self.run.dir})")
-            keep = None
-            while keep is None:
-                if self.run.should_stop():
-                    break
-                for cmd in self.run.take_control("approve"):
-                    if cmd.get("stage") not in (stage + 1, None):
-                        continue  # an answer to another stage's proposal
-                    user_keep = cmd.get("keep")
-                    if user_keep is None:
-                        keep, by = proposal, "user"
-                        break
-                    why = check_keep(user_keep, mask, self.ops, self.nodes)
-                    if why:
-                        self.run.emit("error", message=f"approve for stage {stage + 1} ignored: {why}", traceback="")
-                        continue
-                    keep, by = {k: list(v) for k, v in user_keep.items()}, "user"
-                    break
-                else:
-                    time.sleep(0.2)
+        """Wait (manual) for an `approve` control line for this stage, or accept at once (auto).
+
+        Only rank 0 reads the control file; the others wait in one broadcast of its answer."""
+        keep: dict[str, list[str]] | None = proposal
+        by = "auto"
         if self.cfg.search.approval == "manual":
-            stopped = self.run.should_stop() if self.info.world > 1 or keep is None else False
-            if stopped or keep is None:
+            keep = None
+            if self.info.main:
+                self.run.progress.line(f"stage {stage + 1}: waiting for approval (dasvit approve {self.run.dir})")
+                while keep is None and not self.run.local_stop():
+                    keep = self._answer(stage, proposal, mask)
+                    if keep is None:
+                        time.sleep(0.2)
+            keep = broadcast_object(keep, self.info)
+            if keep is None:
                 raise Stopped()
-            keep, by = broadcast_object((keep, by), self.info)
+            by = "user"
         self.run.emit("prune", stage=stage + 1, keep=keep, by=by)
         return keep
+
+    def _answer(self, stage: int, proposal: dict[str, list[str]], mask: torch.Tensor) -> dict[str, list[str]] | None:
+        """The first usable `approve` line for this stage, if one arrived (bad ones get an error event)."""
+        for cmd in self.run.take_control("approve"):
+            if cmd.get("stage") not in (stage + 1, None):
+                continue  # an answer to another stage's proposal
+            user_keep = cmd.get("keep")
+            if user_keep is None:
+                return proposal
+            why = check_keep(user_keep, mask, self.ops, self.nodes)
+            if why:
+                self.run.emit("error", message=f"approve for stage {stage + 1} ignored: {why}", traceback="")
+                continue
+            return {k: list(v) for k, v in user_keep.items()}
+        return None
 
     # -- the whole run --------------------------------------------------------------------
     def search(self, ckpt: dict[str, Any] | None) -> None:
@@ -355,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         cfg, run_dir, resume = prepare(args)
-        info = setup_distributed()
+        info = setup_distributed(long_waits=cfg.search.approval == "manual")
         torch.set_float32_matmul_precision("high")
         run = None
         try:
