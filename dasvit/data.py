@@ -74,6 +74,8 @@ class SyntheticImages(Dataset):
 
 def _tv():
     import torchvision  # imported lazily: torchvision is slow to import
+    import torchvision.datasets
+    import torchvision.transforms.v2
 
     return torchvision
 

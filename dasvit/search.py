@@ -56,11 +56,11 @@ class StageState:
 class Searcher:
     """Runs the stages of one search run (every rank runs one; only rank 0 writes)."""
 
-    def __init__(self, cfg: Config, run: Run, info: DistInfo):
+    def __init__(self, cfg: Config, run: Run, info: DistInfo, datasets: tuple[Any, Any, int]):
         self.cfg, self.run, self.info = cfg, run, info
         self.ops = list(cfg.space.ops)
         self.nodes = cfg.space.nodes
-        train, self.val_set, self.num_classes = build_datasets(cfg.data, seed=cfg.search.seed)
+        train, self.val_set, self.num_classes = datasets
         w_idx, a_idx = split_halves(len(train), cfg.search.seed)
         self.w_set = torch.utils.data.Subset(train, w_idx)
         self.a_set = torch.utils.data.Subset(train, a_idx)
@@ -281,7 +281,7 @@ class Searcher:
                 s.sched.load_state_dict(ckpt["sched"])
                 set_rng_state(ckpt["rng"])
                 first = start_epoch
-            elif stage > 0:
+            else:  # a stop during the stage's first epoch can still be resumed
                 self.checkpoint(stage, 0, "train", mask, s)
             if not (ckpt is not None and stage == start_stage and phase == "proposal"):
                 for epoch in range(first, st.epochs):
@@ -366,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         cfg, run_dir, resume = prepare(args)
         info = setup_distributed(long_waits=cfg.search.approval == "manual")
+        datasets = build_datasets(cfg.data, seed=cfg.search.seed)  # a missing dataset stops before the run exists
         torch.set_float32_matmul_precision("high")
         run = None
         try:
@@ -374,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
                     ckpt = load_checkpoint(run_dir / rd.CHECKPOINT) if resume else None
                     if info.main:
                         run.progress.line(f"run directory: {run_dir}")
-                    Searcher(cfg, run, info).search(ckpt)
+                    Searcher(cfg, run, info, datasets).search(ckpt)
                 except (Stopped, KeyboardInterrupt):
                     run.emit("run_end", status="stopped", message="stopped by the user; resume with --resume")
                     run.progress.line(f"stopped; resume with: dasvit search --resume {run_dir}")

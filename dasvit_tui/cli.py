@@ -45,7 +45,7 @@ _register()
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # click returns (not raises) a command's typer.Exit code here
     except UserError as e:
         print(f"dasvit: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
@@ -61,6 +61,7 @@ def main() -> None:
             e.show()
             sys.exit(2)
         raise
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":

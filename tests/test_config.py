@@ -58,3 +58,14 @@ def test_console_script_exit_code_for_unknown_preset():
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("dasvit: unknown preset 'nope'")
     assert "Traceback" not in proc.stderr
+
+
+def test_missing_dataset_is_one_sentence_exit_2_and_no_run_dir(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "dasvit_tui.cli", "search", "--headless", "--preset", "imagenet100",
+                           "--set", f"data.root={tmp_path / 'nothing'}", "--run-dir", str(run)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "imagenet100 was not found in" in proc.stderr and str(tmp_path / "nothing") in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not run.exists()
