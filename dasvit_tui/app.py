@@ -1,0 +1,94 @@
+"""The Textual app: a runs list or a monitor, and the few things every screen may ask of it (open a run,
+start a search or a retrain, show help).
+
+Screens: `RunsScreen` (no run given), `MonitorScreen` (one run; its widgets), `PruneScreen` (modal),
+`GenotypeScreen`, `HelpScreen`, `ConfirmScreen`. Engines are started by `dasvit_tui.launch` in a worker
+thread, detached, so leaving the app never stops a run.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+from textual import work
+from textual.app import App
+
+from dasvit import rundir as rd
+from dasvit.errors import UserError
+
+from . import launch
+from .screens.help import HelpScreen
+from .screens.monitor import MonitorScreen
+from .screens.runs import RunsScreen
+
+
+class DasvitApp(App[str | None]):
+    """`run_dir` opens its monitor; without one, the runs under `runs_root`. The result is the engine's
+    one-sentence complaint when it refused its input (then the return code is 2)."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "dasvit"
+    ENABLE_COMMAND_PALETTE = False
+
+    def __init__(self, run_dir: Path | None = None, process: subprocess.Popen | None = None,
+                 runs_root: Path = Path("runs"), exit_on_user_error: bool = False,
+                 poll_interval: float | None = None) -> None:
+        super().__init__()
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.process = process
+        self.runs_root = Path(runs_root)
+        self.exit_on_user_error = exit_on_user_error
+        self.poll_interval = poll_interval
+        self.launched: list[launch.Launched] = []  # engines this app started (still running or not)
+
+    def on_mount(self) -> None:
+        if self.run_dir is not None:
+            self.push_screen(self._monitor(self.run_dir, self.process, self.exit_on_user_error))
+        else:
+            self.push_screen(RunsScreen(self.runs_root))
+
+    def _monitor(self, run_dir: Path, process=None, exit_on_user_error: bool = False) -> MonitorScreen:
+        return MonitorScreen(run_dir, process, exit_on_user_error=exit_on_user_error,
+                             poll_interval=self.poll_interval)
+
+    # -- what screens ask for ----------------------------------------------------------------
+    def open_run(self, run_dir: Path, process: subprocess.Popen | None = None) -> None:
+        self.push_screen(self._monitor(run_dir, process))
+
+    def show_runs(self) -> None:
+        """Back to the runs list: pop to it if it is below, else put one in place of this screen."""
+        stack = self.screen_stack
+        if any(isinstance(s, RunsScreen) for s in stack):
+            while not isinstance(self.screen, RunsScreen):
+                self.pop_screen()
+        else:
+            self.switch_screen(RunsScreen(self.runs_root))
+
+    def start_search(self, preset: str, overrides: list[str] | None = None) -> None:
+        self.notify(f"starting a {preset} search…", timeout=3)
+        self._launch(lambda: launch.start_search(preset, overrides or [], root=self.runs_root))
+
+    def start_retrain(self, search_dir: Path) -> None:
+        retrain_dir = Path(search_dir) / "retrain"
+        if rd.is_run_dir(retrain_dir) or rd.is_live(retrain_dir):
+            self.notify("This search has a retrain already; showing it.", timeout=4)
+            self.open_run(retrain_dir)
+            return
+        self.notify("starting the retrain…", timeout=3)
+        self._launch(lambda: launch.start_retrain(search_dir))
+
+    @work(thread=True, group="launch")
+    def _launch(self, start: Callable[[], launch.Launched]) -> None:
+        try:
+            launched = start()
+        except UserError as e:
+            self.call_from_thread(self.notify, str(e), severity="error", timeout=8)
+            return
+        self.launched.append(launched)
+        self.call_from_thread(self.open_run, launched.run_dir, launched.process)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())

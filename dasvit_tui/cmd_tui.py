@@ -1,0 +1,119 @@
+"""`dasvit tui`: start a search and watch it, re-attach to a run, or browse all runs.
+
+`start_and_monitor` is also what `dasvit search` (without --headless) calls.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from dasvit import rundir as rd
+from dasvit.config import parse_override, resolve_preset
+from dasvit.errors import UserError
+
+RUNS_ROOT = Path("runs")
+
+
+def _farewell(run_dir: Path) -> None:
+    if rd.is_live(run_dir):
+        print(f"The run goes on in {run_dir}; watch it again with: dasvit tui {run_dir}", file=sys.stderr)
+
+
+def _run_app(app) -> int:
+    app.run()
+    return app.return_code or 0
+
+
+def monitor(run_dir: Path) -> int:
+    """Open the monitor on an existing run (live or finished). Exit code 2 if it is not a run directory."""
+    from .app import DasvitApp
+
+    run_dir = rd.require_run_dir(Path(run_dir))
+    code = _run_app(DasvitApp(run_dir=run_dir))
+    _farewell(run_dir)
+    return code
+
+
+def browse(root: Path = RUNS_ROOT) -> int:
+    """The runs screen over every run under `root`."""
+    from .app import DasvitApp
+
+    return _run_app(DasvitApp(runs_root=Path(root)))
+
+
+def start_and_monitor(kind: str, preset: str | None, overrides: list[str], run_dir: Path | None,
+                      extra_args: list[str], root: Path = RUNS_ROOT) -> int:
+    """Start an engine detached (`kind` "search" or "retrain") and open its monitor; return an exit code.
+
+    `extra_args` go to the engine as they are (for a retrain its first one is the genotype or search run
+    directory). A search defaults to `--approve manual`. Closing the monitor leaves the engine running.
+    A mistake in the preset or the overrides ends the app with the engine's one sentence and code 2.
+    """
+    from . import launch
+    from .app import DasvitApp
+
+    if preset is not None:
+        resolve_preset(preset)  # an unknown preset: one sentence now, before any run directory exists
+    for o in overrides:
+        parse_override(o)
+    if run_dir is not None and rd.is_live(run_dir):
+        raise UserError(f"{run_dir} is in use by a live engine process; watch it with: dasvit tui {run_dir}")
+    if kind == "search":
+        launched = launch.start_search(preset, list(overrides), run_dir, extra_args=list(extra_args),
+                                       root=root)
+    elif kind == "retrain":
+        if not extra_args:
+            raise UserError("a retrain needs a genotype file or a search run directory.")
+        launched = launch.start_retrain(Path(extra_args[0]), run_dir, preset, list(overrides), list(extra_args[1:]))
+    else:
+        raise ValueError(f"unknown engine kind {kind!r}")
+    app = DasvitApp(run_dir=launched.run_dir, process=launched.process, exit_on_user_error=True)
+    code = _run_app(app)
+    if code == 2:
+        _discard_if_empty(launched.run_dir)
+        raise UserError(str(app.return_value or "the engine refused its input.").removeprefix("dasvit: "))
+    _farewell(launched.run_dir)
+    return code
+
+
+def _discard_if_empty(run_dir: Path) -> None:
+    """Remove a run directory that holds nothing but the log of an engine that refused to start."""
+    try:
+        entries = {p.name for p in run_dir.iterdir()}
+    except FileNotFoundError:
+        return
+    if entries <= {rd.ENGINE_LOG, rd.LOCK}:
+        for name in entries:
+            (run_dir / name).unlink(missing_ok=True)
+        run_dir.rmdir()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("tui")
+    def tui(
+        run_dir: Optional[Path] = typer.Argument(None, help="A run directory to watch (live or finished).",
+                                                 show_default=False),
+        preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Start a new search from this "
+                                             "preset (name or YAML path) and watch it."),
+        set_: List[str] = typer.Option([], "--set", help="Override a config key of the new search: dotted.key=VALUE."),
+        runs: Path = typer.Option(RUNS_ROOT, "--runs", help="Where runs live (the runs screen lists them)."),
+    ) -> None:
+        """Watch and steer searches in a terminal UI; the search itself runs detached and survives the terminal.
+
+        dasvit tui --preset demo   starts a search and opens its monitor.
+        dasvit tui RUN_DIR         re-attaches to a running or finished run.
+        dasvit tui                 lists every run under runs/.
+        """
+        if run_dir is not None and (preset is not None or set_):
+            raise UserError("give either RUN_DIR to watch a run or --preset/--set to start one, not both.")
+        if preset is not None or set_:
+            code = start_and_monitor("search", preset, list(set_), None, [], root=runs)
+        elif run_dir is not None:
+            code = monitor(run_dir)
+        else:
+            code = browse(runs)
+        raise typer.Exit(code)

@@ -1,0 +1,134 @@
+"""Typed messages from the run watcher to the monitor.
+
+The watcher (`dasvit_tui.watcher.RunWatcher`) reads the run directory in a worker thread and posts one of
+these per thing it finds; screens fold them into a `RunState` and widgets only render. Every event type of
+the run-directory contract has its own message class, so a handler reads as `on_epoch_ended`, not as a
+switch on `event["type"]`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from textual.message import Message
+
+
+class RunMessage(Message, bubble=False):
+    """One event from `events.jsonl`, as the engine wrote it."""
+
+    def __init__(self, event: dict[str, Any]) -> None:
+        super().__init__()
+        self.event = event
+
+
+class RunStarted(RunMessage, bubble=False):
+    """`run_start`: kind, preset, device, pid, config."""
+
+
+class EpochEnded(RunMessage, bubble=False):
+    """`epoch`: metrics of one epoch (search: also arch_weights, skip_fraction, fairness)."""
+
+
+class PruneProposed(RunMessage, bubble=False):
+    """`prune_proposal`: the ops the next stage would keep; a manual run now waits for an answer."""
+
+
+class Pruned(RunMessage, bubble=False):
+    """`prune`: the ops kept for the next stage, and who decided."""
+
+
+class GenotypeFound(RunMessage, bubble=False):
+    """`genotype`: the cell derived at a stage end."""
+
+
+class RunEnded(RunMessage, bubble=False):
+    """`run_end`: finished, stopped or failed."""
+
+
+class EngineError(RunMessage, bubble=False):
+    """`error`: a message and a traceback (a bug, or a control line the engine ignored)."""
+
+
+class OtherEvent(RunMessage, bubble=False):
+    """An event type this front does not know; kept for the log, never fatal."""
+
+
+EVENT_MESSAGES: dict[str, type[RunMessage]] = {
+    "run_start": RunStarted,
+    "epoch": EpochEnded,
+    "prune_proposal": PruneProposed,
+    "prune": Pruned,
+    "genotype": GenotypeFound,
+    "run_end": RunEnded,
+    "error": EngineError,
+}
+
+
+def event_message(event: dict[str, Any]) -> RunMessage:
+    """The typed message for one parsed event line."""
+    return EVENT_MESSAGES.get(str(event.get("type")), OtherEvent)(event)
+
+
+class BadEventLine(Message, bubble=False):
+    """A line of `events.jsonl` that is not a JSON object (a crash mid-write): skipped, with a warning."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class LogLines(Message, bubble=False):
+    """New complete lines of `engine.log` (the engine's stdout and stderr)."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__()
+        self.lines = lines
+
+
+class EngineStatus(Message, bubble=False):
+    """The engine process's liveness changed. `exit_code` is known only for a process this front started."""
+
+    def __init__(self, live: bool, exit_code: int | None = None) -> None:
+        super().__init__()
+        self.live = live
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class GpuSample:
+    index: int
+    name: str
+    util_percent: float
+    mem_used: int
+    mem_total: int
+
+
+class SystemSample(Message, bubble=False):
+    """Resource use of the engine process (and its children), and of the GPUs when the run is on CUDA."""
+
+    def __init__(self, pid: int | None, cpu_percent: float | None, rss: int | None, threads: int | None,
+                 ram_percent: float | None, gpus: list[GpuSample] | None = None) -> None:
+        super().__init__()
+        self.pid = pid
+        self.cpu_percent = cpu_percent
+        self.rss = rss
+        self.threads = threads
+        self.ram_percent = ram_percent
+        self.gpus = gpus
+
+
+class MetricsReady(Message, bubble=False):
+    """`metrics.json` appeared (a finished retrain: top-1/top-5, params, FLOPs)."""
+
+    def __init__(self, metrics: dict[str, Any]) -> None:
+        super().__init__()
+        self.metrics = metrics
+
+
+class CaughtUp(Message, bubble=False):
+    """Everything the watcher read in one pass has been posted: a good moment to redraw once."""
+
+    def __init__(self, first: bool) -> None:
+        super().__init__()
+        self.first = first

@@ -1,0 +1,142 @@
+"""`g`: the searched cell, drawn by the same renderer as `dasvit show`, with its parameters and FLOPs.
+
+Drawing needs the genotype module (which imports torch) and the numbers need a model, so both happen off
+the UI thread: the cell is rendered in a worker thread, and parameters/FLOPs come from
+`dasvit show TARGET --format json` in a subprocess. The UI process never builds a model.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import RenderableType
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+SHOW_TIMEOUT = 180
+
+
+def show_target(run_dir: Path, stage: Any, final: bool) -> Path:
+    """What `dasvit show` should measure: the run when its genotype.json is final, else that stage's file."""
+    staged = run_dir / f"genotype-stage{stage}.json"
+    if not final and stage is not None and staged.is_file():
+        return staged
+    return run_dir
+
+
+def plain_cell(genotype: dict[str, Any]) -> Text:
+    """A fallback drawing: node j = op(i) + ... (used only if the shared renderer cannot be loaded)."""
+    out = Text()
+    edges = genotype.get("edges") or []
+    for node in sorted({e.get("to") for e in edges}):
+        terms = " + ".join(f"{e.get('op')}({e.get('from')})" for e in edges if e.get("to") == node)
+        out.append(f"node {node}", style="bold")
+        out.append(f" = {terms}\n")
+    out.append("output = " + " + ".join(f"node {o}" for o in genotype.get("output") or []), style="bold")
+    return out
+
+
+def format_stats(data: dict[str, Any]) -> Text:
+    """One line: params and FLOPs per image, and the sizes they were measured at."""
+    from dasvit_tui.render import human
+
+    out = Text()
+    for key, label in (("params", "params"), ("flops", "FLOPs/image")):
+        if isinstance(data.get(key), (int, float)):
+            out.append(f"{label} ", style="bold")
+            out.append(f"{human(data[key])}   ")
+    sizes = [f"{label} {data[k]}" for k, label in (("depth", "depth"), ("embed_dim", "width"), ("image_size", "image"))
+             if k in data]
+    if sizes:
+        out.append("at " + ", ".join(sizes), style="grey62")
+    return out or Text("dasvit show gave no params or FLOPs.", style="yellow")
+
+
+class GenotypeScreen(Screen):
+    BINDINGS = [Binding("escape,g,q", "app.pop_screen", "Back")]
+
+    def __init__(self, run_dir: Path, genotype: dict[str, Any] | None, stage: Any = None,
+                 final: bool = True) -> None:
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.genotype = genotype
+        self.stage = stage
+        self.final = final
+        self.stats: dict[str, Any] | None = None  # set once `dasvit show` answered
+
+    def compose(self) -> ComposeResult:
+        which = "final genotype" if self.final or self.stage is None else f"genotype after stage {self.stage}"
+        yield Static(Text.assemble((self.run_dir.name, "bold"), f" · {which}"), id="genotype-title")
+        with VerticalScroll(id="cell-scroll"):
+            yield Static(Text("drawing the cell…", style="dim"), id="cell")
+        yield Static(Text("measuring parameters and FLOPs (dasvit show)…", style="dim"), id="genotype-stats")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#cell-scroll").border_title = "cell"
+        self.query_one("#genotype-stats").border_title = "cost"
+        self._draw_and_measure()
+
+    @work(thread=True, group="genotype")
+    def _draw_and_measure(self) -> None:
+        genotype = self.genotype
+        if genotype is None:
+            try:
+                genotype = json.loads((self.run_dir / "genotype.json").read_text())
+            except (OSError, ValueError) as e:
+                self.app.call_from_thread(self._set_cell, Text(f"no genotype to show: {e}", style="red"))
+                return
+        self.app.call_from_thread(self._set_cell, render(genotype))
+        stats, problem = measure(show_target(self.run_dir, self.stage, self.final))
+        if stats is None:
+            self.app.call_from_thread(self._set_stats, Text(problem, style="yellow"))
+            return
+        self.stats = stats
+        self.app.call_from_thread(self._set_stats, format_stats(stats))
+        self.app.call_from_thread(self._set_cell, render(genotype, stats))
+
+    def _set_cell(self, renderable: RenderableType) -> None:
+        self.query_one("#cell", Static).update(renderable)
+
+    def _set_stats(self, text: Text) -> None:
+        self.query_one("#genotype-stats", Static).update(text)
+
+
+def measure(target: Path) -> tuple[dict[str, Any] | None, str]:
+    """Params/FLOPs from `dasvit show TARGET --format json` in a subprocess, or why not."""
+    cmd = [sys.executable, "-m", "dasvit_tui.cli", "show", str(target), "--format", "json"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=SHOW_TIMEOUT, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return None, f"dasvit show took more than {SHOW_TIMEOUT} s."
+    if proc.returncode != 0:
+        return None, (proc.stderr.strip().splitlines() or ["dasvit show failed."])[-1]
+    try:
+        data = json.loads(proc.stdout)
+    except ValueError:
+        return None, "dasvit show gave no JSON."
+    return (data, "") if isinstance(data, dict) else (None, "dasvit show gave no JSON object.")
+
+
+def render(genotype: dict[str, Any], stats: dict[str, Any] | None = None) -> RenderableType:
+    """The shared renderer of `dasvit show` (dasvit_tui.render.render_cell), else a plain listing."""
+    try:
+        from dasvit.errors import UserError
+        from dasvit.genotype import genotype_from_json
+        from dasvit_tui.render import render_cell
+    except ImportError:
+        return plain_cell(genotype)
+    try:
+        cell = genotype_from_json(genotype, source="genotype event")
+    except UserError as e:  # a genotype the engine wrote wrong: say so, keep the monitor
+        return Text.assemble(plain_cell(genotype), ("\n\n" + str(e), "yellow"))
+    return render_cell(cell, stats)

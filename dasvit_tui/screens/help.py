@@ -1,0 +1,41 @@
+"""`?`: what each key does and what each panel shows."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Markdown
+
+HELP = """\
+# dasvit monitor
+
+| key | what it does |
+|---|---|
+| `p` | answer the pending stage-pruning proposal |
+| `g` | the genotype: the searched cell, its parameters and FLOPs |
+| `r` | retrain a finished search's cell (a detached process) |
+| `s` | stop the run (asks first; the engine stops after its current step) |
+| `Esc` | all runs under `runs/` |
+| `q` | leave the monitor; **the run goes on** — come back with `dasvit tui RUN_DIR` |
+| `?` | this help |
+
+In the pruning dialog: arrows move, `space` toggles an op (each edge keeps at least one),
+`a` approves, `x` stops the run, `Esc` decides later (the run waits; `p` brings it back).
+In the runs list: `Enter` opens a run, `n` starts a new search from a preset.
+
+**Panels.** *loss* and *accuracy*: per epoch across stages, dotted lines where a stage starts.
+*op weights*: the softmax weight of every op on every edge; `▸` marks each edge's strongest op, `╌` an op
+pruned away. *skip*: the mean weight on `skip` and the msa / mlp shares, with the fairness bounds dotted
+and the fairness loss terms below. *log*: the engine's output, warnings and errors. *system*: GPU use on
+CUDA, else CPU and memory of the engine process.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss(None)", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help"):
+            yield Markdown(HELP)

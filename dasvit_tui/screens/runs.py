@@ -1,0 +1,125 @@
+"""`dasvit tui` with no argument: every run under `runs/`, what it is and where it stands.
+
+The list is read in a worker thread (`dasvit.rundir.iter_runs` + `summarize`) every two seconds. Enter
+opens a run's monitor; `n` starts a new search from a preset chosen in a list.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Footer, Label, OptionList, Static
+
+from dasvit.rundir import RunSummary, iter_runs, summarize
+
+REFRESH_SECONDS = 2.0
+STATUS = {
+    "running": ("running", "green"),
+    "waiting": ("waiting for approval", "bold black on yellow"),
+    "finished": ("finished", "dodger_blue1"),
+    "stopped": ("stopped", "grey70"),
+    "failed": ("failed", "red"),
+    "crashed": ("engine died", "red"),
+    "unknown": ("unknown", "grey50"),
+}
+
+
+def run_label(summary: RunSummary, root: Path) -> str:
+    try:
+        return str(summary.path.relative_to(root))
+    except ValueError:
+        return str(summary.path)
+
+
+def row_cells(s: RunSummary, root: Path) -> list:
+    label, style = STATUS.get(s.status, (s.status, ""))
+    stage = f"{s.stage}/{s.stages}" if s.kind == "search" and s.stages else "–"
+    epoch = f"{s.epoch}/{s.epochs}" if s.epochs else "–"
+    best = f"{s.best_acc:.1%}" if s.best_acc is not None else "–"
+    return [run_label(s, root), s.kind, s.preset, Text(label, style=style), stage, epoch, Text(best, justify="right")]
+
+
+class RunsScreen(Screen):
+    BINDINGS = [
+        Binding("n", "new", "New search"),
+        Binding("q", "app.quit", "Quit"),
+        Binding("question_mark", "app.help", "Help", key_display="?"),
+    ]
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.loaded = False
+        self.summaries: list[RunSummary] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text.assemble(("dasvit", "bold"), f" · runs under {self.root}/"), id="runs-title")
+        table: DataTable = DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+        table.add_columns("run", "kind", "preset", "status", "stage", "epoch", "best acc")
+        yield table
+        yield Static("", id="runs-hint")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._load()
+        self.set_interval(REFRESH_SECONDS, self._load)
+
+    def on_screen_resume(self) -> None:
+        self._load()
+
+    @work(thread=True, exclusive=True, group="runs")
+    def _load(self) -> None:
+        summaries = [summarize(p) for p in iter_runs(self.root)]
+        self.app.call_from_thread(self._show, summaries)
+
+    def _show(self, summaries: list[RunSummary]) -> None:
+        table = self.query_one(DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        for s in summaries:
+            table.add_row(*row_cells(s, self.root), key=str(s.path))
+        if summaries:
+            table.move_cursor(row=min(cursor, len(summaries) - 1))
+        self.summaries = summaries
+        waiting = sum(s.status == "waiting" for s in summaries)
+        hint = (f"no runs yet under {self.root}/ — press n to start a search" if not summaries else
+                f"{len(summaries)} runs" + (f" · {waiting} waiting for your approval" if waiting else "")
+                + " · enter opens")
+        self.query_one("#runs-hint", Static).update(hint)
+        self.loaded = True
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.app.open_run(Path(str(event.row_key.value)))
+
+    def action_new(self) -> None:
+        def chosen(preset: str | None) -> None:
+            if preset:
+                self.app.start_search(preset)
+
+        self.app.push_screen(PresetScreen(), chosen)
+
+
+class PresetScreen(ModalScreen[str | None]):
+    """Choose the preset of a new search (manual approval, run directory runs/<preset>-<time>)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def compose(self) -> ComposeResult:
+        from dasvit.config import preset_names
+
+        with Vertical(id="dialog"):
+            yield Label("[b]New search[/b] — choose a preset:")
+            yield OptionList(*preset_names(), id="presets")
+            yield Label("It runs detached; you approve each stage's pruning here.", classes="hint")
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(str(event.option.prompt))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

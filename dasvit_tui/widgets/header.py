@@ -1,0 +1,62 @@
+"""The monitor's header: which run, where it runs, how far it is, and its status."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from ..watcher import RunState
+
+STATUS_STYLE = {
+    "running": ("● running", "bold green"),
+    "waiting": ("◆ waiting for approval", "bold black on yellow"),
+    "starting": ("○ starting", "bold cyan"),
+    "loading": ("○ loading", "grey62"),
+    "finished": ("✔ finished", "bold dodger_blue1"),
+    "stopped": ("■ stopped", "bold grey70"),
+    "failed": ("✖ failed", "bold white on red"),
+    "crashed": ("✖ engine died", "bold white on red"),
+    "not started": ("○ not started", "grey62"),
+}
+
+
+def clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    s = int(seconds)
+    h, rem = divmod(s, 3600)
+    mnt, sec = divmod(rem, 60)
+    return f"{h}:{mnt:02d}:{sec:02d}" if h else f"{mnt:02d}:{sec:02d}"
+
+
+def header_text(state: RunState, now: float | None = None) -> Text:
+    out = Text()
+    out.append(state.name, style="bold")
+    for part in (state.kind, state.preset, state.device):
+        if part and part != "?":
+            out.append(" · ")
+            out.append(part)
+    out.append("\n")
+    last = state.last
+    stages = state.stages
+    if state.kind == "search" and stages:
+        out.append(f"stage {min(state.stage_position() + 1, len(stages))}/{len(stages)}", style="bold")
+        out.append(" · ")
+    if last is not None:
+        out.append(f"epoch {last.get('epoch', '?')}/{last.get('epochs', '?')}", style="bold")
+        out.append(" · ")
+    out.append(f"{clock(state.elapsed(now))} elapsed")
+    eta = state.eta()
+    if eta is not None:
+        out.append(f" · ETA ~{clock(eta)}")
+    label, style = STATUS_STYLE.get(state.status, (state.status, "bold"))
+    out.append("  ")
+    out.append(f" {label} ", style=style)
+    return out
+
+
+class RunHeader(Static):
+    """Two lines; the monitor calls `show` on every batch of events and once a second for the clock."""
+
+    def show(self, state: RunState, now: float | None = None) -> None:
+        self.update(header_text(state, now))

@@ -1,0 +1,51 @@
+"""Resource use of the run: GPU utilisation and memory on CUDA, else CPU and RAM of the engine process."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from ..messages import SystemSample
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None:
+        return "–"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit in ("B", "KiB") else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def describe(sample: SystemSample) -> Text:
+    out = Text()
+    if sample.gpus:
+        for g in sample.gpus:
+            out.append(f"gpu{g.index} ", style="bold")
+            out.append(f"{g.util_percent:.0f}% · {human_bytes(g.mem_used)}/{human_bytes(g.mem_total)}  ")
+    cpu = "–" if sample.cpu_percent is None else f"{sample.cpu_percent:.0f}%"
+    out.append("cpu ", style="bold")
+    out.append(f"{cpu} · ")
+    out.append("rss ", style="bold")
+    out.append(f"{human_bytes(sample.rss)}")
+    if sample.ram_percent is not None:
+        out.append(f" · ram {sample.ram_percent:.0f}%")
+    if sample.pid is not None:
+        out.append(f" · pid {sample.pid}", style="grey62")
+    return out
+
+
+class SystemPanel(Static):
+    """One line of resource figures, refreshed every couple of seconds while the engine lives."""
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__("engine not running", id=id, classes=classes)
+        self.border_title = "system"
+
+    def show_sample(self, sample: SystemSample) -> None:
+        self.update(describe(sample))
+
+    def show_idle(self, text: str, peak_mem: int | None = None) -> None:
+        extra = f" · peak gpu mem {human_bytes(peak_mem)}" if peak_mem else ""
+        self.update(Text(text + extra, style="grey62"))

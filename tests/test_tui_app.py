@@ -1,0 +1,219 @@
+"""The monitor driven by a pilot on recorded run directories: steering writes control lines, failures show,
+bad lines are skipped, new events show within half a second. A run is "live" here because the test holds
+its engine lock, exactly as an engine would; nothing of the UI is replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from textual.app import App
+
+from dasvit import rundir as rd
+from dasvit_tui.app import DasvitApp
+from dasvit_tui.screens.confirm import ConfirmScreen
+from dasvit_tui.screens.monitor import MonitorScreen
+from dasvit_tui.screens.prune import KeepGrid, PruneDecision, PruneScreen
+from dasvit_tui.widgets.log import EngineLog
+
+RECORDED = Path(__file__).parent / "recorded_run"
+
+
+async def until(pilot, condition, timeout: float = 10.0) -> None:
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError("timed out waiting for the app")
+        await pilot.pause(0.02)
+
+
+def recorded_events() -> list[str]:
+    return (RECORDED / "events.jsonl").read_text().splitlines()
+
+
+def waiting_run(tmp_path: Path) -> Path:
+    """The recorded run cut just after its first pruning proposal: an engine waiting for an answer."""
+    run = shutil.copytree(RECORDED, tmp_path / "waiting")
+    lines = recorded_events()
+    first = next(i for i, ln in enumerate(lines) if json.loads(ln)["type"] == "prune_proposal")
+    (run / "events.jsonl").write_text("\n".join(lines[: first + 1]) + "\n")
+    (run / "control.jsonl").write_text("")
+    return run
+
+
+def control_lines(run: Path) -> list[dict]:
+    return [json.loads(ln) for ln in (run / "control.jsonl").read_text().splitlines() if ln.strip()]
+
+
+def log_text(app: App) -> str:
+    return "\n".join(strip.text for strip in app.screen.query_one(EngineLog).lines)
+
+
+def test_proposal_opens_the_modal_and_an_edited_approval_goes_to_control(tmp_path):
+    run = waiting_run(tmp_path)
+    proposal = json.loads((run / "events.jsonl").read_text().splitlines()[-1])
+    lock = rd.RunLock(run)
+    lock.acquire()
+
+    async def scenario():
+        app = DasvitApp(run_dir=run)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, PruneScreen) and bool(app.screen.query(KeepGrid)))
+            grid = app.screen.query_one(KeepGrid)
+            edge = grid.edges[0]
+            dropped = grid.kept()[edge][-1]
+            await pilot.press(*["right"] * grid.ops.index(dropped), "space")
+            kept = grid.kept()
+            await pilot.press("a")
+            await until(pilot, lambda: isinstance(app.screen, MonitorScreen))
+            return edge, dropped, kept
+
+    try:
+        edge, dropped, kept = asyncio.run(scenario())
+    finally:
+        lock.release()
+    (cmd,) = control_lines(run)
+    assert cmd["type"] == "approve" and cmd["stage"] == proposal["stage"] and cmd["keep"] == kept
+    assert kept[edge] == [o for o in proposal["keep"][edge] if o != dropped]
+    assert {e: v for e, v in kept.items() if e != edge} == {e: v for e, v in proposal["keep"].items() if e != edge}
+
+
+def test_each_edge_keeps_at_least_one_op():
+    weights = {"0->2": {"msa_4": 0.7, "mlp_4": 0.3}, "1->2": {"skip": 0.6, "mlp_4": 0.4}}
+    proposal = {"stage": 1, "keep": {"0->2": ["msa_4"], "1->2": ["skip"]}}
+    results: list = []
+
+    class Host(App):
+        def on_mount(self) -> None:
+            self.push_screen(PruneScreen(proposal, weights, ["skip", "msa_4", "mlp_4"]), results.append)
+
+    async def scenario():
+        app = Host()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, PruneScreen) and bool(app.screen.query(KeepGrid)))
+            grid = app.screen.query_one(KeepGrid)
+            assert grid.ops == ["skip", "msa_4", "mlp_4"]
+            await pilot.press("right", "space")  # 0->2 msa_4: its only op, refused
+            assert grid.kept()["0->2"] == ["msa_4"]
+            await pilot.press("right", "space", "left", "space")  # add mlp_4, then msa_4 may go
+            assert grid.kept()["0->2"] == ["mlp_4"]
+            await pilot.press("a")
+            await until(pilot, lambda: bool(results))
+
+    asyncio.run(scenario())
+    assert results == [PruneDecision("approve", 1, {"0->2": ["mlp_4"], "1->2": ["skip"]})]
+
+
+def test_stop_asks_first_then_writes_a_stop_line(tmp_path):
+    run = waiting_run(tmp_path)
+    lock = rd.RunLock(run)
+    lock.acquire()
+
+    async def scenario():
+        app = DasvitApp(run_dir=run)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, PruneScreen) and bool(app.screen.query(KeepGrid)))
+            await pilot.press("escape")  # decide later: the run waits
+            await until(pilot, lambda: isinstance(app.screen, MonitorScreen))
+            await pilot.press("s")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("n")
+            await until(pilot, lambda: isinstance(app.screen, MonitorScreen))
+            assert control_lines(run) == []
+            await pilot.press("s")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
+            await until(pilot, lambda: bool(control_lines(run)))
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        lock.release()
+    assert [c["type"] for c in control_lines(run)] == ["stop"]
+
+
+def test_engine_death_shows_the_error_and_traceback_and_stays_open(tmp_path):
+    run = shutil.copytree(RECORDED, tmp_path / "crashed")
+    lines = [ln for ln in recorded_events() if '"type":"run_end"' not in ln][:8]
+    tb = "Traceback (most recent call last):\n  File \"dasvit/search.py\", line 1\nRuntimeError: CUDA out of memory\n"
+    lines.append(json.dumps(rd.make_event("error", message="RuntimeError: CUDA out of memory", traceback=tb)))
+    (run / "events.jsonl").write_text("\n".join(lines) + "\n")
+    before = sorted((p.name, p.stat().st_size) for p in run.iterdir())
+
+    async def scenario():
+        app = DasvitApp(run_dir=run)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: app.screen.caught_up)
+            await pilot.pause(0.3)
+            screen = app.screen
+            assert screen.state.status == "crashed" and screen.has_class("-failed")
+            failure = str(screen.query_one("#failure").render())
+            assert "RuntimeError: CUDA out of memory" in failure and "search.py" in failure
+            assert "RuntimeError: CUDA out of memory" in log_text(app)
+            assert isinstance(app.screen, MonitorScreen)
+
+    asyncio.run(scenario())
+    assert sorted((p.name, p.stat().st_size) for p in run.iterdir()) == before  # nothing rewritten
+
+
+def test_a_corrupt_events_line_is_skipped_with_a_warning(tmp_path):
+    run = shutil.copytree(RECORDED, tmp_path / "corrupt")
+    lines = recorded_events()
+    lines.insert(3, '{"v":1,"type":"epoch","stage":1,"ep')
+    (run / "events.jsonl").write_text("\n".join(lines) + "\n")
+
+    async def scenario():
+        app = DasvitApp(run_dir=run)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: app.screen.caught_up)
+            await pilot.pause(0.3)
+            assert app.screen.state.bad_lines == 1
+            assert app.screen.state.status == "finished" and len(app.screen.state.epochs) == 9
+            assert "skipped a malformed line in events.jsonl" in log_text(app)
+
+    asyncio.run(scenario())
+
+
+def test_a_new_epoch_reaches_the_screen_within_half_a_second(tmp_path):
+    run = waiting_run(tmp_path)
+    lines = recorded_events()
+    (run / "events.jsonl").write_text("\n".join(lines[:3]) + "\n")
+    nxt = json.loads(lines[3])
+    lock = rd.RunLock(run)
+    lock.acquire()
+
+    async def scenario():
+        app = DasvitApp(run_dir=run)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: app.screen.caught_up)
+            screen = app.screen
+            seen = len(screen.state.epochs)
+            await pilot.pause(0.1)
+            t0 = time.monotonic()
+            rd.append_jsonl(run / "events.jsonl", nxt)
+            await until(pilot, lambda: len(screen.state.epochs) > seen, timeout=2)
+            return time.monotonic() - t0
+
+    try:
+        delay = asyncio.run(scenario())
+    finally:
+        lock.release()
+    assert delay < 0.5, f"{delay:.2f} s"
+
+
+@pytest.mark.parametrize("kind", ["missing", "not a run"])
+def test_a_bad_run_dir_is_one_sentence_and_exit_2(tmp_path, kind):
+    target = tmp_path / "nope"
+    if kind == "not a run":
+        target.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "dasvit_tui.cli", "tui", str(target)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("dasvit: ") and str(target) in proc.stderr
