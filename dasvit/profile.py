@@ -74,12 +74,26 @@ def count_flops(model: nn.Module, image_size: int, in_chans: int = 3) -> int:
     return int(flop_analysis(model, image_size, in_chans).total())
 
 
+def edge_params(model: Network) -> dict[str, int]:
+    """Parameters of each edge's op in one cell, keyed `"i->j op"` (an edge may carry two ops)."""
+    cell = model.cells[0]
+    return {f"{e.src}->{e.dst} {e.op}": count_params(op) for e, op in zip(cell.edges, cell.ops)}
+
+
 def profile_genotype(genotype: Genotype, depth: int, dim: int, image_size: int, patch_size: int,
-                     num_classes: int) -> dict[str, int]:
-    """Params and FLOPs of the discrete network of `genotype` at the given sizes."""
-    with torch.device("cpu"):
+                     num_classes: int) -> dict[str, Any]:
+    """Params, FLOPs and per-edge params (one cell) of the discrete network of `genotype` at these sizes.
+
+    Counting needs shapes, not trained values: the network is allocated without its (slow) random
+    initialisation and zero-filled.
+    """
+    with torch.device("meta"):
         model = Network(genotype, depth, dim, image_size, patch_size, num_classes)
-    return {"params": count_params(model), "flops": count_flops(model, image_size)}
+    model = model.to_empty(device="cpu")
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            t.zero_()
+    return {"params": count_params(model), "flops": count_flops(model, image_size), "edge_params": edge_params(model)}
 
 
 @torch.no_grad()

@@ -1,0 +1,358 @@
+"""Retrain a genotype from scratch and measure it: top-1, top-5, params, FLOPs, images/s.
+
+`python -m dasvit.retrain GENOTYPE|RUN_DIR|BUILTIN [--preset P] [--set k=v ...] [--run-dir DIR]
+[--resume DIR] [--no-progress]`, one process per device under torchrun. The recipe is `config.retrain`:
+AdamW (no decay on norms, biases, position embedding, class token), linear warm-up then cosine per step,
+label smoothing, drop-path, RandAugment / Mixup / CutMix / random erasing, gradient clipping, bf16
+autocast on CUDA, optional EMA of the weights (evaluated and saved instead of the raw weights).
+
+The run directory (RUN_DIR/retrain/ for a search run) holds config.yaml, genotype.json, events.jsonl,
+checkpoint.pt (each epoch, atomic), best.pt and last.pt (weights of the best and the last epoch) and
+metrics.json. The top-1 / top-5 in metrics.json are those of best.pt, which `load_model` returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import rundir as rd
+from .augment import batch_mixer, train_transform
+from .config import Config, load_config, load_run_config, preset_names
+from .data import EpochLoaders, build_datasets
+from .errors import ConfigError, RunDirError, UserError
+from .genotype import Genotype, load_genotype
+from .network import Network, build_network
+from .profile import count_flops, count_params, images_per_second
+from .runtime import (
+    EXIT_OK, EXIT_STOPPED, DistInfo, Run, Stopped, barrier, broadcast_object, default_run_dir, fail_event,
+    load_checkpoint, reduce_sum, run_engine, save_checkpoint, setup_distributed,
+)
+
+BEST, LAST, METRICS = "best.pt", "last.pt", "metrics.json"
+
+
+# ---------------------------------------------------------------------------------------------
+# what to train, with which config, where
+
+@dataclass
+class Plan:
+    """A resolved retrain: its config, its cell, its run directory, and whether it resumes."""
+
+    cfg: Config
+    genotype: Genotype
+    run_dir: Path
+    resume: bool = False
+
+
+def _search_dir(source: str | None) -> Path | None:
+    """The run directory `source` names, if it is one (it has a config.yaml)."""
+    if source is None:
+        return None
+    p = Path(source)
+    return p if p.is_dir() and (p / rd.CONFIG).is_file() else None
+
+
+def _same_cell(a: Genotype, b: Genotype) -> bool:
+    return (a.nodes, sorted(a.edges, key=str), sorted(a.output)) == (b.nodes, sorted(b.edges, key=str), sorted(b.output))
+
+
+def plan_retrain(source: str | None, preset: str | None = None, overrides: list[str] | tuple[str, ...] = (),
+                 run_dir: str | Path | None = None, resume: str | Path | None = None) -> Plan:
+    """Resolve the command line into a Plan; every mistake is a one-sentence UserError.
+
+    The config is `--preset` if given, else the search run's config.yaml; `--set` applies on top.
+    A search RUN_DIR retrains into RUN_DIR/retrain; anything else into runs/<name>-retrain-<time>.
+    `--resume DIR` continues DIR with its own config.yaml and genotype.json (`--set` still applies).
+    """
+    if resume is not None:
+        rdir = Path(resume)
+        if rd.is_run_dir(rdir / "retrain"):  # a search run: resume its retrain
+            rdir = rdir / "retrain"
+        rd.require_run_dir(rdir)
+        if rd.summarize(rdir).kind != "retrain":
+            raise RunDirError(f"{rdir} is not a retrain run; --resume takes the directory a retrain writes.")
+        if preset is not None:
+            raise ConfigError(f"--preset cannot change the config of {rdir}, which is being resumed; use --set.")
+        if run_dir is not None and Path(run_dir).resolve() != rdir.resolve():
+            raise ConfigError("--run-dir and --resume name different directories; --resume alone is enough.")
+        if not (rdir / rd.CHECKPOINT).is_file():
+            raise RunDirError(f"{rdir} has no {rd.CHECKPOINT} yet; no epoch finished, so start it afresh.")
+        cfg = load_config(str(rdir / rd.CONFIG), overrides)
+        genotype = load_genotype(rdir / rd.GENOTYPE)
+        if source is not None and not _same_cell(load_genotype(source), genotype):
+            raise ConfigError(f"{source} is not the cell that {rdir} trains; leave it out to resume.")
+        return Plan(cfg, genotype, rdir, resume=True)
+    if source is None:
+        raise ConfigError("name what to retrain: a genotype file, a search run directory or a built-in (vit_b16).")
+    genotype = load_genotype(source)
+    search = _search_dir(source)
+    if preset is None and search is None:
+        raise ConfigError(
+            f"{source} carries no configuration; pass --preset ({', '.join(preset_names())} or a YAML file)."
+        )
+    cfg = load_config(preset if preset is not None else str(search / rd.CONFIG), overrides)
+    if run_dir is None:
+        run_dir = search / "retrain" if search is not None else default_run_dir(f"{Path(source).stem}-retrain")
+    run_dir = Path(run_dir)
+    if (run_dir / rd.EVENTS).exists():
+        raise RunDirError(
+            f"{run_dir} already holds a retrain run; continue it with --resume {run_dir} or pick another --run-dir."
+        )
+    return Plan(cfg, genotype, run_dir)
+
+
+# ---------------------------------------------------------------------------------------------
+# the recipe
+
+def lr_at(step: int, total: int, warmup: int, base: float, floor: float) -> float:
+    """Linear warm-up from 0 over `warmup` steps, then cosine from `base` down to `floor` at `total`."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = (step - warmup) / max(total - warmup, 1)
+    return floor + 0.5 * (base - floor) * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def param_groups(model: Network, weight_decay: float) -> list[dict]:
+    """AdamW groups: decay matrices; not norms, biases, the position embedding or the class token."""
+    skip = model.no_weight_decay()
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 or name in skip else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, info: DistInfo) -> tuple[float, float, float]:
+    """(val_loss, top1, top5) over every rank's share of the validation set."""
+    model.eval()
+    loss_sum = c1 = c5 = n = 0.0
+    for x, y in loader:
+        x, y = x.to(info.device, non_blocking=True), y.to(info.device, non_blocking=True)
+        with _autocast(info.device):
+            logits = model(x)
+        logits = logits.float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        c1 += (top[:, 0] == y).sum().item()
+        c5 += (top == y[:, None]).any(dim=1).sum().item()
+        n += y.numel()
+    loss_sum, c1, c5, n = reduce_sum([loss_sum, c1, c5, n], info)
+    model.train()
+    n = max(n, 1.0)
+    return loss_sum / n, c1 / n, c5 / n
+
+
+def _weights(state: dict, epoch: int, top1: float, top5: float, num_classes: int) -> dict:
+    return {"model": state, "epoch": epoch, "top1": top1, "top5": top5, "num_classes": num_classes}
+
+
+# ---------------------------------------------------------------------------------------------
+# the engine
+
+def retrain(plan: Plan, progress: bool = True) -> int:
+    """Train `plan.genotype` from scratch (or resume); returns an exit code (0 finished, 130 stopped)."""
+    info = setup_distributed()
+    plan.run_dir = Path(broadcast_object(str(plan.run_dir), info))
+    cfg, r = plan.cfg, plan.cfg.retrain
+    if r.batch_size % info.world:
+        raise ConfigError(f"retrain.batch_size ({r.batch_size}) must be divisible by the {info.world} processes.")
+    tf, notes = train_transform(cfg)
+    train_set, val_set, num_classes = build_datasets(cfg.data, seed=cfg.search.seed, train_transform=tf)
+    per_rank = r.batch_size // info.world
+    train_loaders = EpochLoaders(train_set, per_rank, cfg.data.workers, r.seed, info.rank, info.world)
+    val_loader = EpochLoaders(val_set, per_rank, cfg.data.workers, r.seed, info.rank, info.world,
+                              shuffle=False, drop_last=False).epoch(0)
+    steps = len(train_loaders) if r.steps_per_epoch == 0 else min(r.steps_per_epoch, len(train_loaders))
+    if steps == 0:
+        raise ConfigError(
+            f"the training set ({len(train_set)} images) is smaller than one batch (retrain.batch_size {r.batch_size})."
+        )
+    mixer = batch_mixer(cfg, num_classes)
+
+    torch.manual_seed(r.seed)
+    model = build_network(plan.genotype, cfg, num_classes).to(info.device)
+    optimizer = torch.optim.AdamW(param_groups(model, r.weight_decay), lr=r.lr, betas=(0.9, 0.999))
+    ema = None
+    if r.ema:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(r.ema_decay), use_buffers=True)
+    start, best = 0, {"top1": -1.0, "top5": 0.0, "epoch": 0}
+    if plan.resume:
+        state = load_checkpoint(plan.run_dir / rd.CHECKPOINT, map_location=info.device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if ema is not None and "ema" in state:
+            ema.load_state_dict(state["ema"])
+        start, best = state["epoch"], state["best"]
+    train_model: nn.Module = model
+    if info.world > 1:
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
+    if r.compile:
+        train_model = torch.compile(train_model)
+    eval_model = ema.module if ema is not None else model
+
+    with Run(plan.run_dir, cfg, "retrain", info, resume=plan.resume, progress=progress) as run:
+        try:
+            if info.main and not plan.resume:
+                plan.genotype.save(plan.run_dir / rd.GENOTYPE)
+            for note in notes:
+                run.progress.line(note)
+            params = count_params(model)
+            run.progress.line(f"retrain {plan.run_dir}: {params / 1e6:.2f} M params, {r.epochs} epochs of "
+                              f"{steps} steps, batch {r.batch_size} on {info.world} x {info.device.type}")
+            for epoch in range(start, r.epochs):
+                torch.manual_seed(r.seed * 1_000_003 + epoch * 1_009 + info.rank)  # resume replays exactly
+                t0 = time.time()
+                loader = train_loaders.epoch(epoch)
+                run.progress.start_epoch(f"epoch {epoch + 1}/{r.epochs}", steps)
+                loss_sum = correct = seen = 0.0
+                lr = r.lr
+                for i, (x, y) in enumerate(loader):
+                    if i == steps:
+                        break
+                    lr = lr_at(epoch * steps + i, r.epochs * steps, r.warmup_epochs * steps, r.lr, r.min_lr)
+                    for g in optimizer.param_groups:
+                        g["lr"] = lr
+                    x, y = x.to(info.device, non_blocking=True), y.to(info.device, non_blocking=True)
+                    target = y
+                    if mixer is not None:
+                        x, target = mixer(x, y)
+                    with _autocast(info.device):
+                        logits = train_model(x)
+                    loss = F.cross_entropy(logits.float(), target, label_smoothing=r.label_smoothing)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if r.grad_clip > 0:
+                        nn.utils.clip_grad_norm_(model.parameters(), r.grad_clip)
+                    optimizer.step()
+                    if ema is not None:
+                        ema.update_parameters(model)
+                    hard = target.argmax(1) if target.ndim == 2 else target
+                    loss_sum += loss.item() * y.numel()
+                    correct += (logits.argmax(1) == hard).sum().item()
+                    seen += y.numel()
+                    run.progress.step(i + 1, f"loss {loss.item():.3f} lr {lr:.2e}")
+                    if run.should_stop():
+                        raise Stopped()
+                train_seconds = time.time() - t0
+                loss_sum, correct, seen = reduce_sum([loss_sum, correct, seen], info)
+                val_loss, top1, top5 = evaluate(eval_model, val_loader, info)
+                fields = dict(
+                    stage=1, epoch=epoch + 1, epochs=r.epochs, train_loss=loss_sum / seen, train_acc=correct / seen,
+                    val_loss=val_loss, val_acc=top1, top1=top1, top5=top5, lr=lr,
+                    seconds=time.time() - t0, images_per_s=seen / max(train_seconds, 1e-9),
+                )
+                if info.device.type == "cuda":
+                    fields["peak_mem_bytes"] = torch.cuda.max_memory_allocated(info.device)
+                if info.main:
+                    if top1 > best["top1"]:
+                        best = {"top1": top1, "top5": top5, "epoch": epoch + 1}
+                        save_checkpoint(plan.run_dir / BEST, _weights(eval_model.state_dict(), epoch + 1, top1, top5, num_classes))
+                    state = {"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             "best": best, "genotype": plan.genotype.to_json()}
+                    if ema is not None:
+                        state["ema"] = ema.state_dict()
+                    save_checkpoint(plan.run_dir / rd.CHECKPOINT, state)
+                run.emit("epoch", **fields)
+                run.progress.line(
+                    f"epoch {epoch + 1}/{r.epochs} train_loss {fields['train_loss']:.4f} val_loss {val_loss:.4f} "
+                    f"top1 {top1:.2%} top5 {top5:.2%} {fields['images_per_s']:.0f} img/s {fields['seconds']:.1f}s"
+                )
+                barrier(info)
+            if info.main:
+                metrics = finish(plan, eval_model, best, num_classes, info, params)
+                run.progress.line(f"done: top-1 {metrics['top1']:.2%}, top-5 {metrics['top5']:.2%}, "
+                                  f"{metrics['params'] / 1e6:.2f} M params, {metrics['flops'] / 1e9:.3f} GFLOPs")
+                run.emit("run_end", status="finished",
+                         message=f"top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f}")
+            barrier(info)
+        except (Stopped, KeyboardInterrupt):
+            run.emit("run_end", status="stopped", message="stopped; resume with --resume " + str(plan.run_dir))
+            return EXIT_STOPPED
+        except BaseException as e:
+            if isinstance(e, UserError):
+                run.emit("run_end", status="failed", message=str(e))
+            else:
+                fail_event(run, e)
+            raise
+    return EXIT_OK
+
+
+def finish(plan: Plan, eval_model: nn.Module, best: dict, num_classes: int, info: DistInfo, params: int) -> dict:
+    """Write last.pt and metrics.json (rank 0): the best epoch's accuracy, params, FLOPs, images/s."""
+    cfg, r = plan.cfg, plan.cfg.retrain
+    run_dir = plan.run_dir
+    last = _last_accuracy(run_dir)
+    save_checkpoint(run_dir / LAST, _weights(eval_model.state_dict(), r.epochs, last.get("last_top1", -1.0),
+                                             last.get("last_top5", -1.0), num_classes))
+    flops = count_flops(eval_model, cfg.data.image_size)
+    ips = images_per_second(eval_model, cfg.data.image_size, min(r.batch_size, 64), info.device, steps=3, warmup=1)
+    metrics = {
+        "top1": best["top1"], "top5": best["top5"], "best_epoch": best["epoch"],
+        "params": params, "flops": flops, "images_per_s": ips,
+        "image_size": cfg.data.image_size, "patch_size": cfg.space.patch_size, "embed_dim": cfg.space.embed_dim,
+        "depth": r.depth, "num_classes": num_classes, "epochs": r.epochs, "dataset": cfg.data.name,
+        "genotype": plan.genotype.to_json(), **last,
+    }
+    rd.atomic_write_text(run_dir / METRICS, json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def _last_accuracy(run_dir: Path) -> dict:
+    events, _ = rd.read_events(run_dir)
+    epochs = [e for e in events if e.get("type") == "epoch"]
+    return {"last_top1": epochs[-1]["top1"], "last_top5": epochs[-1]["top5"]} if epochs else {}
+
+
+# ---------------------------------------------------------------------------------------------
+# using the result
+
+def load_model(run_dir: str | Path, device: str | torch.device = "cpu", which: str = "best") -> Network:
+    """The trained network of a retrain run (RUN_DIR/retrain or the retrain directory), in eval mode.
+
+    `which` is "best" (the weights metrics.json reports) or "last". Loads with `weights_only=True`.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / BEST).is_file() and (run_dir / "retrain").is_dir():
+        run_dir = run_dir / "retrain"
+    path = run_dir / (BEST if which == "best" else LAST)
+    if not path.is_file():
+        raise RunDirError(f"{run_dir} has no {path.name}; has a retrain epoch finished there?")
+    cfg = load_run_config(run_dir / rd.CONFIG)
+    state = torch.load(path, map_location=device, weights_only=True)
+    model = build_network(load_genotype(run_dir / rd.GENOTYPE), cfg, state["num_classes"], drop_path=0.0)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m dasvit.retrain", description=__doc__.splitlines()[0])
+    p.add_argument("source", nargs="?", help="genotype.json, a search run directory, or a built-in (vit_b16)")
+    p.add_argument("--preset", help="config preset name or YAML file (default: the search run's config.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--run-dir", help="where to write the retrain run")
+    p.add_argument("--resume", metavar="DIR", help="continue the retrain run in DIR from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines on stdout")
+    args = p.parse_args(argv)
+    return run_engine(lambda: retrain(
+        plan_retrain(args.source, args.preset, args.overrides, args.run_dir, args.resume),
+        progress=not args.no_progress,
+    ))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

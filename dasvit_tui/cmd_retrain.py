@@ -1,0 +1,78 @@
+"""`dasvit retrain`: train a searched cell (or ViT-B/16) from scratch and measure it.
+
+With --headless the engine runs in the foreground (in this process, or under torchrun with --nproc N);
+without it, the monitor starts the engine and watches it (`dasvit_tui.cmd_tui.open_monitor_for_new_retrain`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dasvit.errors import UserError
+
+SET_HELP = "Override a config key, VALUE parsed as YAML; repeatable. Example: --set retrain.epochs=100"
+
+
+def engine_argv(source: Optional[str], preset: Optional[str], overrides: list[str], run_dir: Optional[Path],
+                resume: Optional[Path], progress: bool = True) -> list[str]:
+    """The arguments of `python -m dasvit.retrain` for this command line."""
+    argv = [source] if source is not None else []
+    if preset:
+        argv += ["--preset", preset]
+    for o in overrides:
+        argv += ["--set", o]
+    if resume is not None:
+        argv += ["--resume", str(resume)]
+    elif run_dir is not None:
+        argv += ["--run-dir", str(run_dir)]
+    if not progress:
+        argv.append("--no-progress")
+    return argv
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def retrain(
+        source: Optional[str] = typer.Argument(
+            None, metavar="GENOTYPE|RUN_DIR|BUILTIN",
+            help="A search run directory (its genotype.json and config.yaml), a genotype.json, or vit_b16."),
+        preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Preset name or YAML file. Default: the search run's config.yaml."),
+        overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP, metavar="KEY=VALUE"),
+        run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-o", help="Where to write. Default: RUN_DIR/retrain, or runs/<name>-retrain-<time>."),
+        resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a retrain run from its last completed epoch."),
+        headless: bool = typer.Option(False, "--headless", help="Run in the foreground with progress on stdout instead of opening the monitor."),
+        nproc: int = typer.Option(1, "--nproc", help="Processes (one per GPU) under torchrun; gloo on CPU."),
+        no_progress: bool = typer.Option(False, "--no-progress", help="Print no progress lines."),
+    ) -> None:
+        """Retrain a searched cell from scratch; report top-1/top-5, params, FLOPs, images/s.
+
+        Writes config.yaml, genotype.json, events.jsonl, checkpoint.pt (each epoch), best.pt, last.pt and
+        metrics.json. Train the ViT-B/16 baseline with the same recipe to compare (see `dasvit show`).
+
+        Exit codes: 0 finished, 1 failed, 2 bad input, 130 stopped (continue with --resume DIR).
+
+        Example: dasvit retrain runs/demo-20260101-120000 --headless
+        """
+        from dasvit.retrain import plan_retrain
+
+        if nproc < 1:
+            raise UserError(f"--nproc must be at least 1, got {nproc}.")
+        plan = plan_retrain(source, preset, list(overrides), run_dir, resume)  # every mistake: exit 2, now
+        argv = engine_argv(source, preset, list(overrides), plan.run_dir, resume, progress=not no_progress)
+        if not headless:
+            try:
+                from .cmd_tui import open_monitor_for_new_retrain
+            except ImportError:
+                raise UserError("the retrain monitor is not available in this install; add --headless.") from None
+            raise typer.Exit(open_monitor_for_new_retrain(argv, plan.run_dir, nproc))
+        if nproc > 1:
+            from .cmd_search import run_distributed
+
+            raise typer.Exit(run_distributed("dasvit.retrain", nproc, argv))
+        from dasvit.retrain import retrain as run_retrain
+        from dasvit.runtime import run_engine
+
+        raise typer.Exit(run_engine(lambda: run_retrain(plan, progress=not no_progress)))

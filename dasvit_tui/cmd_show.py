@@ -1,0 +1,197 @@
+"""`dasvit show`: draw a cell, count what it costs, and compare retrained models.
+
+Sizes (depth, width, image size, patch, classes) come from, in order: the options; the run's
+config.yaml when GENOTYPE is a run directory or a file inside one; a built-in's own sizes (vit_b16:
+12 x 768, 224 px, patch 16, 1000 classes); the config defaults.
+
+Comparison: when the run has a finished retrain (RUN_DIR/retrain/metrics.json), it is shown beside the
+ViT-B/16 baseline retrained with the same recipe, found at `--baseline DIR`, else at RUN_DIR/baseline
+(train it with `dasvit retrain vit_b16 --headless --preset P --run-dir RUN_DIR/baseline`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from dasvit import rundir as rd
+from dasvit.errors import ConfigError, RunDirError, UserError
+
+FORMATS = ("rich", "json", "dot")
+METRICS = "metrics.json"
+
+
+def _config_dir(source: str) -> Path | None:
+    """The run directory whose config.yaml describes `source` (the source itself, or the file's folder)."""
+    p = Path(source)
+    for d in (p, p.parent) if p.exists() else ():
+        if d.is_dir() and (d / rd.CONFIG).is_file():
+            return d
+    return None
+
+
+def _dataset_classes(data) -> int | None:
+    if data.name == "synthetic":
+        return data.synthetic_classes
+    if data.name in ("cifar10", "cifar100", "imagenet100"):
+        return {"cifar10": 10, "cifar100": 100, "imagenet100": 100}[data.name]
+    train = Path(data.root).expanduser() / "train"
+    return sum(1 for c in train.iterdir() if c.is_dir()) if train.is_dir() else None
+
+
+def _read_metrics(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _retrain_metrics(d: Path) -> tuple[Path, dict[str, Any]] | None:
+    """metrics.json of a retrain run given as its own directory or as the search run holding it."""
+    for cand in (d, d / "retrain"):
+        m = _read_metrics(cand / METRICS)
+        if m is not None:
+            return cand, m
+    return None
+
+
+def resolve_sizes(source: str, opts: dict[str, Optional[int]]) -> tuple[dict[str, int], str]:
+    """The sizes to measure at, and where they came from (for the header)."""
+    from dasvit.config import load_config, load_run_config
+    from dasvit.genotype import BUILTIN_DIMS
+
+    run = _config_dir(source)
+    if run is not None:
+        cfg, origin = load_run_config(run / rd.CONFIG), f"{run / rd.CONFIG}"
+        found = _retrain_metrics(run)
+        classes = found[1].get("num_classes") if found else None
+        classes = classes or _dataset_classes(cfg.data)
+    else:
+        cfg, origin = load_config(None), "config defaults"
+        classes = cfg.data.synthetic_classes
+    sizes = {"depth": cfg.retrain.depth, "embed_dim": cfg.space.embed_dim, "image_size": cfg.data.image_size,
+             "patch_size": cfg.space.patch_size, "num_classes": classes}
+    if run is None and source in BUILTIN_DIMS:
+        sizes.update(BUILTIN_DIMS[source], num_classes=1000)
+        origin = f"{source}'s own sizes"
+    given = {k: v for k, v in opts.items() if v is not None}
+    if given:
+        origin += " and options"
+    sizes.update(given)
+    if sizes["num_classes"] is None:
+        raise ConfigError(f"the number of classes of {cfg.data.name} at {cfg.data.root} is unknown; pass --classes.")
+    for key, option in (("depth", "--depth"), ("num_classes", "--classes")):
+        if sizes[key] < 1:
+            raise ConfigError(f"{option} must be at least 1, got {sizes[key]}.")
+    return sizes, origin
+
+
+def comparison(source: str, baseline: Optional[Path]) -> tuple[list[dict[str, Any]], str | None]:
+    """Rows (searched retrain, ViT-B/16 baseline) that exist, and a hint when the baseline is missing."""
+    rows: list[dict[str, Any]] = []
+    src = Path(source)
+    searched = _retrain_metrics(src) if src.is_dir() else None
+    # the search run that owns the retrain: SOURCE itself, or its parent when SOURCE is RUN_DIR/retrain
+    root = src.parent if searched is not None and searched[0] == src else src
+    if searched is not None:
+        name = (searched[1].get("genotype") or {}).get("meta", {}).get("builtin") or "searched cell"
+        rows.append({"name": f"{name} ({searched[0]})", "dir": str(searched[0]), **_row(searched[1])})
+    if baseline is not None:
+        base = _retrain_metrics(baseline)
+        if base is None:
+            raise RunDirError(f"--baseline {baseline} holds no finished retrain (no {METRICS} in it or in its retrain/).")
+    else:
+        base = _retrain_metrics(root / "baseline") if searched is not None else None
+    if base is not None:
+        rows.append({"name": f"vit_b16 ({base[0]})", "dir": str(base[0]), **_row(base[1])})
+    hint = None
+    if searched is not None and base is None:
+        hint = (f"no ViT-B/16 baseline to compare with: dasvit retrain vit_b16 --headless "
+                f"--preset {_preset_of(root, searched[0])} --run-dir {root / 'baseline'}")
+    elif searched is not None and base is not None:
+        keys = ("dataset", "image_size", "epochs")
+        diff = [k for k in keys if searched[1].get(k) != base[1].get(k)]
+        if diff:
+            hint = f"note: the two retrains differ in {', '.join(diff)}; the comparison is not like for like."
+    return rows, hint
+
+
+def _row(m: dict[str, Any]) -> dict[str, Any]:
+    return {k: m.get(k) for k in ("params", "flops", "top1", "top5", "dataset", "image_size", "epochs")}
+
+
+def _preset_of(*runs: Path) -> str:
+    """The preset a run was made with, for the hint; P when no run says."""
+    from dasvit.config import load_run_config
+
+    for run in runs:
+        try:
+            return load_run_config(run / rd.CONFIG).preset
+        except (OSError, UserError):  # only a hint: a missing or broken config must not hide the rest
+            continue
+    return "P"
+
+
+def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: Optional[Path]) -> None:
+    from dasvit.genotype import load_genotype
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}.")
+    genotype = load_genotype(source)
+    if fmt == "dot":
+        from .render import to_dot
+
+        typer.echo(to_dot(genotype, name=Path(source).stem), nl=False)
+        return
+    sizes, origin = resolve_sizes(source, opts)
+    from dasvit.profile import profile_genotype
+
+    cost = profile_genotype(genotype, sizes["depth"], sizes["embed_dim"], sizes["image_size"],
+                            sizes["patch_size"], sizes["num_classes"])
+    rows, hint = comparison(source, baseline)
+    if fmt == "json":
+        out = {**genotype.to_json(), "params": cost["params"], "flops": cost["flops"], **sizes}
+        if rows:
+            out["comparison"] = [{k: v for k, v in r.items() if k != "name"} | {"name": r["name"].split(" (")[0]}
+                                 for r in rows]
+        typer.echo(json.dumps(out, indent=2))
+        return
+    from rich.console import Console
+    from rich.text import Text
+
+    from .render import comparison_table, render_cell
+
+    console = Console()
+    console.print(render_cell(genotype, {**sizes, **cost}, title=f"{source}  (sizes from {origin})"))
+    if rows:
+        console.print()
+        console.print(comparison_table(rows))
+    if hint:
+        console.print(Text(hint, style="dim"))
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def show(
+        source: str = typer.Argument(..., metavar="GENOTYPE|RUN_DIR|BUILTIN",
+                                     help="A genotype.json, a run directory, or a built-in cell (vit_b16)."),
+        depth: Optional[int] = typer.Option(None, "--depth", help="Cells stacked (default: the run's retrain.depth)."),
+        dim: Optional[int] = typer.Option(None, "--dim", help="Token width (default: the run's space.embed_dim)."),
+        image_size: Optional[int] = typer.Option(None, "--image-size", help="Image side in pixels."),
+        patch: Optional[int] = typer.Option(None, "--patch", help="Patch side in pixels."),
+        classes: Optional[int] = typer.Option(None, "--classes", help="Classifier outputs."),
+        fmt: str = typer.Option("rich", "--format", "-f", help="rich (drawing and tables), json, or dot (Graphviz source)."),
+        baseline: Optional[Path] = typer.Option(None, "--baseline", help="A vit_b16 retrain run to compare with (default: RUN_DIR/baseline)."),
+    ) -> None:
+        """Draw a searched cell with its parameters and FLOPs; compare retrained models.
+
+        FLOPs follow fvcore (one multiply-add is one FLOP; attention included), for one image.
+
+        Example: dasvit show vit_b16 --depth 12 --dim 768 --image-size 224 --patch 16 --classes 1000 --format json
+        """
+        opts = {"depth": depth, "embed_dim": dim, "image_size": image_size, "patch_size": patch, "num_classes": classes}
+        show_main(source, opts, fmt, baseline)
