@@ -61,6 +61,10 @@ def _search_dir(source: str | None) -> Path | None:
     return p if p.is_dir() and (p / rd.CONFIG).is_file() else None
 
 
+def _network_sizes(cfg: Config) -> tuple:
+    return (cfg.retrain.depth, cfg.space.embed_dim, cfg.space.patch_size, cfg.data.name, cfg.data.image_size)
+
+
 def _same_cell(a: Genotype, b: Genotype) -> bool:
     return (a.nodes, sorted(a.edges, key=str), sorted(a.output)) == (b.nodes, sorted(b.edges, key=str), sorted(b.output))
 
@@ -87,6 +91,9 @@ def plan_retrain(source: str | None, preset: str | None = None, overrides: list[
         if not (rdir / rd.CHECKPOINT).is_file():
             raise RunDirError(f"{rdir} has no {rd.CHECKPOINT} yet; no epoch finished, so start it afresh.")
         cfg = load_config(str(rdir / rd.CONFIG), overrides)
+        if _network_sizes(cfg) != _network_sizes(load_run_config(rdir / rd.CONFIG)):
+            raise ConfigError("--set cannot change the network or the data of a run being resumed "
+                              "(retrain.depth, space.embed_dim, space.patch_size, data.name, data.image_size); start a new run instead.")
         genotype = load_genotype(rdir / rd.GENOTYPE)
         if source is not None and not _same_cell(load_genotype(source), genotype):
             raise ConfigError(f"{source} is not the cell that {rdir} trains; leave it out to resume.")
@@ -105,7 +112,7 @@ def plan_retrain(source: str | None, preset: str | None = None, overrides: list[
     run_dir = Path(run_dir)
     if (run_dir / rd.EVENTS).exists():
         raise RunDirError(
-            f"{run_dir} already holds a retrain run; continue it with --resume {run_dir} or pick another --run-dir."
+            f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --run-dir."
         )
     return Plan(cfg, genotype, run_dir)
 
@@ -326,6 +333,8 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu", which: s
 
     `which` is "best" (the weights metrics.json reports) or "last". Loads with `weights_only=True`.
     """
+    if which not in ("best", "last"):
+        raise ValueError(f"which must be 'best' or 'last', got {which!r}")
     run_dir = Path(run_dir)
     if not (run_dir / BEST).is_file() and (run_dir / "retrain").is_dir():
         run_dir = run_dir / "retrain"

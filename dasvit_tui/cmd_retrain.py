@@ -1,7 +1,7 @@
 """`dasvit retrain`: train a searched cell (or ViT-B/16) from scratch and measure it.
 
 With --headless the engine runs in the foreground (in this process, or under torchrun with --nproc N);
-without it, the monitor starts the engine and watches it (`dasvit_tui.cmd_tui.open_monitor_for_new_retrain`).
+without it, the monitor starts the engine detached and watches it (`dasvit_tui.cmd_tui.start_and_monitor`).
 """
 
 from __future__ import annotations
@@ -63,11 +63,15 @@ def register(app: typer.Typer) -> None:
         plan = plan_retrain(source, preset, list(overrides), run_dir, resume)  # every mistake: exit 2, now
         argv = engine_argv(source, preset, list(overrides), plan.run_dir, resume, progress=not no_progress)
         if not headless:
+            if nproc > 1:
+                raise UserError("--nproc runs the ranks in the foreground; add --headless.")
             try:
-                from .cmd_tui import open_monitor_for_new_retrain
+                from .cmd_tui import start_and_monitor
             except ImportError:
-                raise UserError("the retrain monitor is not available in this install; add --headless.") from None
-            raise typer.Exit(open_monitor_for_new_retrain(argv, plan.run_dir, nproc))
+                raise UserError("the monitor is not available in this install; add --headless.") from None
+            # the launcher's first engine argument is the cell; a resumed run names its own directory
+            first = [source] if resume is None else [str(plan.run_dir), "--resume", str(plan.run_dir)]
+            raise typer.Exit(start_and_monitor("retrain", preset, list(overrides), plan.run_dir, first))
         if nproc > 1:
             from .cmd_search import run_distributed
 

@@ -126,12 +126,38 @@ def test_two_gloo_ranks_train_like_one_process_with_the_same_global_batch(refere
 def test_user_mistakes_exit_2_with_one_sentence(reference, search_run):
     procs = {
         "no config": (cli("retrain", "vit_b16", "--headless"), "pass --preset"),
-        "taken": (cli("retrain", search_run, "--headless"), "already holds a retrain run"),
+        "taken": (cli("retrain", search_run, "--headless"), "already holds a run"),
     }
     for name, (proc, words) in procs.items():
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 2, (name, err)
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and words in err, (name, err)
+
+
+def test_resume_keeps_the_network_of_the_run_it_continues(reference, search_run):
+    from dasvit.errors import ConfigError, RunDirError
+    from dasvit.retrain import plan_retrain
+
+    plan = plan_retrain(None, resume=search_run, overrides=["retrain.epochs=8"])  # the search run → its retrain/
+    assert plan.resume and plan.run_dir == reference and plan.cfg.retrain.epochs == 8
+    with pytest.raises(ConfigError, match="cannot change the network"):
+        plan_retrain(None, resume=reference, overrides=["retrain.depth=3"])
+    with pytest.raises(ConfigError, match="--preset cannot change"):
+        plan_retrain(None, preset="demo", resume=reference)
+    with pytest.raises(ConfigError, match="is not the cell"):
+        plan_retrain("vit_b16", resume=reference)
+    with pytest.raises(RunDirError, match="not a retrain run"):
+        plan_retrain(None, resume=_search_only(search_run))
+
+
+def _search_only(search_run: Path) -> Path:
+    """A copy of the search run without its retrain/."""
+    import shutil
+
+    other = search_run.parent / "search-only"
+    if not other.exists():
+        shutil.copytree(search_run, other, ignore=shutil.ignore_patterns("retrain", "baseline"))
+    return other
 
 
 def test_the_whole_recipe_runs_ema_mixup_cutmix_erasing_drop_path(tmp_path):
