@@ -57,12 +57,10 @@ class DasvitApp(App[str | None]):
     def open_run(self, run_dir: Path, process: subprocess.Popen | None = None) -> None:
         self.push_screen(self._monitor(run_dir, process))
 
-    def show_runs(self) -> None:
-        """Back to the runs list: pop to it if it is below, else put one in place of this screen."""
-        stack = self.screen_stack
-        if any(isinstance(s, RunsScreen) for s in stack):
-            while not isinstance(self.screen, RunsScreen):
-                self.pop_screen()
+    def back_from(self, screen: MonitorScreen) -> None:
+        """Back to the screen this monitor was opened from; the runs list if it was the first one."""
+        if len(self.screen_stack) > 2:  # [default, ..., this]
+            self.pop_screen()
         else:
             self.switch_screen(RunsScreen(self.runs_root))
 

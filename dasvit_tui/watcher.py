@@ -319,6 +319,10 @@ class RunState:
             prev = s
         return out
 
+    def stage_marks(self) -> list[tuple[int, str]]:
+        """Chart marks where stages 2.. begin: (x, "S2"), ..."""
+        return [(x, f"S{n}") for n, (x, _) in enumerate(self.stage_starts(), start=2)]
+
     def stage_position(self) -> int:
         """Index (0-based) of the current stage in the plan: from the stage numbers seen, first one = 0."""
         if not self.epochs:
@@ -363,21 +367,24 @@ class RunState:
             return max(0.0, (end or self.started) - self.started)
         return max(0.0, (now or time.time()) - self.started)
 
-    def eta(self) -> float | None:
-        """Seconds left: recent seconds per epoch, scaled to later stages by depth x ops kept."""
+    def eta(self, now: float | None = None) -> float | None:
+        """Seconds left: recent seconds per epoch, scaled to later stages by depth x ops kept, counted down
+        from the last epoch's end."""
         if self.status not in ("running", "waiting") or not self.epochs:
             return None
         last = self.epochs[-1]
-        recent = [e.get("seconds") for e in self.epochs[-3:] if e.get("stage") == last.get("stage")]
-        recent = [s for s in recent if isinstance(s, (int, float))]
-        if not recent:
-            return None
-        per_epoch = sum(recent) / len(recent)
+        same = [e for e in self.epochs[-4:] if e.get("stage") == last.get("stage")]
+        times = [e.get("time") for e in same if isinstance(e.get("time"), (int, float))]
+        if len(times) >= 2:  # wall time between epochs: training, evaluation and checkpoint
+            per_epoch = (times[-1] - times[0]) / (len(times) - 1)
+        else:
+            secs = [e.get("seconds") for e in same if isinstance(e.get("seconds"), (int, float))]
+            if not secs:
+                return None
+            per_epoch = sum(secs) / len(secs)
         stages = self.stages
         pos = self.stage_position()
         left = max(0, int(last.get("epochs", 0)) - int(last.get("epoch", 0)))
-        if last.get("epoch", 0) == 0:  # 0-based epochs count one more
-            left = max(0, left - 1)
         total = left * per_epoch
         if pos < len(stages):
             cur = stages[pos]
@@ -385,7 +392,10 @@ class RunState:
             for st in stages[pos + 1:]:
                 ratio = int(st.get("depth", 1)) * int(st.get("keep", 1)) / cost
                 total += int(st.get("epochs", 0)) * per_epoch * ratio
-        return total
+        if self.status == "waiting" or not isinstance(last.get("time"), (int, float)):
+            return total  # the clock does not run while the engine waits for an answer
+        since = (now or time.time()) - last["time"]
+        return max(0.0, total - max(0.0, since))
 
     @property
     def failure(self) -> dict[str, Any] | None:

@@ -47,9 +47,11 @@ def test_recorded_run_folds_into_a_finished_three_stage_search(tmp_path):
     assert [s for _, s in state.stage_starts()] == [2, 3]
     assert state.eta() is None and state.elapsed() > 0
     assert state.genotype is not None and state.genotype_stage == 3
-    # the last stage weighs 3 ops per edge; the other 5 show as gone
+    # the last stage weighs the ops the last prune kept (the user kept 4 on one edge); the rest are gone
     active = state.active_ops()
-    assert set(active) == set(state.last["arch_weights"]) and all(len(v) == 3 for v in active.values())
+    kept = state.prunes[-1]["keep"]
+    assert {e: set(v) for e, v in active.items()} == {e: set(v) for e, v in kept.items()}
+    assert sorted(len(v) for v in active.values()) == [3] * 8 + [4]
     # one CaughtUp per pass that found something, after the events it covers
     assert isinstance(inbox.messages[-1], m.CaughtUp) and inbox.messages[-1].first
 

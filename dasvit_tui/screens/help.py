@@ -17,7 +17,7 @@ HELP = """\
 | `g` | the genotype: the searched cell, its parameters and FLOPs |
 | `r` | retrain a finished search's cell (a detached process) |
 | `s` | stop the run (asks first; the engine stops after its current step) |
-| `Esc` | all runs under `runs/` |
+| `Esc` | back to where you came from; from the first monitor, all runs under `runs/` |
 | `q` | leave the monitor; **the run goes on** — come back with `dasvit tui RUN_DIR` |
 | `?` | this help |
 

@@ -48,7 +48,7 @@ class MonitorScreen(Screen):
         Binding("g", "genotype", "Genotype"),
         Binding("r", "retrain", "Retrain"),
         Binding("s", "stop", "Stop"),
-        Binding("escape", "runs", "Runs"),
+        Binding("escape", "back", "Back"),
         Binding("q", "leave", "Leave"),
         Binding("question_mark", "app.help", "Help", key_display="?"),
     ]
@@ -74,7 +74,7 @@ class MonitorScreen(Screen):
                 yield LineChart("loss", id="loss")
                 yield LineChart("accuracy", id="acc")
                 yield SkipChart(id="skip")
-                yield LineChart("images/s", id="speed")
+                yield LineChart("throughput", id="speed")
             with Vertical(id="right"):
                 yield Static(id="failure")
                 yield OpHeatmap(id="heatmap")
@@ -171,7 +171,7 @@ class MonitorScreen(Screen):
     def _redraw(self) -> None:
         s = self.state
         eps = s.epochs
-        vlines = [(x, f"S{n}") for n, (x, _) in enumerate(s.stage_starts(), start=2)]
+        vlines = s.stage_marks()
         x_max = max(1, s.total_epochs)
         self.query_one(RunHeader).show(s)
         self.query_one("#loss", LineChart).plot(ChartData(
@@ -179,8 +179,8 @@ class MonitorScreen(Screen):
             x_max=x_max, vlines=vlines))
         if s.kind == "retrain":
             self.query_one("#acc", LineChart).plot(ChartData(
-                [Series("top-1", _values(eps, "top1"), TRAIN), Series("top-5", _values(eps, "top5"), VAL),
-                 Series("train", _values(eps, "train_acc"), THIRD)], x_max=x_max, y_min=0.0, y_max=1.0))
+                [Series("top-1", _values(eps, "top1"), TRAIN), Series("top-5", _values(eps, "top5"), VAL)],
+                x_max=x_max, y_min=0.0, y_max=1.0))
             self.query_one("#speed", LineChart).plot(ChartData(
                 [Series("images/s", _values(eps, "images_per_s"), THIRD)], x_max=x_max))
             self.query_one("#retrain-info", Static).update(self._retrain_info())
@@ -317,8 +317,8 @@ class MonitorScreen(Screen):
     def action_retrain(self) -> None:
         self.app.start_retrain(self.run_dir)
 
-    def action_runs(self) -> None:
-        self.app.show_runs()
+    def action_back(self) -> None:
+        self.app.back_from(self)
 
     def action_leave(self) -> None:
         self.app.exit()

@@ -30,19 +30,22 @@ STATUS = {
 }
 
 
-def run_label(summary: RunSummary, root: Path) -> str:
+def run_label(summary: RunSummary, root: Path, previous: RunSummary | None = None) -> str:
+    """The run's path under root; a retrain listed right below its search is `└ retrain`."""
+    if previous is not None and summary.path.name == "retrain" and summary.path.parent == previous.path:
+        return " └ retrain"
     try:
         return str(summary.path.relative_to(root))
     except ValueError:
         return str(summary.path)
 
 
-def row_cells(s: RunSummary, root: Path) -> list:
-    label, style = STATUS.get(s.status, (s.status, ""))
+def row_cells(s: RunSummary, label: str) -> list:
+    status, style = STATUS.get(s.status, (s.status, ""))
     stage = f"{s.stage}/{s.stages}" if s.kind == "search" and s.stages else "–"
     epoch = f"{s.epoch}/{s.epochs}" if s.epochs else "–"
     best = f"{s.best_acc:.1%}" if s.best_acc is not None else "–"
-    return [run_label(s, root), s.kind, s.preset, Text(label, style=style), stage, epoch, Text(best, justify="right")]
+    return [label, s.kind, s.preset, Text(status, style=style), stage, epoch, Text(best, justify="right")]
 
 
 class RunsScreen(Screen):
@@ -82,8 +85,10 @@ class RunsScreen(Screen):
         table = self.query_one(DataTable)
         cursor = table.cursor_row
         table.clear()
+        previous = None
         for s in summaries:
-            table.add_row(*row_cells(s, self.root), key=str(s.path))
+            table.add_row(*row_cells(s, run_label(s, self.root, previous)), key=str(s.path))
+            previous = s
         if summaries:
             table.move_cursor(row=min(cursor, len(summaries) - 1))
         self.summaries = summaries

@@ -46,7 +46,7 @@ def header_text(state: RunState, now: float | None = None) -> Text:
         out.append(f"epoch {last.get('epoch', '?')}/{last.get('epochs', '?')}", style="bold")
         out.append(" · ")
     out.append(f"{clock(state.elapsed(now))} elapsed")
-    eta = state.eta()
+    eta = state.eta(now)
     if eta is not None:
         out.append(f" · ETA ~{clock(eta)}")
     label, style = STATUS_STYLE.get(state.status, (state.status, "bold"))

@@ -49,7 +49,7 @@ class SkipChart(LineChart):
                 Series("skip", skip, "orange1"),
             ],
             x_max=state.total_epochs,
-            vlines=[(x, str(s)) for x, s in state.stage_starts()],
+            vlines=state.stage_marks(),
             hlines=list(bounds) if bounds else [],
             y_min=0.0, y_max=1.0,
         ))
