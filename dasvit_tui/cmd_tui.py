@@ -68,7 +68,7 @@ def start_and_monitor(kind: str, preset: str | None, overrides: list[str], run_d
     elif kind == "retrain":
         if not extra_args:
             raise UserError("a retrain needs a genotype file or a search run directory.")
-        launched = launch.start_retrain(Path(extra_args[0]), run_dir, preset, list(overrides), list(extra_args[1:]))
+        launched = launch.start_retrain(extra_args[0], run_dir, preset, list(overrides), list(extra_args[1:]))
     else:
         raise ValueError(f"unknown engine kind {kind!r}")
     app = DasvitApp(run_dir=launched.run_dir, process=launched.process, exit_on_user_error=True)

@@ -79,14 +79,17 @@ def start_search(preset: str | None, overrides: list[str] = (), run_dir: Path | 
     return start_engine("search", run_dir, search_args(preset, list(overrides), run_dir, approve, extra))
 
 
-def start_retrain(source: Path, run_dir: Path | None = None, preset: str | None = None,
+def start_retrain(source: Path | str, run_dir: Path | None = None, preset: str | None = None,
                   overrides: list[str] = (), extra_args: list[str] | None = None) -> Launched:
     """Retrain the genotype of a finished search (or a genotype file) into run_dir (default SOURCE/retrain)."""
-    source = Path(source).absolute()
+    ref = str(source)
+    if Path(ref).exists():  # a file or a run directory; anything else is a built-in name (vit_b16)
+        ref = str(Path(ref).absolute())
     if run_dir is None:
-        run_dir = (source if source.is_dir() else source.parent) / "retrain"
+        path = Path(ref)
+        run_dir = (path if path.is_dir() else path.parent) / "retrain"
     run_dir = Path(run_dir).absolute()
-    args = [str(source), "--run-dir", str(run_dir)]
+    args = [ref, "--run-dir", str(run_dir)]
     if preset is not None:
         args += ["--preset", preset]
     for o in overrides:

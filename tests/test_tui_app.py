@@ -19,8 +19,10 @@ from textual.app import App
 from dasvit import rundir as rd
 from dasvit_tui.app import DasvitApp
 from dasvit_tui.screens.confirm import ConfirmScreen
+from dasvit_tui.screens.help import HelpScreen
 from dasvit_tui.screens.monitor import MonitorScreen
 from dasvit_tui.screens.prune import KeepGrid, PruneDecision, PruneScreen
+from dasvit_tui.screens.runs import RunsScreen
 from dasvit_tui.widgets.log import EngineLog
 
 RECORDED = Path(__file__).parent / "recorded_run"
@@ -105,6 +107,12 @@ def test_each_edge_keeps_at_least_one_op():
             assert grid.kept()["0->2"] == ["msa_4"]
             await pilot.press("right", "space", "left", "space")  # add mlp_4, then msa_4 may go
             assert grid.kept()["0->2"] == ["mlp_4"]
+            msa_4 = (KeepGrid.LABEL + 1 * KeepGrid.CELL + 1, 2)  # the mouse, on row 1->2
+            mlp_4 = (KeepGrid.LABEL + 2 * KeepGrid.CELL + 1, 2)
+            await pilot.click(KeepGrid, offset=msa_4)  # not an op of 1->2: nothing to toggle
+            await pilot.click(KeepGrid, offset=mlp_4)
+            assert grid.kept()["1->2"] == ["skip", "mlp_4"]
+            await pilot.click(KeepGrid, offset=mlp_4)
             await pilot.press("a")
             await until(pilot, lambda: bool(results))
 
@@ -218,3 +226,53 @@ def test_a_bad_run_dir_is_one_sentence_and_exit_2(tmp_path, kind):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("dasvit: ") and str(target) in proc.stderr
+
+
+def test_runs_screen_opens_a_run_and_help_and_back(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    shutil.copytree(RECORDED, root / "demo-recorded")
+
+    async def scenario():
+        app = DasvitApp(runs_root=root)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded)
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, MonitorScreen))
+            assert app.screen.run_dir == root / "demo-recorded"
+            await pilot.press("question_mark")
+            await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+            await pilot.press("escape")
+            await until(pilot, lambda: isinstance(app.screen, MonitorScreen))
+            await pilot.press("escape")
+            await until(pilot, lambda: isinstance(app.screen, RunsScreen))
+
+    asyncio.run(scenario())
+
+
+def test_n_starts_a_search_from_a_chosen_preset(tmp_path):
+    from dasvit_tui.screens.runs import PresetScreen
+
+    root = tmp_path / "runs"
+
+    async def scenario():
+        app = DasvitApp(runs_root=root)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded)
+            await pilot.press("n")
+            await until(pilot, lambda: isinstance(app.screen, PresetScreen))
+            options = app.screen.query_one("#presets")
+            options.highlighted = [str(o.prompt) for o in options.options].index("demo")
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, MonitorScreen))
+            return app.launched
+
+    launched = asyncio.run(scenario())
+    try:
+        (run,) = launched
+        assert run.run_dir.parent == root.absolute() and run.run_dir.name.startswith("demo-")
+        assert run.process.poll() is None
+        assert "--approve manual" in " ".join(run.process.args)
+    finally:
+        for run in launched:
+            run.process.terminate()
+            run.process.wait(timeout=30)

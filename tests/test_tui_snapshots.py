@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from textual.widgets import DataTable
 
 from dasvit import rundir as rd
 from dasvit_tui.app import DasvitApp
@@ -85,8 +86,9 @@ def test_runs_screen(snap_compare, run, monkeypatch):
     os.utime(waiting, (1_700_000_100, 1_700_000_100))
 
     async def loaded(pilot) -> None:
-        await until(pilot, lambda: isinstance(pilot.app.screen, RunsScreen) and pilot.app.screen.loaded)
-        await pilot.pause(0.2)
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunsScreen) and pilot.app.screen.loaded
+                    and pilot.app.screen.query_one(DataTable).row_count == 3)
+        await pilot.pause(0.3)
 
     try:
         assert snap_compare(DasvitApp(runs_root=root), terminal_size=SIZE, run_before=loaded)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from dasvit import rundir as rd
 from dasvit_tui import messages as m
-from dasvit_tui.watcher import RunState, RunWatcher
+from dasvit_tui.messages import RunState
+from dasvit_tui.watcher import RunWatcher
 
 RECORDED = Path(__file__).parent / "recorded_run"
 

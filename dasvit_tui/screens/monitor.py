@@ -23,7 +23,8 @@ from textual.worker import get_current_worker
 from dasvit import rundir as rd
 
 from .. import messages as m
-from ..watcher import RunState, RunWatcher
+from ..messages import RunState
+from ..watcher import RunWatcher
 from ..widgets.charts import ChartData, LineChart, Series
 from ..widgets.header import RunHeader
 from ..widgets.heatmap import OpHeatmap

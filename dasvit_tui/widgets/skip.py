@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..watcher import RunState
+from ..messages import RunState
 from .charts import ChartData, LineChart, Series
 
 
