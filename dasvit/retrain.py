@@ -162,8 +162,62 @@ def evaluate(model: nn.Module, loader, info: DistInfo) -> tuple[float, float, fl
     return loss_sum / n, c1 / n, c5 / n
 
 
+def resume_state(epoch: int, model: nn.Module, optimizer, ema, best: dict, plan: Plan) -> dict:
+    """checkpoint.pt: everything a resumed run needs (plain tensors and numbers: weights-only loadable).
+
+    No RNG state: each epoch reseeds from (seed, epoch, rank), so a resumed epoch replays exactly.
+    """
+    state = {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "best": best,
+             "genotype": plan.genotype.to_json()}
+    if ema is not None:
+        state["ema"] = ema.state_dict()
+    return state
+
+
 def _weights(state: dict, epoch: int, top1: float, top5: float, num_classes: int) -> dict:
     return {"model": state, "epoch": epoch, "top1": top1, "top5": top5, "num_classes": num_classes}
+
+
+def train_epoch(train_model: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer, ema, mixer, loader,
+                epoch: int, steps: int, r, info: DistInfo, run: Run) -> tuple[float, float, float, float]:
+    """One epoch of `steps` steps; returns (loss sum, correct, images) summed over ranks, and the last lr.
+
+    Metrics accumulate on the device: no host sync per step beyond the stop check.
+    """
+    loss_sum = torch.zeros((), device=info.device)
+    correct = torch.zeros((), device=info.device)
+    seen, lr, shown = 0, r.lr, ""
+    for i, (x, y) in enumerate(loader):
+        if i == steps:
+            break
+        lr = lr_at(epoch * steps + i, r.epochs * steps, r.warmup_epochs * steps, r.lr, r.min_lr)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        x, y = x.to(info.device, non_blocking=True), y.to(info.device, non_blocking=True)
+        target = y
+        if mixer is not None:
+            x, target = mixer(x, y)
+        with _autocast(info.device):
+            logits = train_model(x)
+        loss = F.cross_entropy(logits.float(), target, label_smoothing=r.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if r.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), r.grad_clip)
+        optimizer.step()
+        if ema is not None:
+            ema.update_parameters(model)
+        hard = target.argmax(1) if target.ndim == 2 else target
+        loss_sum += loss.detach() * y.numel()
+        correct += (logits.argmax(1) == hard).sum()
+        seen += y.numel()
+        if i % 10 == 0 or i + 1 == steps:
+            shown = f"loss {loss.item():.3f} lr {lr:.2e}"
+        run.progress.step(i + 1, shown)
+        if run.should_stop():
+            raise Stopped()
+    loss_total, correct_total, seen_total = reduce_sum([loss_sum.item(), correct.item(), float(seen)], info)
+    return loss_total, correct_total, seen_total, lr
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,39 +278,10 @@ def retrain(plan: Plan, progress: bool = True) -> int:
             for epoch in range(start, r.epochs):
                 torch.manual_seed(r.seed * 1_000_003 + epoch * 1_009 + info.rank)  # resume replays exactly
                 t0 = time.time()
-                loader = train_loaders.epoch(epoch)
                 run.progress.start_epoch(f"epoch {epoch + 1}/{r.epochs}", steps)
-                loss_sum = correct = seen = 0.0
-                lr = r.lr
-                for i, (x, y) in enumerate(loader):
-                    if i == steps:
-                        break
-                    lr = lr_at(epoch * steps + i, r.epochs * steps, r.warmup_epochs * steps, r.lr, r.min_lr)
-                    for g in optimizer.param_groups:
-                        g["lr"] = lr
-                    x, y = x.to(info.device, non_blocking=True), y.to(info.device, non_blocking=True)
-                    target = y
-                    if mixer is not None:
-                        x, target = mixer(x, y)
-                    with _autocast(info.device):
-                        logits = train_model(x)
-                    loss = F.cross_entropy(logits.float(), target, label_smoothing=r.label_smoothing)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if r.grad_clip > 0:
-                        nn.utils.clip_grad_norm_(model.parameters(), r.grad_clip)
-                    optimizer.step()
-                    if ema is not None:
-                        ema.update_parameters(model)
-                    hard = target.argmax(1) if target.ndim == 2 else target
-                    loss_sum += loss.item() * y.numel()
-                    correct += (logits.argmax(1) == hard).sum().item()
-                    seen += y.numel()
-                    run.progress.step(i + 1, f"loss {loss.item():.3f} lr {lr:.2e}")
-                    if run.should_stop():
-                        raise Stopped()
+                loss_sum, correct, seen, lr = train_epoch(
+                    train_model, model, optimizer, ema, mixer, train_loaders.epoch(epoch), epoch, steps, r, info, run)
                 train_seconds = time.time() - t0
-                loss_sum, correct, seen = reduce_sum([loss_sum, correct, seen], info)
                 val_loss, top1, top5 = evaluate(eval_model, val_loader, info)
                 fields = dict(
                     stage=1, epoch=epoch + 1, epochs=r.epochs, train_loss=loss_sum / seen, train_acc=correct / seen,
@@ -269,11 +294,7 @@ def retrain(plan: Plan, progress: bool = True) -> int:
                     if top1 > best["top1"]:
                         best = {"top1": top1, "top5": top5, "epoch": epoch + 1}
                         save_checkpoint(plan.run_dir / BEST, _weights(eval_model.state_dict(), epoch + 1, top1, top5, num_classes))
-                    state = {"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "best": best, "genotype": plan.genotype.to_json()}
-                    if ema is not None:
-                        state["ema"] = ema.state_dict()
-                    save_checkpoint(plan.run_dir / rd.CHECKPOINT, state)
+                    save_checkpoint(plan.run_dir / rd.CHECKPOINT, resume_state(epoch + 1, model, optimizer, ema, best, plan))
                 run.emit("epoch", **fields)
                 run.progress.line(
                     f"epoch {epoch + 1}/{r.epochs} train_loss {fields['train_loss']:.4f} val_loss {val_loss:.4f} "
