@@ -53,6 +53,7 @@ class RunWatcher:
         self._pid: int | None = None
         self._metrics_mtime = 0.0
         self._first = True
+        self._warned_partial = b""
 
     # -- the loop -------------------------------------------------------------------------
     def run(self, cancelled: Callable[[], bool] = lambda: False) -> None:
@@ -68,6 +69,7 @@ class RunWatcher:
         """One pass over the run directory."""
         posted = self._read_events() + self._read_log()
         self._check_live()
+        posted += self._truncated_tail()
         now = time.monotonic()
         if now >= self._next_sample:
             self._next_sample = now + self.stats_interval
@@ -116,6 +118,15 @@ class RunWatcher:
         if text:
             self.target.post_message(m.LogLines(text))
         return len(text)
+
+    def _truncated_tail(self) -> int:
+        """A last line without its newline once no engine is writing: a crash mid-write. Warn once."""
+        partial = self._events._partial
+        if not partial or (self._live and self._live[0]) or partial == self._warned_partial:
+            return 0
+        self._warned_partial = partial
+        self.target.post_message(m.BadEventLine(partial.decode("utf-8", "replace")))
+        return 1
 
     def _check_live(self) -> None:
         exit_code = self.process.poll() if self.process is not None else None

@@ -276,3 +276,26 @@ def test_n_starts_a_search_from_a_chosen_preset(tmp_path):
         for run in launched:
             run.process.terminate()
             run.process.wait(timeout=30)
+
+
+def test_a_proposal_answered_elsewhere_closes_the_modal(tmp_path):
+    run = waiting_run(tmp_path)
+    proposal = json.loads((run / "events.jsonl").read_text().splitlines()[-1])
+    lock = rd.RunLock(run)
+    lock.acquire()
+
+    async def scenario():
+        app = DasvitApp(run_dir=run)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, PruneScreen) and bool(app.screen.query(KeepGrid)))
+            # `dasvit approve` from a script; the engine acts on it
+            rd.append_jsonl(run / "events.jsonl", rd.make_event("prune", stage=proposal["stage"],
+                                                                 keep=proposal["keep"], by="user"))
+            await until(pilot, lambda: isinstance(app.screen, MonitorScreen))
+            assert app.screen.state.proposal is None and app.screen.state.status == "running"
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        lock.release()
+    assert control_lines(run) == []

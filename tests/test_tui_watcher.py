@@ -68,12 +68,18 @@ def test_partial_line_waits_and_corrupt_line_is_skipped_with_a_warning(tmp_path)
     events.write_text(json.dumps(start) + "\n" + '{"v":1,"type":"epo\n' + line[:20])  # a crash mid-write, then half a line
     inbox = Inbox()
     watcher = RunWatcher(run, inbox)
-    watcher.poll()
-    assert [type(x) for x in inbox.messages if not isinstance(x, (m.EngineStatus, m.CaughtUp))] == [
-        m.RunStarted, m.BadEventLine]
-    with open(events, "a") as f:
-        f.write(line[20:] + "\n")
-    watcher.poll()
+    lock = rd.RunLock(run)  # a live engine is still writing
+    lock.acquire()
+    try:
+        watcher.poll()
+        assert [type(x) for x in inbox.messages if isinstance(x, (m.RunMessage, m.BadEventLine))] == [
+            m.RunStarted, m.BadEventLine]
+        with open(events, "a") as f:
+            f.write(line[20:] + "\n")
+        watcher.poll()
+    finally:
+        lock.release()
+    assert len(inbox.of(m.BadEventLine)) == 1
     epochs = inbox.of(m.EpochEnded)
     assert len(epochs) == 1 and epochs[0].event["train_loss"] == 1.0
 
@@ -120,3 +126,15 @@ def test_engine_death_without_run_end_is_a_crash_with_its_error(tmp_path):
     state = fold(inbox, run)
     assert state.status == "crashed"
     assert state.failure["message"] == "RuntimeError: boom"
+
+
+def test_a_truncated_last_line_of_a_dead_engine_is_warned_about_once(tmp_path):
+    run = shutil.copytree(RECORDED, tmp_path / "run")
+    with open(run / "events.jsonl", "a") as f:
+        f.write('{"v":1,"type":"epoch","stage":3,"epo')  # the engine died mid-write
+    inbox = Inbox()
+    watcher = RunWatcher(run, inbox)
+    watcher.poll()
+    watcher.poll()
+    (bad,) = inbox.of(m.BadEventLine)
+    assert bad.text.startswith('{"v":1,"type":"epoch"')

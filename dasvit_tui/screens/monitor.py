@@ -67,6 +67,7 @@ class MonitorScreen(Screen):
         self._answered: set[tuple] = set()
         self._log_tail: deque[str] = deque(maxlen=8)
         self._failure_shown = False
+        self._prune_screen: PruneScreen | None = None
 
     def compose(self) -> ComposeResult:
         yield RunHeader(id="run-header")
@@ -160,6 +161,7 @@ class MonitorScreen(Screen):
     def on_caught_up(self, msg: m.CaughtUp) -> None:
         self._redraw()
         self.caught_up = True
+        self._close_stale_prompt()
         self._maybe_prompt()
 
     # -- drawing -----------------------------------------------------------------------------
@@ -247,6 +249,14 @@ class MonitorScreen(Screen):
         p = self.state.proposal
         return None if p is None else (p.get("stage"), p.get("time"))
 
+    def _close_stale_prompt(self) -> None:
+        """The proposal on screen was answered elsewhere (`dasvit approve`, another monitor) or the run ended."""
+        shown = self._prune_screen
+        if shown is not None and shown.is_current and shown.proposal is not self.state.proposal:
+            self._prune_screen = None
+            self.app.pop_screen()
+            self.notify("The pruning proposal was answered elsewhere or the run ended.", timeout=4)
+
     def _maybe_prompt(self) -> None:
         key = self._proposal_key()
         if key is None or not self.state.live or key in self._prompted or key in self._answered:
@@ -257,7 +267,7 @@ class MonitorScreen(Screen):
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         s = self.state
         if action == "prune":
-            return s.live and s.proposal is not None and self._proposal_key() not in self._answered
+            return bool(s.live) and s.proposal is not None and self._proposal_key() not in self._answered
         if action == "retrain":
             return s.kind == "search" and s.status == "finished"
         if action == "stop":
@@ -269,10 +279,11 @@ class MonitorScreen(Screen):
         if s.proposal is None:
             return
         weights = s.proposal.get("weights") or (s.last or {}).get("arch_weights") or {}
-        self.app.push_screen(PruneScreen(s.proposal, weights, s.ops, len(s.stages) or None, s.stage_position()),
-                             self._answer_proposal)
+        self._prune_screen = PruneScreen(s.proposal, weights, s.ops, len(s.stages) or None, s.stage_position())
+        self.app.push_screen(self._prune_screen, self._answer_proposal)
 
     def _answer_proposal(self, decision: PruneDecision | None) -> None:
+        self._prune_screen = None
         if decision is None:
             self.notify("The run waits for your answer; p brings the proposal back.", timeout=4)
             return

@@ -57,7 +57,8 @@ def draw_heatmap(weights: dict[str, dict[str, float]], ops: list[str], active: d
     for edge in edges:
         w = weights[edge]
         keep = set(active.get(edge, w))
-        best = max(w, key=lambda o: w[o]) if w else None
+        ranked = sorted(w.values(), reverse=True)
+        best = max(w, key=lambda o: w[o]) if ranked and (len(ranked) == 1 or ranked[0] > ranked[1] + 1e-9) else None
         out.append("\n")
         out.append(edge.rjust(label_w - 1) + " ", style="bold")
         for op in ops:
