@@ -315,7 +315,7 @@ def _positive(value: float, key: str) -> None:
 
 
 def validate(cfg: Config) -> None:
-    from .ops import parse_op  # ops imports nothing from config: no cycle
+    from .opspec import parse_op
 
     d, s, se, r = cfg.data, cfg.space, cfg.search, cfg.retrain
     for key, v in [

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import GenotypeError
-from .ops import OpSpec, parse_op
+from .opspec import OpSpec, parse_op
 
 FORMAT = "dasvit-genotype"
 VERSION = 1

@@ -43,6 +43,17 @@ def _register() -> None:
 _register()
 
 
+def _click_exceptions() -> tuple[type, ...]:
+    """Typer ≥ 0.24 bundles its own click (typer._click); older ones use the click package."""
+    found: list[type] = []
+    for mod in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(__import__(mod, fromlist=["ClickException"]).ClickException)
+        except ImportError:
+            pass
+    return tuple(found)
+
+
 def main() -> None:
     try:
         rc = app(standalone_mode=False)  # click returns (not raises) a command's typer.Exit code here
@@ -54,10 +65,8 @@ def main() -> None:
     except typer.Abort:
         print("Aborted.", file=sys.stderr)
         sys.exit(130)
-    except Exception as e:  # click usage errors are user mistakes too
-        import click
-
-        if isinstance(e, click.ClickException):
+    except Exception as e:  # usage errors (unknown option, bad value) are user mistakes too
+        if isinstance(e, _click_exceptions()):
             e.show()
             sys.exit(2)
         raise
