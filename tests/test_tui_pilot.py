@@ -92,7 +92,7 @@ def test_a_run_started_by_the_launcher_goes_on_after_the_app_exits(tmp_path):
         async def scenario():
             app = DasvitApp(run_dir=launched.run_dir, process=launched.process)
             async with app.run_test(size=(80, 24)) as pilot:
-                await until(pilot, lambda: bool(app.screen.state.epochs), timeout=90)
+                await until(pilot, lambda: app.screen.state.kind == "search", timeout=90)  # run_start seen
                 await pilot.press("q")
             assert app.return_code == 0
 
