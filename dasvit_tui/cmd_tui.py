@@ -12,7 +12,7 @@ from typing import List, Optional
 import typer
 
 from dasvit import rundir as rd
-from dasvit.config import parse_override, resolve_preset
+from dasvit.config import load_config, parse_override, resolve_preset
 from dasvit.errors import UserError
 
 RUNS_ROOT = Path("runs")
@@ -56,8 +56,10 @@ def start_and_monitor(kind: str, preset: str | None, overrides: list[str], run_d
     from . import launch
     from .app import DasvitApp
 
-    if preset is not None:
-        resolve_preset(preset)  # an unknown preset: one sentence now, before any run directory exists
+    if kind == "search" and "--resume" not in extra_args:
+        load_config(preset or "demo", list(overrides))  # a bad config: one sentence now, before any run dir
+    elif preset is not None:
+        resolve_preset(preset)
     for o in overrides:
         parse_override(o)
     if run_dir is not None and rd.is_live(run_dir):

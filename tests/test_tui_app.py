@@ -299,3 +299,23 @@ def test_a_proposal_answered_elsewhere_closes_the_modal(tmp_path):
     finally:
         lock.release()
     assert control_lines(run) == []
+
+
+def test_run_dirs_are_named_as_the_engine_names_them(tmp_path):
+    import re
+
+    from dasvit.runtime import default_run_dir
+    from dasvit_tui import launch
+
+    ours, engines = launch.new_run_dir("demo", tmp_path), default_run_dir("demo", str(tmp_path))
+    assert ours.parent == engines.parent and re.fullmatch(r"demo-\d{8}-\d{6}", ours.name)
+    ours.mkdir()
+    assert launch.new_run_dir("demo", tmp_path).name.endswith("-2")
+
+
+def test_a_bad_config_is_one_sentence_and_exit_2_before_any_run_dir(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "dasvit_tui.cli", "tui", "--preset", "demo", "--set", "search.lr=-1"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "search.lr" in proc.stderr
+    assert not (tmp_path / "runs").exists()
