@@ -18,16 +18,16 @@ from dasvit_tui.screens.prune import KeepGrid, PruneScreen
 
 # the demo preset, shrunk so that a stage takes a few seconds on 2 busy cores
 SMALL = [
-    "search.steps_per_epoch=4",
+    "search.steps_per_epoch=2",
     "search.arch_warmup_epochs=0",
     "data.synthetic_train=256",
-    "data.synthetic_val=64",
+    "data.synthetic_val=32",
     "data.batch_size=16",
     "space.embed_dim=24",
     "search.pts.dim=8",
 ]
 TWO_STAGES = ["search.stages=[{depth: 1, keep: 8, epochs: 1}, {depth: 1, keep: 3, epochs: 1}]"]
-ONE_LONG_STAGE = ["search.stages=[{depth: 1, keep: 8, epochs: 200}]", "search.steps_per_epoch=2"]
+ONE_LONG_STAGE = ["search.stages=[{depth: 1, keep: 8, epochs: 200}]"]
 
 
 def epochs_written(run: Path) -> int:
