@@ -253,3 +253,15 @@ def iter_runs(root: Path) -> Iterator[Path]:
             yield p
         if is_run_dir(p / "retrain"):
             yield p / "retrain"
+
+
+def default_run_dir(name: str, root: str | Path = "runs") -> Path:
+    """runs/<name>-<timestamp>, with -2, -3, ... if that exists already."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stem = Path(name).stem if name else "custom"
+    path = Path(root) / f"{stem}-{stamp}"
+    i = 1
+    while path.exists():
+        i += 1
+        path = Path(root) / f"{stem}-{stamp}-{i}"
+    return path

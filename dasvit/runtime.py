@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 
 from . import rundir as rd
+from .rundir import default_run_dir  # noqa: F401  (engines import it from here)
 from .config import Config, dump_config
 from .errors import UserError
 
@@ -329,14 +330,3 @@ def fail_event(run: Run | None, exc: BaseException) -> None:
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     run.emit("error", message=f"{type(exc).__name__}: {exc}", traceback=tb)
     run.emit("run_end", status="failed", message=f"{type(exc).__name__}: {exc}")
-
-
-def default_run_dir(preset: str, root: str = "runs") -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    name = Path(preset).stem if preset else "custom"
-    path = Path(root) / f"{name}-{stamp}"
-    i = 1
-    while path.exists():
-        i += 1
-        path = Path(root) / f"{name}-{stamp}-{i}"
-    return path

@@ -48,7 +48,7 @@ def run_distributed(module: str, nproc: int, argv: list[str]) -> int:
 def resolve_new_run_dir(preset: Optional[str], overrides: list[str], run_dir: Optional[Path]) -> Path:
     """Validate the config now (exit 2 before any work) and fix the run directory every rank will use."""
     from dasvit.config import load_config
-    from dasvit.runtime import default_run_dir
+    from dasvit.rundir import default_run_dir
 
     cfg = load_config(preset or "demo", overrides)
     return run_dir or default_run_dir(cfg.preset)

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,21 +56,6 @@ def preset_name(preset: str | None) -> str:
     return load_config(preset or "demo").preset
 
 
-def new_run_dir(name: str, root: Path) -> Path:
-    """runs/<name>-<timestamp>[-i], named as `dasvit.runtime.default_run_dir` names it.
-
-    Not imported from there: dasvit.runtime imports torch, 3 s on 2 busy cores before the engine could
-    even start; the front stays torch-free.
-    """
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = Path(root) / f"{Path(name).stem}-{stamp}"
-    i = 1
-    while path.exists():
-        i += 1
-        path = Path(root) / f"{Path(name).stem}-{stamp}-{i}"
-    return path
-
-
 def search_args(preset: str | None, overrides: list[str], run_dir: Path, approve: str = "manual",
                 extra_args: list[str] | None = None) -> list[str]:
     args = ["--run-dir", str(run_dir)]
@@ -95,7 +79,7 @@ def start_search(preset: str | None, overrides: list[str] = (), run_dir: Path | 
         if i + 1 < len(extra):
             run_dir = Path(extra[i + 1])
     if run_dir is None:
-        run_dir = new_run_dir(preset_name(preset), root)
+        run_dir = rd.default_run_dir(preset_name(preset), root)
     run_dir = Path(run_dir).absolute()
     return start_engine("search", run_dir, search_args(preset, list(overrides), run_dir, approve, extra))
 

@@ -301,16 +301,15 @@ def test_a_proposal_answered_elsewhere_closes_the_modal(tmp_path):
     assert control_lines(run) == []
 
 
-def test_run_dirs_are_named_as_the_engine_names_them(tmp_path):
+def test_new_run_dirs_are_timestamped_and_never_reused(tmp_path):
     import re
 
-    from dasvit.runtime import default_run_dir
-    from dasvit_tui import launch
+    from dasvit.rundir import default_run_dir
 
-    ours, engines = launch.new_run_dir("demo", tmp_path), default_run_dir("demo", str(tmp_path))
-    assert ours.parent == engines.parent and re.fullmatch(r"demo-\d{8}-\d{6}", ours.name)
-    ours.mkdir()
-    assert launch.new_run_dir("demo", tmp_path).name.endswith("-2")
+    first = default_run_dir("demo", tmp_path)
+    assert first.parent == tmp_path and re.fullmatch(r"demo-\d{8}-\d{6}", first.name)
+    first.mkdir()
+    assert default_run_dir("demo", tmp_path).name.endswith("-2")
 
 
 def test_a_bad_config_is_one_sentence_and_exit_2_before_any_run_dir(tmp_path):
