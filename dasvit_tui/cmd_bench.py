@@ -1,0 +1,90 @@
+"""`dasvit bench`: search and retrain variants side by side, a table on stdout and a JSON file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from dasvit.errors import UserError
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
+def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(measure, value, target) rows of a bench result, in reading order."""
+    s, r = result["search"], result["retrain"]
+    out = [
+        ("search: naive images/s (reference per-op path)", f"{s['naive_images_per_s']:,.1f}", ""),
+        ("search: fused images/s", f"{s['fused_images_per_s']:,.1f}", ""),
+        ("search: fused speedup", f"{s['fused_speedup']:.2f}x", "≥ 1.5 CPU --quick, ≥ 3 H200"),
+    ]
+    for k, v in s["saved_bytes"].items():
+        out.append((f"search: saved for backward, PTS {k}", _mib(v), ""))
+    out.append(("search: PTS memory ratio (0.5 / off)", f"{s['pts_memory_ratio']:.3f}", "≤ 0.6"))
+    for k, v in s.get("peak_bytes", {}).items():
+        out.append((f"search: CUDA peak, PTS {k}", _mib(v), ""))
+    if "paper_step_peak_bytes" in s:
+        out.append(("search: paper-scale step CUDA peak", _mib(s["paper_step_peak_bytes"]), "≤ 12 GB"))
+    out += [
+        ("retrain: ours images/s (vit_b16 genotype)", f"{r['images_per_s']['ours']:,.1f}", ""),
+        (f"retrain: peer images/s ({r['peer']})", f"{r['images_per_s']['peer']:,.1f}", ""),
+        ("retrain: FLOPs/image ours / peer (fvcore)",
+         f"{r['flops_per_image']['ours'] / 1e9:.2f} G / {r['flops_per_image']['peer'] / 1e9:.2f} G", ""),
+        ("retrain: per-FLOP speed, ours / peer", f"{r['per_flop_vs_peer']:.3f}", "≥ 0.95"),
+    ]
+    if "mfu" in r:
+        out.append(("retrain: MFU (bf16, measured matmul peak)", f"{100 * r['mfu']:.1f} %", "≥ 40 % H200"))
+    return out
+
+
+def print_table(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    m = result["machine"]
+    where = m.get("gpu") or f"{m['cpu']}, {m['threads']} threads"
+    table = Table(title=f"dasvit bench{' --quick' if result['quick'] else ''} on {m['device']} ({where})")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_column("target")
+    for name, value, target in rows(result):
+        table.add_row(name, value, target)
+    console = Console()
+    console.print(table)
+    console.print(f"medians over interleaved repeats; {result['seconds']:.0f} s in all")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def bench(
+        quick: bool = typer.Option(False, "--quick", help="Reduced sizes: about a minute on a 2-core CPU."),
+        device: str = typer.Option("cpu", "--device", "-d", help="cpu or cuda."),
+        json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here."),
+        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: torch's)."),
+    ) -> None:
+        """Measure the search step (naive against fused), partial-token memory, and the retrained
+        ViT-B/16 cell against timm's (or torchvision's) ViT-B/16, side by side in one process.
+
+        Example: dasvit bench --quick --json bench.json
+        """
+        import torch
+
+        if device not in ("cpu", "cuda"):
+            raise UserError(f"--device must be cpu or cuda, got {device!r}.")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise UserError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu.")
+        if threads:
+            torch.set_num_threads(threads)
+        from dasvit.bench import run_bench
+
+        result = run_bench(quick, device, say=lambda s: typer.echo(s, err=True))
+        print_table(result)
+        if json_path is not None:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps(result, indent=2) + "\n")
+            typer.echo(f"wrote {json_path}")
