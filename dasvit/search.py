@@ -88,6 +88,8 @@ class Searcher:
             from .fused import enable_fused
 
             enable_fused(net)
+        if sc.compile:  # in place: parameter names (checkpoints) and attributes stay those of net
+            net.compile()
         w_opt = torch.optim.AdamW(net.weight_parameters(), lr=sc.lr, weight_decay=sc.weight_decay)
         a_opt = torch.optim.Adam([net.alpha], lr=sc.arch_lr, betas=(0.5, 0.999), weight_decay=sc.arch_weight_decay)
         steps = self.loaders(stage)[0].__len__()
