@@ -3,21 +3,25 @@
 All the edges that leave a node read the same state x, so (per node, across all its outgoing edges):
 
 - x is normalised once. Each op's own LayerNorm affine (γ, β) is folded into its first layer:
-  W (γ ⊙ x̂) + W β + c  =  (W diag γ) x̂ + (W β + c).
-- The QKV projections of every `msa_h` and the first layers of every `mlp_r` are one matmul
-  (`in_proj`, as timm's ParallelScalingBlock does for one block).
-- Attention runs through `scaled_dot_product_attention` once per head count: heads of the same size
-  from different edges are independent, so they go in one call side by side.
+  W (γ ⊙ x̂ + β) + c  =  (W diag γ) x̂ + (W β + c).
+- The first layers of every `mlp_r` are one matmul; the QKV projections of every `msa_h` with the
+  same head count are one matmul, laid out [Q of those ops; K; V] so that the heads of all of them
+  go through one `scaled_dot_product_attention` call side by side (heads are independent).
 - Per edge, the α-weighted output projections of its `msa_h` are one matmul over their concatenated
-  outputs, and the α-weighted second layers of its `mlp_r` are one matmul over their hidden slices;
-  the weight w_o scales op o's slice (`scaled_linear`). `skip` adds w·x, `zero` adds nothing.
+  outputs, and the α-weighted second layers of its `mlp_r` one matmul over their hidden units; w_o
+  scales op o's slice (`scaled_linear`). `skip` adds w·x, `zero` adds nothing.
 
-The fused weights are rebuilt from the per-op modules' parameters on every call (torch.cat and friends),
-so gradients reach those parameters and `NodeEdges.mix_reference`, the plain per-op path, stays the
-reference on identical parameters. Pruned ops have no modules and so drop out of the fused weights.
+The fused weights are built from the per-op modules' parameters on every call, so gradients reach
+those parameters and `NodeEdges.mix_reference`, the plain per-op path, stays the reference on
+identical parameters. Pruned ops have no modules and so drop out of the fused weights. Neither the
+folded nor the concatenated weights are saved for backward (they are rebuilt there): activation
+memory is the activations', about a fifth less than the reference path's (no per-op LayerNorm
+outputs, no per-op outputs for ∂α).
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -88,16 +92,56 @@ def scaled_linear(h: torch.Tensor, s: torch.Tensor, blocks: list[torch.Tensor],
     """
     if torch.is_autocast_enabled(h.device.type):
         dtype = torch.get_autocast_dtype(h.device.type)
-        h, blocks = h.to(dtype), [b.to(dtype) for b in blocks]
-        acc = None if acc is None else acc.to(dtype)
+        h, acc = h.to(dtype), None if acc is None else acc.to(dtype)
         with torch.autocast(h.device.type, enabled=False):
             return _ScaledLinear.apply(h, s, acc, *blocks)
     return _ScaledLinear.apply(h, s, acc, *blocks)
 
 
-def fold_norm(norm: nn.LayerNorm, linear: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
-    """The weight and bias of `linear ∘ norm`'s affine part: linear(γ ⊙ x̂ + β) = (W diag γ) x̂ + (W β + c)."""
-    return linear.weight * norm.weight, torch.addmv(linear.bias, linear.weight, norm.bias)
+class _FoldedLinear(torch.autograd.Function):
+    """x Wᵀ + b with (W, b) = fold(θ), rebuilt from the parameters θ in backward instead of saved.
+
+    The folded weights are as large as the layers they come from: saving them for backward would hold
+    a second copy of every first layer (about 3 GiB at paper scale). Saved: x and θ (no copies).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, *params_and_fold):  # the fold goes last: next_functions skips it
+        *params, fold = params_and_fold
+        weight, bias = fold(*params)
+        ctx.fold = fold
+        ctx.save_for_backward(x, *params)
+        return torch.addmm(bias.to(x.dtype), x, weight.to(x.dtype).t())
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        x, *params = ctx.saved_tensors
+        need_x = _will_compute(ctx, 0)
+        need = [i for i in range(len(params)) if _will_compute(ctx, 1 + i)]
+        leaves = [p.detach().requires_grad_(i in need) for i, p in enumerate(params)]
+        with torch.enable_grad():
+            weight, bias = ctx.fold(*leaves)
+        grads: list[torch.Tensor | None] = [None] * len(params)
+        if need:
+            gw, gb = (g.t() @ x.to(g.dtype)).to(weight.dtype), g.sum(0).to(bias.dtype)
+            for i, gp in zip(need, torch.autograd.grad((weight, bias), [leaves[i] for i in need], (gw, gb))):
+                grads[i] = gp
+        grad_x = g @ weight.detach().to(g.dtype) if need_x else None
+        return (grad_x, *grads, None)
+
+
+def folded_linear(x: torch.Tensor, fold: Callable, params: list[torch.Tensor]) -> torch.Tensor:
+    """x Wᵀ + b for (W, b) = fold(*params); under autocast the matmul runs in the autocast dtype."""
+    if torch.is_autocast_enabled(x.device.type):
+        x = x.to(torch.get_autocast_dtype(x.device.type))
+        with torch.autocast(x.device.type, enabled=False):
+            return _FoldedLinear.apply(x, *params, fold)
+    return _FoldedLinear.apply(x, *params, fold)
+
+
+def fold_norm(weight: torch.Tensor, bias: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor):
+    """A linear layer after a LayerNorm's affine: W (γ ⊙ x̂ + β) + c = (W diag γ) x̂ + (W β + c)."""
+    return weight * gamma, torch.addmv(bias, weight, beta)
 
 
 class FusedNodeMix:
@@ -135,27 +179,30 @@ class FusedNodeMix:
         self.edge_mlp = [[(c, mod) for e2, c, mod in self.mlps if e2 == e] for e in range(self.n_out)]
         self.mlp_widths = [sum(mod.fc1.out_features for _, mod in m) for m in self.edge_mlp]
 
-    def qkv_proj(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Folded QKV weight and bias of every msa: per head count, [Q of its ops; K of its ops; V of its ops]."""
-        mods = [mod for _, _, mod in self.msas]
-        weight = torch.stack([m.qkv.weight for m in mods])  # [n, 3D, D]
-        d = weight.shape[-1]
-        gamma = torch.stack([m.norm.weight for m in mods]).unsqueeze(1)
-        beta = torch.stack([m.norm.bias for m in mods]).unsqueeze(2)
-        bias = torch.stack([m.qkv.bias for m in mods]).unsqueeze(2)
-        folded_w = (weight * gamma).view(-1, 3, d, d)
-        folded_b = torch.baddbmm(bias, weight, beta).view(-1, 3, d)
-        ws, bs, start = [], [], 0
-        for _, members in self.groups:
-            k = len(members)
-            ws.append(folded_w[start: start + k].transpose(0, 1).reshape(-1, d))
-            bs.append(folded_b[start: start + k].transpose(0, 1).reshape(-1))
-            start += k
-        return torch.cat(ws), torch.cat(bs)
+    @staticmethod
+    def qkv_params(members: list[tuple[int, int, Attention]]) -> list[torch.Tensor]:
+        mods = [mod for _, _, mod in members]
+        return ([m.qkv.weight for m in mods] + [m.qkv.bias for m in mods]
+                + [m.norm.weight for m in mods] + [m.norm.bias for m in mods])
 
-    def fc1_proj(self) -> tuple[torch.Tensor, torch.Tensor]:
+    @staticmethod
+    def fold_qkv(*params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Folded QKV weight and bias of k msa ops with one head count: [Q of the k ops; K …; V …]."""
+        k = len(params) // 4
+        d = params[0].shape[1]
+        weight = torch.stack([w.view(3, d, d) for w in params[:k]], 1)  # [3, k, D, D]
+        bias = torch.stack([c.view(3, d) for c in params[k: 2 * k]], 1)  # [3, k, D]
+        gamma, beta = torch.stack(params[2 * k: 3 * k]), torch.stack(params[3 * k:])  # [k, D]
+        folded_b = bias + (weight @ beta.unsqueeze(-1)).squeeze(-1)
+        return (weight * gamma.unsqueeze(1)).view(-1, d), folded_b.view(-1)
+
+    def fc1_params(self) -> list[torch.Tensor]:
+        return [t for _, _, m in self.mlps for t in (m.fc1.weight, m.fc1.bias, m.norm.weight, m.norm.bias)]
+
+    @staticmethod
+    def fold_fc1(*params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Folded first-layer weight and bias of every mlp, in edge order."""
-        ws, bs = zip(*(fold_norm(mod.norm, mod.fc1) for _, _, mod in self.mlps))
+        ws, bs = zip(*(fold_norm(*params[i: i + 4]) for i in range(0, len(params), 4)))
         return torch.cat(ws), torch.cat(bs)
 
     def __call__(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -165,22 +212,20 @@ class FusedNodeMix:
             xn = F.layer_norm(x2, (d,), eps=self.eps)
         ys = []  # per head count: each member op's attention output [B·N, D]
         if self.msas:
-            wq, bq = self.qkv_proj()
-            qkv = torch.addmm(bq, xn, wq.t()).split([3 * len(m) * d for _, m in self.groups], 1)
-            for (heads, members), part in zip(self.groups, qkv):
-                q, k, v = part.view(b, n, 3, len(members) * heads, d // heads).permute(2, 0, 3, 1, 4)
+            for heads, members in self.groups:
+                qkv = folded_linear(xn, self.fold_qkv, self.qkv_params(members))  # [B·N, 3·k·D]
+                q, k, v = qkv.view(b, n, 3, len(members) * heads, d // heads).permute(2, 0, 3, 1, 4)
                 y = F.scaled_dot_product_attention(q, k, v)  # [B, k·h, N, D/h]
                 ys.append(y.transpose(1, 2).reshape(b * n, len(members), d).unbind(1))
         if self.mlps:
-            w1, b1 = self.fc1_proj()
-            hidden = F.gelu(torch.addmm(b1, xn, w1.t())).split(self.mlp_widths, 1)
+            hidden = F.gelu(folded_linear(xn, self.fold_fc1, self.fc1_params())).split(self.mlp_widths, 1)
         outs = []
         for e in range(self.n_out):
             out = self.edge_bias(e, w)
             if self.edge_msa[e]:
                 msa = self.edge_msa[e]
                 y = torch.cat([ys[g][pos] for g, pos, _, _ in msa], 1)
-                s = w[e, [c for _, _, c, _ in msa]].repeat_interleave(d)
+                s = torch.cat([w[e, c].expand(d) for _, _, c, _ in msa])  # basic indexing: no host→device index copy
                 out = scaled_linear(y, s, [mod.proj.weight for _, _, _, mod in msa], out)
             if self.edge_mlp[e]:
                 mlp = self.edge_mlp[e]
@@ -198,7 +243,7 @@ class FusedNodeMix:
         terms += [(c, mod.fc2.bias) for c, mod in self.edge_mlp[e]]
         if not terms:
             return None
-        return torch.stack([bias for _, bias in terms], 1) @ w[e, [c for c, _ in terms]]
+        return torch.stack([bias for _, bias in terms], 1) @ torch.stack([w[e, c] for c, _ in terms])
 
 
 def enable_fused(net: Supernet) -> Supernet:
