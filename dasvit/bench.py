@@ -218,6 +218,41 @@ def search_speed(plan: Plan, device: torch.device) -> dict:
             "step_seconds": {k: [round(t, 5) for t in v] for k, v in times.items()}}
 
 
+def profile_search_step(plan: Plan, device: torch.device, steps: int = 3, rows: int = 25) -> str:
+    """torch.profiler, op by op: self time per bi-level step of the naive and the fused path."""
+    from torch.profiler import ProfilerActivity, profile
+
+    s = plan.search
+    net = build_supernet(s, device)
+    step = BilevelStep(net, s, device)
+    mixes = [(ne, ne.fused_mix) for ne in enable_fused(net).modules() if isinstance(ne, NodeEdges)]
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    tables = {}
+    for name in ("naive", "fused"):
+        for ne, mix in mixes:
+            ne.fused_mix = mix if name == "fused" else None
+        for _ in range(2):
+            step()
+        _sync(device)
+        with profile(activities=activities) as prof:
+            for _ in range(steps):
+                step()
+            _sync(device)
+        tables[name] = {e.key: (getattr(e, attr) / steps / 1e3, e.count // steps) for e in prof.key_averages()}
+    keys = sorted(set(tables["naive"]) | set(tables["fused"]),
+                  key=lambda k: -max(tables["naive"].get(k, (0, 0))[0], tables["fused"].get(k, (0, 0))[0]))
+    unit = "device" if device.type == "cuda" else "CPU"
+    lines = [f"{'op: self ' + unit + ' ms per bi-level step':58s} {'naive':>9s} {'calls':>6s} {'fused':>9s} {'calls':>6s}"]
+    for k in keys[:rows]:
+        (a, na), (b, nb) = tables["naive"].get(k, (0.0, 0)), tables["fused"].get(k, (0.0, 0))
+        lines.append(f"{k[:58]:58s} {a:9.2f} {na:6d} {b:9.2f} {nb:6d}")
+    total = {k: sum(v[0] for v in t.values()) for k, t in tables.items()}
+    calls = {k: sum(v[1] for v in t.values()) for k, t in tables.items()}
+    lines.append(f"{'all ops':58s} {total['naive']:9.2f} {calls['naive']:6d} {total['fused']:9.2f} {calls['fused']:6d}")
+    return "\n".join(lines)
+
+
 def paper_step_peak(device: torch.device) -> int:
     """Peak CUDA memory of one fused bi-level step at paper scale (bf16 autocast)."""
     net = build_supernet(PAPER, device, 0.5)

@@ -66,6 +66,7 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("cpu", "--device", "-d", help="cpu or cuda."),
         json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here."),
         threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: torch's)."),
+        profile: bool = typer.Option(False, "--profile", help="Also print torch.profiler's op table of one naive and one fused search step."),
     ) -> None:
         """Measure the search step (naive against fused), partial-token memory, and the retrained
         ViT-B/16 cell against timm's (or torchvision's) ViT-B/16, side by side in one process.
@@ -80,10 +81,12 @@ def register(app: typer.Typer) -> None:
             raise UserError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu.")
         if threads:
             torch.set_num_threads(threads)
-        from dasvit.bench import run_bench
+        from dasvit.bench import FULL, QUICK, profile_search_step, run_bench
 
         result = run_bench(quick, device, say=lambda s: typer.echo(s, err=True))
         print_table(result)
+        if profile:
+            typer.echo(profile_search_step(QUICK if quick else FULL, torch.device(device)))
         if json_path is not None:
             json_path.parent.mkdir(parents=True, exist_ok=True)
             json_path.write_text(json.dumps(result, indent=2) + "\n")
