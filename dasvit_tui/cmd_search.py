@@ -77,6 +77,8 @@ def register(app: typer.Typer) -> None:
         if approve not in (None, "auto", "manual"):
             raise UserError(f"--approve must be auto or manual, got {approve!r}.")
         if not headless:
+            if nproc > 1:
+                raise UserError("--nproc runs the ranks in the foreground; add --headless (and watch with: dasvit tui RUN_DIR).")
             try:
                 from .cmd_tui import start_and_monitor
             except ImportError:
