@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from . import rundir as rd
-from .arch import arch_weights_dict, check_keep, derive_genotype, fairness_terms, prune_proposal, skip_fraction
+from .arch import (arch_weights_dict, check_keep, derive_genotype, fairness_loss, fairness_terms, prune_proposal,
+                   skip_fraction)
 from .config import Config, load_config, load_run_config
 from .data import EpochLoaders, build_datasets, split_halves
 from .errors import RunDirError, UserError
@@ -137,7 +138,7 @@ class Searcher:
                 with self.autocast:
                     loss_a = F.cross_entropy(net(xa), ya)
                 if sc.fairness.enabled:
-                    loss_a = loss_a + fairness_terms(net.arch_weights(), self.ops, sc.fairness)["total"]
+                    loss_a = loss_a + fairness_loss(net.arch_weights(), self.ops, sc.fairness)
                 net.alpha.grad = torch.autograd.grad(loss_a, net.alpha)[0]
                 all_reduce_mean([net.alpha.grad], self.info)
                 s.a_opt.step()

@@ -89,11 +89,15 @@ class NodeEdges(nn.Module):
         self.edges = nn.ModuleList(
             nn.ModuleDict({o.replace(".", "_"): build_op(parse_op(o), dim) for o in act}) for act in active
         )
+        # parsed once: the forward pass must not re-parse op names
+        self._specs = [[(parse_op(o), self.col[o], o.replace(".", "_")) for o in act] for act in active]
+        # α rows of the outgoing edges, on the model's device (a Python list index would copy host→device)
+        self.register_buffer("row_index", torch.tensor(rows, dtype=torch.long), persistent=False)
         self.fused_mix: Callable | None = None  # set by dasvit.fused.enable_fused
 
     def op_modules(self, e: int) -> list[tuple[OpSpec, int, nn.Module]]:
         """(spec, α column, module) of each active op of outgoing edge e."""
-        return [(parse_op(o), self.col[o], self.edges[e][o.replace(".", "_")]) for o in self.active[e]]
+        return [(spec, c, self.edges[e][key]) for spec, c, key in self._specs[e]]
 
     def mix_reference(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """Plain per-op path. x [B, N, D], w [n_out, n_ops] → [n_out, B, N, D]."""
@@ -145,7 +149,7 @@ class SearchCell(nn.Module):
         for i, ne in enumerate(self.node_edges):
             if i >= 2:
                 states.append(pending.pop(i))
-            outs = ne(states[i], weights[ne.rows], self.selectors[i] if self.use_pts else None)
+            outs = ne(states[i], weights.index_select(0, ne.row_index), self.selectors[i] if self.use_pts else None)
             for k, j in enumerate(ne.dsts):
                 pending[j] = outs[k] if j not in pending else pending[j] + outs[k]
         states.append(pending.pop(self.nodes + 1))
@@ -203,18 +207,10 @@ class Supernet(nn.Module):
         return self.head(s1)
 
 
-def active_ops(mask: torch.Tensor, ops: list[str], nodes: int) -> dict[str, list[str]]:
-    return {edge_name(e): [o for c, o in enumerate(ops) if mask[r, c]] for r, e in enumerate(edge_list(nodes))}
-
-
 def mask_from_keep(keep: dict[str, list[str]], ops: list[str], nodes: int) -> torch.Tensor:
     mask = torch.zeros(len(edge_list(nodes)), len(ops), dtype=torch.bool)
     for r, e in enumerate(edge_list(nodes)):
         for o in keep[edge_name(e)]:
             mask[r, ops.index(o)] = True
     return mask
-
-
-def param_count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
