@@ -81,7 +81,7 @@ class JsonlTail:
 
     path: Path
     offset: int = 0
-    _partial: bytes = b""
+    partial: bytes = b""  # an unfinished last line (a writer mid-write, or one that died there)
 
     def read_new(self) -> list[tuple[str, Any]]:
         try:
@@ -93,9 +93,9 @@ class JsonlTail:
         if not chunk:
             return []
         self.offset += len(chunk)
-        data = self._partial + chunk
+        data = self.partial + chunk
         lines = data.split(b"\n")
-        self._partial = lines.pop()  # b"" if the chunk ended with a newline
+        self.partial = lines.pop()  # b"" if the chunk ended with a newline
         out: list[tuple[str, Any]] = []
         for raw in lines:
             if not raw.strip():

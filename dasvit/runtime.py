@@ -224,8 +224,8 @@ class Run:
         self._stop = False
         self._lock = rd.RunLock(self.dir)
         self._old_handlers: dict[int, Any] = {}
-        self.control_offset = 0
-        self._control_partial = b""
+        self._control = rd.JsonlTail(self.dir / rd.CONTROL)
+        self.started = time.time()
         self._queue: list[dict[str, Any]] = []
         self._polled = 0.0
 
@@ -265,20 +265,28 @@ class Run:
             rd.append_jsonl(self.dir / rd.EVENTS, rd.make_event(type_, **fields))
 
     # -- control --------------------------------------------------------------------------
+    @property
+    def control_offset(self) -> int:
+        """Bytes of control.jsonl already read, up to the last whole line (kept in checkpoints)."""
+        return self._control.offset - len(self._control.partial)
+
+    @control_offset.setter
+    def control_offset(self, offset: int) -> None:
+        self._control = rd.JsonlTail(self.dir / rd.CONTROL, offset=offset)
+
     CONTROL_TYPES = ("approve", "stop")
 
     def poll_control(self) -> None:
         """Queue new well-formed control lines (rank 0); a malformed one gets an `error` event, no crash."""
         if not self.info.main:
             return
-        tail = rd.JsonlTail(self.dir / rd.CONTROL, offset=self.control_offset)
-        tail._partial = self._control_partial
-        for kind, obj in tail.read_new():
+        for kind, obj in self._control.read_new():
             if kind == "bad" or obj.get("type") not in self.CONTROL_TYPES:
                 self.emit("error", message=f"ignored a malformed control line: {str(obj)[:200]}", traceback="")
                 continue
+            if obj["type"] == "stop" and isinstance(obj.get("time"), (int, float)) and obj["time"] < self.started:
+                continue  # it stopped an earlier process of this run; a resumed run must not stop again
             self._queue.append(obj)
-        self.control_offset, self._control_partial = tail.offset, tail._partial
 
     def take_control(self, type_: str) -> list[dict[str, Any]]:
         """Remove and return the queued control lines of one type."""

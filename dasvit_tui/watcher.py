@@ -121,7 +121,7 @@ class RunWatcher:
 
     def _truncated_tail(self) -> int:
         """A last line without its newline once no engine is writing: a crash mid-write. Warn once."""
-        partial = self._events._partial
+        partial = self._events.partial
         if not partial or (self._live and self._live[0]) or partial == self._warned_partial:
             return 0
         self._warned_partial = partial

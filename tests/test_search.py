@@ -122,6 +122,12 @@ def test_manual_approval_waits_and_applies_user_choice(tmp_path):
         assert events(run)[-1]["status"] == "stopped"
     finally:
         proc.kill()
+    # resuming does not obey the old stop line again; it finishes
+    from dasvit.search import main
+
+    assert main(["--resume", str(run), "--approve", "auto", "--no-progress"]) == 0
+    assert events(run)[-1]["status"] == "finished"
+    assert [p["stage"] for p in of_type(events(run), "prune")] == [1, 2]
 
 
 def test_two_ranks_with_gloo_agree_on_the_genotype(tmp_path):
