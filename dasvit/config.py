@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from .errors import ConfigError
+from .opspec import parse_op
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 
@@ -320,8 +321,6 @@ def _positive(value: float, key: str) -> None:
 
 
 def validate(cfg: Config) -> None:
-    from .opspec import parse_op
-
     d, s, se, r = cfg.data, cfg.space, cfg.search, cfg.retrain
     for key, v in [
         ("data.image_size", d.image_size), ("data.batch_size", d.batch_size),

@@ -17,7 +17,7 @@ from dasvit.errors import RunDirError, UserError
 SET_HELP = "Override a config key, VALUE parsed as YAML; repeatable. Example: --set search.pts.ratio=0.25"
 
 
-def engine_argv(module: str, preset: Optional[str], overrides: list[str], run_dir: Optional[Path],
+def engine_argv(preset: Optional[str], overrides: list[str], run_dir: Optional[Path],
                 approve: Optional[str], resume: Optional[Path]) -> list[str]:
     """The engine's own arguments (python -m dasvit.search ...)."""
     argv: list[str] = []
@@ -84,10 +84,10 @@ def register(app: typer.Typer) -> None:
             except ImportError:
                 raise UserError("the monitor is not available in this install; use --headless.") from None
             raise typer.Exit(start_and_monitor("search", preset, list(overrides), run_dir,
-                                               engine_argv("dasvit.search", None, [], None, approve, resume)))
+                                               engine_argv(None, [], None, approve, resume)))
         if resume is None:
             run_dir = resolve_new_run_dir(preset, list(overrides), run_dir)
-        argv = engine_argv("dasvit.search", preset, list(overrides), run_dir, approve, resume)
+        argv = engine_argv(preset, list(overrides), run_dir, approve, resume)
         if nproc > 1:
             raise typer.Exit(run_distributed("dasvit.search", nproc, argv))
         from dasvit.search import main as search_main
