@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dasvit.bench import Plan, RetrainSizes, SearchSizes, build_supernet, run_bench, saved_tensor_bytes
+from dasvit.bench import BenchPlan, RetrainSizes, SearchSizes, build_supernet, run_bench, saved_tensor_bytes
 from dasvit.config import DEFAULT_OPS
 from dasvit.fused import disable_fused, enable_fused
 from dasvit.supernet import Supernet, edge_list
@@ -112,7 +112,7 @@ def test_partial_token_selection_saved_bytes_fall_with_the_ratio(fused):
 
 
 def test_bench_smoke_measures_every_key_and_prints_the_table(capsys):
-    tiny = Plan(SearchSizes(16, 4, 24, 1, 4, pts_dim=8), RetrainSizes(32, 1), repeats=2, warmup=1)
+    tiny = BenchPlan(SearchSizes(16, 4, 24, 1, 4, pts_dim=8), RetrainSizes(32, 1), repeats=2, warmup=1)
     result = run_bench(True, "cpu", plan=tiny)
     s, r = result["search"], result["retrain"]
     for key in ("naive_images_per_s", "fused_images_per_s", "fused_speedup", "pts_memory_ratio"):
