@@ -172,8 +172,12 @@ def cuda_peak_bytes(fn: Callable[[], object], device: torch.device) -> int:
     return int(torch.cuda.max_memory_allocated(device))
 
 
-def search_speed(plan: BenchPlan, device: torch.device) -> dict:
-    """Images per second of one bi-level step (2 batches), reference path against fused path."""
+def search_speed(plan: BenchPlan, device: torch.device, compile: bool = False) -> dict:
+    """Images per second of one bi-level step (2 batches), reference path against fused path.
+
+    With `compile`, also `torch.compile` of the supernet as `search.compile` compiles it (on the path the
+    default config runs): `compile_seconds` is the first step (compilation included) and `compiled_speedup`
+    the steady-state images/s over the per-op reference path's."""
     s = plan.search
     net = build_supernet(s, device)
     step = BenchStep(net, s, device)
@@ -188,11 +192,27 @@ def search_speed(plan: BenchPlan, device: torch.device) -> dict:
             ne.fused_mix = mix
         step()
 
-    times = interleaved({"naive": naive, "fused": fused}, plan.repeats, plan.warmup, device)
+    variants = {"naive": naive, "fused": fused}
+    out = {}
+    if compile:
+        cnet = build_supernet(s, device)
+        if SearchConfig().fused:
+            enable_fused(cnet)
+        cnet.compile()
+        variants["compiled"] = BenchStep(cnet, s, device)
+        _sync(device)
+        t0 = time.perf_counter()
+        variants["compiled"]()
+        _sync(device)
+        out["compile_seconds"] = time.perf_counter() - t0
+    times = interleaved(variants, plan.repeats, plan.warmup, device)
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"naive_images_per_s": 2 * s.batch / med["naive"], "fused_images_per_s": 2 * s.batch / med["fused"],
-            "fused_speedup": med["naive"] / med["fused"],
-            "step_seconds": {k: [round(t, 5) for t in v] for k, v in times.items()}}
+    out.update({"naive_images_per_s": 2 * s.batch / med["naive"], "fused_images_per_s": 2 * s.batch / med["fused"],
+                "fused_speedup": med["naive"] / med["fused"],
+                "step_seconds": {k: [round(t, 5) for t in v] for k, v in times.items()}})
+    if compile:
+        out.update(compiled_images_per_s=2 * s.batch / med["compiled"], compiled_speedup=med["naive"] / med["compiled"])
+    return out
 
 
 def profile_search_step(plan: BenchPlan, device: torch.device, steps: int = 3, rows: int = 25) -> str:
@@ -345,7 +365,7 @@ def machine(device: torch.device) -> dict:
 
 
 def run_bench(quick: bool, device: str = "cpu", say: Callable[[str], None] = lambda s: None,
-              plan: BenchPlan | None = None) -> dict:
+              plan: BenchPlan | None = None, compile: bool = False) -> dict:
     """All measurements as one JSON-ready dict (keys: quick, machine, sizes, search, retrain, seconds)."""
     dev = torch.device(device)
     if plan is None:
@@ -354,8 +374,8 @@ def run_bench(quick: bool, device: str = "cpu", say: Callable[[str], None] = lam
             plan = replace(plan, retrain=replace(plan.retrain, batch=16), repeats=5, warmup=1)
     t0 = time.time()
     out: dict = {"quick": quick, "machine": machine(dev), "sizes": asdict(plan)}
-    say(f"search step, naive against fused: {plan.search}")
-    out["search"] = search_speed(plan, dev)
+    say(f"search step, naive against fused{' and compiled (compiling first)' if compile else ''}: {plan.search}")
+    out["search"] = search_speed(plan, dev, compile)
     say("search memory, partial token selection off / 0.5 / 0.25")
     out["search"].update(search_memory(plan.search, dev))
     if dev.type == "cuda":

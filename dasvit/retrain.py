@@ -96,6 +96,7 @@ def plan_retrain(source: str | None, preset: str | None = None, overrides: list[
         genotype = load_genotype(rdir / rd.GENOTYPE)
         if source is not None and not _same_cell(load_genotype(source), genotype):
             raise ConfigError(f"{source} is not the cell that {rdir} trains; leave it out to resume.")
+        rd.ensure_writable(rdir)
         return Plan(cfg, genotype, rdir, resume=True)
     if source is None:
         raise ConfigError("name what to retrain: a genotype file, a search run directory or a built-in (vit_b16).")
@@ -113,6 +114,7 @@ def plan_retrain(source: str | None, preset: str | None = None, overrides: list[
         raise RunDirError(
             f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --run-dir."
         )
+    rd.ensure_writable(run_dir)
     return Plan(cfg, genotype, run_dir)
 
 
@@ -213,7 +215,7 @@ def retrain(plan: Plan, progress: bool = True) -> int:
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(r.ema_decay), use_buffers=True)
     start, best = 0, {"top1": -1.0, "top5": 0.0, "epoch": 0}
     if plan.resume:
-        state = load_checkpoint(plan.run_dir / rd.CHECKPOINT, map_location=info.device)
+        state = load_checkpoint(plan.run_dir / rd.CHECKPOINT, map_location=info.device, warn=None if info.main else (lambda text: None))
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["sched"])
@@ -256,7 +258,8 @@ def retrain(plan: Plan, progress: bool = True) -> int:
                     if top1 > best["top1"]:
                         best = {"top1": top1, "top5": top5, "epoch": epoch + 1}
                         save_checkpoint(plan.run_dir / BEST, _weights(eval_model.state_dict(), epoch + 1, top1, top5, num_classes))
-                    save_checkpoint(plan.run_dir / rd.CHECKPOINT, resume_state(epoch + 1, model, optimizer, sched, ema, best, plan))
+                    save_checkpoint(plan.run_dir / rd.CHECKPOINT, resume_state(epoch + 1, model, optimizer, sched, ema, best, plan),
+                                    keep_previous=True)
                 run.emit("epoch", **fields)
                 run.progress.line(
                     f"epoch {epoch + 1}/{r.epochs} train_loss {fields['train_loss']:.4f} val_loss {val_loss:.4f} "
@@ -271,11 +274,11 @@ def retrain(plan: Plan, progress: bool = True) -> int:
                          message=f"top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f}")
             barrier(info)
         except (Stopped, KeyboardInterrupt):
-            run.emit("run_end", status="stopped", message="stopped; resume with --resume " + str(plan.run_dir))
+            run.end("stopped", "stopped; resume with --resume " + str(plan.run_dir))
             return EXIT_STOPPED
         except BaseException as e:
             if isinstance(e, UserError):
-                run.emit("run_end", status="failed", message=str(e))
+                run.end("failed", str(e))
             else:
                 fail_event(run, e)
             raise

@@ -6,6 +6,7 @@ runs/<run-id>/
   events.jsonl     append-only event log, one JSON object per line, flushed per line
   control.jsonl    append-only commands from a front (approve, stop)
   checkpoint.pt    last completed epoch (atomic: temp file + rename)
+  checkpoint.prev.pt  the epoch before (a hard link rotated in before each new checkpoint.pt)
   genotype.json    the searched cell (genotype-stage<k>.json at each stage end)
   engine.log       stdout/stderr of a detached engine process
   .lock            held (flock) by the live engine process
@@ -19,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -32,13 +34,18 @@ EVENTS = "events.jsonl"
 CONTROL = "control.jsonl"
 CONFIG = "config.yaml"
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_PREV = "checkpoint.prev.pt"
 GENOTYPE = "genotype.json"
 LOCK = ".lock"
 ENGINE_LOG = "engine.log"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a reader sees the old file or the new one, never half of one."""
+def atomic_write_bytes(path: Path, data: bytes, previous: Path | None = None) -> None:
+    """Write `data` to `path` so that a reader sees the old file or the new one, never half of one.
+
+    With `previous`, the old file (if any) becomes `previous` first, by a hard link renamed into place, so
+    at every moment `path` is whole and `previous` is whole (the file before it, or the one before that).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -47,6 +54,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if previous is not None and path.exists():
+            link = Path(previous).with_name(f".{Path(previous).name}.{os.getpid()}.tmp")
+            link.unlink(missing_ok=True)
+            try:
+                os.link(path, link)
+            except OSError:  # a file system without hard links: a copy does as well
+                shutil.copyfile(path, link)
+            os.replace(link, previous)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -116,6 +131,22 @@ def read_events(run_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     for kind, obj in tail.read_new():
         (events if kind == "ok" else bad).append(obj)
     return events, bad
+
+
+def ensure_writable(run_dir: Path) -> Path:
+    """Create `run_dir` if needed and check that a file can be written in it; else one sentence (exit 2),
+    before any work is done."""
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=run_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise RunDirError(
+            f"cannot write the run directory {run_dir} ({e.strerror or e}); pick another --run-dir."
+        ) from None
+    return run_dir
 
 
 def is_run_dir(path: Path) -> bool:

@@ -24,7 +24,7 @@ import torch
 from . import rundir as rd
 from .arch import arch_weights_dict, check_keep, derive_genotype, fairness_terms, prune_proposal, skip_fraction
 from .bilevel import BilevelStep
-from .config import Config, load_config, load_run_config
+from .config import Config, compile_stage, load_config, load_run_config
 from .data import EpochLoaders, build_datasets, split_halves
 from .errors import RunDirError, UserError
 from .runtime import (EXIT_OK, EXIT_STOPPED, DistInfo, Run, Stopped, barrier, broadcast_object,
@@ -87,11 +87,11 @@ class Searcher:
             from .fused import enable_fused
 
             enable_fused(net)
-        if sc.compile:  # in place: parameter names (checkpoints) and attributes stay those of net
-            net.compile()
         steps = len(self.loaders(stage)[0])
         if sc.steps_per_epoch:
             steps = min(steps, sc.steps_per_epoch)
+        if compile_stage(sc, self.info.device.type, steps * st.epochs):
+            net.compile()  # in place: parameter names (checkpoints) and attributes stay those of net
         return StageState(net, BilevelStep.for_stage(net, sc, steps * st.epochs, self.info), steps)
 
     def loaders(self, stage: int) -> tuple[EpochLoaders, EpochLoaders]:
@@ -160,7 +160,7 @@ class Searcher:
         if s is not None:
             state.update(model=s.net.state_dict(), w_opt=s.w_opt.state_dict(), a_opt=s.a_opt.state_dict(),
                          sched=s.sched.state_dict())
-        save_checkpoint(self.run.dir / rd.CHECKPOINT, state)
+        save_checkpoint(self.run.dir / rd.CHECKPOINT, state, keep_previous=True)
 
     # -- stage end ------------------------------------------------------------------------
     def stage_genotype(self, stage: int, net: Supernet) -> None:
@@ -310,6 +310,7 @@ def prepare(args: argparse.Namespace) -> tuple[Config, Path, bool]:
         cfg = load_run_config(run_dir / rd.CONFIG)
         if args.approve:
             cfg.search.approval = args.approve
+        rd.ensure_writable(run_dir)
         return cfg, run_dir, True
     cfg = load_config(args.preset or "demo", args.overrides)
     if args.approve:
@@ -319,6 +320,7 @@ def prepare(args: argparse.Namespace) -> tuple[Config, Path, bool]:
         if rd.is_live(run_dir):
             raise RunDirError(f"{run_dir} is in use by a live engine process; stop it first or use another run directory.")
         raise RunDirError(f"{run_dir} already holds a run; use --resume {run_dir} or another --run-dir.")
+    rd.ensure_writable(run_dir)
     return cfg, run_dir, False
 
 
@@ -334,16 +336,16 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with Run(run_dir, cfg, "search", info, resume=resume, progress=not args.no_progress) as run:
                 try:
-                    ckpt = load_checkpoint(run_dir / rd.CHECKPOINT) if resume else None
+                    ckpt = load_checkpoint(run_dir / rd.CHECKPOINT, warn=run.warn) if resume else None
                     if info.main:
                         run.progress.line(f"run directory: {run_dir}")
                     Searcher(cfg, run, info, datasets).search(ckpt)
                 except (Stopped, KeyboardInterrupt):
-                    run.emit("run_end", status="stopped", message="stopped by the user; resume with --resume")
+                    run.end("stopped", "stopped by the user; resume with --resume")
                     run.progress.line(f"stopped; resume with: dasvit search --resume {run_dir}")
                     return EXIT_STOPPED
                 except UserError as e:
-                    run.emit("run_end", status="failed", message=str(e))
+                    run.end("failed", str(e))
                     raise
                 except BaseException as e:
                     fail_event(run, e)
