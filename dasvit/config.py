@@ -20,7 +20,8 @@ import yaml
 from .errors import ConfigError
 from .opspec import parse_op
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
+# presets/ at the top of the repository is the source; dasvit/presets links to it and ships in the package
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
 
 DEFAULT_OPS = ["zero", "skip", "msa_4", "msa_8", "msa_12", "mlp_0.5", "mlp_2", "mlp_4"]
 

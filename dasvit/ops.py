@@ -16,6 +16,7 @@ from torch import nn
 
 from .opspec import OP_TYPES, OpSpec, parse_op  # noqa: F401  (re-exported: the op names live there)
 
+
 def mlp_hidden(dim: int, ratio: float) -> int:
     return max(1, int(round(dim * ratio)))
 

@@ -30,11 +30,23 @@ from .errors import ConfigError, RunDirError, UserError
 from .genotype import Genotype, load_genotype
 from .network import Network, build_network
 from .profile import count_flops, count_params, images_per_second
-from .training import evaluate, mix_seed, warmup_cosine, weight_step
 from .runtime import (
-    EXIT_OK, EXIT_STOPPED, DistInfo, Run, Stopped, barrier, broadcast_object, default_run_dir, fail_event,
-    load_checkpoint, reduce_sum, run_engine, save_checkpoint, setup_distributed,
+    EXIT_OK,
+    EXIT_STOPPED,
+    DistInfo,
+    Run,
+    Stopped,
+    barrier,
+    broadcast_object,
+    default_run_dir,
+    fail_event,
+    load_checkpoint,
+    reduce_sum,
+    run_engine,
+    save_checkpoint,
+    setup_distributed,
 )
+from .training import evaluate, mix_seed, warmup_cosine, weight_step
 
 BEST, LAST, METRICS = "best.pt", "last.pt", "metrics.json"
 

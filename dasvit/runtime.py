@@ -26,9 +26,9 @@ import torch
 import torch.distributed as dist
 
 from . import rundir as rd
-from .rundir import default_run_dir  # noqa: F401  (engines import it from here)
 from .config import Config, dump_config
 from .errors import CheckpointError, DiskFullError, UserError
+from .rundir import default_run_dir  # noqa: F401  (engines import it from here)
 
 EXIT_OK, EXIT_FAILED, EXIT_USER, EXIT_STOPPED = 0, 1, 2, 130
 
@@ -218,7 +218,8 @@ class Progress:
         self._last_plain = 0.0
         if self.tty:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
 
             self._bar = RichProgress(
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -288,7 +289,7 @@ class Run:
         self._polled = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------
-    def __enter__(self) -> "Run":
+    def __enter__(self) -> Run:
         if self.info.main:
             self.dir.mkdir(parents=True, exist_ok=True)
             self._lock.acquire()

@@ -27,9 +27,24 @@ from .bilevel import BilevelStep
 from .config import Config, compile_stage, load_config, load_run_config
 from .data import EpochLoaders, build_datasets, split_halves
 from .errors import RunDirError, UserError
-from .runtime import (EXIT_OK, EXIT_STOPPED, DistInfo, Run, Stopped, barrier, broadcast_object,
-                      default_run_dir, fail_event, load_checkpoint, reduce_sum, rng_state, run_engine,
-                      save_checkpoint, set_rng_state, setup_distributed)
+from .runtime import (
+    EXIT_OK,
+    EXIT_STOPPED,
+    DistInfo,
+    Run,
+    Stopped,
+    barrier,
+    broadcast_object,
+    default_run_dir,
+    fail_event,
+    load_checkpoint,
+    reduce_sum,
+    rng_state,
+    run_engine,
+    save_checkpoint,
+    set_rng_state,
+    setup_distributed,
+)
 from .supernet import Supernet, edge_list, mask_from_keep
 from .training import evaluate, mix_seed
 

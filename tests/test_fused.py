@@ -103,7 +103,7 @@ def test_partial_token_selection_saved_bytes_fall_with_the_ratio(fused):
         net = build_supernet(sizes, torch.device("cpu"), ratio)
         if fused:
             enable_fused(net)
-        saved[ratio] = saved_tensor_bytes(lambda: F.cross_entropy(net(x), y), exclude=list(net.parameters()))
+        saved[ratio] = saved_tensor_bytes(lambda net=net: F.cross_entropy(net(x), y), exclude=list(net.parameters()))
     assert saved[None] > saved[0.5] > saved[0.25]
     # not quite r: the selector's N×N scores, the node states and (fused) the folded first-layer
     # weights do not shrink with the kept tokens (measured here: 0.59 / 0.34 reference, 0.63 / 0.38 fused)
