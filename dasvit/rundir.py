@@ -134,18 +134,22 @@ def read_events(run_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def ensure_writable(run_dir: Path) -> Path:
-    """Create `run_dir` if needed and check that a file can be written in it; else one sentence (exit 2),
-    before any work is done."""
+    """Check, before any work, that `run_dir` can be created and written (creating nothing that stays);
+    else one sentence naming it (RunDirError, exit 2)."""
     run_dir = Path(run_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=run_dir)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise RunDirError(
-            f"cannot write the run directory {run_dir} ({e.strerror or e}); pick another --run-dir."
-        ) from None
+    existing = run_dir.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    why = None
+    if not existing.is_dir():
+        why = f"{existing} is not a directory"
+    else:
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".write-test.", dir=existing))
+        except OSError as e:
+            why = f"{existing}: {e.strerror or e}"
+    if why:
+        raise RunDirError(f"cannot write the run directory {run_dir} ({why}); pick another --run-dir.")
     return run_dir
 
 
