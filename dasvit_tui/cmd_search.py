@@ -105,13 +105,7 @@ def register(app: typer.Typer) -> None:
         Example: dasvit approve runs/demo-20260101-120000 --keep '{"0->2": ["msa_4", "mlp_4"], ...}'
         """
         rd.require_run_dir(run_dir)
-        events, _ = rd.read_events(run_dir)
-        pending = None
-        for ev in events:
-            if ev.get("type") == "prune_proposal":
-                pending = ev
-            elif ev.get("type") == "prune" or ev.get("type") == "run_end":
-                pending = None
+        pending = rd.pending_proposal(run_dir)
         if stop:
             rd.write_control(run_dir, {"type": "stop"})
             typer.echo(f"stop requested for {run_dir}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from ..messages import RunState
+from ..state import RunState
 
 STATUS_STYLE = {
     "running": ("● running", "bold green"),
