@@ -13,7 +13,6 @@ metrics.json. The top-1 / top-5 in metrics.json are those of best.pt, which `loa
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from . import rundir as rd
 from .augment import batch_mixer, train_transform
 from .config import Config, load_config, load_run_config, preset_names
 from .data import EpochLoaders, build_datasets
+from .engine_request import RetrainRequest, retrain_run_dir
 from .errors import ConfigError, RunDirError, UserError
 from .genotype import Genotype, load_genotype
 from .network import Network, build_network
@@ -38,7 +38,6 @@ from .runtime import (
     Stopped,
     barrier,
     broadcast_object,
-    default_run_dir,
     fail_event,
     load_checkpoint,
     reduce_sum,
@@ -48,7 +47,7 @@ from .runtime import (
 )
 from .training import evaluate, mix_seed, warmup_cosine, weight_step
 
-BEST, LAST, METRICS = "best.pt", "last.pt", "metrics.json"
+BEST, LAST, METRICS = rd.BEST, rd.LAST, rd.METRICS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,7 +81,8 @@ def _same_cell(a: Genotype, b: Genotype) -> bool:
 
 def plan_retrain(source: str | None, preset: str | None = None, overrides: list[str] | tuple[str, ...] = (),
                  run_dir: str | Path | None = None, resume: str | Path | None = None) -> Plan:
-    """Resolve the command line into a Plan; every mistake is a one-sentence UserError.
+    """Resolve a retrain's arguments (a `RetrainRequest`'s fields) into a Plan; every mistake is a
+    one-sentence UserError.
 
     The config is `--preset` if given, else the search run's config.yaml; `--set` applies on top.
     A search RUN_DIR retrains into RUN_DIR/retrain; anything else into runs/<name>-retrain-<time>.
@@ -119,9 +119,7 @@ def plan_retrain(source: str | None, preset: str | None = None, overrides: list[
             f"{source} carries no configuration; pass --preset ({', '.join(preset_names())} or a YAML file)."
         )
     cfg = load_config(preset if preset is not None else str(search / rd.CONFIG), overrides)
-    if run_dir is None:
-        run_dir = search / "retrain" if search is not None else default_run_dir(f"{Path(source).stem}-retrain")
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir or retrain_run_dir(source))
     if (run_dir / rd.EVENTS).exists():
         raise RunDirError(
             f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --run-dir."
@@ -346,19 +344,14 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu", which: s
     return model.to(device).eval()
 
 
+def plan_of(req: RetrainRequest) -> Plan:
+    return plan_retrain(req.source, req.preset, req.overrides, req.run_dir, req.resume)
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dasvit.retrain", description=__doc__.splitlines()[0])
-    p.add_argument("source", nargs="?", help="genotype.json, a search run directory, or a built-in (vit_b16)")
-    p.add_argument("--preset", help="config preset name or YAML file (default: the search run's config.yaml)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--run-dir", help="where to write the retrain run")
-    p.add_argument("--resume", metavar="DIR", help="continue the retrain run in DIR from its last checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress lines on stdout")
-    args = p.parse_args(argv)
-    return run_engine(lambda: retrain(
-        plan_retrain(args.source, args.preset, args.overrides, args.run_dir, args.resume),
-        progress=not args.no_progress,
-    ))
+    """`python -m dasvit.retrain ARGS` (see `dasvit.engine_request.RetrainRequest`)."""
+    req = RetrainRequest.parse(argv)
+    return run_engine(lambda: retrain(plan_of(req), progress=req.progress))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ runs/<run-id>/
   checkpoint.prev.pt  the epoch before (a hard link rotated in before each new checkpoint.pt)
   genotype.json    the searched cell (genotype-stage<k>.json at each stage end)
   engine.log       stdout/stderr of a detached engine process
+  metrics.json, best.pt, last.pt   a retrain's results and weights
   .lock            held (flock) by the live engine process
 ```
 
@@ -38,6 +39,8 @@ CHECKPOINT_PREV = "checkpoint.prev.pt"
 GENOTYPE = "genotype.json"
 LOCK = ".lock"
 ENGINE_LOG = "engine.log"
+METRICS = "metrics.json"  # a finished retrain: top-1/top-5 of BEST, params, FLOPs, images/s
+BEST, LAST = "best.pt", "last.pt"  # a retrain's weights: the best epoch's and the last epoch's
 
 
 def atomic_write_bytes(path: Path, data: bytes, previous: Path | None = None) -> None:

@@ -28,9 +28,10 @@ import torch.distributed as dist
 from . import rundir as rd
 from .config import Config, dump_config
 from .errors import CheckpointError, DiskFullError, UserError
+from .fmt import clock
 from .rundir import default_run_dir  # noqa: F401  (engines import it from here)
 
-EXIT_OK, EXIT_FAILED, EXIT_USER, EXIT_STOPPED = 0, 1, 2, 130
+EXIT_OK, EXIT_USER, EXIT_STOPPED = 0, 2, 130  # a bug exits 1, with its traceback (Python's own)
 
 
 class Stopped(Exception):
@@ -196,15 +197,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------
 # progress on stdout
 
-def _fmt_eta(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "--:--"
-    seconds = int(seconds)
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
 class Progress:
     """Shows stage, epoch, step, loss, accuracy, images/s and ETA: a rich live bar on a terminal,
     plain lines otherwise (logs, pipes, a detached engine)."""
@@ -246,7 +238,7 @@ class Progress:
             self._last_plain = now
             rate = step / max(now - self._t0, 1e-9)
             eta = (self._total - step) / rate if rate > 0 else None
-            self.line(f"{self._label} step {step}/{self._total} {info} eta {_fmt_eta(eta)}")
+            self.line(f"{self._label} step {step}/{self._total} {info} eta {clock(eta)}")
 
     def line(self, text: str) -> None:
         if not self.enabled:

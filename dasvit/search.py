@@ -12,7 +12,6 @@ to say goes to the run directory (see dasvit.rundir); a checkpoint is written af
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from .arch import arch_weights_dict, check_keep, derive_genotype, fairness_terms
 from .bilevel import BilevelStep
 from .config import Config, compile_stage, load_config, load_run_config
 from .data import EpochLoaders, build_datasets, split_halves
+from .engine_request import SearchRequest
 from .errors import RunDirError, UserError
 from .runtime import (
     EXIT_OK,
@@ -302,19 +302,7 @@ class Searcher:
         )
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m dasvit.search", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default=None, help="preset name (demo, cifar10, ...) or YAML path")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--run-dir", default=None)
-    p.add_argument("--approve", choices=["auto", "manual"], default=None)
-    p.add_argument("--resume", default=None, metavar="RUN_DIR")
-    p.add_argument("--no-progress", action="store_true", help="print nothing on stdout")
-    return p
-
-
-def prepare(args: argparse.Namespace) -> tuple[Config, Path, bool]:
+def prepare(args: SearchRequest) -> tuple[Config, Path, bool]:
     """Resolve the config and run directory, or raise a UserError before any work."""
     if args.resume:
         run_dir = rd.require_run_dir(Path(args.resume))
@@ -340,7 +328,12 @@ def prepare(args: argparse.Namespace) -> tuple[Config, Path, bool]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """`python -m dasvit.search ARGS` (see `dasvit.engine_request.SearchRequest`)."""
+    return run(SearchRequest.parse(argv))
+
+
+def run(args: SearchRequest) -> int:
+    """Run the search a request asks for, in this process (one rank); returns the exit code."""
 
     def body() -> int:
         cfg, run_dir, resume = prepare(args)
@@ -349,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_float32_matmul_precision("high")
         run = None
         try:
-            with Run(run_dir, cfg, "search", info, resume=resume, progress=not args.no_progress) as run:
+            with Run(run_dir, cfg, "search", info, resume=resume, progress=args.progress) as run:
                 try:
                     ckpt = load_checkpoint(run_dir / rd.CHECKPOINT, warn=run.warn) if resume else None
                     if info.main:

@@ -9,10 +9,7 @@ from typing import Any, Optional
 import typer
 
 from dasvit.errors import UserError
-
-
-def _mib(n: float) -> str:
-    return f"{n / 2**20:,.1f} MiB"
+from dasvit.fmt import human_bytes
 
 
 def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -30,12 +27,12 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
             ("search: compile seconds (first step)", f"{s['compile_seconds']:.1f} s", ""),
         ]
     for k, v in s["saved_bytes"].items():
-        out.append((f"search: saved for backward, PTS {k}", _mib(v), ""))
+        out.append((f"search: saved for backward, PTS {k}", human_bytes(v), ""))
     out.append(("search: PTS memory ratio (0.5 / off)", f"{s['pts_memory_ratio']:.3f}", "≤ 0.6"))
     for k, v in s.get("peak_bytes", {}).items():
-        out.append((f"search: CUDA peak, PTS {k}", _mib(v), ""))
+        out.append((f"search: CUDA peak, PTS {k}", human_bytes(v), ""))
     if "paper_step_peak_bytes" in s:
-        out.append(("search: paper-scale step CUDA peak", _mib(s["paper_step_peak_bytes"]), "≤ 12 GB"))
+        out.append(("search: paper-scale step CUDA peak", human_bytes(s["paper_step_peak_bytes"]), "≤ 12 GB"))
     out += [
         ("retrain: ours images/s (vit_b16 genotype)", f"{r['images_per_s']['ours']:,.1f}", ""),
         (f"retrain: peer images/s ({r['peer']})", f"{r['images_per_s']['peer']:,.1f}", ""),

@@ -141,11 +141,8 @@ class RunWatcher:
         pid = rd.engine_pid(self.run_dir) or self._pid or (self.process.pid if self.process else None)
         if pid is None:
             return
-        try:
-            import psutil
-        except ImportError:  # psutil is a dependency, but a broken install must not break the monitor
-            self.target.post_message(m.SystemSample(pid, None, None, None, None))
-            return
+        import psutil
+
         try:
             if self._proc_handle is None or self._proc_handle.pid != pid:
                 self._proc_handle = psutil.Process(pid)
@@ -169,7 +166,7 @@ class RunWatcher:
         self.target.post_message(m.SystemSample(pid, cpu, rss, threads, ram, gpus))
 
     def _check_metrics(self) -> None:
-        path = self.run_dir / "metrics.json"
+        path = self.run_dir / rd.METRICS
         try:
             mtime = path.stat().st_mtime
             if mtime == self._metrics_mtime:

@@ -21,6 +21,7 @@ from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
 from dasvit import rundir as rd
+from dasvit.fmt import human_bytes
 
 from .. import messages as m
 from ..state import RunState
@@ -30,7 +31,7 @@ from ..widgets.header import RunHeader
 from ..widgets.heatmap import OpHeatmap
 from ..widgets.log import EngineLog
 from ..widgets.skip import SkipChart
-from ..widgets.system import SystemPanel, human_bytes
+from ..widgets.system import SystemPanel
 from .confirm import ConfirmScreen
 from .prune import PruneDecision, PruneScreen
 
