@@ -19,10 +19,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import signal
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,7 +36,7 @@ from .errors import RunDirError, UserError
 from .genotype import Genotype, load_genotype, vit_block
 from .network import build_network
 from .profile import count_flops, count_params
-from .runtime import EXIT_OK
+from .runtime import EXIT_OK, EXIT_STOPPED, Stopped
 
 COMPARE_JSON = "compare.json"
 COMPARE_DIR = "compare"
@@ -206,35 +209,78 @@ def plan_compare(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (
     return ComparePlan(run_dir, overrides, cfg, num_classes, depth, matched, next_flops, entries)
 
 
+class _Signals:
+    """Notes every SIGINT / SIGTERM while the retrains run, whoever handles it.
+
+    Each retrain installs its own handler (stop after this step); one that lands while a retrain is
+    finishing (last evaluation, metrics) lets it finish, and must still stop the comparison. The wakeup fd
+    sees every signal that has a Python handler. Between retrains SIGTERM stops, as SIGINT does.
+    """
+
+    def __enter__(self) -> _Signals:
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+        self._old_fd = signal.set_wakeup_fd(self._w.fileno(), warn_on_full_buffer=False)
+        self._old_term = signal.signal(signal.SIGTERM, self._on_term)
+        return self
+
+    @staticmethod
+    def _on_term(signum, frame) -> None:
+        raise Stopped()
+
+    def fired(self) -> bool:
+        try:
+            data = self._r.recv(4096)
+        except BlockingIOError:
+            return False
+        return any(b in (signal.SIGINT, signal.SIGTERM) for b in data)
+
+    def __exit__(self, *exc) -> None:
+        signal.set_wakeup_fd(self._old_fd)
+        signal.signal(signal.SIGTERM, self._old_term)
+        self._r.close()
+        self._w.close()
+
+
 def run_retrains(plan: ComparePlan, say: Callable[[str], None] = print, progress: bool = True) -> int:
     """Train what the plan lacks, one after another, in this process; 0 when all finished, 130 when stopped.
 
     A stopped retrain keeps its checkpoint; the next call resumes it, and reuses the finished ones.
     """
+    with _Signals() as signals:
+        for i, e in enumerate(plan.entries, 1):
+            what = (f"[{i}/{len(plan.entries)}] {e.cell} at depth {e.depth} "
+                    f"({e.params / 1e6:.3f} M params, {e.flops / 1e6:.2f} MFLOPs)")
+            if e.state == "done":
+                say(f"{what}: reusing {e.run_dir}")
+                continue
+            say(f"{what}: {'resuming' if e.state == 'resume' else 'training into'} {e.run_dir}")
+            rc = _retrain(plan, e, progress)
+            if rc != EXIT_OK:
+                return rc
+            e.state, e.trained = "done", True
+            if signals.fired():
+                return EXIT_STOPPED
+    return EXIT_OK
+
+
+def _retrain(plan: ComparePlan, e: Entry, progress: bool) -> int:
+    """One retrain through the retrain engine: resumed from its checkpoint, or from scratch."""
     from .retrain import plan_retrain, retrain
 
-    n = len(plan.entries)
-    for i, e in enumerate(plan.entries, 1):
-        what = f"[{i}/{n}] {e.cell} at depth {e.depth} ({e.params / 1e6:.3f} M params, {e.flops / 1e6:.2f} MFLOPs)"
-        if e.state == "done":
-            say(f"{what}: reusing {e.run_dir}")
-            continue
-        if e.state == "resume":
-            say(f"{what}: resuming {e.run_dir}")
-            rplan = plan_retrain(None, resume=e.run_dir)
-        else:
-            if e.run_dir.exists():  # a retrain stopped before its first epoch: nothing in it worth keeping
-                if rd.is_live(e.run_dir):
-                    raise RunDirError(f"{e.run_dir} is in use by a live engine process; wait for it or stop it.")
-                shutil.rmtree(e.run_dir)
-            say(f"{what}: training into {e.run_dir}")
-            source, preset = (str(plan.run_dir), None) if e.cell == "searched" else (e.cell, str(plan.run_dir / rd.CONFIG))
-            rplan = plan_retrain(source, preset, [*plan.overrides, f"retrain.depth={e.depth}"], e.run_dir)
-        rc = retrain(rplan, progress=progress)
-        if rc != EXIT_OK:
-            return rc
-        e.state, e.trained = "done", True
-    return EXIT_OK
+    if e.state == "resume":
+        return retrain(plan_retrain(None, resume=e.run_dir), progress=progress)
+    if e.run_dir.exists():  # a retrain stopped before its first epoch ended: nothing in it worth keeping
+        if rd.is_live(e.run_dir):
+            raise RunDirError(f"{e.run_dir} is in use by a live engine process; wait for it or stop it.")
+        shutil.rmtree(e.run_dir)
+    if e.cell == "searched":
+        source, preset = str(plan.run_dir), None
+    else:
+        source, preset = e.cell, str(plan.run_dir / rd.CONFIG)
+    overrides = [*plan.overrides, f"retrain.depth={e.depth}"]
+    return retrain(plan_retrain(source, preset, overrides, e.run_dir), progress=progress)
 
 
 def _row(plan: ComparePlan, e: Entry) -> dict[str, Any]:

@@ -36,7 +36,7 @@ FAMILY_SHADES = {"msa": ["#56b4e9", "#0060c0", "#6a3d9a"], "mlp": ["#f0a030", "#
 STYLE = {
     "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
     "ytick.labelsize": 7, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none",
-    "figure.dpi": 100, "savefig.dpi": 200, "savefig.bbox": "tight",
+    "figure.dpi": 100, "savefig.dpi": 200,
 }
 
 
@@ -182,6 +182,10 @@ def _epoch_axis(ax, runs: list[Series]) -> None:
     ax.set_xlabel("epoch" + (" (all stages)" if any(len(r.stage_starts) > 1 for r in runs) else ""))
 
 
+def _weight(epoch: dict[str, Any], edge: str, op: str) -> float | None:
+    return ((epoch.get("arch_weights") or {}).get(edge) or {}).get(op)
+
+
 def _segments(run: Series, key) -> list[tuple[list[float], list[float]]]:
     """(x, y) per stage for the value `key(epoch)` (None where absent): lines do not join across stages."""
     out = []
@@ -247,7 +251,7 @@ def plot_op_weights(run: Series, out: Path, colours: dict[str, Any], stem: str =
               default=1.0)
     for ax, edge in zip(axes.flat, edges):
         for op in run.ops():
-            for xs, ys in _segments(run, lambda e, op=op: ((e.get("arch_weights") or {}).get(edge) or {}).get(op)):
+            for xs, ys in _segments(run, lambda e, op=op, edge=edge: _weight(e, edge, op)):
                 ax.plot(xs, ys, color=colours[op], lw=1.6 if op == "skip" else 1.1, marker="o", ms=2)
         for st, dropped in run.pruned.items():
             last = run.of_stage(st)[-1]
@@ -328,7 +332,7 @@ def plot_skip_edges(runs: list[Series], out: Path, stem: str = "skip_edges") -> 
                              constrained_layout=True, squeeze=False)
     for ax, edge in zip(axes.flat, edges):
         for i, run in enumerate(runs):
-            segs = _segments(run, lambda e: ((e.get("arch_weights") or {}).get(edge) or {}).get("skip"))
+            segs = _segments(run, lambda e, edge=edge: _weight(e, edge, "skip"))
             c = RUN_COLOURS[i % len(RUN_COLOURS)]
             for k, (xs, ys) in enumerate(segs):
                 ax.plot(xs, ys, color=c, lw=1.3, marker="o", ms=2, label=run.label if k == 0 else None)
@@ -389,7 +393,8 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path | None = None,
         searched = [r for r in runs if r.edges()]
         colours = op_colours([op for r in searched for op in r.ops()])
         for r in searched:
-            written += plot_op_weights(r, out, colours, "op_weights" if len(runs) == 1 else f"op_weights-{_slug(r.label)}")
+            stem = "op_weights" if len(runs) == 1 else f"op_weights-{_slug(r.label)}"
+            written += plot_op_weights(r, out, colours, stem)
         if searched:
             written += plot_skip(searched, out)
         if len(searched) == 2:

@@ -66,7 +66,8 @@ def register(app: typer.Typer) -> None:
     def compare(
         run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A finished search run directory."),
         overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP, metavar="KEY=VALUE"),
-        fmt: str = typer.Option("rich", "--format", "-f", help="rich (a table) or json (compare.json on stdout; progress on stderr)."),
+        fmt: str = typer.Option("rich", "--format", "-f",
+                                help="rich (a table) or json (compare.json on stdout; progress on stderr)."),
         no_progress: bool = typer.Option(False, "--no-progress", help="Print no per-epoch progress of the retrains."),
     ) -> None:
         """Retrain the searched cell and the ViT block with the same recipe; compare them.

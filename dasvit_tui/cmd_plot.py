@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
                                               help="A search or retrain run directory; a second one is overlaid."),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write. Default: RUN_DIR/figures."),
         labels: Optional[str] = typer.Option(None, "--labels", "-l", metavar="A[,B]",
-                                             help="Names of the runs in legends, comma-separated. Default: directory names."),
+                                             help="Run names for legends, comma-separated. Default: directory names."),
     ) -> None:
         """Draw a run's figures as PNG and SVG: curves, op weights per edge, skip fraction.
 
