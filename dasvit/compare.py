@@ -28,7 +28,6 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
 
 from . import rundir as rd
 from .config import Config, load_config, load_run_config
@@ -87,11 +86,6 @@ def at_depth(cfg: Config, depth: int) -> Config:
     return dataclasses.replace(cfg, retrain=dataclasses.replace(cfg.retrain, depth=depth))
 
 
-def _in_chans(model: nn.Module) -> int:
-    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    return conv.in_channels if conv is not None else 3
-
-
 def network_cost(genotype: Genotype, cfg: Config, depth: int, num_classes: int) -> tuple[int, int]:
     """(params, FLOPs) of the retrained network of `genotype` at `depth`, from shapes alone (meta tensors)."""
     with torch.device("meta"):
@@ -100,7 +94,7 @@ def network_cost(genotype: Genotype, cfg: Config, depth: int, num_classes: int) 
     with torch.no_grad():
         for t in [*model.parameters(), *model.buffers()]:
             t.zero_()
-    return count_params(model), count_flops(model, cfg.data.image_size, _in_chans(model))
+    return count_params(model), count_flops(model, cfg.data.image_size)
 
 
 def matched_depth(flops_at: Callable[[int], int], budget: int, max_depth: int) -> int | None:
