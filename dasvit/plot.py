@@ -271,8 +271,8 @@ def plot_op_weights(run: Series, out: Path, colours: dict[str, Any], stem: str =
     handles = [Line2D([], [], color=colours[op], lw=1.6, label=op) for op in run.ops()]
     handles.append(Line2D([], [], color="#444444", marker="x", ls="none", label="pruned here"))
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 9), frameon=False)
-    bounds = ", ".join(f"stage {st} from epoch {int(x) + 1}" for st, x in run.stage_starts.items())
-    fig.suptitle(f"{run.label}: op weights per edge (softmax of α at each epoch's end; {bounds})", fontsize=9)
+    fig.suptitle(f"{run.label}: op weights per edge\nsoftmax of α at each epoch's end; dotted lines: a new stage "
+                 "(α restarts)", fontsize=9)
     try:
         return _save(fig, out, stem)
     finally:
@@ -330,6 +330,7 @@ def plot_skip_edges(runs: list[Series], out: Path, stem: str = "skip_edges") -> 
     rows, cols = _grid(len(edges))
     fig, axes = plt.subplots(rows, cols, figsize=(2.35 * cols, 1.6 * rows + 0.4), sharex=True, sharey=True,
                              constrained_layout=True, squeeze=False)
+    top = max([0.05, *(_weight(e, edge, "skip") or 0.0 for r in runs for e in r.epochs for edge in edges)])
     for ax, edge in zip(axes.flat, edges):
         for i, run in enumerate(runs):
             segs = _segments(run, lambda e, edge=edge: _weight(e, edge, "skip"))
@@ -342,7 +343,7 @@ def plot_skip_edges(runs: list[Series], out: Path, stem: str = "skip_edges") -> 
                     ax.plot([last["x"]], [last["arch_weights"][edge]["skip"]], marker="x", ms=4, mew=1.2, color=c)
         _mark_stages(ax, runs, text=False)
         ax.set_title(f"edge {edge}", pad=2)
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(0, top * 1.08)
     for ax in axes.flat[len(edges):]:
         ax.set_visible(False)
     for ax in axes[-1]:
@@ -356,7 +357,8 @@ def plot_skip_edges(runs: list[Series], out: Path, stem: str = "skip_edges") -> 
                 handles.append(h)
                 labels.append(lab)
     fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), frameon=False)
-    fig.suptitle("weight on skip per edge (x: skip pruned here): " + " vs ".join(r.label for r in runs), fontsize=9)
+    fig.suptitle("weight on skip per edge: " + " vs ".join(r.label for r in runs) + "\nx: skip pruned there; "
+                 "dotted lines: a new stage", fontsize=9)
     try:
         return _save(fig, out, stem)
     finally:
