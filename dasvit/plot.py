@@ -224,7 +224,7 @@ def plot_curves(runs: list[Series], out: Path, stem: str = "curves") -> list[Pat
         styles.append(Line2D([], [], color="#444444", ls=":", label="top-5 (val)"))
     handles = styles + ([Line2D([], [], color=RUN_COLOURS[i], lw=2, label=r.label) for i, r in enumerate(runs)]
                         if len(runs) > 1 else [])
-    ax_acc.legend(handles=handles, loc="lower right", frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
     title = " vs ".join(r.label for r in runs)
     fig.suptitle(f"{'retrain' if retrain else 'search'}: {title}", fontsize=9)
     try:
