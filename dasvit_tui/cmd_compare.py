@@ -72,15 +72,17 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Retrain the searched cell and the ViT block with the same recipe; compare them.
 
-        Uses RUN_DIR's config.yaml (width, data, retrain recipe; --set on top) and trains:
-          the searched cell and the ViT block (vit_b16 genotype) at retrain.depth  (equal depth)
-          the searched cell at the largest depth whose FLOPs do not exceed the
-          ViT block's at retrain.depth                                              (matched FLOPs)
-        Reuses what exists: RUN_DIR/retrain when its depth and recipe match, and RUN_DIR/compare/*
-        (a second compare trains nothing; a stopped one resumes). Prints top-1, top-5, params and
-        FLOPs side by side and writes RUN_DIR/compare.json; `dasvit show RUN_DIR` shows it too.
+        With RUN_DIR's config.yaml (width, data, recipe; --set on top) it trains:
+          equal depth    the searched cell and the ViT block (vit_b16), retrain.depth
+          matched FLOPs  the searched cell at the largest depth whose FLOPs do not
+                         exceed the ViT block's at retrain.depth
+        Finished retrains are reused (RUN_DIR/retrain when depth and recipe match,
+        RUN_DIR/compare/*): a second compare trains nothing; a stopped one resumes.
+        Prints top-1, top-5, params and FLOPs side by side and writes
+        RUN_DIR/compare.json; `dasvit show RUN_DIR` shows it too.
 
-        Exit codes: 0 finished, 1 failed, 2 bad input, 130 stopped (finished retrains are kept).
+        Exit codes: 0 finished, 1 failed, 2 bad input, 130 stopped (finished
+        retrains are kept).
 
         Example: dasvit compare runs/digits-20260101-120000 --set retrain.epochs=30
         """
