@@ -22,9 +22,11 @@ import torch
 
 from . import rundir as rd
 from .arch import arch_weights_dict, check_keep, derive_genotype, fairness_terms, prune_proposal, skip_fraction
+from .augment import describe as describe_augment
+from .augment import train_transform
 from .bilevel import BilevelStep
 from .config import Config, compile_stage, load_config, load_run_config
-from .data import EpochLoaders, build_datasets, split_halves
+from .data import EpochLoaders, build_datasets, image_channels, split_halves
 from .engine_request import SearchRequest
 from .errors import RunDirError, UserError
 from .runtime import (
@@ -96,7 +98,7 @@ class Searcher:
         net = Supernet(
             self.num_classes, cfg.data.image_size, cfg.space.patch_size, cfg.space.embed_dim, self.nodes,
             self.ops, st.depth, mask=mask, pts_ratio=sc.pts.ratio if sc.pts.enabled else None,
-            pts_dim=sc.pts.dim,
+            pts_dim=sc.pts.dim, in_chans=image_channels(cfg.data),
         ).to(self.info.device)
         if sc.fused:
             from .fused import enable_fused
@@ -338,7 +340,8 @@ def run(args: SearchRequest) -> int:
     def body() -> int:
         cfg, run_dir, resume = prepare(args)
         info = setup_distributed(long_waits=cfg.search.approval == "manual")
-        datasets = build_datasets(cfg.data, seed=cfg.search.seed)  # a missing dataset stops before the run exists
+        tf, notes = train_transform(cfg, "search")  # light: search.augment
+        datasets = build_datasets(cfg.data, seed=cfg.search.seed, train_transform=tf)  # a missing dataset stops first
         torch.set_float32_matmul_precision("high")
         run = None
         try:
@@ -347,6 +350,8 @@ def run(args: SearchRequest) -> int:
                     ckpt = load_checkpoint(run_dir / rd.CHECKPOINT, warn=run.warn) if resume else None
                     if info.main:
                         run.progress.line(f"run directory: {run_dir}")
+                        for line in [describe_augment(cfg, "search"), *notes]:
+                            run.progress.line(line)
                     Searcher(cfg, run, info, datasets).search(ckpt)
                 except (Stopped, KeyboardInterrupt):
                     run.end("stopped", "stopped by the user; resume with --resume")

@@ -6,7 +6,9 @@ config.yaml when GENOTYPE is a run directory or a file inside one; a built-in's 
 
 Comparison: when the run has a finished retrain (RUN_DIR/retrain/metrics.json), it is shown beside the
 ViT-B/16 baseline retrained with the same recipe, found at `--baseline DIR`, else at RUN_DIR/baseline
-(train it with `dasvit retrain vit_b16 --headless --preset P --run-dir RUN_DIR/baseline`).
+(train it with `dasvit retrain vit_b16 --headless --preset P --run-dir RUN_DIR/baseline`). When
+`dasvit compare RUN_DIR` has written RUN_DIR/compare.json, its table (searched cell vs ViT block at equal
+depth and at matched FLOPs) is shown too.
 """
 
 from __future__ import annotations
@@ -146,11 +148,16 @@ def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: O
     cost = profile_genotype(genotype, sizes["depth"], sizes["embed_dim"], sizes["image_size"],
                             sizes["patch_size"], sizes["num_classes"])
     rows, hint = comparison(source, baseline)
+    from dasvit.compare import read_compare
+
+    compared = read_compare(source) if Path(source).is_dir() else None  # `dasvit compare`'s result
     if fmt == "json":
         out = {**genotype.to_json(), "params": cost["params"], "flops": cost["flops"], **sizes}
         if rows:
             out["comparison"] = [{k: v for k, v in r.items() if k != "name"} | {"name": r["name"].split(" (")[0]}
                                  for r in rows]
+        if compared:
+            out["compare"] = compared
         typer.echo(json.dumps(out, indent=2))
         return
     from rich.console import Console
@@ -165,6 +172,11 @@ def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: O
         console.print(comparison_table(rows))
     if hint:
         console.print(Text(hint, style="dim"))
+    if compared:
+        from .cmd_compare import compare_table
+
+        console.print()
+        console.print(compare_table(compared))
 
 
 def register(app: typer.Typer) -> None:

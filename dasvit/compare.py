@@ -1,0 +1,334 @@
+"""The paper's comparison at our scale: the searched cell against the ViT block, same width, recipe and data.
+
+`compare(RUN_DIR)` retrains with the run's config.yaml (and `--set` overrides on top), through the retrain
+engine (`plan_retrain`, `retrain`), up to three networks:
+
+- the searched cell (RUN_DIR/genotype.json) and the ViT block (the `vit_b16` genotype) at `retrain.depth`:
+  the comparison at equal depth;
+- the searched cell at the largest depth whose FLOPs do not exceed the ViT block's at `retrain.depth`:
+  the comparison at matched FLOPs (a searched cell that costs more per layer gets fewer layers).
+
+A retrain that already exists with the same cell, depth and recipe is reused: RUN_DIR/retrain (from
+`dasvit retrain RUN_DIR`) for the searched cell at `retrain.depth`, and anything under RUN_DIR/compare/
+(`<cell>-d<depth>`, `-2`, `-3`, ... when an older one holds another recipe). A stopped retrain resumes.
+The result goes to RUN_DIR/compare.json (atomically), written once every retrain has finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from . import rundir as rd
+from .config import Config, load_config, load_run_config
+from .errors import RunDirError, UserError
+from .genotype import Genotype, load_genotype, vit_block
+from .network import build_network
+from .profile import count_flops, count_params
+from .runtime import EXIT_OK, EXIT_STOPPED, Stopped
+
+COMPARE_JSON = "compare.json"
+COMPARE_DIR = "compare"
+METRICS = "metrics.json"
+VIT = "vit_b16"
+MAX_DEPTH_FACTOR = 4  # the matched-FLOPs depth is looked for up to 4 x retrain.depth
+# config keys that do not change what a retrain learns: a retrain differing only in them is reused
+IGNORED_KEYS = {"preset": None, "search": None, "data": ("workers", "download"), "retrain": ("compile",)}
+
+
+@dataclass
+class Entry:
+    """One retrain of the comparison: a cell at a depth, where it lives, and what is left to do."""
+
+    cell: str  # "searched" or "vit_b16"
+    depth: int
+    genotype: Genotype
+    params: int  # planned from the network's shapes
+    flops: int
+    run_dir: Path | None = None
+    state: str = "new"  # "done" (metrics.json there), "resume" (a checkpoint there), "new"
+    trained: bool = False  # trained (or finished) by this call
+
+    @property
+    def key(self) -> str:
+        return f"{self.cell}@{self.depth}"
+
+
+@dataclass
+class ComparePlan:
+    run_dir: Path
+    overrides: list[str]
+    cfg: Config  # the run's config with the overrides, at retrain.depth
+    num_classes: int
+    depth: int
+    matched_depth: int | None  # None: the searched cell at depth 1 already costs more than the ViT block
+    next_flops: int | None  # FLOPs of the searched cell at matched_depth + 1 (the depth rule's witness)
+    entries: list[Entry]
+
+    def entry(self, cell: str, depth: int | None) -> Entry | None:
+        return next((e for e in self.entries if e.cell == cell and e.depth == depth), None)
+
+
+# ---------------------------------------------------------------------------------------------
+# what a network costs, and the matched-FLOPs depth
+
+def at_depth(cfg: Config, depth: int) -> Config:
+    return dataclasses.replace(cfg, retrain=dataclasses.replace(cfg.retrain, depth=depth))
+
+
+def network_cost(genotype: Genotype, cfg: Config, depth: int, num_classes: int) -> tuple[int, int]:
+    """(params, FLOPs) of the retrained network of `genotype` at `depth`, from shapes alone (meta tensors)."""
+    with torch.device("meta"):
+        model = build_network(genotype, at_depth(cfg, depth), num_classes, drop_path=0.0)
+    model = model.to_empty(device="cpu")
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            t.zero_()
+    return count_params(model), count_flops(model, cfg.data.image_size)
+
+
+def matched_depth(flops_at: Callable[[int], int], budget: int, max_depth: int) -> int | None:
+    """The largest depth in 1..max_depth whose FLOPs do not exceed `budget` (None if depth 1 does).
+
+    FLOPs grow by one cell per layer, so two counts give the slope; the guess is then checked exactly.
+    """
+    if flops_at(1) > budget:
+        return None
+    slope = flops_at(2) - flops_at(1) if max_depth > 1 else 0
+    d = max_depth if slope <= 0 else min(max_depth, 1 + (budget - flops_at(1)) // slope)
+    while d > 1 and flops_at(d) > budget:
+        d -= 1
+    while d < max_depth and flops_at(d + 1) <= budget:
+        d += 1
+    return d
+
+
+# ---------------------------------------------------------------------------------------------
+# finding retrains to reuse
+
+def _recipe(cfg: Config) -> dict[str, Any]:
+    """The parts of a config that decide what a retrain learns."""
+    d = cfg.to_dict()
+    for section, keys in IGNORED_KEYS.items():
+        if keys is None:
+            d.pop(section, None)
+        else:
+            for k in keys:
+                d.get(section, {}).pop(k, None)
+    return d
+
+
+def _cell(g: Genotype) -> tuple:
+    j = g.to_json()
+    return j["nodes"], sorted(json.dumps(e, sort_keys=True) for e in j["edges"]), sorted(j["output"])
+
+
+def _matches(d: Path, want: Config, genotype: Genotype) -> bool:
+    """True if the retrain in `d` trains `genotype` with the recipe of `want`."""
+    try:
+        return (_recipe(load_run_config(d / rd.CONFIG)) == _recipe(want)
+                and _cell(load_genotype(d / rd.GENOTYPE)) == _cell(genotype))
+    except (OSError, UserError):
+        return False
+
+
+def _state(d: Path) -> str:
+    if (d / METRICS).is_file():
+        return "done"
+    return "resume" if (d / rd.CHECKPOINT).is_file() else "new"
+
+
+def locate(entry: Entry, run_dir: Path, want: Config, depth: int) -> None:
+    """Set `entry.run_dir` and `entry.state`: a matching retrain to reuse or resume, else a free directory."""
+    if entry.cell == "searched" and entry.depth == depth:
+        d = run_dir / "retrain"
+        if (d / METRICS).is_file() and _matches(d, want, entry.genotype):
+            entry.run_dir, entry.state = d, "done"
+            return
+    base = run_dir / COMPARE_DIR / f"{entry.cell}-d{entry.depth}"
+    names = [base, *(base.with_name(f"{base.name}-{k}") for k in range(2, 1000))]
+    for d in names:
+        if not d.exists():
+            entry.run_dir, entry.state = d, "new"
+            return
+        if (d / rd.CONFIG).is_file() and _matches(d, want, entry.genotype):
+            entry.run_dir, entry.state = d, _state(d)
+            return
+    raise RunDirError(f"{base.parent} holds too many retrains of {entry.key}; remove some.")
+
+
+# ---------------------------------------------------------------------------------------------
+# the plan, the retrains, the result
+
+def _num_classes(cfg: Config) -> int:
+    from .data import build_datasets
+
+    return build_datasets(cfg.data, seed=cfg.search.seed)[2]
+
+
+def plan_compare(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ComparePlan:
+    """Resolve what to retrain and where; every mistake is a one-sentence UserError, before any training."""
+    run_dir = rd.require_run_dir(Path(run_dir))
+    if not (run_dir / rd.GENOTYPE).is_file():
+        raise RunDirError(f"{run_dir} has no {rd.GENOTYPE}; compare a search run that has finished.")
+    overrides = list(overrides)
+    cfg = load_config(str(run_dir / rd.CONFIG), overrides)
+    searched, vit = load_genotype(run_dir / rd.GENOTYPE), vit_block()
+    depth, num_classes = cfg.retrain.depth, _num_classes(cfg)
+    costs: dict[int, tuple[int, int]] = {}
+
+    def searched_cost(d: int) -> tuple[int, int]:
+        if d not in costs:
+            costs[d] = network_cost(searched, cfg, d, num_classes)
+        return costs[d]
+
+    vit_params, vit_flops = network_cost(vit, cfg, depth, num_classes)
+    entries = [Entry("searched", depth, searched, *searched_cost(depth)), Entry(VIT, depth, vit, vit_params, vit_flops)]
+    matched = matched_depth(lambda d: searched_cost(d)[1], vit_flops, MAX_DEPTH_FACTOR * depth)
+    if matched is not None and matched != depth:
+        entries.append(Entry("searched", matched, searched, *searched_cost(matched)))
+    next_flops = searched_cost(matched + 1)[1] if matched is not None and matched < MAX_DEPTH_FACTOR * depth else None
+    for e in entries:
+        locate(e, run_dir, at_depth(cfg, e.depth), depth)
+    return ComparePlan(run_dir, overrides, cfg, num_classes, depth, matched, next_flops, entries)
+
+
+class _Signals:
+    """Notes every SIGINT / SIGTERM while the retrains run, whoever handles it.
+
+    Each retrain installs its own handler (stop after this step); one that lands while a retrain is
+    finishing (last evaluation, metrics) lets it finish, and must still stop the comparison. The wakeup fd
+    sees every signal that has a Python handler. Between retrains SIGTERM stops, as SIGINT does.
+    """
+
+    def __enter__(self) -> _Signals:
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+        self._old_fd = signal.set_wakeup_fd(self._w.fileno(), warn_on_full_buffer=False)
+        self._old_term = signal.signal(signal.SIGTERM, self._on_term)
+        return self
+
+    @staticmethod
+    def _on_term(signum, frame) -> None:
+        raise Stopped()
+
+    def fired(self) -> bool:
+        try:
+            data = self._r.recv(4096)
+        except BlockingIOError:
+            return False
+        return any(b in (signal.SIGINT, signal.SIGTERM) for b in data)
+
+    def __exit__(self, *exc) -> None:
+        signal.set_wakeup_fd(self._old_fd)
+        signal.signal(signal.SIGTERM, self._old_term)
+        self._r.close()
+        self._w.close()
+
+
+def run_retrains(plan: ComparePlan, say: Callable[[str], None] = print, progress: bool = True) -> int:
+    """Train what the plan lacks, one after another, in this process; 0 when all finished, 130 when stopped.
+
+    A stopped retrain keeps its checkpoint; the next call resumes it, and reuses the finished ones.
+    """
+    with _Signals() as signals:
+        for i, e in enumerate(plan.entries, 1):
+            what = (f"[{i}/{len(plan.entries)}] {e.cell} at depth {e.depth} "
+                    f"({e.params / 1e6:.3f} M params, {e.flops / 1e6:.2f} MFLOPs)")
+            if e.state == "done":
+                say(f"{what}: reusing {e.run_dir}")
+                continue
+            say(f"{what}: {'resuming' if e.state == 'resume' else 'training into'} {e.run_dir}")
+            rc = _retrain(plan, e, progress)
+            if rc != EXIT_OK:
+                return rc
+            e.state, e.trained = "done", True
+            if signals.fired():
+                return EXIT_STOPPED
+    return EXIT_OK
+
+
+def _retrain(plan: ComparePlan, e: Entry, progress: bool) -> int:
+    """One retrain through the retrain engine: resumed from its checkpoint, or from scratch."""
+    from .retrain import plan_retrain, retrain
+
+    if e.state == "resume":
+        return retrain(plan_retrain(None, resume=e.run_dir), progress=progress)
+    if e.run_dir.exists():  # a retrain stopped before its first epoch ended: nothing in it worth keeping
+        if rd.is_live(e.run_dir):
+            raise RunDirError(f"{e.run_dir} is in use by a live engine process; wait for it or stop it.")
+        shutil.rmtree(e.run_dir)
+    if e.cell == "searched":
+        source, preset = str(plan.run_dir), None
+    else:
+        source, preset = e.cell, str(plan.run_dir / rd.CONFIG)
+    overrides = [*plan.overrides, f"retrain.depth={e.depth}"]
+    return retrain(plan_retrain(source, preset, overrides, e.run_dir), progress=progress)
+
+
+def _row(plan: ComparePlan, e: Entry) -> dict[str, Any]:
+    m = json.loads((e.run_dir / METRICS).read_text())
+    rel = e.run_dir.relative_to(plan.run_dir) if e.run_dir.is_relative_to(plan.run_dir) else e.run_dir
+    return {"cell": e.cell, "depth": e.depth, "top1": m["top1"], "top5": m["top5"], "params": m["params"],
+            "flops": m["flops"], "images_per_s": m.get("images_per_s"), "epochs": m.get("epochs"),
+            "best_epoch": m.get("best_epoch"), "dir": str(rel), "trained": e.trained}
+
+
+def result(plan: ComparePlan) -> dict[str, Any]:
+    """compare.json: every retrain's metrics, grouped as the two comparisons."""
+    cfg, depth = plan.cfg, plan.depth
+    rows = {e.key: _row(plan, e) for e in plan.entries}
+    vit = rows[f"{VIT}@{depth}"]
+    recipe = dataclasses.asdict(cfg.retrain)
+    recipe.pop("depth")
+    out: dict[str, Any] = {
+        "format": "dasvit-compare", "version": 1, "run": str(plan.run_dir), "time": time.time(),
+        "dataset": cfg.data.name, "image_size": cfg.data.image_size, "patch_size": cfg.space.patch_size,
+        "embed_dim": cfg.space.embed_dim, "num_classes": plan.num_classes, "overrides": plan.overrides,
+        "recipe": recipe, "models": rows,
+        "equal_depth": {"depth": depth, "searched": rows[f"searched@{depth}"], "vit": vit},
+        "matched_flops": None,
+    }
+    if plan.matched_depth is not None:
+        out["matched_flops"] = {
+            "rule": f"the searched cell's largest depth whose FLOPs do not exceed the ViT block's at depth {depth}",
+            "budget_flops": vit["flops"], "depth": plan.matched_depth, "next_depth_flops": plan.next_flops,
+            "searched": rows[f"searched@{plan.matched_depth}"], "vit": vit,
+        }
+    else:
+        out["note"] = (f"the searched cell costs more at depth 1 than the ViT block at depth {depth}; "
+                       "no matched-FLOPs comparison.")
+    return out
+
+
+def compare(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), say: Callable[[str], None] = print,
+            progress: bool = True) -> tuple[int, dict[str, Any] | None]:
+    """Plan, retrain what is missing, write RUN_DIR/compare.json; (exit code, the result or None if stopped)."""
+    plan = plan_compare(run_dir, overrides)
+    rc = run_retrains(plan, say, progress)
+    if rc != EXIT_OK:
+        say(f"stopped; finished retrains are kept: run the same compare again to resume ({plan.run_dir}).")
+        return rc, None
+    out = result(plan)
+    rd.atomic_write_text(plan.run_dir / COMPARE_JSON, json.dumps(out, indent=2) + "\n")
+    return EXIT_OK, out
+
+
+def read_compare(run_dir: str | Path) -> dict[str, Any] | None:
+    """RUN_DIR/compare.json, or None if there is none (or it cannot be read)."""
+    try:
+        data = json.loads((Path(run_dir) / COMPARE_JSON).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) and data.get("format") == "dasvit-compare" else None

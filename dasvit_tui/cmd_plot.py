@@ -1,0 +1,40 @@
+"""`dasvit plot`: a run's figures (PNG and SVG) for a paper, from its event log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def plot(
+        run_dirs: list[Path] = typer.Argument(..., metavar="RUN_DIR [RUN_DIR2]",
+                                              help="A search or retrain run directory; a second one is overlaid."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write. Default: RUN_DIR/figures."),
+        labels: Optional[str] = typer.Option(None, "--labels", "-l", metavar="A[,B]",
+                                             help="Run names for legends, comma-separated. Default: directory names."),
+    ) -> None:
+        """Draw a run's figures as PNG and SVG: curves, op weights per edge, skip fraction.
+
+        Figures of a search run:
+          curves      loss and accuracy per epoch across stages (boundaries marked)
+          op_weights  a panel per edge, a line per op; x: pruned there (Figures 2-3)
+          skip        skip fraction per epoch and at each stage's end
+          retrain     loss, top-1 and top-5 of RUN_DIR/retrain, when it exists
+        With RUN_DIR2 the runs are overlaid; op_weights-<label> for each run, and
+        skip_edges: each edge's weight on skip, run against run.
+        A retrain run directory gives retrain only.
+
+        Everything comes from events.jsonl, so a running search can be plotted too.
+        Prints the files written.
+
+        Example: dasvit plot runs/plain runs/dasvit --labels "plain DARTS,DASViT"
+        """
+        from dasvit.plot import plot_runs
+
+        names = [s.strip() for s in labels.split(",")] if labels is not None else None
+        for path in plot_runs(list(run_dirs), out, names):
+            typer.echo(str(path))

@@ -1,0 +1,109 @@
+"""`dasvit compare`: searched cell vs ViT block at equal depth and matched FLOPs, on a recorded demo run,
+with 1-epoch retrains of a few steps; the matched-FLOPs depth rule; reuse of finished retrains."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dasvit.compare import plan_compare
+from dasvit.errors import RunDirError
+from dasvit.genotype import load_genotype
+from dasvit.profile import profile_genotype
+from dasvit_tui.cli import app, main
+
+RECORDED = Path(__file__).parent / "recorded_run"
+TINY = ["retrain.epochs=1", "retrain.steps_per_epoch=2", "data.synthetic_val=32"]
+
+
+def sets(overrides: list[str]) -> list[str]:
+    return [a for o in overrides for a in ("--set", o)]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """A copy of the recorded demo search (its retrain/ is a 6-epoch demo retrain at depth 4)."""
+    run = tmp_path_factory.mktemp("compare") / "run"
+    shutil.copytree(RECORDED, run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def first(run) -> dict:
+    """`dasvit compare RUN --format json` with tiny retrains: the JSON it prints."""
+    result = CliRunner().invoke(app, ["compare", str(run), "--format", "json", "--no-progress", *sets(TINY)])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert printed == json.loads((run / "compare.json").read_text())
+    return printed
+
+
+def test_compare_json_holds_both_comparisons_with_measured_metrics(first, run):
+    depth = 4  # the demo preset's retrain.depth
+    eq, mf = first["equal_depth"], first["matched_flops"]
+    assert first["format"] == "dasvit-compare" and first["dataset"] == "synthetic" and first["embed_dim"] == 48
+    assert first["recipe"]["epochs"] == 1 and first["overrides"] == TINY
+    assert (eq["depth"], eq["searched"]["depth"], eq["vit"]["depth"]) == (depth, depth, depth)
+    assert (eq["searched"]["cell"], eq["vit"]["cell"]) == ("searched", "vit_b16")
+    assert mf["vit"] == eq["vit"] and mf["searched"]["depth"] == mf["depth"]
+    for row in first["models"].values():
+        m = json.loads((run / row["dir"] / "metrics.json").read_text())
+        measured = ("top1", "top5", "params", "flops")
+        assert [row[k] for k in measured] == [m[k] for k in measured]
+        assert (m["epochs"], m["depth"]) == (1, row["depth"]) and row["trained"]
+        assert 0 <= row["top1"] <= row["top5"] <= 1
+        assert row["dir"].startswith("compare/")  # retrain/ holds a 6-epoch recipe: not this one
+    # the ViT block is the ViT block: same params as the built-in vit_b16 cell at these sizes
+    assert eq["vit"]["params"] == profile_genotype(load_genotype("vit_b16"), depth, 48, 16, 4, 4)["params"]
+
+
+def test_matched_flops_depth_is_the_largest_that_fits_the_vit_budget(first, run):
+    mf = first["matched_flops"]
+    searched = load_genotype(run / "genotype.json")
+    d, budget = mf["depth"], mf["vit"]["flops"]
+    assert mf["searched"]["flops"] <= budget
+    deeper = profile_genotype(searched, d + 1, 48, 16, 4, 4)["flops"]
+    assert deeper > budget and deeper == mf["next_depth_flops"]
+    # the recorded cell costs more per layer than the ViT block: fewer layers at matched FLOPs
+    assert d < first["equal_depth"]["depth"] and first["equal_depth"]["searched"]["flops"] > budget
+
+
+def test_a_second_compare_reuses_every_retrain(first, run):
+    dirs = [run / r["dir"] for r in first["models"].values()]
+    before = {p: p.stat().st_mtime_ns for d in dirs for p in d.iterdir()}
+    result = CliRunner().invoke(app, ["compare", str(run), "--no-progress", *sets(TINY)], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    assert result.output.count("reusing") == 3 and "training into" not in result.output
+    assert {p: p.stat().st_mtime_ns for d in dirs for p in d.iterdir()} == before
+    assert "matched FLOPs" in result.output and "equal depth" in result.output
+    again = json.loads((run / "compare.json").read_text())
+    assert again["models"].keys() == first["models"].keys()
+    assert not any(r["trained"] for r in again["models"].values())
+    shown = CliRunner().invoke(app, ["show", str(run)], env={"COLUMNS": "120"})  # `dasvit show` shows it too
+    assert shown.exit_code == 0 and "matched FLOPs" in shown.output
+
+
+def test_a_finished_retrain_with_the_same_recipe_is_reused_and_another_recipe_is_not(first, run):
+    same = plan_compare(run)  # the recorded retrain/ used the run's own recipe at retrain.depth
+    e = same.entry("searched", 4)
+    assert (e.run_dir, e.state) == (run / "retrain", "done")
+    other = plan_compare(run, ["retrain.epochs=2", "retrain.steps_per_epoch=2"])
+    assert all(e.state == "new" and e.run_dir.parent == run / "compare" for e in other.entries)
+    assert other.entry("vit_b16", 4).run_dir.name == "vit_b16-d4-2"  # vit_b16-d4 holds the 1-epoch recipe
+
+
+def test_a_run_without_genotype_is_a_one_sentence_error(tmp_path, monkeypatch, capsys):
+    bare = tmp_path / "bare"
+    shutil.copytree(RECORDED, bare, ignore=shutil.ignore_patterns("genotype*.json", "retrain"))
+    with pytest.raises(RunDirError, match="no genotype.json"):
+        plan_compare(bare)
+    monkeypatch.setattr(sys, "argv", ["dasvit", "compare", str(bare)])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.count("\n") == 1
