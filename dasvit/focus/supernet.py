@@ -13,19 +13,19 @@ what the supernet computes for that architecture.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..genotype import arch_genotype
-from ..network import Network, live_nodes
+from ..network import Network, check_sizes, live_nodes
 from ..ops import Head, PatchEmbed, init_vit_weights, mlp_hidden, parse_op
 from .space import Arch, FocusSpace
 
 
-@lru_cache(maxsize=None)
+@cache
 def _size(op: str) -> tuple[str, float]:
     """(type, heads or ratio) of an op name, parsed once."""
     spec = parse_op(op)
@@ -170,8 +170,6 @@ class FocusSupernet(nn.Module):
     def __init__(self, space: FocusSpace, num_classes: int, image_size: int, patch_size: int, in_chans: int = 3,
                  drop_path: float = 0.0):
         super().__init__()
-        from ..network import check_sizes
-
         check_sizes(arch_genotype(space, space.largest()), max(space.embed_dims), image_size, patch_size)
         self.space = space
         self.num_classes, self.image_size, self.patch_size, self.in_chans = num_classes, image_size, patch_size, in_chans
