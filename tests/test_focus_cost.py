@@ -54,3 +54,20 @@ def test_cost_prices_at_least_10k_archs_per_second():
             arch_cost(space, arch, 224, 16, 1000)
         best = max(best, len(archs) / (time.perf_counter() - t0))
     assert best >= 10_000
+
+
+def test_edges_off_the_path_to_the_output_are_neither_elastic_nor_counted():
+    from dasvit.focus.supernet import FocusSupernet
+    from dasvit.genotype import genotype_from_json
+
+    base = genotype_from_json({"format": "dasvit-genotype", "version": 1, "nodes": 2, "output": [2], "edges": [
+        {"from": 1, "to": 2, "op": "skip"}, {"from": 1, "to": 2, "op": "mlp_4"}, {"from": 0, "to": 3, "op": "msa_4"}]})
+    space = FocusSpace(base, embed_dims=[16, 24], depths=[1, 2], heads=[1, 2], mlp_ratios=[1, 2], head_dim=8)
+    assert space.elastic == [1]  # node 3 feeds nothing: its msa keeps the base op and is never built
+    supernet = FocusSupernet(space, num_classes=3, image_size=8, patch_size=4)
+    for arch in (space.smallest(), space.largest()):
+        assert all(layer[2] == "msa_4" for layer in arch.layers)
+        flops, params = arch_cost(space, arch, 8, 4, 3)
+        ref = profile_genotype(arch_genotype(space, arch), arch.depth, arch.embed_dim, 8, 4, 3)
+        assert (flops, params) == (ref["flops"], ref["params"])
+        assert params == sum(p.numel() for p in supernet.extract(arch).parameters())
