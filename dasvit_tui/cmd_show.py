@@ -136,7 +136,8 @@ def _preset_of(*runs: Path) -> str:
     return "P"
 
 
-def v2_sizes(genotype, opts: dict[str, Optional[int]], sizes: dict[str, int], origin: str) -> tuple[dict[str, int], str]:
+def v2_sizes(genotype, opts: dict[str, Optional[int]], sizes: dict[str, int],
+             origin: str) -> tuple[dict[str, int], str]:
     """A version-2 genotype sets its own depth and width; its meta may name the image size, patch and classes
     it was made for (options still win over those)."""
     given = [option for key, option in (("depth", "--depth"), ("embed_dim", "--dim")) if opts.get(key) is not None]

@@ -44,7 +44,8 @@ class Arch:
 
     @staticmethod
     def from_json(d: dict[str, Any]) -> Arch:
-        return Arch(int(d["embed_dim"]), int(d["depth"]), tuple(tuple(str(op) for op in layer) for layer in d["layers"]))
+        layers = tuple(tuple(str(op) for op in layer) for layer in d["layers"])
+        return Arch(int(d["embed_dim"]), int(d["depth"]), layers)
 
 
 def msa_name(heads: int) -> str:

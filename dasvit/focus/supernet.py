@@ -172,7 +172,8 @@ class FocusSupernet(nn.Module):
         super().__init__()
         check_sizes(arch_genotype(space, space.largest()), max(space.embed_dims), image_size, patch_size)
         self.space = space
-        self.num_classes, self.image_size, self.patch_size, self.in_chans = num_classes, image_size, patch_size, in_chans
+        self.num_classes, self.image_size, self.patch_size = num_classes, image_size, patch_size
+        self.in_chans = in_chans
         self.drop_path = drop_path
         dim = max(space.embed_dims)
         self.embed = PatchEmbed(image_size, patch_size, dim, in_chans)
