@@ -2,7 +2,8 @@
 
 Sizes (depth, width, image size, patch, classes) come from, in order: the options; the run's
 config.yaml when GENOTYPE is a run directory or a file inside one; a built-in's own sizes (vit_b16:
-12 x 768, 224 px, patch 16, 1000 classes); the config defaults.
+12 x 768, 224 px, patch 16, 1000 classes); the config defaults. A version-2 genotype sets its own depth
+and width, and its meta may set the image size, patch and classes it was made for.
 
 Comparison: when the run has a finished retrain (RUN_DIR/retrain/metrics.json), it is shown beside the
 ViT-B/16 baseline retrained with the same recipe, found at `--baseline DIR`, else at RUN_DIR/baseline
@@ -232,7 +233,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Draw a searched cell with its parameters and FLOPs; compare retrained models.
 
-        FLOPs follow fvcore (one multiply-add is one FLOP; attention included), for one image.
+        FLOPs follow fvcore (one multiply-add is one FLOP; attention included), for one image. A version-2
+        genotype (a FocusFormer architecture) brings its own depth and width and adds a per-layer table.
 
         Example: dasvit show vit_b16 --depth 12 --dim 768 --image-size 224 --patch 16 --classes 1000 --format json
         """
