@@ -233,8 +233,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Draw a searched cell with its parameters and FLOPs; compare retrained models.
 
-        FLOPs follow fvcore (one multiply-add is one FLOP; attention included), for one image. A version-2
-        genotype (a FocusFormer architecture) brings its own depth and width and adds a per-layer table.
+        FLOPs follow fvcore (one multiply-add is one FLOP; attention included), for one image.
+
+        A version-2 genotype (a FocusFormer architecture) brings its own depth and width and adds a per-layer table.
 
         Example: dasvit show vit_b16 --depth 12 --dim 768 --image-size 224 --patch 16 --classes 1000 --format json
         """
