@@ -26,9 +26,11 @@ METRICS = "metrics.json"
 
 
 def _config_dir(source: str) -> Path | None:
-    """The run directory whose config.yaml describes `source` (the source itself, or the file's folder)."""
+    """The run directory whose config.yaml describes `source` (the source itself, the file's folder, or the
+    FocusFormer run of a RUN_DIR/specialized/<budget>.json)."""
     p = Path(source)
-    for d in (p, p.parent) if p.exists() else ():
+    dirs = (p, p.parent) + ((p.parent.parent,) if p.parent.name == "specialized" else ())
+    for d in dirs if p.exists() else ():
         if d.is_dir() and (d / rd.CONFIG).is_file():
             return d
     return None
