@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..genotype import arch_genotype
-from ..network import Network, check_sizes, live_nodes
+from ..network import Network, check_sizes
 from ..ops import Head, PatchEmbed, init_vit_weights, mlp_hidden, parse_op
 from .space import Arch, FocusSpace
 
@@ -122,9 +122,9 @@ class ElasticCell(nn.Module):
     def __init__(self, space: FocusSpace):
         super().__init__()
         base = space.base
-        self.nodes = live_nodes(base)
+        self.edges = [(i, base.edges[i]) for i in space.live]  # (index in base.edges, edge), as Network's Cell
+        self.nodes = sorted({e.dst for _, e in self.edges})  # every node feeding the output has an incoming edge
         self.output = list(base.output)
-        self.edges = [(i, e) for i, e in enumerate(base.edges) if e.dst in self.nodes]  # (index in base.edges, edge)
         dim = max(space.embed_dims)
         hidden = mlp_hidden(dim, max(space.mlp_ratios))
         mods = []
