@@ -17,7 +17,7 @@ from pathlib import Path
 from dasvit import rundir as rd
 from dasvit.errors import RunDirError
 
-ENGINES = {"search": "dasvit.search", "retrain": "dasvit.retrain"}
+ENGINES = {"search": "dasvit.search", "retrain": "dasvit.retrain", "focus": "dasvit.focus"}
 
 
 @dataclass
