@@ -226,4 +226,4 @@ def load_base(ref: str | Path) -> Genotype:
         g = load_genotype(ref)
     except GenotypeError as e:
         raise GenotypeError(f"focus.base: {e}") from None
-    return Genotype(nodes=g.nodes, edges=list(g.edges), output=list(g.output), meta=dict(g.meta))
+    return g.cell()
