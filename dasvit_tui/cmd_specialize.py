@@ -17,6 +17,12 @@ def _count(n: float) -> str:
     return human(n)
 
 
+def _short(op: str) -> str:
+    """msa_4 → 4h, mlp_3.5 → 3.5x."""
+    kind, size = op.split("_", 1)
+    return f"{size}h" if kind == "msa" else f"{size}x"
+
+
 def print_result(result) -> None:
     """The front of everything evaluated (FLOPs against inherited-weight top-1), the chosen one marked."""
     from rich.console import Console
@@ -27,12 +33,12 @@ def print_result(result) -> None:
     table = Table(title=f"{result.method}: Pareto front of {len(result.evaluated)} architectures evaluated "
                         f"under {budget}")
     for col, just in [("", "left"), ("eval #", "right"), ("FLOPs", "right"), ("params", "right"),
-                      ("top-1", "right"), ("val loss", "right"), ("depth", "right"), ("embed", "right"), ("ops", "left")]:
+                      ("top-1", "right"), ("val loss", "right"), ("depth", "right"), ("embed", "right"), ("per layer: heads h, MLP ratio x", "left")]:
         table.add_column(col, justify=just)
     for c in result.front:
-        ops = sorted({op for layer in c.arch.layers for op in layer if op.startswith(("msa", "mlp"))})
+        ops = " ".join("·".join(_short(op) for op in layer if op.startswith(("msa", "mlp"))) for layer in c.arch.layers)
         table.add_row("*" if c is result.best else "", str(c.order), _count(c.flops), _count(c.params),
-                      f"{c.top1:.2%}", f"{c.val_loss:.3f}", str(c.arch.depth), str(c.arch.embed_dim), " ".join(ops))
+                      f"{c.top1:.2%}", f"{c.val_loss:.3f}", str(c.arch.depth), str(c.arch.embed_dim), ops)
     console = Console()
     console.print(table)
     for note in result.notes:

@@ -36,7 +36,7 @@ from ..runtime import DistInfo, load_checkpoint
 from .sampler import ArchSampler, bin_for_budget
 from .space import Arch, FocusSpace
 from .supernet import FocusSupernet
-from .train import CostTable, evaluate_arch, human, in_channels, space_from_config
+from .train import CostTable, EvalBatches, eval_batch, evaluate_arch, human, in_channels, space_from_config
 
 METHODS = ("sampler", "evolution", "random")
 SPECIALIZED = "specialized"
@@ -137,11 +137,11 @@ class FocusRun:
         self.sampler.load_state_dict(ckpt["sampler"])
         self.budgets: list[float] = list(ckpt["budgets"])
         self.cost = CostTable(self.space, image, patch, num_classes, chans)
-        self.val = EpochLoaders(val, self.cfg.focus.batch_size, self.cfg.data.workers, 0, shuffle=False,
-                                drop_last=False)
+        self.val = EvalBatches(EpochLoaders(val, eval_batch(self.cfg.focus.batch_size), self.cfg.data.workers, 0,
+                                            shuffle=False, drop_last=False))
 
     def evaluate(self, arch: Arch) -> tuple[float, float]:
-        return evaluate_arch(self.net, arch, self.val.epoch(0), self.info)
+        return evaluate_arch(self.net, arch, self.val, self.info)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,13 +234,16 @@ def search_evolution(run: FocusRun, ev: Evaluations, rng: random.Random, mutate_
         if ev.full or not ev.done:
             break
         parents = [c.arch for c in sorted(ev.done.values(), key=lambda c: -c.top1)[:top]]
-        made, tries = 0, 0
+        made, tries, cross_tries = 0, 0, 0
         while made < pop and not ev.full and tries < _draws_limit(pop):
             tries += 1
-            if made < pop // 2:
+            # half by crossover; when the parents are too alike to give new children (AutoFormer gives up
+            # after 10 tries a child), mutation makes the rest, so every method gets its evaluations
+            if made < pop // 2 or cross_tries >= 10 * pop or len(parents) < 2:
                 child = space.mutate(rng.choice(parents), rng, mutate_prob)
             else:
-                a, b = rng.sample(parents, 2) if len(parents) > 1 else (parents[0], parents[0])
+                cross_tries += 1
+                a, b = rng.sample(parents, 2)
                 child = space.crossover(a, b, rng)
             if child not in ev.done and ev.fits(child):
                 ev(child)
@@ -286,7 +289,10 @@ def specialize(run: FocusRun | str | Path, flops: int, params: int | None = None
         notes.append(f"only {len(ev.done)} distinct architectures under the budget turned up")
     cands = list(ev.done.values())
     best = max(cands, key=lambda c: (c.top1, -c.val_loss, -c.flops))
-    result = Result(method, flops, params, best, cands, pareto_front(cands), seconds=time.time() - t0, notes=notes)
+    front = pareto_front(cands)
+    if best not in front:  # a tie on top-1 with a cheaper one, broken by the validation loss
+        front = sorted(front + [best], key=lambda c: c.flops)
+    result = Result(method, flops, params, best, cands, front, seconds=time.time() - t0, notes=notes)
     if write:
         name = budget_label(flops, params) + ("" if method == "sampler" else f"-{method}") + ".json"
         path = run.dir / SPECIALIZED / name

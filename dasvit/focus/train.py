@@ -93,6 +93,26 @@ def lr_at(step: int, total: int, warmup: int, base: float, floor: float) -> floa
     return floor + 0.5 * (base - floor) * (1 + math.cos(math.pi * min(t, 1.0)))
 
 
+def eval_batch(batch_size: int) -> int:
+    """Evaluation batches: at least 256 images (no backward pass; fewer, larger steps)."""
+    return max(batch_size, 256)
+
+
+class EvalBatches:
+    """The validation split in batches, read once and kept in memory when small (under `limit` bytes): an
+    architecture's evaluation then costs its forward passes only, which matters when specialization
+    evaluates hundreds. Larger splits are read afresh each time."""
+
+    def __init__(self, loaders: EpochLoaders, limit: int = 1 << 30):
+        self.loaders = loaders
+        x0 = loaders.dataset[0][0]
+        small = len(loaders.dataset) * x0.numel() * x0.element_size() <= limit
+        self.cached = list(loaders.epoch(0)) if small else None
+
+    def __iter__(self):
+        return iter(self.cached if self.cached is not None else self.loaders.epoch(0))
+
+
 def in_channels(dataset) -> int:
     return int(dataset[0][0].shape[0])
 
@@ -144,8 +164,9 @@ class FocusTrainer:
                 f"for focus.batch_size {f.batch_size} on {info.world} processes; lower focus.batch_size."
             )
         self.hold_loaders = EpochLoaders(self.hold_set, hold_bs, cfg.data.workers, f.seed + 1, info.rank, info.world)
-        self.val_loader = EpochLoaders(self.val_set, max(1, f.batch_size // info.world), cfg.data.workers, 0,
-                                       info.rank, info.world, shuffle=False, drop_last=False)
+        self.val_batches = EvalBatches(EpochLoaders(self.val_set, eval_batch(f.batch_size) // info.world,
+                                                    cfg.data.workers, 0, info.rank, info.world, shuffle=False,
+                                                    drop_last=False))
         self.steps = len(self.w_loaders) if not f.steps_per_epoch else min(f.steps_per_epoch, len(self.w_loaders))
         chans = in_channels(train)
         image, patch = cfg.data.image_size, cfg.space.patch_size
@@ -309,7 +330,7 @@ class FocusTrainer:
         gen = torch.Generator().manual_seed(_seed(f.seed, epoch, 57))
         rng = random.Random(_seed(f.seed, epoch, 58))
         out = []
-        val = self.val_loader.epoch(0)
+        val = self.val_batches
         for k, budget in enumerate(self.budgets):
             if self.uses_sampler(epoch):
                 with torch.no_grad():
@@ -380,7 +401,7 @@ class FocusTrainer:
             m = self.train_epoch(epoch)
             bins = self.sampler_state(epoch)
             points = self.points(epoch)
-            val = self.val_loader.epoch(0)
+            val = self.val_batches
             largest = evaluate_arch(self.net, self.space.largest(), val, self.info, f.eval_batches)
             smallest = evaluate_arch(self.net, self.space.smallest(), val, self.info, f.eval_batches)
             self.checkpoint(epoch + 1)
