@@ -23,7 +23,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -56,7 +56,7 @@ def parse_count(text: str, option: str = "--flops") -> int:
     value = float(m.group(1)) * 10 ** int(m.group(2) or 0) * _SCALE[m.group(3).lower()]
     if value <= 0:
         raise BudgetError(f"{option} must be positive, got {text!r}.")
-    return int(round(value))
+    return round(value)
 
 
 @dataclass
@@ -127,9 +127,10 @@ class FocusRun:
         self.info = DistInfo(device=dev)
         ckpt = load_checkpoint(run_dir / rd.CHECKPOINT, map_location=dev)
         self.epoch = ckpt["epoch"]
-        train, val, num_classes = build_datasets(self.cfg.data, seed=self.cfg.focus.seed)
+        _, val, num_classes = build_datasets(self.cfg.data, seed=self.cfg.focus.seed)
         chans = in_channels(val)
         image, patch = self.cfg.data.image_size, self.cfg.space.patch_size
+        self.num_classes = num_classes
         self.net = FocusSupernet(self.space, num_classes, image, patch, in_chans=chans).to(dev)
         self.net.load_state_dict(ckpt["model"])
         self.net.eval()
@@ -301,6 +302,7 @@ def specialize(run: FocusRun | str | Path, flops: int, params: int | None = None
             "flops": best.flops, "params": best.params, "top1_inherited": best.top1, "val_loss_inherited": best.val_loss,
             "flops_budget": flops, "params_budget": params, "evaluations": len(cands), "found_at": best.order,
             "supernet_epoch": run.epoch, "image_size": run.cfg.data.image_size, "patch_size": run.cfg.space.patch_size,
+            "num_classes": run.num_classes,
         }
         arch_genotype(run.space, best.arch, meta).save(path)
         result.path = path

@@ -22,6 +22,7 @@ import math
 import random
 import sys
 import time
+import zlib
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -150,7 +151,7 @@ class FocusTrainer:
         f = cfg.focus
         train, self.val_set, self.num_classes = datasets
         perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(f.seed + 4321)).tolist()
-        n_hold = max(1, int(round(f.holdout * len(train))))
+        n_hold = max(1, round(f.holdout * len(train)))
         self.w_set = Subset(train, sorted(perm[n_hold:]))
         self.hold_set = Subset(train, sorted(perm[:n_hold]))
         if f.batch_size % info.world or f.lstm.batch_size % info.world:
@@ -188,6 +189,7 @@ class FocusTrainer:
         self.gen = torch.Generator().manual_seed(_seed(f.seed, 8))
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if info.device.type == "cuda" else nullcontext()
         self.sampler_steps = 0
+        self.arch_digest = 0  # a running checksum of every architecture trained (ranks compare them)
 
     # -- drawing ------------------------------------------------------------------------------
     def uses_sampler(self, epoch: int) -> bool:
@@ -224,6 +226,7 @@ class FocusTrainer:
             for g in self.w_opt.param_groups:
                 g["lr"] = lr
             _, arch = self.draw(epoch)
+            self.arch_digest = zlib.crc32(repr(arch).encode(), self.arch_digest)
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             self.w_opt.zero_grad(set_to_none=True)
             with self.autocast:
@@ -258,8 +261,7 @@ class FocusTrainer:
         """Held-out batches for the sampler steps of `epoch`, endlessly (a fixed order per epoch)."""
         k = 0
         while True:
-            for batch in self.hold_loaders.epoch(_seed(epoch, k)):
-                yield batch
+            yield from self.hold_loaders.epoch(_seed(epoch, k))
             k += 1
 
     # -- the sampler's step ---------------------------------------------------------------------
@@ -354,7 +356,7 @@ class FocusTrainer:
             "version": 1, "kind": "focus", "epoch": epoch, "control_offset": self.run.control_offset,
             "model": self.net.state_dict(), "w_opt": self.w_opt.state_dict(),
             "sampler": self.sampler.state_dict(), "s_opt": self.s_opt.state_dict(),
-            "sampler_steps": self.sampler_steps,
+            "sampler_steps": self.sampler_steps, "arch_digest": self.arch_digest,
             "rng": {**rng_state(), "python": self.rng.getstate(), "sampler": self.gen.get_state()},
             "budgets": self.budgets, "num_classes": self.num_classes,
         })
@@ -365,6 +367,7 @@ class FocusTrainer:
         self.sampler.load_state_dict(ckpt["sampler"])
         self.s_opt.load_state_dict(ckpt["s_opt"])
         self.sampler_steps = ckpt["sampler_steps"]
+        self.arch_digest = ckpt["arch_digest"]
         rng = ckpt["rng"]
         set_rng_state(rng)
         self.rng.setstate(_as_tuple(rng["python"]))
@@ -373,16 +376,20 @@ class FocusTrainer:
         return ckpt["epoch"]
 
     def check_ranks_agree(self) -> None:
-        """Every rank must hold the same sampler and supernet; a divergence is a bug."""
+        """Every rank must have trained the same architectures and hold the same sampler and supernet; a
+        divergence is a bug."""
         if self.info.world == 1:
             return
-        mine = torch.tensor([float(sum(p.double().sum() for p in self.sampler.parameters())),
-                             float(sum(p.detach().double().sum() for p in self.net.parameters()))])
+        mine = torch.tensor([float(sum(p.detach().double().sum() for p in self.sampler.parameters())),
+                             float(sum(p.detach().double().sum() for p in self.net.parameters())),
+                             float(self.arch_digest)], dtype=torch.float64)
         gathered = [torch.zeros_like(mine) for _ in range(self.info.world)]
         torch.distributed.all_gather_object(gathered, mine)
-        worst = max(float((g - mine).abs().max()) for g in gathered)
-        if worst > 1e-6 * max(1.0, float(mine.abs().max())):
-            raise RuntimeError(f"ranks disagree on the sampler or the supernet (difference {worst:g})")
+        if any(int(g[2]) != self.arch_digest for g in gathered):
+            raise RuntimeError("ranks trained different architectures")
+        worst = max(float(((g - mine).abs() / mine.abs().clamp(min=1.0))[:2].max()) for g in gathered)
+        if worst > 1e-6:
+            raise RuntimeError(f"ranks disagree on the architectures, the sampler or the supernet (difference {worst:g})")
 
     # -- the whole run --------------------------------------------------------------------------
     def train(self, ckpt: dict[str, Any] | None) -> None:
