@@ -29,9 +29,12 @@ DEFAULT_OPS = ["zero", "skip", "msa_4", "msa_8", "msa_12", "mlp_0.5", "mlp_2", "
 class DataConfig:
     """Where images come from and how they are batched."""
 
-    name: Literal["cifar10", "cifar100", "imagenet100", "imagefolder", "synthetic"] = "synthetic"
+    name: Literal["cifar10", "cifar100", "imagenet100", "imagefolder", "digits", "synthetic"] = "synthetic"
     root: str = "data"
     image_size: int = 32
+    # image channels the network reads: auto = the dataset's own (digits 1; imagefolder: 1 if its images
+    # are grayscale, else 3; the others 3); 1 or 3 converts explicitly (grayscale <-> RGB)
+    channels: Literal["auto", 1, 3] = "auto"
     batch_size: int = 64
     workers: int = 2
     download: bool = True
@@ -39,6 +42,39 @@ class DataConfig:
     synthetic_classes: int = 10
     synthetic_train: int = 2000
     synthetic_val: int = 500
+
+
+@dataclass
+class AugmentConfig:
+    """Augmentation of one phase's training images (`search.augment`, `retrain.augment`).
+
+    Per image: crop, flip, RandAugment, random erasing; per batch: Mixup / CutMix. "auto" resolves per
+    dataset (dasvit.augment.resolve_policy): `flip` is horizontal where a mirror image keeps its label
+    (photographs: cifar, imagenet100, imagefolder) and none for digits and the synthetic task; `crop` is
+    pad-and-crop in the search (DARTS) and in the retrain of small images (cifar, digits), the
+    random-resized crop in the retrain of photographs at full size (imagenet100, imagefolder), and none
+    for the synthetic task. The search's default is light (crop and flip only), the retrain's the strong
+    DeiT recipe (RandAugment m9, Mixup 0.8, CutMix 1.0, random erasing 0.25).
+    """
+
+    flip: Literal["auto", "horizontal", "none"] = "auto"
+    crop: Literal["auto", "pad", "resized", "none"] = "auto"
+    crop_padding: float = 0.125  # pad: zero padding on each side, a fraction of the image side (4 px at 32 px)
+    crop_scale: float = 0.08  # resized: the smallest crop, a fraction of the image area
+    randaugment: bool = False
+    randaugment_magnitude: int = 9
+    random_erasing: float = 0.0
+    mixup: float = 0.0  # Beta alpha; 0 is off
+    cutmix: float = 0.0  # Beta alpha; 0 is off
+
+
+def strong_augment() -> AugmentConfig:
+    """The retrain's default: DeiT's recipe."""
+    return AugmentConfig(randaugment=True, random_erasing=0.25, mixup=0.8, cutmix=1.0)
+
+
+# keys of the retrain section that moved into retrain.augment (run directories written before still load)
+LEGACY_RETRAIN_AUGMENT = ("randaugment", "mixup", "cutmix", "random_erasing")
 
 
 @dataclass
@@ -103,6 +139,7 @@ class SearchConfig:
     pts: PTSConfig = field(default_factory=PTSConfig)
     fairness: FairnessConfig = field(default_factory=FairnessConfig)
     approval: Literal["auto", "manual"] = "auto"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # light: crop and flip only
     seed: int = 0
     lr: float = 1e-3
     min_lr: float = 1e-5
@@ -128,10 +165,7 @@ class RetrainConfig:
     weight_decay: float = 0.05
     label_smoothing: float = 0.1
     drop_path: float = 0.1
-    randaugment: bool = True
-    mixup: float = 0.8
-    cutmix: float = 1.0
-    random_erasing: float = 0.25
+    augment: AugmentConfig = field(default_factory=strong_augment)
     grad_clip: float = 1.0
     ema: bool = False
     ema_decay: float = 0.9998
@@ -225,7 +259,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return _build(tp, value, key)
     if origin is Literal:
         allowed = typing.get_args(tp)
-        if value not in allowed:
+        if value not in allowed or (isinstance(value, bool) and all(a is not value for a in allowed)):
             raise ConfigError(f"{key} must be one of {', '.join(map(str, allowed))}; got {value!r}.")
         return value
     if origin is list:
@@ -330,16 +364,35 @@ def parse_override(text: str) -> dict[str, Any]:
     return out
 
 
+def _migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """Read the retrain keys that moved into retrain.augment (randaugment, mixup, cutmix, random_erasing)
+    under their new names, so older presets, run directories and `--set retrain.mixup=0` still work."""
+    r = data.get("retrain")
+    if not isinstance(r, dict) or not any(k in r for k in LEGACY_RETRAIN_AUGMENT):
+        return data
+    r = dict(r)
+    aug = r.get("augment")
+    aug = dict(aug) if isinstance(aug, dict) else {}
+    for k in LEGACY_RETRAIN_AUGMENT:
+        if k in r:
+            v = r.pop(k)
+            if k in aug and aug[k] != v:
+                raise ConfigError(f"retrain.{k} is the old name of retrain.augment.{k}; give only one of the two.")
+            aug[k] = v
+    r["augment"] = aug
+    return {**data, "retrain": r}
+
+
 def load_config(preset: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Build a validated `Config` from a preset (name or path) and `--set` overrides."""
     data: dict[str, Any] = {}
     name = "custom"
     if preset is not None:
         path = resolve_preset(preset)
-        data = _read_yaml(path)
+        data = _migrate(_read_yaml(path))
         name = data.pop("preset", None) or path.stem
     for o in overrides:
-        data = _merge(data, parse_override(o))
+        data = _merge(data, _migrate(parse_override(o)))
     data.setdefault("preset", name)
     cfg = _build(Config, data)
     validate(cfg)
@@ -348,7 +401,7 @@ def load_config(preset: str | None = None, overrides: list[str] | tuple[str, ...
 
 def config_from_dict(data: dict[str, Any]) -> Config:
     """Rebuild a config written by `Config.to_dict` (a run directory's config.yaml)."""
-    cfg = _build(Config, data)
+    cfg = _build(Config, _migrate(data))
     validate(cfg)
     return cfg
 
@@ -433,12 +486,14 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"retrain.epochs must be at least 1, got {r.epochs}.")
     if not 0 <= r.warmup_epochs <= r.epochs:
         raise ConfigError(f"retrain.warmup_epochs must be between 0 and retrain.epochs ({r.epochs}).")
-    for key, v in [("label_smoothing", r.label_smoothing), ("drop_path", r.drop_path),
-                   ("random_erasing", r.random_erasing)]:
+    for key, v in [("label_smoothing", r.label_smoothing), ("drop_path", r.drop_path)]:
         if not 0 <= v < 1:
             raise ConfigError(f"retrain.{key} must be in [0, 1), got {v}.")
-    if r.mixup < 0 or r.cutmix < 0:
-        raise ConfigError("retrain.mixup and retrain.cutmix are Beta alphas: 0 (off) or more.")
+    _validate_augment(se.augment, "search.augment")
+    _validate_augment(r.augment, "retrain.augment")
+    if se.augment.mixup or se.augment.cutmix:
+        raise ConfigError("search.augment.mixup and .cutmix must be 0: the search trains on hard labels "
+                          "(mixing is a retrain option, retrain.augment).")
     if not 0 < r.ema_decay < 1:
         raise ConfigError(f"retrain.ema_decay must be in (0, 1), got {r.ema_decay}.")
 
@@ -478,6 +533,19 @@ def _validate_focus(cfg: Config) -> None:
             raise ConfigError(f"focus.{key} must be 0 or more, got {v}.")
     if not str(f.base).strip():
         raise ConfigError("focus.base must name a built-in (vit_b16), a genotype.json or a DASViT run directory.")
+
+
+def _validate_augment(a: AugmentConfig, key: str) -> None:
+    if not 0 <= a.crop_padding <= 0.5:
+        raise ConfigError(f"{key}.crop_padding is a fraction of the image side in [0, 0.5], got {a.crop_padding}.")
+    if not 0 < a.crop_scale <= 1:
+        raise ConfigError(f"{key}.crop_scale is a fraction of the image area in (0, 1], got {a.crop_scale}.")
+    if not 0 <= a.randaugment_magnitude <= 30:
+        raise ConfigError(f"{key}.randaugment_magnitude must be between 0 and 30, got {a.randaugment_magnitude}.")
+    if not 0 <= a.random_erasing < 1:
+        raise ConfigError(f"{key}.random_erasing is a probability in [0, 1), got {a.random_erasing}.")
+    if a.mixup < 0 or a.cutmix < 0:
+        raise ConfigError(f"{key}.mixup and {key}.cutmix are Beta alphas: 0 (off) or more.")
 
 
 def dump_config(cfg: Config) -> str:

@@ -2,8 +2,9 @@
 
 `cifar10` / `cifar100` come from torchvision (downloaded into `data.root`), `imagenet100` is an
 ImageFolder over `root/train` and `root/val` restricted to the 100 CMC classes, `imagefolder` is any
-`root/train/<class>/...`, `root/val/<class>/...` tree, and `synthetic` is generated from the seed: a
-learnable task (each class is a smooth pattern plus noise), so a demo shows accuracy rising.
+`root/train/<class>/...`, `root/val/<class>/...` tree, `digits` is scikit-learn's 8x8 handwritten
+digits (real scans that need no download), and `synthetic` is generated from the seed: a learnable task
+(each class is a smooth pattern plus noise), so a demo shows accuracy rising.
 """
 
 from __future__ import annotations
@@ -72,6 +73,53 @@ class SyntheticImages(Dataset):
         return x, int(self.targets[i])
 
 
+class DigitsImages(Dataset):
+    """scikit-learn's handwritten digits (1,797 grayscale 8x8 scans, 10 classes), upscaled to `image_size`.
+
+    Shipped with scikit-learn, so it needs no download: the small real dataset of the project. The split
+    is stratified and drawn from `seed` (a fifth of each class for validation); images are upscaled once
+    (bilinear) and kept as 8-bit single-channel images, so the usual image transforms apply.
+    """
+
+    VAL_FRACTION = 0.2
+
+    def __init__(self, image_size: int, seed: int, split: str, transform: Callable | None = None):
+        try:
+            from sklearn.datasets import load_digits
+        except ImportError:
+            raise DataError("the digits dataset comes with scikit-learn, which is not installed; "
+                            "pip install scikit-learn (or install dasvit with its dependencies).") from None
+        from torchvision import tv_tensors
+
+        digits = load_digits()
+        images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0  # [N, 1, 8, 8] in [0, 1]
+        labels = torch.tensor(digits.target, dtype=torch.long)
+        g = torch.Generator().manual_seed(10_007 * seed + 3)
+        chosen = []
+        for c in range(10):
+            idx = (labels == c).nonzero().flatten()
+            idx = idx[torch.randperm(len(idx), generator=g)]
+            n_val = round(self.VAL_FRACTION * len(idx))
+            chosen.append(idx[:n_val] if split == "val" else idx[n_val:])
+        keep = torch.cat(chosen).sort().values
+        x = images[keep]
+        if image_size != 8:
+            x = torch.nn.functional.interpolate(x, size=image_size, mode="bilinear", align_corners=False)
+        self.images = [tv_tensors.Image(im) for im in (x.clamp(0, 1) * 255).round().to(torch.uint8)]
+        self.targets = labels[keep]
+        self.classes = [str(c) for c in range(10)]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int):
+        x = self.images[i]
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, int(self.targets[i])
+
+
 def _tv():
     import torchvision  # imported lazily: torchvision is slow to import
     import torchvision.datasets
@@ -80,25 +128,89 @@ def _tv():
     return torchvision
 
 
-def image_transforms(cfg: DataConfig, train: bool, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-    """Standard transforms for image files: random resized crop + flip for training, resize + centre crop for eval."""
-    T = _tv().transforms.v2
-    s = cfg.image_size
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+def _first_image(directory: Path) -> Path | None:
+    for class_dir in sorted(p for p in directory.iterdir() if p.is_dir()):
+        for f in sorted(class_dir.rglob("*")):
+            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
+                return f
+    return None
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def image_channels(cfg: DataConfig) -> int:
+    """Channels the network reads: `data.channels`, or with "auto" the dataset's own (digits 1; an
+    imagefolder tree 1 if its first training image is grayscale, else 3; the others 3)."""
+    if cfg.channels != "auto":
+        return int(cfg.channels)
+    if cfg.name == "digits":
+        return 1
+    if cfg.name == "imagefolder":
+        train = Path(cfg.root).expanduser() / "train"
+        first = _first_image(train) if train.is_dir() else None
+        if first is not None:
+            from PIL import Image
+
+            with Image.open(first) as im:
+                return 1 if im.mode in GRAY_MODES else 3
+    return 3
+
+
+def native_channels(cfg: DataConfig) -> int:
+    """Channels the dataset's images arrive with (ImageFolder's loader gives RGB; digits are grayscale)."""
+    return 1 if cfg.name == "digits" else 3
+
+
+def normalization(cfg: DataConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) per channel the network reads."""
     if cfg.name in ("cifar10", "cifar100"):
         mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-        ops = [T.ToImage()]
+    elif cfg.name == "digits":
+        mean, std = (0.305,) * 3, (0.319,) * 3  # of the digits upscaled to 16 px
+    else:
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    if image_channels(cfg) == 1:
+        return (sum(mean) / 3,), (sum(std) / 3,)
+    return mean, std
+
+
+def to_size_ops(cfg: DataConfig) -> list:
+    """From the dataset's image to a uint8 image of `data.channels` channels: channel conversion, and for
+    image files of any size a resize (and centre crop) to `data.image_size`."""
+    T = _tv().transforms.v2
+    s = cfg.image_size
+    ops: list = [T.ToImage()]
+    have, want = native_channels(cfg), image_channels(cfg)
+    if want == 1 and have == 3:
+        ops.append(T.Grayscale(1))
+    elif want == 3 and have == 1:
+        ops.append(T.RGB())
+    if cfg.name in ("cifar10", "cifar100"):
         if s != 32:
             ops.append(T.Resize(s, antialias=True))
-        if train:
-            ops += [T.RandomCrop(s, padding=s // 8), T.RandomHorizontalFlip()]
-    else:
-        ops = [T.ToImage()]
-        if train:
-            ops += [T.RandomResizedCrop(s, antialias=True), T.RandomHorizontalFlip()]
-        else:
-            ops += [T.Resize(int(s * 256 / 224), antialias=True), T.CenterCrop(s)]
-    ops += [T.ToDtype(torch.float32, scale=True), T.Normalize(mean, std)]
-    return T.Compose(ops)
+    elif cfg.name in ("imagenet100", "imagefolder"):
+        ops += [T.Resize(int(s * 256 / 224), antialias=True), T.CenterCrop(s)]
+    return ops
+
+
+def to_float_ops(cfg: DataConfig) -> list:
+    T = _tv().transforms.v2
+    mean, std = normalization(cfg)
+    return [T.ToDtype(torch.float32, scale=True), T.Normalize(mean, std)]
+
+
+def eval_transform(cfg: DataConfig):
+    """The transform of evaluation (and of training without augmentation): to size, to float, normalise.
+
+    The synthetic task is generated as normalised float tensors: None, except for a channel conversion."""
+    T = _tv().transforms.v2
+    if cfg.name == "synthetic":
+        return None if image_channels(cfg) == 3 else T.Grayscale(1)
+    return T.Compose(to_size_ops(cfg) + to_float_ops(cfg))
 
 
 def _missing(what: str, where: Path, how: str) -> DataError:
@@ -108,14 +220,20 @@ def _missing(what: str, where: Path, how: str) -> DataError:
 def build_datasets(cfg: DataConfig, seed: int = 0,
                    train_transform: Callable | None = None,
                    val_transform: Callable | None = None) -> tuple[Dataset, Dataset, int]:
-    """The (train, val, num_classes) of `cfg.name`; raises DataError with where it looked and how to fix it."""
+    """The (train, val, num_classes) of `cfg.name`; raises DataError with where it looked and how to fix it.
+
+    Without `train_transform` the training images get the evaluation transform (no augmentation); the
+    phases pass theirs (dasvit.augment.train_transform)."""
     root = Path(cfg.root).expanduser()
+    vt = val_transform or eval_transform(cfg)
+    tt = train_transform or vt
     if cfg.name == "synthetic":
-        train = SyntheticImages(cfg.synthetic_train, cfg.synthetic_classes, cfg.image_size, seed, "train", train_transform)
-        val = SyntheticImages(cfg.synthetic_val, cfg.synthetic_classes, cfg.image_size, seed, "val", val_transform)
+        train = SyntheticImages(cfg.synthetic_train, cfg.synthetic_classes, cfg.image_size, seed, "train", tt)
+        val = SyntheticImages(cfg.synthetic_val, cfg.synthetic_classes, cfg.image_size, seed, "val", vt)
         return train, val, cfg.synthetic_classes
-    tt = train_transform or image_transforms(cfg, True)
-    vt = val_transform or image_transforms(cfg, False)
+    if cfg.name == "digits":
+        train = DigitsImages(cfg.image_size, seed, "train", tt)
+        return train, DigitsImages(cfg.image_size, seed, "val", vt), 10
     if cfg.name in ("cifar10", "cifar100"):
         cls = _tv().datasets.CIFAR10 if cfg.name == "cifar10" else _tv().datasets.CIFAR100
         label = "CIFAR-10" if cfg.name == "cifar10" else "CIFAR-100"

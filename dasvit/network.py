@@ -138,13 +138,19 @@ class Network(nn.Module):
         return self.head(self.forward_features(x))
 
 
-def build_network(genotype: Genotype, cfg, num_classes: int, drop_path: float | None = None) -> Network:
-    """The network of `genotype` at a config's sizes (`retrain.depth`, `space.*`, `data.image_size`); a
-    version-2 genotype brings its own depth and width."""
+def build_network(genotype: Genotype, cfg, num_classes: int, drop_path: float | None = None,
+                  in_chans: int | None = None) -> Network:
+    """The network of `genotype` at a config's sizes (`retrain.depth`, `space.*`, `data.image_size`,
+    `data.channels` resolved by dasvit.data.image_channels unless `in_chans` is given); a version-2 genotype
+    brings its own depth and width."""
     v2 = genotype.layers is not None
+    if in_chans is None:
+        from .data import image_channels
+
+        in_chans = image_channels(cfg.data)
     return Network(
         genotype, depth=genotype.depth if v2 else cfg.retrain.depth, dim=genotype.embed_dim if v2 else cfg.space.embed_dim,
         image_size=cfg.data.image_size,
         patch_size=cfg.space.patch_size, num_classes=num_classes,
-        drop_path=cfg.retrain.drop_path if drop_path is None else drop_path,
+        drop_path=cfg.retrain.drop_path if drop_path is None else drop_path, in_chans=in_chans,
     )

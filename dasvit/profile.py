@@ -48,9 +48,16 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def flop_analysis(model: nn.Module, image_size: int, in_chans: int = 3):
+def input_channels(model: nn.Module) -> int:
+    """The channels `model` reads: those of its first convolution (the patch embedding), else 3."""
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return conv.in_channels if conv is not None else 3
+
+
+def flop_analysis(model: nn.Module, image_size: int, in_chans: int | None = None):
     """fvcore's FlopCountAnalysis of one image through `model` (eval mode), with the SDPA handle."""
     FlopCountAnalysis = _fvcore()
+    in_chans = in_chans or input_channels(model)
     device = next(model.parameters()).device
     x = torch.zeros(1, in_chans, image_size, image_size, device=device)
     was_training = model.training
@@ -69,7 +76,7 @@ def flop_analysis(model: nn.Module, image_size: int, in_chans: int = 3):
     return analysis
 
 
-def count_flops(model: nn.Module, image_size: int, in_chans: int = 3) -> int:
+def count_flops(model: nn.Module, image_size: int, in_chans: int | None = None) -> int:
     """FLOPs of one image (fvcore: one multiply-add is one FLOP; attention included)."""
     return int(flop_analysis(model, image_size, in_chans).total())
 
@@ -103,9 +110,10 @@ def profile_genotype(genotype: Genotype, depth: int, dim: int, image_size: int, 
 
 @torch.no_grad()
 def images_per_second(model: nn.Module, image_size: int, batch_size: int, device: torch.device | str,
-                      steps: int = 10, warmup: int = 3, in_chans: int = 3) -> float:
+                      steps: int = 10, warmup: int = 3, in_chans: int | None = None) -> float:
     """Inference throughput of `model` (eval mode; bf16 autocast on CUDA), measured, not estimated."""
     device = torch.device(device)
+    in_chans = in_chans or input_channels(model)
     was_training = model.training
     model.eval()
     x = torch.randn(batch_size, in_chans, image_size, image_size, device=device)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import rundir as rd
-from .augment import batch_mixer, train_transform
+from .augment import batch_mixer, describe as describe_augment, train_transform
 from .config import Config, load_config, load_run_config, preset_names
 from .data import EpochLoaders, build_datasets
 from .errors import ConfigError, RunDirError, UserError
@@ -62,7 +62,8 @@ def _search_dir(source: str | None) -> Path | None:
 
 
 def _network_sizes(cfg: Config) -> tuple:
-    return (cfg.retrain.depth, cfg.space.embed_dim, cfg.space.patch_size, cfg.data.name, cfg.data.image_size)
+    return (cfg.retrain.depth, cfg.space.embed_dim, cfg.space.patch_size, cfg.data.name, cfg.data.image_size,
+            cfg.data.channels)
 
 
 def _same_cell(a: Genotype, b: Genotype) -> bool:
@@ -271,7 +272,7 @@ def retrain(plan: Plan, progress: bool = True) -> int:
         try:
             if info.main and not plan.resume:
                 plan.genotype.save(plan.run_dir / rd.GENOTYPE)
-            for note in notes:
+            for note in [describe_augment(cfg, "retrain"), *notes]:
                 run.progress.line(note)
             params = count_params(model)
             run.progress.line(f"retrain {plan.run_dir}: {params / 1e6:.2f} M params, {r.epochs} epochs of "
@@ -366,7 +367,8 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu", which: s
         raise RunDirError(f"{run_dir} has no {path.name}; has a retrain epoch finished there?")
     cfg = load_run_config(run_dir / rd.CONFIG)
     state = torch.load(path, map_location=device, weights_only=True)
-    model = build_network(load_genotype(run_dir / rd.GENOTYPE), cfg, state["num_classes"], drop_path=0.0)
+    model = build_network(load_genotype(run_dir / rd.GENOTYPE), cfg, state["num_classes"], drop_path=0.0,
+                          in_chans=state["model"]["embed.proj.weight"].shape[1])
     model.load_state_dict(state["model"])
     return model.to(device).eval()
 

@@ -28,7 +28,8 @@ from . import rundir as rd
 from .arch import (arch_weights_dict, check_keep, derive_genotype, fairness_loss, fairness_terms, prune_proposal,
                    skip_fraction)
 from .config import Config, load_config, load_run_config
-from .data import EpochLoaders, build_datasets, split_halves
+from .augment import describe as describe_augment, train_transform
+from .data import EpochLoaders, build_datasets, image_channels, split_halves
 from .errors import RunDirError, UserError
 from .runtime import (EXIT_OK, EXIT_STOPPED, DistInfo, Run, Stopped, all_reduce_mean, barrier, broadcast_object,
                       default_run_dir, fail_event, load_checkpoint, reduce_sum, rng_state, run_engine,
@@ -83,7 +84,7 @@ class Searcher:
         net = Supernet(
             self.num_classes, cfg.data.image_size, cfg.space.patch_size, cfg.space.embed_dim, self.nodes,
             self.ops, st.depth, mask=mask, pts_ratio=sc.pts.ratio if sc.pts.enabled else None,
-            pts_dim=sc.pts.dim,
+            pts_dim=sc.pts.dim, in_chans=image_channels(cfg.data),
         ).to(self.info.device)
         if sc.fused:
             from .fused import enable_fused
@@ -369,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         cfg, run_dir, resume = prepare(args)
         info = setup_distributed(long_waits=cfg.search.approval == "manual")
-        datasets = build_datasets(cfg.data, seed=cfg.search.seed)  # a missing dataset stops before the run exists
+        tf, notes = train_transform(cfg, "search")  # light: search.augment
+        datasets = build_datasets(cfg.data, seed=cfg.search.seed, train_transform=tf)  # a missing dataset stops first
         torch.set_float32_matmul_precision("high")
         run = None
         try:
@@ -378,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
                     ckpt = load_checkpoint(run_dir / rd.CHECKPOINT) if resume else None
                     if info.main:
                         run.progress.line(f"run directory: {run_dir}")
+                        for line in [describe_augment(cfg, "search"), *notes]:
+                            run.progress.line(line)
                     Searcher(cfg, run, info, datasets).search(ckpt)
                 except (Stopped, KeyboardInterrupt):
                     run.emit("run_end", status="stopped", message="stopped by the user; resume with --resume")

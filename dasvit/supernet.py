@@ -168,11 +168,12 @@ class Supernet(nn.Module):
         mask: bool [edges, ops], the ops still active per edge (None: all).
         pts_ratio: kept fraction of patch tokens, or None for no partial token selection.
         pts_dim: width of the selector's query/key projections.
+        in_chans: image channels.
     """
 
     def __init__(self, num_classes: int, image_size: int, patch_size: int, dim: int, nodes: int,
                  ops: list[str], depth: int, mask: torch.Tensor | None = None,
-                 pts_ratio: float | None = 0.5, pts_dim: int = 64):
+                 pts_ratio: float | None = 0.5, pts_dim: int = 64, in_chans: int = 3):
         super().__init__()
         self.ops = list(ops)
         self.edges = edge_list(nodes)
@@ -183,7 +184,7 @@ class Supernet(nn.Module):
             raise ValueError("mask must be [edges, ops] with at least one op per edge")
         self.register_buffer("mask", mask)
         self.alpha = nn.Parameter(1e-3 * torch.randn(n_e, n_o))
-        self.stem = PatchEmbed(image_size, patch_size, dim)
+        self.stem = PatchEmbed(image_size, patch_size, dim, in_chans)
         self.cells = nn.ModuleList(
             SearchCell(dim, nodes, ops, mask, pts_ratio, pts_dim) for _ in range(depth)
         )

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch.utils.data import Subset
 
 from .. import rundir as rd
+from ..augment import train_transform
 from ..config import Config, load_config, load_run_config
 from ..data import EpochLoaders, build_datasets
 from ..errors import ConfigError, RunDirError, UserError
@@ -478,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg, run_dir, resume = prepare(args.preset, args.overrides, args.run_dir, args.resume)
         info = setup_distributed()
         space = space_from_config(cfg, run_dir if resume else None)
-        datasets = build_datasets(cfg.data, seed=cfg.focus.seed)  # a missing dataset stops before the run exists
+        tf, _ = train_transform(cfg, "search")  # the search's light augmentation (search.augment)
+        datasets = build_datasets(cfg.data, seed=cfg.focus.seed, train_transform=tf)  # a missing dataset: no run
         torch.set_float32_matmul_precision("high")
         run = None
         try:
