@@ -170,7 +170,8 @@ def genotype_from_json(data: Any, source: str = "genotype") -> Genotype:
     if not isinstance(meta, dict):
         raise GenotypeError(f"{source}: 'meta' must be an object.")
     if data["version"] == 2:
-        return Genotype(nodes=nodes, edges=edges, output=list(output), meta=meta, **_network_from_json(data, edges, source))
+        network = _network_from_json(data, edges, source)
+        return Genotype(nodes=nodes, edges=edges, output=list(output), meta=meta, **network)
     return Genotype(nodes=nodes, edges=edges, output=list(output), meta=meta)
 
 

@@ -149,8 +149,8 @@ def build_network(genotype: Genotype, cfg, num_classes: int, drop_path: float | 
 
         in_chans = image_channels(cfg.data)
     return Network(
-        genotype, depth=genotype.depth if v2 else cfg.retrain.depth, dim=genotype.embed_dim if v2 else cfg.space.embed_dim,
-        image_size=cfg.data.image_size,
+        genotype, depth=genotype.depth if v2 else cfg.retrain.depth,
+        dim=genotype.embed_dim if v2 else cfg.space.embed_dim, image_size=cfg.data.image_size,
         patch_size=cfg.space.patch_size, num_classes=num_classes,
         drop_path=cfg.retrain.drop_path if drop_path is None else drop_path, in_chans=in_chans,
     )

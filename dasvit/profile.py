@@ -103,7 +103,8 @@ def profile_genotype(genotype: Genotype, depth: int, dim: int, image_size: int, 
             t.zero_()
     analysis = flop_analysis(model, image_size)
     by_module = analysis.by_module()
-    layers = [{"params": count_params(c), "flops": int(by_module.get(f"cells.{k}", 0))} for k, c in enumerate(model.cells)]
+    layers = [{"params": count_params(c), "flops": int(by_module.get(f"cells.{k}", 0))}
+              for k, c in enumerate(model.cells)]
     return {"params": count_params(model), "flops": int(analysis.total()), "edge_params": edge_params(model),
             "layers": layers}
 

@@ -2,7 +2,8 @@
 
 Sizes (depth, width, image size, patch, classes) come from, in order: the options; the run's
 config.yaml when GENOTYPE is a run directory or a file inside one; a built-in's own sizes (vit_b16:
-12 x 768, 224 px, patch 16, 1000 classes); the config defaults.
+12 x 768, 224 px, patch 16, 1000 classes); the config defaults. A version-2 genotype sets its own depth
+and width, and its meta may set the image size, patch and classes it was made for.
 
 Comparison: when the run has a finished retrain (RUN_DIR/retrain/metrics.json), it is shown beside the
 ViT-B/16 baseline retrained with the same recipe, found at `--baseline DIR`, else at RUN_DIR/baseline
@@ -25,9 +26,11 @@ METRICS = "metrics.json"
 
 
 def _config_dir(source: str) -> Path | None:
-    """The run directory whose config.yaml describes `source` (the source itself, or the file's folder)."""
+    """The run directory whose config.yaml describes `source` (the source itself, the file's folder, or the
+    FocusFormer run of a RUN_DIR/specialized/<budget>.json)."""
     p = Path(source)
-    for d in (p, p.parent) if p.exists() else ():
+    dirs = (p, p.parent) + ((p.parent.parent,) if p.parent.name == "specialized" else ())
+    for d in dirs if p.exists() else ():
         if d.is_dir() and (d / rd.CONFIG).is_file():
             return d
     return None
@@ -136,7 +139,8 @@ def _preset_of(*runs: Path) -> str:
     return "P"
 
 
-def v2_sizes(genotype, opts: dict[str, Optional[int]], sizes: dict[str, int], origin: str) -> tuple[dict[str, int], str]:
+def v2_sizes(genotype, opts: dict[str, Optional[int]], sizes: dict[str, int],
+             origin: str) -> tuple[dict[str, int], str]:
     """A version-2 genotype sets its own depth and width; its meta may name the image size, patch and classes
     it was made for (options still win over those)."""
     given = [option for key, option in (("depth", "--depth"), ("embed_dim", "--dim")) if opts.get(key) is not None]
@@ -232,6 +236,8 @@ def register(app: typer.Typer) -> None:
         """Draw a searched cell with its parameters and FLOPs; compare retrained models.
 
         FLOPs follow fvcore (one multiply-add is one FLOP; attention included), for one image.
+
+        A version-2 genotype (a FocusFormer architecture) brings its own depth and width and adds a per-layer table.
 
         Example: dasvit show vit_b16 --depth 12 --dim 768 --image-size 224 --patch 16 --classes 1000 --format json
         """

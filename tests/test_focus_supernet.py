@@ -53,7 +53,8 @@ def test_weights_are_entangled_leading_slices():
     net = supernet.extract(small)
     assert small.layers[0][1] == "msa_1"  # one head of 8 channels, at width 20
     qkv = supernet.cells[0].ops[1].qkv.weight  # rows: Q (3 heads x 8), K, V of the largest op
-    torch.testing.assert_close(net.cells[0].ops[1].qkv.weight, torch.cat([qkv[0:8, :20], qkv[24:32, :20], qkv[48:56, :20]]))
+    q, k, v = qkv[0:8, :20], qkv[24:32, :20], qkv[48:56, :20]
+    torch.testing.assert_close(net.cells[0].ops[1].qkv.weight, torch.cat([q, k, v]))
     torch.testing.assert_close(net.cells[0].ops[3].fc1.weight, supernet.cells[0].ops[3].fc1.weight[:30, :20])
     torch.testing.assert_close(net.embed.pos_embed, supernet.embed.pos_embed[..., :20])
 

@@ -172,3 +172,22 @@ def test_retrain_trains_a_v2_genotype_at_its_own_sizes(cli_runs):
     assert load_genotype(run / "genotype.json").to_json() == g.to_json()
     net = load_model(run)
     assert [[e.op for e in c.edges] for c in net.cells] == g.layers
+
+
+def test_show_sizes_a_specialized_genotype_from_its_run_config(tmp_path):
+    from dasvit.config import dump_config, load_config
+    from dasvit_tui.cmd_show import resolve_sizes, v2_sizes
+
+    run = tmp_path / "focus-run"
+    (run / "specialized").mkdir(parents=True)
+    cfg = load_config("demo", ["data.synthetic_classes=7", "data.image_size=24"])
+    (run / "config.yaml").write_text(dump_config(cfg))
+    doc = v2_doc()
+    doc["meta"] = {}
+    path = run / "specialized" / "400K.json"
+    path.write_text(json.dumps(doc))
+    opts = dict.fromkeys(("depth", "embed_dim", "image_size", "patch_size", "num_classes"))
+    sizes, origin = v2_sizes(genotype_from_json(doc), opts, *resolve_sizes(str(path), opts))
+    assert str(run / "config.yaml") in origin
+    assert (sizes["num_classes"], sizes["image_size"]) == (7, 24)
+    assert (sizes["depth"], sizes["embed_dim"]) == (doc["depth"], doc["embed_dim"])

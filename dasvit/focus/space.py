@@ -44,7 +44,8 @@ class Arch:
 
     @staticmethod
     def from_json(d: dict[str, Any]) -> Arch:
-        return Arch(int(d["embed_dim"]), int(d["depth"]), tuple(tuple(str(op) for op in layer) for layer in d["layers"]))
+        layers = tuple(tuple(str(op) for op in layer) for layer in d["layers"])
+        return Arch(int(d["embed_dim"]), int(d["depth"]), layers)
 
 
 def msa_name(heads: int) -> str:
@@ -106,8 +107,8 @@ class FocusSpace:
             raise ConfigError(f"focus.head_dim must be a positive integer, got {head_dim!r}.")
         self.head_dim = head_dim
         self.types = [parse_op(e.op, error=GenotypeError).type for e in base.edges]
-        live = _live_edges(base)
-        self.elastic: list[int] = [i for i, t in enumerate(self.types) if t in ("msa", "mlp") and i in live]
+        self.live: list[int] = sorted(_live_edges(base))  # edges into nodes that feed the cell output
+        self.elastic: list[int] = [i for i in self.live if self.types[i] in ("msa", "mlp")]
         self._edge_choices = {
             i: [msa_name(h) for h in self.heads] if self.types[i] == "msa" else [mlp_name(r) for r in self.mlp_ratios]
             for i in self.elastic

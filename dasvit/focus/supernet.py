@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..genotype import arch_genotype
-from ..network import Network, check_sizes, live_nodes
+from ..network import Network, check_sizes
 from ..ops import Head, PatchEmbed, init_vit_weights, mlp_hidden, parse_op
 from .space import Arch, FocusSpace
 
@@ -122,9 +122,9 @@ class ElasticCell(nn.Module):
     def __init__(self, space: FocusSpace):
         super().__init__()
         base = space.base
-        self.nodes = live_nodes(base)
+        self.edges = [(i, base.edges[i]) for i in space.live]  # (index in base.edges, edge), as Network's Cell
+        self.nodes = sorted({e.dst for _, e in self.edges})  # every node feeding the output has an incoming edge
         self.output = list(base.output)
-        self.edges = [(i, e) for i, e in enumerate(base.edges) if e.dst in self.nodes]  # (index in base.edges, edge)
         dim = max(space.embed_dims)
         hidden = mlp_hidden(dim, max(space.mlp_ratios))
         mods = []
@@ -172,7 +172,8 @@ class FocusSupernet(nn.Module):
         super().__init__()
         check_sizes(arch_genotype(space, space.largest()), max(space.embed_dims), image_size, patch_size)
         self.space = space
-        self.num_classes, self.image_size, self.patch_size, self.in_chans = num_classes, image_size, patch_size, in_chans
+        self.num_classes, self.image_size, self.patch_size = num_classes, image_size, patch_size
+        self.in_chans = in_chans
         self.drop_path = drop_path
         dim = max(space.embed_dims)
         self.embed = PatchEmbed(image_size, patch_size, dim, in_chans)
