@@ -7,8 +7,9 @@ data, epochs and seed (both at once, one process each; a finished run in OUT is 
 resumed). Then for three FLOPs budgets (a quarter, half and three quarters of the way through the space's
 FLOPs range) it searches each supernet with inherited weights on the validation split: the sampler on the
 pareto run; evolution (AutoFormer's) and random on both runs; every method with the same number of
-evaluations. It prints one table (best top-1, after how many evaluations it was found, and the best top-1
-after 10 and 25 evaluations), the sampler's state over the epochs (fraction of its draws within budget, and
+evaluations. It prints one table (best top-1, after how many evaluations it was found, the best top-1
+after 10 and 25 evaluations, the mean top-1 of all evaluated, and the best architecture's top-1 on the other
+supernet; random draws the same architectures on both supernets, a paired comparison), the sampler's state over the epochs (fraction of its draws within budget, and
 its entropy) at those budgets, and writes OUT/claim.json and OUT/claim.md.
 """
 
@@ -97,8 +98,11 @@ def measure(runs: dict[str, Path], samples: int, seed: int, say) -> dict:
             r = specialize(loaded[sampler], budget, samples=samples, method=method, seed=seed, write=False)
             order = sorted(r.evaluated, key=lambda c: c.order)
             anytime = {str(n): max(c.top1 for c in order[:n]) for n in ANYTIME if n <= len(order)}
+            other = "uniform" if sampler == "pareto" else "pareto"
             row = {"budget_flops": budget, "method": method, "supernet": sampler, "evaluations": len(r.evaluated),
                    "found_at": r.found_at, "top1": r.best.top1, "flops": r.best.flops, "params": r.best.params,
+                   "mean_top1": sum(c.top1 for c in order) / len(order),
+                   "top1_on_other": loaded[other].evaluate(r.best.arch)[1],
                    "anytime": anytime, "seconds": time.time() - t0, "arch": r.best.arch.to_json()}
             table.append(row)
             say(f"budget {human(budget)}: {method} on {sampler}: top-1 {r.best.top1:.4f} at evaluation {r.found_at}"
@@ -109,13 +113,15 @@ def measure(runs: dict[str, Path], samples: int, seed: int, say) -> dict:
 
 
 def markdown(result: dict) -> str:
-    lines = ["| budget (FLOPs) | method | supernet | evaluations | best top-1 | found at | top-1 @10 | top-1 @25 | FLOPs of best |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| budget (FLOPs) | method | supernet | evaluations | best top-1 | found at | top-1 @10 | top-1 @25 "
+             "| mean top-1 of those evaluated | FLOPs of best | best arch on the other supernet |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         any_ = r["anytime"]
         lines.append(f"| {human(r['budget_flops'])} | {r['method']} | {r['supernet']} | {r['evaluations']} | "
                      f"{r['top1']:.2%} | {r['found_at']} | {any_.get('10', float('nan')):.2%} | "
-                     f"{any_.get('25', float('nan')):.2%} | {human(r['flops'])} |")
+                     f"{any_.get('25', float('nan')):.2%} | {r['mean_top1']:.2%} | {human(r['flops'])} | "
+                     f"{r['top1_on_other']:.2%} |")
     lines += ["", "Sampler (pareto run) per epoch at the three budgets: fraction of draws within budget / entropy (nats);"
               " uniform draws for comparison in the last row.", "",
               "| epoch | phase | largest top-1 | " + " | ".join(human(b) for b in result["budgets"]) + " |",
