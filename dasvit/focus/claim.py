@@ -57,13 +57,12 @@ def train_both(preset: str, overrides: list[str], out: Path, say) -> dict[str, P
                 argv += ["--set", o]
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
         run_dir.mkdir(parents=True, exist_ok=True)
-        log = open(run_dir / "claim-train.log", "ab")
-        procs[sampler] = (subprocess.Popen([sys.executable, "-m", "dasvit.focus", *argv, "--no-progress"],
-                                           stdout=log, stderr=subprocess.STDOUT, env=env), log)
+        with open(run_dir / "claim-train.log", "ab") as log:  # the child keeps its own copy of the descriptor
+            procs[sampler] = subprocess.Popen([sys.executable, "-m", "dasvit.focus", *argv, "--no-progress"],
+                                              stdout=log, stderr=subprocess.STDOUT, env=env)
         say(f"training the {sampler} supernet in {run_dir} (log: {run_dir / 'claim-train.log'})")
-    for sampler, (proc, log) in procs.items():
+    for sampler, proc in procs.items():
         rc = proc.wait()
-        log.close()
         if rc != 0:
             raise UserError(f"training the {sampler} supernet failed (exit {rc}); see {runs[sampler] / 'claim-train.log'}.")
     return runs
