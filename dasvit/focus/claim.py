@@ -112,17 +112,18 @@ def measure(runs: dict[str, Path], samples: int, seed: int, say) -> dict:
 
 
 def markdown(result: dict) -> str:
-    lines = ["| budget (FLOPs) | method | supernet | evaluations | best top-1 | found at | top-1 @10 | top-1 @25 "
-             "| mean top-1 of those evaluated | FLOPs of best | best arch on the other supernet |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    header = ("| budget (FLOPs) | method | supernet | evaluations | best top-1 | found at | top-1 @10 | top-1 @25 "
+              "| mean top-1 of those evaluated | FLOPs of best | best arch on the other supernet |")
+    lines = [header, "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         any_ = r["anytime"]
         lines.append(f"| {human(r['budget_flops'])} | {r['method']} | {r['supernet']} | {r['evaluations']} | "
                      f"{r['top1']:.2%} | {r['found_at']} | {any_.get('10', float('nan')):.2%} | "
                      f"{any_.get('25', float('nan')):.2%} | {r['mean_top1']:.2%} | {human(r['flops'])} | "
                      f"{r['top1_on_other']:.2%} |")
-    lines += ["", "Sampler (pareto run) per epoch at the three budgets: fraction of draws within budget / entropy (nats);"
-              " uniform draws for comparison in the last row.", "",
+    caption = ("Sampler (pareto run) per epoch at the three budgets: fraction of draws within budget / entropy "
+               "(nats); uniform draws for comparison in the last row.")
+    lines += ["", caption, "",
               "| epoch | phase | largest top-1 | " + " | ".join(human(b) for b in result["budgets"]) + " |",
               "|---|---|---|" + "---|" * len(result["budgets"])]
     hist = result["history"]
