@@ -104,7 +104,7 @@ def test_sigkill_then_resume_ends_with_the_same_sampler_and_supernet(tmp_path, t
 def test_ctrl_c_stops_with_exit_130_and_a_checkpoint(tmp_path):
     run = tmp_path / "run"
     proc = start_engine("dasvit.focus", "--preset", "focus-demo", "--run-dir", str(run), "--no-progress",
-                        *sets([*TINY_FOCUS, "focus.steps_per_epoch=200", "data.synthetic_train=4000"]))
+                        *sets([*TINY_FOCUS, "focus.epochs=500"]))
     wait_for(lambda: (run / "events.jsonl").exists() and of_type(events(run), "space"), timeout=120, interval=0.05)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 130
