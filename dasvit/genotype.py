@@ -46,18 +46,6 @@ class Genotype:
         """The intermediate nodes the cell output depends on, ascending (others are built by nobody)."""
         return feeding_nodes(self.output, self.edges)
 
-
-def feeding_nodes(output: list[int], edges: list[Edge]) -> list[int]:
-    """The intermediate nodes (2..) that `output` depends on through `edges`, ascending."""
-    live, stack = set(), list(output)
-    while stack:
-        n = stack.pop()
-        if n < 2 or n in live:
-            continue
-        live.add(n)
-        stack.extend(e.src for e in edges if e.dst == n)
-    return sorted(live)
-
     def to_json(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
@@ -74,6 +62,18 @@ def feeding_nodes(output: list[int], edges: list[Edge]) -> list[int]:
         from .rundir import atomic_write_text
 
         atomic_write_text(Path(path), json.dumps(self.to_json(), indent=2) + "\n")
+
+
+def feeding_nodes(output: list[int], edges: list[Edge]) -> list[int]:
+    """The intermediate nodes (2..) that `output` depends on through `edges`, ascending."""
+    live, stack = set(), list(output)
+    while stack:
+        n = stack.pop()
+        if n < 2 or n in live:
+            continue
+        live.add(n)
+        stack.extend(e.src for e in edges if e.dst == n)
+    return sorted(live)
 
 
 def _int(obj: dict, key: str, where: str) -> int:
