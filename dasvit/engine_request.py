@@ -59,7 +59,8 @@ class SearchRequest:
 
     @classmethod
     def parser(cls) -> argparse.ArgumentParser:
-        p = argparse.ArgumentParser(prog=f"python -m {cls.MODULE}")
+        p = argparse.ArgumentParser(prog=f"python -m {cls.MODULE}",
+                                    description="The search engine process; users run `dasvit search`.")
         _common(p)
         p.add_argument("--approve", choices=["auto", "manual"], default=None)
         return p
@@ -100,7 +101,8 @@ class RetrainRequest:
 
     @classmethod
     def parser(cls) -> argparse.ArgumentParser:
-        p = argparse.ArgumentParser(prog=f"python -m {cls.MODULE}")
+        p = argparse.ArgumentParser(prog=f"python -m {cls.MODULE}",
+                                    description="The retrain engine process; users run `dasvit retrain`.")
         p.add_argument("source", nargs="?", help="genotype.json, a search run directory, or a built-in (vit_b16)")
         _common(p)
         return p

@@ -139,3 +139,31 @@ def test_a_truncated_last_line_of_a_dead_engine_is_warned_about_once(tmp_path):
     watcher.poll()
     (bad,) = inbox.of(m.BadEventLine)
     assert bad.text.startswith('{"v":1,"type":"epoch"')
+
+
+def test_every_front_reads_the_same_status_for_any_kind_of_run(tmp_path):
+    """rundir.summarize (lists, scripts) and the monitor's RunState share one status definition, and the
+    plan comes from config[kind]: a kind this front has never seen (focus) is planned from its epochs."""
+    run = tmp_path / "focus"
+    run.mkdir()
+    (run / "config.yaml").write_text("preset: demo\n")
+    evs = [rd.make_event("run_start", kind="focus", preset="focus-demo", device="cpu", pid=1,
+                         config={"focus": {"epochs": 4}, "search": {"stages": [{"epochs": 1}] * 3}}),
+           rd.make_event("epoch", stage=1, epoch=1, epochs=4, val_acc=0.5)]
+    (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evs))
+    lock = rd.RunLock(run)
+    lock.acquire()
+    try:
+        summary = rd.summarize(run)
+        state = RunState(run)
+        for e in evs:
+            state.apply(e)
+        state.live = True
+        assert summary.status == state.status == "running"
+        assert summary.planned_stages == state.stages == [{"depth": 1, "keep": 1, "epochs": 4}]
+    finally:
+        lock.release()
+    with open(run / "events.jsonl", "a") as f:
+        f.write(json.dumps(rd.make_event("run_end", status="stopped", message="")) + "\n")
+    assert rd.summarize(run).status == "stopped"
+    assert rd.summarize(run / "nothing-here").status == "not started"
