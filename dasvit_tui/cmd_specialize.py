@@ -48,7 +48,7 @@ def print_result(result) -> None:
                   f"found at evaluation {b.order} of {len(result.evaluated)} in {result.seconds:.1f} s")
     if result.path is not None:
         console.print(f"wrote {result.path}  (draw it: dasvit show {result.path}; train it: "
-                      f"dasvit retrain {result.path} --preset PRESET)")
+                      f"dasvit retrain {result.path} --preset {result.preset or 'PRESET'} --headless)")
 
 
 def register(app: typer.Typer) -> None:
