@@ -40,17 +40,20 @@ def register(app: typer.Typer) -> None:
         nproc: int = typer.Option(1, "--nproc", min=1, help="Processes (one per GPU) under torchrun; gloo on CPU."),
         no_progress: bool = typer.Option(False, "--no-progress", help="Print no progress lines."),
     ) -> None:
-        """Train a FocusFormer supernet (weight-entangled elastic space around a cell) and its
-        budget-conditioned architecture sampler; then `dasvit specialize RUN_DIR --flops 1.4G`.
+        """Train a FocusFormer supernet and its budget-aware architecture sampler.
 
-        The space is `focus.base` (vit_b16, a genotype.json or a DASViT search run directory) with the
-        choices of focus.embed_dims, focus.depths, focus.heads and focus.mlp_ratios. focus.sampler:
-        pareto (FocusFormer) or uniform (AutoFormer's training, the baseline).
+        The supernet is weight-entangled over an elastic space around a cell:
+        focus.base (vit_b16, a genotype.json or a DASViT search run directory)
+        with the choices of focus.embed_dims, focus.depths, focus.heads and
+        focus.mlp_ratios. focus.sampler: pareto (FocusFormer) or uniform
+        (AutoFormer's training, the baseline). Then: dasvit specialize RUN_DIR
+        --flops 1.4G.
 
-        Exit codes: 0 finished, 1 failed, 2 bad input, 130 stopped (Ctrl-C, SIGTERM or a stop request).
-        A stopped or killed run continues with --resume RUN_DIR from its last completed epoch.
+        Exit codes: 0 finished, 1 failed, 2 bad input, 130 stopped (Ctrl-C,
+        SIGTERM or a stop request). A stopped or killed run continues with
+        --resume RUN_DIR from its last completed epoch.
 
-        Example: dasvit focus --headless --preset focus-demo --set focus.base=runs/demo-20260101-120000
+        Example: dasvit focus --headless --preset focus-demo
         """
         if not headless:
             raise UserError("the monitor for focus runs is not there yet; add --headless "
