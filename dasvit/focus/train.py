@@ -44,6 +44,7 @@ from ..runtime import (
     all_reduce_mean,
     barrier,
     default_run_dir,
+    epoch_peak_memory,
     fail_event,
     load_checkpoint,
     reduce_sum,
@@ -379,10 +380,7 @@ class FocusTrainer:
             largest = evaluate_arch(self.net, self.space.largest(), val, self.info, f.eval_batches)
             smallest = evaluate_arch(self.net, self.space.smallest(), val, self.info, f.eval_batches)
             self.checkpoint(epoch + 1)
-            extra = {}
-            if self.info.device.type == "cuda":
-                extra["peak_mem_bytes"] = torch.cuda.max_memory_allocated(self.info.device)
-                torch.cuda.reset_peak_memory_stats(self.info.device)
+            extra = epoch_peak_memory(self.info)
             phase = "sampler" if self.uses_sampler(epoch) else "uniform"
             self.run.emit("epoch", stage=1, stages=1, epoch=epoch + 1, epochs=f.epochs, **m,
                           val_loss=largest[0], val_acc=largest[1], val_loss_smallest=smallest[0],
