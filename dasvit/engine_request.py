@@ -19,8 +19,8 @@ from typing import ClassVar
 from . import rundir as rd
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default=None, help="preset name (demo, cifar10, ...) or a YAML file")
+def _common(p: argparse.ArgumentParser, presets: str = "demo, cifar10, ...") -> None:
+    p.add_argument("--preset", default=None, help=f"preset name ({presets}) or a YAML file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--run-dir", dest="run_dir", type=Path, default=None)
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR")
@@ -153,7 +153,7 @@ class FocusRequest:
     def parser(cls) -> argparse.ArgumentParser:
         p = argparse.ArgumentParser(prog=f"python -m {cls.MODULE}",
                                     description="The FocusFormer engine process; users run `dasvit focus`.")
-        _common(p)
+        _common(p, presets="focus-demo, focus-cifar100, ...")
         return p
 
     @classmethod
