@@ -7,26 +7,10 @@ from typing import Optional
 
 import typer
 
+from dasvit.engine_request import FocusRequest
 from dasvit.errors import UserError
 
 SET_HELP = "Override a config key, VALUE parsed as YAML; repeatable. Example: --set focus.sampler=uniform"
-
-
-def engine_argv(preset: Optional[str], overrides: list[str], run_dir: Optional[Path], resume: Optional[Path],
-                progress: bool = True) -> list[str]:
-    """The engine's own arguments (python -m dasvit.focus ...)."""
-    argv: list[str] = []
-    if preset:
-        argv += ["--preset", preset]
-    for o in overrides:
-        argv += ["--set", o]
-    if run_dir:
-        argv += ["--run-dir", str(run_dir)]
-    if resume:
-        argv += ["--resume", str(resume)]
-    if not progress:
-        argv.append("--no-progress")
-    return argv
 
 
 def register(app: typer.Typer) -> None:
@@ -58,15 +42,12 @@ def register(app: typer.Typer) -> None:
         if not headless:
             raise UserError("the monitor for focus runs is not there yet; add --headless "
                             "(the run directory can be followed with: tail -f RUN_DIR/events.jsonl).")
-        from dasvit.focus.train import prepare
-
-        if resume is None:  # every mistake in the config or the base cell: exit 2 before any work
-            _, run_dir, _ = prepare(preset, list(overrides), run_dir, None)
-        argv = engine_argv(preset, list(overrides), run_dir, resume, progress=not no_progress)
+        request = FocusRequest(preset, list(overrides), run_dir, resume, progress=not no_progress)
+        request = request.resolved()  # every rank writes the same run directory; a bad config stops here
         if nproc > 1:
-            from .cmd_search import run_distributed
+            from .launch import run_distributed
 
-            raise typer.Exit(run_distributed("dasvit.focus", nproc, argv))
-        from dasvit.focus.train import main as focus_main
+            raise typer.Exit(run_distributed(request, nproc))
+        from dasvit.focus.train import run
 
-        raise typer.Exit(focus_main(argv))
+        raise typer.Exit(run(request))

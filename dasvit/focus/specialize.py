@@ -21,22 +21,22 @@ import math
 import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 
 import torch
 
 from .. import rundir as rd
 from ..config import Config, load_run_config
-from ..data import EpochLoaders, build_datasets
+from ..data import EpochLoaders, build_datasets, image_channels
 from ..errors import RunDirError, UserError
 from ..genotype import arch_genotype
 from ..runtime import DistInfo, load_checkpoint
 from .sampler import ArchSampler, bin_for_budget
-from .space import Arch, FocusSpace
+from .space import Arch, FocusSpace, space_from_config
 from .supernet import FocusSupernet
-from .train import CostTable, EvalBatches, eval_batch, evaluate_arch, human, in_channels, space_from_config
+from .train import CostTable, EvalBatches, eval_batch, evaluate_arch, human
 
 METHODS = ("sampler", "evolution", "random")
 SPECIALIZED = "specialized"
@@ -129,7 +129,7 @@ class FocusRun:
         ckpt = load_checkpoint(run_dir / rd.CHECKPOINT, map_location=dev)
         self.epoch = ckpt["epoch"]
         _, val, num_classes = build_datasets(self.cfg.data, seed=self.cfg.focus.seed)
-        chans = in_channels(val)
+        chans = image_channels(self.cfg.data)
         image, patch = self.cfg.data.image_size, self.cfg.space.patch_size
         self.num_classes = num_classes
         self.net = FocusSupernet(self.space, num_classes, image, patch, in_chans=chans).to(dev)
