@@ -22,9 +22,9 @@ import shutil
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -66,6 +66,8 @@ class Entry:
 
 @dataclass
 class ComparePlan:
+    """What `compare` trains: the retrains (each once, even when two comparisons share it) and the sizes."""
+
     run_dir: Path
     overrides: list[str]
     cfg: Config  # the run's config with the overrides, at retrain.depth
