@@ -1,6 +1,6 @@
 """`dasvit bench`: the search and retrain variants side by side, in one process, measured.
 
-- search: one full bi-level step (α step + weight step, as `Searcher.train_epoch` does it) on one
+- search: the search's bi-level step (`dasvit.bilevel.BilevelStep`: α step + weight step) on one
   supernet, one pair of batches and one α, with the per-op reference path and the fused path,
   interleaved repeat by repeat; medians. Bytes saved for backward (`saved_tensors_hooks`) with
   partial token selection off, at 0.5 and at 0.25; on CUDA also the peak memory of each.
@@ -17,7 +17,6 @@ import os
 import platform
 import statistics
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
@@ -25,10 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .arch import fairness_terms
-from .config import DEFAULT_OPS, FairnessConfig
+from .bilevel import BilevelStep
+from .config import DEFAULT_OPS, SearchConfig
 from .fused import disable_fused, enable_fused
+from .runtime import DistInfo
 from .supernet import NodeEdges, Supernet
+from .training import autocast
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class RetrainSizes:
 
 
 @dataclass(frozen=True)
-class Plan:
+class BenchPlan:
     search: SearchSizes
     retrain: RetrainSizes
     repeats: int
@@ -63,19 +64,15 @@ class Plan:
 
 
 # --quick: the cifar10 presets' tokens (32 px, patch 4: 65) at the demo preset's width; ViT-B/16 at 64 px
-QUICK = Plan(SearchSizes(32, 4, 48, 2, 32, pts_dim=16), RetrainSizes(64, 4), repeats=7, warmup=2)
+QUICK = BenchPlan(SearchSizes(32, 4, 48, 2, 32, pts_dim=16), RetrainSizes(64, 4), repeats=7, warmup=2)
 # full: the cifar10 preset's stage-1 supernet and ViT-B/16 at 224 px
-FULL = Plan(SearchSizes(32, 4, 384, 2, 64, pts_dim=64), RetrainSizes(224, 64), repeats=10, warmup=3)
+FULL = BenchPlan(SearchSizes(32, 4, 384, 2, 64, pts_dim=64), RetrainSizes(224, 64), repeats=10, warmup=3)
 PAPER = SearchSizes(224, 16, 768, 6, 64, pts_dim=64, num_classes=100)
 
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
 
 def interleaved(variants: dict[str, Callable[[], object]], repeats: int, warmup: int,
@@ -106,12 +103,10 @@ def build_supernet(s: SearchSizes, device: torch.device, pts_ratio: float | None
                     pts_ratio=pts_ratio, pts_dim=s.pts_dim).to(device)
 
 
-class BilevelStep:
-    """One step of the search loop: an α step on one batch, then a weight step on another.
-
-    Mirrors `Searcher.train_epoch` (first order, fairness on, AdamW, gradient clipping, bf16 autocast
-    on CUDA) without the data loader; α is reset before each call so every variant sees the same α.
-    """
+class BenchStep:
+    """The search's own step (`dasvit.bilevel.BilevelStep`, built as a stage builds it from the default
+    search config: fairness on, AdamW with its schedule, gradient clipping, bf16 autocast on CUDA) on one
+    fixed pair of batches. α is reset before each call so every variant sees the same α."""
 
     def __init__(self, net: Supernet, s: SearchSizes, device: torch.device, seed: int = 0):
         self.net, self.device = net, device
@@ -119,31 +114,13 @@ class BilevelStep:
         batch, size, classes = s.batch, s.image_size, s.num_classes
         self.xa, self.xw = (torch.randn(batch, 3, size, size, generator=g).to(device) for _ in range(2))
         self.ya, self.yw = (torch.randint(0, classes, (batch,), generator=g).to(device) for _ in range(2))
-        self.weights = net.weight_parameters()
-        self.w_opt = torch.optim.AdamW(self.weights, lr=1e-3, weight_decay=0.05)
-        self.a_opt = torch.optim.Adam([net.alpha], lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+        self.step = BilevelStep.for_stage(net, SearchConfig(), total_steps=1_000_000, info=DistInfo(device=device))
         self.alpha0 = net.alpha.detach().clone()
-        self.fair = FairnessConfig()
 
     def __call__(self) -> torch.Tensor:
-        net = self.net
         with torch.no_grad():
-            net.alpha.copy_(self.alpha0)
-        self.a_opt.zero_grad(set_to_none=True)
-        with _autocast(self.device):
-            loss_a = F.cross_entropy(net(self.xa), self.ya)
-        loss_a = loss_a + fairness_terms(net.arch_weights(), net.ops, self.fair)["total"]
-        net.alpha.grad = torch.autograd.grad(loss_a, net.alpha)[0]
-        self.a_opt.step()
-        self.w_opt.zero_grad(set_to_none=True)
-        with _autocast(self.device):
-            loss = F.cross_entropy(net(self.xw), self.yw)
-        grads = torch.autograd.grad(loss, self.weights, allow_unused=True)
-        for p, g in zip(self.weights, grads):
-            p.grad = torch.zeros_like(p) if g is None else g
-        torch.nn.utils.clip_grad_norm_(self.weights, 5.0)
-        self.w_opt.step()
-        return loss.detach()
+            self.net.alpha.copy_(self.alpha0)
+        return self.step((self.xw, self.yw), (self.xa, self.ya))[0]
 
 
 def saved_tensor_bytes(fn: Callable[[], object], exclude: list[torch.Tensor] = ()) -> int:
@@ -170,10 +147,10 @@ def search_memory(s: SearchSizes, device: torch.device, fused: bool = True) -> d
         net = build_supernet(s, device, ratio)
         if fused:
             enable_fused(net)
-        step = BilevelStep(net, s, device)
+        step = BenchStep(net, s, device)
 
-        def forward():
-            with _autocast(device):
+        def forward(net=net, step=step):
+            with autocast(device):
                 F.cross_entropy(net(step.xw), step.yw)
 
         saved[key] = saved_tensor_bytes(forward, exclude=list(net.parameters()))
@@ -195,11 +172,15 @@ def cuda_peak_bytes(fn: Callable[[], object], device: torch.device) -> int:
     return int(torch.cuda.max_memory_allocated(device))
 
 
-def search_speed(plan: Plan, device: torch.device) -> dict:
-    """Images per second of one bi-level step (2 batches), reference path against fused path."""
+def search_speed(plan: BenchPlan, device: torch.device, compile: bool = False) -> dict:
+    """Images per second of one bi-level step (2 batches), reference path against fused path.
+
+    With `compile`, also `torch.compile` of the supernet as `search.compile` compiles it (on the path the
+    default config runs): `compile_seconds` is the first step (compilation included) and `compiled_speedup`
+    the steady-state images/s over the per-op reference path's."""
     s = plan.search
     net = build_supernet(s, device)
-    step = BilevelStep(net, s, device)
+    step = BenchStep(net, s, device)
     mixes = [(ne, ne.fused_mix) for ne in enable_fused(net).modules() if isinstance(ne, NodeEdges)]
 
     def naive():
@@ -211,20 +192,36 @@ def search_speed(plan: Plan, device: torch.device) -> dict:
             ne.fused_mix = mix
         step()
 
-    times = interleaved({"naive": naive, "fused": fused}, plan.repeats, plan.warmup, device)
+    variants = {"naive": naive, "fused": fused}
+    out = {}
+    if compile:
+        cnet = build_supernet(s, device)
+        if SearchConfig().fused:
+            enable_fused(cnet)
+        cnet.compile()
+        variants["compiled"] = BenchStep(cnet, s, device)
+        _sync(device)
+        t0 = time.perf_counter()
+        variants["compiled"]()
+        _sync(device)
+        out["compile_seconds"] = time.perf_counter() - t0
+    times = interleaved(variants, plan.repeats, plan.warmup, device)
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"naive_images_per_s": 2 * s.batch / med["naive"], "fused_images_per_s": 2 * s.batch / med["fused"],
-            "fused_speedup": med["naive"] / med["fused"],
-            "step_seconds": {k: [round(t, 5) for t in v] for k, v in times.items()}}
+    out.update({"naive_images_per_s": 2 * s.batch / med["naive"], "fused_images_per_s": 2 * s.batch / med["fused"],
+                "fused_speedup": med["naive"] / med["fused"],
+                "step_seconds": {k: [round(t, 5) for t in v] for k, v in times.items()}})
+    if compile:
+        out.update(compiled_images_per_s=2 * s.batch / med["compiled"], compiled_speedup=med["naive"] / med["compiled"])
+    return out
 
 
-def profile_search_step(plan: Plan, device: torch.device, steps: int = 3, rows: int = 25) -> str:
+def profile_search_step(plan: BenchPlan, device: torch.device, steps: int = 3, rows: int = 25) -> str:
     """torch.profiler, op by op: self time per bi-level step of the naive and the fused path."""
     from torch.profiler import ProfilerActivity, profile
 
     s = plan.search
     net = build_supernet(s, device)
-    step = BilevelStep(net, s, device)
+    step = BenchStep(net, s, device)
     mixes = [(ne, ne.fused_mix) for ne in enable_fused(net).modules() if isinstance(ne, NodeEdges)]
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
@@ -257,7 +254,7 @@ def paper_step_peak(device: torch.device) -> int:
     """Peak CUDA memory of one fused bi-level step at paper scale (bf16 autocast)."""
     net = build_supernet(PAPER, device, 0.5)
     enable_fused(net)
-    peak = cuda_peak_bytes(BilevelStep(net, PAPER, device), device)
+    peak = cuda_peak_bytes(BenchStep(net, PAPER, device), device)
     del net
     torch.cuda.empty_cache()
     return peak
@@ -303,7 +300,7 @@ class TrainStep:
 
     def __call__(self) -> None:
         self.model.zero_grad(set_to_none=False)  # reuse the gradient buffers, as an optimizer loop would
-        with _autocast(self.device):
+        with autocast(self.device):
             loss = F.cross_entropy(self.model(self.x), self.y)
         loss.backward()
 
@@ -316,7 +313,7 @@ def matmul_peak_flops(device: torch.device, n: int = 8192, reps: int = 20) -> fl
     return 2 * n ** 3 / min(times)
 
 
-def retrain_speed(plan: Plan, device: torch.device) -> dict:
+def retrain_speed(plan: BenchPlan, device: torch.device) -> dict:
     from .profile import count_flops
 
     r = plan.retrain
@@ -368,7 +365,7 @@ def machine(device: torch.device) -> dict:
 
 
 def run_bench(quick: bool, device: str = "cpu", say: Callable[[str], None] = lambda s: None,
-              plan: Plan | None = None) -> dict:
+              plan: BenchPlan | None = None, compile: bool = False) -> dict:
     """All measurements as one JSON-ready dict (keys: quick, machine, sizes, search, retrain, seconds)."""
     dev = torch.device(device)
     if plan is None:
@@ -377,8 +374,8 @@ def run_bench(quick: bool, device: str = "cpu", say: Callable[[str], None] = lam
             plan = replace(plan, retrain=replace(plan.retrain, batch=16), repeats=5, warmup=1)
     t0 = time.time()
     out: dict = {"quick": quick, "machine": machine(dev), "sizes": asdict(plan)}
-    say(f"search step, naive against fused: {plan.search}")
-    out["search"] = search_speed(plan, dev)
+    say(f"search step, naive against fused{' and compiled (compiling first)' if compile else ''}: {plan.search}")
+    out["search"] = search_speed(plan, dev, compile)
     say("search memory, partial token selection off / 0.5 / 0.25")
     out["search"].update(search_memory(plan.search, dev))
     if dev.type == "cuda":

@@ -213,6 +213,19 @@ def eval_transform(cfg: DataConfig):
     return T.Compose(to_size_ops(cfg) + to_float_ops(cfg))
 
 
+CLASS_COUNTS = {"cifar10": 10, "cifar100": 100, "imagenet100": 100}
+
+
+def num_classes(cfg: DataConfig) -> int | None:
+    """The number of classes of `cfg`'s dataset without loading it (None: an image folder not there)."""
+    if cfg.name == "synthetic":
+        return cfg.synthetic_classes
+    if cfg.name in CLASS_COUNTS:
+        return CLASS_COUNTS[cfg.name]
+    train = Path(cfg.root).expanduser() / "train"
+    return sum(1 for c in train.iterdir() if c.is_dir()) if train.is_dir() else None
+
+
 def _missing(what: str, where: Path, how: str) -> DataError:
     return DataError(f"{what} was not found in {where}; {how}")
 
@@ -246,7 +259,7 @@ def build_datasets(cfg: DataConfig, seed: int = 0,
                 f"download it with data.download=true on a machine with internet (torchvision puts it there), "
                 f"or point data.root at a folder holding it ({type(e).__name__}: {str(e).splitlines()[0][:120]}).",
             ) from None
-        return train, val, 10 if cfg.name == "cifar10" else 100
+        return train, val, CLASS_COUNTS[cfg.name]
     ImageFolder = _tv().datasets.ImageFolder
     split_dirs = {"train": root / "train", "val": root / "val"}
     for split, d in split_dirs.items():

@@ -21,3 +21,11 @@ class DataError(UserError):
 
 class RunDirError(UserError):
     """A run directory that does not exist, is not a run, or is busy."""
+
+
+class DiskFullError(UserError):
+    """No space left for a file the run must keep (a checkpoint): what was lost is nothing, and how to go on."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint that cannot be used: damaged (with no earlier one to fall back on) or holding pickled code."""

@@ -25,7 +25,6 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .ops import Attention, Mlp
 from .supernet import NodeEdges, Supernet

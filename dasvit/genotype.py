@@ -42,6 +42,11 @@ class Genotype:
     def incoming(self, node: int) -> list[Edge]:
         return [e for e in self.edges if e.dst == node]
 
+    def live_nodes(self) -> list[int]:
+        """The intermediate nodes the cell output depends on, ascending (others are built by nobody)."""
+        return feeding_nodes(self.output, self.edges)
+
+
     def to_json(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
@@ -58,6 +63,19 @@ class Genotype:
         from .rundir import atomic_write_text
 
         atomic_write_text(Path(path), json.dumps(self.to_json(), indent=2) + "\n")
+
+
+
+def feeding_nodes(output: list[int], edges: list[Edge]) -> list[int]:
+    """The intermediate nodes (2..) that `output` depends on through `edges`, ascending."""
+    live, stack = set(), list(output)
+    while stack:
+        n = stack.pop()
+        if n < 2 or n in live:
+            continue
+        live.add(n)
+        stack.extend(e.src for e in edges if e.dst == n)
+    return sorted(live)
 
 
 def _int(obj: dict, key: str, where: str) -> int:
@@ -122,17 +140,10 @@ def genotype_from_json(data: Any, source: str = "genotype") -> Genotype:
     for o in output:
         if not 2 <= o <= last:
             raise GenotypeError(f"{source}: output node {o} does not exist; intermediate nodes are 2..{last}.")
-    # every node that feeds the output must have an input, recursively
-    needed, stack = set(), list(output)
-    while stack:
-        n = stack.pop()
-        if n in needed or n < 2:
-            continue
-        needed.add(n)
-        ins = [e for e in edges if e.dst == n]
-        if not ins:
+    # every node that feeds the output must have an input
+    for n in feeding_nodes(output, edges):
+        if not any(e.dst == n for e in edges):
             raise GenotypeError(f"{source}: node {n} has no incoming edge.")
-        stack.extend(e.src for e in ins)
     for n in range(2, last + 1):
         if not any(e.dst == n for e in edges) and any(e.src == n for e in edges):
             raise GenotypeError(f"{source}: node {n} has no incoming edge.")

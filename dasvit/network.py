@@ -38,18 +38,6 @@ class DropPath(nn.Module):
         return f"p={self.p}"
 
 
-def live_nodes(genotype: Genotype) -> list[int]:
-    """The intermediate nodes the cell output depends on, in ascending order (dead nodes are not built)."""
-    live, stack = set(), list(genotype.output)
-    while stack:
-        n = stack.pop()
-        if n < 2 or n in live:
-            continue
-        live.add(n)
-        stack.extend(e.src for e in genotype.incoming(n))
-    return sorted(live)
-
-
 def check_sizes(genotype: Genotype, dim: int, image_size: int, patch_size: int) -> None:
     """Raise ConfigError, in one sentence, if the cell cannot be built at these sizes."""
     for key, v in [("width", dim), ("image size", image_size), ("patch size", patch_size)]:
@@ -73,7 +61,7 @@ class Cell(nn.Module):
 
     def __init__(self, genotype: Genotype, dim: int, drop_path: float = 0.0):
         super().__init__()
-        self.nodes = live_nodes(genotype)
+        self.nodes = genotype.live_nodes()
         self.output = list(genotype.output)
         self.edges = [e for e in genotype.edges if e.dst in self.nodes]
         self.ops = nn.ModuleList(build_op(parse_op(e.op), dim) for e in self.edges)

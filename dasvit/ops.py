@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .opspec import OP_TYPES, OpSpec, parse_op  # noqa: F401  (re-exported: the op names live there)
+from .opspec import OpSpec
+from .opspec import parse_op as parse_op  # re-exported: network, supernet and arch build ops from names
+
 
 def mlp_hidden(dim: int, ratio: float) -> int:
     return max(1, int(round(dim * ratio)))

@@ -52,3 +52,25 @@ def parse_op(name: object, key: str = "op", error: type[UserError] = ConfigError
             raise error(f"{key} = {name!r}: an mlp ratio must be positive.")
         return OpSpec(name, "mlp", ratio=ratio)
     raise error(f"{key} = {name!r} is not an op; use {allowed}.")
+
+
+# ---------------------------------------------------------------------------------------------
+# edges of a cell: node i -> node j, named "i->j" in events, genotypes' displays and --keep
+
+
+def edge_list(nodes: int) -> list[tuple[int, int]]:
+    """Every edge (i, j), i < j, j >= 2, ordered by destination then source: the rows of α."""
+    return [(i, j) for j in range(2, nodes + 2) for i in range(j)]
+
+
+def edge_name(edge: tuple[int, int]) -> str:
+    return f"{edge[0]}->{edge[1]}"
+
+
+def parse_edge_name(name: str) -> tuple[int, int] | None:
+    """"i->j" -> (i, j); None for anything else."""
+    src, sep, dst = name.partition("->")
+    try:
+        return (int(src), int(dst)) if sep else None
+    except ValueError:
+        return None

@@ -13,31 +13,41 @@ metrics.json. The top-1 / top-5 in metrics.json are those of best.pt, which `loa
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from . import rundir as rd
 from .augment import batch_mixer, describe as describe_augment, train_transform
 from .config import Config, load_config, load_run_config, preset_names
 from .data import EpochLoaders, build_datasets
+from .engine_request import RetrainRequest, retrain_run_dir
 from .errors import ConfigError, RunDirError, UserError
 from .genotype import Genotype, load_genotype
 from .network import Network, build_network
 from .profile import count_flops, count_params, images_per_second
 from .runtime import (
-    EXIT_OK, EXIT_STOPPED, DistInfo, Run, Stopped, barrier, broadcast_object, default_run_dir, fail_event,
-    load_checkpoint, reduce_sum, run_engine, save_checkpoint, setup_distributed,
+    EXIT_OK,
+    EXIT_STOPPED,
+    DistInfo,
+    Run,
+    Stopped,
+    barrier,
+    broadcast_object,
+    fail_event,
+    load_checkpoint,
+    reduce_sum,
+    run_engine,
+    save_checkpoint,
+    setup_distributed,
 )
+from .training import evaluate, mix_seed, warmup_cosine, weight_step
 
-BEST, LAST, METRICS = "best.pt", "last.pt", "metrics.json"
+BEST, LAST, METRICS = rd.BEST, rd.LAST, rd.METRICS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -72,7 +82,8 @@ def _same_cell(a: Genotype, b: Genotype) -> bool:
 
 def plan_retrain(source: str | None, preset: str | None = None, overrides: list[str] | tuple[str, ...] = (),
                  run_dir: str | Path | None = None, resume: str | Path | None = None) -> Plan:
-    """Resolve the command line into a Plan; every mistake is a one-sentence UserError.
+    """Resolve a retrain's arguments (a `RetrainRequest`'s fields) into a Plan; every mistake is a
+    one-sentence UserError.
 
     The config is `--preset` if given, else the search run's config.yaml; `--set` applies on top.
     A search RUN_DIR retrains into RUN_DIR/retrain; anything else into runs/<name>-retrain-<time>.
@@ -98,6 +109,7 @@ def plan_retrain(source: str | None, preset: str | None = None, overrides: list[
         genotype = load_genotype(rdir / rd.GENOTYPE)
         if source is not None and not _same_cell(load_genotype(source), genotype):
             raise ConfigError(f"{source} is not the cell that {rdir} trains; leave it out to resume.")
+        rd.ensure_writable(rdir)
         return Plan(cfg, genotype, rdir, resume=True)
     if source is None:
         raise ConfigError("name what to retrain: a genotype file, a search run directory or a built-in (vit_b16).")
@@ -108,26 +120,17 @@ def plan_retrain(source: str | None, preset: str | None = None, overrides: list[
             f"{source} carries no configuration; pass --preset ({', '.join(preset_names())} or a YAML file)."
         )
     cfg = load_config(preset if preset is not None else str(search / rd.CONFIG), overrides)
-    if run_dir is None:
-        run_dir = search / "retrain" if search is not None else default_run_dir(f"{Path(source).stem}-retrain")
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir or retrain_run_dir(source))
     if (run_dir / rd.EVENTS).exists():
         raise RunDirError(
             f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --run-dir."
         )
+    rd.ensure_writable(run_dir)
     return Plan(cfg, genotype, run_dir)
 
 
 # ---------------------------------------------------------------------------------------------
 # the recipe
-
-def lr_at(step: int, total: int, warmup: int, base: float, floor: float) -> float:
-    """Linear warm-up from 0 over `warmup` steps, then cosine from `base` down to `floor` at `total`."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    t = (step - warmup) / max(total - warmup, 1)
-    return floor + 0.5 * (base - floor) * (1 + math.cos(math.pi * min(t, 1.0)))
-
 
 def param_groups(model: Network, weight_decay: float) -> list[dict]:
     """AdamW groups: decay matrices; not norms, biases, the position embedding or the class token."""
@@ -138,38 +141,13 @@ def param_groups(model: Network, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, loader, info: DistInfo) -> tuple[float, float, float]:
-    """(val_loss, top1, top5) over every rank's share of the validation set."""
-    model.eval()
-    loss_sum = c1 = c5 = n = 0.0
-    for x, y in loader:
-        x, y = x.to(info.device, non_blocking=True), y.to(info.device, non_blocking=True)
-        with _autocast(info.device):
-            logits = model(x)
-        logits = logits.float()
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        c1 += (top[:, 0] == y).sum().item()
-        c5 += (top == y[:, None]).any(dim=1).sum().item()
-        n += y.numel()
-    loss_sum, c1, c5, n = reduce_sum([loss_sum, c1, c5, n], info)
-    model.train()
-    n = max(n, 1.0)
-    return loss_sum / n, c1 / n, c5 / n
-
-
-def resume_state(epoch: int, model: nn.Module, optimizer, ema, best: dict, plan: Plan) -> dict:
+def resume_state(epoch: int, model: nn.Module, optimizer, sched, ema, best: dict, plan: Plan) -> dict:
     """checkpoint.pt: everything a resumed run needs (plain tensors and numbers: weights-only loadable).
 
     No RNG state: each epoch reseeds from (seed, epoch, rank), so a resumed epoch replays exactly.
     """
-    state = {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "best": best,
-             "genotype": plan.genotype.to_json()}
+    state = {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "sched": sched.state_dict(), "best": best, "genotype": plan.genotype.to_json()}
     if ema is not None:
         state["ema"] = ema.state_dict()
     return state
@@ -179,8 +157,8 @@ def _weights(state: dict, epoch: int, top1: float, top5: float, num_classes: int
     return {"model": state, "epoch": epoch, "top1": top1, "top5": top5, "num_classes": num_classes}
 
 
-def train_epoch(train_model: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer, ema, mixer, loader,
-                epoch: int, steps: int, r, info: DistInfo, run: Run) -> tuple[float, float, float, float]:
+def train_epoch(train_model: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer, sched, ema, mixer,
+                loader, steps: int, r, info: DistInfo, run: Run) -> tuple[float, float, float, float]:
     """One epoch of `steps` steps; returns (loss sum, correct, images) summed over ranks, and the last lr.
 
     Metrics accumulate on the device: no host sync per step beyond the stop check.
@@ -188,28 +166,21 @@ def train_epoch(train_model: nn.Module, model: nn.Module, optimizer: torch.optim
     loss_sum = torch.zeros((), device=info.device)
     correct = torch.zeros((), device=info.device)
     seen, lr, shown = 0, r.lr, ""
+    params = [p for p in model.parameters() if p.requires_grad]
     for i, (x, y) in enumerate(loader):
         if i == steps:
             break
-        lr = lr_at(epoch * steps + i, r.epochs * steps, r.warmup_epochs * steps, r.lr, r.min_lr)
-        for g in optimizer.param_groups:
-            g["lr"] = lr
+        lr = optimizer.param_groups[0]["lr"]
         x, y = x.to(info.device, non_blocking=True), y.to(info.device, non_blocking=True)
         target = y
         if mixer is not None:
             x, target = mixer(x, y)
-        with _autocast(info.device):
-            logits = train_model(x)
-        loss = F.cross_entropy(logits.float(), target, label_smoothing=r.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if r.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), r.grad_clip)
-        optimizer.step()
+        loss, logits = weight_step(train_model, params, optimizer, x, target, info, grad_clip=r.grad_clip,
+                                   label_smoothing=r.label_smoothing, scheduler=sched, grads_synced=info.world > 1)
         if ema is not None:
             ema.update_parameters(model)
         hard = target.argmax(1) if target.ndim == 2 else target
-        loss_sum += loss.detach() * y.numel()
+        loss_sum += loss * y.numel()
         correct += (logits.argmax(1) == hard).sum()
         seen += y.numel()
         if i % 10 == 0 or i + 1 == steps:
@@ -247,6 +218,7 @@ def retrain(plan: Plan, progress: bool = True) -> int:
     torch.manual_seed(r.seed)
     model = build_network(plan.genotype, cfg, num_classes).to(info.device)
     optimizer = torch.optim.AdamW(param_groups(model, r.weight_decay), lr=r.lr, betas=(0.9, 0.999))
+    sched = warmup_cosine(optimizer, r.epochs * steps, r.warmup_epochs * steps, r.min_lr)
     ema = None
     if r.ema:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -254,9 +226,10 @@ def retrain(plan: Plan, progress: bool = True) -> int:
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(r.ema_decay), use_buffers=True)
     start, best = 0, {"top1": -1.0, "top5": 0.0, "epoch": 0}
     if plan.resume:
-        state = load_checkpoint(plan.run_dir / rd.CHECKPOINT, map_location=info.device)
+        state = load_checkpoint(plan.run_dir / rd.CHECKPOINT, map_location=info.device, warn=None if info.main else (lambda text: None))
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["sched"])
         if ema is not None and "ema" in state:
             ema.load_state_dict(state["ema"])
         start, best = state["epoch"], state["best"]
@@ -277,13 +250,14 @@ def retrain(plan: Plan, progress: bool = True) -> int:
             run.progress.line(f"retrain {plan.run_dir}: {params / 1e6:.2f} M params, {r.epochs} epochs of "
                               f"{steps} steps, batch {r.batch_size} on {info.world} x {info.device.type}")
             for epoch in range(start, r.epochs):
-                torch.manual_seed(r.seed * 1_000_003 + epoch * 1_009 + info.rank)  # resume replays exactly
+                torch.manual_seed(mix_seed(r.seed, epoch, info.rank))  # resume replays exactly
                 t0 = time.time()
                 run.progress.start_epoch(f"epoch {epoch + 1}/{r.epochs}", steps)
                 loss_sum, correct, seen, lr = train_epoch(
-                    train_model, model, optimizer, ema, mixer, train_loaders.epoch(epoch), epoch, steps, r, info, run)
+                    train_model, model, optimizer, sched, ema, mixer, train_loaders.epoch(epoch), steps, r, info, run)
                 train_seconds = time.time() - t0
-                val_loss, top1, top5 = evaluate(eval_model, val_loader, info)
+                val = evaluate(eval_model, val_loader, info)
+                val_loss, top1, top5 = val["val_loss"], val["top1"], val["top5"]
                 fields = dict(
                     stage=1, epoch=epoch + 1, epochs=r.epochs, train_loss=loss_sum / seen, train_acc=correct / seen,
                     val_loss=val_loss, val_acc=top1, top1=top1, top5=top5, lr=lr,
@@ -295,7 +269,8 @@ def retrain(plan: Plan, progress: bool = True) -> int:
                     if top1 > best["top1"]:
                         best = {"top1": top1, "top5": top5, "epoch": epoch + 1}
                         save_checkpoint(plan.run_dir / BEST, _weights(eval_model.state_dict(), epoch + 1, top1, top5, num_classes))
-                    save_checkpoint(plan.run_dir / rd.CHECKPOINT, resume_state(epoch + 1, model, optimizer, ema, best, plan))
+                    save_checkpoint(plan.run_dir / rd.CHECKPOINT, resume_state(epoch + 1, model, optimizer, sched, ema, best, plan),
+                                    keep_previous=True)
                 run.emit("epoch", **fields)
                 run.progress.line(
                     f"epoch {epoch + 1}/{r.epochs} train_loss {fields['train_loss']:.4f} val_loss {val_loss:.4f} "
@@ -310,11 +285,11 @@ def retrain(plan: Plan, progress: bool = True) -> int:
                          message=f"top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f}")
             barrier(info)
         except (Stopped, KeyboardInterrupt):
-            run.emit("run_end", status="stopped", message="stopped; resume with --resume " + str(plan.run_dir))
+            run.end("stopped", "stopped; resume with --resume " + str(plan.run_dir))
             return EXIT_STOPPED
         except BaseException as e:
             if isinstance(e, UserError):
-                run.emit("run_end", status="failed", message=str(e))
+                run.end("failed", str(e))
             else:
                 fail_event(run, e)
             raise
@@ -371,19 +346,14 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu", which: s
     return model.to(device).eval()
 
 
+def plan_of(req: RetrainRequest) -> Plan:
+    return plan_retrain(req.source, req.preset, req.overrides, req.run_dir, req.resume)
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dasvit.retrain", description=__doc__.splitlines()[0])
-    p.add_argument("source", nargs="?", help="genotype.json, a search run directory, or a built-in (vit_b16)")
-    p.add_argument("--preset", help="config preset name or YAML file (default: the search run's config.yaml)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--run-dir", help="where to write the retrain run")
-    p.add_argument("--resume", metavar="DIR", help="continue the retrain run in DIR from its last checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress lines on stdout")
-    args = p.parse_args(argv)
-    return run_engine(lambda: retrain(
-        plan_retrain(args.source, args.preset, args.overrides, args.run_dir, args.resume),
-        progress=not args.no_progress,
-    ))
+    """`python -m dasvit.retrain ARGS` (see `dasvit.engine_request.RetrainRequest`)."""
+    req = RetrainRequest.parse(argv)
+    return run_engine(lambda: retrain(plan_of(req), progress=req.progress))
 
 
 if __name__ == "__main__":

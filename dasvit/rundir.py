@@ -6,8 +6,10 @@ runs/<run-id>/
   events.jsonl     append-only event log, one JSON object per line, flushed per line
   control.jsonl    append-only commands from a front (approve, stop)
   checkpoint.pt    last completed epoch (atomic: temp file + rename)
+  checkpoint.prev.pt  the epoch before (a hard link rotated in before each new checkpoint.pt)
   genotype.json    the searched cell (genotype-stage<k>.json at each stage end)
   engine.log       stdout/stderr of a detached engine process
+  metrics.json, best.pt, last.pt   a retrain's results and weights
   .lock            held (flock) by the live engine process
 ```
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -32,13 +35,20 @@ EVENTS = "events.jsonl"
 CONTROL = "control.jsonl"
 CONFIG = "config.yaml"
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_PREV = "checkpoint.prev.pt"
 GENOTYPE = "genotype.json"
 LOCK = ".lock"
 ENGINE_LOG = "engine.log"
+METRICS = "metrics.json"  # a finished retrain: top-1/top-5 of BEST, params, FLOPs, images/s
+BEST, LAST = "best.pt", "last.pt"  # a retrain's weights: the best epoch's and the last epoch's
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a reader sees the old file or the new one, never half of one."""
+def atomic_write_bytes(path: Path, data: bytes, previous: Path | None = None) -> None:
+    """Write `data` to `path` so that a reader sees the old file or the new one, never half of one.
+
+    With `previous`, the old file (if any) becomes `previous` first, by a hard link renamed into place, so
+    at every moment `path` is whole and `previous` is whole (the file before it, or the one before that).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -47,6 +57,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if previous is not None and path.exists():
+            link = Path(previous).with_name(f".{Path(previous).name}.{os.getpid()}.tmp")
+            link.unlink(missing_ok=True)
+            try:
+                os.link(path, link)
+            except OSError:  # a file system without hard links: a copy does as well
+                shutil.copyfile(path, link)
+            os.replace(link, previous)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -116,6 +134,26 @@ def read_events(run_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     for kind, obj in tail.read_new():
         (events if kind == "ok" else bad).append(obj)
     return events, bad
+
+
+def ensure_writable(run_dir: Path) -> Path:
+    """Check, before any work, that `run_dir` can be created and written (creating nothing that stays);
+    else one sentence naming it (RunDirError, exit 2)."""
+    run_dir = Path(run_dir)
+    existing = run_dir.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    why = None
+    if not existing.is_dir():
+        why = f"{existing} is not a directory"
+    else:
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".write-test.", dir=existing))
+        except OSError as e:
+            why = f"{existing}: {e.strerror or e}"
+    if why:
+        raise RunDirError(f"cannot write the run directory {run_dir} ({why}); pick another --run-dir.")
+    return run_dir
 
 
 def is_run_dir(path: Path) -> bool:
@@ -189,21 +227,109 @@ def write_control(run_dir: Path, command: dict[str, Any]) -> None:
     append_jsonl(Path(run_dir) / CONTROL, {"time": time.time(), **command})
 
 
-@dataclass
-class RunSummary:
-    """What a list of runs shows, folded from the event log."""
+@dataclass(kw_only=True)
+class RunStatus:
+    """What a run's events add up to, and whether its engine lives: the one definition of a run's status
+    that every front uses (`summarize` for lists and scripts, the monitor's `RunState`, the commands).
 
-    path: Path
+    Fold events in order with `apply`; set `live` (and `exit_code`, for a process the front started)
+    from outside. Nothing here knows the kind of run: the plan comes from `config[kind]`."""
+
     kind: str = "?"
     preset: str = "?"
-    status: str = "unknown"  # running | waiting | finished | stopped | failed | crashed
-    stage: int = 0
-    stages: int = 0
-    epoch: int = 0
-    epochs: int = 0
-    best_acc: float | None = None
+    device: str = "?"
+    pid: int | None = None
+    config: dict[str, Any] = field(default_factory=dict)
     started: float | None = None
+    last_time: float | None = None
+    stage: int = 0  # of the last epoch event (1-based)
+    epoch: int = 0
+    stage_epochs: int = 0  # epochs of that stage
+    best_acc: float | None = None  # best top-1 (retrain) or validation accuracy (search) so far
+    proposal: dict[str, Any] | None = None  # a prune_proposal no answer has followed yet
+    end: dict[str, Any] | None = None  # the run_end of the last engine process, unless one started since
+    live: bool | None = None  # None: nobody has looked yet
+    exit_code: int | None = None
+
+    STATUSES = ("loading", "not started", "starting", "running", "waiting", "finished", "stopped", "failed",
+                "crashed")
+
+    def apply(self, ev: dict[str, Any]) -> None:
+        t = ev.get("type")
+        time_ = ev.get("time")
+        if isinstance(time_, (int, float)):
+            self.last_time = time_
+        if t == "run_start":
+            self.kind = str(ev.get("kind", self.kind))
+            self.preset = str(ev.get("preset", self.preset))
+            self.device = str(ev.get("device", self.device))
+            self.pid = ev.get("pid") if isinstance(ev.get("pid"), int) else self.pid
+            if isinstance(ev.get("config"), dict):
+                self.config = ev["config"]
+            if self.started is None:
+                self.started = time_
+            self.end = None  # a resumed run goes on
+        elif t == "epoch":
+            self.stage, self.epoch = ev.get("stage", 0), ev.get("epoch", 0)
+            self.stage_epochs = ev.get("epochs", 0)
+            acc = ev.get("top1", ev.get("val_acc"))
+            if isinstance(acc, (int, float)):
+                self.best_acc = acc if self.best_acc is None else max(self.best_acc, acc)
+            if self.proposal is not None and ev.get("stage") != self.proposal.get("stage"):
+                self.proposal = None
+        elif t == "prune_proposal":
+            self.proposal = ev
+        elif t == "prune":
+            self.proposal = None
+        elif t == "run_end":
+            self.end = ev
+            self.proposal = None
+
+    @property
+    def status(self) -> str:
+        """One of STATUSES: the run_end's status once there is one; else, while the engine lives,
+        starting, waiting (a proposal awaits an answer) or running; else crashed (it started and died),
+        failed (this front's engine exited before it started), not started, or loading (not looked yet)."""
+        if self.end is not None:
+            return str(self.end.get("status", "finished"))
+        started = self.kind != "?"
+        if self.live:
+            if not started:
+                return "starting"
+            return "waiting" if self.proposal is not None else "running"
+        if self.live is None:
+            return "loading"
+        if started:
+            return "crashed"
+        return "failed" if self.exit_code is not None else "not started"
+
+    def _section(self, name: str) -> dict[str, Any]:
+        sec = self.config.get(name)
+        return sec if isinstance(sec, dict) else {}
+
+    @property
+    def planned_stages(self) -> list[dict[str, Any]]:
+        """[{depth, keep, epochs}] from `config[kind]`: its `stages` list (a search), else one stage of its
+        `epochs` (a retrain, or any kind that trains one network)."""
+        sec = self._section(self.kind)
+        stages = sec.get("stages")
+        if isinstance(stages, list):
+            return [st for st in stages if isinstance(st, dict)]
+        if "epochs" in sec:
+            return [{"depth": sec.get("depth", 1), "keep": 1, "epochs": sec.get("epochs", 0)}]
+        return []
+
+
+@dataclass
+class RunSummary(RunStatus):
+    """One line of a list of runs: a run directory's status, folded from its event log."""
+
+    path: Path
     last_event: dict[str, Any] = field(default_factory=dict)
+
+    def apply(self, ev: dict[str, Any]) -> None:
+        super().apply(ev)
+        self.last_event = ev
 
 
 def summarize(run_dir: Path, events: list[dict[str, Any]] | None = None) -> RunSummary:
@@ -211,37 +337,15 @@ def summarize(run_dir: Path, events: list[dict[str, Any]] | None = None) -> RunS
     if events is None:
         events, _ = read_events(run_dir)
     s = RunSummary(path=run_dir)
-    ended = None
-    waiting = False
     for ev in events:
-        t = ev.get("type")
-        if t == "run_start":
-            s.kind = ev.get("kind", "?")
-            s.preset = ev.get("preset", "?")
-            s.started = s.started or ev.get("time")
-            s.stages = len(((ev.get("config") or {}).get("search") or {}).get("stages") or []) or s.stages
-            ended = None
-        elif t == "epoch":
-            s.stage, s.epoch, s.epochs = ev.get("stage", 0), ev.get("epoch", 0), ev.get("epochs", 0)
-            acc = ev.get("top1", ev.get("val_acc"))
-            if isinstance(acc, (int, float)):
-                s.best_acc = acc if s.best_acc is None else max(s.best_acc, acc)
-            waiting = False
-        elif t == "prune_proposal":
-            waiting = True
-        elif t in ("prune", "genotype"):
-            waiting = False
-        elif t == "run_end":
-            ended = ev.get("status", "finished")
-        s.last_event = ev
-    live = is_live(run_dir)
-    if ended:
-        s.status = ended
-    elif live:
-        s.status = "waiting" if waiting else "running"
-    else:
-        s.status = "crashed" if events else "unknown"
+        s.apply(ev)
+    s.live = is_live(run_dir)
     return s
+
+
+def pending_proposal(run_dir: Path) -> dict[str, Any] | None:
+    """The prune_proposal event of a run that waits for an answer (none once pruned or ended)."""
+    return summarize(run_dir).proposal
 
 
 def iter_runs(root: Path) -> Iterator[Path]:

@@ -8,13 +8,16 @@ Exit codes: 0 finished, 1 failed (a bug: traceback in the log and an `error` eve
 from __future__ import annotations
 
 import datetime
+import errno
 import io
 import os
+import pickle
 import signal
 import socket
 import sys
 import time
 import traceback
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -23,11 +26,12 @@ import torch
 import torch.distributed as dist
 
 from . import rundir as rd
-from .rundir import default_run_dir  # noqa: F401  (engines import it from here)
 from .config import Config, dump_config
-from .errors import UserError
+from .errors import CheckpointError, DiskFullError, UserError
+from .fmt import clock
+from .rundir import default_run_dir  # noqa: F401  (engines import it from here)
 
-EXIT_OK, EXIT_FAILED, EXIT_USER, EXIT_STOPPED = 0, 1, 2, 130
+EXIT_OK, EXIT_USER, EXIT_STOPPED = 0, 2, 130  # a bug exits 1, with its traceback (Python's own)
 
 
 class Stopped(Exception):
@@ -108,18 +112,73 @@ def broadcast_object(obj: Any, info: DistInfo) -> Any:
 # ---------------------------------------------------------------------------------------------
 # checkpoints
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """torch.save to a temp file, then rename: a crash leaves the previous checkpoint intact."""
+def save_checkpoint(path: Path, state: dict[str, Any], keep_previous: bool = False) -> None:
+    """torch.save to a temp file, then rename: a crash leaves the previous checkpoint intact.
+
+    `keep_previous` (the resume checkpoint) also keeps the file it replaces as `<stem>.prev.pt`, which
+    `load_checkpoint` falls back on when the last one is damaged. A full disk is one sentence
+    (`DiskFullError`) that says which file, how much space it needed, and that --resume goes on."""
+    path = Path(path)
     buf = io.BytesIO()
     torch.save(state, buf)
-    rd.atomic_write_bytes(Path(path), buf.getvalue())
+    try:
+        rd.atomic_write_bytes(path, buf.getvalue(), previous=previous_checkpoint(path) if keep_previous else None)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise DiskFullError(
+            f"no space left on the device for {path} ({buf.tell() / 2**20:.1f} MiB needed); the checkpoint of the "
+            f"last good epoch is intact: free some space and --resume {path.parent} continues from it."
+        ) from None
 
 
-def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
+def previous_checkpoint(path: Path) -> Path:
+    """checkpoint.pt -> checkpoint.prev.pt: the epoch before, kept by `save_checkpoint(keep_previous=True)`."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+class _Damaged(Exception):
+    """A checkpoint file that does not load (truncated, corrupt): the reason, for one sentence."""
+
+
+def _read_checkpoint(path: Path, map_location: Any) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:  # weights_only refused a global: the file holds pickled code
+        raise CheckpointError(
+            f"{path} holds pickled code, which dasvit refuses to load (its own checkpoints hold only tensors "
+            f"and numbers); resume from a checkpoint this run wrote."
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+        raise _Damaged(str(e).splitlines()[0][:120] if str(e) else type(e).__name__) from None
+    if not isinstance(state, dict):
+        raise _Damaged(f"it holds a {type(state).__name__}, not a checkpoint")
+    return state
+
+
+def load_checkpoint(path: Path, map_location: Any = "cpu",
+                    warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The checkpoint at `path`; if it is damaged (a truncated write, a bad disk), the previous epoch's
+    (`checkpoint.prev.pt`) with a warning; otherwise one sentence saying the checkpoint is damaged."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path} does not exist; the run has no completed epoch to resume from.")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        return _read_checkpoint(path, map_location)
+    except _Damaged as e:
+        why = e
+    prev = previous_checkpoint(path)
+    try:
+        state = _read_checkpoint(prev, map_location) if prev.is_file() else None
+    except _Damaged:
+        state = None
+    if state is None:
+        raise CheckpointError(f"{path} is damaged ({why}) and no earlier checkpoint is left to fall back on; "
+                              f"start the run again.")
+    (warn or (lambda text: print(f"warning: {text}", file=sys.stderr)))(
+        f"{path} is damaged ({why}); resuming from {prev.name}, one epoch earlier.")
+    return state
 
 
 def rng_state() -> dict[str, Any]:
@@ -138,15 +197,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------
 # progress on stdout
 
-def _fmt_eta(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "--:--"
-    seconds = int(seconds)
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
 class Progress:
     """Shows stage, epoch, step, loss, accuracy, images/s and ETA: a rich live bar on a terminal,
     plain lines otherwise (logs, pipes, a detached engine)."""
@@ -160,7 +210,8 @@ class Progress:
         self._last_plain = 0.0
         if self.tty:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
 
             self._bar = RichProgress(
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -187,7 +238,7 @@ class Progress:
             self._last_plain = now
             rate = step / max(now - self._t0, 1e-9)
             eta = (self._total - step) / rate if rate > 0 else None
-            self.line(f"{self._label} step {step}/{self._total} {info} eta {_fmt_eta(eta)}")
+            self.line(f"{self._label} step {step}/{self._total} {info} eta {clock(eta)}")
 
     def line(self, text: str) -> None:
         if not self.enabled:
@@ -230,7 +281,7 @@ class Run:
         self._polled = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------
-    def __enter__(self) -> "Run":
+    def __enter__(self) -> Run:
         if self.info.main:
             self.dir.mkdir(parents=True, exist_ok=True)
             self._lock.acquire()
@@ -263,6 +314,20 @@ class Run:
     def emit(self, type_: str, **fields: Any) -> None:
         if self.info.main:
             rd.append_jsonl(self.dir / rd.EVENTS, rd.make_event(type_, **fields))
+
+    def end(self, status: str, message: str) -> None:
+        """The `run_end` event. On a failure path the disk may be what failed (full): then the line is lost
+        and the error itself still reaches stderr, so an OSError here does not hide it."""
+        try:
+            self.emit("run_end", status=status, message=message)
+        except OSError:
+            if status == "finished":
+                raise
+
+    def warn(self, text: str) -> None:
+        """A warning on stderr (rank 0), whatever the progress setting: it lands in engine.log when detached."""
+        if self.info.main:
+            print(f"warning: {text}", file=sys.stderr, flush=True)
 
     # -- control --------------------------------------------------------------------------
     @property
@@ -336,5 +401,8 @@ def fail_event(run: Run | None, exc: BaseException) -> None:
     if run is None:
         return
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    run.emit("error", message=f"{type(exc).__name__}: {exc}", traceback=tb)
-    run.emit("run_end", status="failed", message=f"{type(exc).__name__}: {exc}")
+    try:
+        run.emit("error", message=f"{type(exc).__name__}: {exc}", traceback=tb)
+    except OSError:
+        pass
+    run.end("failed", f"{type(exc).__name__}: {exc}")

@@ -12,47 +12,64 @@ to say goes to the run directory (see dasvit.rundir); a checkpoint is written af
 
 from __future__ import annotations
 
-import argparse
-import math
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from . import rundir as rd
-from .arch import (arch_weights_dict, check_keep, derive_genotype, fairness_loss, fairness_terms, prune_proposal,
-                   skip_fraction)
-from .config import Config, load_config, load_run_config
-from .augment import describe as describe_augment, train_transform
+from .arch import arch_weights_dict, check_keep, derive_genotype, fairness_terms, prune_proposal, skip_fraction
+from .augment import describe as describe_augment
+from .augment import train_transform
+from .bilevel import BilevelStep
+from .config import Config, compile_stage, load_config, load_run_config
 from .data import EpochLoaders, build_datasets, image_channels, split_halves
+from .engine_request import SearchRequest
 from .errors import RunDirError, UserError
-from .runtime import (EXIT_OK, EXIT_STOPPED, DistInfo, Run, Stopped, all_reduce_mean, barrier, broadcast_object,
-                      default_run_dir, fail_event, load_checkpoint, reduce_sum, rng_state, run_engine,
-                      save_checkpoint, set_rng_state, setup_distributed)
+from .runtime import (
+    EXIT_OK,
+    EXIT_STOPPED,
+    DistInfo,
+    Run,
+    Stopped,
+    barrier,
+    broadcast_object,
+    default_run_dir,
+    fail_event,
+    load_checkpoint,
+    reduce_sum,
+    rng_state,
+    run_engine,
+    save_checkpoint,
+    set_rng_state,
+    setup_distributed,
+)
 from .supernet import Supernet, edge_list, mask_from_keep
-
-
-def _seed(*parts: int) -> int:
-    s = 0
-    for p in parts:
-        s = (s * 1_000_003 + p + 1) % (2**31 - 1)
-    return s
+from .training import evaluate, mix_seed
 
 
 @dataclass
 class StageState:
-    """What a stage is made of: the supernet, its optimizers and schedule."""
+    """What a stage is made of: the supernet, its bi-level step (optimizers and schedule) and its length."""
 
     net: Supernet
-    w_opt: torch.optim.Optimizer
-    a_opt: torch.optim.Optimizer
-    sched: torch.optim.lr_scheduler.LambdaLR
+    step: BilevelStep
     steps_per_epoch: int
+
+    @property
+    def w_opt(self) -> torch.optim.Optimizer:
+        return self.step.w_opt
+
+    @property
+    def a_opt(self) -> torch.optim.Optimizer:
+        return self.step.a_opt
+
+    @property
+    def sched(self) -> torch.optim.lr_scheduler.LRScheduler:
+        return self.step.sched
 
 
 class Searcher:
@@ -72,15 +89,12 @@ class Searcher:
                 f"data.batch_size ({bs}) is larger than half the training set per rank "
                 f"({len(self.w_set) // info.world} images); lower data.batch_size."
             )
-        self.autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16) if info.device.type == "cuda" else nullcontext()
-        )
 
     # -- building -------------------------------------------------------------------------
     def build_stage(self, stage: int, mask: torch.Tensor) -> StageState:
         cfg, sc = self.cfg, self.cfg.search
         st = sc.stages[stage]
-        torch.manual_seed(_seed(sc.seed, stage, 999))  # fresh weights and α, the same on every rank
+        torch.manual_seed(mix_seed(sc.seed, stage, 999))  # fresh weights and α, the same on every rank
         net = Supernet(
             self.num_classes, cfg.data.image_size, cfg.space.patch_size, cfg.space.embed_dim, self.nodes,
             self.ops, st.depth, mask=mask, pts_ratio=sc.pts.ratio if sc.pts.enabled else None,
@@ -90,25 +104,16 @@ class Searcher:
             from .fused import enable_fused
 
             enable_fused(net)
-        if sc.compile:  # in place: parameter names (checkpoints) and attributes stay those of net
-            net.compile()
-        w_opt = torch.optim.AdamW(net.weight_parameters(), lr=sc.lr, weight_decay=sc.weight_decay)
-        a_opt = torch.optim.Adam([net.alpha], lr=sc.arch_lr, betas=(0.5, 0.999), weight_decay=sc.arch_weight_decay)
-        steps = self.loaders(stage)[0].__len__()
+        steps = len(self.loaders(stage)[0])
         if sc.steps_per_epoch:
             steps = min(steps, sc.steps_per_epoch)
-        total = max(1, steps * st.epochs)
-        floor = sc.min_lr / sc.lr
-
-        def cosine(step: int) -> float:
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(w_opt, cosine)
-        return StageState(net, w_opt, a_opt, sched, steps)
+        if compile_stage(sc, self.info.device.type, steps * st.epochs):
+            net.compile()  # in place: parameter names (checkpoints) and attributes stay those of net
+        return StageState(net, BilevelStep.for_stage(net, sc, steps * st.epochs, self.info), steps)
 
     def loaders(self, stage: int) -> tuple[EpochLoaders, EpochLoaders]:
         d, i = self.cfg.data, self.info
-        seed = _seed(self.cfg.search.seed, stage)
+        seed = mix_seed(self.cfg.search.seed, stage)
         return (
             EpochLoaders(self.w_set, d.batch_size, d.workers, seed, i.rank, i.world),
             EpochLoaders(self.a_set, d.batch_size, d.workers, seed + 1, i.rank, i.world),
@@ -117,10 +122,9 @@ class Searcher:
     # -- one epoch ------------------------------------------------------------------------
     def train_epoch(self, stage: int, epoch: int, s: StageState) -> dict[str, float]:
         sc, dev, net = self.cfg.search, self.info.device, s.net
-        torch.manual_seed(_seed(sc.seed, stage, epoch, self.info.rank))
-        w_loader, a_loader = (l.epoch(epoch) for l in self.loaders(stage))
+        torch.manual_seed(mix_seed(sc.seed, stage, epoch, self.info.rank))
+        w_loader, a_loader = (loader.epoch(epoch) for loader in self.loaders(stage))
         arch_on = epoch >= sc.arch_warmup_epochs
-        weights = net.weight_parameters()
         label = f"stage {stage + 1}/{len(sc.stages)} epoch {epoch + 1}/{sc.stages[stage].epochs}"
         self.run.progress.start_epoch(label, s.steps_per_epoch)
         net.train()
@@ -133,33 +137,14 @@ class Searcher:
             if step >= s.steps_per_epoch:
                 break
             xw, yw = xw.to(dev, non_blocking=True), yw.to(dev, non_blocking=True)
-            if arch_on:  # architecture step on a batch of the α half
-                xa, ya = xa.to(dev, non_blocking=True), ya.to(dev, non_blocking=True)
-                s.a_opt.zero_grad(set_to_none=True)
-                with self.autocast:
-                    loss_a = F.cross_entropy(net(xa), ya)
-                if sc.fairness.enabled:
-                    loss_a = loss_a + fairness_loss(net.arch_weights(), self.ops, sc.fairness)
-                net.alpha.grad = torch.autograd.grad(loss_a, net.alpha)[0]
-                all_reduce_mean([net.alpha.grad], self.info)
-                s.a_opt.step()
+            a_batch = None
+            if arch_on:  # the architecture step's batch, from the α half
+                a_batch = xa.to(dev, non_blocking=True), ya.to(dev, non_blocking=True)
                 images += xa.shape[0]
-            # weight step on a batch of the weights half
-            s.w_opt.zero_grad(set_to_none=True)
-            with self.autocast:
-                logits = net(xw)
-                loss = F.cross_entropy(logits, yw)
-            grads = torch.autograd.grad(loss, weights, allow_unused=True)
-            for p, g in zip(weights, grads):
-                p.grad = torch.zeros_like(p) if g is None else g
-            all_reduce_mean([p.grad for p in weights], self.info)
-            if sc.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(weights, sc.grad_clip)
-            s.w_opt.step()
-            s.sched.step()
+            loss, logits = s.step((xw, yw), a_batch)
             n = yw.shape[0]
-            loss_sum += loss.detach().float() * n
-            correct += (logits.detach().argmax(1) == yw).sum()
+            loss_sum += loss * n
+            correct += (logits.argmax(1) == yw).sum()
             seen += n
             images += n
             now = time.time()
@@ -174,22 +159,12 @@ class Searcher:
         return {"train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
                 "seconds": seconds, "images_per_s": images / max(seconds, 1e-9)}
 
-    @torch.no_grad()
     def evaluate(self, net: Supernet) -> dict[str, float]:
         d, i = self.cfg.data, self.info
         loader = EpochLoaders(self.val_set, d.batch_size, d.workers, 0, i.rank, i.world,
                               shuffle=False, drop_last=False).epoch(0)
-        net.eval()
-        loss_sum = correct = seen = 0.0
-        for x, y in loader:
-            x, y = x.to(i.device), y.to(i.device)
-            with self.autocast:
-                logits = net(x)
-            loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
-            correct += float((logits.argmax(1) == y).sum())
-            seen += y.shape[0]
-        loss_sum, correct, seen = reduce_sum([loss_sum, correct, seen], i)
-        return {"val_loss": loss_sum / max(seen, 1), "val_acc": correct / max(seen, 1)}
+        m = evaluate(net, loader, i)
+        return {"val_loss": m["val_loss"], "val_acc": m["top1"]}
 
     # -- checkpoints ----------------------------------------------------------------------
     def checkpoint(self, stage: int, epoch: int, phase: str, mask: torch.Tensor, s: StageState | None) -> None:
@@ -202,7 +177,7 @@ class Searcher:
         if s is not None:
             state.update(model=s.net.state_dict(), w_opt=s.w_opt.state_dict(), a_opt=s.a_opt.state_dict(),
                          sched=s.sched.state_dict())
-        save_checkpoint(self.run.dir / rd.CHECKPOINT, state)
+        save_checkpoint(self.run.dir / rd.CHECKPOINT, state, keep_previous=True)
 
     # -- stage end ------------------------------------------------------------------------
     def stage_genotype(self, stage: int, net: Supernet) -> None:
@@ -329,19 +304,7 @@ class Searcher:
         )
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m dasvit.search", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default=None, help="preset name (demo, cifar10, ...) or YAML path")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--run-dir", default=None)
-    p.add_argument("--approve", choices=["auto", "manual"], default=None)
-    p.add_argument("--resume", default=None, metavar="RUN_DIR")
-    p.add_argument("--no-progress", action="store_true", help="print nothing on stdout")
-    return p
-
-
-def prepare(args: argparse.Namespace) -> tuple[Config, Path, bool]:
+def prepare(args: SearchRequest) -> tuple[Config, Path, bool]:
     """Resolve the config and run directory, or raise a UserError before any work."""
     if args.resume:
         run_dir = rd.require_run_dir(Path(args.resume))
@@ -352,6 +315,7 @@ def prepare(args: argparse.Namespace) -> tuple[Config, Path, bool]:
         cfg = load_run_config(run_dir / rd.CONFIG)
         if args.approve:
             cfg.search.approval = args.approve
+        rd.ensure_writable(run_dir)
         return cfg, run_dir, True
     cfg = load_config(args.preset or "demo", args.overrides)
     if args.approve:
@@ -361,11 +325,17 @@ def prepare(args: argparse.Namespace) -> tuple[Config, Path, bool]:
         if rd.is_live(run_dir):
             raise RunDirError(f"{run_dir} is in use by a live engine process; stop it first or use another run directory.")
         raise RunDirError(f"{run_dir} already holds a run; use --resume {run_dir} or another --run-dir.")
+    rd.ensure_writable(run_dir)
     return cfg, run_dir, False
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """`python -m dasvit.search ARGS` (see `dasvit.engine_request.SearchRequest`)."""
+    return run(SearchRequest.parse(argv))
+
+
+def run(args: SearchRequest) -> int:
+    """Run the search a request asks for, in this process (one rank); returns the exit code."""
 
     def body() -> int:
         cfg, run_dir, resume = prepare(args)
@@ -375,20 +345,20 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_float32_matmul_precision("high")
         run = None
         try:
-            with Run(run_dir, cfg, "search", info, resume=resume, progress=not args.no_progress) as run:
+            with Run(run_dir, cfg, "search", info, resume=resume, progress=args.progress) as run:
                 try:
-                    ckpt = load_checkpoint(run_dir / rd.CHECKPOINT) if resume else None
+                    ckpt = load_checkpoint(run_dir / rd.CHECKPOINT, warn=run.warn) if resume else None
                     if info.main:
                         run.progress.line(f"run directory: {run_dir}")
                         for line in [describe_augment(cfg, "search"), *notes]:
                             run.progress.line(line)
                     Searcher(cfg, run, info, datasets).search(ckpt)
                 except (Stopped, KeyboardInterrupt):
-                    run.emit("run_end", status="stopped", message="stopped by the user; resume with --resume")
+                    run.end("stopped", "stopped by the user; resume with --resume")
                     run.progress.line(f"stopped; resume with: dasvit search --resume {run_dir}")
                     return EXIT_STOPPED
                 except UserError as e:
-                    run.emit("run_end", status="failed", message=str(e))
+                    run.end("failed", str(e))
                     raise
                 except BaseException as e:
                     fail_event(run, e)

@@ -19,15 +19,7 @@ import torch
 from torch import nn
 
 from .ops import Head, OpSpec, PatchEmbed, build_op, ceil_tokens, init_vit_weights, parse_op
-
-
-def edge_list(nodes: int) -> list[tuple[int, int]]:
-    """Every edge (i, j), i < j, j >= 2, ordered by destination then source: the rows of α."""
-    return [(i, j) for j in range(2, nodes + 2) for i in range(j)]
-
-
-def edge_name(edge: tuple[int, int]) -> str:
-    return f"{edge[0]}->{edge[1]}"
+from .opspec import edge_list, edge_name
 
 
 class TokenSelector(nn.Module):

@@ -6,31 +6,16 @@ without it, the monitor starts the engine detached and watches it (`dasvit_tui.c
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from dasvit.engine_request import RetrainRequest
 from dasvit.errors import UserError
 
 SET_HELP = "Override a config key, VALUE parsed as YAML; repeatable. Example: --set retrain.epochs=100"
-
-
-def engine_argv(source: Optional[str], preset: Optional[str], overrides: list[str], run_dir: Optional[Path],
-                resume: Optional[Path], progress: bool = True) -> list[str]:
-    """The arguments of `python -m dasvit.retrain` for this command line."""
-    argv = [source] if source is not None else []
-    if preset:
-        argv += ["--preset", preset]
-    for o in overrides:
-        argv += ["--set", o]
-    if resume is not None:
-        argv += ["--resume", str(resume)]
-    elif run_dir is not None:
-        argv += ["--run-dir", str(run_dir)]
-    if not progress:
-        argv.append("--no-progress")
-    return argv
 
 
 def register(app: typer.Typer) -> None:
@@ -56,26 +41,23 @@ def register(app: typer.Typer) -> None:
 
         Example: dasvit retrain runs/demo-20260101-120000 --headless
         """
-        from dasvit.retrain import plan_retrain
+        from dasvit.retrain import plan_of
 
         if nproc < 1:
             raise UserError(f"--nproc must be at least 1, got {nproc}.")
-        plan = plan_retrain(source, preset, list(overrides), run_dir, resume)  # every mistake: exit 2, now
-        argv = engine_argv(source, preset, list(overrides), plan.run_dir, resume, progress=not no_progress)
+        request = RetrainRequest(source, preset, list(overrides), run_dir, resume, progress=not no_progress)
+        plan = plan_of(request)  # every mistake: exit 2, now
+        request = replace(request, run_dir=plan.run_dir).resolved()
         if not headless:
             if nproc > 1:
                 raise UserError("--nproc runs the ranks in the foreground; add --headless.")
-            try:
-                from .cmd_tui import start_and_monitor
-            except ImportError:
-                raise UserError("the monitor is not available in this install; add --headless.") from None
-            # the launcher's first engine argument is the cell; a resumed run names its own directory
-            first = [source] if resume is None else [str(plan.run_dir), "--resume", str(plan.run_dir)]
-            raise typer.Exit(start_and_monitor("retrain", preset, list(overrides), plan.run_dir, first))
-        if nproc > 1:
-            from .cmd_search import run_distributed
+            from .cmd_tui import start_and_monitor
 
-            raise typer.Exit(run_distributed("dasvit.retrain", nproc, argv))
+            raise typer.Exit(start_and_monitor(request))
+        if nproc > 1:
+            from .launch import run_distributed
+
+            raise typer.Exit(run_distributed(request, nproc))
         from dasvit.retrain import retrain as run_retrain
         from dasvit.runtime import run_engine
 

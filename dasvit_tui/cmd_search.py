@@ -3,55 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from dasvit import rundir as rd
+from dasvit.engine_request import SearchRequest
 from dasvit.errors import RunDirError, UserError
 
 SET_HELP = "Override a config key, VALUE parsed as YAML; repeatable. Example: --set search.pts.ratio=0.25"
-
-
-def engine_argv(preset: Optional[str], overrides: list[str], run_dir: Optional[Path],
-                approve: Optional[str], resume: Optional[Path]) -> list[str]:
-    """The engine's own arguments (python -m dasvit.search ...)."""
-    argv: list[str] = []
-    if preset:
-        argv += ["--preset", preset]
-    for o in overrides:
-        argv += ["--set", o]
-    if run_dir:
-        argv += ["--run-dir", str(run_dir)]
-    if approve:
-        argv += ["--approve", approve]
-    if resume:
-        argv += ["--resume", str(resume)]
-    return argv
-
-
-def run_distributed(module: str, nproc: int, argv: list[str]) -> int:
-    """Run an engine module under torchrun with `nproc` local ranks, in the foreground."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", module, *argv]
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc))))
-    try:
-        return subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
-        return 130
-
-
-def resolve_new_run_dir(preset: Optional[str], overrides: list[str], run_dir: Optional[Path]) -> Path:
-    """Validate the config now (exit 2 before any work) and fix the run directory every rank will use."""
-    from dasvit.config import load_config
-    from dasvit.rundir import default_run_dir
-
-    cfg = load_config(preset or "demo", overrides)
-    return run_dir or default_run_dir(cfg.preset)
 
 
 def register(app: typer.Typer) -> None:
@@ -76,23 +37,21 @@ def register(app: typer.Typer) -> None:
         """
         if approve not in (None, "auto", "manual"):
             raise UserError(f"--approve must be auto or manual, got {approve!r}.")
+        request = SearchRequest(preset, list(overrides), run_dir, approve, resume)
         if not headless:
             if nproc > 1:
                 raise UserError("--nproc runs the ranks in the foreground; add --headless (and watch with: dasvit tui RUN_DIR).")
-            try:
-                from .cmd_tui import start_and_monitor
-            except ImportError:
-                raise UserError("the monitor is not available in this install; use --headless.") from None
-            raise typer.Exit(start_and_monitor("search", preset, list(overrides), run_dir,
-                                               engine_argv(None, [], None, approve, resume)))
-        if resume is None:
-            run_dir = resolve_new_run_dir(preset, list(overrides), run_dir)
-        argv = engine_argv(preset, list(overrides), run_dir, approve, resume)
-        if nproc > 1:
-            raise typer.Exit(run_distributed("dasvit.search", nproc, argv))
-        from dasvit.search import main as search_main
+            from .cmd_tui import start_and_monitor
 
-        raise typer.Exit(search_main(argv))
+            raise typer.Exit(start_and_monitor(request))
+        request = request.resolved()  # every rank writes the same run directory; a bad config stops here
+        if nproc > 1:
+            from .launch import run_distributed
+
+            raise typer.Exit(run_distributed(request, nproc))
+        from dasvit.search import run
+
+        raise typer.Exit(run(request))
 
     @app.command()
     def approve(
@@ -105,13 +64,7 @@ def register(app: typer.Typer) -> None:
         Example: dasvit approve runs/demo-20260101-120000 --keep '{"0->2": ["msa_4", "mlp_4"], ...}'
         """
         rd.require_run_dir(run_dir)
-        events, _ = rd.read_events(run_dir)
-        pending = None
-        for ev in events:
-            if ev.get("type") == "prune_proposal":
-                pending = ev
-            elif ev.get("type") == "prune" or ev.get("type") == "run_end":
-                pending = None
+        pending = rd.pending_proposal(run_dir)
         if stop:
             rd.write_control(run_dir, {"type": "stop"})
             typer.echo(f"stop requested for {run_dir}")

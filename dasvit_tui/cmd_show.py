@@ -23,7 +23,6 @@ from dasvit import rundir as rd
 from dasvit.errors import ConfigError, RunDirError, UserError
 
 FORMATS = ("rich", "json", "dot")
-METRICS = "metrics.json"
 
 
 def _config_dir(source: str) -> Path | None:
@@ -33,15 +32,6 @@ def _config_dir(source: str) -> Path | None:
         if d.is_dir() and (d / rd.CONFIG).is_file():
             return d
     return None
-
-
-def _dataset_classes(data) -> int | None:
-    if data.name == "synthetic":
-        return data.synthetic_classes
-    if data.name in ("cifar10", "cifar100", "imagenet100"):
-        return {"cifar10": 10, "cifar100": 100, "imagenet100": 100}[data.name]
-    train = Path(data.root).expanduser() / "train"
-    return sum(1 for c in train.iterdir() if c.is_dir()) if train.is_dir() else None
 
 
 def _read_metrics(path: Path) -> dict[str, Any] | None:
@@ -55,7 +45,7 @@ def _read_metrics(path: Path) -> dict[str, Any] | None:
 def _retrain_metrics(d: Path) -> tuple[Path, dict[str, Any]] | None:
     """metrics.json of a retrain run given as its own directory or as the search run holding it."""
     for cand in (d, d / "retrain"):
-        m = _read_metrics(cand / METRICS)
+        m = _read_metrics(cand / rd.METRICS)
         if m is not None:
             return cand, m
     return None
@@ -71,7 +61,10 @@ def resolve_sizes(source: str, opts: dict[str, Optional[int]]) -> tuple[dict[str
         cfg, origin = load_run_config(run / rd.CONFIG), f"{run / rd.CONFIG}"
         found = _retrain_metrics(run)
         classes = found[1].get("num_classes") if found else None
-        classes = classes or _dataset_classes(cfg.data)
+        if not classes:
+            from dasvit.data import num_classes
+
+            classes = num_classes(cfg.data)
     else:
         cfg, origin = load_config(None), "config defaults"
         classes = cfg.data.synthetic_classes
@@ -105,7 +98,7 @@ def comparison(source: str, baseline: Optional[Path]) -> tuple[list[dict[str, An
     if baseline is not None:
         base = _retrain_metrics(baseline)
         if base is None:
-            raise RunDirError(f"--baseline {baseline} holds no finished retrain (no {METRICS} in it or in its retrain/).")
+            raise RunDirError(f"--baseline {baseline} holds no finished retrain (no {rd.METRICS} in it or in its retrain/).")
     else:
         base = _retrain_metrics(root / "baseline") if searched is not None else None
     if base is not None:

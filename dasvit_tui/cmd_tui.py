@@ -12,7 +12,8 @@ from typing import List, Optional
 import typer
 
 from dasvit import rundir as rd
-from dasvit.config import load_config, parse_override, resolve_preset
+from dasvit.config import parse_override, resolve_preset
+from dasvit.engine_request import EngineRequest, SearchRequest
 from dasvit.errors import UserError
 
 RUNS_ROOT = Path("runs")
@@ -45,34 +46,25 @@ def browse(root: Path = RUNS_ROOT) -> int:
     return _run_app(DasvitApp(runs_root=Path(root)))
 
 
-def start_and_monitor(kind: str, preset: str | None, overrides: list[str], run_dir: Path | None,
-                      extra_args: list[str], root: Path = RUNS_ROOT) -> int:
-    """Start an engine detached (`kind` "search" or "retrain") and open its monitor; return an exit code.
+def start_and_monitor(request: EngineRequest, root: Path = RUNS_ROOT) -> int:
+    """Start the engine a request asks for, detached, and open its monitor; return an exit code.
 
-    `extra_args` go to the engine as they are (for a retrain its first one is the genotype or search run
-    directory). A search defaults to `--approve manual`. Closing the monitor leaves the engine running.
-    A mistake in the preset or the overrides ends the app with the engine's one sentence and code 2.
+    A search defaults to manual approval. Closing the monitor leaves the engine running. A mistake in the
+    preset or the overrides is one sentence before any run directory exists; one only the engine finds ends
+    the app with the engine's sentence and code 2.
     """
     from . import launch
     from .app import DasvitApp
 
-    if kind == "search" and "--resume" not in extra_args:
-        load_config(preset or "demo", list(overrides))  # a bad config: one sentence now, before any run dir
-    elif preset is not None:
-        resolve_preset(preset)
-    for o in overrides:
+    if request.preset is not None:
+        resolve_preset(request.preset)
+    for o in request.overrides:
         parse_override(o)
-    if run_dir is not None and rd.is_live(run_dir):
-        raise UserError(f"{run_dir} is in use by a live engine process; watch it with: dasvit tui {run_dir}")
-    if kind == "search":
-        launched = launch.start_search(preset, list(overrides), run_dir, extra_args=list(extra_args),
-                                       root=root)
-    elif kind == "retrain":
-        if not extra_args:
-            raise UserError("a retrain needs a genotype file or a search run directory.")
-        launched = launch.start_retrain(extra_args[0], run_dir, preset, list(overrides), list(extra_args[1:]))
-    else:
-        raise ValueError(f"unknown engine kind {kind!r}")
+    request = request.resolved(root)  # a search's whole config is checked here
+    if rd.is_live(request.run_dir):
+        raise UserError(f"{request.run_dir} is in use by a live engine process; watch it with: "
+                        f"dasvit tui {request.run_dir}")
+    launched = launch.start_engine(request)
     app = DasvitApp(run_dir=launched.run_dir, process=launched.process, exit_on_user_error=True)
     code = _run_app(app)
     if code == 2:
@@ -113,7 +105,7 @@ def register(app: typer.Typer) -> None:
         if run_dir is not None and (preset is not None or set_):
             raise UserError("give either RUN_DIR to watch a run or --preset/--set to start one, not both.")
         if preset is not None or set_:
-            code = start_and_monitor("search", preset, list(set_), None, [], root=runs)
+            code = start_and_monitor(SearchRequest(preset, list(set_)), root=runs)
         elif run_dir is not None:
             code = monitor(run_dir)
         else:

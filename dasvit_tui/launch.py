@@ -1,8 +1,9 @@
-"""Starting engine processes that outlive the terminal.
+"""Starting engine processes that outlive the terminal, and engines in the foreground under torchrun.
 
-An engine runs as `python -m dasvit.search` or `python -m dasvit.retrain` in a session of its own (no
-SIGHUP when the terminal or the SSH connection goes), with stdin closed and stdout/stderr appended to
-RUN_DIR/engine.log. The front picks the run directory first so it can watch it at once.
+An engine runs as `python -m <request.MODULE> <request.argv()>` (`dasvit.engine_request`: one typed request
+per engine) in a session of its own (no SIGHUP when the terminal or the SSH connection goes), with stdin
+closed and stdout/stderr appended to RUN_DIR/engine.log. The front resolves the run directory first so it
+can watch it at once.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ import os
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dasvit import rundir as rd
+from dasvit.engine_request import EngineRequest, RetrainRequest, SearchRequest
 from dasvit.errors import RunDirError
-
-ENGINES = {"search": "dasvit.search", "retrain": "dasvit.retrain"}
 
 
 @dataclass
@@ -26,22 +26,28 @@ class Launched:
     process: subprocess.Popen
 
 
-def engine_command(kind: str, args: list[str]) -> list[str]:
-    if kind not in ENGINES:
-        raise ValueError(f"unknown engine kind {kind!r}")
-    return [sys.executable, "-m", ENGINES[kind], *args]
+def engine_command(request: EngineRequest) -> list[str]:
+    return [sys.executable, "-m", request.MODULE, *request.argv()]
 
 
-def start_engine(kind: str, run_dir: Path, args: list[str]) -> Launched:
-    """Start a detached engine writing into `run_dir` (created here); return at once."""
-    run_dir = Path(run_dir).absolute()
+def start_engine(request: EngineRequest) -> Launched:
+    """Start a detached engine for a resolved request (its run directory fixed); return at once.
+
+    A detached search, watched by a person, defaults to manual approval."""
+    if request.run_dir is None:
+        raise ValueError("resolve the request first: its run directory must be known to watch it")
+    if isinstance(request, SearchRequest) and request.approve is None:
+        request = replace(request, approve="manual")
+    run_dir = Path(request.run_dir).absolute()
+    request = replace(request, run_dir=run_dir) if request.resume is None else request
     if rd.is_live(run_dir):
         raise RunDirError(f"{run_dir} is in use by a live engine process; open it with: dasvit tui {run_dir}")
+    rd.ensure_writable(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(run_dir / rd.ENGINE_LOG, "ab") as log:
         proc = subprocess.Popen(
-            engine_command(kind, args), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            engine_command(request), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, close_fds=True, env=env,
         )
     # Reap it if it ends while this front still runs (no zombie); if the front leaves first, init does.
@@ -49,54 +55,25 @@ def start_engine(kind: str, run_dir: Path, args: list[str]) -> Launched:
     return Launched(run_dir, proc)
 
 
-def preset_name(preset: str | None) -> str:
-    """The name a run of this preset is filed under: the preset file's `preset:` key, else its stem."""
-    from dasvit.config import load_config
-
-    return load_config(preset or "demo").preset
-
-
-def search_args(preset: str | None, overrides: list[str], run_dir: Path, approve: str = "manual",
-                extra_args: list[str] | None = None) -> list[str]:
-    args = ["--run-dir", str(run_dir)]
-    if preset is not None:
-        args += ["--preset", preset]
-    for o in overrides:
-        args += ["--set", o]
-    extra = list(extra_args or [])
-    if "--approve" not in extra:
-        args += ["--approve", approve]
-    return args + extra
+def run_distributed(request: EngineRequest, nproc: int) -> int:
+    """Run a resolved request's engine under torchrun with `nproc` local ranks, in the foreground."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", request.MODULE, *request.argv()]
+    threads = os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    try:
+        return subprocess.call(cmd, env=dict(os.environ, OMP_NUM_THREADS=threads))
+    except KeyboardInterrupt:
+        return 130
 
 
 def start_search(preset: str | None, overrides: list[str] = (), run_dir: Path | None = None,
-                 approve: str = "manual", extra_args: list[str] | None = None,
-                 root: Path = Path("runs")) -> Launched:
-    """A new search; with `--resume DIR` in extra_args and no run_dir, that run goes on in its directory."""
-    extra = list(extra_args or [])
-    if run_dir is None and "--resume" in extra:
-        i = extra.index("--resume")
-        if i + 1 < len(extra):
-            run_dir = Path(extra[i + 1])
-    if run_dir is None:
-        run_dir = rd.default_run_dir(preset_name(preset), root)
-    run_dir = Path(run_dir).absolute()
-    return start_engine("search", run_dir, search_args(preset, list(overrides), run_dir, approve, extra))
+                 approve: str = "manual", root: Path = Path("runs")) -> Launched:
+    """A new detached search (default run directory: ROOT/<preset>-<time>)."""
+    request = SearchRequest(preset, list(overrides), run_dir, approve=approve)
+    return start_engine(request.resolved(root))
 
 
 def start_retrain(source: Path | str, run_dir: Path | None = None, preset: str | None = None,
-                  overrides: list[str] = (), extra_args: list[str] | None = None) -> Launched:
+                  overrides: list[str] = ()) -> Launched:
     """Retrain the genotype of a finished search (or a genotype file) into run_dir (default SOURCE/retrain)."""
-    ref = str(source)
-    if Path(ref).exists():  # a file or a run directory; anything else is a built-in name (vit_b16)
-        ref = str(Path(ref).absolute())
-    if run_dir is None:
-        path = Path(ref)
-        run_dir = (path if path.is_dir() else path.parent) / "retrain"
-    run_dir = Path(run_dir).absolute()
-    args = [ref, "--run-dir", str(run_dir)]
-    if preset is not None:
-        args += ["--preset", preset]
-    for o in overrides:
-        args += ["--set", o]
-    return start_engine("retrain", run_dir, args + list(extra_args or []))
+    return start_engine(RetrainRequest(str(source), preset, list(overrides), run_dir).resolved())

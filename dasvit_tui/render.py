@@ -23,6 +23,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from dasvit.opspec import edge_name
+
 OP_STYLES = {"msa": "bold magenta", "mlp": "bold cyan", "skip": "green", "zero": "dim"}
 OP_WIDTH = 12  # longest usual op name (mlp_0.5, msa_12) plus the rule after it
 
@@ -36,19 +38,9 @@ def node_label(n: int) -> str:
     return {0: "c(k-2)", 1: "c(k-1)"}.get(n, f"node {n}")
 
 
-def _live(genotype) -> set[int]:
-    live, stack = set(), list(genotype.output)
-    while stack:
-        n = stack.pop()
-        if n not in live:
-            live.add(n)
-            stack.extend(e.src for e in genotype.edges if e.dst == n)
-    return live
-
-
 def cell_diagram(genotype) -> Text:
     """The cell as text: inputs, each intermediate node with its labelled incoming edges, the output."""
-    live = _live(genotype)
+    live = set(genotype.live_nodes()) | {0, 1}
     t = Text(no_wrap=True, overflow="ellipsis")
     for n, what in ((0, "output of cell k-2"), (1, "output of cell k-1")):
         t.append(f"{node_label(n):<8}", style="bold")
@@ -86,7 +78,7 @@ def edge_table(genotype, edge_params: dict[str, int] | None = None) -> Table:
         table.add_column("params / cell", justify="right")
     for e in sorted(genotype.edges, key=lambda e: (e.dst, e.src, e.op)):
         style = OP_STYLES.get(op_type(e.op), "")
-        row = [f"{e.src}->{e.dst}", node_label(e.src), node_label(e.dst), Text(e.op, style=style), op_type(e.op)]
+        row = [edge_name((e.src, e.dst)), node_label(e.src), node_label(e.dst), Text(e.op, style=style), op_type(e.op)]
         if edge_params is not None:
             row.append(f"{edge_params.get(edge_key(e), 0):,}")
         table.add_row(*row)
@@ -95,7 +87,7 @@ def edge_table(genotype, edge_params: dict[str, int] | None = None) -> Table:
 
 def edge_key(e) -> str:
     """How per-edge figures are keyed: `"i->j op"` (one edge may carry two ops, as in the ViT block)."""
-    return f"{e.src}->{e.dst} {e.op}"
+    return f"{edge_name((e.src, e.dst))} {e.op}"
 
 
 def human(n: float | None, unit: str = "") -> str:

@@ -5,7 +5,7 @@ lines of `events.jsonl` (a partial last line waits for the next pass; a corrupt 
 `BadEventLine`), the new lines of `engine.log`, whether the engine is alive (its `flock`, or the process
 this front started), and every couple of seconds the engine's CPU/RAM (psutil) or GPU use (nvidia-smi).
 It posts typed messages (`dasvit_tui.messages`) and nothing else: it never touches a widget. Screens fold
-them into a `dasvit_tui.messages.RunState` on the UI thread.
+them into a `dasvit_tui.state.RunState` on the UI thread.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class RunWatcher:
             if obj.get("type") == "run_start":
                 self._device = str(obj.get("device", ""))
                 self._pid = obj.get("pid") if isinstance(obj.get("pid"), int) else self._pid
-            self.target.post_message(m.event_message(obj))
+            self.target.post_message(m.RunEvent(obj))
         return len(items)
 
     def _read_log(self) -> int:
@@ -141,11 +141,8 @@ class RunWatcher:
         pid = rd.engine_pid(self.run_dir) or self._pid or (self.process.pid if self.process else None)
         if pid is None:
             return
-        try:
-            import psutil
-        except ImportError:  # psutil is a dependency, but a broken install must not break the monitor
-            self.target.post_message(m.SystemSample(pid, None, None, None, None))
-            return
+        import psutil
+
         try:
             if self._proc_handle is None or self._proc_handle.pid != pid:
                 self._proc_handle = psutil.Process(pid)
@@ -169,7 +166,7 @@ class RunWatcher:
         self.target.post_message(m.SystemSample(pid, cpu, rss, threads, ram, gpus))
 
     def _check_metrics(self) -> None:
-        path = self.run_dir / "metrics.json"
+        path = self.run_dir / rd.METRICS
         try:
             mtime = path.stat().st_mtime
             if mtime == self._metrics_mtime:

@@ -1,4 +1,5 @@
-"""The discrete network: a genotype's cell wired as DESIGN.md says, stacked between stem and head."""
+"""The discrete network: a genotype's cell wired as the README's genotype.json section says, stacked between
+stem and head."""
 
 from __future__ import annotations
 

@@ -179,9 +179,15 @@ def test_the_whole_recipe_runs_ema_mixup_cutmix_erasing_drop_path(tmp_path):
 
 
 def test_learning_rate_warms_up_linearly_then_follows_a_cosine():
-    from dasvit.retrain import lr_at
+    from dasvit.training import warmup_cosine
 
-    lrs = [lr_at(s, total=100, warmup=10, base=1.0, floor=0.01) for s in range(100)]
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = warmup_cosine(opt, total=100, warmup=10, min_lr=0.01)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
     assert lrs[:3] == pytest.approx([0.1, 0.2, 0.3]) and lrs[9] == pytest.approx(1.0)
     assert lrs[10] == pytest.approx(1.0) and lrs[55] == pytest.approx(0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 0.5)))
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:])) and lrs[-1] > 0.01

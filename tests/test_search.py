@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 
-import pytest
 import torch
 
 from conftest import REPO, TINY, engine_cmd, engine_env, events, of_type, sets, start_engine, wait_for

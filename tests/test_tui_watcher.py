@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dasvit import rundir as rd
 from dasvit_tui import messages as m
-from dasvit_tui.messages import RunState
+from dasvit_tui.state import RunState
 from dasvit_tui.watcher import RunWatcher
 
 RECORDED = Path(__file__).parent / "recorded_run"
@@ -31,7 +31,7 @@ class Inbox:
 def fold(inbox: Inbox, run_dir: Path) -> RunState:
     state = RunState(run_dir)
     for msg in inbox.messages:
-        if isinstance(msg, m.RunMessage):
+        if isinstance(msg, m.RunEvent):
             state.apply(msg.event)
         elif isinstance(msg, m.EngineStatus):
             state.live, state.exit_code = msg.live, msg.exit_code
@@ -72,15 +72,16 @@ def test_partial_line_waits_and_corrupt_line_is_skipped_with_a_warning(tmp_path)
     lock.acquire()
     try:
         watcher.poll()
-        assert [type(x) for x in inbox.messages if isinstance(x, (m.RunMessage, m.BadEventLine))] == [
-            m.RunStarted, m.BadEventLine]
+        seen = [x.type if isinstance(x, m.RunEvent) else type(x) for x in inbox.messages
+                if isinstance(x, (m.RunEvent, m.BadEventLine))]
+        assert seen == ["run_start", m.BadEventLine]
         with open(events, "a") as f:
             f.write(line[20:] + "\n")
         watcher.poll()
     finally:
         lock.release()
     assert len(inbox.of(m.BadEventLine)) == 1
-    epochs = inbox.of(m.EpochEnded)
+    epochs = [x for x in inbox.of(m.RunEvent) if x.type == "epoch"]
     assert len(epochs) == 1 and epochs[0].event["train_loss"] == 1.0
 
 

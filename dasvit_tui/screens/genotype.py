@@ -1,8 +1,7 @@
 """`g`: the searched cell, drawn by the same renderer as `dasvit show`, with its parameters and FLOPs.
 
-Drawing needs the genotype module (which imports torch) and the numbers need a model, so both happen off
-the UI thread: the cell is rendered in a worker thread, and parameters/FLOPs come from
-`dasvit show TARGET --format json` in a subprocess. The UI process never builds a model.
+The numbers need a model, so they come from `dasvit show TARGET --format json` in a subprocess, and the
+cell is rendered in a worker thread: the UI process never builds a model (nor imports torch).
 """
 
 from __future__ import annotations
@@ -128,13 +127,12 @@ def measure(target: Path) -> tuple[dict[str, Any] | None, str]:
 
 
 def render(genotype: dict[str, Any], stats: dict[str, Any] | None = None) -> RenderableType:
-    """The shared renderer of `dasvit show` (dasvit_tui.render.render_cell), else a plain listing."""
-    try:
-        from dasvit.errors import UserError
-        from dasvit.genotype import genotype_from_json
-        from dasvit_tui.render import render_cell
-    except ImportError:
-        return plain_cell(genotype)
+    """The shared renderer of `dasvit show` (dasvit_tui.render.render_cell); a plain listing and the reason
+    when the genotype does not validate."""
+    from dasvit.errors import UserError
+    from dasvit.genotype import genotype_from_json
+    from dasvit_tui.render import render_cell
+
     try:
         cell = genotype_from_json(genotype, source="genotype event")
     except UserError as e:  # a genotype the engine wrote wrong: say so, keep the monitor

@@ -1,6 +1,6 @@
 """The monitor: one run, live or finished, drawn from its run directory.
 
-A `RunWatcher` in a worker thread posts typed messages; this screen folds them into a `RunState` and, once
+A `RunWatcher` in a worker thread posts typed messages; this screen folds each event into a `RunState` and, once
 per batch (`CaughtUp`), hands the state to its widgets. Steering goes back through `control.jsonl`:
 approve a pruning proposal (`p`, opened by itself when one arrives), stop (`s`). `g` shows the genotype,
 `r` retrains a finished search, `q` leaves while the run goes on.
@@ -21,20 +21,36 @@ from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
 from dasvit import rundir as rd
+from dasvit.fmt import human_bytes
 
 from .. import messages as m
-from ..messages import RunState
+from ..state import RunState
 from ..watcher import RunWatcher
 from ..widgets.charts import ChartData, LineChart, Series
 from ..widgets.header import RunHeader
 from ..widgets.heatmap import OpHeatmap
 from ..widgets.log import EngineLog
 from ..widgets.skip import SkipChart
-from ..widgets.system import SystemPanel, human_bytes
+from ..widgets.system import SystemPanel
 from .confirm import ConfirmScreen
 from .prune import PruneDecision, PruneScreen
 
 TRAIN, VAL, THIRD = "dodger_blue1", "orange1", "green3"
+
+
+def event_log_line(ev: dict) -> tuple[str, str] | None:
+    """(text, style) of the log line an event earns, if any (epochs are in the charts, not the log)."""
+    t, stage = ev.get("type"), ev.get("stage")
+    if t == "prune_proposal":
+        return f"stage {stage} done: pruning proposal", "bold yellow"
+    if t == "prune":
+        return f"stage {stage} pruned ({ev.get('by', '?')})", "cyan"
+    if t == "genotype":
+        return f"stage {stage}: genotype derived (g to see it)", "cyan"
+    if t == "run_end":
+        style = {"finished": "bold green", "stopped": "bold"}.get(ev.get("status"), "bold red")
+        return f"run {ev.get('status')}: {ev.get('message', '')}".rstrip(": "), style
+    return None
 
 
 def _values(epochs: list[dict], key: str) -> list[float | None]:
@@ -100,38 +116,18 @@ class MonitorScreen(Screen):
         self.watcher.stop()
 
     # -- messages from the watcher ------------------------------------------------------------
-    def on_run_started(self, msg: m.RunStarted) -> None:
-        self.state.apply(msg.event)
-        self.set_class(self.state.kind == "retrain", "-retrain")
-
-    def on_epoch_ended(self, msg: m.EpochEnded) -> None:
-        self.state.apply(msg.event)
-
-    def on_prune_proposed(self, msg: m.PruneProposed) -> None:
-        self.state.apply(msg.event)
-        self._log().write(Text(f"stage {msg.event.get('stage')} done: pruning proposal",
-                               style="bold yellow"))
-
-    def on_pruned(self, msg: m.Pruned) -> None:
-        self.state.apply(msg.event)
-        self._log().write(Text(f"stage {msg.event.get('stage')} pruned ({msg.event.get('by', '?')})", style="cyan"))
-
-    def on_genotype_found(self, msg: m.GenotypeFound) -> None:
-        self.state.apply(msg.event)
-        self._log().write(Text(f"stage {msg.event.get('stage')}: genotype derived (g to see it)", style="cyan"))
-
-    def on_run_ended(self, msg: m.RunEnded) -> None:
-        self.state.apply(msg.event)
+    def on_run_event(self, msg: m.RunEvent) -> None:
+        """Every event line: fold it into the state, then say in the log what a person should notice."""
         ev = msg.event
-        style = {"finished": "bold green", "stopped": "bold"}.get(ev.get("status"), "bold red")
-        self._log().write(Text(f"run {ev.get('status')}: {ev.get('message', '')}".rstrip(": "), style=style))
-
-    def on_engine_error(self, msg: m.EngineError) -> None:
-        self.state.apply(msg.event)
-        self._log().error(str(msg.event.get("message", "")), str(msg.event.get("traceback") or ""))
-
-    def on_other_event(self, msg: m.OtherEvent) -> None:
-        self.state.apply(msg.event)
+        self.state.apply(ev)
+        if msg.type == "run_start":
+            self.set_class(self.state.kind == "retrain", "-retrain")
+        elif msg.type == "error":
+            self._log().error(str(ev.get("message", "")), str(ev.get("traceback") or ""))
+        else:
+            line = event_log_line(ev)
+            if line is not None:
+                self._log().write(Text(*line))
 
     def on_bad_event_line(self, msg: m.BadEventLine) -> None:
         self.state.bad_lines += 1

@@ -26,7 +26,7 @@ STATUS = {
     "stopped": ("stopped", "grey70"),
     "failed": ("failed", "red"),
     "crashed": ("engine died", "red"),
-    "unknown": ("unknown", "grey50"),
+    "not started": ("not started", "grey50"),
 }
 
 
@@ -42,8 +42,9 @@ def run_label(summary: RunSummary, root: Path, previous: RunSummary | None = Non
 
 def row_cells(s: RunSummary, label: str) -> list:
     status, style = STATUS.get(s.status, (s.status, ""))
-    stage = f"{s.stage}/{s.stages}" if s.kind == "search" and s.stages else "–"
-    epoch = f"{s.epoch}/{s.epochs}" if s.epochs else "–"
+    stages = len(s.planned_stages)
+    stage = f"{s.stage}/{stages}" if stages > 1 else "–"
+    epoch = f"{s.epoch}/{s.stage_epochs}" if s.stage_epochs else "–"
     best = f"{s.best_acc:.1%}" if s.best_acc is not None else "–"
     return [label, s.kind, s.preset, Text(status, style=style), stage, epoch, Text(best, justify="right")]
 

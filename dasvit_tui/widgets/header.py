@@ -5,7 +5,9 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from ..messages import RunState
+from dasvit.fmt import clock
+
+from ..state import RunState
 
 STATUS_STYLE = {
     "running": ("● running", "bold green"),
@@ -18,15 +20,6 @@ STATUS_STYLE = {
     "crashed": ("✖ engine died", "bold white on red"),
     "not started": ("○ not started", "grey62"),
 }
-
-
-def clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "--:--"
-    s = int(seconds)
-    h, rem = divmod(s, 3600)
-    mnt, sec = divmod(rem, 60)
-    return f"{h}:{mnt:02d}:{sec:02d}" if h else f"{mnt:02d}:{sec:02d}"
 
 
 def header_text(state: RunState, now: float | None = None) -> Text:

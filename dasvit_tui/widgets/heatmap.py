@@ -10,6 +10,8 @@ from rich.style import Style
 from rich.text import Text
 from textual.widget import Widget
 
+from dasvit.opspec import parse_edge_name
+
 LOW = Color.from_rgb(28, 32, 44)
 HIGH = Color.from_rgb(240, 170, 40)
 MID = Color.from_rgb(160, 60, 120)
@@ -36,11 +38,9 @@ def short_op(op: str, width: int) -> str:
 
 
 def edge_order(edge: str) -> tuple[int, int]:
-    src, _, dst = edge.partition("->")
-    try:
-        return int(dst), int(src)
-    except ValueError:
-        return (1 << 30, 0)
+    """Sort key of an edge name: by destination, then source (the order of α's rows); others last."""
+    parsed = parse_edge_name(edge)
+    return (parsed[1], parsed[0]) if parsed else (1 << 30, 0)
 
 
 def draw_heatmap(weights: dict[str, dict[str, float]], ops: list[str], active: dict[str, list[str]],

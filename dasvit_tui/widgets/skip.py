@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..messages import RunState
+from ..state import RunState
 from .charts import ChartData, LineChart, Series
 
 

@@ -1,0 +1,136 @@
+"""What an engine process is asked to do: one typed request per engine, and its command line.
+
+A front (the CLI, the TUI) builds a request; `argv()` is the engine's command line and `parse()` reads it
+back in the engine (`python -m dasvit.search`, `python -m dasvit.retrain`, or the same under torchrun), so
+the argument list is written in one place and read in one place. `resolved()` fixes what every rank and
+the watching front must agree on before the engine starts: the run directory. A new engine adds a request
+class here and an entry in `REQUESTS`.
+
+This module imports no torch: the launcher uses it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import ClassVar
+
+from . import rundir as rd
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default=None, help="preset name (demo, cifar10, ...) or a YAML file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--run-dir", dest="run_dir", type=Path, default=None)
+    p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress lines on stdout")
+
+
+def _argv_common(preset: str | None, overrides: list[str], run_dir: Path | None, resume: Path | None,
+                 progress: bool) -> list[str]:
+    argv: list[str] = []
+    if preset is not None:
+        argv += ["--preset", preset]
+    for o in overrides:
+        argv += ["--set", o]
+    if run_dir is not None:
+        argv += ["--run-dir", str(run_dir)]
+    if resume is not None:
+        argv += ["--resume", str(resume)]
+    if not progress:
+        argv.append("--no-progress")
+    return argv
+
+
+@dataclass
+class SearchRequest:
+    """A DASViT search: a new one from `preset` + `overrides` into `run_dir`, or `resume` an existing run."""
+
+    KIND: ClassVar[str] = "search"
+    MODULE: ClassVar[str] = "dasvit.search"
+
+    preset: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    run_dir: Path | None = None
+    approve: str | None = None  # auto | manual; None: the config's (presets: auto)
+    resume: Path | None = None
+    progress: bool = True
+
+    @classmethod
+    def parser(cls) -> argparse.ArgumentParser:
+        p = argparse.ArgumentParser(prog=f"python -m {cls.MODULE}")
+        _common(p)
+        p.add_argument("--approve", choices=["auto", "manual"], default=None)
+        return p
+
+    @classmethod
+    def parse(cls, argv: list[str] | None = None) -> SearchRequest:
+        return cls(**vars(cls.parser().parse_args(argv)))
+
+    def argv(self) -> list[str]:
+        argv = _argv_common(self.preset, self.overrides, self.run_dir, self.resume, self.progress)
+        return argv + (["--approve", self.approve] if self.approve else [])
+
+    def resolved(self, root: Path = Path("runs")) -> SearchRequest:
+        """The run directory fixed (a resumed run's own; else runs/<preset>-<time>); the config is checked
+        first, so a mistake is one sentence before any directory exists."""
+        if self.resume is not None:
+            return replace(self, run_dir=Path(self.resume))
+        from .config import load_config
+
+        cfg = load_config(self.preset or "demo", self.overrides)
+        return replace(self, run_dir=Path(self.run_dir or rd.default_run_dir(cfg.preset, root)))
+
+
+@dataclass
+class RetrainRequest:
+    """Retrain a cell: `source` is a search run directory, a genotype file or a built-in (vit_b16); or
+    `resume` a retrain run."""
+
+    KIND: ClassVar[str] = "retrain"
+    MODULE: ClassVar[str] = "dasvit.retrain"
+
+    source: str | None = None
+    preset: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    run_dir: Path | None = None
+    resume: Path | None = None
+    progress: bool = True
+
+    @classmethod
+    def parser(cls) -> argparse.ArgumentParser:
+        p = argparse.ArgumentParser(prog=f"python -m {cls.MODULE}")
+        p.add_argument("source", nargs="?", help="genotype.json, a search run directory, or a built-in (vit_b16)")
+        _common(p)
+        return p
+
+    @classmethod
+    def parse(cls, argv: list[str] | None = None) -> RetrainRequest:
+        return cls(**vars(cls.parser().parse_args(argv)))
+
+    def argv(self) -> list[str]:
+        head = [self.source] if self.source is not None else []
+        return head + _argv_common(self.preset, self.overrides, self.run_dir, self.resume, self.progress)
+
+    def resolved(self, root: Path = Path("runs")) -> RetrainRequest:
+        """The run directory fixed: a resumed run's own, else `retrain_run_dir`. A source that names an
+        existing file or directory is made absolute (a detached engine may start elsewhere)."""
+        source = self.source
+        if source is not None and Path(source).exists():
+            source = str(Path(source).absolute())
+        if self.resume is not None:
+            return replace(self, source=source, run_dir=self.run_dir or Path(self.resume))
+        return replace(self, source=source, run_dir=Path(self.run_dir or retrain_run_dir(source, root)))
+
+
+def retrain_run_dir(source: str | None, root: Path = Path("runs")) -> Path:
+    """Where a retrain of `source` goes by default: SEARCH_RUN/retrain for a search run directory, else
+    runs/<name>-retrain-<time>."""
+    if source is not None and Path(source).is_dir() and (Path(source) / rd.CONFIG).is_file():
+        return Path(source) / "retrain"
+    return rd.default_run_dir(f"{Path(source or 'custom').stem}-retrain", root)
+
+
+REQUESTS: dict[str, type] = {r.KIND: r for r in (SearchRequest, RetrainRequest)}
+EngineRequest = SearchRequest | RetrainRequest

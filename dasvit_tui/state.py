@@ -1,0 +1,167 @@
+"""`RunState`: what a run's events add up to, as the monitor draws it.
+
+The status, the plan and the pending proposal are `dasvit.rundir.RunStatus`, the one definition every
+front shares; this adds the history the monitor draws (every epoch, the prunes, the genotype, the errors)
+and the estimates it shows (elapsed time, ETA). The screens fold the watcher's events into it with `apply`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dasvit.rundir import RunStatus
+
+
+@dataclass
+class RunState(RunStatus):
+    """A run as the monitor sees it: the shared `RunStatus` fold (kind, config, proposal, end, status)
+    plus what the monitor draws: every epoch, the prunes, the genotype, the errors."""
+
+    run_dir: Path
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    prunes: list[dict[str, Any]] = field(default_factory=list)
+    genotype: dict[str, Any] | None = None
+    genotype_stage: Any = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    bad_lines: int = 0
+    metrics: dict[str, Any] | None = None
+    _index: dict[tuple[Any, Any], int] = field(default_factory=dict, repr=False)
+
+    @property
+    def name(self) -> str:
+        p = self.run_dir
+        return f"{p.parent.name}/{p.name}" if p.name == "retrain" else p.name
+
+    def apply(self, ev: dict[str, Any]) -> None:
+        super().apply(ev)
+        t = ev.get("type")
+        if t == "epoch":
+            key = (ev.get("stage"), ev.get("epoch"))
+            if key in self._index:  # an epoch repeated after a resume replaces the first one
+                self.epochs[self._index[key]] = ev
+            else:
+                self._index[key] = len(self.epochs)
+                self.epochs.append(ev)
+        elif t == "prune":
+            self.prunes.append(ev)
+        elif t == "genotype":
+            self.genotype = ev.get("genotype") if isinstance(ev.get("genotype"), dict) else self.genotype
+            self.genotype_stage = ev.get("stage")
+        elif t == "error":
+            self.errors.append(ev)
+
+    # -- the plan ---------------------------------------------------------------------------
+    @property
+    def stages(self) -> list[dict[str, Any]]:
+        """Planned stages: [{depth, keep, epochs}] (one pseudo-stage for a run that trains one network)."""
+        return self.planned_stages
+
+    @property
+    def ops(self) -> list[str]:
+        ops = self._section("space").get("ops")
+        if isinstance(ops, list) and ops:
+            return [str(o) for o in ops]
+        seen: list[str] = []
+        for ev in self.epochs[-1:]:
+            for weights in (ev.get("arch_weights") or {}).values():
+                seen += [o for o in weights if o not in seen]
+        return seen
+
+    @property
+    def fairness_bounds(self) -> tuple[float, float] | None:
+        f = self._section("search").get("fairness")
+        if isinstance(f, dict) and f.get("enabled", True) and "lower" in f and "upper" in f:
+            return float(f["lower"]), float(f["upper"])
+        return None
+
+    @property
+    def last(self) -> dict[str, Any] | None:
+        return self.epochs[-1] if self.epochs else None
+
+    @property
+    def total_epochs(self) -> int:
+        return max(sum(int(s.get("epochs", 0)) for s in self.stages), len(self.epochs))
+
+    def stage_starts(self) -> list[tuple[int, Any]]:
+        """(x, stage) where each stage after the first begins on the epoch axis."""
+        out, prev = [], None
+        for i, ev in enumerate(self.epochs):
+            s = ev.get("stage")
+            if prev is not None and s != prev:
+                out.append((i, s))
+            prev = s
+        return out
+
+    def stage_marks(self) -> list[tuple[int, str]]:
+        """Chart marks where stages 2.. begin: (x, "S2"), ..."""
+        return [(x, f"S{n}") for n, (x, _) in enumerate(self.stage_starts(), start=2)]
+
+    def stage_position(self) -> int:
+        """Index (0-based) of the current stage in the plan: from the stage numbers seen, first one = 0."""
+        if not self.epochs:
+            return 0
+        seen: list[Any] = []
+        for ev in self.epochs:
+            if ev.get("stage") not in seen:
+                seen.append(ev.get("stage"))
+        return len(seen) - 1
+
+    def active_ops(self) -> dict[str, list[str]]:
+        """The ops still in play per edge: the last prune's keep if it came after the last epoch, else
+        the ops the last epoch weighed."""
+        last = self.last
+        weights = (last or {}).get("arch_weights") or {}
+        active = {e: list(w) for e, w in weights.items()}
+        if self.prunes and (last is None or self.prunes[-1].get("time", 0) >= last.get("time", 0)):
+            keep = self.prunes[-1].get("keep") or {}
+            active = {e: [o for o in self.ops if o in keep.get(e, [])] for e in (active or keep)}
+        return active
+
+    # -- now --------------------------------------------------------------------------------
+    def elapsed(self, now: float | None = None) -> float | None:
+        if self.started is None:
+            return None
+        if self.end is not None or not self.live:
+            end = self.end.get("time") if self.end else self.last_time
+            return max(0.0, (end or self.started) - self.started)
+        return max(0.0, (now or time.time()) - self.started)
+
+    def eta(self, now: float | None = None) -> float | None:
+        """Seconds left: recent seconds per epoch, scaled to later stages by depth x ops kept, counted down
+        from the last epoch's end."""
+        if self.status not in ("running", "waiting") or not self.epochs:
+            return None
+        last = self.epochs[-1]
+        same = [e for e in self.epochs[-4:] if e.get("stage") == last.get("stage")]
+        times = [e.get("time") for e in same if isinstance(e.get("time"), (int, float))]
+        if len(times) >= 2:  # wall time between epochs: training, evaluation and checkpoint
+            per_epoch = (times[-1] - times[0]) / (len(times) - 1)
+        else:
+            secs = [e.get("seconds") for e in same if isinstance(e.get("seconds"), (int, float))]
+            if not secs:
+                return None
+            per_epoch = sum(secs) / len(secs)
+        stages = self.stages
+        pos = self.stage_position()
+        left = max(0, int(last.get("epochs", 0)) - int(last.get("epoch", 0)))
+        total = left * per_epoch
+        if pos < len(stages):
+            cur = stages[pos]
+            cost = max(1, int(cur.get("depth", 1)) * int(cur.get("keep", 1)))
+            for st in stages[pos + 1:]:
+                ratio = int(st.get("depth", 1)) * int(st.get("keep", 1)) / cost
+                total += int(st.get("epochs", 0)) * per_epoch * ratio
+        if self.status == "waiting" or not isinstance(last.get("time"), (int, float)):
+            return total  # the clock does not run while the engine waits for an answer
+        since = (now or time.time()) - last["time"]
+        return max(0.0, total - max(0.0, since))
+
+    @property
+    def failure(self) -> dict[str, Any] | None:
+        """The error to show when the run failed or its engine died: the last `error` event."""
+        if self.status in ("failed", "crashed") and self.errors:
+            return self.errors[-1]
+        return None

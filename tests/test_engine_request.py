@@ -1,0 +1,32 @@
+"""One typed request per engine: what a front builds is what the engine reads, argument for argument."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dasvit.engine_request import RetrainRequest, SearchRequest
+from dasvit.errors import ConfigError
+
+
+@pytest.mark.parametrize("request_", [
+    SearchRequest("demo", ["search.pts.ratio=0.25", "data.batch_size=8"], Path("runs/x"), "manual"),
+    SearchRequest(resume=Path("runs/x"), approve="auto", progress=False),
+    RetrainRequest("runs/x", "demo", ["retrain.epochs=2"], Path("runs/x/retrain")),
+    RetrainRequest(resume=Path("runs/x"), overrides=["retrain.epochs=8"], progress=False),
+])
+def test_a_request_survives_the_engine_command_line(request_):
+    assert type(request_).parse(request_.argv()) == request_
+
+
+def test_resolving_fixes_the_run_directory_and_checks_the_config_first(tmp_path):
+    new = SearchRequest("demo").resolved(tmp_path)
+    assert new.run_dir.parent == tmp_path and new.run_dir.name.startswith("demo-") and not new.run_dir.exists()
+    assert SearchRequest(resume=tmp_path / "old").resolved().run_dir == tmp_path / "old"
+    with pytest.raises(ConfigError):
+        SearchRequest("demo", ["search.lr=-1"]).resolved(tmp_path)
+    search = tmp_path / "search"
+    search.mkdir()
+    (search / "config.yaml").write_text("preset: demo\n")
+    assert RetrainRequest(str(search)).resolved().run_dir == search.absolute() / "retrain"

@@ -1,0 +1,120 @@
+"""Failures that lose nothing and say one sentence: an unwritable run directory, a full disk during a
+checkpoint, a damaged checkpoint (resumed from the epoch before), a checkpoint holding pickled code."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY, events, of_type, sets
+from dasvit.errors import DiskFullError
+from dasvit.runtime import load_checkpoint, save_checkpoint
+
+
+def _search(*args: str) -> int:
+    from dasvit.search import main
+
+    return main([*args, "--no-progress"])
+
+
+def _one_sentence(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("dasvit: ") and "Traceback" not in err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A finished tiny search whose checkpoints the tests below damage (each on its own copy)."""
+    run = tmp_path_factory.mktemp("failures") / "run"
+    assert _search("--preset", "demo", "--run-dir", str(run), *sets(TINY)) == 0
+    return run
+
+
+def _copy(run: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "run"
+    shutil.copytree(run, dst, ignore=shutil.ignore_patterns(".lock"))
+    return dst
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 256 KiB file system (tmpfs): room for a run's config and events, not for a checkpoint."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_unwritable_run_dir_is_one_sentence_before_any_work(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    bad = blocker / "run"
+    assert _search("--preset", "demo", "--run-dir", str(bad)) == 2
+    line = _one_sentence(capsys.readouterr().err)
+    assert str(bad) in line and "--run-dir" in line
+
+    from dasvit.retrain import main as retrain_main
+
+    assert retrain_main(["vit_b16", "--preset", "demo", "--run-dir", str(bad), "--no-progress"]) == 2
+    assert str(bad) in _one_sentence(capsys.readouterr().err)
+
+
+def test_checkpoints_rotate_and_a_damaged_one_resumes_from_the_epoch_before(finished, tmp_path, capsys):
+    run = _copy(finished, tmp_path)
+    last, prev = run / "checkpoint.pt", run / "checkpoint.prev.pt"
+    assert torch.load(prev, weights_only=True)["phase"] == "train"  # the epoch before the final proposal
+    last.write_bytes(last.read_bytes()[:1000])  # a write cut short
+    assert _search("--resume", str(run)) == 0
+    err = capsys.readouterr().err
+    assert "warning:" in err and str(last) in err and "checkpoint.prev.pt" in err
+    assert of_type(events(run), "run_end")[-1]["status"] == "finished"
+    assert torch.load(last, weights_only=True)["phase"] == "proposal"  # written whole again
+
+
+def test_damaged_checkpoint_without_an_earlier_one_is_one_sentence(finished, tmp_path, capsys):
+    run = _copy(finished, tmp_path)
+    (run / "checkpoint.prev.pt").unlink()
+    (run / "checkpoint.pt").write_bytes(b"PK\x03\x04 truncated")
+    assert _search("--resume", str(run)) == 2
+    line = _one_sentence(capsys.readouterr().err)
+    assert "checkpoint.pt is damaged" in line and "start the run again" in line
+
+
+class NotWeights:
+    """Stands for code smuggled into a checkpoint: torch.load(weights_only=True) must refuse it."""
+
+
+def test_checkpoint_holding_pickled_code_is_refused_in_one_sentence(finished, tmp_path, capsys):
+    run = _copy(finished, tmp_path)
+    torch.save({"epoch": 1, "payload": NotWeights()}, run / "checkpoint.pt")
+    assert _search("--resume", str(run)) == 2
+    assert "pickled code" in _one_sentence(capsys.readouterr().err)
+
+
+def test_full_disk_keeps_the_last_good_checkpoint_and_says_how_much_was_needed(tiny_disk):
+    path = tiny_disk / "checkpoint.pt"
+    save_checkpoint(path, {"epoch": 1, "w": torch.zeros(1000)}, keep_previous=True)
+    with pytest.raises(DiskFullError) as e:
+        save_checkpoint(path, {"epoch": 2, "w": torch.zeros(200_000)}, keep_previous=True)
+    msg = str(e.value)
+    assert str(path) in msg and "0.8 MiB needed" in msg and f"--resume {tiny_disk}" in msg
+    assert load_checkpoint(path)["epoch"] == 1
+    assert not [p for p in tiny_disk.iterdir() if p.name.endswith(".tmp")]  # no partial file left behind
+
+
+def test_search_on_a_full_disk_ends_in_one_sentence(tiny_disk, capsys):
+    run = tiny_disk / "run"
+    assert _search("--preset", "demo", "--run-dir", str(run), *sets(TINY)) == 2
+    line = _one_sentence(capsys.readouterr().err)
+    assert "no space left" in line and "checkpoint.pt" in line and "--resume" in line
+    assert of_type(events(run), "run_end")[-1]["status"] == "failed"

@@ -1,0 +1,42 @@
+"""The package as a user installs it: a built wheel carries every preset, and an installed dasvit finds
+them from any directory (not only from an editable checkout beside presets/)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+
+from conftest import REPO
+
+
+def _source_tree(dst):
+    """The repository's files as a clean clone has them (no .git, runs or build output)."""
+    shutil.copytree(REPO, dst, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", "runs", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "data", "tests"))
+    return dst
+
+
+def test_wheel_ships_every_preset_and_the_installed_package_loads_them(tmp_path):
+    src = _source_tree(tmp_path / "src")
+    out = tmp_path / "wheel"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                    "-q", "-w", str(out), str(src)], check=True, capture_output=True)
+    (wheel,) = out.glob("dasvit-*.whl")
+    presets = sorted(p.name for p in (REPO / "presets").glob("*.yaml"))
+    assert presets and "demo.yaml" in presets
+    with zipfile.ZipFile(wheel) as z:
+        shipped = sorted(n.split("/")[-1] for n in z.namelist() if n.startswith("dasvit/presets/"))
+        assert shipped == presets
+        site = tmp_path / "site"
+        z.extractall(site)
+    # an installed copy, imported from elsewhere: every preset loads by name
+    code = ("import dasvit, dasvit.config as c; print(dasvit.__file__); "
+            "print(','.join(c.preset_names())); [c.load_config(n) for n in c.preset_names()]")
+    env = dict(os.environ, PYTHONPATH=str(site))
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    where, names = res.stdout.split()
+    assert where.startswith(str(site)) and names.split(",") == [p.removesuffix(".yaml") for p in presets]
