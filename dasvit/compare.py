@@ -181,6 +181,8 @@ def _num_classes(cfg: Config) -> int:
 def plan_compare(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ComparePlan:
     """Resolve what to retrain and where; every mistake is a one-sentence UserError, before any training."""
     run_dir = rd.require_run_dir(Path(run_dir))
+    if rd.summarize(run_dir).kind == "retrain":
+        raise RunDirError(f"{run_dir} is a retrain run; compare takes the search run directory that holds it.")
     if not (run_dir / rd.GENOTYPE).is_file():
         raise RunDirError(f"{run_dir} has no {rd.GENOTYPE}; compare a search run that has finished.")
     overrides = list(overrides)

@@ -97,11 +97,13 @@ def test_a_finished_retrain_with_the_same_recipe_is_reused_and_another_recipe_is
     assert other.entry("vit_b16", 4).run_dir.name == "vit_b16-d4-2"  # vit_b16-d4 holds the 1-epoch recipe
 
 
-def test_a_run_without_genotype_is_a_one_sentence_error(tmp_path, monkeypatch, capsys):
+def test_a_run_without_genotype_or_a_retrain_run_is_a_one_sentence_error(tmp_path, monkeypatch, capsys):
     bare = tmp_path / "bare"
     shutil.copytree(RECORDED, bare, ignore=shutil.ignore_patterns("genotype*.json", "retrain"))
     with pytest.raises(RunDirError, match="no genotype.json"):
         plan_compare(bare)
+    with pytest.raises(RunDirError, match="is a retrain run"):
+        plan_compare(RECORDED / "retrain")
     monkeypatch.setattr(sys, "argv", ["dasvit", "compare", str(bare)])
     with pytest.raises(SystemExit) as exit_:
         main()
