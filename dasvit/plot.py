@@ -52,7 +52,7 @@ class Series:
     label: str
     kind: str
     epochs: list[dict[str, Any]]
-    stage_starts: dict[int, float] = field(default_factory=dict)  # stage -> x where it starts
+    stage_starts: dict[int, int] = field(default_factory=dict)  # stage -> x where it starts
     stage_depths: dict[int, int] = field(default_factory=dict)
     pruned: dict[int, dict[str, list[str]]] = field(default_factory=dict)  # stage -> edge -> ops dropped after it
 
@@ -95,7 +95,7 @@ def load_series(run_dir: str | Path, label: str | None = None) -> Series:
     epochs = [by_key[k] for k in sorted(by_key)]
     default = f"{run_dir.parent.name}/retrain" if run_dir.name == "retrain" else run_dir.name
     s = Series(run_dir, label or default, kind, [])
-    offset, previous = 0.0, None
+    offset, previous = 0, None
     for e in epochs:
         stage = int(e.get("stage", 1))
         if stage != previous:
