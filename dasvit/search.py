@@ -272,7 +272,8 @@ class Searcher:
                 self.checkpoint(stage, st.epochs, "proposal", mask, s)
             if stage + 1 < len(sc.stages):
                 w = s.net.arch_weights().detach().cpu()
-                proposal = prune_proposal(w, mask, self.ops, self.nodes, sc.stages[stage + 1].keep)
+                proposal = prune_proposal(w, mask, self.ops, self.nodes, sc.stages[stage + 1].keep, sc.prune_zero,
+                                          sc.skip_floor)
                 self.run.emit("prune_proposal", stage=stage + 1, keep=proposal,
                               weights=arch_weights_dict(w, mask, self.ops, self.nodes),
                               approval=sc.approval)
