@@ -308,7 +308,8 @@ def plot_skip(runs: list[Series], out: Path, stem: str = "skip") -> list[Path]:
     _epoch_axis(ax_line, runs)
     ax_line.set_ylabel("skip fraction")
     ax_line.set_ylim(bottom=0)
-    ax_line.legend(frameon=False, loc="best")
+    if len(runs) > 1:
+        ax_line.legend(frameon=False, loc="best")
     n_stages = max(len(r.stages()) for r in runs)
     ax_bar.set_xticks(range(n_stages), [f"stage {k + 1}" for k in range(n_stages)])
     ax_bar.set_ylabel("skip fraction at stage end")
