@@ -173,9 +173,9 @@ def locate(entry: Entry, run_dir: Path, want: Config, depth: int) -> None:
 # the plan, the retrains, the result
 
 def _num_classes(cfg: Config) -> int:
-    from .data import build_datasets
+    from .data import build_datasets, num_classes
 
-    return build_datasets(cfg.data, seed=cfg.search.seed)[2]
+    return num_classes(cfg.data) or build_datasets(cfg.data, seed=cfg.search.seed)[2]
 
 
 def plan_compare(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ComparePlan:
