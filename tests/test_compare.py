@@ -88,6 +88,18 @@ def test_a_second_compare_reuses_every_retrain(first, run):
     assert shown.exit_code == 0 and "matched FLOPs" in shown.output
 
 
+def test_plot_draws_the_compared_retrains(first, run, tmp_path):
+    from dasvit.plot import compare_series, plot_curves
+
+    series = compare_series(run)
+    names = {"vit_b16": "ViT block", "searched": "searched cell"}
+    assert sorted(s.label for s in series) == sorted(f"{names[r['cell']]}, depth {r['depth']}"
+                                                      for r in first["models"].values())
+    written = plot_curves(series, tmp_path, "compare")
+    text = (tmp_path / "compare.svg").read_text()
+    assert len(written) == 2 and all(s.label in text for s in series)
+
+
 def test_a_finished_retrain_with_the_same_recipe_is_reused_and_another_recipe_is_not(first, run):
     same = plan_compare(run)  # the recorded retrain/ used the run's own recipe at retrain.depth
     e = same.entry("searched", 4)
