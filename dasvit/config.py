@@ -203,6 +203,51 @@ class RetrainConfig:
 
 
 @dataclass
+class FocusLSTMConfig:
+    """The budget-conditioned LSTM sampler and its REINFORCE steps."""
+
+    hidden: int = 64
+    lr: float = 1e-3
+    entropy: float = 0.01  # weight of the entropy bonus
+    archs: int = 8  # architectures drawn per budget per sampler step
+    budgets: int = 2  # budgets per sampler step
+    batch_size: int = 64  # held-out images each architecture is scored on
+
+
+@dataclass
+class FocusConfig:
+    """FocusFormer: an elastic space around a base cell, its weight-entangled supernet and the sampler.
+
+    Defaults are AutoFormer-Ti's space around the ViT block, trained with AutoFormer's recipe.
+    """
+
+    base: str = "vit_b16"  # a built-in, a genotype.json or a DASViT run directory
+    embed_dims: list[int] = field(default_factory=lambda: [192, 216, 240])
+    depths: list[int] = field(default_factory=lambda: [12, 13, 14])
+    heads: list[int] = field(default_factory=lambda: [3, 4])
+    mlp_ratios: list[float] = field(default_factory=lambda: [3.5, 4.0])
+    head_dim: int = 64
+    sampler: Literal["pareto", "uniform"] = "pareto"
+    epochs: int = 500
+    warmup_epochs: int = 20  # epochs of uniform sampling before the sampler takes over
+    uniform_mix: float = 0.1  # after warm-up, the probability that a step's arch is drawn uniformly
+    sampler_every: int = 10  # weight steps between sampler steps
+    budget_bins: int = 8  # K bins over the space's FLOPs range
+    lstm: FocusLSTMConfig = field(default_factory=FocusLSTMConfig)  # the sampler's hyperparameters
+    holdout: float = 0.1  # fraction of the training set held out to score the sampler's architectures
+    batch_size: int = 128
+    lr: float = 5e-4
+    min_lr: float = 1e-5
+    weight_decay: float = 0.05
+    lr_warmup_epochs: int = 20
+    grad_clip: float = 5.0
+    drop_path: float = 0.0
+    steps_per_epoch: int = 0  # 0: a full pass over the training part
+    eval_batches: int = 0  # validation batches per scored point at epoch end; 0: the whole split
+    seed: int = 0
+
+
+@dataclass
 class Config:
     """A whole run's configuration."""
 
@@ -211,6 +256,7 @@ class Config:
     space: SpaceConfig = field(default_factory=SpaceConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    focus: FocusConfig = field(default_factory=FocusConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -484,6 +530,43 @@ def validate(cfg: Config) -> None:
                           "(mixing is a retrain option, retrain.augment).")
     if not 0 < r.ema_decay < 1:
         raise ConfigError(f"retrain.ema_decay must be in (0, 1), got {r.ema_decay}.")
+
+    _validate_focus(cfg)
+
+
+def _validate_focus(cfg: Config) -> None:
+    f, lstm = cfg.focus, cfg.focus.lstm
+    for key, values in [("embed_dims", f.embed_dims), ("depths", f.depths), ("heads", f.heads),
+                        ("mlp_ratios", f.mlp_ratios)]:
+        if not values:
+            raise ConfigError(f"focus.{key} must list at least one value.")
+        if len(set(values)) != len(values):
+            raise ConfigError(f"focus.{key} repeats a value: {values}; list each choice once.")
+        for i, v in enumerate(values):
+            if not v > 0:
+                raise ConfigError(f"focus.{key}[{i}] must be positive, got {v}.")
+    for key, v in [("head_dim", f.head_dim), ("epochs", f.epochs), ("sampler_every", f.sampler_every),
+                   ("budget_bins", f.budget_bins), ("batch_size", f.batch_size), ("lr", f.lr),
+                   ("lstm.hidden", lstm.hidden), ("lstm.lr", lstm.lr), ("lstm.archs", lstm.archs),
+                   ("lstm.budgets", lstm.budgets), ("lstm.batch_size", lstm.batch_size)]:
+        _positive(v, f"focus.{key}")
+    if lstm.archs < 2:
+        raise ConfigError(f"focus.lstm.archs must be at least 2 (architectures are ranked against each other), got {lstm.archs}.")
+    for key, v in [("warmup_epochs", f.warmup_epochs), ("lr_warmup_epochs", f.lr_warmup_epochs)]:
+        if not 0 <= v <= f.epochs:
+            raise ConfigError(f"focus.{key} must be between 0 and focus.epochs ({f.epochs}), got {v}.")
+    for key, v in [("uniform_mix", f.uniform_mix), ("drop_path", f.drop_path)]:
+        if not 0 <= v <= 1:
+            raise ConfigError(f"focus.{key} must be in [0, 1], got {v}.")
+    if not 0 < f.holdout < 1:
+        raise ConfigError(f"focus.holdout must be in (0, 1), got {f.holdout}.")
+    for key, v in [("min_lr", f.min_lr), ("weight_decay", f.weight_decay), ("grad_clip", f.grad_clip),
+                   ("steps_per_epoch", f.steps_per_epoch), ("eval_batches", f.eval_batches),
+                   ("lstm.entropy", lstm.entropy)]:
+        if v < 0:
+            raise ConfigError(f"focus.{key} must be 0 or more, got {v}.")
+    if not str(f.base).strip():
+        raise ConfigError("focus.base must name a built-in (vit_b16), a genotype.json or a DASViT run directory.")
 
 
 def _validate_augment(a: AugmentConfig, key: str) -> None:

@@ -2,6 +2,10 @@
 
 Nodes 0 and 1 are the cell's inputs (outputs of layers k-2 and k-1), nodes 2.. are intermediate. An edge
 goes from a lower to a higher node and carries one op. The cell output is the sum of the `output` nodes.
+
+Version 2 (a FocusFormer architecture) is the version-1 cell plus the network's sizes: `embed_dim`,
+`depth`, `head_dim` (width of one attention head) and `layers`: per layer, the op name of every edge of
+the cell in edge order (same op types as the cell's edges, sizes of its own, e.g. `msa_3`, `mlp_3.5`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from .opspec import OpSpec, parse_op
 
 FORMAT = "dasvit-genotype"
 VERSION = 1
+VERSIONS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -27,17 +32,39 @@ class Edge:
 
 @dataclass
 class Genotype:
-    """A discrete cell: `nodes` intermediate nodes over 2 inputs, edges with one op each."""
+    """A discrete cell: `nodes` intermediate nodes over 2 inputs, edges with one op each.
+
+    Version 2 adds the network: `embed_dim`, `depth`, `head_dim` and `layers` (per layer, the op name of
+    every edge); a version-1 genotype leaves them None and is sized by the config.
+    """
 
     nodes: int
     edges: list[Edge]
     output: list[int]
     meta: dict[str, Any] = field(default_factory=dict)
     inputs: int = 2
+    embed_dim: int | None = None
+    depth: int | None = None
+    head_dim: int | None = None
+    layers: list[list[str]] | None = None
+
+    @property
+    def version(self) -> int:
+        return 1 if self.layers is None else 2
 
     @property
     def ops(self) -> dict[str, OpSpec]:
-        return {e.op: parse_op(e.op, error=GenotypeError) for e in self.edges}
+        names = [e.op for e in self.edges] + [op for layer in self.layers or () for op in layer]
+        return {name: parse_op(name, error=GenotypeError) for name in names}
+
+    def cell(self) -> Genotype:
+        """The version-1 cell alone (a version-2 genotype without its sizes)."""
+        return Genotype(nodes=self.nodes, edges=list(self.edges), output=list(self.output), meta=dict(self.meta))
+
+    def layer_cell(self, k: int) -> Genotype:
+        """Layer k's cell of a version-2 genotype: the cell with that layer's op on every edge."""
+        edges = [Edge(e.src, e.dst, op) for e, op in zip(self.edges, self.layers[k])]
+        return Genotype(nodes=self.nodes, edges=edges, output=list(self.output), meta=dict(self.meta))
 
     def incoming(self, node: int) -> list[Edge]:
         return [e for e in self.edges if e.dst == node]
@@ -48,16 +75,19 @@ class Genotype:
 
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "format": FORMAT,
-            "version": VERSION,
+            "version": self.version,
             "inputs": self.inputs,
             "nodes": self.nodes,
             "edges": [{"from": e.src, "to": e.dst, "op": e.op} for e in self.edges],
             "output": list(self.output),
-            "ops": {name: spec.to_json() for name, spec in sorted(self.ops.items())},
-            "meta": dict(self.meta),
         }
+        if self.layers is not None:
+            out.update(embed_dim=self.embed_dim, depth=self.depth, head_dim=self.head_dim,
+                       layers=[list(layer) for layer in self.layers])
+        out.update(ops={name: spec.to_json() for name, spec in sorted(self.ops.items())}, meta=dict(self.meta))
+        return out
 
     def save(self, path: str | Path) -> None:
         from .rundir import atomic_write_text
@@ -91,9 +121,9 @@ def genotype_from_json(data: Any, source: str = "genotype") -> Genotype:
         raise GenotypeError(f"{source}: a genotype must be a JSON object, got {type(data).__name__}.")
     if data.get("format") != FORMAT:
         raise GenotypeError(f"{source}: 'format' must be {FORMAT!r}, got {data.get('format')!r}.")
-    if data.get("version") != VERSION:
+    if data.get("version") not in VERSIONS or isinstance(data.get("version"), bool):
         raise GenotypeError(
-            f"{source}: version {data.get('version')!r} is not supported; this dasvit reads version {VERSION}."
+            f"{source}: version {data.get('version')!r} is not supported; this dasvit reads versions 1 and 2."
         )
     inputs = data.get("inputs", 2)
     if inputs != 2:
@@ -150,7 +180,47 @@ def genotype_from_json(data: Any, source: str = "genotype") -> Genotype:
     meta = data.get("meta", {})
     if not isinstance(meta, dict):
         raise GenotypeError(f"{source}: 'meta' must be an object.")
+    if data["version"] == 2:
+        network = _network_from_json(data, edges, source)
+        return Genotype(nodes=nodes, edges=edges, output=list(output), meta=meta, **network)
     return Genotype(nodes=nodes, edges=edges, output=list(output), meta=meta)
+
+
+def _positive(data: dict, key: str, source: str) -> int:
+    v = data.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise GenotypeError(f"{source}: {key!r} must be a positive integer, got {v!r}.")
+    return v
+
+
+def _network_from_json(data: dict, edges: list[Edge], source: str) -> dict[str, Any]:
+    """The version-2 fields, validated against the cell: sizes, and per layer one op per edge of the same type."""
+    sizes = {key: _positive(data, key, source) for key in ("embed_dim", "depth", "head_dim")}
+    layers = data.get("layers")
+    if not isinstance(layers, list) or len(layers) != sizes["depth"]:
+        got = f"{len(layers)} layers" if isinstance(layers, list) else repr(layers)
+        raise GenotypeError(f"{source}: 'layers' must be a list of {sizes['depth']} layers (one per cell, "
+                            f"'depth'), got {got}.")
+    types = [parse_op(e.op, error=GenotypeError).type for e in edges]
+    for k, layer in enumerate(layers):
+        if not isinstance(layer, list) or len(layer) != len(edges):
+            raise GenotypeError(f"{source}: layers[{k}] must list {len(edges)} op names, one per edge of the cell, "
+                                f"got {layer!r}.")
+        for i, name in enumerate(layer):
+            spec = parse_op(name, key=f"{source}: layers[{k}][{i}]", error=GenotypeError)
+            if spec.type != types[i]:
+                e = edges[i]
+                raise GenotypeError(f"{source}: layers[{k}][{i}] = {name!r} but edge {i} ({e.src}->{e.dst}) is a "
+                                    f"{types[i]} edge; a layer may resize an edge's op, not change its type.")
+    return {**sizes, "layers": [list(layer) for layer in layers]}
+
+
+def arch_genotype(space, arch, meta: dict[str, Any] | None = None) -> Genotype:
+    """The version-2 genotype of FocusFormer architecture `arch` (a `dasvit.focus.space.Arch`) in `space`."""
+    base = space.base
+    return Genotype(nodes=base.nodes, edges=list(base.edges), output=list(base.output), meta=dict(meta or {}),
+                    embed_dim=arch.embed_dim, depth=arch.depth, head_dim=space.head_dim,
+                    layers=[list(layer) for layer in arch.layers])
 
 
 # ---------------------------------------------------------------------------------------------

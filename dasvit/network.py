@@ -45,6 +45,8 @@ def check_sizes(genotype: Genotype, dim: int, image_size: int, patch_size: int) 
             raise ConfigError(f"the {key} must be positive, got {v}.")
     if image_size % patch_size:
         raise ConfigError(f"the image size ({image_size}) must be a multiple of the patch size ({patch_size}).")
+    if genotype.head_dim is not None:  # version 2: heads have their own width, any head count fits
+        return
     for name, spec in sorted(genotype.ops.items()):
         if spec.type == "msa" and dim % spec.heads:
             raise ConfigError(f"op {name} needs a width divisible by {spec.heads} heads; the width is {dim}.")
@@ -57,14 +59,15 @@ class Cell(nn.Module):
         genotype: the discrete cell (validated by `genotype_from_json` or a built-in).
         dim: token width D.
         drop_path: stochastic-depth probability of the non-skip edges of this cell.
+        head_dim: width of one attention head (version-2 genotypes); default D / heads.
     """
 
-    def __init__(self, genotype: Genotype, dim: int, drop_path: float = 0.0):
+    def __init__(self, genotype: Genotype, dim: int, drop_path: float = 0.0, head_dim: int | None = None):
         super().__init__()
         self.nodes = genotype.live_nodes()
         self.output = list(genotype.output)
         self.edges = [e for e in genotype.edges if e.dst in self.nodes]
-        self.ops = nn.ModuleList(build_op(parse_op(e.op), dim) for e in self.edges)
+        self.ops = nn.ModuleList(build_op(parse_op(e.op), dim, head_dim) for e in self.edges)
         self.drop = nn.ModuleList(
             nn.Identity() if e.op == "skip" else DropPath(drop_path) for e in self.edges
         )
@@ -82,7 +85,8 @@ class Network(nn.Module):
     """Patch embedding, `depth` cells of one genotype, LayerNorm + linear head on the class token.
 
     Args:
-        genotype: the cell every layer repeats.
+        genotype: the cell every layer repeats; a version-2 genotype gives each layer its own op sizes
+            (`layers`) and the attention head width (`head_dim`), and must be built at its own depth and width.
         depth: number of cells.
         dim: token width D (`space.embed_dim`).
         image_size: input side in pixels (`data.image_size`).
@@ -96,10 +100,14 @@ class Network(nn.Module):
                  num_classes: int, drop_path: float = 0.0, in_chans: int = 3):
         super().__init__()
         check_sizes(genotype, dim, image_size, patch_size)
+        if genotype.layers is not None and (depth, dim) != (genotype.depth, genotype.embed_dim):
+            raise ConfigError(f"this version-2 genotype is {genotype.depth} cells of width {genotype.embed_dim}; "
+                              f"it cannot be built as {depth} x {dim}.")
         self.genotype = genotype
         self.embed = PatchEmbed(image_size, patch_size, dim, in_chans)
         rates = [drop_path * k / max(depth - 1, 1) for k in range(depth)]
-        self.cells = nn.ModuleList(Cell(genotype, dim, r) for r in rates)
+        cells = [genotype.layer_cell(k) if genotype.layers is not None else genotype for k in range(depth)]
+        self.cells = nn.ModuleList(Cell(c, dim, r, genotype.head_dim) for c, r in zip(cells, rates))
         self.head = Head(dim, num_classes)
         init_vit_weights(self.cells)
         init_vit_weights(self.head)
@@ -121,13 +129,16 @@ class Network(nn.Module):
 def build_network(genotype: Genotype, cfg, num_classes: int, drop_path: float | None = None,
                   in_chans: int | None = None) -> Network:
     """The network of `genotype` at a config's sizes (`retrain.depth`, `space.*`, `data.image_size`,
-    `data.channels` resolved by dasvit.data.image_channels unless `in_chans` is given)."""
+    `data.channels` resolved by dasvit.data.image_channels unless `in_chans` is given); a version-2
+    genotype brings its own depth and width."""
     if in_chans is None:
         from .data import image_channels
 
         in_chans = image_channels(cfg.data)
+    v2 = genotype.layers is not None
     return Network(
-        genotype, depth=cfg.retrain.depth, dim=cfg.space.embed_dim, image_size=cfg.data.image_size,
+        genotype, depth=genotype.depth if v2 else cfg.retrain.depth,
+        dim=genotype.embed_dim if v2 else cfg.space.embed_dim, image_size=cfg.data.image_size,
         patch_size=cfg.space.patch_size, num_classes=num_classes,
         drop_path=cfg.retrain.drop_path if drop_path is None else drop_path, in_chans=in_chans,
     )

@@ -41,23 +41,27 @@ class Attention(nn.Module):
 
     Args:
         dim: token width D.
-        heads: number of heads h; D must be divisible by h.
+        heads: number of heads h; D must be divisible by h unless `head_dim` is given.
+        head_dim: width of one head; default D / h. Given, the QKV width is h × head_dim (AutoFormer's
+            elastic heads), and the output projection maps it back to D.
     """
 
-    def __init__(self, dim: int, heads: int):
+    def __init__(self, dim: int, heads: int, head_dim: int | None = None):
         super().__init__()
-        if dim % heads:
+        if head_dim is None and dim % heads:
             raise ValueError(f"width {dim} is not divisible by {heads} heads")
         self.heads = heads
+        self.head_dim = dim // heads if head_dim is None else head_dim
+        inner = self.heads * self.head_dim
         self.norm = nn.LayerNorm(dim)
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = nn.Linear(dim, 3 * inner)
+        self.proj = nn.Linear(inner, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, d = x.shape
-        qkv = self.qkv(self.norm(x)).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        b, n, _ = x.shape
+        qkv = self.qkv(self.norm(x)).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         y = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
-        return self.proj(y.transpose(1, 2).reshape(b, n, d))
+        return self.proj(y.transpose(1, 2).reshape(b, n, self.heads * self.head_dim))
 
 
 class Mlp(nn.Module):
@@ -79,13 +83,14 @@ class Mlp(nn.Module):
         return self.fc2(F.gelu(self.fc1(self.norm(x))))
 
 
-def build_op(spec: OpSpec, dim: int) -> nn.Module:
+def build_op(spec: OpSpec, dim: int, head_dim: int | None = None) -> nn.Module:
+    """The module of an op at width `dim`; `head_dim` fixes the width of each attention head (default D / h)."""
     if spec.type == "zero":
         return Zero()
     if spec.type == "skip":
         return Skip()
     if spec.type == "msa":
-        return Attention(dim, spec.heads)
+        return Attention(dim, spec.heads, head_dim)
     return Mlp(dim, spec.ratio)
 
 

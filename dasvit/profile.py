@@ -89,7 +89,8 @@ def edge_params(model: Network) -> dict[str, int]:
 
 def profile_genotype(genotype: Genotype, depth: int, dim: int, image_size: int, patch_size: int,
                      num_classes: int) -> dict[str, Any]:
-    """Params, FLOPs and per-edge params (one cell) of the discrete network of `genotype` at these sizes.
+    """Params, FLOPs, per-edge params (one cell) and per-layer params and FLOPs (`layers`: one
+    {"params", "flops"} per cell) of the discrete network of `genotype` at these sizes.
 
     Counting needs shapes, not trained values: the network is allocated without its (slow) random
     initialisation and zero-filled.
@@ -100,7 +101,12 @@ def profile_genotype(genotype: Genotype, depth: int, dim: int, image_size: int, 
     with torch.no_grad():
         for t in [*model.parameters(), *model.buffers()]:
             t.zero_()
-    return {"params": count_params(model), "flops": count_flops(model, image_size), "edge_params": edge_params(model)}
+    analysis = flop_analysis(model, image_size)
+    by_module = analysis.by_module()
+    layers = [{"params": count_params(c), "flops": int(by_module.get(f"cells.{k}", 0))}
+              for k, c in enumerate(model.cells)]
+    return {"params": count_params(model), "flops": int(analysis.total()), "edge_params": edge_params(model),
+            "layers": layers}
 
 
 @torch.no_grad()

@@ -77,7 +77,8 @@ def _network_sizes(cfg: Config) -> tuple:
 
 
 def _same_cell(a: Genotype, b: Genotype) -> bool:
-    return (a.nodes, sorted(a.edges, key=str), sorted(a.output)) == (b.nodes, sorted(b.edges, key=str), sorted(b.output))
+    return ((a.nodes, sorted(a.edges, key=str), sorted(a.output), a.layers, a.embed_dim, a.head_dim)
+            == (b.nodes, sorted(b.edges, key=str), sorted(b.output), b.layers, b.embed_dim, b.head_dim))
 
 
 def plan_retrain(source: str | None, preset: str | None = None, overrides: list[str] | tuple[str, ...] = (),
@@ -308,8 +309,9 @@ def finish(plan: Plan, eval_model: nn.Module, best: dict, num_classes: int, info
     metrics = {
         "top1": best["top1"], "top5": best["top5"], "best_epoch": best["epoch"],
         "params": params, "flops": flops, "images_per_s": ips,
-        "image_size": cfg.data.image_size, "patch_size": cfg.space.patch_size, "embed_dim": cfg.space.embed_dim,
-        "depth": r.depth, "num_classes": num_classes, "epochs": r.epochs, "dataset": cfg.data.name,
+        "image_size": cfg.data.image_size, "patch_size": cfg.space.patch_size,
+        "embed_dim": plan.genotype.embed_dim or cfg.space.embed_dim, "depth": plan.genotype.depth or r.depth,
+        "num_classes": num_classes, "epochs": r.epochs, "dataset": cfg.data.name,
         "genotype": plan.genotype.to_json(), **last,
     }
     rd.atomic_write_text(run_dir / METRICS, json.dumps(metrics, indent=2) + "\n")

@@ -37,6 +37,8 @@ def register(app: typer.Typer) -> None:
         Writes config.yaml, genotype.json, events.jsonl, checkpoint.pt (each epoch), best.pt, last.pt and
         metrics.json. Train the ViT-B/16 baseline with the same recipe to compare (see `dasvit show`).
 
+        A version-2 genotype (FocusFormer) trains at its own depth and width; data, image, patch, recipe: the preset.
+
         Exit codes: 0 finished, 1 failed, 2 bad input, 130 stopped (continue with --resume DIR).
 
         Example: dasvit retrain runs/demo-20260101-120000 --headless

@@ -2,7 +2,8 @@
 
 Sizes (depth, width, image size, patch, classes) come from, in order: the options; the run's
 config.yaml when GENOTYPE is a run directory or a file inside one; a built-in's own sizes (vit_b16:
-12 x 768, 224 px, patch 16, 1000 classes); the config defaults.
+12 x 768, 224 px, patch 16, 1000 classes); the config defaults. A version-2 genotype sets its own depth
+and width, and its meta may set the image size, patch and classes it was made for.
 
 Comparison: when the run has a finished retrain (RUN_DIR/retrain/metrics.json), it is shown beside the
 ViT-B/16 baseline retrained with the same recipe, found at `--baseline DIR`, else at RUN_DIR/baseline
@@ -26,9 +27,11 @@ FORMATS = ("rich", "json", "dot")
 
 
 def _config_dir(source: str) -> Path | None:
-    """The run directory whose config.yaml describes `source` (the source itself, or the file's folder)."""
+    """The run directory whose config.yaml describes `source` (the source itself, the file's folder, or the
+    FocusFormer run of a RUN_DIR/specialized/<budget>.json)."""
     p = Path(source)
-    for d in (p, p.parent) if p.exists() else ():
+    dirs = (p, p.parent) + ((p.parent.parent,) if p.parent.name == "specialized" else ())
+    for d in dirs if p.exists() else ():
         if d.is_dir() and (d / rd.CONFIG).is_file():
             return d
     return None
@@ -131,6 +134,37 @@ def _preset_of(*runs: Path) -> str:
     return "P"
 
 
+def v2_sizes(genotype, opts: dict[str, Optional[int]], sizes: dict[str, int],
+             origin: str) -> tuple[dict[str, int], str]:
+    """A version-2 genotype sets its own depth and width; its meta may name the image size, patch and classes
+    it was made for (options still win over those)."""
+    given = [option for key, option in (("depth", "--depth"), ("embed_dim", "--dim")) if opts.get(key) is not None]
+    if given:
+        raise ConfigError(f"{' and '.join(given)} cannot resize a version-2 genotype; it sets its own depth "
+                          f"({genotype.depth}) and width ({genotype.embed_dim}).")
+    sizes = {**sizes, "depth": genotype.depth, "embed_dim": genotype.embed_dim}
+    named = ["depth", "width"]
+    for key, label in (("image_size", "image size"), ("patch_size", "patch"), ("num_classes", "classes")):
+        v = genotype.meta.get(key)
+        if opts.get(key) is None and isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            sizes[key] = v
+            named.append(label)
+    return sizes, f"{origin}; {', '.join(named)} from the genotype"
+
+
+def per_layer(genotype, layer_costs: list[dict[str, int]]) -> list[dict[str, Any]]:
+    """Per layer of a version-2 genotype: width, heads of each msa edge and ratio of each mlp edge (in edge
+    order), params and FLOPs."""
+    from dasvit.opspec import parse_op
+
+    out = []
+    for layer, cost in zip(genotype.layers, layer_costs):
+        specs = [parse_op(op) for op in layer]
+        out.append({"embed_dim": genotype.embed_dim, "heads": [s.heads for s in specs if s.type == "msa"],
+                     "mlp_ratios": [s.ratio for s in specs if s.type == "mlp"], **cost})
+    return out
+
+
 def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: Optional[Path]) -> None:
     from dasvit.genotype import load_genotype
 
@@ -138,11 +172,13 @@ def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: O
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}.")
     genotype = load_genotype(source)
     if fmt == "dot":
-        from .render import to_dot
+        from .render import elastic_cell, to_dot
 
-        typer.echo(to_dot(genotype, name=Path(source).stem), nl=False)
+        typer.echo(to_dot(elastic_cell(genotype), name=Path(source).stem), nl=False)
         return
     sizes, origin = resolve_sizes(source, opts)
+    if genotype.version == 2:
+        sizes, origin = v2_sizes(genotype, opts, sizes, origin)
     from dasvit.profile import profile_genotype
 
     cost = profile_genotype(genotype, sizes["depth"], sizes["embed_dim"], sizes["image_size"],
@@ -153,6 +189,8 @@ def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: O
     compared = read_compare(source) if Path(source).is_dir() else None  # `dasvit compare`'s result
     if fmt == "json":
         out = {**genotype.to_json(), "params": cost["params"], "flops": cost["flops"], **sizes}
+        if genotype.version == 2:
+            out["per_layer"] = per_layer(genotype, cost["layers"])
         if rows:
             out["comparison"] = [{k: v for k, v in r.items() if k != "name"} | {"name": r["name"].split(" (")[0]}
                                  for r in rows]
@@ -166,7 +204,15 @@ def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: O
     from .render import comparison_table, render_cell
 
     console = Console()
-    console.print(render_cell(genotype, {**sizes, **cost}, title=f"{source}  (sizes from {origin})"))
+    if genotype.version == 2:
+        from .render import elastic_cell, layer_table
+
+        stats = {k: v for k, v in {**sizes, **cost}.items() if k != "edge_params"}  # edge sizes differ per layer
+        console.print(render_cell(elastic_cell(genotype), stats, title=f"{source}  (sizes from {origin})"))
+        console.print()
+        console.print(layer_table(genotype, cost["layers"]))
+    else:
+        console.print(render_cell(genotype, {**sizes, **cost}, title=f"{source}  (sizes from {origin})"))
     if rows:
         console.print()
         console.print(comparison_table(rows))
@@ -195,6 +241,8 @@ def register(app: typer.Typer) -> None:
         """Draw a searched cell with its parameters and FLOPs; compare retrained models.
 
         FLOPs follow fvcore (one multiply-add is one FLOP; attention included), for one image.
+
+        A version-2 genotype (a FocusFormer architecture) brings its own depth and width and adds a per-layer table.
 
         Example: dasvit show vit_b16 --depth 12 --dim 768 --image-size 224 --patch 16 --classes 1000 --format json
         """

@@ -151,6 +151,40 @@ def render_cell(genotype, stats: dict[str, Any] | None = None, title: str | None
     return Group(*parts)
 
 
+def elastic_cell(genotype):
+    """A version-2 genotype's cell for drawing: each msa/mlp edge labelled `msa_*` / `mlp_*`, as its size is
+    chosen per layer (`layer_table`); a version-1 genotype is returned as it is."""
+    if getattr(genotype, "layers", None) is None:
+        return genotype
+    from dasvit.genotype import Edge, Genotype
+
+    edges = [Edge(e.src, e.dst, e.op if op_type(e.op) not in ("msa", "mlp") else f"{op_type(e.op)}_*")
+             for e in genotype.edges]
+    return Genotype(nodes=genotype.nodes, edges=edges, output=list(genotype.output), meta=dict(genotype.meta))
+
+
+def layer_table(genotype, layer_costs: list[dict[str, Any]] | None = None) -> Table:
+    """A version-2 genotype layer by layer: width, the heads of each msa edge and the ratio of each mlp edge
+    (columns named by edge), and each layer's params and FLOPs when `layer_costs` gives them."""
+    table = Table(title=f"layers ({genotype.depth} cells, width {genotype.embed_dim}, head width "
+                        f"{genotype.head_dim})", title_justify="left", box=None, header_style="bold", pad_edge=False)
+    table.add_column("layer", justify="right")
+    table.add_column("width", justify="right")
+    sized = [(i, e) for i, e in enumerate(genotype.edges) if op_type(e.op) in ("msa", "mlp")]
+    for _, e in sized:
+        what = "heads" if op_type(e.op) == "msa" else "ratio"
+        table.add_column(f"{e.src}->{e.dst} {what}", justify="right", style=OP_STYLES[op_type(e.op)])
+    if layer_costs is not None:
+        table.add_column("params", justify="right")
+        table.add_column("FLOPs", justify="right")
+    for k, layer in enumerate(genotype.layers):
+        row = [str(k + 1), str(genotype.embed_dim)] + [layer[i].split("_", 1)[1] for i, _ in sized]
+        if layer_costs is not None:
+            row += [human(layer_costs[k]["params"]), human(layer_costs[k]["flops"])]
+        table.add_row(*row)
+    return table
+
+
 def _dot_id(n: int) -> str:
     return {0: "c_km2", 1: "c_km1"}.get(n, f"n{n}")
 

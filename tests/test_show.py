@@ -63,7 +63,7 @@ def _bad(tmp: Path) -> dict[str, tuple[str, str]]:
     files = {
         "bad_json": ('{"format": "dasvit-genotype", "version": 1,', "not valid JSON"),
         "wrong_format": (doc(format="darts"), "'format' must be"),
-        "wrong_version": (doc(version=2), "version 2 is not supported"),
+        "wrong_version": (doc(version=3), "version 3 is not supported"),
         "unknown_op": (doc(edges=[{"from": 1, "to": 2, "op": "conv_3x3"}], output=[2]), "'conv_3x3' is not an op"),
         "backwards": (doc(edges=[{"from": 3, "to": 2, "op": "skip"}]), "backwards"),
         "to_itself": (doc(edges=[{"from": 2, "to": 2, "op": "skip"}], output=[2]), "to itself"),

@@ -1,0 +1,117 @@
+"""The budget-conditioned architecture sampler (an LSTM), Pareto-aware ranking, and its REINFORCE step.
+
+FocusFormer's idea (with the details from PNAG and AttentiveNAS, see DESIGN.md): a small LSTM is given a
+FLOPs budget as its first input, one of K bins over the space's FLOPs range, and then walks the space's
+decisions (depth, embed_dim, then every layer's op sizes), each from its own linear head, feeding the
+embedding of each choice to the next step. It learns from architectures it drew and that were scored
+with the supernet's inherited weights: ranked Pareto-aware (within budget beats over budget; within
+budget lower loss wins; over budget lower FLOPs wins), REINFORCE on the standardized ranks with an
+entropy bonus.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .space import Arch, FocusSpace
+
+_LAYER = re.compile(r"^layer(\d+)\.")
+
+
+def budget_edges(min_flops: int, max_flops: int, bins: int) -> list[float]:
+    """The budget of each of `bins` bins: bin k allows up to min + (k + 1)/K of the range (the last: all)."""
+    span = max(max_flops - min_flops, 0)
+    return [min_flops + span * (k + 1) / bins for k in range(bins)]
+
+
+def bin_for_budget(budget: float, edges: list[float]) -> int:
+    """The bin to ask for a budget: the largest whose budget does not exceed it (bin 0 below that)."""
+    k = 0
+    for i, b in enumerate(edges):
+        if b <= budget:
+            k = i
+    return k
+
+
+@dataclass
+class Draw:
+    """Architectures drawn for a batch of budget bins, with what REINFORCE needs."""
+
+    archs: list[Arch]
+    choices: torch.Tensor  # [n, decisions] option index per decision
+    log_prob: torch.Tensor  # [n], differentiable; decisions of layers past the depth not counted
+    entropy: torch.Tensor  # [n], summed over the counted decisions
+
+
+class ArchSampler(nn.Module):
+    """An LSTM that draws architectures of `space` for a budget bin.
+
+    Args:
+        space: the elastic space; its `decisions()` are walked in order.
+        bins: K, the number of budget bins (the first input is the bin's embedding).
+        hidden: width of the LSTM state and of every embedding.
+    """
+
+    def __init__(self, space: FocusSpace, bins: int, hidden: int = 64):
+        super().__init__()
+        self.space = space
+        self.bins = bins
+        decisions = space.decisions()
+        self.budget_embed = nn.Embedding(bins, hidden)
+        self.lstm = nn.LSTMCell(hidden, hidden)
+        self.heads = nn.ModuleList(nn.Linear(hidden, len(options)) for _, options in decisions)
+        self.choice_embed = nn.ModuleList(nn.Embedding(len(options), hidden) for _, options in decisions)
+        # which layer a decision belongs to (-1: depth, embed_dim); it counts only if the depth reaches it
+        layer = [int(m.group(1)) if (m := _LAYER.match(name)) else -1 for name, _ in decisions]
+        self.register_buffer("layer_of", torch.tensor(layer), persistent=False)
+        self.register_buffer("depths", torch.tensor([int(d) for d in decisions[0][1]]), persistent=False)
+        assert decisions[0][0] == "depth", "the space's first decision must be the depth"
+
+    def forward(self, bins: torch.Tensor, generator: torch.Generator | None = None, greedy: bool = False) -> Draw:
+        """Draw one architecture per entry of `bins` (a LongTensor of bin indices)."""
+        n = bins.shape[0]
+        x = self.budget_embed(bins)
+        h = torch.zeros(n, self.lstm.hidden_size)
+        c = torch.zeros_like(h)
+        choices, logps, ents = [], [], []
+        for head, embed in zip(self.heads, self.choice_embed):
+            h, c = self.lstm(x, (h, c))
+            logits = head(h)
+            logp_all = torch.log_softmax(logits, dim=-1)
+            if greedy:
+                pick = logits.argmax(dim=-1)
+            else:
+                pick = torch.multinomial(logp_all.detach().exp(), 1, generator=generator).squeeze(1)
+            choices.append(pick)
+            logps.append(logp_all.gather(1, pick[:, None]).squeeze(1))
+            ents.append(-(logp_all.exp() * logp_all).sum(-1))
+            x = embed(pick)
+        choice = torch.stack(choices, 1)
+        depth = self.depths[choice[:, 0]]
+        counted = (self.layer_of[None, :] < depth[:, None]).float()  # [n, decisions]
+        log_prob = (torch.stack(logps, 1) * counted).sum(1)
+        entropy = (torch.stack(ents, 1) * counted).sum(1)
+        archs = [self.space.decode(row) for row in choice.tolist()]
+        return Draw(archs, choice, log_prob, entropy)
+
+
+def pareto_ranks(flops: list[float], losses: list[float], budget: float) -> list[int]:
+    """Rank architectures for one budget, 0 = best: every one within budget beats every one over it;
+    within budget the lower loss wins, over budget the lower FLOPs win."""
+    keys = [(0, loss, f) if f <= budget else (1, f, loss) for f, loss in zip(flops, losses)]
+    order = sorted(range(len(keys)), key=lambda i: keys[i])
+    ranks = [0] * len(keys)
+    for r, i in enumerate(order):
+        ranks[i] = r
+    return ranks
+
+
+def reinforce_loss(log_prob: torch.Tensor, entropy: torch.Tensor, ranks: list[int], entropy_coef: float) -> torch.Tensor:
+    """REINFORCE on standardized ranks (a better rank is a larger advantage) with an entropy bonus."""
+    r = torch.tensor(ranks, dtype=torch.float32)
+    advantage = -(r - r.mean()) / (r.std(unbiased=False) + 1e-8)
+    return -(advantage * log_prob).mean() - entropy_coef * entropy.mean()

@@ -1,0 +1,309 @@
+"""Specialization: the most accurate architecture of a trained FocusFormer supernet under a budget.
+
+`specialize(run_dir, flops=1.4e9)` evaluates candidates under the budget on the validation split with the
+supernet's inherited weights and writes the best as a version-2 genotype, RUN_DIR/specialized/<budget>.json.
+Candidates come from one of three methods, each allowed the same number of evaluations:
+
+- `sampler`: the run's budget-conditioned sampler, asked for the budget's bin (its most likely
+  architecture first, then draws); FocusFormer's way.
+- `evolution`: AutoFormer's evolutionary search (population 50, 20 generations, top-10 parents, half the
+  children by mutation, half by crossover), scaled down to the number of evaluations allowed.
+- `random`: architectures drawn uniformly from the space, kept if under the budget.
+
+An evaluation is one architecture scored on the whole validation split; architectures over the budget
+are rejected by the cost model, for free. Every method returns all it evaluated, the Pareto front of
+those (FLOPs against top-1), and after how many evaluations it found its best.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from collections.abc import Callable
+
+import torch
+
+from .. import rundir as rd
+from ..config import Config, load_run_config
+from ..data import EpochLoaders, build_datasets
+from ..errors import RunDirError, UserError
+from ..genotype import arch_genotype
+from ..runtime import DistInfo, load_checkpoint
+from .sampler import ArchSampler, bin_for_budget
+from .space import Arch, FocusSpace
+from .supernet import FocusSupernet
+from .train import CostTable, EvalBatches, eval_batch, evaluate_arch, human, in_channels, space_from_config
+
+METHODS = ("sampler", "evolution", "random")
+SPECIALIZED = "specialized"
+_COUNT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)(?:e([+-]?\d+))?\s*([kKmMgGtT]?)\s*$")
+_SCALE = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+
+
+class BudgetError(UserError):
+    """A budget that cannot be parsed or that no architecture of the space meets."""
+
+
+def parse_count(text: str, option: str = "--flops") -> int:
+    """'1.4G' → 1_400_000_000, '900M', '6M', '500K', '2.5e9', '1200000'; anything else is a BudgetError."""
+    m = _COUNT.match(str(text))
+    if not m:
+        raise BudgetError(f"{option} {text!r} is not a count; write it like 1.4G, 900M, 6M or 1500000.")
+    value = float(m.group(1)) * 10 ** int(m.group(2) or 0) * _SCALE[m.group(3).lower()]
+    if value <= 0:
+        raise BudgetError(f"{option} must be positive, got {text!r}.")
+    return round(value)
+
+
+@dataclass
+class Candidate:
+    """One evaluated architecture: its cost and its inherited-weight accuracy on the validation split."""
+
+    arch: Arch
+    flops: int
+    params: int
+    val_loss: float
+    top1: float
+    order: int  # 1-based: the how-many-th evaluation it was
+
+    def to_json(self) -> dict:
+        return {"flops": self.flops, "params": self.params, "val_loss": self.val_loss, "top1": self.top1,
+                "evaluation": self.order, "arch": self.arch.to_json()}
+
+
+@dataclass
+class Result:
+    method: str
+    flops_budget: int
+    params_budget: int | None
+    best: Candidate
+    evaluated: list[Candidate]
+    front: list[Candidate]
+    path: Path | None = None
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def found_at(self) -> int:
+        return self.best.order
+
+    def to_json(self) -> dict:
+        return {"method": self.method, "flops_budget": self.flops_budget, "params_budget": self.params_budget,
+                "evaluations": len(self.evaluated), "found_at": self.found_at, "seconds": self.seconds,
+                "best": self.best.to_json(), "front": [c.to_json() for c in self.front],
+                "genotype": str(self.path) if self.path else None, "notes": self.notes}
+
+
+def pareto_front(cands: list[Candidate]) -> list[Candidate]:
+    """Those no other candidate beats on both FLOPs (fewer) and top-1 (higher), by FLOPs ascending."""
+    front, best = [], -1.0
+    for c in sorted(cands, key=lambda c: (c.flops, -c.top1)):
+        if c.top1 > best:
+            front.append(c)
+            best = c.top1
+    return front
+
+
+# ---------------------------------------------------------------------------------------------
+# a trained run, loaded for evaluation
+
+class FocusRun:
+    """A focus run directory's supernet, sampler, space, cost model and validation split."""
+
+    def __init__(self, run_dir: str | Path, device: str | torch.device | None = None):
+        run_dir = rd.require_run_dir(Path(run_dir))
+        if rd.summarize(run_dir).kind != "focus":
+            raise RunDirError(f"{run_dir} is not a focus run (dasvit focus writes those); nothing to specialize.")
+        if not (run_dir / rd.CHECKPOINT).is_file():
+            raise RunDirError(f"{run_dir} has no {rd.CHECKPOINT} yet; let its first epoch finish.")
+        self.dir = run_dir
+        self.cfg: Config = load_run_config(run_dir / rd.CONFIG)
+        self.space: FocusSpace = space_from_config(self.cfg, run_dir)
+        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.info = DistInfo(device=dev)
+        ckpt = load_checkpoint(run_dir / rd.CHECKPOINT, map_location=dev)
+        self.epoch = ckpt["epoch"]
+        _, val, num_classes = build_datasets(self.cfg.data, seed=self.cfg.focus.seed)
+        chans = in_channels(val)
+        image, patch = self.cfg.data.image_size, self.cfg.space.patch_size
+        self.num_classes = num_classes
+        self.net = FocusSupernet(self.space, num_classes, image, patch, in_chans=chans).to(dev)
+        self.net.load_state_dict(ckpt["model"])
+        self.net.eval()
+        self.sampler = ArchSampler(self.space, self.cfg.focus.budget_bins, self.cfg.focus.lstm.hidden)
+        self.sampler.load_state_dict(ckpt["sampler"])
+        self.budgets: list[float] = list(ckpt["budgets"])
+        self.cost = CostTable(self.space, image, patch, num_classes, chans)
+        self.val = EvalBatches(EpochLoaders(val, eval_batch(self.cfg.focus.batch_size), self.cfg.data.workers, 0,
+                                            shuffle=False, drop_last=False))
+
+    def evaluate(self, arch: Arch) -> tuple[float, float]:
+        return evaluate_arch(self.net, arch, self.val, self.info)
+
+
+# ---------------------------------------------------------------------------------------------
+# the search under a budget
+
+class Evaluations:
+    """Evaluates each architecture once, in order, up to `limit`; `fits` says whether one is under budget."""
+
+    def __init__(self, run: FocusRun, flops: int, params: int | None, limit: int,
+                 on_eval: Callable[[Candidate], None] | None = None):
+        self.run, self.flops, self.params, self.limit = run, flops, params, limit
+        self.done: dict[Arch, Candidate] = {}
+        self.on_eval = on_eval
+
+    def fits(self, arch: Arch) -> bool:
+        f, p = self.run.cost(arch)
+        return f <= self.flops and (self.params is None or p <= self.params)
+
+    @property
+    def full(self) -> bool:
+        return len(self.done) >= self.limit
+
+    def __call__(self, arch: Arch) -> Candidate | None:
+        """Evaluate `arch` (None if seen before or out of evaluations)."""
+        if arch in self.done or self.full:
+            return None
+        loss, top1 = self.run.evaluate(arch)
+        f, p = self.run.cost(arch)
+        c = self.done[arch] = Candidate(arch, f, p, loss, top1, len(self.done) + 1)
+        if self.on_eval is not None:
+            self.on_eval(c)
+        return c
+
+
+def _draws_limit(samples: int) -> int:
+    return 200 * samples + 1000  # rejected (over-budget or repeated) draws cost no evaluation, but stop somewhere
+
+
+def search_sampler(run: FocusRun, ev: Evaluations, rng: random.Random) -> None:
+    """The sampler at the budget's bin: its most likely architecture, then draws, evaluating those under budget."""
+    k = bin_for_budget(ev.flops, run.budgets)
+    gen = torch.Generator().manual_seed(rng.randrange(2**31))
+    with torch.no_grad():
+        first = run.sampler(torch.tensor([k]), greedy=True).archs[0]
+        if ev.fits(first):
+            ev(first)
+        tries = 0
+        while not ev.full and tries < _draws_limit(ev.limit):
+            batch = run.sampler(torch.full((64,), k), gen).archs
+            tries += len(batch)
+            for arch in batch:
+                if ev.full:
+                    break
+                if arch not in ev.done and ev.fits(arch):
+                    ev(arch)
+
+
+def search_random(run: FocusRun, ev: Evaluations, rng: random.Random) -> None:
+    """Uniform draws from the space, evaluated when under budget."""
+    tries = 0
+    while not ev.full and tries < _draws_limit(ev.limit):
+        tries += 1
+        arch = run.space.sample(rng)
+        if arch not in ev.done and ev.fits(arch):
+            ev(arch)
+
+
+def evolution_sizes(samples: int) -> tuple[int, int, int]:
+    """AutoFormer's (population 50, 20 generations, top-10 parents), scaled down to `samples` evaluations:
+    population and generations shrink alike (both by the square root), parents stay a fifth."""
+    if samples >= 1000:
+        return 50, samples // 50, 10
+    pop = max(4, min(50, round(50 * math.sqrt(samples / 1000))))
+    gens = max(1, math.ceil(samples / pop))
+    return pop, gens, max(2, round(pop / 5))
+
+
+def search_evolution(run: FocusRun, ev: Evaluations, rng: random.Random, mutate_prob: float = 0.2) -> None:
+    """AutoFormer's evolution: a random population under budget, then each generation the top parents of all
+    evaluated so far breed half the population by mutation and half by crossover (under budget, unseen)."""
+    pop, gens, top = evolution_sizes(ev.limit)
+    space = run.space
+    tries = 0
+    while len(ev.done) < pop and not ev.full and tries < _draws_limit(pop):
+        tries += 1
+        arch = space.sample(rng)
+        if arch not in ev.done and ev.fits(arch):
+            ev(arch)
+    for _ in range(gens - 1):
+        if ev.full or not ev.done:
+            break
+        parents = [c.arch for c in sorted(ev.done.values(), key=lambda c: -c.top1)[:top]]
+        made, tries, cross_tries = 0, 0, 0
+        while made < pop and not ev.full and tries < _draws_limit(pop):
+            tries += 1
+            # half by crossover; when the parents are too alike to give new children (AutoFormer gives up
+            # after 10 tries a child), mutation makes the rest, so every method gets its evaluations
+            if made < pop // 2 or cross_tries >= 10 * pop or len(parents) < 2:
+                child = space.mutate(rng.choice(parents), rng, mutate_prob)
+            else:
+                cross_tries += 1
+                a, b = rng.sample(parents, 2)
+                child = space.crossover(a, b, rng)
+            if child not in ev.done and ev.fits(child):
+                ev(child)
+                made += 1
+        if made == 0:
+            break
+
+
+SEARCHES = {"sampler": search_sampler, "evolution": search_evolution, "random": search_random}
+
+
+def budget_label(flops: int, params: int | None) -> str:
+    return human(flops) + (f"_{human(params)}" if params is not None else "")
+
+
+def specialize(run: FocusRun | str | Path, flops: int, params: int | None = None, samples: int = 100,
+               method: str = "sampler", seed: int = 0, write: bool = True,
+               on_eval: Callable[[Candidate], None] | None = None) -> Result:
+    """Find the most accurate architecture of `run` under `flops` (and `params`) with `samples` evaluations;
+    write it to RUN_DIR/specialized/<budget>.json (<budget>-<method>.json for evolution and random)."""
+    if method not in METHODS:
+        raise UserError(f"--method must be one of {', '.join(METHODS)}, got {method!r}.")
+    if samples < 1:
+        raise UserError(f"--samples must be at least 1, got {samples}.")
+    if not isinstance(run, FocusRun):
+        run = FocusRun(run)
+    smallest = run.space.smallest()
+    min_flops, min_params = run.cost(smallest)
+    if flops < min_flops:
+        raise BudgetError(f"--flops {human(flops)} is below the smallest architecture of this space "
+                          f"({human(min_flops)} FLOPs); ask for at least that much.")
+    if params is not None and params < min_params:
+        raise BudgetError(f"--params {human(params)} is below the smallest architecture of this space "
+                          f"({human(min_params)} params); ask for at least that much.")
+    t0 = time.time()
+    ev = Evaluations(run, flops, params, samples, on_eval)
+    SEARCHES[method](run, ev, random.Random(seed))
+    notes = []
+    if not ev.done:  # nothing under budget turned up: the smallest architecture always fits
+        ev(smallest)
+        notes.append(f"{method} found nothing under the budget; the space's smallest architecture is the answer")
+    elif len(ev.done) < samples:
+        notes.append(f"only {len(ev.done)} distinct architectures under the budget turned up")
+    cands = list(ev.done.values())
+    best = max(cands, key=lambda c: (c.top1, -c.val_loss, -c.flops))
+    front = pareto_front(cands)
+    if best not in front:  # a tie on top-1 with a cheaper one, broken by the validation loss
+        front = sorted(front + [best], key=lambda c: c.flops)
+    result = Result(method, flops, params, best, cands, front, seconds=time.time() - t0, notes=notes)
+    if write:
+        name = budget_label(flops, params) + ("" if method == "sampler" else f"-{method}") + ".json"
+        path = run.dir / SPECIALIZED / name
+        meta = {
+            "dataset": run.cfg.data.name, "run": str(run.dir), "preset": run.cfg.preset, "method": method,
+            "flops": best.flops, "params": best.params, "top1_inherited": best.top1, "val_loss_inherited": best.val_loss,
+            "flops_budget": flops, "params_budget": params, "evaluations": len(cands), "found_at": best.order,
+            "supernet_epoch": run.epoch, "image_size": run.cfg.data.image_size, "patch_size": run.cfg.space.patch_size,
+            "num_classes": run.num_classes,
+        }
+        arch_genotype(run.space, best.arch, meta).save(path)
+        result.path = path
+    return result

@@ -1,0 +1,527 @@
+"""FocusFormer training, as an engine process: the weight-entangled supernet and the budget-aware sampler.
+
+    python -m dasvit.focus --preset focus-demo --run-dir runs/focus [--set k=v ...]
+    python -m dasvit.focus --resume runs/focus
+    torchrun --nproc_per_node 2 -m dasvit.focus --preset focus-demo --run-dir runs/focus
+
+Each weight step draws a budget bin and an architecture (from the sampler at that budget; uniformly from
+the space during `focus.warmup_epochs`, with probability `focus.uniform_mix` after, and always with
+`focus.sampler: uniform`, AutoFormer's training) and trains the supernet's shared weights on it. Every
+`focus.sampler_every` steps the sampler learns: for a few budgets it draws several architectures, scores
+them with inherited weights on a held-out batch, ranks them Pareto-aware and takes a REINFORCE step.
+Every rank draws the same architectures (the draws come from generators seeded alike, and the scores are
+averaged over ranks), so the ranks never disagree. The run directory follows the search's contract
+(dasvit.rundir), with `kind: "focus"`; checkpoint.pt after every epoch holds supernet, sampler, both
+optimizers and the random states, so `--resume` continues exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import sys
+import time
+import zlib
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Subset
+
+from .. import rundir as rd
+from ..augment import train_transform
+from ..config import Config, load_config, load_run_config
+from ..data import EpochLoaders, build_datasets
+from ..errors import ConfigError, RunDirError, UserError
+from ..runtime import (EXIT_OK, EXIT_STOPPED, DistInfo, Run, Stopped, all_reduce_mean, barrier, default_run_dir,
+                       fail_event, load_checkpoint, reduce_sum, rng_state, run_engine, save_checkpoint, set_rng_state,
+                       setup_distributed)
+from .cost import arch_cost
+from .sampler import ArchSampler, budget_edges, pareto_ranks, reinforce_loss
+from .space import Arch, FocusSpace, load_base
+from .supernet import FocusSupernet
+
+BASE = "base-genotype.json"  # the base cell, copied into the run directory at its start
+REPORT_DRAWS = 32  # architectures drawn per bin for the sampler's state in each epoch event
+
+
+def _seed(*parts: int) -> int:
+    s = 0
+    for p in parts:
+        s = (s * 1_000_003 + p + 1) % (2**31 - 1)
+    return s
+
+
+# ---------------------------------------------------------------------------------------------
+# the space of a config or of a run
+
+def space_from_config(cfg: Config, run_dir: Path | None = None) -> FocusSpace:
+    """The elastic space `cfg.focus` describes. `focus.base` is a built-in (vit_b16), a genotype.json or a
+    DASViT run directory; a focus run directory keeps its own copy of the base cell, used when given."""
+    f = cfg.focus
+    if run_dir is not None and (Path(run_dir) / BASE).is_file():
+        base = load_base(Path(run_dir) / BASE)
+    else:
+        base = load_base(f.base)
+    return FocusSpace(base, list(f.embed_dims), list(f.depths), list(f.heads), list(f.mlp_ratios), f.head_dim)
+
+
+class CostTable:
+    """(FLOPs, params) of architectures at one input size, memoised."""
+
+    def __init__(self, space: FocusSpace, image_size: int, patch_size: int, num_classes: int, in_chans: int):
+        self.space = space
+        self.args = (image_size, patch_size, num_classes, in_chans)
+        self._memo: dict[Arch, tuple[int, int]] = {}
+
+    def __call__(self, arch: Arch) -> tuple[int, int]:
+        hit = self._memo.get(arch)
+        if hit is None:
+            hit = self._memo[arch] = arch_cost(self.space, arch, *self.args)
+        return hit
+
+    def flops(self, arch: Arch) -> int:
+        return self(arch)[0]
+
+
+def lr_at(step: int, total: int, warmup: int, base: float, floor: float) -> float:
+    """Linear warm-up from 0 over `warmup` steps, then cosine from `base` down to `floor` at `total`."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = (step - warmup) / max(total - warmup, 1)
+    return floor + 0.5 * (base - floor) * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def eval_batch(batch_size: int) -> int:
+    """Evaluation batches: at least 256 images (no backward pass; fewer, larger steps)."""
+    return max(batch_size, 256)
+
+
+class EvalBatches:
+    """The validation split in batches, read once and kept in memory when small (under `limit` bytes): an
+    architecture's evaluation then costs its forward passes only, which matters when specialization
+    evaluates hundreds. Larger splits are read afresh each time."""
+
+    def __init__(self, loaders: EpochLoaders, limit: int = 1 << 30):
+        self.loaders = loaders
+        x0 = loaders.dataset[0][0]
+        small = len(loaders.dataset) * x0.numel() * x0.element_size() <= limit
+        self.cached = list(loaders.epoch(0)) if small else None
+
+    def __iter__(self):
+        return iter(self.cached if self.cached is not None else self.loaders.epoch(0))
+
+
+def in_channels(dataset) -> int:
+    return int(dataset[0][0].shape[0])
+
+
+@torch.no_grad()
+def evaluate_arch(net: FocusSupernet, arch: Arch, loader, info: DistInfo, batches: int = 0) -> tuple[float, float]:
+    """(loss, top-1) of one architecture with inherited weights over `loader` (all of it when batches is
+    0), summed over ranks."""
+    was_training = net.training
+    net.eval()
+    loss_sum = correct = seen = 0.0
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if info.device.type == "cuda" else nullcontext()
+    for i, (x, y) in enumerate(loader):
+        if batches and i >= batches:
+            break
+        x, y = x.to(info.device, non_blocking=True), y.to(info.device, non_blocking=True)
+        with autocast:
+            logits = net(x, arch).float()
+        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += float((logits.argmax(1) == y).sum())
+        seen += y.shape[0]
+    loss_sum, correct, seen = reduce_sum([loss_sum, correct, seen], info)
+    net.train(was_training)
+    return loss_sum / max(seen, 1), correct / max(seen, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# the trainer
+
+class FocusTrainer:
+    """Trains one supernet and its sampler (every rank runs one; only rank 0 writes)."""
+
+    def __init__(self, cfg: Config, run: Run, info: DistInfo, datasets: tuple[Any, Any, int], space: FocusSpace):
+        self.cfg, self.run, self.info, self.space = cfg, run, info, space
+        f = cfg.focus
+        train, self.val_set, self.num_classes = datasets
+        perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(f.seed + 4321)).tolist()
+        n_hold = max(1, round(f.holdout * len(train)))
+        self.w_set = Subset(train, sorted(perm[n_hold:]))
+        self.hold_set = Subset(train, sorted(perm[:n_hold]))
+        if f.batch_size % info.world or f.lstm.batch_size % info.world:
+            raise ConfigError(f"focus.batch_size ({f.batch_size}) and focus.lstm.batch_size ({f.lstm.batch_size}) "
+                              f"must be divisible by the {info.world} processes.")
+        self.w_loaders = EpochLoaders(self.w_set, f.batch_size // info.world, cfg.data.workers, f.seed, info.rank, info.world)
+        hold_bs = min(f.lstm.batch_size, len(self.hold_set)) // info.world
+        if len(self.w_loaders) == 0 or hold_bs == 0:
+            raise ConfigError(
+                f"the training set ({len(train)} images, {len(self.hold_set)} held out for the sampler) is too small "
+                f"for focus.batch_size {f.batch_size} on {info.world} processes; lower focus.batch_size."
+            )
+        self.hold_loaders = EpochLoaders(self.hold_set, hold_bs, cfg.data.workers, f.seed + 1, info.rank, info.world)
+        self.val_batches = EvalBatches(EpochLoaders(self.val_set, eval_batch(f.batch_size) // info.world,
+                                                    cfg.data.workers, 0, info.rank, info.world, shuffle=False,
+                                                    drop_last=False))
+        self.steps = len(self.w_loaders) if not f.steps_per_epoch else min(f.steps_per_epoch, len(self.w_loaders))
+        chans = in_channels(train)
+        image, patch = cfg.data.image_size, cfg.space.patch_size
+        self.cost = CostTable(space, image, patch, self.num_classes, chans)
+        self.min_flops, self.min_params = self.cost(space.smallest())
+        self.max_flops, self.max_params = self.cost(space.largest())
+        self.budgets = budget_edges(self.min_flops, self.max_flops, f.budget_bins)
+
+        torch.manual_seed(_seed(f.seed, 999))  # the same initial weights on every rank
+        self.net = FocusSupernet(space, self.num_classes, image, patch, in_chans=chans, drop_path=f.drop_path).to(info.device)
+        decay = [p for p in self.net.parameters() if p.ndim > 1]
+        no_decay = [p for p in self.net.parameters() if p.ndim <= 1]
+        self.w_opt = torch.optim.AdamW([{"params": decay, "weight_decay": f.weight_decay},
+                                        {"params": no_decay, "weight_decay": 0.0}], lr=f.lr)
+        self.sampler = ArchSampler(space, f.budget_bins, f.lstm.hidden)  # tiny: lives on the CPU
+        self.s_opt = torch.optim.Adam(self.sampler.parameters(), lr=f.lstm.lr)
+        # identical on every rank: which bin, uniform or not, which arch
+        self.rng = random.Random(_seed(f.seed, 7))
+        self.gen = torch.Generator().manual_seed(_seed(f.seed, 8))
+        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if info.device.type == "cuda" else nullcontext()
+        self.sampler_steps = 0
+        self.arch_digest = 0  # a running checksum of every architecture trained (ranks compare them)
+
+    # -- drawing ------------------------------------------------------------------------------
+    def uses_sampler(self, epoch: int) -> bool:
+        f = self.cfg.focus
+        return f.sampler == "pareto" and epoch >= f.warmup_epochs
+
+    def draw(self, epoch: int) -> tuple[int, Arch]:
+        """The budget bin and architecture of one weight step (the same on every rank)."""
+        k = self.rng.randrange(len(self.budgets))
+        mix = self.rng.random()
+        if not self.uses_sampler(epoch) or mix < self.cfg.focus.uniform_mix:
+            return k, self.space.sample(self.rng)
+        with torch.no_grad():
+            return k, self.sampler(torch.tensor([k]), self.gen).archs[0]
+
+    # -- one epoch ----------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        f, dev, net, info = self.cfg.focus, self.info.device, self.net, self.info
+        torch.manual_seed(_seed(f.seed, epoch, info.rank))  # drop-path: a resumed epoch replays exactly
+        loader = self.w_loaders.epoch(epoch)
+        hold = self._held_out_batches(epoch)
+        total, warm = f.epochs * self.steps, f.lr_warmup_epochs * self.steps
+        self.run.progress.start_epoch(f"epoch {epoch + 1}/{f.epochs}", self.steps)
+        net.train()
+        loss_sum = torch.zeros((), device=dev)
+        correct = torch.zeros((), device=dev)
+        seen = images = 0
+        lr = f.lr
+        t0 = shown = time.time()
+        for step, (x, y) in enumerate(loader):
+            if step >= self.steps:
+                break
+            lr = lr_at(epoch * self.steps + step, total, warm, f.lr, f.min_lr)
+            for g in self.w_opt.param_groups:
+                g["lr"] = lr
+            _, arch = self.draw(epoch)
+            self.arch_digest = zlib.crc32(repr(arch).encode(), self.arch_digest)
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            self.w_opt.zero_grad(set_to_none=True)
+            with self.autocast:
+                logits = net(x, arch)
+                loss = F.cross_entropy(logits.float(), y)
+            loss.backward()
+            params = [p for p in net.parameters() if p.grad is not None]  # the same set on every rank
+            all_reduce_mean([p.grad for p in params], info)
+            if f.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, f.grad_clip)
+            self.w_opt.step()
+            n = y.shape[0]
+            loss_sum += loss.detach() * n
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen += n
+            images += n
+            if self.uses_sampler(epoch) and (step + 1) % f.sampler_every == 0:
+                self.sampler_step(next(hold))
+            now = time.time()
+            if now - shown > 0.5 or step + 1 == self.steps:
+                shown = now
+                self.run.progress.step(step + 1, f"loss {loss_sum.item() / seen:.3f} acc {correct.item() / seen:.3f} "
+                                                 f"{images / max(now - t0, 1e-9):.0f} img/s")
+            if self.run.should_stop(step):
+                raise Stopped()
+        loss_sum, correct, seen, images = reduce_sum([loss_sum.item(), correct.item(), seen, images], info)
+        seconds = time.time() - t0
+        return {"train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1), "lr": lr,
+                "seconds": seconds, "images_per_s": images / max(seconds, 1e-9)}
+
+    def _held_out_batches(self, epoch: int):
+        """Held-out batches for the sampler steps of `epoch`, endlessly (a fixed order per epoch)."""
+        k = 0
+        while True:
+            yield from self.hold_loaders.epoch(_seed(epoch, k))
+            k += 1
+
+    # -- the sampler's step ---------------------------------------------------------------------
+    def sampler_step(self, batch) -> None:
+        """Draw `lstm.archs` architectures for each of `lstm.budgets` bins, score them on a held-out batch with
+        inherited weights, rank them Pareto-aware per budget, and take one REINFORCE step."""
+        lstm, info = self.cfg.focus.lstm, self.info
+        bins = [self.rng.randrange(len(self.budgets)) for _ in range(lstm.budgets)]
+        draw = self.sampler(torch.tensor([k for k in bins for _ in range(lstm.archs)]), self.gen)
+        x, y = batch[0].to(info.device), batch[1].to(info.device)
+        losses = []
+        self.net.eval()
+        with torch.no_grad(), self.autocast:
+            for arch in draw.archs:
+                losses.append(F.cross_entropy(self.net(x, arch).float(), y))
+        self.net.train()
+        losses_t = torch.stack(losses).float()
+        all_reduce_mean([losses_t], info)  # every rank ranks the same numbers
+        losses_l = losses_t.cpu().tolist()
+        total = torch.zeros(())
+        for g, k in enumerate(bins):
+            sl = slice(g * lstm.archs, (g + 1) * lstm.archs)
+            flops = [self.cost.flops(a) for a in draw.archs[sl]]
+            ranks = pareto_ranks(flops, losses_l[sl], self.budgets[k])
+            total = total + reinforce_loss(draw.log_prob[sl], draw.entropy[sl], ranks, lstm.entropy)
+        self.s_opt.zero_grad(set_to_none=True)
+        (total / len(bins)).backward()
+        self.s_opt.step()
+        self.sampler_steps += 1
+
+    # -- what an epoch event reports -------------------------------------------------------------
+    @torch.no_grad()
+    def sampler_state(self, epoch: int) -> list[dict[str, float]]:
+        """Per bin: budget, mean FLOPs of the archs the training draws at that budget, the fraction within
+        budget, and the entropy of the draw (the sampler's; with uniform sampling, the uniform draw's)."""
+        gen = torch.Generator().manual_seed(_seed(self.cfg.focus.seed, epoch, 55))  # not the training's draws
+        rng = random.Random(_seed(self.cfg.focus.seed, epoch, 56))
+        uniform = None
+        out = []
+        for k, budget in enumerate(self.budgets):
+            if self.uses_sampler(epoch):
+                d = self.sampler(torch.full((REPORT_DRAWS,), k), gen)
+                archs, entropy = d.archs, float(d.entropy.mean())
+            else:
+                if uniform is None:
+                    archs = [self.space.sample(rng) for _ in range(REPORT_DRAWS)]
+                    uniform = (archs, self.uniform_entropy(archs))
+                archs, entropy = uniform
+            flops = [self.cost.flops(a) for a in archs]
+            out.append({"budget_flops": budget, "mean_flops": sum(flops) / len(flops),
+                        "feasible": sum(fl <= budget for fl in flops) / len(flops), "entropy": entropy})
+        return out
+
+    def uniform_entropy(self, archs: list[Arch]) -> float:
+        """Mean entropy of the uniform draw over the decisions each arch uses (nats)."""
+        sizes = {name: len(opts) for name, opts in self.space.decisions()}
+        total = 0.0
+        for a in archs:
+            for name, n in sizes.items():
+                layer = int(name[5:].split(".")[0]) if name.startswith("layer") else -1
+                if layer < a.depth:
+                    total += math.log(n)
+        return total / len(archs)
+
+    def points(self, epoch: int) -> list[dict[str, float]]:
+        """One architecture per bin (the sampler's, or uniform under the budget), scored on the validation split."""
+        f = self.cfg.focus
+        gen = torch.Generator().manual_seed(_seed(f.seed, epoch, 57))
+        rng = random.Random(_seed(f.seed, epoch, 58))
+        out = []
+        val = self.val_batches
+        for k, budget in enumerate(self.budgets):
+            if self.uses_sampler(epoch):
+                with torch.no_grad():
+                    arch = self.sampler(torch.tensor([k]), gen).archs[0]
+            else:
+                arch = self.space.sample(rng)
+                for _ in range(200):
+                    if self.cost.flops(arch) <= budget:
+                        break
+                    arch = self.space.sample(rng)
+            loss, acc = evaluate_arch(self.net, arch, val, self.info, f.eval_batches)
+            flops, params = self.cost(arch)
+            out.append({"flops": flops, "params": params, "val_loss": loss, "val_acc": acc, "bin": k})
+        return out
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def checkpoint(self, epoch: int) -> None:
+        if not self.info.main:
+            return
+        save_checkpoint(self.run.dir / rd.CHECKPOINT, {
+            "version": 1, "kind": "focus", "epoch": epoch, "control_offset": self.run.control_offset,
+            "model": self.net.state_dict(), "w_opt": self.w_opt.state_dict(),
+            "sampler": self.sampler.state_dict(), "s_opt": self.s_opt.state_dict(),
+            "sampler_steps": self.sampler_steps, "arch_digest": self.arch_digest,
+            "rng": {**rng_state(), "python": self.rng.getstate(), "sampler": self.gen.get_state()},
+            "budgets": self.budgets, "num_classes": self.num_classes,
+        })
+
+    def restore(self, ckpt: dict[str, Any]) -> int:
+        self.net.load_state_dict(ckpt["model"])
+        self.w_opt.load_state_dict(ckpt["w_opt"])
+        self.sampler.load_state_dict(ckpt["sampler"])
+        self.s_opt.load_state_dict(ckpt["s_opt"])
+        self.sampler_steps = ckpt["sampler_steps"]
+        self.arch_digest = ckpt["arch_digest"]
+        rng = ckpt["rng"]
+        set_rng_state(rng)
+        self.rng.setstate(_as_tuple(rng["python"]))
+        self.gen.set_state(rng["sampler"])
+        self.run.control_offset = ckpt["control_offset"]
+        return ckpt["epoch"]
+
+    def check_ranks_agree(self) -> None:
+        """Every rank must have trained the same architectures and hold the same sampler and supernet; a
+        divergence is a bug."""
+        if self.info.world == 1:
+            return
+        mine = torch.tensor([float(sum(p.detach().double().sum() for p in self.sampler.parameters())),
+                             float(sum(p.detach().double().sum() for p in self.net.parameters())),
+                             float(self.arch_digest)], dtype=torch.float64)
+        gathered = [torch.zeros_like(mine) for _ in range(self.info.world)]
+        torch.distributed.all_gather_object(gathered, mine)
+        if any(int(g[2]) != self.arch_digest for g in gathered):
+            raise RuntimeError("ranks trained different architectures")
+        worst = max(float(((g - mine).abs() / mine.abs().clamp(min=1.0))[:2].max()) for g in gathered)
+        if worst > 1e-6:
+            raise RuntimeError(f"ranks disagree on the architectures, the sampler or the supernet (difference {worst:g})")
+
+    # -- the whole run --------------------------------------------------------------------------
+    def train(self, ckpt: dict[str, Any] | None) -> None:
+        f = self.cfg.focus
+        start = self.restore(ckpt) if ckpt is not None else 0
+        if ckpt is None:
+            self.run.emit("space", min_flops=self.min_flops, max_flops=self.max_flops, min_params=self.min_params,
+                          max_params=self.max_params, budgets=self.budgets, decisions=len(self.space.decisions()),
+                          smallest=self.space.smallest().to_json(), largest=self.space.largest().to_json())
+            self.checkpoint(0)  # a stop during the first epoch can still be resumed
+        self.run.progress.line(
+            f"space: {self.min_flops / 1e6:.2f}-{self.max_flops / 1e6:.2f} MFLOPs, "
+            f"{self.min_params / 1e6:.3f}-{self.max_params / 1e6:.3f} M params; {f.epochs} epochs of {self.steps} "
+            f"steps, sampler {f.sampler}")
+        for epoch in range(start, f.epochs):
+            m = self.train_epoch(epoch)
+            bins = self.sampler_state(epoch)
+            points = self.points(epoch)
+            val = self.val_batches
+            largest = evaluate_arch(self.net, self.space.largest(), val, self.info, f.eval_batches)
+            smallest = evaluate_arch(self.net, self.space.smallest(), val, self.info, f.eval_batches)
+            self.checkpoint(epoch + 1)
+            extra = {}
+            if self.info.device.type == "cuda":
+                extra["peak_mem_bytes"] = torch.cuda.max_memory_allocated(self.info.device)
+                torch.cuda.reset_peak_memory_stats(self.info.device)
+            phase = "sampler" if self.uses_sampler(epoch) else "uniform"
+            self.run.emit("epoch", stage=1, stages=1, epoch=epoch + 1, epochs=f.epochs, **m,
+                          val_loss=largest[0], val_acc=largest[1], val_loss_smallest=smallest[0],
+                          val_acc_smallest=smallest[1], phase=phase, sampler_steps=self.sampler_steps,
+                          sampler={"bins": bins}, points=points, **extra)
+            feas = " ".join(f"{b['feasible']:.2f}" for b in bins)
+            self.run.progress.line(
+                f"epoch {epoch + 1}/{f.epochs} [{phase}]  train loss {m['train_loss']:.3f} acc {m['train_acc']:.3f}  "
+                f"val acc largest {largest[1]:.3f} smallest {smallest[1]:.3f}  feasible/bin {feas}  "
+                f"{m['images_per_s']:.0f} img/s  {m['seconds']:.1f}s")
+        self.check_ranks_agree()
+        barrier(self.info)
+
+
+def _as_tuple(x: Any) -> Any:
+    """random.Random.setstate wants tuples (a checkpoint may hand back lists)."""
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+# ---------------------------------------------------------------------------------------------
+# the process
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m dasvit.focus", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default=None, help="preset name (focus-demo, focus-cifar100, ...) or YAML path")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--run-dir", default=None)
+    p.add_argument("--resume", default=None, metavar="RUN_DIR")
+    p.add_argument("--no-progress", action="store_true", help="print nothing on stdout")
+    return p
+
+
+def prepare(preset: str | None, overrides: list[str], run_dir: str | Path | None,
+            resume: str | Path | None) -> tuple[Config, Path, bool]:
+    """Resolve the config and run directory, or raise a UserError before any work."""
+    if resume:
+        rdir = rd.require_run_dir(Path(resume))
+        if preset or overrides:
+            raise UserError("--resume continues a run with its own config.yaml; drop --preset and --set.")
+        if rd.summarize(rdir).kind != "focus":
+            raise RunDirError(f"{rdir} is not a focus run; resume it with the command that started it.")
+        if not (rdir / rd.CHECKPOINT).is_file():
+            raise RunDirError(f"{rdir} has no {rd.CHECKPOINT} yet; start it again instead of resuming.")
+        return load_run_config(rdir / rd.CONFIG), rdir, True
+    cfg = load_config(preset or "focus-demo", overrides)
+    space_from_config(cfg)  # a bad base or space: exit 2 now
+    rdir = Path(run_dir) if run_dir else default_run_dir(cfg.preset)
+    if (rdir / rd.EVENTS).exists() and (rdir / rd.EVENTS).stat().st_size:
+        if rd.is_live(rdir):
+            raise RunDirError(f"{rdir} is in use by a live engine process; stop it first or use another run directory.")
+        raise RunDirError(f"{rdir} already holds a run; use --resume {rdir} or another --run-dir.")
+    return cfg, rdir, False
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+
+    def body() -> int:
+        cfg, run_dir, resume = prepare(args.preset, args.overrides, args.run_dir, args.resume)
+        info = setup_distributed()
+        space = space_from_config(cfg, run_dir if resume else None)
+        tf, _ = train_transform(cfg, "search")  # the search's light augmentation (search.augment)
+        datasets = build_datasets(cfg.data, seed=cfg.focus.seed, train_transform=tf)  # a missing dataset: no run
+        torch.set_float32_matmul_precision("high")
+        run = None
+        try:
+            with Run(run_dir, cfg, "focus", info, resume=resume, progress=not args.no_progress) as run:
+                try:
+                    if info.main and not resume:
+                        space.base.save(run_dir / BASE)
+                        run.progress.line(f"run directory: {run_dir}")
+                    trainer = FocusTrainer(cfg, run, info, datasets, space)
+                    ckpt = load_checkpoint(run_dir / rd.CHECKPOINT) if resume else None
+                    trainer.train(ckpt)
+                except (Stopped, KeyboardInterrupt):
+                    run.emit("run_end", status="stopped", message="stopped by the user; resume with --resume")
+                    run.progress.line(f"stopped; resume with: dasvit focus --headless --resume {run_dir}")
+                    return EXIT_STOPPED
+                except UserError as e:
+                    run.emit("run_end", status="failed", message=str(e))
+                    raise
+                except BaseException as e:
+                    fail_event(run, e)
+                    raise
+                mid = (trainer.min_flops + trainer.max_flops) / 2
+                run.emit("run_end", status="finished",
+                         message=f"supernet and sampler in {run_dir / rd.CHECKPOINT}; specialize with: "
+                                 f"dasvit specialize {run_dir} --flops {human(mid)}")
+                run.progress.line(f"finished; specialize with: dasvit specialize {run_dir} --flops {human(mid)}")
+                return EXIT_OK
+        finally:
+            if torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
+
+    return run_engine(body)
+
+
+def human(n: float) -> str:
+    """1400000000 → 1.4G, 900000 → 900K: a count in the form `--flops` takes."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:.0f}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""`dasvit focus`: train a FocusFormer supernet and its budget-aware sampler (headless for now)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dasvit.errors import UserError
+
+SET_HELP = "Override a config key, VALUE parsed as YAML; repeatable. Example: --set focus.sampler=uniform"
+
+
+def engine_argv(preset: Optional[str], overrides: list[str], run_dir: Optional[Path], resume: Optional[Path],
+                progress: bool = True) -> list[str]:
+    """The engine's own arguments (python -m dasvit.focus ...)."""
+    argv: list[str] = []
+    if preset:
+        argv += ["--preset", preset]
+    for o in overrides:
+        argv += ["--set", o]
+    if run_dir:
+        argv += ["--run-dir", str(run_dir)]
+    if resume:
+        argv += ["--resume", str(resume)]
+    if not progress:
+        argv.append("--no-progress")
+    return argv
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def focus(
+        preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Preset name (focus-demo, focus-cifar100, focus-imagenet) or a YAML file. Default: focus-demo."),
+        overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP, metavar="KEY=VALUE"),
+        run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-o", help="Where the run writes. Default: runs/<preset>-<timestamp>."),
+        headless: bool = typer.Option(False, "--headless", help="Run in the foreground with progress on stdout (the only mode for now)."),
+        resume: Optional[Path] = typer.Option(None, "--resume", help="Continue RUN_DIR from its last completed epoch."),
+        nproc: int = typer.Option(1, "--nproc", min=1, help="Processes (one per GPU) under torchrun; gloo on CPU."),
+        no_progress: bool = typer.Option(False, "--no-progress", help="Print no progress lines."),
+    ) -> None:
+        """Train a FocusFormer supernet (weight-entangled elastic space around a cell) and its
+        budget-conditioned architecture sampler; then `dasvit specialize RUN_DIR --flops 1.4G`.
+
+        The space is `focus.base` (vit_b16, a genotype.json or a DASViT search run directory) with the
+        choices of focus.embed_dims, focus.depths, focus.heads and focus.mlp_ratios. focus.sampler:
+        pareto (FocusFormer) or uniform (AutoFormer's training, the baseline).
+
+        Exit codes: 0 finished, 1 failed, 2 bad input, 130 stopped (Ctrl-C, SIGTERM or a stop request).
+        A stopped or killed run continues with --resume RUN_DIR from its last completed epoch.
+
+        Example: dasvit focus --headless --preset focus-demo --set focus.base=runs/demo-20260101-120000
+        """
+        if not headless:
+            raise UserError("the monitor for focus runs is not there yet; add --headless "
+                            "(the run directory can be followed with: tail -f RUN_DIR/events.jsonl).")
+        from dasvit.focus.train import prepare
+
+        if resume is None:  # every mistake in the config or the base cell: exit 2 before any work
+            _, run_dir, _ = prepare(preset, list(overrides), run_dir, None)
+        argv = engine_argv(preset, list(overrides), run_dir, resume, progress=not no_progress)
+        if nproc > 1:
+            from .cmd_search import run_distributed
+
+            raise typer.Exit(run_distributed("dasvit.focus", nproc, argv))
+        from dasvit.focus.train import main as focus_main
+
+        raise typer.Exit(focus_main(argv))

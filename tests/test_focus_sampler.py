@@ -1,0 +1,78 @@
+"""FocusFormer's budget-conditioned sampler: draws in the space, Pareto-aware ranking, REINFORCE toward the budget."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from dasvit.focus.cost import arch_cost
+from dasvit.focus.sampler import ArchSampler, bin_for_budget, budget_edges, pareto_ranks, reinforce_loss
+from dasvit.focus.space import FocusSpace, load_base
+
+
+def demo_space() -> FocusSpace:
+    return FocusSpace(load_base("vit_b16"), embed_dims=[16, 24, 32], depths=[2, 3, 4], heads=[1, 2],
+                      mlp_ratios=[1, 2, 4], head_dim=8)
+
+
+def flops(space, arch) -> int:
+    return arch_cost(space, arch, 16, 4, 4)[0]
+
+
+def test_draws_are_archs_of_the_space_with_finite_log_prob_and_entropy():
+    space = demo_space()
+    torch.manual_seed(0)
+    sampler = ArchSampler(space, bins=4, hidden=16)
+    draw = sampler(torch.tensor([0, 1, 2, 3] * 4), torch.Generator().manual_seed(0))
+    assert len(draw.archs) == 16 and all(space.contains(a) for a in draw.archs)
+    assert torch.isfinite(draw.log_prob).all() and (draw.log_prob < 0).all()
+    assert torch.isfinite(draw.entropy).all() and (draw.entropy > 0).all()
+    # only the decisions of layers the depth reaches count: a 2-deep arch has fewer than a 4-deep one
+    per_layer = 2 * math.log(3)  # at most log(options) per decision; two elastic edges of <= 3 options
+    for a, h in zip(draw.archs, draw.entropy.tolist()):
+        assert h <= 2 * math.log(3) + a.depth * per_layer + 1e-4
+    again = sampler(torch.tensor([0, 1, 2, 3] * 4), torch.Generator().manual_seed(0))
+    assert again.archs == draw.archs  # a seeded generator gives the same draws (every rank draws alike)
+
+
+def test_pareto_ranking_puts_feasible_first_then_by_loss_and_infeasible_by_flops():
+    flops_ = [50, 200, 80, 300, 90]
+    losses = [1.0, 0.1, 0.5, 0.2, 0.9]
+    ranks = pareto_ranks(flops_, losses, budget=100)
+    # within budget: 80 (loss .5) < 90 (.9) < 50 (1.0); over budget: 200 before 300 whatever their loss
+    assert ranks == [2, 3, 0, 4, 1]
+    assert reinforce_loss(torch.zeros(5, requires_grad=True), torch.ones(5), ranks, 0.0).requires_grad
+
+
+def test_budget_bins_span_the_flops_range():
+    edges = budget_edges(100, 500, 4)
+    assert edges == [200, 300, 400, 500]
+    assert [bin_for_budget(b, edges) for b in (150, 200, 350, 10_000)] == [0, 0, 1, 3]
+
+
+def test_reinforce_steps_move_the_low_budget_draws_under_the_budget():
+    space = demo_space()
+    lo, hi = flops(space, space.smallest()), flops(space, space.largest())
+    edges = budget_edges(lo, hi, 4)
+    torch.manual_seed(0)
+    sampler = ArchSampler(space, bins=4, hidden=16)
+    opt = torch.optim.Adam(sampler.parameters(), lr=0.02)
+    gen = torch.Generator().manual_seed(1)
+
+    def feasible() -> float:
+        with torch.no_grad():
+            archs = sampler(torch.zeros(64, dtype=torch.long), torch.Generator().manual_seed(2)).archs
+        return sum(flops(space, a) <= edges[0] for a in archs) / len(archs)
+
+    before = feasible()
+    for _ in range(15):
+        draw = sampler(torch.zeros(8, dtype=torch.long), gen)
+        f = [flops(space, a) for a in draw.archs]
+        # a stand-in for the loss: larger networks fit better (as a trained supernet's do)
+        ranks = pareto_ranks(f, [-x for x in f], edges[0])
+        opt.zero_grad()
+        reinforce_loss(draw.log_prob, draw.entropy, ranks, 0.01).backward()
+        opt.step()
+    after = feasible()
+    assert before < 0.5 and after > before + 0.25, (before, after)
