@@ -66,11 +66,12 @@ def prune_proposal(w: torch.Tensor, mask: torch.Tensor, ops: list[str], nodes: i
 
 def keep_one_skip(proposal: dict[str, list[str]], w: torch.Tensor, mask: torch.Tensor, ops: list[str], nodes: int,
                   floor: float, zero: str = "compete") -> dict[str, list[str]]:
-    """When a proposal would strip `skip` from every edge, keep it on the edge leaving a cell input (node 0
-    or 1) where it weighs most relative to its fair share 1/n (n: the edge's active ops), in place of
-    that edge's weakest kept op, so the cell keeps a residual path to choose; unless even there its weight
-    is below `floor` times its fair share: then the data, not a tie, asks for its removal."""
-    if floor <= 0 or "skip" not in ops or any("skip" in kept for kept in proposal.values()):
+    """When a proposal would strip `skip` from every edge leaving a cell input (node 0 or 1), keep it on the
+    one where it weighs most relative to its fair share 1/n (n: the edge's active ops), in place of that
+    edge's weakest kept op, so the cell keeps a residual path to choose; unless even there its weight is
+    below `floor` times its fair share: then the data, not a tie, asks for its removal."""
+    inputs = [edge_name(e) for e in edge_list(nodes) if e[0] <= 1]
+    if floor <= 0 or "skip" not in ops or any("skip" in proposal[name] for name in inputs):
         return proposal
     s = ops.index("skip")
     best: tuple[float, str] | None = None
@@ -128,9 +129,45 @@ def check_keep(keep: Any, mask: torch.Tensor, ops: list[str], nodes: int) -> str
 
 
 def derive_genotype(w: torch.Tensor, mask: torch.Tensor, ops: list[str], nodes: int, edges_per_node: int,
-                    meta: dict[str, Any] | None = None) -> Genotype:
+                    meta: dict[str, Any] | None = None, skip_floor: float = 0.0) -> Genotype:
     """For each intermediate node keep the `edges_per_node` strongest incoming edges, ranked by their best
-    non-zero op; each kept edge takes that op. Output = all intermediate nodes."""
+    non-zero op; each kept edge takes that op. Output = all intermediate nodes.
+
+    With `skip_floor` > 0 a cell is not left without a residual path (a chain of `skip` edges from a cell
+    input to an output node; stacked without one, the digits network stayed at chance): the edge leaving
+    a cell input where `skip` weighs most relative to its fair share 1/n becomes a `skip` edge (taking
+    the place of its destination's weaker edge) unless even there skip is below `skip_floor` times its
+    fair share."""
+    geno = _derive(w, mask, ops, nodes, edges_per_node, meta)
+    if skip_floor <= 0 or "skip" not in ops or has_residual_path(geno):
+        return geno
+    s = ops.index("skip")
+    best = max(((float(w[r, s]) * int(mask[r].sum()), e) for r, e in enumerate(edge_list(nodes))
+                if e[0] <= 1 and mask[r, s]), default=None)
+    if best is None or best[0] < skip_floor:
+        return geno
+    i, j = best[1]
+    into_j = [e for e in geno.edges if e.dst == j]
+    same = [e for e in into_j if e.src == i]
+    # the strength of a kept edge is its op's weight; the weaker edge into j gives way to the skip
+    col = {o: c for c, o in enumerate(ops)}
+    row = {e: r for r, e in enumerate(edge_list(nodes))}
+    out = same[0] if same else min(into_j, key=lambda e: float(w[row[(e.src, e.dst)], col[e.op]]))
+    edges = sorted([e for e in geno.edges if e != out] + [Edge(i, j, "skip")], key=lambda e: (e.dst, e.src))
+    return Genotype(nodes=nodes, edges=edges, output=list(geno.output), meta=dict(geno.meta))
+
+
+def has_residual_path(genotype: Genotype) -> bool:
+    """Whether a chain of `skip` edges leads from a cell input (node 0 or 1) to an output node."""
+    reach = {0, 1}
+    for e in sorted(genotype.edges, key=lambda e: e.dst):
+        if e.op == "skip" and e.src in reach:
+            reach.add(e.dst)
+    return any(o in reach for o in genotype.output)
+
+
+def _derive(w: torch.Tensor, mask: torch.Tensor, ops: list[str], nodes: int, edges_per_node: int,
+            meta: dict[str, Any] | None) -> Genotype:
     edges = edge_list(nodes)
     chosen: list[Edge] = []
     for j in range(2, nodes + 2):

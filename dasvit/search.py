@@ -186,7 +186,7 @@ class Searcher:
         geno = derive_genotype(w, net.mask.cpu(), self.ops, self.nodes, self.cfg.space.edges_per_node, meta={
             "dataset": self.cfg.data.name, "run": self.run.dir.name, "stage": stage + 1,
             "stage_depths": [st.depth for st in sc.stages], "preset": self.cfg.preset,
-        })
+        }, skip_floor=sc.skip_floor)
         self.check_ranks_agree(w, stage)
         if self.info.main:
             geno.save(self.run.dir / f"genotype-stage{stage + 1}.json")

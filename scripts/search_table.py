@@ -54,7 +54,7 @@ def main(argv: list[str]) -> None:
         s = summarise(Path(arg))
         print(f"| {s['run']} | {fmt(s['val_acc'])} | {fmt(s['skip'], '.3f')} | "
               f"{fmt(s['skip_kept'], 'd')} of {s['edges']} | {fmt(s['zero_kept'], 'd')} | {s['cell_skip']} | "
-              f"{'yes' if s['residual'] else 'no'} | {s['cell']} |")
+              f"{ {True: 'yes', False: 'no', None: '-'}[s['residual']] } | {s['cell']} |")
 
 
 if __name__ == "__main__":

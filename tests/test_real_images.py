@@ -68,3 +68,16 @@ def test_zero_competes_for_a_slot_or_stays_outside_the_slots_or_goes():
         assert free[e][-1] == "zero" and len(free[e]) == 4 and "zero" not in free[e][:3]
         assert "zero" not in drop[e] and len(drop[e]) == 3
         assert free[e][:3] == drop[e]  # the same three strongest non-zero ops
+
+
+def test_derivation_keeps_a_residual_path_unless_the_data_pushed_skip_down():
+    from dasvit.arch import derive_genotype, has_residual_path
+
+    w, mask = _weights(skip=0.115)  # every other op outweighs skip: the plain derivation picks no skip
+    plain = derive_genotype(w, mask, DEFAULT_OPS, 3, 2)
+    assert not has_residual_path(plain)
+    kept = derive_genotype(w, mask, DEFAULT_OPS, 3, 2, skip_floor=0.5)
+    assert has_residual_path(kept) and sum(e.op == "skip" for e in kept.edges) == 1
+    assert all(len(kept.incoming(j)) == 2 for j in (2, 3, 4))  # still two edges into every node
+    low, mask = _weights(skip=0.03)
+    assert not has_residual_path(derive_genotype(low, mask, DEFAULT_OPS, 3, 2, skip_floor=0.5))
