@@ -22,9 +22,9 @@ import shutil
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -66,6 +66,8 @@ class Entry:
 
 @dataclass
 class ComparePlan:
+    """What `compare` trains: the retrains (each once, even when two comparisons share it) and the sizes."""
+
     run_dir: Path
     overrides: list[str]
     cfg: Config  # the run's config with the overrides, at retrain.depth
@@ -171,14 +173,16 @@ def locate(entry: Entry, run_dir: Path, want: Config, depth: int) -> None:
 # the plan, the retrains, the result
 
 def _num_classes(cfg: Config) -> int:
-    from .data import build_datasets
+    from .data import build_datasets, num_classes
 
-    return build_datasets(cfg.data, seed=cfg.search.seed)[2]
+    return num_classes(cfg.data) or build_datasets(cfg.data, seed=cfg.search.seed)[2]
 
 
 def plan_compare(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ComparePlan:
     """Resolve what to retrain and where; every mistake is a one-sentence UserError, before any training."""
     run_dir = rd.require_run_dir(Path(run_dir))
+    if rd.summarize(run_dir).kind == "retrain":
+        raise RunDirError(f"{run_dir} is a retrain run; compare takes the search run directory that holds it.")
     if not (run_dir / rd.GENOTYPE).is_file():
         raise RunDirError(f"{run_dir} has no {rd.GENOTYPE}; compare a search run that has finished.")
     overrides = list(overrides)

@@ -214,7 +214,7 @@ def eval_transform(cfg: DataConfig):
     return T.Compose(to_size_ops(cfg) + to_float_ops(cfg))
 
 
-CLASS_COUNTS = {"cifar10": 10, "cifar100": 100, "imagenet100": 100}
+CLASS_COUNTS = {"cifar10": 10, "cifar100": 100, "imagenet100": 100, "digits": 10}
 
 
 def num_classes(cfg: DataConfig) -> int | None:

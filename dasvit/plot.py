@@ -11,7 +11,9 @@ Everything comes from the run's event log (`events.jsonl`). For a search run:
 - `skip`        the skip fraction (mean weight on `skip` over edges) per epoch and at each stage's end,
                 with how many edges still offer `skip`; two runs side by side;
 - `skip_edges`  (two runs) the weight on `skip` of each edge over epochs, one line per run;
-- `retrain`     loss, top-1 and top-5 per epoch of RUN_DIR/retrain, when it exists.
+- `retrain`     loss, top-1 and top-5 per epoch of RUN_DIR/retrain, when it exists;
+- `compare`     the same for the retrains of `dasvit compare` (searched cell and ViT block), when
+                RUN_DIR/compare.json exists.
 
 For a retrain run directory: `retrain` only. SVG text stays text (editable, searchable).
 """
@@ -52,7 +54,7 @@ class Series:
     label: str
     kind: str
     epochs: list[dict[str, Any]]
-    stage_starts: dict[int, float] = field(default_factory=dict)  # stage -> x where it starts
+    stage_starts: dict[int, int] = field(default_factory=dict)  # stage -> x where it starts
     stage_depths: dict[int, int] = field(default_factory=dict)
     pruned: dict[int, dict[str, list[str]]] = field(default_factory=dict)  # stage -> edge -> ops dropped after it
 
@@ -95,7 +97,7 @@ def load_series(run_dir: str | Path, label: str | None = None) -> Series:
     epochs = [by_key[k] for k in sorted(by_key)]
     default = f"{run_dir.parent.name}/retrain" if run_dir.name == "retrain" else run_dir.name
     s = Series(run_dir, label or default, kind, [])
-    offset, previous = 0.0, None
+    offset, previous = 0, None
     for e in epochs:
         stage = int(e.get("stage", 1))
         if stage != previous:
@@ -197,7 +199,7 @@ def _segments(run: Series, key) -> list[tuple[list[float], list[float]]]:
     return out
 
 
-def plot_curves(runs: list[Series], out: Path, stem: str = "curves") -> list[Path]:
+def plot_curves(runs: list[Series], out: Path, stem: str = "curves", title: str | None = None) -> list[Path]:
     """Loss and accuracy per epoch, train dashed and validation solid (top-1 / top-5 for a retrain)."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
@@ -225,8 +227,8 @@ def plot_curves(runs: list[Series], out: Path, stem: str = "curves") -> list[Pat
     handles = styles + ([Line2D([], [], color=RUN_COLOURS[i], lw=2, label=r.label) for i, r in enumerate(runs)]
                         if len(runs) > 1 else [])
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
-    title = " vs ".join(r.label for r in runs)
-    fig.suptitle(f"{'retrain' if retrain else 'search'}: {title}", fontsize=9)
+    title = title or f"{'retrain' if retrain else 'search'}: " + " vs ".join(r.label for r in runs)
+    fig.suptitle(title, fontsize=9)
     try:
         return _save(fig, out, stem)
     finally:
@@ -308,7 +310,8 @@ def plot_skip(runs: list[Series], out: Path, stem: str = "skip") -> list[Path]:
     _epoch_axis(ax_line, runs)
     ax_line.set_ylabel("skip fraction")
     ax_line.set_ylim(bottom=0)
-    ax_line.legend(frameon=False, loc="best")
+    if len(runs) > 1:
+        ax_line.legend(frameon=False, loc="best")
     n_stages = max(len(r.stages()) for r in runs)
     ax_bar.set_xticks(range(n_stages), [f"stage {k + 1}" for k in range(n_stages)])
     ax_bar.set_ylabel("skip fraction at stage end")
@@ -405,4 +408,27 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path | None = None,
                     and any(e.get("type") == "epoch" for e in rd.read_events(r.path / "retrain")[0])]
         if retrains:
             written += plot_curves(retrains, out, "retrain")
+        if len(runs) == 1:
+            compared = compare_series(runs[0].path)
+            if compared:
+                title = f"dasvit compare {runs[0].label}: searched cell vs ViT block, same recipe"
+                written += plot_curves(compared, out, "compare", title)
     return written
+
+
+def compare_series(run_dir: Path) -> list[Series]:
+    """The retrains `dasvit compare` made (RUN_DIR/compare.json), labelled by cell and depth; [] if none."""
+    import json
+
+    try:
+        data = json.loads((Path(run_dir) / "compare.json").read_text())
+        models = data["models"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    names = {"searched": "searched cell", "vit_b16": "ViT block"}
+    out = []
+    for row in models.values():
+        d = Path(run_dir) / row["dir"]
+        if rd.is_run_dir(d):
+            out.append(load_series(d, f"{names.get(row['cell'], row['cell'])}, depth {row['depth']}"))
+    return out

@@ -43,6 +43,10 @@ METRICS = "metrics.json"  # a finished retrain: top-1/top-5 of BEST, params, FLO
 BEST, LAST = "best.pt", "last.pt"  # a retrain's weights: the best epoch's and the last epoch's
 
 
+_UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it)
+os.umask(_UMASK)
+
+
 def atomic_write_bytes(path: Path, data: bytes, previous: Path | None = None) -> None:
     """Write `data` to `path` so that a reader sees the old file or the new one, never half of one.
 
@@ -52,6 +56,7 @@ def atomic_write_bytes(path: Path, data: bytes, previous: Path | None = None) ->
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; a kept file gets the mode open() would give it
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

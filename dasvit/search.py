@@ -187,7 +187,7 @@ class Searcher:
         geno = derive_genotype(w, net.mask.cpu(), self.ops, self.nodes, self.cfg.space.edges_per_node, meta={
             "dataset": self.cfg.data.name, "run": self.run.dir.name, "stage": stage + 1,
             "stage_depths": [st.depth for st in sc.stages], "preset": self.cfg.preset,
-        })
+        }, skip_floor=sc.skip_floor)
         self.check_ranks_agree(w, stage)
         if self.info.main:
             geno.save(self.run.dir / f"genotype-stage{stage + 1}.json")
@@ -273,7 +273,8 @@ class Searcher:
                 self.checkpoint(stage, st.epochs, "proposal", mask, s)
             if stage + 1 < len(sc.stages):
                 w = s.net.arch_weights().detach().cpu()
-                proposal = prune_proposal(w, mask, self.ops, self.nodes, sc.stages[stage + 1].keep)
+                proposal = prune_proposal(w, mask, self.ops, self.nodes, sc.stages[stage + 1].keep, sc.prune_zero,
+                                          sc.skip_floor)
                 self.run.emit("prune_proposal", stage=stage + 1, keep=proposal,
                               weights=arch_weights_dict(w, mask, self.ops, self.nodes),
                               approval=sc.approval)

@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
           op_weights  a panel per edge, a line per op; x: pruned there (Figures 2-3)
           skip        skip fraction per epoch and at each stage's end
           retrain     loss, top-1 and top-5 of RUN_DIR/retrain, when it exists
+          compare     the same for the retrains of `dasvit compare`, when it ran
         With RUN_DIR2 the runs are overlaid; op_weights-<label> for each run, and
         skip_edges: each edge's weight on skip, run against run.
         A retrain run directory gives retrain only.

@@ -24,10 +24,10 @@ def test_auto_policy_fits_each_dataset_and_phase():
         cfg = load_config(preset, list(sets))
         return resolve_policy(cfg.search.augment if phase == "search" else cfg.retrain.augment, cfg.data, phase)
 
-    # a mirrored digit is another symbol: never flipped, and never cropped to a fraction of its area
-    for phase in ("search", "retrain"):
-        p = policy("digits", phase)
-        assert not p.flip and p.crop == "pad" and p.padding == 2
+    # a mirrored digit is another symbol: never flipped, and never cropped to a fraction of its area;
+    # the short search does not shift it either (half a patch), the retrain pads and crops by 2 px
+    s, r = policy("digits", "search"), policy("digits", "retrain")
+    assert not s.flip and not r.flip and s.crop == "none" and r.crop == "pad" and r.padding == 2
     # photographs: flipped; the search crops lightly, the retrain of full-size images uses the resized crop
     assert policy("cifar10", "search").crop == "pad" and policy("cifar10", "search").flip
     assert policy("imagenet100", "search").crop == "pad"

@@ -88,6 +88,18 @@ def test_a_second_compare_reuses_every_retrain(first, run):
     assert shown.exit_code == 0 and "matched FLOPs" in shown.output
 
 
+def test_plot_draws_the_compared_retrains(first, run, tmp_path):
+    from dasvit.plot import compare_series, plot_curves
+
+    series = compare_series(run)
+    names = {"vit_b16": "ViT block", "searched": "searched cell"}
+    assert sorted(s.label for s in series) == sorted(f"{names[r['cell']]}, depth {r['depth']}"
+                                                      for r in first["models"].values())
+    written = plot_curves(series, tmp_path, "compare")
+    text = (tmp_path / "compare.svg").read_text()
+    assert len(written) == 2 and all(s.label in text for s in series)
+
+
 def test_a_finished_retrain_with_the_same_recipe_is_reused_and_another_recipe_is_not(first, run):
     same = plan_compare(run)  # the recorded retrain/ used the run's own recipe at retrain.depth
     e = same.entry("searched", 4)
@@ -97,11 +109,13 @@ def test_a_finished_retrain_with_the_same_recipe_is_reused_and_another_recipe_is
     assert other.entry("vit_b16", 4).run_dir.name == "vit_b16-d4-2"  # vit_b16-d4 holds the 1-epoch recipe
 
 
-def test_a_run_without_genotype_is_a_one_sentence_error(tmp_path, monkeypatch, capsys):
+def test_a_run_without_genotype_or_a_retrain_run_is_a_one_sentence_error(tmp_path, monkeypatch, capsys):
     bare = tmp_path / "bare"
     shutil.copytree(RECORDED, bare, ignore=shutil.ignore_patterns("genotype*.json", "retrain"))
     with pytest.raises(RunDirError, match="no genotype.json"):
         plan_compare(bare)
+    with pytest.raises(RunDirError, match="is a retrain run"):
+        plan_compare(RECORDED / "retrain")
     monkeypatch.setattr(sys, "argv", ["dasvit", "compare", str(bare)])
     with pytest.raises(SystemExit) as exit_:
         main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -50,6 +51,9 @@ def test_a_search_run_gives_curves_op_weights_skip_and_its_retrain_as_png_and_sv
     assert sorted(p.name for p in written) == sorted(
         f"{stem}.{ext}" for stem in ("curves", "op_weights", "skip", "retrain") for ext in ("png", "svg"))
     assert sorted(out.iterdir()) == sorted(written)  # nothing else (no temp files left behind)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert all(p.stat().st_mode & 0o777 == 0o666 & ~umask for p in written)  # readable as any file, not 0600
     for p in written:
         if p.suffix == ".png":
             check_png(p)
