@@ -149,10 +149,9 @@ class SearchConfig:
     approval: Literal["auto", "manual"] = "auto"
     # how `zero` takes part in a stage-end pruning: compete (ranked with the others for the stage's `keep`
     # slots, as P-DARTS), free (kept on every edge outside the slots: `keep` counts the other ops), or
-    # drop (removed at the first pruning; `keep` counts the other ops). free: the derivation never picks
-    # zero, so a slot it took (on 3-8 of 9 edges, measured on digits) was a candidate lost; outside the
-    # slots it still tells the derivation which edges matter (RESULTS.md)
-    prune_zero: Literal["compete", "free", "drop"] = "free"
+    # drop (removed at the first pruning; `keep` counts the other ops). compete: on digits `free` searched
+    # more real ops per edge, yet its cells retrained 0.8 points lower in both seeds measured (RESULTS.md)
+    prune_zero: Literal["compete", "free", "drop"] = "compete"
     # when a pruning would strip `skip` from every edge, keep it on the edge leaving a cell input where it
     # weighs most, unless even there it is below skip_floor times its fair share 1/n (0: off)
     skip_floor: float = 0.5

@@ -34,11 +34,10 @@ def test_run_directory_follows_the_contract(tiny_search):
         assert set(e["fairness"]) >= {"skip", "type", "total"}
         skip = [ops.get("skip", 0.0) for ops in e["arch_weights"].values()]
         assert abs(e["skip_fraction"] - sum(skip) / len(skip)) < 1e-6
-    # stage 2 runs on the 4 ops per edge that stage 1's pruning kept (and `zero`, outside the slots), stage 3 on 2
+    # stage 2 runs on the 4 ops per edge that stage 1's pruning kept, stage 3 on 2
     prunes = of_type(evs, "prune")
     assert [p["stage"] for p in prunes] == [1, 2] and all(p["by"] == "auto" for p in prunes)
-    assert [len(ops) for ops in prunes[0]["keep"].values()] == [5] * len(EDGES)
-    assert all(ops[-1] == "zero" and "zero" not in ops[:-1] for ops in prunes[0]["keep"].values())
+    assert [len(ops) for ops in prunes[0]["keep"].values()] == [4] * len(EDGES)
     for e in epochs:
         if e["stage"] == 2:
             assert {k: sorted(v) for k, v in e["arch_weights"].items()} == {k: sorted(v) for k, v in prunes[0]["keep"].items()}
