@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from .config import DataConfig
 from .errors import DataError
+from .training import mix_seed
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -294,7 +295,7 @@ def build_datasets(cfg: DataConfig, seed: int = 0,
 
 def split_halves(n: int, seed: int) -> tuple[list[int], list[int]]:
     """DARTS: halve the training set; the first half trains weights, the second trains α."""
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1234)).tolist()
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(mix_seed(seed, 1234))).tolist()
     half = n // 2
     return sorted(perm[:half]), sorted(perm[half:])
 
@@ -319,7 +320,7 @@ class EpochLoaders:
 
     def epoch(self, epoch: int) -> DataLoader:
         n = len(self.dataset)
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        g = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
         order = torch.randperm(n, generator=g).tolist() if self.shuffle else list(range(n))
         per_rank = n // self.world
         order = order[self.rank: per_rank * self.world: self.world]
@@ -329,7 +330,7 @@ class EpochLoaders:
             shuffle=False,
             drop_last=self.drop_last,
             num_workers=self.workers,
-            generator=torch.Generator().manual_seed(self.seed * 7 + epoch),
+            generator=torch.Generator().manual_seed(mix_seed(self.seed, epoch, 7)),
             persistent_workers=False,
             pin_memory=torch.cuda.is_available(),
         )

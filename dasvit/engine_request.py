@@ -1,7 +1,7 @@
 """What an engine process is asked to do: one typed request per engine, and its command line.
 
 A front (the CLI, the TUI) builds a request; `argv()` is the engine's command line and `parse()` reads it
-back in the engine (`python -m dasvit.search`, `python -m dasvit.retrain`, or the same under torchrun), so
+back in the engine (`python -m dasvit.search`, `dasvit.retrain`, `dasvit.focus`, or the same under torchrun), so
 the argument list is written in one place and read in one place. `resolved()` fixes what every rank and
 the watching front must agree on before the engine starts: the run directory. A new engine adds a request
 class here and an entry in `REQUESTS`.
@@ -19,8 +19,8 @@ from typing import ClassVar
 from . import rundir as rd
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default=None, help="preset name (demo, cifar10, ...) or a YAML file")
+def _common(p: argparse.ArgumentParser, presets: str = "demo, cifar10, ...") -> None:
+    p.add_argument("--preset", default=None, help=f"preset name ({presets}) or a YAML file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--run-dir", dest="run_dir", type=Path, default=None)
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR")
@@ -59,7 +59,8 @@ class SearchRequest:
 
     @classmethod
     def parser(cls) -> argparse.ArgumentParser:
-        p = argparse.ArgumentParser(prog=f"python -m {cls.MODULE}")
+        p = argparse.ArgumentParser(prog=f"python -m {cls.MODULE}",
+                                    description="The search engine process; users run `dasvit search`.")
         _common(p)
         p.add_argument("--approve", choices=["auto", "manual"], default=None)
         return p
@@ -100,7 +101,8 @@ class RetrainRequest:
 
     @classmethod
     def parser(cls) -> argparse.ArgumentParser:
-        p = argparse.ArgumentParser(prog=f"python -m {cls.MODULE}")
+        p = argparse.ArgumentParser(prog=f"python -m {cls.MODULE}",
+                                    description="The retrain engine process; users run `dasvit retrain`.")
         p.add_argument("source", nargs="?", help="genotype.json, a search run directory, or a built-in (vit_b16)")
         _common(p)
         return p
@@ -132,5 +134,48 @@ def retrain_run_dir(source: str | None, root: Path = Path("runs")) -> Path:
     return rd.default_run_dir(f"{Path(source or 'custom').stem}-retrain", root)
 
 
-REQUESTS: dict[str, type] = {r.KIND: r for r in (SearchRequest, RetrainRequest)}
-EngineRequest = SearchRequest | RetrainRequest
+@dataclass
+class FocusRequest:
+    """A FocusFormer training (supernet and sampler): a new one from `preset` + `overrides` into `run_dir`,
+    or `resume` an existing run."""
+
+    KIND: ClassVar[str] = "focus"
+    MODULE: ClassVar[str] = "dasvit.focus"
+    DEFAULT_PRESET: ClassVar[str] = "focus-demo"
+
+    preset: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    run_dir: Path | None = None
+    resume: Path | None = None
+    progress: bool = True
+
+    @classmethod
+    def parser(cls) -> argparse.ArgumentParser:
+        p = argparse.ArgumentParser(prog=f"python -m {cls.MODULE}",
+                                    description="The FocusFormer engine process; users run `dasvit focus`.")
+        _common(p, presets="focus-demo, focus-cifar100, ...")
+        return p
+
+    @classmethod
+    def parse(cls, argv: list[str] | None = None) -> FocusRequest:
+        return cls(**vars(cls.parser().parse_args(argv)))
+
+    def argv(self) -> list[str]:
+        return _argv_common(self.preset, self.overrides, self.run_dir, self.resume, self.progress)
+
+    def resolved(self, root: Path = Path("runs")) -> FocusRequest:
+        """The run directory fixed (a resumed run's own; else runs/<preset>-<time>); the config and the
+        elastic space around its base cell are checked first, so a mistake is one sentence before any
+        directory exists."""
+        if self.resume is not None:
+            return replace(self, run_dir=Path(self.resume))
+        from .config import load_config
+        from .focus.space import space_from_config
+
+        cfg = load_config(self.preset or self.DEFAULT_PRESET, self.overrides)
+        space_from_config(cfg)
+        return replace(self, run_dir=Path(self.run_dir or rd.default_run_dir(cfg.preset, root)))
+
+
+REQUESTS: dict[str, type] = {r.KIND: r for r in (SearchRequest, RetrainRequest, FocusRequest)}
+EngineRequest = SearchRequest | RetrainRequest | FocusRequest

@@ -95,7 +95,6 @@ class Genotype:
         atomic_write_text(Path(path), json.dumps(self.to_json(), indent=2) + "\n")
 
 
-
 def feeding_nodes(output: list[int], edges: list[Edge]) -> list[int]:
     """The intermediate nodes (2..) that `output` depends on through `edges`, ascending."""
     live, stack = set(), list(output)

@@ -18,6 +18,7 @@ from torch import nn
 
 from .genotype import Genotype
 from .network import Network
+from .training import autocast
 
 SDPA_OP = "aten::scaled_dot_product_attention"
 
@@ -118,13 +119,12 @@ def images_per_second(model: nn.Module, image_size: int, batch_size: int, device
     was_training = model.training
     model.eval()
     x = torch.randn(batch_size, in_chans, image_size, image_size, device=device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    with autocast:
+    with autocast(device):
         for _ in range(warmup):
             model(x)
         sync()

@@ -101,6 +101,16 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
+def epoch_peak_memory(info: DistInfo) -> dict[str, int]:
+    """{"peak_mem_bytes": the CUDA memory peak since the last call} for an epoch event, then the peak is reset;
+    {} off CUDA."""
+    if info.device.type != "cuda":
+        return {}
+    peak = torch.cuda.max_memory_allocated(info.device)
+    torch.cuda.reset_peak_memory_stats(info.device)
+    return {"peak_mem_bytes": peak}
+
+
 def broadcast_object(obj: Any, info: DistInfo) -> Any:
     if info.world == 1:
         return obj

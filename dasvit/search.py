@@ -38,6 +38,7 @@ from .runtime import (
     barrier,
     broadcast_object,
     default_run_dir,
+    epoch_peak_memory,
     fail_event,
     load_checkpoint,
     reduce_sum,
@@ -286,10 +287,7 @@ class Searcher:
         sc = self.cfg.search
         w = s.net.arch_weights().detach().float().cpu()
         terms = {k: float(v) for k, v in fairness_terms(w, self.ops, sc.fairness).items()}
-        extra = {}
-        if self.info.device.type == "cuda":
-            extra["peak_mem_bytes"] = torch.cuda.max_memory_allocated(self.info.device)
-            torch.cuda.reset_peak_memory_stats(self.info.device)
+        extra = epoch_peak_memory(self.info)
         self.run.emit(
             "epoch", stage=stage + 1, stages=len(sc.stages), epoch=epoch + 1, epochs=sc.stages[stage].epochs,
             depth=sc.stages[stage].depth, lr=s.sched.get_last_lr()[0], arch_step=epoch >= sc.arch_warmup_epochs,

@@ -135,13 +135,13 @@ class SearchCell(nn.Module):
             self.selectors.append(TokenSelector(dim, pts_ratio, pts_dim) if pts_ratio is not None else nn.Identity())
         self.use_pts = pts_ratio is not None
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, arch_w: torch.Tensor) -> torch.Tensor:
         states = [s0, s1]
         pending: dict[int, torch.Tensor] = {}
         for i, ne in enumerate(self.node_edges):
             if i >= 2:
                 states.append(pending.pop(i))
-            outs = ne(states[i], weights.index_select(0, ne.row_index), self.selectors[i] if self.use_pts else None)
+            outs = ne(states[i], arch_w.index_select(0, ne.row_index), self.selectors[i] if self.use_pts else None)
             for k, j in enumerate(ne.dsts):
                 pending[j] = outs[k] if j not in pending else pending[j] + outs[k]
         states.append(pending.pop(self.nodes + 1))
@@ -168,9 +168,9 @@ class Supernet(nn.Module):
                  pts_ratio: float | None = 0.5, pts_dim: int = 64, in_chans: int = 3):
         super().__init__()
         self.ops = list(ops)
-        self.edges = edge_list(nodes)
+        self.edge_pairs = edge_list(nodes)  # (i, j) per row of α
         self.nodes = nodes
-        n_e, n_o = len(self.edges), len(ops)
+        n_e, n_o = len(self.edge_pairs), len(ops)
         mask = torch.ones(n_e, n_o, dtype=torch.bool) if mask is None else mask.clone().bool()
         if mask.shape != (n_e, n_o) or not mask.any(dim=1).all():
             raise ValueError("mask must be [edges, ops] with at least one op per edge")

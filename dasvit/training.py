@@ -68,24 +68,29 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: f
 def weight_step(model: nn.Module, params: list[torch.Tensor], optimizer: torch.optim.Optimizer, x: torch.Tensor,
                 target: torch.Tensor, info: DistInfo, *, grad_clip: float = 0.0, label_smoothing: float = 0.0,
                 scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-                grads_synced: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                grads_synced: bool = False, skip_unused: bool = False, args: tuple = ()) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step of `params` on one batch: forward under autocast, loss, gradients averaged over
-    ranks, clipping, step, schedule. Returns the detached (loss, logits).
+    ranks, clipping, step, schedule. Returns the detached (loss, logits). `args` follow the images into the
+    forward (a FocusFormer supernet's architecture).
 
     Gradients come from `torch.autograd.grad` over `params` only, so parameters outside them (a supernet's
     α) are neither touched nor paid for. With `grads_synced` (the model is a DistributedDataParallel) the
-    gradients come from `backward()`, which DDP averages as it goes."""
+    gradients come from `backward()`, which DDP averages as it goes.
+
+    A parameter of `params` the forward did not use gets a zero gradient (the optimizer still decays it and
+    its moments still move it), or with `skip_unused` none, so the optimizer leaves it alone: a FocusFormer
+    supernet's layers past the drawn depth. Every rank must then use the same parameters (the same arch)."""
     optimizer.zero_grad(set_to_none=True)
     with autocast(info.device):
-        logits = model(x)
+        logits = model(x, *args)
     loss = cross_entropy(logits, target, label_smoothing)
     if grads_synced:
         loss.backward()
     else:
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         for p, g in zip(params, grads):
-            p.grad = torch.zeros_like(p) if g is None else g
-        all_reduce_mean([p.grad for p in params], info)
+            p.grad = torch.zeros_like(p) if g is None and not skip_unused else g
+        all_reduce_mean([p.grad for p in params if p.grad is not None], info)
     if grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(params, grad_clip)
     optimizer.step()
@@ -95,16 +100,22 @@ def weight_step(model: nn.Module, params: list[torch.Tensor], optimizer: torch.o
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], info: DistInfo) -> dict[str, float]:
+def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], info: DistInfo,
+             args: tuple = (), max_batches: int = 0) -> dict[str, float]:
     """Loss, top-1 and top-5 over every rank's share of a validation set (eval mode, then the model's mode
-    is restored): {"val_loss", "top1", "top5"}, fractions in [0, 1]."""
+    is restored): {"val_loss", "top1", "top5"}, fractions in [0, 1].
+
+    `args` follow the images into the forward (a FocusFormer supernet's architecture); `max_batches` > 0
+    stops after that many batches per rank."""
     was_training = model.training
     model.eval()
     loss_sum = c1 = c5 = n = 0.0
-    for x, y in batches:
+    for i, (x, y) in enumerate(batches):
+        if max_batches and i >= max_batches:
+            break
         x, y = x.to(info.device, non_blocking=True), y.to(info.device, non_blocking=True)
         with autocast(info.device):
-            logits = model(x)
+            logits = model(x, *args)
         logits = logits.float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices

@@ -7,26 +7,10 @@ from typing import Optional
 
 import typer
 
+from dasvit.engine_request import FocusRequest
 from dasvit.errors import UserError
 
 SET_HELP = "Override a config key, VALUE parsed as YAML; repeatable. Example: --set focus.sampler=uniform"
-
-
-def engine_argv(preset: Optional[str], overrides: list[str], run_dir: Optional[Path], resume: Optional[Path],
-                progress: bool = True) -> list[str]:
-    """The engine's own arguments (python -m dasvit.focus ...)."""
-    argv: list[str] = []
-    if preset:
-        argv += ["--preset", preset]
-    for o in overrides:
-        argv += ["--set", o]
-    if run_dir:
-        argv += ["--run-dir", str(run_dir)]
-    if resume:
-        argv += ["--resume", str(resume)]
-    if not progress:
-        argv.append("--no-progress")
-    return argv
 
 
 def register(app: typer.Typer) -> None:
@@ -40,30 +24,30 @@ def register(app: typer.Typer) -> None:
         nproc: int = typer.Option(1, "--nproc", min=1, help="Processes (one per GPU) under torchrun; gloo on CPU."),
         no_progress: bool = typer.Option(False, "--no-progress", help="Print no progress lines."),
     ) -> None:
-        """Train a FocusFormer supernet (weight-entangled elastic space around a cell) and its
-        budget-conditioned architecture sampler; then `dasvit specialize RUN_DIR --flops 1.4G`.
+        """Train a FocusFormer supernet and its budget-aware architecture sampler.
 
-        The space is `focus.base` (vit_b16, a genotype.json or a DASViT search run directory) with the
-        choices of focus.embed_dims, focus.depths, focus.heads and focus.mlp_ratios. focus.sampler:
-        pareto (FocusFormer) or uniform (AutoFormer's training, the baseline).
+        The supernet is weight-entangled over an elastic space around a cell:
+        focus.base (vit_b16, a genotype.json or a DASViT search run directory)
+        with the choices of focus.embed_dims, focus.depths, focus.heads and
+        focus.mlp_ratios. focus.sampler: pareto (FocusFormer) or uniform
+        (AutoFormer's training, the baseline). Then: dasvit specialize RUN_DIR
+        --flops 1.4G.
 
-        Exit codes: 0 finished, 1 failed, 2 bad input, 130 stopped (Ctrl-C, SIGTERM or a stop request).
-        A stopped or killed run continues with --resume RUN_DIR from its last completed epoch.
+        Exit codes: 0 finished, 1 failed, 2 bad input, 130 stopped (Ctrl-C,
+        SIGTERM or a stop request). A stopped or killed run continues with
+        --resume RUN_DIR from its last completed epoch.
 
-        Example: dasvit focus --headless --preset focus-demo --set focus.base=runs/demo-20260101-120000
+        Example: dasvit focus --headless --preset focus-demo
         """
         if not headless:
             raise UserError("the monitor for focus runs is not there yet; add --headless "
                             "(the run directory can be followed with: tail -f RUN_DIR/events.jsonl).")
-        from dasvit.focus.train import prepare
-
-        if resume is None:  # every mistake in the config or the base cell: exit 2 before any work
-            _, run_dir, _ = prepare(preset, list(overrides), run_dir, None)
-        argv = engine_argv(preset, list(overrides), run_dir, resume, progress=not no_progress)
+        request = FocusRequest(preset, list(overrides), run_dir, resume, progress=not no_progress)
+        request = request.resolved()  # every rank writes the same run directory; a bad config stops here
         if nproc > 1:
-            from .cmd_search import run_distributed
+            from .launch import run_distributed
 
-            raise typer.Exit(run_distributed("dasvit.focus", nproc, argv))
-        from dasvit.focus.train import main as focus_main
+            raise typer.Exit(run_distributed(request, nproc))
+        from dasvit.focus.train import run
 
-        raise typer.Exit(focus_main(argv))
+        raise typer.Exit(run(request))

@@ -48,7 +48,7 @@ def print_result(result) -> None:
                   f"found at evaluation {b.order} of {len(result.evaluated)} in {result.seconds:.1f} s")
     if result.path is not None:
         console.print(f"wrote {result.path}  (draw it: dasvit show {result.path}; train it: "
-                      f"dasvit retrain {result.path} --preset PRESET)")
+                      f"dasvit retrain {result.path} --preset {result.preset or 'PRESET'} --headless)")
 
 
 def register(app: typer.Typer) -> None:
@@ -62,14 +62,17 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed of the draws."),
         fmt: str = typer.Option("rich", "--format", help="rich (a table) or json (for scripts)."),
     ) -> None:
-        """Find the most accurate architecture under a budget with the supernet's inherited weights.
+        """Find the most accurate architecture of a focus run under a budget.
 
-        Evaluates up to --samples architectures under the budget on the validation split, writes the best as a
-        version-2 genotype RUN_DIR/specialized/<budget>.json (<budget>-<method>.json for evolution and random)
-        with its FLOPs, params and inherited-weight top-1 in `meta`, and prints the Pareto front of all it
-        evaluated. Train the result from scratch with: dasvit retrain RUN_DIR/specialized/<budget>.json --preset P
+        Evaluates up to --samples architectures under the budget on the
+        validation split with the supernet's inherited weights, prints the
+        Pareto front of all it evaluated, and writes the best as a version-2
+        genotype RUN_DIR/specialized/<budget>.json (<budget>-<method>.json for
+        evolution and random) with its FLOPs, params and inherited-weight
+        top-1 in its meta. Train it from scratch with: dasvit retrain
+        RUN_DIR/specialized/<budget>.json --preset P --headless
 
-        Example: dasvit specialize runs/focus-demo-20260101-120000 --flops 1.4G --params 6M --method evolution
+        Example: dasvit specialize runs/focus-demo-20260101-120000 --flops 420K
         """
         from dasvit.focus.specialize import METHODS, parse_count, specialize as run_specialize
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dasvit.engine_request import RetrainRequest, SearchRequest
+from dasvit.engine_request import REQUESTS, FocusRequest, RetrainRequest, SearchRequest
 from dasvit.errors import ConfigError
 
 
@@ -15,6 +15,8 @@ from dasvit.errors import ConfigError
     SearchRequest(resume=Path("runs/x"), approve="auto", progress=False),
     RetrainRequest("runs/x", "demo", ["retrain.epochs=2"], Path("runs/x/retrain")),
     RetrainRequest(resume=Path("runs/x"), overrides=["retrain.epochs=8"], progress=False),
+    FocusRequest("focus-demo", ["focus.sampler=uniform", "focus.epochs=2"], Path("runs/f")),
+    FocusRequest(resume=Path("runs/f"), progress=False),
 ])
 def test_a_request_survives_the_engine_command_line(request_):
     assert type(request_).parse(request_.argv()) == request_
@@ -30,3 +32,16 @@ def test_resolving_fixes_the_run_directory_and_checks_the_config_first(tmp_path)
     search.mkdir()
     (search / "config.yaml").write_text("preset: demo\n")
     assert RetrainRequest(str(search)).resolved().run_dir == search.absolute() / "retrain"
+
+
+def test_a_focus_request_checks_its_space_before_any_directory(tmp_path):
+    from dasvit.errors import GenotypeError
+
+    assert REQUESTS["focus"] is FocusRequest and FocusRequest.MODULE == "dasvit.focus"
+    new = FocusRequest().resolved(tmp_path)
+    assert new.run_dir.parent == tmp_path and new.run_dir.name.startswith("focus-demo-")
+    with pytest.raises(ConfigError):
+        FocusRequest("focus-demo", ["focus.depths=[]"]).resolved(tmp_path)
+    with pytest.raises(GenotypeError):
+        FocusRequest("focus-demo", ["focus.base=no/such/cell.json"]).resolved(tmp_path)
+    assert list(tmp_path.iterdir()) == []

@@ -4,6 +4,7 @@ and a DASViT search's cell as the base of a focus run."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -99,6 +100,26 @@ def test_sigkill_then_resume_ends_with_the_same_sampler_and_supernet(tmp_path, t
     assert focus_main("--resume", str(run), "--no-progress") == 0
     _assert_same_state(_final(run), _final(ref))
     assert [e["status"] for e in of_type(events(run), "run_end")] == ["finished"]
+
+
+def test_a_damaged_checkpoint_resumes_from_the_epoch_before_and_ends_the_same(tmp_path, tiny_focus, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_focus, run, ignore=shutil.ignore_patterns(".lock", "specialized"))
+    last = run / "checkpoint.pt"
+    assert torch.load(run / "checkpoint.prev.pt", weights_only=True)["epoch"] == 2
+    last.write_bytes(last.read_bytes()[:1000])  # a write cut short
+    assert focus_main("--resume", str(run), "--no-progress") == 0
+    err = capsys.readouterr().err
+    assert "warning:" in err and str(last) in err and "checkpoint.prev.pt" in err
+    _assert_same_state(_final(run), _final(tiny_focus))  # epoch 3 replayed from epoch 2's checkpoint
+
+
+def test_unwritable_run_dir_is_one_sentence_before_any_work(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    assert focus_main("--preset", "focus-demo", "--run-dir", str(blocker / "run"), "--no-progress") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(blocker / "run") in err and "--run-dir" in err
 
 
 def test_ctrl_c_stops_with_exit_130_and_a_checkpoint(tmp_path):

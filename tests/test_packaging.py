@@ -30,11 +30,17 @@ def test_wheel_ships_every_preset_and_the_installed_package_loads_them(tmp_path)
     with zipfile.ZipFile(wheel) as z:
         shipped = sorted(n.split("/")[-1] for n in z.namelist() if n.startswith("dasvit/presets/"))
         assert shipped == presets
+        modules = {n for n in z.namelist() if n.endswith(".py")}
+        for sub in ("dasvit/focus/", "dasvit_tui/screens/", "dasvit_tui/widgets/"):
+            assert any(n.startswith(sub) for n in modules), f"the wheel lacks {sub}"
         site = tmp_path / "site"
         z.extractall(site)
     # an installed copy, imported from elsewhere: every preset loads by name
-    code = ("import dasvit, dasvit.config as c; print(dasvit.__file__); "
-            "print(','.join(c.preset_names())); [c.load_config(n) for n in c.preset_names()]")
+    # and every module of both packages (subpackages too: focus, screens, widgets) imports from the wheel
+    code = ("import dasvit, dasvit.config as c, pkgutil, importlib, dasvit_tui; print(dasvit.__file__); "
+            "print(','.join(c.preset_names())); [c.load_config(n) for n in c.preset_names()]; "
+            "[importlib.import_module(m.name) for p in (dasvit, dasvit_tui) "
+            "for m in pkgutil.walk_packages(p.__path__, p.__name__ + '.') if not m.name.endswith('__main__')]")
     env = dict(os.environ, PYTHONPATH=str(site))
     res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr

@@ -48,8 +48,8 @@ def reference(search_run) -> Path:
 
 def test_retrain_of_a_search_run_writes_the_contract_into_run_dir_retrain(reference, search_run):
     assert sorted(p.name for p in reference.iterdir() if not p.name.startswith(".")) == [
-        "best.pt", "checkpoint.pt", "config.yaml", "control.jsonl", "events.jsonl", "genotype.json", "last.pt",
-        "metrics.json"]
+        "best.pt", "checkpoint.prev.pt", "checkpoint.pt", "config.yaml", "control.jsonl", "events.jsonl",
+        "genotype.json", "last.pt", "metrics.json"]
     evs = events(reference)
     start = of_type(evs, "run_start")[0]
     assert start["kind"] == "retrain" and start["preset"] == "demo" and start["world_size"] == 1

@@ -139,3 +139,56 @@ def test_a_truncated_last_line_of_a_dead_engine_is_warned_about_once(tmp_path):
     watcher.poll()
     (bad,) = inbox.of(m.BadEventLine)
     assert bad.text.startswith('{"v":1,"type":"epoch"')
+
+
+def test_every_front_reads_the_same_status_for_any_kind_of_run(tmp_path):
+    """rundir.summarize (lists, scripts) and the monitor's RunState share one status definition, and the
+    plan comes from config[kind]: a kind this front has never seen (focus) is planned from its epochs."""
+    run = tmp_path / "focus"
+    run.mkdir()
+    (run / "config.yaml").write_text("preset: demo\n")
+    evs = [rd.make_event("run_start", kind="focus", preset="focus-demo", device="cpu", pid=1,
+                         config={"focus": {"epochs": 4}, "search": {"stages": [{"epochs": 1}] * 3}}),
+           rd.make_event("epoch", stage=1, epoch=1, epochs=4, val_acc=0.5)]
+    (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evs))
+    lock = rd.RunLock(run)
+    lock.acquire()
+    try:
+        summary = rd.summarize(run)
+        state = RunState(run)
+        for e in evs:
+            state.apply(e)
+        state.live = True
+        assert summary.status == state.status == "running"
+        assert summary.planned_stages == state.stages == [{"depth": 1, "keep": 1, "epochs": 4}]
+    finally:
+        lock.release()
+    with open(run / "events.jsonl", "a") as f:
+        f.write(json.dumps(rd.make_event("run_end", status="stopped", message="")) + "\n")
+    assert rd.summarize(run).status == "stopped"
+    assert rd.summarize(run / "nothing-here").status == "not started"
+
+
+def test_a_real_focus_run_reads_the_same_in_the_runs_list_and_the_monitor_state(tmp_path):
+    """A tiny real FocusFormer run (kind "focus"): summarize, the runs list's row and the monitor's state
+    agree, its plan comes from config["focus"], and nothing in its events (space, sampler, points) trips them."""
+    from dasvit.focus.train import main as focus_main
+    from dasvit_tui.screens.runs import row_cells
+
+    run = tmp_path / "runs" / "focus"
+    assert focus_main(["--preset", "focus-demo", "--run-dir", str(run), "--no-progress",
+                       "--set", "focus.epochs=2", "--set", "focus.warmup_epochs=1", "--set", "focus.steps_per_epoch=2",
+                       "--set", "focus.sampler_every=1", "--set", "focus.batch_size=16", "--set", "focus.lstm.archs=2",
+                       "--set", "focus.lstm.budgets=1", "--set", "focus.lstm.batch_size=16",
+                       "--set", "data.synthetic_train=128", "--set", "data.synthetic_val=32"]) == 0
+    assert list(rd.iter_runs(tmp_path / "runs")) == [run]
+    summary = rd.summarize(run)
+    inbox = Inbox()
+    RunWatcher(run, inbox).poll()
+    state = fold(inbox, run)
+    assert summary.kind == state.kind == "focus" and summary.status == state.status == "finished"
+    assert summary.planned_stages == state.stages == [{"depth": 1, "keep": 1, "epochs": 2}]
+    val_acc = [e["val_acc"] for e in rd.read_events(run)[0] if e["type"] == "epoch"]
+    assert (summary.epoch, summary.stage_epochs, summary.best_acc) == (2, 2, max(val_acc))
+    cells = row_cells(summary, "focus")
+    assert cells[1:3] == ["focus", "focus-demo"] and str(cells[3]) == "finished" and cells[5] == "2/2"

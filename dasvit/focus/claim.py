@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from .. import rundir as rd
+from ..engine_request import FocusRequest
 from ..errors import UserError
 from ..runtime import run_engine
 from .sampler import bin_for_budget
@@ -50,15 +51,13 @@ def train_both(preset: str, overrides: list[str], out: Path, say) -> dict[str, P
             say(f"{run_dir}: finished already, reused")
             continue
         if (run_dir / rd.CHECKPOINT).is_file():
-            argv = ["--resume", str(run_dir)]
+            request = FocusRequest(resume=run_dir, progress=False)
         else:
-            argv = ["--preset", preset, "--run-dir", str(run_dir)]
-            for o in [*overrides, f"focus.sampler={sampler}"]:
-                argv += ["--set", o]
+            request = FocusRequest(preset, [*overrides, f"focus.sampler={sampler}"], run_dir, progress=False)
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
         run_dir.mkdir(parents=True, exist_ok=True)
         with open(run_dir / "claim-train.log", "ab") as log:  # the child keeps its own copy of the descriptor
-            procs[sampler] = subprocess.Popen([sys.executable, "-m", "dasvit.focus", *argv, "--no-progress"],
+            procs[sampler] = subprocess.Popen([sys.executable, "-m", request.MODULE, *request.argv()],
                                               stdout=log, stderr=subprocess.STDOUT, env=env)
         say(f"training the {sampler} supernet in {run_dir} (log: {run_dir / 'claim-train.log'})")
     for sampler, proc in procs.items():

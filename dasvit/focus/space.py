@@ -19,9 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..config import Config
 from ..errors import ConfigError, GenotypeError
 from ..genotype import Genotype, load_genotype
 from ..opspec import parse_op
+
+BASE = "base-genotype.json"  # the base cell, copied into a focus run directory at its start
 
 
 @dataclass(frozen=True)
@@ -72,17 +75,6 @@ def _choices(key: str, values: list, kind: type, positive: bool = True) -> tuple
     return tuple(sorted(out))
 
 
-def _live_edges(base: Genotype) -> set[int]:
-    live, stack = set(), list(base.output)
-    while stack:
-        n = stack.pop()
-        if n < 2 or n in live:
-            continue
-        live.add(n)
-        stack.extend(e.src for e in base.incoming(n))
-    return {i for i, e in enumerate(base.edges) if e.dst in live}
-
-
 class FocusSpace:
     """The elastic space around a base cell.
 
@@ -107,7 +99,8 @@ class FocusSpace:
             raise ConfigError(f"focus.head_dim must be a positive integer, got {head_dim!r}.")
         self.head_dim = head_dim
         self.types = [parse_op(e.op, error=GenotypeError).type for e in base.edges]
-        self.live: list[int] = sorted(_live_edges(base))  # edges into nodes that feed the cell output
+        live_nodes = set(base.live_nodes())
+        self.live: list[int] = [i for i, e in enumerate(base.edges) if e.dst in live_nodes]  # as Network builds
         self.elastic: list[int] = [i for i in self.live if self.types[i] in ("msa", "mlp")]
         self._edge_choices = {
             i: [msa_name(h) for h in self.heads] if self.types[i] == "msa" else [mlp_name(r) for r in self.mlp_ratios]
@@ -218,6 +211,17 @@ class FocusSpace:
             else:
                 out.append(x if rng.random() < 0.5 else y)
         return self.decode(out)
+
+
+def space_from_config(cfg: Config, run_dir: Path | None = None) -> FocusSpace:
+    """The elastic space `cfg.focus` describes. `focus.base` is a built-in (vit_b16), a genotype.json or a
+    DASViT run directory; a focus run directory keeps its own copy of the base cell (`BASE`), used when given."""
+    f = cfg.focus
+    if run_dir is not None and (Path(run_dir) / BASE).is_file():
+        base = load_base(Path(run_dir) / BASE)
+    else:
+        base = load_base(f.base)
+    return FocusSpace(base, list(f.embed_dims), list(f.depths), list(f.heads), list(f.mlp_ratios), f.head_dim)
 
 
 def load_base(ref: str | Path) -> Genotype:

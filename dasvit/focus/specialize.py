@@ -21,22 +21,22 @@ import math
 import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 
 import torch
 
 from .. import rundir as rd
 from ..config import Config, load_run_config
-from ..data import EpochLoaders, build_datasets
+from ..data import EpochLoaders, build_datasets, image_channels
 from ..errors import RunDirError, UserError
 from ..genotype import arch_genotype
 from ..runtime import DistInfo, load_checkpoint
 from .sampler import ArchSampler, bin_for_budget
-from .space import Arch, FocusSpace
+from .space import Arch, FocusSpace, space_from_config
 from .supernet import FocusSupernet
-from .train import CostTable, EvalBatches, eval_batch, evaluate_arch, human, in_channels, space_from_config
+from .train import CostTable, EvalBatches, eval_batch, evaluate_arch, human
 
 METHODS = ("sampler", "evolution", "random")
 SPECIALIZED = "specialized"
@@ -84,6 +84,7 @@ class Result:
     evaluated: list[Candidate]
     front: list[Candidate]
     path: Path | None = None
+    preset: str = ""
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -128,7 +129,7 @@ class FocusRun:
         ckpt = load_checkpoint(run_dir / rd.CHECKPOINT, map_location=dev)
         self.epoch = ckpt["epoch"]
         _, val, num_classes = build_datasets(self.cfg.data, seed=self.cfg.focus.seed)
-        chans = in_channels(val)
+        chans = image_channels(self.cfg.data)
         image, patch = self.cfg.data.image_size, self.cfg.space.patch_size
         self.num_classes = num_classes
         self.net = FocusSupernet(self.space, num_classes, image, patch, in_chans=chans).to(dev)
@@ -283,6 +284,9 @@ def specialize(run: FocusRun | str | Path, flops: int, params: int | None = None
     ev = Evaluations(run, flops, params, samples, on_eval)
     SEARCHES[method](run, ev, random.Random(seed))
     notes = []
+    if method == "sampler" and (run.cfg.focus.sampler == "uniform" or run.epoch <= run.cfg.focus.warmup_epochs):
+        notes.append("this run's sampler was never trained (focus.sampler uniform, or still in its uniform "
+                     "warm-up); evolution or random suit it better")
     if not ev.done:  # nothing under budget turned up: the smallest architecture always fits
         ev(smallest)
         notes.append(f"{method} found nothing under the budget; the space's smallest architecture is the answer")
@@ -293,7 +297,8 @@ def specialize(run: FocusRun | str | Path, flops: int, params: int | None = None
     front = pareto_front(cands)
     if best not in front:  # a tie on top-1 with a cheaper one, broken by the validation loss
         front = sorted(front + [best], key=lambda c: c.flops)
-    result = Result(method, flops, params, best, cands, front, seconds=time.time() - t0, notes=notes)
+    result = Result(method, flops, params, best, cands, front, preset=run.cfg.preset, seconds=time.time() - t0,
+                    notes=notes)
     if write:
         name = budget_label(flops, params) + ("" if method == "sampler" else f"-{method}") + ".json"
         path = run.dir / SPECIALIZED / name

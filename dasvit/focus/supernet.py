@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..genotype import arch_genotype
-from ..network import Network, check_sizes
+from ..network import Network, check_sizes, drop_path
 from ..ops import Head, PatchEmbed, init_vit_weights, mlp_hidden, parse_op
 from .space import Arch, FocusSpace
 
@@ -34,15 +34,6 @@ def _size(op: str) -> tuple[str, float]:
 
 def _layer_norm(norm: nn.LayerNorm, x: torch.Tensor, e: int) -> torch.Tensor:
     return F.layer_norm(x, (e,), norm.weight[:e], norm.bias[:e], norm.eps)
-
-
-def _drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Stochastic depth, as `dasvit.network.DropPath`."""
-    if p == 0.0 or not training:
-        return x
-    keep = 1.0 - p
-    mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-    return x * mask / keep
 
 
 class ElasticAttention(nn.Module):
@@ -145,9 +136,9 @@ class ElasticCell(nn.Module):
                 if kind == "skip":
                     terms.append(states[e.src])
                 elif kind == "msa":
-                    terms.append(_drop_path(mod(states[e.src], int(size)), drop, self.training))
+                    terms.append(drop_path(mod(states[e.src], int(size)), drop, self.training))
                 else:
-                    terms.append(_drop_path(mod(states[e.src], size), drop, self.training))
+                    terms.append(drop_path(mod(states[e.src], size), drop, self.training))
             states[j] = sum(terms[1:], terms[0])
         outs = [states[o] for o in self.output]
         return sum(outs[1:], outs[0])

@@ -17,57 +17,53 @@ optimizers and the random states, so `--resume` continues exactly.
 
 from __future__ import annotations
 
-import argparse
 import math
 import random
 import sys
 import time
+import warnings
 import zlib
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Subset
 
 from .. import rundir as rd
 from ..augment import train_transform
 from ..config import Config, load_config, load_run_config
-from ..data import EpochLoaders, build_datasets
+from ..data import EpochLoaders, build_datasets, image_channels
+from ..engine_request import FocusRequest
 from ..errors import ConfigError, RunDirError, UserError
-from ..runtime import (EXIT_OK, EXIT_STOPPED, DistInfo, Run, Stopped, all_reduce_mean, barrier, default_run_dir,
-                       fail_event, load_checkpoint, reduce_sum, rng_state, run_engine, save_checkpoint, set_rng_state,
-                       setup_distributed)
+from ..runtime import (
+    EXIT_OK,
+    EXIT_STOPPED,
+    DistInfo,
+    Run,
+    Stopped,
+    all_reduce_mean,
+    barrier,
+    default_run_dir,
+    epoch_peak_memory,
+    fail_event,
+    load_checkpoint,
+    reduce_sum,
+    rng_state,
+    run_engine,
+    save_checkpoint,
+    set_rng_state,
+    setup_distributed,
+)
+from ..training import autocast, cross_entropy, evaluate, mix_seed, warmup_cosine, weight_step
 from .cost import arch_cost
 from .sampler import ArchSampler, budget_edges, pareto_ranks, reinforce_loss
-from .space import Arch, FocusSpace, load_base
+from .space import BASE, Arch, FocusSpace, space_from_config
 from .supernet import FocusSupernet
 
-BASE = "base-genotype.json"  # the base cell, copied into the run directory at its start
 REPORT_DRAWS = 32  # architectures drawn per bin for the sampler's state in each epoch event
 
-
-def _seed(*parts: int) -> int:
-    s = 0
-    for p in parts:
-        s = (s * 1_000_003 + p + 1) % (2**31 - 1)
-    return s
-
-
 # ---------------------------------------------------------------------------------------------
-# the space of a config or of a run
-
-def space_from_config(cfg: Config, run_dir: Path | None = None) -> FocusSpace:
-    """The elastic space `cfg.focus` describes. `focus.base` is a built-in (vit_b16), a genotype.json or a
-    DASViT run directory; a focus run directory keeps its own copy of the base cell, used when given."""
-    f = cfg.focus
-    if run_dir is not None and (Path(run_dir) / BASE).is_file():
-        base = load_base(Path(run_dir) / BASE)
-    else:
-        base = load_base(f.base)
-    return FocusSpace(base, list(f.embed_dims), list(f.depths), list(f.heads), list(f.mlp_ratios), f.head_dim)
-
+# costs and evaluation
 
 class CostTable:
     """(FLOPs, params) of architectures at one input size, memoised."""
@@ -85,14 +81,6 @@ class CostTable:
 
     def flops(self, arch: Arch) -> int:
         return self(arch)[0]
-
-
-def lr_at(step: int, total: int, warmup: int, base: float, floor: float) -> float:
-    """Linear warm-up from 0 over `warmup` steps, then cosine from `base` down to `floor` at `total`."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    t = (step - warmup) / max(total - warmup, 1)
-    return floor + 0.5 * (base - floor) * (1 + math.cos(math.pi * min(t, 1.0)))
 
 
 def eval_batch(batch_size: int) -> int:
@@ -115,30 +103,11 @@ class EvalBatches:
         return iter(self.cached if self.cached is not None else self.loaders.epoch(0))
 
 
-def in_channels(dataset) -> int:
-    return int(dataset[0][0].shape[0])
-
-
-@torch.no_grad()
-def evaluate_arch(net: FocusSupernet, arch: Arch, loader, info: DistInfo, batches: int = 0) -> tuple[float, float]:
-    """(loss, top-1) of one architecture with inherited weights over `loader` (all of it when batches is
-    0), summed over ranks."""
-    was_training = net.training
-    net.eval()
-    loss_sum = correct = seen = 0.0
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if info.device.type == "cuda" else nullcontext()
-    for i, (x, y) in enumerate(loader):
-        if batches and i >= batches:
-            break
-        x, y = x.to(info.device, non_blocking=True), y.to(info.device, non_blocking=True)
-        with autocast:
-            logits = net(x, arch).float()
-        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-        correct += float((logits.argmax(1) == y).sum())
-        seen += y.shape[0]
-    loss_sum, correct, seen = reduce_sum([loss_sum, correct, seen], info)
-    net.train(was_training)
-    return loss_sum / max(seen, 1), correct / max(seen, 1)
+def evaluate_arch(net: FocusSupernet, arch: Arch, batches, info: DistInfo, max_batches: int = 0) -> tuple[float, float]:
+    """(loss, top-1) of one architecture with inherited weights over `batches` (all of them when
+    `max_batches` is 0), summed over ranks: the shared `training.evaluate` with the arch in the forward."""
+    m = evaluate(net, batches, info, args=(arch,), max_batches=max_batches)
+    return m["val_loss"], m["top1"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,25 +139,26 @@ class FocusTrainer:
                                                     cfg.data.workers, 0, info.rank, info.world, shuffle=False,
                                                     drop_last=False))
         self.steps = len(self.w_loaders) if not f.steps_per_epoch else min(f.steps_per_epoch, len(self.w_loaders))
-        chans = in_channels(train)
+        chans = image_channels(cfg.data)
         image, patch = cfg.data.image_size, cfg.space.patch_size
         self.cost = CostTable(space, image, patch, self.num_classes, chans)
         self.min_flops, self.min_params = self.cost(space.smallest())
         self.max_flops, self.max_params = self.cost(space.largest())
         self.budgets = budget_edges(self.min_flops, self.max_flops, f.budget_bins)
 
-        torch.manual_seed(_seed(f.seed, 999))  # the same initial weights on every rank
+        torch.manual_seed(mix_seed(f.seed, 999))  # the same initial weights on every rank
         self.net = FocusSupernet(space, self.num_classes, image, patch, in_chans=chans, drop_path=f.drop_path).to(info.device)
-        decay = [p for p in self.net.parameters() if p.ndim > 1]
-        no_decay = [p for p in self.net.parameters() if p.ndim <= 1]
+        self.params = list(self.net.parameters())
+        decay = [p for p in self.params if p.ndim > 1]
+        no_decay = [p for p in self.params if p.ndim <= 1]
         self.w_opt = torch.optim.AdamW([{"params": decay, "weight_decay": f.weight_decay},
                                         {"params": no_decay, "weight_decay": 0.0}], lr=f.lr)
+        self.sched = warmup_cosine(self.w_opt, f.epochs * self.steps, f.lr_warmup_epochs * self.steps, f.min_lr)
         self.sampler = ArchSampler(space, f.budget_bins, f.lstm.hidden)  # tiny: lives on the CPU
         self.s_opt = torch.optim.Adam(self.sampler.parameters(), lr=f.lstm.lr)
         # identical on every rank: which bin, uniform or not, which arch
-        self.rng = random.Random(_seed(f.seed, 7))
-        self.gen = torch.Generator().manual_seed(_seed(f.seed, 8))
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if info.device.type == "cuda" else nullcontext()
+        self.rng = random.Random(mix_seed(f.seed, 7))
+        self.gen = torch.Generator().manual_seed(mix_seed(f.seed, 8))
         self.sampler_steps = 0
         self.arch_digest = 0  # a running checksum of every architecture trained (ranks compare them)
 
@@ -209,39 +179,29 @@ class FocusTrainer:
     # -- one epoch ----------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict[str, float]:
         f, dev, net, info = self.cfg.focus, self.info.device, self.net, self.info
-        torch.manual_seed(_seed(f.seed, epoch, info.rank))  # drop-path: a resumed epoch replays exactly
+        torch.manual_seed(mix_seed(f.seed, epoch, info.rank))  # drop-path: a resumed epoch replays exactly
         loader = self.w_loaders.epoch(epoch)
         hold = self._held_out_batches(epoch)
-        total, warm = f.epochs * self.steps, f.lr_warmup_epochs * self.steps
         self.run.progress.start_epoch(f"epoch {epoch + 1}/{f.epochs}", self.steps)
         net.train()
         loss_sum = torch.zeros((), device=dev)
         correct = torch.zeros((), device=dev)
         seen = images = 0
-        lr = f.lr
+        lr = self.sched.get_last_lr()[0]
         t0 = shown = time.time()
         for step, (x, y) in enumerate(loader):
             if step >= self.steps:
                 break
-            lr = lr_at(epoch * self.steps + step, total, warm, f.lr, f.min_lr)
-            for g in self.w_opt.param_groups:
-                g["lr"] = lr
+            lr = self.sched.get_last_lr()[0]  # this step's
             _, arch = self.draw(epoch)
             self.arch_digest = zlib.crc32(repr(arch).encode(), self.arch_digest)
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            self.w_opt.zero_grad(set_to_none=True)
-            with self.autocast:
-                logits = net(x, arch)
-                loss = F.cross_entropy(logits.float(), y)
-            loss.backward()
-            params = [p for p in net.parameters() if p.grad is not None]  # the same set on every rank
-            all_reduce_mean([p.grad for p in params], info)
-            if f.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, f.grad_clip)
-            self.w_opt.step()
+            # the layers past the arch's depth get no gradient, so AdamW leaves them alone (the same on every rank)
+            loss, logits = weight_step(net, self.params, self.w_opt, x, y, info, grad_clip=f.grad_clip,
+                                       scheduler=self.sched, skip_unused=True, args=(arch,))
             n = y.shape[0]
-            loss_sum += loss.detach() * n
-            correct += (logits.detach().argmax(1) == y).sum()
+            loss_sum += loss * n
+            correct += (logits.argmax(1) == y).sum()
             seen += n
             images += n
             if self.uses_sampler(epoch) and (step + 1) % f.sampler_every == 0:
@@ -262,7 +222,7 @@ class FocusTrainer:
         """Held-out batches for the sampler steps of `epoch`, endlessly (a fixed order per epoch)."""
         k = 0
         while True:
-            yield from self.hold_loaders.epoch(_seed(epoch, k))
+            yield from self.hold_loaders.epoch(mix_seed(epoch, k))
             k += 1
 
     # -- the sampler's step ---------------------------------------------------------------------
@@ -275,9 +235,9 @@ class FocusTrainer:
         x, y = batch[0].to(info.device), batch[1].to(info.device)
         losses = []
         self.net.eval()
-        with torch.no_grad(), self.autocast:
+        with torch.no_grad(), autocast(info.device):
             for arch in draw.archs:
-                losses.append(F.cross_entropy(self.net(x, arch).float(), y))
+                losses.append(cross_entropy(self.net(x, arch), y))
         self.net.train()
         losses_t = torch.stack(losses).float()
         all_reduce_mean([losses_t], info)  # every rank ranks the same numbers
@@ -298,8 +258,8 @@ class FocusTrainer:
     def sampler_state(self, epoch: int) -> list[dict[str, float]]:
         """Per bin: budget, mean FLOPs of the archs the training draws at that budget, the fraction within
         budget, and the entropy of the draw (the sampler's; with uniform sampling, the uniform draw's)."""
-        gen = torch.Generator().manual_seed(_seed(self.cfg.focus.seed, epoch, 55))  # not the training's draws
-        rng = random.Random(_seed(self.cfg.focus.seed, epoch, 56))
+        gen = torch.Generator().manual_seed(mix_seed(self.cfg.focus.seed, epoch, 55))  # not the training's draws
+        rng = random.Random(mix_seed(self.cfg.focus.seed, epoch, 56))
         uniform = None
         out = []
         for k, budget in enumerate(self.budgets):
@@ -330,8 +290,8 @@ class FocusTrainer:
     def points(self, epoch: int) -> list[dict[str, float]]:
         """One architecture per bin (the sampler's, or uniform under the budget), scored on the validation split."""
         f = self.cfg.focus
-        gen = torch.Generator().manual_seed(_seed(f.seed, epoch, 57))
-        rng = random.Random(_seed(f.seed, epoch, 58))
+        gen = torch.Generator().manual_seed(mix_seed(f.seed, epoch, 57))
+        rng = random.Random(mix_seed(f.seed, epoch, 58))
         out = []
         val = self.val_batches
         for k, budget in enumerate(self.budgets):
@@ -355,16 +315,23 @@ class FocusTrainer:
             return
         save_checkpoint(self.run.dir / rd.CHECKPOINT, {
             "version": 1, "kind": "focus", "epoch": epoch, "control_offset": self.run.control_offset,
-            "model": self.net.state_dict(), "w_opt": self.w_opt.state_dict(),
+            "model": self.net.state_dict(), "w_opt": self.w_opt.state_dict(), "sched": self.sched.state_dict(),
             "sampler": self.sampler.state_dict(), "s_opt": self.s_opt.state_dict(),
             "sampler_steps": self.sampler_steps, "arch_digest": self.arch_digest,
             "rng": {**rng_state(), "python": self.rng.getstate(), "sampler": self.gen.get_state()},
             "budgets": self.budgets, "num_classes": self.num_classes,
-        })
+        }, keep_previous=True)
 
     def restore(self, ckpt: dict[str, Any]) -> int:
         self.net.load_state_dict(ckpt["model"])
         self.w_opt.load_state_dict(ckpt["w_opt"])
+        if "sched" in ckpt:
+            self.sched.load_state_dict(ckpt["sched"])
+        else:  # a checkpoint from before the schedule was kept: its step count gives the same schedule
+            with warnings.catch_warnings():  # "scheduler stepped before the optimizer": on purpose
+                warnings.simplefilter("ignore", UserWarning)
+                self.sched.last_epoch = ckpt["epoch"] * self.steps - 1
+                self.sched.step()
         self.sampler.load_state_dict(ckpt["sampler"])
         self.s_opt.load_state_dict(ckpt["s_opt"])
         self.sampler_steps = ckpt["sampler_steps"]
@@ -413,10 +380,7 @@ class FocusTrainer:
             largest = evaluate_arch(self.net, self.space.largest(), val, self.info, f.eval_batches)
             smallest = evaluate_arch(self.net, self.space.smallest(), val, self.info, f.eval_batches)
             self.checkpoint(epoch + 1)
-            extra = {}
-            if self.info.device.type == "cuda":
-                extra["peak_mem_bytes"] = torch.cuda.max_memory_allocated(self.info.device)
-                torch.cuda.reset_peak_memory_stats(self.info.device)
+            extra = epoch_peak_memory(self.info)
             phase = "sampler" if self.uses_sampler(epoch) else "uniform"
             self.run.emit("epoch", stage=1, stages=1, epoch=epoch + 1, epochs=f.epochs, **m,
                           val_loss=largest[0], val_acc=largest[1], val_loss_smallest=smallest[0],
@@ -439,44 +403,39 @@ def _as_tuple(x: Any) -> Any:
 # ---------------------------------------------------------------------------------------------
 # the process
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m dasvit.focus", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default=None, help="preset name (focus-demo, focus-cifar100, ...) or YAML path")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--run-dir", default=None)
-    p.add_argument("--resume", default=None, metavar="RUN_DIR")
-    p.add_argument("--no-progress", action="store_true", help="print nothing on stdout")
-    return p
-
-
-def prepare(preset: str | None, overrides: list[str], run_dir: str | Path | None,
-            resume: str | Path | None) -> tuple[Config, Path, bool]:
+def prepare(args: FocusRequest) -> tuple[Config, Path, bool]:
     """Resolve the config and run directory, or raise a UserError before any work."""
-    if resume:
-        rdir = rd.require_run_dir(Path(resume))
-        if preset or overrides:
+    if args.resume:
+        run_dir = rd.require_run_dir(Path(args.resume))
+        if args.preset or args.overrides:
             raise UserError("--resume continues a run with its own config.yaml; drop --preset and --set.")
-        if rd.summarize(rdir).kind != "focus":
-            raise RunDirError(f"{rdir} is not a focus run; resume it with the command that started it.")
-        if not (rdir / rd.CHECKPOINT).is_file():
-            raise RunDirError(f"{rdir} has no {rd.CHECKPOINT} yet; start it again instead of resuming.")
-        return load_run_config(rdir / rd.CONFIG), rdir, True
-    cfg = load_config(preset or "focus-demo", overrides)
+        if rd.summarize(run_dir).kind != "focus":
+            raise RunDirError(f"{run_dir} is not a focus run; resume it with the command that started it.")
+        if not (run_dir / rd.CHECKPOINT).is_file():
+            raise RunDirError(f"{run_dir} has no {rd.CHECKPOINT} yet; start it again instead of resuming.")
+        rd.ensure_writable(run_dir)
+        return load_run_config(run_dir / rd.CONFIG), run_dir, True
+    cfg = load_config(args.preset or FocusRequest.DEFAULT_PRESET, args.overrides)
     space_from_config(cfg)  # a bad base or space: exit 2 now
-    rdir = Path(run_dir) if run_dir else default_run_dir(cfg.preset)
-    if (rdir / rd.EVENTS).exists() and (rdir / rd.EVENTS).stat().st_size:
-        if rd.is_live(rdir):
-            raise RunDirError(f"{rdir} is in use by a live engine process; stop it first or use another run directory.")
-        raise RunDirError(f"{rdir} already holds a run; use --resume {rdir} or another --run-dir.")
-    return cfg, rdir, False
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg.preset)
+    if (run_dir / rd.EVENTS).exists() and (run_dir / rd.EVENTS).stat().st_size:
+        if rd.is_live(run_dir):
+            raise RunDirError(f"{run_dir} is in use by a live engine process; stop it first or use another run directory.")
+        raise RunDirError(f"{run_dir} already holds a run; use --resume {run_dir} or another --run-dir.")
+    rd.ensure_writable(run_dir)
+    return cfg, run_dir, False
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """`python -m dasvit.focus ARGS` (see `dasvit.engine_request.FocusRequest`)."""
+    return run(FocusRequest.parse(argv))
+
+
+def run(args: FocusRequest) -> int:
+    """Run the FocusFormer training a request asks for, in this process (one rank); returns the exit code."""
 
     def body() -> int:
-        cfg, run_dir, resume = prepare(args.preset, args.overrides, args.run_dir, args.resume)
+        cfg, run_dir, resume = prepare(args)
         info = setup_distributed()
         space = space_from_config(cfg, run_dir if resume else None)
         tf, _ = train_transform(cfg, "search")  # the search's light augmentation (search.augment)
@@ -484,20 +443,20 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_float32_matmul_precision("high")
         run = None
         try:
-            with Run(run_dir, cfg, "focus", info, resume=resume, progress=not args.no_progress) as run:
+            with Run(run_dir, cfg, "focus", info, resume=resume, progress=args.progress) as run:
                 try:
                     if info.main and not resume:
                         space.base.save(run_dir / BASE)
                         run.progress.line(f"run directory: {run_dir}")
                     trainer = FocusTrainer(cfg, run, info, datasets, space)
-                    ckpt = load_checkpoint(run_dir / rd.CHECKPOINT) if resume else None
+                    ckpt = load_checkpoint(run_dir / rd.CHECKPOINT, warn=run.warn) if resume else None
                     trainer.train(ckpt)
                 except (Stopped, KeyboardInterrupt):
-                    run.emit("run_end", status="stopped", message="stopped by the user; resume with --resume")
+                    run.end("stopped", "stopped by the user; resume with --resume")
                     run.progress.line(f"stopped; resume with: dasvit focus --headless --resume {run_dir}")
                     return EXIT_STOPPED
                 except UserError as e:
-                    run.emit("run_end", status="failed", message=str(e))
+                    run.end("failed", str(e))
                     raise
                 except BaseException as e:
                     fail_event(run, e)
