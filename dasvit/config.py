@@ -352,12 +352,15 @@ def preset_names() -> list[str]:
 
 
 def resolve_preset(name_or_path: str) -> Path:
+    """A YAML path (a name ending in .yaml/.yml, or an existing file) or a built-in preset's name.
+
+    A directory that happens to share a built-in's name (a run directory `demo/`, say) does not hide it."""
     p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
+    candidate = PRESET_DIR / f"{name_or_path}.yaml"
+    if p.suffix in (".yaml", ".yml") or p.is_file() or (p.exists() and not candidate.is_file()):
         if not p.is_file():
             raise ConfigError(f"preset file {p} does not exist.")
         return p
-    candidate = PRESET_DIR / f"{name_or_path}.yaml"
     if not candidate.is_file():
         raise ConfigError(
             f"unknown preset {name_or_path!r}; built-in presets are {', '.join(preset_names())}, "

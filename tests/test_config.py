@@ -69,3 +69,14 @@ def test_missing_dataset_is_one_sentence_exit_2_and_no_run_dir(tmp_path):
     assert "imagenet100 was not found in" in proc.stderr and str(tmp_path / "nothing") in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not run.exists()
+
+
+def test_a_directory_named_like_a_preset_does_not_hide_it(tmp_path, monkeypatch):
+    """A run directory `demo/` in the working directory (what `--run-dir demo` leaves) is not a preset file."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").mkdir()
+    assert load_config("demo").preset == "demo"
+    (tmp_path / "mine.yaml").write_text("preset: mine\ndata: {image_size: 24}\n")
+    assert load_config("mine.yaml").data.image_size == 24
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config("missing.yaml")
