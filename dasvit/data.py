@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -29,7 +29,25 @@ def imagenet100_classes() -> list[str]:
     return [line.strip() for line in CLASS_LIST.read_text().splitlines() if line.strip()]
 
 
-class SyntheticImages(Dataset):
+class InMemoryImages(Dataset):
+    """Images and labels held in memory (`images`, `targets`, `classes`, `transform` set by the subclass)."""
+
+    images: Any
+    targets: Any
+    classes: list[str]
+    transform: Callable | None
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int):
+        x = self.images[i]
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, int(self.targets[i])
+
+
+class SyntheticImages(InMemoryImages):
     """A generated classification task that a small ViT can learn.
 
     Each class owns a smooth random pattern (a sum of a few 2-D sinusoids with class-specific
@@ -64,17 +82,9 @@ class SyntheticImages(Dataset):
         self.classes = [f"class_{c}" for c in range(classes)]
         self.transform = transform
 
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, i: int):
-        x = self.images[i]
-        if self.transform is not None:
-            x = self.transform(x)
-        return x, int(self.targets[i])
 
 
-class DigitsImages(Dataset):
+class DigitsImages(InMemoryImages):
     """scikit-learn's handwritten digits (1,797 grayscale 8x8 scans, 10 classes), upscaled to `image_size`.
 
     Shipped with scikit-learn, so it needs no download: the small real dataset of the project. The split
@@ -111,14 +121,6 @@ class DigitsImages(Dataset):
         self.classes = [str(c) for c in range(10)]
         self.transform = transform
 
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, i: int):
-        x = self.images[i]
-        if self.transform is not None:
-            x = self.transform(x)
-        return x, int(self.targets[i])
 
 
 def _tv():
