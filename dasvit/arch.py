@@ -53,8 +53,15 @@ def skip_fraction(w: torch.Tensor, ops: list[str]) -> float:
     return float(w[:, ops.index("skip")].mean()) if "skip" in ops else 0.0
 
 
-def prune_proposal(w: torch.Tensor, mask: torch.Tensor, ops: list[str], nodes: int, keep: int,
-                   zero: str = "compete", skip_floor: float = 0.0) -> dict[str, list[str]]:
+def prune_proposal(
+    w: torch.Tensor,
+    mask: torch.Tensor,
+    ops: list[str],
+    nodes: int,
+    keep: int,
+    zero: str = "compete",
+    skip_floor: float = 0.0,
+) -> dict[str, list[str]]:
     """Top-`keep` active ops per edge by weight (strongest first); an edge always keeps a non-zero op.
 
     `zero` (search.prune_zero): "compete" ranks `zero` with the others for the `keep` slots; "free" keeps
@@ -64,8 +71,15 @@ def prune_proposal(w: torch.Tensor, mask: torch.Tensor, ops: list[str], nodes: i
     return keep_one_skip(proposal, w, mask, ops, nodes, skip_floor, zero)
 
 
-def keep_one_skip(proposal: dict[str, list[str]], w: torch.Tensor, mask: torch.Tensor, ops: list[str], nodes: int,
-                  floor: float, zero: str = "compete") -> dict[str, list[str]]:
+def keep_one_skip(
+    proposal: dict[str, list[str]],
+    w: torch.Tensor,
+    mask: torch.Tensor,
+    ops: list[str],
+    nodes: int,
+    floor: float,
+    zero: str = "compete",
+) -> dict[str, list[str]]:
     """When a proposal would strip `skip` from every edge leaving a cell input (node 0 or 1), keep it on the
     one where it weighs most relative to its fair share 1/n (n: the edge's active ops), in place of that
     edge's weakest kept op, so the cell keeps a residual path to choose; unless even there its weight is
@@ -88,8 +102,9 @@ def keep_one_skip(proposal: dict[str, list[str]], w: torch.Tensor, mask: torch.T
     return {**proposal, best[1]: kept}
 
 
-def _top_k(w: torch.Tensor, mask: torch.Tensor, ops: list[str], nodes: int, keep: int,
-           zero: str) -> dict[str, list[str]]:
+def _top_k(
+    w: torch.Tensor, mask: torch.Tensor, ops: list[str], nodes: int, keep: int, zero: str
+) -> dict[str, list[str]]:
     proposal = {}
     for r, e in enumerate(edge_list(nodes)):
         ranked = sorted((c for c in range(len(ops)) if mask[r, c]), key=lambda c: -float(w[r, c]))
@@ -128,8 +143,15 @@ def check_keep(keep: Any, mask: torch.Tensor, ops: list[str], nodes: int) -> str
     return None
 
 
-def derive_genotype(w: torch.Tensor, mask: torch.Tensor, ops: list[str], nodes: int, edges_per_node: int,
-                    meta: dict[str, Any] | None = None, skip_floor: float = 0.0) -> Genotype:
+def derive_genotype(
+    w: torch.Tensor,
+    mask: torch.Tensor,
+    ops: list[str],
+    nodes: int,
+    edges_per_node: int,
+    meta: dict[str, Any] | None = None,
+    skip_floor: float = 0.0,
+) -> Genotype:
     """For each intermediate node keep the `edges_per_node` strongest incoming edges, ranked by their best
     non-zero op; each kept edge takes that op. Output = all intermediate nodes.
 
@@ -142,8 +164,10 @@ def derive_genotype(w: torch.Tensor, mask: torch.Tensor, ops: list[str], nodes: 
     if skip_floor <= 0 or "skip" not in ops or has_residual_path(geno):
         return geno
     s = ops.index("skip")
-    best = max(((float(w[r, s]) * int(mask[r].sum()), e) for r, e in enumerate(edge_list(nodes))
-                if e[0] <= 1 and mask[r, s]), default=None)
+    best = max(
+        ((float(w[r, s]) * int(mask[r].sum()), e) for r, e in enumerate(edge_list(nodes)) if e[0] <= 1 and mask[r, s]),
+        default=None,
+    )
     if best is None or best[0] < skip_floor:
         return geno
     i, j = best[1]
@@ -166,8 +190,9 @@ def has_residual_path(genotype: Genotype) -> bool:
     return any(o in reach for o in genotype.output)
 
 
-def _derive(w: torch.Tensor, mask: torch.Tensor, ops: list[str], nodes: int, edges_per_node: int,
-            meta: dict[str, Any] | None) -> Genotype:
+def _derive(
+    w: torch.Tensor, mask: torch.Tensor, ops: list[str], nodes: int, edges_per_node: int, meta: dict[str, Any] | None
+) -> Genotype:
     edges = edge_list(nodes)
     chosen: list[Edge] = []
     for j in range(2, nodes + 2):

@@ -23,8 +23,14 @@ Phase = Literal["search", "retrain"]
 RANDAUGMENT_OPS = 2  # DeiT's rand-m9-n2
 
 # a mirrored photograph shows the same class; a mirrored digit or glyph is another symbol or none
-FLIP_KEEPS_LABEL = {"cifar10": True, "cifar100": True, "imagenet100": True, "imagefolder": True,
-                    "digits": False, "synthetic": False}
+FLIP_KEEPS_LABEL = {
+    "cifar10": True,
+    "cifar100": True,
+    "imagenet100": True,
+    "imagefolder": True,
+    "digits": False,
+    "synthetic": False,
+}
 
 
 @dataclass(frozen=True)
@@ -41,8 +47,14 @@ class Policy:
     cutmix: float
 
     def describe(self) -> str:
-        parts = [{"pad": f"pad-and-crop {self.padding} px", "resized": f"random-resized crop {self.scale:g}-1",
-                  "none": "no crop"}[self.crop], "horizontal flip" if self.flip else "no flip"]
+        parts = [
+            {
+                "pad": f"pad-and-crop {self.padding} px",
+                "resized": f"random-resized crop {self.scale:g}-1",
+                "none": "no crop",
+            }[self.crop],
+            "horizontal flip" if self.flip else "no flip",
+        ]
         if self.randaugment is not None:
             parts.append(f"RandAugment m{self.randaugment}")
         if self.random_erasing:
@@ -69,9 +81,16 @@ def resolve_policy(aug: AugmentConfig, data: DataConfig, phase: Phase) -> Policy
     padding = round(aug.crop_padding * data.image_size)
     if crop == "pad" and padding == 0:
         crop = "none"
-    return Policy(flip=flip, crop=crop, padding=padding, scale=aug.crop_scale,
-                  randaugment=aug.randaugment_magnitude if aug.randaugment else None,
-                  random_erasing=aug.random_erasing, mixup=aug.mixup, cutmix=aug.cutmix)
+    return Policy(
+        flip=flip,
+        crop=crop,
+        padding=padding,
+        scale=aug.crop_scale,
+        randaugment=aug.randaugment_magnitude if aug.randaugment else None,
+        random_erasing=aug.random_erasing,
+        mixup=aug.mixup,
+        cutmix=aug.cutmix,
+    )
 
 
 def _v2():
@@ -119,8 +138,9 @@ def train_transform(cfg: Config, phase: Phase = "retrain") -> tuple[Callable | N
     return T.Compose(ops), notes
 
 
-def batch_mixer(cfg: Config, num_classes: int, phase: Phase = "retrain"
-                ) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None:
+def batch_mixer(
+    cfg: Config, num_classes: int, phase: Phase = "retrain"
+) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None:
     """Mixup / CutMix on a batch: (images, labels) → (mixed images, soft targets [B, classes]); None when off."""
     T = _v2()
     a = phase_augment(cfg, phase)
@@ -137,5 +157,7 @@ def batch_mixer(cfg: Config, num_classes: int, phase: Phase = "retrain"
 def describe(cfg: Config, phase: Phase) -> str:
     """One line for the progress output: what the phase's augmentation resolved to, and the channels."""
     p = resolve_policy(phase_augment(cfg, phase), cfg.data, phase)
-    return f"{phase} augmentation on {cfg.data.name}: {p.describe()}; " \
-           f"{image_channels(cfg.data)} channel{'s' if image_channels(cfg.data) > 1 else ''}"
+    return (
+        f"{phase} augmentation on {cfg.data.name}: {p.describe()}; "
+        f"{image_channels(cfg.data)} channel{'s' if image_channels(cfg.data) > 1 else ''}"
+    )

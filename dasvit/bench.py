@@ -75,8 +75,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def interleaved(variants: dict[str, Callable[[], object]], repeats: int, warmup: int,
-                device: torch.device) -> dict[str, list[float]]:
+def interleaved(
+    variants: dict[str, Callable[[], object]], repeats: int, warmup: int, device: torch.device
+) -> dict[str, list[float]]:
     """Seconds per call of each variant, run in turn (A, B, A, B, ...) so drift hits all alike."""
     for _ in range(warmup):
         for fn in variants.values():
@@ -99,8 +100,17 @@ def interleaved(variants: dict[str, Callable[[], object]], repeats: int, warmup:
 
 def build_supernet(s: SearchSizes, device: torch.device, pts_ratio: float | None = 0.5, seed: int = 0) -> Supernet:
     torch.manual_seed(seed)
-    return Supernet(s.num_classes, s.image_size, s.patch_size, s.dim, s.nodes, DEFAULT_OPS, s.depth,
-                    pts_ratio=pts_ratio, pts_dim=s.pts_dim).to(device)
+    return Supernet(
+        s.num_classes,
+        s.image_size,
+        s.patch_size,
+        s.dim,
+        s.nodes,
+        DEFAULT_OPS,
+        s.depth,
+        pts_ratio=pts_ratio,
+        pts_dim=s.pts_dim,
+    ).to(device)
 
 
 class BenchStep:
@@ -207,9 +217,14 @@ def search_speed(plan: BenchPlan, device: torch.device, compile: bool = False) -
         out["compile_seconds"] = time.perf_counter() - t0
     times = interleaved(variants, plan.repeats, plan.warmup, device)
     med = {k: statistics.median(v) for k, v in times.items()}
-    out.update({"naive_images_per_s": 2 * s.batch / med["naive"], "fused_images_per_s": 2 * s.batch / med["fused"],
-                "fused_speedup": med["naive"] / med["fused"],
-                "step_seconds": {k: [round(t, 5) for t in v] for k, v in times.items()}})
+    out.update(
+        {
+            "naive_images_per_s": 2 * s.batch / med["naive"],
+            "fused_images_per_s": 2 * s.batch / med["fused"],
+            "fused_speedup": med["naive"] / med["fused"],
+            "step_seconds": {k: [round(t, 5) for t in v] for k, v in times.items()},
+        }
+    )
     if compile:
         out.update(compiled_images_per_s=2 * s.batch / med["compiled"], compiled_speedup=med["naive"] / med["compiled"])
     return out
@@ -237,10 +252,14 @@ def profile_search_step(plan: BenchPlan, device: torch.device, steps: int = 3, r
                 step()
             _sync(device)
         tables[name] = {e.key: (getattr(e, attr) / steps / 1e3, e.count // steps) for e in prof.key_averages()}
-    keys = sorted(set(tables["naive"]) | set(tables["fused"]),
-                  key=lambda k: -max(tables["naive"].get(k, (0, 0))[0], tables["fused"].get(k, (0, 0))[0]))
+    keys = sorted(
+        set(tables["naive"]) | set(tables["fused"]),
+        key=lambda k: -max(tables["naive"].get(k, (0, 0))[0], tables["fused"].get(k, (0, 0))[0]),
+    )
     unit = "device" if device.type == "cuda" else "CPU"
-    lines = [f"{'op: self ' + unit + ' ms per bi-level step':58s} {'naive':>9s} {'calls':>6s} {'fused':>9s} {'calls':>6s}"]
+    lines = [
+        f"{'op: self ' + unit + ' ms per bi-level step':58s} {'naive':>9s} {'calls':>6s} {'fused':>9s} {'calls':>6s}"
+    ]
     for k in keys[:rows]:
         (a, na), (b, nb) = tables["naive"].get(k, (0.0, 0)), tables["fused"].get(k, (0.0, 0))
         lines.append(f"{k[:58]:58s} {a:9.2f} {na:6d} {b:9.2f} {nb:6d}")
@@ -273,8 +292,9 @@ def build_peer(r: RetrainSizes) -> tuple[nn.Module, str]:
 
         model = torchvision.models.vit_b_16(weights=None, image_size=r.image_size, num_classes=r.num_classes)
         return model, "torchvision vit_b_16"
-    model = timm.create_model("vit_base_patch16_224", pretrained=False, img_size=r.image_size,
-                              num_classes=r.num_classes)
+    model = timm.create_model(
+        "vit_base_patch16_224", pretrained=False, img_size=r.image_size, num_classes=r.num_classes
+    )
     return model, f"timm {timm.__version__} vit_base_patch16_224"
 
 
@@ -282,8 +302,9 @@ def build_ours(r: RetrainSizes) -> nn.Module:
     from .genotype import load_genotype
     from .network import Network
 
-    return Network(load_genotype("vit_b16"), depth=12, dim=768, image_size=r.image_size, patch_size=16,
-                   num_classes=r.num_classes)
+    return Network(
+        load_genotype("vit_b16"), depth=12, dim=768, image_size=r.image_size, patch_size=16, num_classes=r.num_classes
+    )
 
 
 class TrainStep:
@@ -310,7 +331,7 @@ def matmul_peak_flops(device: torch.device, n: int = 8192, reps: int = 20) -> fl
     a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
     b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
     times = interleaved({"mm": lambda: a @ b}, reps, 3, device)["mm"]
-    return 2 * n ** 3 / min(times)
+    return 2 * n**3 / min(times)
 
 
 def retrain_speed(plan: BenchPlan, device: torch.device) -> dict:
@@ -336,8 +357,7 @@ def retrain_speed(plan: BenchPlan, device: torch.device) -> dict:
         peak = matmul_peak_flops(device)
         # a training step is about 3 forwards; fvcore counts multiply-adds, a FLOP is half of one
         achieved = ips["ours"] * 3 * 2 * flops["ours"]
-        out.update(mfu=achieved / peak, matmul_peak_flops=peak,
-                   peer_mfu=ips["peer"] * 3 * 2 * flops["peer"] / peak)
+        out.update(mfu=achieved / peak, matmul_peak_flops=peak, peer_mfu=ips["peer"] * 3 * 2 * flops["peer"] / peak)
     return out
 
 
@@ -357,15 +377,26 @@ def _cpu_name() -> str:
 
 
 def machine(device: torch.device) -> dict:
-    info = {"python": platform.python_version(), "torch": torch.__version__, "device": str(device),
-            "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads()}
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": str(device),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+    }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
 
 
-def run_bench(quick: bool, device: str = "cpu", say: Callable[[str], None] = lambda s: None,
-              plan: BenchPlan | None = None, compile: bool = False) -> dict:
+def run_bench(
+    quick: bool,
+    device: str = "cpu",
+    say: Callable[[str], None] = lambda s: None,
+    plan: BenchPlan | None = None,
+    compile: bool = False,
+) -> dict:
     """All measurements as one JSON-ready dict (keys: quick, machine, sizes, search, retrain, seconds)."""
     dev = torch.device(device)
     if plan is None:

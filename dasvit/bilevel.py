@@ -19,8 +19,14 @@ from .supernet import Supernet
 from .training import autocast, cross_entropy, warmup_cosine, weight_step
 
 
-def arch_step(net: Supernet, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, info: DistInfo,
-              fairness: FairnessConfig | None = None) -> torch.Tensor:
+def arch_step(
+    net: Supernet,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    info: DistInfo,
+    fairness: FairnessConfig | None = None,
+) -> torch.Tensor:
     """One step of α on one batch: ∇α of the validation loss (plus the fairness loss when enabled),
     averaged over ranks. Only α receives a gradient. Returns the detached loss."""
     optimizer.zero_grad(set_to_none=True)
@@ -35,8 +41,9 @@ def arch_step(net: Supernet, optimizer: torch.optim.Optimizer, x: torch.Tensor, 
     return loss.detach()
 
 
-def search_optimizers(net: Supernet, sc: SearchConfig, total_steps: int) -> tuple[
-        torch.optim.Optimizer, torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+def search_optimizers(
+    net: Supernet, sc: SearchConfig, total_steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW on the weights with a cosine over the stage's `total_steps`, Adam on α (DARTS's betas)."""
     w_opt = torch.optim.AdamW(net.weight_parameters(), lr=sc.lr, weight_decay=sc.weight_decay)
     a_opt = torch.optim.Adam([net.alpha], lr=sc.arch_lr, betas=(0.5, 0.999), weight_decay=sc.arch_weight_decay)
@@ -67,9 +74,11 @@ class BilevelStep:
         w_opt, a_opt, sched = search_optimizers(net, sc, total_steps)
         return cls(net, w_opt, a_opt, sched, info, sc.fairness, sc.grad_clip)
 
-    def __call__(self, w_batch: tuple[torch.Tensor, torch.Tensor],
-                 a_batch: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, w_batch: tuple[torch.Tensor, torch.Tensor], a_batch: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if a_batch is not None:
             arch_step(self.net, self.a_opt, *a_batch, self.info, self.fairness)
-        return weight_step(self.net, self.params, self.w_opt, *w_batch, self.info, grad_clip=self.grad_clip,
-                           scheduler=self.sched)
+        return weight_step(
+            self.net, self.params, self.w_opt, *w_batch, self.info, grad_clip=self.grad_clip, scheduler=self.sched
+        )

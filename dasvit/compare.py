@@ -84,6 +84,7 @@ class ComparePlan:
 # ---------------------------------------------------------------------------------------------
 # what a network costs, and the matched-FLOPs depth
 
+
 def at_depth(cfg: Config, depth: int) -> Config:
     return dataclasses.replace(cfg, retrain=dataclasses.replace(cfg.retrain, depth=depth))
 
@@ -118,6 +119,7 @@ def matched_depth(flops_at: Callable[[int], int], budget: int, max_depth: int) -
 # ---------------------------------------------------------------------------------------------
 # finding retrains to reuse
 
+
 def _recipe(cfg: Config) -> dict[str, Any]:
     """The parts of a config that decide what a retrain learns."""
     d = cfg.to_dict()
@@ -138,8 +140,9 @@ def _cell(g: Genotype) -> tuple:
 def _matches(d: Path, want: Config, genotype: Genotype) -> bool:
     """True if the retrain in `d` trains `genotype` with the recipe of `want`."""
     try:
-        return (_recipe(load_run_config(d / rd.CONFIG)) == _recipe(want)
-                and _cell(load_genotype(d / rd.GENOTYPE)) == _cell(genotype))
+        return _recipe(load_run_config(d / rd.CONFIG)) == _recipe(want) and _cell(
+            load_genotype(d / rd.GENOTYPE)
+        ) == _cell(genotype)
     except (OSError, UserError):
         return False
 
@@ -171,6 +174,7 @@ def locate(entry: Entry, run_dir: Path, want: Config, depth: int) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # the plan, the retrains, the result
+
 
 def _num_classes(cfg: Config) -> int:
     from .data import build_datasets, num_classes
@@ -248,8 +252,10 @@ def run_retrains(plan: ComparePlan, say: Callable[[str], None] = print, progress
     """
     with _Signals() as signals:
         for i, e in enumerate(plan.entries, 1):
-            what = (f"[{i}/{len(plan.entries)}] {e.cell} at depth {e.depth} "
-                    f"({e.params / 1e6:.3f} M params, {e.flops / 1e6:.2f} MFLOPs)")
+            what = (
+                f"[{i}/{len(plan.entries)}] {e.cell} at depth {e.depth} "
+                f"({e.params / 1e6:.3f} M params, {e.flops / 1e6:.2f} MFLOPs)"
+            )
             if e.state == "done":
                 say(f"{what}: reusing {e.run_dir}")
                 continue
@@ -284,9 +290,19 @@ def _retrain(plan: ComparePlan, e: Entry, progress: bool) -> int:
 def _row(plan: ComparePlan, e: Entry) -> dict[str, Any]:
     m = json.loads((e.run_dir / METRICS).read_text())
     rel = e.run_dir.relative_to(plan.run_dir) if e.run_dir.is_relative_to(plan.run_dir) else e.run_dir
-    return {"cell": e.cell, "depth": e.depth, "top1": m["top1"], "top5": m["top5"], "params": m["params"],
-            "flops": m["flops"], "images_per_s": m.get("images_per_s"), "epochs": m.get("epochs"),
-            "best_epoch": m.get("best_epoch"), "dir": str(rel), "trained": e.trained}
+    return {
+        "cell": e.cell,
+        "depth": e.depth,
+        "top1": m["top1"],
+        "top5": m["top5"],
+        "params": m["params"],
+        "flops": m["flops"],
+        "images_per_s": m.get("images_per_s"),
+        "epochs": m.get("epochs"),
+        "best_epoch": m.get("best_epoch"),
+        "dir": str(rel),
+        "trained": e.trained,
+    }
 
 
 def result(plan: ComparePlan) -> dict[str, Any]:
@@ -297,27 +313,43 @@ def result(plan: ComparePlan) -> dict[str, Any]:
     recipe = dataclasses.asdict(cfg.retrain)
     recipe.pop("depth")
     out: dict[str, Any] = {
-        "format": "dasvit-compare", "version": 1, "run": str(plan.run_dir), "time": time.time(),
-        "dataset": cfg.data.name, "image_size": cfg.data.image_size, "patch_size": cfg.space.patch_size,
-        "embed_dim": cfg.space.embed_dim, "num_classes": plan.num_classes, "overrides": plan.overrides,
-        "recipe": recipe, "models": rows,
+        "format": "dasvit-compare",
+        "version": 1,
+        "run": str(plan.run_dir),
+        "time": time.time(),
+        "dataset": cfg.data.name,
+        "image_size": cfg.data.image_size,
+        "patch_size": cfg.space.patch_size,
+        "embed_dim": cfg.space.embed_dim,
+        "num_classes": plan.num_classes,
+        "overrides": plan.overrides,
+        "recipe": recipe,
+        "models": rows,
         "equal_depth": {"depth": depth, "searched": rows[f"searched@{depth}"], "vit": vit},
         "matched_flops": None,
     }
     if plan.matched_depth is not None:
         out["matched_flops"] = {
             "rule": f"the searched cell's largest depth whose FLOPs do not exceed the ViT block's at depth {depth}",
-            "budget_flops": vit["flops"], "depth": plan.matched_depth, "next_depth_flops": plan.next_flops,
-            "searched": rows[f"searched@{plan.matched_depth}"], "vit": vit,
+            "budget_flops": vit["flops"],
+            "depth": plan.matched_depth,
+            "next_depth_flops": plan.next_flops,
+            "searched": rows[f"searched@{plan.matched_depth}"],
+            "vit": vit,
         }
     else:
-        out["note"] = (f"the searched cell costs more at depth 1 than the ViT block at depth {depth}; "
-                       "no matched-FLOPs comparison.")
+        out["note"] = (
+            f"the searched cell costs more at depth 1 than the ViT block at depth {depth}; no matched-FLOPs comparison."
+        )
     return out
 
 
-def compare(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), say: Callable[[str], None] = print,
-            progress: bool = True) -> tuple[int, dict[str, Any] | None]:
+def compare(
+    run_dir: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    say: Callable[[str], None] = print,
+    progress: bool = True,
+) -> tuple[int, dict[str, Any] | None]:
     """Plan, retrain what is missing, write RUN_DIR/compare.json; (exit code, the result or None if stopped)."""
     plan = plan_compare(run_dir, overrides)
     rc = run_retrains(plan, say, progress)

@@ -458,11 +458,17 @@ def _positive(value: float, key: str) -> None:
 def validate(cfg: Config) -> None:
     d, s, se, r = cfg.data, cfg.space, cfg.search, cfg.retrain
     for key, v in [
-        ("data.image_size", d.image_size), ("data.batch_size", d.batch_size),
-        ("space.embed_dim", s.embed_dim), ("space.patch_size", s.patch_size),
-        ("space.nodes", s.nodes), ("space.edges_per_node", s.edges_per_node),
-        ("search.lr", se.lr), ("search.arch_lr", se.arch_lr),
-        ("retrain.depth", r.depth), ("retrain.batch_size", r.batch_size), ("retrain.lr", r.lr),
+        ("data.image_size", d.image_size),
+        ("data.batch_size", d.batch_size),
+        ("space.embed_dim", s.embed_dim),
+        ("space.patch_size", s.patch_size),
+        ("space.nodes", s.nodes),
+        ("space.edges_per_node", s.edges_per_node),
+        ("search.lr", se.lr),
+        ("search.arch_lr", se.arch_lr),
+        ("retrain.depth", r.depth),
+        ("retrain.batch_size", r.batch_size),
+        ("retrain.lr", r.lr),
         ("search.pts.dim", se.pts.dim),
     ]:
         _positive(v, key)
@@ -474,9 +480,7 @@ def validate(cfg: Config) -> None:
         if d.synthetic_train < 4 or d.synthetic_val < 1:
             raise ConfigError("data.synthetic_train must be at least 4 and data.synthetic_val at least 1.")
     if d.image_size % s.patch_size:
-        raise ConfigError(
-            f"data.image_size ({d.image_size}) must be a multiple of space.patch_size ({s.patch_size})."
-        )
+        raise ConfigError(f"data.image_size ({d.image_size}) must be a multiple of space.patch_size ({s.patch_size}).")
     if not s.ops:
         raise ConfigError("space.ops must name at least one operation.")
     seen = set()
@@ -516,8 +520,13 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             f"search.fairness.lower and .upper must satisfy 0 <= lower <= upper <= 1, got {f.lower} and {f.upper}."
         )
-    for key, v in [("skip_threshold", f.skip_threshold), ("beta_skip", f.beta_skip), ("beta_type", f.beta_type),
-                   ("lambda_up", f.lambda_up), ("lambda_low", f.lambda_low)]:
+    for key, v in [
+        ("skip_threshold", f.skip_threshold),
+        ("beta_skip", f.beta_skip),
+        ("beta_type", f.beta_type),
+        ("lambda_up", f.lambda_up),
+        ("lambda_low", f.lambda_low),
+    ]:
         if v < 0:
             raise ConfigError(f"search.fairness.{key} must be 0 or more, got {v}.")
     if r.epochs < 1:
@@ -530,8 +539,10 @@ def validate(cfg: Config) -> None:
     _validate_augment(se.augment, "search.augment")
     _validate_augment(r.augment, "retrain.augment")
     if se.augment.mixup or se.augment.cutmix:
-        raise ConfigError("search.augment.mixup and .cutmix must be 0: the search trains on hard labels "
-                          "(mixing is a retrain option, retrain.augment).")
+        raise ConfigError(
+            "search.augment.mixup and .cutmix must be 0: the search trains on hard labels "
+            "(mixing is a retrain option, retrain.augment)."
+        )
     if not 0 < r.ema_decay < 1:
         raise ConfigError(f"retrain.ema_decay must be in (0, 1), got {r.ema_decay}.")
 
@@ -540,8 +551,12 @@ def validate(cfg: Config) -> None:
 
 def _validate_focus(cfg: Config) -> None:
     f, lstm = cfg.focus, cfg.focus.lstm
-    for key, values in [("embed_dims", f.embed_dims), ("depths", f.depths), ("heads", f.heads),
-                        ("mlp_ratios", f.mlp_ratios)]:
+    for key, values in [
+        ("embed_dims", f.embed_dims),
+        ("depths", f.depths),
+        ("heads", f.heads),
+        ("mlp_ratios", f.mlp_ratios),
+    ]:
         if not values:
             raise ConfigError(f"focus.{key} must list at least one value.")
         if len(set(values)) != len(values):
@@ -549,13 +564,24 @@ def _validate_focus(cfg: Config) -> None:
         for i, v in enumerate(values):
             if not v > 0:
                 raise ConfigError(f"focus.{key}[{i}] must be positive, got {v}.")
-    for key, v in [("head_dim", f.head_dim), ("epochs", f.epochs), ("sampler_every", f.sampler_every),
-                   ("budget_bins", f.budget_bins), ("batch_size", f.batch_size), ("lr", f.lr),
-                   ("lstm.hidden", lstm.hidden), ("lstm.lr", lstm.lr), ("lstm.archs", lstm.archs),
-                   ("lstm.budgets", lstm.budgets), ("lstm.batch_size", lstm.batch_size)]:
+    for key, v in [
+        ("head_dim", f.head_dim),
+        ("epochs", f.epochs),
+        ("sampler_every", f.sampler_every),
+        ("budget_bins", f.budget_bins),
+        ("batch_size", f.batch_size),
+        ("lr", f.lr),
+        ("lstm.hidden", lstm.hidden),
+        ("lstm.lr", lstm.lr),
+        ("lstm.archs", lstm.archs),
+        ("lstm.budgets", lstm.budgets),
+        ("lstm.batch_size", lstm.batch_size),
+    ]:
         _positive(v, f"focus.{key}")
     if lstm.archs < 2:
-        raise ConfigError(f"focus.lstm.archs must be at least 2 (architectures are ranked against each other), got {lstm.archs}.")
+        raise ConfigError(
+            f"focus.lstm.archs must be at least 2 (architectures are ranked against each other), got {lstm.archs}."
+        )
     for key, v in [("warmup_epochs", f.warmup_epochs), ("lr_warmup_epochs", f.lr_warmup_epochs)]:
         if not 0 <= v <= f.epochs:
             raise ConfigError(f"focus.{key} must be between 0 and focus.epochs ({f.epochs}), got {v}.")
@@ -564,9 +590,14 @@ def _validate_focus(cfg: Config) -> None:
             raise ConfigError(f"focus.{key} must be in [0, 1], got {v}.")
     if not 0 < f.holdout < 1:
         raise ConfigError(f"focus.holdout must be in (0, 1), got {f.holdout}.")
-    for key, v in [("min_lr", f.min_lr), ("weight_decay", f.weight_decay), ("grad_clip", f.grad_clip),
-                   ("steps_per_epoch", f.steps_per_epoch), ("eval_batches", f.eval_batches),
-                   ("lstm.entropy", lstm.entropy)]:
+    for key, v in [
+        ("min_lr", f.min_lr),
+        ("weight_decay", f.weight_decay),
+        ("grad_clip", f.grad_clip),
+        ("steps_per_epoch", f.steps_per_epoch),
+        ("eval_batches", f.eval_batches),
+        ("lstm.entropy", lstm.entropy),
+    ]:
         if v < 0:
             raise ConfigError(f"focus.{key} must be 0 or more, got {v}.")
     if not str(f.base).strip():

@@ -55,8 +55,7 @@ class SyntheticImages(InMemoryImages):
     Gaussian noise. Everything derives from `seed`, so the same config always gives the same data.
     """
 
-    def __init__(self, n: int, classes: int, image_size: int, seed: int, split: str,
-                 transform: Callable | None = None):
+    def __init__(self, n: int, classes: int, image_size: int, seed: int, split: str, transform: Callable | None = None):
         g = torch.Generator().manual_seed(10_007 * seed + 17)
         s = image_size
         yy, xx = torch.meshgrid(torch.linspace(0, 1, s), torch.linspace(0, 1, s), indexing="ij")
@@ -83,7 +82,6 @@ class SyntheticImages(InMemoryImages):
         self.transform = transform
 
 
-
 class DigitsImages(InMemoryImages):
     """scikit-learn's handwritten digits (1,797 grayscale 8x8 scans, 10 classes), upscaled to `image_size`.
 
@@ -98,8 +96,10 @@ class DigitsImages(InMemoryImages):
         try:
             from sklearn.datasets import load_digits
         except ImportError:
-            raise DataError("the digits dataset comes with scikit-learn, which is not installed; "
-                            "pip install scikit-learn (or install dasvit with its dependencies).") from None
+            raise DataError(
+                "the digits dataset comes with scikit-learn, which is not installed; "
+                "pip install scikit-learn (or install dasvit with its dependencies)."
+            ) from None
         from torchvision import tv_tensors
 
         digits = load_digits()
@@ -120,7 +120,6 @@ class DigitsImages(InMemoryImages):
         self.targets = labels[keep]
         self.classes = [str(c) for c in range(10)]
         self.transform = transform
-
 
 
 def _tv():
@@ -233,9 +232,9 @@ def _missing(what: str, where: Path, how: str) -> DataError:
     return DataError(f"{what} was not found in {where}; {how}")
 
 
-def build_datasets(cfg: DataConfig, seed: int = 0,
-                   train_transform: Callable | None = None,
-                   val_transform: Callable | None = None) -> tuple[Dataset, Dataset, int]:
+def build_datasets(
+    cfg: DataConfig, seed: int = 0, train_transform: Callable | None = None, val_transform: Callable | None = None
+) -> tuple[Dataset, Dataset, int]:
     """The (train, val, num_classes) of `cfg.name`; raises DataError with where it looked and how to fix it.
 
     Without `train_transform` the training images get the evaluation transform (no augmentation); the
@@ -258,7 +257,8 @@ def build_datasets(cfg: DataConfig, seed: int = 0,
             val = cls(str(root), train=False, transform=vt, download=cfg.download)
         except (RuntimeError, OSError) as e:  # offline download or missing files
             raise _missing(
-                label, root,
+                label,
+                root,
                 f"download it with data.download=true on a machine with internet (torchvision puts it there), "
                 f"or point data.root at a folder holding it ({type(e).__name__}: {str(e).splitlines()[0][:120]}).",
             ) from None
@@ -267,9 +267,11 @@ def build_datasets(cfg: DataConfig, seed: int = 0,
     split_dirs = {"train": root / "train", "val": root / "val"}
     for split, d in split_dirs.items():
         if not d.is_dir():
-            how = ("put the ILSVRC-2012 train/ and val/ class folders (n01440764/...) there, or set data.root."
-                   if cfg.name == "imagenet100"
-                   else "it needs root/train/<class>/<image> and root/val/<class>/<image>; set data.root.")
+            how = (
+                "put the ILSVRC-2012 train/ and val/ class folders (n01440764/...) there, or set data.root."
+                if cfg.name == "imagenet100"
+                else "it needs root/train/<class>/<image> and root/val/<class>/<image>; set data.root."
+            )
             raise _missing(f"the {split} split of {cfg.name}", d, how)
     if cfg.name == "imagenet100":
         wanted = imagenet100_classes()
@@ -325,7 +327,7 @@ class EpochLoaders:
         g = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
         order = torch.randperm(n, generator=g).tolist() if self.shuffle else list(range(n))
         per_rank = n // self.world
-        order = order[self.rank: per_rank * self.world: self.world]
+        order = order[self.rank : per_rank * self.world : self.world]
         return DataLoader(
             Subset(self.dataset, order),
             batch_size=self.batch_size,

@@ -27,8 +27,9 @@ def _common(p: argparse.ArgumentParser, presets: str = "demo, cifar10, ...") -> 
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress lines on stdout")
 
 
-def _argv_common(preset: str | None, overrides: list[str], run_dir: Path | None, resume: Path | None,
-                 progress: bool) -> list[str]:
+def _argv_common(
+    preset: str | None, overrides: list[str], run_dir: Path | None, resume: Path | None, progress: bool
+) -> list[str]:
     argv: list[str] = []
     if preset is not None:
         argv += ["--preset", preset]
@@ -59,8 +60,9 @@ class SearchRequest:
 
     @classmethod
     def parser(cls) -> argparse.ArgumentParser:
-        p = argparse.ArgumentParser(prog=f"python -m {cls.MODULE}",
-                                    description="The search engine process; users run `dasvit search`.")
+        p = argparse.ArgumentParser(
+            prog=f"python -m {cls.MODULE}", description="The search engine process; users run `dasvit search`."
+        )
         _common(p)
         p.add_argument("--approve", choices=["auto", "manual"], default=None)
         return p
@@ -101,8 +103,9 @@ class RetrainRequest:
 
     @classmethod
     def parser(cls) -> argparse.ArgumentParser:
-        p = argparse.ArgumentParser(prog=f"python -m {cls.MODULE}",
-                                    description="The retrain engine process; users run `dasvit retrain`.")
+        p = argparse.ArgumentParser(
+            prog=f"python -m {cls.MODULE}", description="The retrain engine process; users run `dasvit retrain`."
+        )
         p.add_argument("source", nargs="?", help="genotype.json, a search run directory, or a built-in (vit_b16)")
         _common(p)
         return p
@@ -151,8 +154,9 @@ class FocusRequest:
 
     @classmethod
     def parser(cls) -> argparse.ArgumentParser:
-        p = argparse.ArgumentParser(prog=f"python -m {cls.MODULE}",
-                                    description="The FocusFormer engine process; users run `dasvit focus`.")
+        p = argparse.ArgumentParser(
+            prog=f"python -m {cls.MODULE}", description="The FocusFormer engine process; users run `dasvit focus`."
+        )
         _common(p, presets="focus-demo, focus-cifar100, ...")
         return p
 

@@ -83,8 +83,9 @@ def _will_compute(ctx, i: int) -> bool:
         return True
 
 
-def scaled_linear(h: torch.Tensor, s: torch.Tensor, blocks: list[torch.Tensor],
-                  acc: torch.Tensor | None = None) -> torch.Tensor:
+def scaled_linear(
+    h: torch.Tensor, s: torch.Tensor, blocks: list[torch.Tensor], acc: torch.Tensor | None = None
+) -> torch.Tensor:
     """acc + (h ⊙ s) [W₁ … W_m]ᵀ for h [T, K], s [K], W_i [D, K_i] with Σ K_i = K, acc [T, D], [D] or None.
 
     Under autocast the matmul runs in the autocast dtype; s and its gradient stay in float32.
@@ -181,8 +182,12 @@ class FusedNodeMix:
     @staticmethod
     def qkv_params(members: list[tuple[int, int, Attention]]) -> list[torch.Tensor]:
         mods = [mod for _, _, mod in members]
-        return ([m.qkv.weight for m in mods] + [m.qkv.bias for m in mods]
-                + [m.norm.weight for m in mods] + [m.norm.bias for m in mods])
+        return (
+            [m.qkv.weight for m in mods]
+            + [m.qkv.bias for m in mods]
+            + [m.norm.weight for m in mods]
+            + [m.norm.bias for m in mods]
+        )
 
     @staticmethod
     def fold_qkv(*params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -190,8 +195,8 @@ class FusedNodeMix:
         k = len(params) // 4
         d = params[0].shape[1]
         weight = torch.stack([w.view(3, d, d) for w in params[:k]], 1)  # [3, k, D, D]
-        bias = torch.stack([c.view(3, d) for c in params[k: 2 * k]], 1)  # [3, k, D]
-        gamma, beta = torch.stack(params[2 * k: 3 * k]), torch.stack(params[3 * k:])  # [k, D]
+        bias = torch.stack([c.view(3, d) for c in params[k : 2 * k]], 1)  # [3, k, D]
+        gamma, beta = torch.stack(params[2 * k : 3 * k]), torch.stack(params[3 * k :])  # [k, D]
         folded_b = bias + (weight @ beta.unsqueeze(-1)).squeeze(-1)
         return (weight * gamma.unsqueeze(1)).view(-1, d), folded_b.view(-1)
 
@@ -201,7 +206,7 @@ class FusedNodeMix:
     @staticmethod
     def fold_fc1(*params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Folded first-layer weight and bias of every mlp, in edge order."""
-        ws, bs = zip(*(fold_norm(*params[i: i + 4]) for i in range(0, len(params), 4)))
+        ws, bs = zip(*(fold_norm(*params[i : i + 4]) for i in range(0, len(params), 4)))
         return torch.cat(ws), torch.cat(bs)
 
     def __call__(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

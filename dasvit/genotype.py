@@ -73,7 +73,6 @@ class Genotype:
         """The intermediate nodes the cell output depends on, ascending (others are built by nobody)."""
         return feeding_nodes(self.output, self.edges)
 
-
     def to_json(self) -> dict[str, Any]:
         out = {
             "format": FORMAT,
@@ -84,8 +83,12 @@ class Genotype:
             "output": list(self.output),
         }
         if self.layers is not None:
-            out.update(embed_dim=self.embed_dim, depth=self.depth, head_dim=self.head_dim,
-                       layers=[list(layer) for layer in self.layers])
+            out.update(
+                embed_dim=self.embed_dim,
+                depth=self.depth,
+                head_dim=self.head_dim,
+                layers=[list(layer) for layer in self.layers],
+            )
         out.update(ops={name: spec.to_json() for name, spec in sorted(self.ops.items())}, meta=dict(self.meta))
         return out
 
@@ -164,7 +167,11 @@ def genotype_from_json(data: Any, source: str = "genotype") -> Genotype:
     if len({(e.src, e.dst, e.op) for e in edges}) != len(edges):
         raise GenotypeError(f"{source}: the same edge and op appear twice.")
     output = data.get("output")
-    if not isinstance(output, list) or not output or not all(isinstance(o, int) and not isinstance(o, bool) for o in output):
+    if (
+        not isinstance(output, list)
+        or not output
+        or not all(isinstance(o, int) and not isinstance(o, bool) for o in output)
+    ):
         raise GenotypeError(f"{source}: 'output' must be a non-empty list of node numbers.")
     for o in output:
         if not 2 <= o <= last:
@@ -198,32 +205,44 @@ def _network_from_json(data: dict, edges: list[Edge], source: str) -> dict[str, 
     layers = data.get("layers")
     if not isinstance(layers, list) or len(layers) != sizes["depth"]:
         got = f"{len(layers)} layers" if isinstance(layers, list) else repr(layers)
-        raise GenotypeError(f"{source}: 'layers' must be a list of {sizes['depth']} layers (one per cell, "
-                            f"'depth'), got {got}.")
+        raise GenotypeError(
+            f"{source}: 'layers' must be a list of {sizes['depth']} layers (one per cell, 'depth'), got {got}."
+        )
     types = [parse_op(e.op, error=GenotypeError).type for e in edges]
     for k, layer in enumerate(layers):
         if not isinstance(layer, list) or len(layer) != len(edges):
-            raise GenotypeError(f"{source}: layers[{k}] must list {len(edges)} op names, one per edge of the cell, "
-                                f"got {layer!r}.")
+            raise GenotypeError(
+                f"{source}: layers[{k}] must list {len(edges)} op names, one per edge of the cell, got {layer!r}."
+            )
         for i, name in enumerate(layer):
             spec = parse_op(name, key=f"{source}: layers[{k}][{i}]", error=GenotypeError)
             if spec.type != types[i]:
                 e = edges[i]
-                raise GenotypeError(f"{source}: layers[{k}][{i}] = {name!r} but edge {i} ({e.src}->{e.dst}) is a "
-                                    f"{types[i]} edge; a layer may resize an edge's op, not change its type.")
+                raise GenotypeError(
+                    f"{source}: layers[{k}][{i}] = {name!r} but edge {i} ({e.src}->{e.dst}) is a "
+                    f"{types[i]} edge; a layer may resize an edge's op, not change its type."
+                )
     return {**sizes, "layers": [list(layer) for layer in layers]}
 
 
 def arch_genotype(space, arch, meta: dict[str, Any] | None = None) -> Genotype:
     """The version-2 genotype of FocusFormer architecture `arch` (a `dasvit.focus.space.Arch`) in `space`."""
     base = space.base
-    return Genotype(nodes=base.nodes, edges=list(base.edges), output=list(base.output), meta=dict(meta or {}),
-                    embed_dim=arch.embed_dim, depth=arch.depth, head_dim=space.head_dim,
-                    layers=[list(layer) for layer in arch.layers])
+    return Genotype(
+        nodes=base.nodes,
+        edges=list(base.edges),
+        output=list(base.output),
+        meta=dict(meta or {}),
+        embed_dim=arch.embed_dim,
+        depth=arch.depth,
+        head_dim=space.head_dim,
+        layers=[list(layer) for layer in arch.layers],
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # built-ins
+
 
 def vit_block(heads: int = 12, ratio: float = 4.0) -> Genotype:
     """The standard pre-norm ViT block: node 2 = skip(1) + msa(1), node 3 = skip(2) + mlp(2)."""

@@ -73,9 +73,7 @@ class Cell(nn.Module):
         self.output = list(genotype.output)
         self.edges = [e for e in genotype.edges if e.dst in self.nodes]
         self.ops = nn.ModuleList(build_op(parse_op(e.op), dim, head_dim) for e in self.edges)
-        self.drop = nn.ModuleList(
-            nn.Identity() if e.op == "skip" else DropPath(drop_path) for e in self.edges
-        )
+        self.drop = nn.ModuleList(nn.Identity() if e.op == "skip" else DropPath(drop_path) for e in self.edges)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
         states: dict[int, torch.Tensor] = {0: s0, 1: s1}
@@ -101,13 +99,24 @@ class Network(nn.Module):
         in_chans: image channels.
     """
 
-    def __init__(self, genotype: Genotype, depth: int, dim: int, image_size: int, patch_size: int,
-                 num_classes: int, drop_path: float = 0.0, in_chans: int = 3):
+    def __init__(
+        self,
+        genotype: Genotype,
+        depth: int,
+        dim: int,
+        image_size: int,
+        patch_size: int,
+        num_classes: int,
+        drop_path: float = 0.0,
+        in_chans: int = 3,
+    ):
         super().__init__()
         check_sizes(genotype, dim, image_size, patch_size)
         if genotype.layers is not None and (depth, dim) != (genotype.depth, genotype.embed_dim):
-            raise ConfigError(f"this version-2 genotype is {genotype.depth} cells of width {genotype.embed_dim}; "
-                              f"it cannot be built as {depth} x {dim}.")
+            raise ConfigError(
+                f"this version-2 genotype is {genotype.depth} cells of width {genotype.embed_dim}; "
+                f"it cannot be built as {depth} x {dim}."
+            )
         self.genotype = genotype
         self.embed = PatchEmbed(image_size, patch_size, dim, in_chans)
         rates = [drop_path * k / max(depth - 1, 1) for k in range(depth)]
@@ -131,8 +140,9 @@ class Network(nn.Module):
         return self.head(self.forward_features(x))
 
 
-def build_network(genotype: Genotype, cfg, num_classes: int, drop_path: float | None = None,
-                  in_chans: int | None = None) -> Network:
+def build_network(
+    genotype: Genotype, cfg, num_classes: int, drop_path: float | None = None, in_chans: int | None = None
+) -> Network:
     """The network of `genotype` at a config's sizes (`retrain.depth`, `space.*`, `data.image_size`,
     `data.channels` resolved by dasvit.data.image_channels unless `in_chans` is given); a version-2
     genotype brings its own depth and width."""
@@ -142,8 +152,12 @@ def build_network(genotype: Genotype, cfg, num_classes: int, drop_path: float | 
         in_chans = image_channels(cfg.data)
     v2 = genotype.layers is not None
     return Network(
-        genotype, depth=genotype.depth if v2 else cfg.retrain.depth,
-        dim=genotype.embed_dim if v2 else cfg.space.embed_dim, image_size=cfg.data.image_size,
-        patch_size=cfg.space.patch_size, num_classes=num_classes,
-        drop_path=cfg.retrain.drop_path if drop_path is None else drop_path, in_chans=in_chans,
+        genotype,
+        depth=genotype.depth if v2 else cfg.retrain.depth,
+        dim=genotype.embed_dim if v2 else cfg.space.embed_dim,
+        image_size=cfg.data.image_size,
+        patch_size=cfg.space.patch_size,
+        num_classes=num_classes,
+        drop_path=cfg.retrain.drop_path if drop_path is None else drop_path,
+        in_chans=in_chans,
     )

@@ -68,7 +68,7 @@ def edge_name(edge: tuple[int, int]) -> str:
 
 
 def parse_edge_name(name: str) -> tuple[int, int] | None:
-    """"i->j" -> (i, j); None for anything else."""
+    """ "i->j" -> (i, j); None for anything else."""
     src, sep, dst = name.partition("->")
     try:
         return (int(src), int(dst)) if sep else None

@@ -36,9 +36,17 @@ RUN_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
 # op colours, light to dark by heads / ratio: distinct hues within a family, blue-purple for msa, orange-brown for mlp
 FAMILY_SHADES = {"msa": ["#56b4e9", "#0060c0", "#6a3d9a"], "mlp": ["#f0a030", "#d55e00", "#8c2d04"]}
 STYLE = {
-    "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
-    "ytick.labelsize": 7, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none",
-    "figure.dpi": 100, "savefig.dpi": 200,
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "legend.fontsize": 7,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "svg.fonttype": "none",
+    "figure.dpi": 100,
+    "savefig.dpi": 200,
 }
 
 
@@ -115,8 +123,9 @@ def load_series(run_dir: str | Path, label: str | None = None) -> Series:
             if not last:
                 continue
             weights = last[-1].get("arch_weights") or {}
-            s.pruned[stage] = {edge: [op for op in ops if op not in (e["keep"].get(edge) or [])]
-                               for edge, ops in weights.items()}
+            s.pruned[stage] = {
+                edge: [op for op in ops if op not in (e["keep"].get(edge) or [])] for edge, ops in weights.items()
+            }
     return s
 
 
@@ -133,10 +142,15 @@ def op_colours(ops: list[str]) -> dict[str, Any]:
             specs.append(None)
     colours: dict[str, Any] = {}
     for family, cmap in (("msa", "Blues"), ("mlp", "Oranges")):
-        members = sorted((sp for sp in specs if sp is not None and sp.type == family),
-                         key=lambda sp: sp.heads if family == "msa" else sp.ratio)
-        shades = FAMILY_SHADES[family] if len(members) <= len(FAMILY_SHADES[family]) else [
-            colormaps[cmap](0.35 + 0.6 * i / max(len(members) - 1, 1)) for i in range(len(members))]
+        members = sorted(
+            (sp for sp in specs if sp is not None and sp.type == family),
+            key=lambda sp: sp.heads if family == "msa" else sp.ratio,
+        )
+        shades = (
+            FAMILY_SHADES[family]
+            if len(members) <= len(FAMILY_SHADES[family])
+            else [colormaps[cmap](0.35 + 0.6 * i / max(len(members) - 1, 1)) for i in range(len(members))]
+        )
         for i, sp in enumerate(members):
             colours[sp.name] = shades[i]
     colours.update({"zero": "#9a9a9a", "skip": "#000000"})
@@ -173,8 +187,16 @@ def _mark_stages(ax, runs: list[Series], text: bool = True) -> None:
             start = first.stage_starts[st]
             depth = first.stage_depths.get(st)
             name = f"stage {st}" + (f" (depth {depth})" if depth else "")
-            ax.text((start + end) / 2 + 0.5, 1.0, name, transform=ax.get_xaxis_transform(), ha="center",
-                    va="bottom", fontsize=6.5, color="#555555")
+            ax.text(
+                (start + end) / 2 + 0.5,
+                1.0,
+                name,
+                transform=ax.get_xaxis_transform(),
+                ha="center",
+                va="bottom",
+                fontsize=6.5,
+                color="#555555",
+            )
 
 
 def _epoch_axis(ax, runs: list[Series]) -> None:
@@ -208,8 +230,12 @@ def plot_curves(runs: list[Series], out: Path, stem: str = "curves", title: str 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(7.0, 2.6), constrained_layout=True)
     for i, run in enumerate(runs):
         c = RUN_COLOURS[i % len(RUN_COLOURS)]
-        series = [(ax_loss, "train_loss", "--"), (ax_loss, "val_loss", "-"), (ax_acc, "train_acc", "--"),
-                  (ax_acc, "top1" if retrain else "val_acc", "-")]
+        series = [
+            (ax_loss, "train_loss", "--"),
+            (ax_loss, "val_loss", "-"),
+            (ax_acc, "train_acc", "--"),
+            (ax_acc, "top1" if retrain else "val_acc", "-"),
+        ]
         if retrain:
             series.append((ax_acc, "top5", ":"))
         for ax, key, ls in series:
@@ -220,12 +246,15 @@ def plot_curves(runs: list[Series], out: Path, stem: str = "curves", title: str 
         _epoch_axis(ax, runs)
         ax.set_ylabel(name)
     ax_acc.set_ylim(0, 1.02)
-    styles = [Line2D([], [], color="#444444", ls="--", label="train"),
-              Line2D([], [], color="#444444", ls="-", label="top-1 (val)" if retrain else "validation")]
+    styles = [
+        Line2D([], [], color="#444444", ls="--", label="train"),
+        Line2D([], [], color="#444444", ls="-", label="top-1 (val)" if retrain else "validation"),
+    ]
     if retrain:
         styles.append(Line2D([], [], color="#444444", ls=":", label="top-5 (val)"))
-    handles = styles + ([Line2D([], [], color=RUN_COLOURS[i], lw=2, label=r.label) for i, r in enumerate(runs)]
-                        if len(runs) > 1 else [])
+    handles = styles + (
+        [Line2D([], [], color=RUN_COLOURS[i], lw=2, label=r.label) for i, r in enumerate(runs)] if len(runs) > 1 else []
+    )
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
     title = title or f"{'retrain' if retrain else 'search'}: " + " vs ".join(r.label for r in runs)
     fig.suptitle(title, fontsize=9)
@@ -247,10 +276,18 @@ def plot_op_weights(run: Series, out: Path, colours: dict[str, Any], stem: str =
 
     edges = run.edges()
     rows, cols = _grid(len(edges))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.35 * cols, 1.75 * rows + 0.5), sharex=True, sharey=True,
-                             constrained_layout=True, squeeze=False)
-    top = max((w for e in run.epochs for ws in (e.get("arch_weights") or {}).values() for w in ws.values()),
-              default=1.0)
+    fig, axes = plt.subplots(
+        rows,
+        cols,
+        figsize=(2.35 * cols, 1.75 * rows + 0.5),
+        sharex=True,
+        sharey=True,
+        constrained_layout=True,
+        squeeze=False,
+    )
+    top = max(
+        (w for e in run.epochs for ws in (e.get("arch_weights") or {}).values() for w in ws.values()), default=1.0
+    )
     for ax, edge in zip(axes.flat, edges):
         for op in run.ops():
             for xs, ys in _segments(run, lambda e, op=op, edge=edge: _weight(e, edge, op)):
@@ -264,7 +301,7 @@ def plot_op_weights(run: Series, out: Path, colours: dict[str, Any], stem: str =
         _mark_stages(ax, [run], text=False)
         ax.set_title(f"edge {edge}", pad=2)
         ax.set_ylim(0, min(1.0, top * 1.08))
-    for ax in axes.flat[len(edges):]:
+    for ax in axes.flat[len(edges) :]:
         ax.set_visible(False)
     for ax in axes[-1]:
         _epoch_axis(ax, [run])
@@ -273,8 +310,10 @@ def plot_op_weights(run: Series, out: Path, colours: dict[str, Any], stem: str =
     handles = [Line2D([], [], color=colours[op], lw=1.6, label=op) for op in run.ops()]
     handles.append(Line2D([], [], color="#444444", marker="x", ls="none", label="pruned here"))
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 9), frameon=False)
-    fig.suptitle(f"{run.label}: op weights per edge\nsoftmax of α at each epoch's end; dotted lines: a new stage "
-                 "(α restarts)", fontsize=9)
+    fig.suptitle(
+        f"{run.label}: op weights per edge\nsoftmax of α at each epoch's end; dotted lines: a new stage (α restarts)",
+        fontsize=9,
+    )
     try:
         return _save(fig, out, stem)
     finally:
@@ -291,8 +330,9 @@ def plot_skip(runs: list[Series], out: Path, stem: str = "skip") -> list[Path]:
     """Skip fraction per epoch (left) and at each stage's end (right), with the edges still offering skip."""
     import matplotlib.pyplot as plt
 
-    fig, (ax_line, ax_bar) = plt.subplots(1, 2, figsize=(7.0, 2.5), constrained_layout=True,
-                                          gridspec_kw={"width_ratios": [3, 2]})
+    fig, (ax_line, ax_bar) = plt.subplots(
+        1, 2, figsize=(7.0, 2.5), constrained_layout=True, gridspec_kw={"width_ratios": [3, 2]}
+    )
     width = 0.8 / len(runs)
     for i, run in enumerate(runs):
         c = RUN_COLOURS[i % len(RUN_COLOURS)]
@@ -304,8 +344,15 @@ def plot_skip(runs: list[Series], out: Path, stem: str = "skip") -> list[Path]:
         bars = ax_bar.bar(xs, ends, width=width * 0.95, color=c, label=run.label)
         for bar, st in zip(bars, stages):
             left, total = _skip_edges_left(run, st)
-            ax_bar.annotate(f"{left}/{total}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                            ha="center", va="bottom", fontsize=6, xytext=(0, 1), textcoords="offset points")
+            ax_bar.annotate(
+                f"{left}/{total}",
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=6,
+                xytext=(0, 1),
+                textcoords="offset points",
+            )
     _mark_stages(ax_line, runs)
     _epoch_axis(ax_line, runs)
     ax_line.set_ylabel("skip fraction")
@@ -331,8 +378,15 @@ def plot_skip_edges(runs: list[Series], out: Path, stem: str = "skip_edges") -> 
     edges = list(dict.fromkeys(e for r in runs for e in r.edges()))
     edges.sort(key=_edge_key)
     rows, cols = _grid(len(edges))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.35 * cols, 1.6 * rows + 0.4), sharex=True, sharey=True,
-                             constrained_layout=True, squeeze=False)
+    fig, axes = plt.subplots(
+        rows,
+        cols,
+        figsize=(2.35 * cols, 1.6 * rows + 0.4),
+        sharex=True,
+        sharey=True,
+        constrained_layout=True,
+        squeeze=False,
+    )
     top = max([0.05, *(_weight(e, edge, "skip") or 0.0 for r in runs for e in r.epochs for edge in edges)])
     for ax, edge in zip(axes.flat, edges):
         for i, run in enumerate(runs):
@@ -347,7 +401,7 @@ def plot_skip_edges(runs: list[Series], out: Path, stem: str = "skip_edges") -> 
         _mark_stages(ax, runs, text=False)
         ax.set_title(f"edge {edge}", pad=2)
         ax.set_ylim(0, top * 1.08)
-    for ax in axes.flat[len(edges):]:
+    for ax in axes.flat[len(edges) :]:
         ax.set_visible(False)
     for ax in axes[-1]:
         _epoch_axis(ax, runs)
@@ -360,16 +414,18 @@ def plot_skip_edges(runs: list[Series], out: Path, stem: str = "skip_edges") -> 
                 handles.append(h)
                 labels.append(lab)
     fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), frameon=False)
-    fig.suptitle("weight on skip per edge: " + " vs ".join(r.label for r in runs) + "\nx: skip pruned there; "
-                 "dotted lines: a new stage", fontsize=9)
+    fig.suptitle(
+        "weight on skip per edge: " + " vs ".join(r.label for r in runs) + "\nx: skip pruned there; "
+        "dotted lines: a new stage",
+        fontsize=9,
+    )
     try:
         return _save(fig, out, stem)
     finally:
         plt.close(fig)
 
 
-def plot_runs(run_dirs: list[str | Path], out: str | Path | None = None,
-              labels: list[str] | None = None) -> list[Path]:
+def plot_runs(run_dirs: list[str | Path], out: str | Path | None = None, labels: list[str] | None = None) -> list[Path]:
     """Write every figure of one run, or of two runs overlaid, into `out` (default RUN_DIR/figures).
 
     Returns the files written. Two runs must be of the same kind (two searches or two retrains).
@@ -404,8 +460,12 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path | None = None,
             written += plot_skip(searched, out)
         if len(searched) == 2:
             written += plot_skip_edges(searched, out)
-        retrains = [load_series(r.path / "retrain", f"{r.label}") for r in runs if rd.is_run_dir(r.path / "retrain")
-                    and any(e.get("type") == "epoch" for e in rd.read_events(r.path / "retrain")[0])]
+        retrains = [
+            load_series(r.path / "retrain", f"{r.label}")
+            for r in runs
+            if rd.is_run_dir(r.path / "retrain")
+            and any(e.get("type") == "epoch" for e in rd.read_events(r.path / "retrain")[0])
+        ]
         if retrains:
             written += plot_curves(retrains, out, "retrain")
         if len(runs) == 1:

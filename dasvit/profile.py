@@ -88,8 +88,9 @@ def edge_params(model: Network) -> dict[str, int]:
     return {f"{e.src}->{e.dst} {e.op}": count_params(op) for e, op in zip(cell.edges, cell.ops)}
 
 
-def profile_genotype(genotype: Genotype, depth: int, dim: int, image_size: int, patch_size: int,
-                     num_classes: int) -> dict[str, Any]:
+def profile_genotype(
+    genotype: Genotype, depth: int, dim: int, image_size: int, patch_size: int, num_classes: int
+) -> dict[str, Any]:
     """Params, FLOPs, per-edge params (one cell) and per-layer params and FLOPs (`layers`: one
     {"params", "flops"} per cell) of the discrete network of `genotype` at these sizes.
 
@@ -104,15 +105,27 @@ def profile_genotype(genotype: Genotype, depth: int, dim: int, image_size: int, 
             t.zero_()
     analysis = flop_analysis(model, image_size)
     by_module = analysis.by_module()
-    layers = [{"params": count_params(c), "flops": int(by_module.get(f"cells.{k}", 0))}
-              for k, c in enumerate(model.cells)]
-    return {"params": count_params(model), "flops": int(analysis.total()), "edge_params": edge_params(model),
-            "layers": layers}
+    layers = [
+        {"params": count_params(c), "flops": int(by_module.get(f"cells.{k}", 0))} for k, c in enumerate(model.cells)
+    ]
+    return {
+        "params": count_params(model),
+        "flops": int(analysis.total()),
+        "edge_params": edge_params(model),
+        "layers": layers,
+    }
 
 
 @torch.no_grad()
-def images_per_second(model: nn.Module, image_size: int, batch_size: int, device: torch.device | str,
-                      steps: int = 10, warmup: int = 3, in_chans: int | None = None) -> float:
+def images_per_second(
+    model: nn.Module,
+    image_size: int,
+    batch_size: int,
+    device: torch.device | str,
+    steps: int = 10,
+    warmup: int = 3,
+    in_chans: int | None = None,
+) -> float:
     """Inference throughput of `model` (eval mode; bf16 autocast on CUDA), measured, not estimated."""
     device = torch.device(device)
     in_chans = in_chans or input_channels(model)

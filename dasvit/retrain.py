@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from . import rundir as rd
-from .augment import batch_mixer, describe as describe_augment, train_transform
+from .augment import batch_mixer, train_transform
+from .augment import describe as describe_augment
 from .config import Config, load_config, load_run_config, preset_names
 from .data import EpochLoaders, build_datasets
 from .engine_request import RetrainRequest, retrain_run_dir
@@ -53,6 +54,7 @@ BEST, LAST, METRICS = rd.BEST, rd.LAST, rd.METRICS
 # ---------------------------------------------------------------------------------------------
 # what to train, with which config, where
 
+
 @dataclass
 class Plan:
     """A resolved retrain: its config, its cell, its run directory, and whether it resumes."""
@@ -72,17 +74,34 @@ def _search_dir(source: str | None) -> Path | None:
 
 
 def _network_sizes(cfg: Config) -> tuple:
-    return (cfg.retrain.depth, cfg.space.embed_dim, cfg.space.patch_size, cfg.data.name, cfg.data.image_size,
-            cfg.data.channels)
+    return (
+        cfg.retrain.depth,
+        cfg.space.embed_dim,
+        cfg.space.patch_size,
+        cfg.data.name,
+        cfg.data.image_size,
+        cfg.data.channels,
+    )
 
 
 def _same_cell(a: Genotype, b: Genotype) -> bool:
-    return ((a.nodes, sorted(a.edges, key=str), sorted(a.output), a.layers, a.embed_dim, a.head_dim)
-            == (b.nodes, sorted(b.edges, key=str), sorted(b.output), b.layers, b.embed_dim, b.head_dim))
+    return (a.nodes, sorted(a.edges, key=str), sorted(a.output), a.layers, a.embed_dim, a.head_dim) == (
+        b.nodes,
+        sorted(b.edges, key=str),
+        sorted(b.output),
+        b.layers,
+        b.embed_dim,
+        b.head_dim,
+    )
 
 
-def plan_retrain(source: str | None, preset: str | None = None, overrides: list[str] | tuple[str, ...] = (),
-                 run_dir: str | Path | None = None, resume: str | Path | None = None) -> Plan:
+def plan_retrain(
+    source: str | None,
+    preset: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    run_dir: str | Path | None = None,
+    resume: str | Path | None = None,
+) -> Plan:
     """Resolve a retrain's arguments (a `RetrainRequest`'s fields) into a Plan; every mistake is a
     one-sentence UserError.
 
@@ -105,8 +124,10 @@ def plan_retrain(source: str | None, preset: str | None = None, overrides: list[
             raise RunDirError(f"{rdir} has no {rd.CHECKPOINT} yet; no epoch finished, so start it afresh.")
         cfg = load_config(str(rdir / rd.CONFIG), overrides)
         if _network_sizes(cfg) != _network_sizes(load_run_config(rdir / rd.CONFIG)):
-            raise ConfigError("--set cannot change the network or the data of a run being resumed "
-                              "(retrain.depth, space.embed_dim, space.patch_size, data.name, data.image_size); start a new run instead.")
+            raise ConfigError(
+                "--set cannot change the network or the data of a run being resumed "
+                "(retrain.depth, space.embed_dim, space.patch_size, data.name, data.image_size); start a new run instead."
+            )
         genotype = load_genotype(rdir / rd.GENOTYPE)
         if source is not None and not _same_cell(load_genotype(source), genotype):
             raise ConfigError(f"{source} is not the cell that {rdir} trains; leave it out to resume.")
@@ -133,6 +154,7 @@ def plan_retrain(source: str | None, preset: str | None = None, overrides: list[
 # ---------------------------------------------------------------------------------------------
 # the recipe
 
+
 def param_groups(model: Network, weight_decay: float) -> list[dict]:
     """AdamW groups: decay matrices; not norms, biases, the position embedding or the class token."""
     skip = model.no_weight_decay()
@@ -147,8 +169,14 @@ def resume_state(epoch: int, model: nn.Module, optimizer, sched, ema, best: dict
 
     No RNG state: each epoch reseeds from (seed, epoch, rank), so a resumed epoch replays exactly.
     """
-    state = {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "sched": sched.state_dict(), "best": best, "genotype": plan.genotype.to_json()}
+    state = {
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "sched": sched.state_dict(),
+        "best": best,
+        "genotype": plan.genotype.to_json(),
+    }
     if ema is not None:
         state["ema"] = ema.state_dict()
     return state
@@ -158,8 +186,19 @@ def _weights(state: dict, epoch: int, top1: float, top5: float, num_classes: int
     return {"model": state, "epoch": epoch, "top1": top1, "top5": top5, "num_classes": num_classes}
 
 
-def train_epoch(train_model: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer, sched, ema, mixer,
-                loader, steps: int, r, info: DistInfo, run: Run) -> tuple[float, float, float, float]:
+def train_epoch(
+    train_model: nn.Module,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    sched,
+    ema,
+    mixer,
+    loader,
+    steps: int,
+    r,
+    info: DistInfo,
+    run: Run,
+) -> tuple[float, float, float, float]:
     """One epoch of `steps` steps; returns (loss sum, correct, images) summed over ranks, and the last lr.
 
     Metrics accumulate on the device: no host sync per step beyond the stop check.
@@ -176,8 +215,18 @@ def train_epoch(train_model: nn.Module, model: nn.Module, optimizer: torch.optim
         target = y
         if mixer is not None:
             x, target = mixer(x, y)
-        loss, logits = weight_step(train_model, params, optimizer, x, target, info, grad_clip=r.grad_clip,
-                                   label_smoothing=r.label_smoothing, scheduler=sched, grads_synced=info.world > 1)
+        loss, logits = weight_step(
+            train_model,
+            params,
+            optimizer,
+            x,
+            target,
+            info,
+            grad_clip=r.grad_clip,
+            label_smoothing=r.label_smoothing,
+            scheduler=sched,
+            grads_synced=info.world > 1,
+        )
         if ema is not None:
             ema.update_parameters(model)
         hard = target.argmax(1) if target.ndim == 2 else target
@@ -196,6 +245,7 @@ def train_epoch(train_model: nn.Module, model: nn.Module, optimizer: torch.optim
 # ---------------------------------------------------------------------------------------------
 # the engine
 
+
 def retrain(plan: Plan, progress: bool = True) -> int:
     """Train `plan.genotype` from scratch (or resume); returns an exit code (0 finished, 130 stopped)."""
     info = setup_distributed()
@@ -207,8 +257,9 @@ def retrain(plan: Plan, progress: bool = True) -> int:
     train_set, val_set, num_classes = build_datasets(cfg.data, seed=cfg.search.seed, train_transform=tf)
     per_rank = r.batch_size // info.world
     train_loaders = EpochLoaders(train_set, per_rank, cfg.data.workers, r.seed, info.rank, info.world)
-    val_loader = EpochLoaders(val_set, per_rank, cfg.data.workers, r.seed, info.rank, info.world,
-                              shuffle=False, drop_last=False).epoch(0)
+    val_loader = EpochLoaders(
+        val_set, per_rank, cfg.data.workers, r.seed, info.rank, info.world, shuffle=False, drop_last=False
+    ).epoch(0)
     steps = len(train_loaders) if r.steps_per_epoch == 0 else min(r.steps_per_epoch, len(train_loaders))
     if steps == 0:
         raise ConfigError(
@@ -227,7 +278,9 @@ def retrain(plan: Plan, progress: bool = True) -> int:
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(r.ema_decay), use_buffers=True)
     start, best = 0, {"top1": -1.0, "top5": 0.0, "epoch": 0}
     if plan.resume:
-        state = load_checkpoint(plan.run_dir / rd.CHECKPOINT, map_location=info.device, warn=None if info.main else (lambda text: None))
+        state = load_checkpoint(
+            plan.run_dir / rd.CHECKPOINT, map_location=info.device, warn=None if info.main else (lambda text: None)
+        )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["sched"])
@@ -236,7 +289,9 @@ def retrain(plan: Plan, progress: bool = True) -> int:
         start, best = state["epoch"], state["best"]
     train_model: nn.Module = model
     if info.world > 1:
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[info.device.index] if info.device.type == "cuda" else None
+        )
     if r.compile:
         train_model = torch.compile(train_model)
     eval_model = ema.module if ema is not None else model
@@ -248,30 +303,47 @@ def retrain(plan: Plan, progress: bool = True) -> int:
             for note in [describe_augment(cfg, "retrain"), *notes]:
                 run.progress.line(note)
             params = count_params(model)
-            run.progress.line(f"retrain {plan.run_dir}: {params / 1e6:.2f} M params, {r.epochs} epochs of "
-                              f"{steps} steps, batch {r.batch_size} on {info.world} x {info.device.type}")
+            run.progress.line(
+                f"retrain {plan.run_dir}: {params / 1e6:.2f} M params, {r.epochs} epochs of "
+                f"{steps} steps, batch {r.batch_size} on {info.world} x {info.device.type}"
+            )
             for epoch in range(start, r.epochs):
                 torch.manual_seed(mix_seed(r.seed, epoch, info.rank))  # resume replays exactly
                 t0 = time.time()
                 run.progress.start_epoch(f"epoch {epoch + 1}/{r.epochs}", steps)
                 loss_sum, correct, seen, lr = train_epoch(
-                    train_model, model, optimizer, sched, ema, mixer, train_loaders.epoch(epoch), steps, r, info, run)
+                    train_model, model, optimizer, sched, ema, mixer, train_loaders.epoch(epoch), steps, r, info, run
+                )
                 train_seconds = time.time() - t0
                 val = evaluate(eval_model, val_loader, info)
                 val_loss, top1, top5 = val["val_loss"], val["top1"], val["top5"]
                 fields = dict(
-                    stage=1, epoch=epoch + 1, epochs=r.epochs, train_loss=loss_sum / seen, train_acc=correct / seen,
-                    val_loss=val_loss, val_acc=top1, top1=top1, top5=top5, lr=lr,
-                    seconds=time.time() - t0, images_per_s=seen / max(train_seconds, 1e-9),
+                    stage=1,
+                    epoch=epoch + 1,
+                    epochs=r.epochs,
+                    train_loss=loss_sum / seen,
+                    train_acc=correct / seen,
+                    val_loss=val_loss,
+                    val_acc=top1,
+                    top1=top1,
+                    top5=top5,
+                    lr=lr,
+                    seconds=time.time() - t0,
+                    images_per_s=seen / max(train_seconds, 1e-9),
                 )
                 if info.device.type == "cuda":
                     fields["peak_mem_bytes"] = torch.cuda.max_memory_allocated(info.device)
                 if info.main:
                     if top1 > best["top1"]:
                         best = {"top1": top1, "top5": top5, "epoch": epoch + 1}
-                        save_checkpoint(plan.run_dir / BEST, _weights(eval_model.state_dict(), epoch + 1, top1, top5, num_classes))
-                    save_checkpoint(plan.run_dir / rd.CHECKPOINT, resume_state(epoch + 1, model, optimizer, sched, ema, best, plan),
-                                    keep_previous=True)
+                        save_checkpoint(
+                            plan.run_dir / BEST, _weights(eval_model.state_dict(), epoch + 1, top1, top5, num_classes)
+                        )
+                    save_checkpoint(
+                        plan.run_dir / rd.CHECKPOINT,
+                        resume_state(epoch + 1, model, optimizer, sched, ema, best, plan),
+                        keep_previous=True,
+                    )
                 run.emit("epoch", **fields)
                 run.progress.line(
                     f"epoch {epoch + 1}/{r.epochs} train_loss {fields['train_loss']:.4f} val_loss {val_loss:.4f} "
@@ -280,10 +352,13 @@ def retrain(plan: Plan, progress: bool = True) -> int:
                 barrier(info)
             if info.main:
                 metrics = finish(plan, eval_model, best, num_classes, info, params)
-                run.progress.line(f"done: top-1 {metrics['top1']:.2%}, top-5 {metrics['top5']:.2%}, "
-                                  f"{metrics['params'] / 1e6:.2f} M params, {metrics['flops'] / 1e9:.3f} GFLOPs")
-                run.emit("run_end", status="finished",
-                         message=f"top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f}")
+                run.progress.line(
+                    f"done: top-1 {metrics['top1']:.2%}, top-5 {metrics['top5']:.2%}, "
+                    f"{metrics['params'] / 1e6:.2f} M params, {metrics['flops'] / 1e9:.3f} GFLOPs"
+                )
+                run.emit(
+                    "run_end", status="finished", message=f"top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f}"
+                )
             barrier(info)
         except (Stopped, KeyboardInterrupt):
             run.end("stopped", "stopped; resume with --resume " + str(plan.run_dir))
@@ -302,17 +377,30 @@ def finish(plan: Plan, eval_model: nn.Module, best: dict, num_classes: int, info
     cfg, r = plan.cfg, plan.cfg.retrain
     run_dir = plan.run_dir
     last = _last_accuracy(run_dir)
-    save_checkpoint(run_dir / LAST, _weights(eval_model.state_dict(), r.epochs, last.get("last_top1", -1.0),
-                                             last.get("last_top5", -1.0), num_classes))
+    save_checkpoint(
+        run_dir / LAST,
+        _weights(
+            eval_model.state_dict(), r.epochs, last.get("last_top1", -1.0), last.get("last_top5", -1.0), num_classes
+        ),
+    )
     flops = count_flops(eval_model, cfg.data.image_size)
     ips = images_per_second(eval_model, cfg.data.image_size, min(r.batch_size, 64), info.device, steps=3, warmup=1)
     metrics = {
-        "top1": best["top1"], "top5": best["top5"], "best_epoch": best["epoch"],
-        "params": params, "flops": flops, "images_per_s": ips,
-        "image_size": cfg.data.image_size, "patch_size": cfg.space.patch_size,
-        "embed_dim": plan.genotype.embed_dim or cfg.space.embed_dim, "depth": plan.genotype.depth or r.depth,
-        "num_classes": num_classes, "epochs": r.epochs, "dataset": cfg.data.name,
-        "genotype": plan.genotype.to_json(), **last,
+        "top1": best["top1"],
+        "top5": best["top5"],
+        "best_epoch": best["epoch"],
+        "params": params,
+        "flops": flops,
+        "images_per_s": ips,
+        "image_size": cfg.data.image_size,
+        "patch_size": cfg.space.patch_size,
+        "embed_dim": plan.genotype.embed_dim or cfg.space.embed_dim,
+        "depth": plan.genotype.depth or r.depth,
+        "num_classes": num_classes,
+        "epochs": r.epochs,
+        "dataset": cfg.data.name,
+        "genotype": plan.genotype.to_json(),
+        **last,
     }
     rd.atomic_write_text(run_dir / METRICS, json.dumps(metrics, indent=2) + "\n")
     return metrics
@@ -326,6 +414,7 @@ def _last_accuracy(run_dir: Path) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 # using the result
+
 
 def load_model(run_dir: str | Path, device: str | torch.device = "cpu", which: str = "best") -> Network:
     """The trained network of a retrain run (RUN_DIR/retrain or the retrain directory), in eval mode.
@@ -342,8 +431,13 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu", which: s
         raise RunDirError(f"{run_dir} has no {path.name}; has a retrain epoch finished there?")
     cfg = load_run_config(run_dir / rd.CONFIG)
     state = torch.load(path, map_location=device, weights_only=True)
-    model = build_network(load_genotype(run_dir / rd.GENOTYPE), cfg, state["num_classes"], drop_path=0.0,
-                          in_chans=state["model"]["embed.proj.weight"].shape[1])
+    model = build_network(
+        load_genotype(run_dir / rd.GENOTYPE),
+        cfg,
+        state["num_classes"],
+        drop_path=0.0,
+        in_chans=state["model"]["embed.proj.weight"].shape[1],
+    )
     model.load_state_dict(state["model"])
     return model.to(device).eval()
 

@@ -256,8 +256,7 @@ class RunStatus:
     live: bool | None = None  # None: nobody has looked yet
     exit_code: int | None = None
 
-    STATUSES = ("loading", "not started", "starting", "running", "waiting", "finished", "stopped", "failed",
-                "crashed")
+    STATUSES = ("loading", "not started", "starting", "running", "waiting", "finished", "stopped", "failed", "crashed")
 
     def apply(self, ev: dict[str, Any]) -> None:
         t = ev.get("type")

@@ -41,6 +41,7 @@ class Stopped(Exception):
 # ---------------------------------------------------------------------------------------------
 # distributed
 
+
 @dataclass
 class DistInfo:
     rank: int = 0
@@ -83,7 +84,7 @@ def all_reduce_mean(tensors: list[torch.Tensor], info: DistInfo) -> None:
     offset = 0
     for t in tensors:
         n = t.numel()
-        t.copy_(flat[offset: offset + n].view_as(t))
+        t.copy_(flat[offset : offset + n].view_as(t))
         offset += n
 
 
@@ -121,6 +122,7 @@ def broadcast_object(obj: Any, info: DistInfo) -> Any:
 
 # ---------------------------------------------------------------------------------------------
 # checkpoints
+
 
 def save_checkpoint(path: Path, state: dict[str, Any], keep_previous: bool = False) -> None:
     """torch.save to a temp file, then rename: a crash leaves the previous checkpoint intact.
@@ -167,8 +169,7 @@ def _read_checkpoint(path: Path, map_location: Any) -> dict[str, Any]:
     return state
 
 
-def load_checkpoint(path: Path, map_location: Any = "cpu",
-                    warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+def load_checkpoint(path: Path, map_location: Any = "cpu", warn: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The checkpoint at `path`; if it is damaged (a truncated write, a bad disk), the previous epoch's
     (`checkpoint.prev.pt`) with a warning; otherwise one sentence saying the checkpoint is damaged."""
     path = Path(path)
@@ -184,10 +185,12 @@ def load_checkpoint(path: Path, map_location: Any = "cpu",
     except _Damaged:
         state = None
     if state is None:
-        raise CheckpointError(f"{path} is damaged ({why}) and no earlier checkpoint is left to fall back on; "
-                              f"start the run again.")
+        raise CheckpointError(
+            f"{path} is damaged ({why}) and no earlier checkpoint is left to fall back on; start the run again."
+        )
     (warn or (lambda text: print(f"warning: {text}", file=sys.stderr)))(
-        f"{path} is damaged ({why}); resuming from {prev.name}, one epoch earlier.")
+        f"{path} is damaged ({why}); resuming from {prev.name}, one epoch earlier."
+    )
     return state
 
 
@@ -207,6 +210,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------
 # progress on stdout
 
+
 class Progress:
     """Shows stage, epoch, step, loss, accuracy, images/s and ETA: a rich live bar on a terminal,
     plain lines otherwise (logs, pipes, a detached engine)."""
@@ -224,9 +228,13 @@ class Progress:
             from rich.progress import Progress as RichProgress
 
             self._bar = RichProgress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
-                console=Console(file=self.stream), transient=True,
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeRemainingColumn(),
+                console=Console(file=self.stream),
+                transient=True,
             )
             self._bar.start()
 
@@ -267,6 +275,7 @@ class Progress:
 # ---------------------------------------------------------------------------------------------
 # the run: directory, events, signals, outcome
 
+
 class Run:
     """One engine process's hold on its run directory (rank 0 writes; other ranks only compute).
 
@@ -274,8 +283,9 @@ class Run:
     is true after SIGINT/SIGTERM or a `stop` control line.
     """
 
-    def __init__(self, run_dir: Path, cfg: Config, kind: str, info: DistInfo, resume: bool = False,
-                 progress: bool = True):
+    def __init__(
+        self, run_dir: Path, cfg: Config, kind: str, info: DistInfo, resume: bool = False, progress: bool = True
+    ):
         self.dir = Path(run_dir)
         self.cfg = cfg
         self.kind = kind
@@ -301,9 +311,15 @@ class Run:
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._old_handlers[sig] = signal.signal(sig, self._on_signal)
         self.emit(
-            "run_start", kind=self.kind, preset=self.cfg.preset, device=str(self.info.device),
-            world_size=self.info.world, pid=os.getpid(), host=socket.gethostname(),
-            resumed=self.resume, config=self.cfg.to_dict(),
+            "run_start",
+            kind=self.kind,
+            preset=self.cfg.preset,
+            device=str(self.info.device),
+            world_size=self.info.world,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            resumed=self.resume,
+            config=self.cfg.to_dict(),
         )
         return self
 

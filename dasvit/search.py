@@ -97,9 +97,17 @@ class Searcher:
         st = sc.stages[stage]
         torch.manual_seed(mix_seed(sc.seed, stage, 999))  # fresh weights and α, the same on every rank
         net = Supernet(
-            self.num_classes, cfg.data.image_size, cfg.space.patch_size, cfg.space.embed_dim, self.nodes,
-            self.ops, st.depth, mask=mask, pts_ratio=sc.pts.ratio if sc.pts.enabled else None,
-            pts_dim=sc.pts.dim, in_chans=image_channels(cfg.data),
+            self.num_classes,
+            cfg.data.image_size,
+            cfg.space.patch_size,
+            cfg.space.embed_dim,
+            self.nodes,
+            self.ops,
+            st.depth,
+            mask=mask,
+            pts_ratio=sc.pts.ratio if sc.pts.enabled else None,
+            pts_dim=sc.pts.dim,
+            in_chans=image_channels(cfg.data),
         ).to(self.info.device)
         if sc.fused:
             from .fused import enable_fused
@@ -151,19 +159,27 @@ class Searcher:
             now = time.time()
             if now - shown > 0.5 or step + 1 == s.steps_per_epoch:
                 shown = now
-                self.run.progress.step(step + 1, f"loss {loss_sum.item() / seen:.3f} acc {correct.item() / seen:.3f} "
-                                                 f"{images / max(now - t0, 1e-9):.0f} img/s")
+                self.run.progress.step(
+                    step + 1,
+                    f"loss {loss_sum.item() / seen:.3f} acc {correct.item() / seen:.3f} "
+                    f"{images / max(now - t0, 1e-9):.0f} img/s",
+                )
             if self.run.should_stop(step):
                 raise Stopped()
         loss_sum, correct, seen, images = reduce_sum([loss_sum.item(), correct.item(), seen, images], self.info)
         seconds = time.time() - t0
-        return {"train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
-                "seconds": seconds, "images_per_s": images / max(seconds, 1e-9)}
+        return {
+            "train_loss": loss_sum / max(seen, 1),
+            "train_acc": correct / max(seen, 1),
+            "seconds": seconds,
+            "images_per_s": images / max(seconds, 1e-9),
+        }
 
     def evaluate(self, net: Supernet) -> dict[str, float]:
         d, i = self.cfg.data, self.info
-        loader = EpochLoaders(self.val_set, d.batch_size, d.workers, 0, i.rank, i.world,
-                              shuffle=False, drop_last=False).epoch(0)
+        loader = EpochLoaders(
+            self.val_set, d.batch_size, d.workers, 0, i.rank, i.world, shuffle=False, drop_last=False
+        ).epoch(0)
         m = evaluate(net, loader, i)
         return {"val_loss": m["val_loss"], "val_acc": m["top1"]}
 
@@ -172,22 +188,42 @@ class Searcher:
         if not self.info.main:
             return
         state: dict[str, Any] = {
-            "version": 1, "stage": stage, "epoch": epoch, "phase": phase, "mask": mask.cpu(),
-            "control_offset": self.run.control_offset, "rng": rng_state(),
+            "version": 1,
+            "stage": stage,
+            "epoch": epoch,
+            "phase": phase,
+            "mask": mask.cpu(),
+            "control_offset": self.run.control_offset,
+            "rng": rng_state(),
         }
         if s is not None:
-            state.update(model=s.net.state_dict(), w_opt=s.w_opt.state_dict(), a_opt=s.a_opt.state_dict(),
-                         sched=s.sched.state_dict())
+            state.update(
+                model=s.net.state_dict(),
+                w_opt=s.w_opt.state_dict(),
+                a_opt=s.a_opt.state_dict(),
+                sched=s.sched.state_dict(),
+            )
         save_checkpoint(self.run.dir / rd.CHECKPOINT, state, keep_previous=True)
 
     # -- stage end ------------------------------------------------------------------------
     def stage_genotype(self, stage: int, net: Supernet) -> None:
         sc = self.cfg.search
         w = net.arch_weights().detach().cpu()
-        geno = derive_genotype(w, net.mask.cpu(), self.ops, self.nodes, self.cfg.space.edges_per_node, meta={
-            "dataset": self.cfg.data.name, "run": self.run.dir.name, "stage": stage + 1,
-            "stage_depths": [st.depth for st in sc.stages], "preset": self.cfg.preset,
-        }, skip_floor=sc.skip_floor)
+        geno = derive_genotype(
+            w,
+            net.mask.cpu(),
+            self.ops,
+            self.nodes,
+            self.cfg.space.edges_per_node,
+            meta={
+                "dataset": self.cfg.data.name,
+                "run": self.run.dir.name,
+                "stage": stage + 1,
+                "stage_depths": [st.depth for st in sc.stages],
+                "preset": self.cfg.preset,
+            },
+            skip_floor=sc.skip_floor,
+        )
         self.check_ranks_agree(w, stage)
         if self.info.main:
             geno.save(self.run.dir / f"genotype-stage{stage + 1}.json")
@@ -273,11 +309,16 @@ class Searcher:
                 self.checkpoint(stage, st.epochs, "proposal", mask, s)
             if stage + 1 < len(sc.stages):
                 w = s.net.arch_weights().detach().cpu()
-                proposal = prune_proposal(w, mask, self.ops, self.nodes, sc.stages[stage + 1].keep, sc.prune_zero,
-                                          sc.skip_floor)
-                self.run.emit("prune_proposal", stage=stage + 1, keep=proposal,
-                              weights=arch_weights_dict(w, mask, self.ops, self.nodes),
-                              approval=sc.approval)
+                proposal = prune_proposal(
+                    w, mask, self.ops, self.nodes, sc.stages[stage + 1].keep, sc.prune_zero, sc.skip_floor
+                )
+                self.run.emit(
+                    "prune_proposal",
+                    stage=stage + 1,
+                    keep=proposal,
+                    weights=arch_weights_dict(w, mask, self.ops, self.nodes),
+                    approval=sc.approval,
+                )
                 keep = self.approve(stage, proposal, mask)
                 mask = mask_from_keep(keep, self.ops, self.nodes)
             del s
@@ -289,10 +330,18 @@ class Searcher:
         terms = {k: float(v) for k, v in fairness_terms(w, self.ops, sc.fairness).items()}
         extra = epoch_peak_memory(self.info)
         self.run.emit(
-            "epoch", stage=stage + 1, stages=len(sc.stages), epoch=epoch + 1, epochs=sc.stages[stage].epochs,
-            depth=sc.stages[stage].depth, lr=s.sched.get_last_lr()[0], arch_step=epoch >= sc.arch_warmup_epochs,
-            **m, arch_weights=arch_weights_dict(w, s.net.mask.cpu(), self.ops, self.nodes),
-            skip_fraction=skip_fraction(w, self.ops), fairness={**terms, "enabled": sc.fairness.enabled},
+            "epoch",
+            stage=stage + 1,
+            stages=len(sc.stages),
+            epoch=epoch + 1,
+            epochs=sc.stages[stage].epochs,
+            depth=sc.stages[stage].depth,
+            lr=s.sched.get_last_lr()[0],
+            arch_step=epoch >= sc.arch_warmup_epochs,
+            **m,
+            arch_weights=arch_weights_dict(w, s.net.mask.cpu(), self.ops, self.nodes),
+            skip_fraction=skip_fraction(w, self.ops),
+            fairness={**terms, "enabled": sc.fairness.enabled},
             **extra,
         )
         self.run.progress.line(
@@ -322,7 +371,9 @@ def prepare(args: SearchRequest) -> tuple[Config, Path, bool]:
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg.preset)
     if (run_dir / rd.EVENTS).exists() and (run_dir / rd.EVENTS).stat().st_size:
         if rd.is_live(run_dir):
-            raise RunDirError(f"{run_dir} is in use by a live engine process; stop it first or use another run directory.")
+            raise RunDirError(
+                f"{run_dir} is in use by a live engine process; stop it first or use another run directory."
+            )
         raise RunDirError(f"{run_dir} already holds a run; use --resume {run_dir} or another --run-dir.")
     rd.ensure_writable(run_dir)
     return cfg, run_dir, False

@@ -41,7 +41,7 @@ class TokenSelector(nn.Module):
         self.norm = nn.LayerNorm(dim, elementwise_affine=False)
         self.wq = nn.Linear(dim, qk_dim, bias=False)
         self.wk = nn.Linear(dim, qk_dim, bias=False)
-        self.scale = qk_dim ** -0.5
+        self.scale = qk_dim**-0.5
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (index [B, k+1] of kept tokens, class token first; their scores [B, k+1])."""
@@ -163,9 +163,20 @@ class Supernet(nn.Module):
         in_chans: image channels.
     """
 
-    def __init__(self, num_classes: int, image_size: int, patch_size: int, dim: int, nodes: int,
-                 ops: list[str], depth: int, mask: torch.Tensor | None = None,
-                 pts_ratio: float | None = 0.5, pts_dim: int = 64, in_chans: int = 3):
+    def __init__(
+        self,
+        num_classes: int,
+        image_size: int,
+        patch_size: int,
+        dim: int,
+        nodes: int,
+        ops: list[str],
+        depth: int,
+        mask: torch.Tensor | None = None,
+        pts_ratio: float | None = 0.5,
+        pts_dim: int = 64,
+        in_chans: int = 3,
+    ):
         super().__init__()
         self.ops = list(ops)
         self.edge_pairs = edge_list(nodes)  # (i, j) per row of α
@@ -177,9 +188,7 @@ class Supernet(nn.Module):
         self.register_buffer("mask", mask)
         self.alpha = nn.Parameter(1e-3 * torch.randn(n_e, n_o))
         self.stem = PatchEmbed(image_size, patch_size, dim, in_chans)
-        self.cells = nn.ModuleList(
-            SearchCell(dim, nodes, ops, mask, pts_ratio, pts_dim) for _ in range(depth)
-        )
+        self.cells = nn.ModuleList(SearchCell(dim, nodes, ops, mask, pts_ratio, pts_dim) for _ in range(depth))
         self.head = Head(dim, num_classes)
         init_vit_weights(self.cells)
         init_vit_weights(self.head)
@@ -206,4 +215,3 @@ def mask_from_keep(keep: dict[str, list[str]], ops: list[str], nodes: int) -> to
         for o in keep[edge_name(e)]:
             mask[r, ops.index(o)] = True
     return mask
-

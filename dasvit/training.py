@@ -45,8 +45,9 @@ def lr_factor(step: int, total: int, warmup: int = 0, floor: float = 0.0) -> flo
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, total: int, warmup: int = 0,
-                  min_lr: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, total: int, warmup: int = 0, min_lr: float = 0.0
+) -> torch.optim.lr_scheduler.LambdaLR:
     """The schedule of every engine, stepped once per optimizer step; its state_dict goes in checkpoints.
 
     A `LambdaLR` over `lr_factor` rather than `SequentialLR(LinearLR, CosineAnnealingLR)`: the closed form
@@ -65,10 +66,21 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: f
     return F.cross_entropy(logits.float(), target, label_smoothing=label_smoothing)
 
 
-def weight_step(model: nn.Module, params: list[torch.Tensor], optimizer: torch.optim.Optimizer, x: torch.Tensor,
-                target: torch.Tensor, info: DistInfo, *, grad_clip: float = 0.0, label_smoothing: float = 0.0,
-                scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-                grads_synced: bool = False, skip_unused: bool = False, args: tuple = ()) -> tuple[torch.Tensor, torch.Tensor]:
+def weight_step(
+    model: nn.Module,
+    params: list[torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    info: DistInfo,
+    *,
+    grad_clip: float = 0.0,
+    label_smoothing: float = 0.0,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    grads_synced: bool = False,
+    skip_unused: bool = False,
+    args: tuple = (),
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step of `params` on one batch: forward under autocast, loss, gradients averaged over
     ranks, clipping, step, schedule. Returns the detached (loss, logits). `args` follow the images into the
     forward (a FocusFormer supernet's architecture).
@@ -100,8 +112,13 @@ def weight_step(model: nn.Module, params: list[torch.Tensor], optimizer: torch.o
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], info: DistInfo,
-             args: tuple = (), max_batches: int = 0) -> dict[str, float]:
+def evaluate(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    info: DistInfo,
+    args: tuple = (),
+    max_batches: int = 0,
+) -> dict[str, float]:
     """Loss, top-1 and top-5 over every rank's share of a validation set (eval mode, then the model's mode
     is restored): {"val_loss", "top1", "top5"}, fractions in [0, 1].
 

@@ -32,9 +32,14 @@ class DasvitApp(App[str | None]):
     TITLE = "dasvit"
     ENABLE_COMMAND_PALETTE = False
 
-    def __init__(self, run_dir: Path | None = None, process: subprocess.Popen | None = None,
-                 runs_root: Path = Path("runs"), exit_on_user_error: bool = False,
-                 poll_interval: float | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: Path | None = None,
+        process: subprocess.Popen | None = None,
+        runs_root: Path = Path("runs"),
+        exit_on_user_error: bool = False,
+        poll_interval: float | None = None,
+    ) -> None:
         super().__init__()
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.process = process
@@ -50,8 +55,7 @@ class DasvitApp(App[str | None]):
             self.push_screen(RunsScreen(self.runs_root))
 
     def _monitor(self, run_dir: Path, process=None, exit_on_user_error: bool = False) -> MonitorScreen:
-        return MonitorScreen(run_dir, process, exit_on_user_error=exit_on_user_error,
-                             poll_interval=self.poll_interval)
+        return MonitorScreen(run_dir, process, exit_on_user_error=exit_on_user_error, poll_interval=self.poll_interval)
 
     # -- what screens ask for ----------------------------------------------------------------
     def open_run(self, run_dir: Path, process: subprocess.Popen | None = None) -> None:

@@ -30,8 +30,16 @@ def _register() -> None:
     from . import cmd_search
 
     cmd_search.register(app)
-    for name in ("cmd_retrain", "cmd_show", "cmd_tui", "cmd_bench", "cmd_plot", "cmd_compare", "cmd_focus",
-                 "cmd_specialize"):
+    for name in (
+        "cmd_retrain",
+        "cmd_show",
+        "cmd_tui",
+        "cmd_bench",
+        "cmd_plot",
+        "cmd_compare",
+        "cmd_focus",
+        "cmd_specialize",
+    ):
         try:
             mod = __import__(f"dasvit_tui.{name}", fromlist=["register"])
         except ModuleNotFoundError as e:

@@ -36,8 +36,11 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     out += [
         ("retrain: ours images/s (vit_b16 genotype)", f"{r['images_per_s']['ours']:,.1f}", ""),
         (f"retrain: peer images/s ({r['peer']})", f"{r['images_per_s']['peer']:,.1f}", ""),
-        ("retrain: FLOPs/image ours / peer (fvcore)",
-         f"{r['flops_per_image']['ours'] / 1e9:.2f} G / {r['flops_per_image']['peer'] / 1e9:.2f} G", ""),
+        (
+            "retrain: FLOPs/image ours / peer (fvcore)",
+            f"{r['flops_per_image']['ours'] / 1e9:.2f} G / {r['flops_per_image']['peer'] / 1e9:.2f} G",
+            "",
+        ),
         ("retrain: per-FLOP speed, ours / peer", f"{r['per_flop_vs_peer']:.3f}", "≥ 0.95"),
     ]
     if "mfu" in r:
@@ -68,9 +71,17 @@ def register(app: typer.Typer) -> None:
         quick: bool = typer.Option(False, "--quick", help="Reduced sizes: about a minute on a 2-core CPU."),
         device: str = typer.Option("cpu", "--device", "-d", help="cpu or cuda."),
         json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here."),
-        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: torch's)."),
-        profile: bool = typer.Option(False, "--profile", help="Also print torch.profiler's op table of one naive and one fused search step."),
-        compile: bool = typer.Option(False, "--compile", help="Also time the torch.compile'd search step (search.compiled_speedup, search.compile_seconds). Compiling costs about 200 s on a 2-core CPU."),
+        threads: Optional[int] = typer.Option(
+            None, "--threads", min=1, help="CPU threads for torch (default: torch's)."
+        ),
+        profile: bool = typer.Option(
+            False, "--profile", help="Also print torch.profiler's op table of one naive and one fused search step."
+        ),
+        compile: bool = typer.Option(
+            False,
+            "--compile",
+            help="Also time the torch.compile'd search step (search.compiled_speedup, search.compile_seconds). Compiling costs about 200 s on a 2-core CPU.",
+        ),
     ) -> None:
         """Measure the search step (naive against fused, and compiled with --compile), partial-token
         memory, and the retrained ViT-B/16 cell against timm's (or torchvision's) ViT-B/16, side by side in

@@ -36,23 +36,49 @@ def compare_table(data: dict[str, Any]):
 
     eq, mf = data["equal_depth"], data.get("matched_flops")
     epochs = eq["vit"].get("epochs")
-    title = (f"searched cell vs ViT block: {data.get('dataset')}, {data.get('image_size')} px, width "
-             f"{data.get('embed_dim')}, {epochs} epoch{'s' if epochs != 1 else ''}")
-    table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False,
-                  collapse_padding=True)
-    for col, justify in (("comparison", "left"), ("model", "left"), ("depth", "right"), ("top-1", "right"),
-                         ("top-5", "right"), ("params", "right"), ("FLOPs", "right"), ("Δ top-1", "right")):
+    title = (
+        f"searched cell vs ViT block: {data.get('dataset')}, {data.get('image_size')} px, width "
+        f"{data.get('embed_dim')}, {epochs} epoch{'s' if epochs != 1 else ''}"
+    )
+    table = Table(
+        title=title,
+        title_justify="left",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for col, justify in (
+        ("comparison", "left"),
+        ("model", "left"),
+        ("depth", "right"),
+        ("top-1", "right"),
+        ("top-5", "right"),
+        ("params", "right"),
+        ("FLOPs", "right"),
+        ("Δ top-1", "right"),
+    ):
         table.add_column(col, justify=justify, no_wrap=True)
     groups = [("equal depth", eq)] + ([("matched FLOPs", mf)] if mf else [])
     for g, (name, group) in enumerate(groups):
         for k, (label, row) in enumerate((("searched", group["searched"]), ("ViT block", group["vit"]))):
-            table.add_row(name if k == 0 else "", label, str(row["depth"]), _pct(row["top1"]), _pct(row["top5"]),
-                          human(row["params"]), human(row["flops"]), _delta(row, group["vit"]),
-                          end_section=k == 1 and g < len(groups) - 1)
+            table.add_row(
+                name if k == 0 else "",
+                label,
+                str(row["depth"]),
+                _pct(row["top1"]),
+                _pct(row["top5"]),
+                human(row["params"]),
+                human(row["flops"]),
+                _delta(row, group["vit"]),
+                end_section=k == 1 and g < len(groups) - 1,
+            )
     notes = ["Δ top-1: percentage points against the ViT block of the same comparison."]
     if mf:
-        notes.append(f"matched FLOPs: {mf['rule']} ({human(mf['budget_flops'])}); at depth {mf['depth'] + 1} "
-                     f"it would cost {human(mf.get('next_depth_flops'))}.")
+        notes.append(
+            f"matched FLOPs: {mf['rule']} ({human(mf['budget_flops'])}); at depth {mf['depth'] + 1} "
+            f"it would cost {human(mf.get('next_depth_flops'))}."
+        )
     elif data.get("note"):
         notes.append(data["note"])
     notes.append("runs: " + ", ".join(f"{k} {r['dir']}" for k, r in data.get("models", {}).items()))
@@ -66,8 +92,9 @@ def register(app: typer.Typer) -> None:
     def compare(
         run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A finished search run directory."),
         overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP, metavar="KEY=VALUE"),
-        fmt: str = typer.Option("rich", "--format", "-f",
-                                help="rich (a table) or json (compare.json on stdout; progress on stderr)."),
+        fmt: str = typer.Option(
+            "rich", "--format", "-f", help="rich (a table) or json (compare.json on stdout; progress on stderr)."
+        ),
         no_progress: bool = typer.Option(False, "--no-progress", help="Print no per-epoch progress of the retrains."),
     ) -> None:
         """Retrain the searched cell and the ViT block with the same recipe; compare them.

@@ -16,10 +16,19 @@ SET_HELP = "Override a config key, VALUE parsed as YAML; repeatable. Example: --
 def register(app: typer.Typer) -> None:
     @app.command()
     def focus(
-        preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Preset name (focus-demo, focus-cifar100, focus-imagenet) or a YAML file. Default: focus-demo."),
+        preset: Optional[str] = typer.Option(
+            None,
+            "--preset",
+            "-p",
+            help="Preset name (focus-demo, focus-cifar100, focus-imagenet) or a YAML file. Default: focus-demo.",
+        ),
         overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP, metavar="KEY=VALUE"),
-        run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-o", help="Where the run writes. Default: runs/<preset>-<timestamp>."),
-        headless: bool = typer.Option(False, "--headless", help="Run in the foreground with progress on stdout (the only mode for now)."),
+        run_dir: Optional[Path] = typer.Option(
+            None, "--run-dir", "-o", help="Where the run writes. Default: runs/<preset>-<timestamp>."
+        ),
+        headless: bool = typer.Option(
+            False, "--headless", help="Run in the foreground with progress on stdout (the only mode for now)."
+        ),
         resume: Optional[Path] = typer.Option(None, "--resume", help="Continue RUN_DIR from its last completed epoch."),
         nproc: int = typer.Option(1, "--nproc", min=1, help="Processes (one per GPU) under torchrun; gloo on CPU."),
         no_progress: bool = typer.Option(False, "--no-progress", help="Print no progress lines."),
@@ -40,8 +49,10 @@ def register(app: typer.Typer) -> None:
         Example: dasvit focus --headless --preset focus-demo
         """
         if not headless:
-            raise UserError("the monitor for focus runs is not there yet; add --headless "
-                            "(the run directory can be followed with: tail -f RUN_DIR/events.jsonl).")
+            raise UserError(
+                "the monitor for focus runs is not there yet; add --headless "
+                "(the run directory can be followed with: tail -f RUN_DIR/events.jsonl)."
+            )
         request = FocusRequest(preset, list(overrides), run_dir, resume, progress=not no_progress)
         request = request.resolved()  # every rank writes the same run directory; a bad config stops here
         if nproc > 1:

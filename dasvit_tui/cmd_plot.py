@@ -11,11 +11,17 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command()
     def plot(
-        run_dirs: list[Path] = typer.Argument(..., metavar="RUN_DIR [RUN_DIR2]",
-                                              help="A search or retrain run directory; a second one is overlaid."),
+        run_dirs: list[Path] = typer.Argument(
+            ..., metavar="RUN_DIR [RUN_DIR2]", help="A search or retrain run directory; a second one is overlaid."
+        ),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write. Default: RUN_DIR/figures."),
-        labels: Optional[str] = typer.Option(None, "--labels", "-l", metavar="A[,B]",
-                                             help="Run names for legends, comma-separated. Default: directory names."),
+        labels: Optional[str] = typer.Option(
+            None,
+            "--labels",
+            "-l",
+            metavar="A[,B]",
+            help="Run names for legends, comma-separated. Default: directory names.",
+        ),
     ) -> None:
         """Draw a run's figures as PNG and SVG: curves, op weights per edge, skip fraction.
 

@@ -22,13 +22,23 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def retrain(
         source: Optional[str] = typer.Argument(
-            None, metavar="GENOTYPE|RUN_DIR|BUILTIN",
-            help="A search run directory (its genotype.json and config.yaml), a genotype.json, or vit_b16."),
-        preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Preset name or YAML file. Default: the search run's config.yaml."),
+            None,
+            metavar="GENOTYPE|RUN_DIR|BUILTIN",
+            help="A search run directory (its genotype.json and config.yaml), a genotype.json, or vit_b16.",
+        ),
+        preset: Optional[str] = typer.Option(
+            None, "--preset", "-p", help="Preset name or YAML file. Default: the search run's config.yaml."
+        ),
         overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP, metavar="KEY=VALUE"),
-        run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-o", help="Where to write. Default: RUN_DIR/retrain, or runs/<name>-retrain-<time>."),
-        resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a retrain run from its last completed epoch."),
-        headless: bool = typer.Option(False, "--headless", help="Run in the foreground with progress on stdout instead of opening the monitor."),
+        run_dir: Optional[Path] = typer.Option(
+            None, "--run-dir", "-o", help="Where to write. Default: RUN_DIR/retrain, or runs/<name>-retrain-<time>."
+        ),
+        resume: Optional[Path] = typer.Option(
+            None, "--resume", help="Continue a retrain run from its last completed epoch."
+        ),
+        headless: bool = typer.Option(
+            False, "--headless", help="Run in the foreground with progress on stdout instead of opening the monitor."
+        ),
         nproc: int = typer.Option(1, "--nproc", help="Processes (one per GPU) under torchrun; gloo on CPU."),
         no_progress: bool = typer.Option(False, "--no-progress", help="Print no progress lines."),
     ) -> None:

@@ -18,11 +18,26 @@ SET_HELP = "Override a config key, VALUE parsed as YAML; repeatable. Example: --
 def register(app: typer.Typer) -> None:
     @app.command(no_args_is_help=False)
     def search(
-        preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Preset name (demo, cifar10, cifar100, imagenet100) or a YAML file. Default: demo."),
+        preset: Optional[str] = typer.Option(
+            None,
+            "--preset",
+            "-p",
+            help="Preset name (demo, cifar10, cifar100, imagenet100) or a YAML file. Default: demo.",
+        ),
         overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP, metavar="KEY=VALUE"),
-        run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-o", help="Where the run writes. Default: runs/<preset>-<timestamp>."),
-        headless: bool = typer.Option(False, "--headless", help="Run in the foreground with progress on stdout (for scripts and clusters) instead of opening the monitor."),
-        approve: Optional[str] = typer.Option(None, "--approve", help="Stage pruning: auto (default when headless) or manual (wait for `dasvit approve` or the monitor)."),
+        run_dir: Optional[Path] = typer.Option(
+            None, "--run-dir", "-o", help="Where the run writes. Default: runs/<preset>-<timestamp>."
+        ),
+        headless: bool = typer.Option(
+            False,
+            "--headless",
+            help="Run in the foreground with progress on stdout (for scripts and clusters) instead of opening the monitor.",
+        ),
+        approve: Optional[str] = typer.Option(
+            None,
+            "--approve",
+            help="Stage pruning: auto (default when headless) or manual (wait for `dasvit approve` or the monitor).",
+        ),
         resume: Optional[Path] = typer.Option(None, "--resume", help="Continue RUN_DIR from its last completed epoch."),
         nproc: int = typer.Option(1, "--nproc", min=1, help="Processes (one per GPU) under torchrun; gloo on CPU."),
     ) -> None:
@@ -43,7 +58,9 @@ def register(app: typer.Typer) -> None:
         request = SearchRequest(preset, list(overrides), run_dir, approve, resume)
         if not headless:
             if nproc > 1:
-                raise UserError("--nproc runs the ranks in the foreground; add --headless (and watch with: dasvit tui RUN_DIR).")
+                raise UserError(
+                    "--nproc runs the ranks in the foreground; add --headless (and watch with: dasvit tui RUN_DIR)."
+                )
             from .cmd_tui import start_and_monitor
 
             raise typer.Exit(start_and_monitor(request))
@@ -59,7 +76,11 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def approve(
         run_dir: Path = typer.Argument(..., help="The run directory of a search waiting for approval."),
-        keep: Optional[str] = typer.Option(None, "--keep", help="JSON (or a JSON file) mapping each edge 'i->j' to the ops to keep. Default: the proposal as is."),
+        keep: Optional[str] = typer.Option(
+            None,
+            "--keep",
+            help="JSON (or a JSON file) mapping each edge 'i->j' to the ops to keep. Default: the proposal as is.",
+        ),
         stop: bool = typer.Option(False, "--stop", help="Stop the run instead of approving."),
     ) -> None:
         """Answer a pending stage-pruning proposal from a script.

@@ -71,8 +71,13 @@ def resolve_sizes(source: str, opts: dict[str, Optional[int]]) -> tuple[dict[str
     else:
         cfg, origin = load_config(None), "config defaults"
         classes = cfg.data.synthetic_classes
-    sizes = {"depth": cfg.retrain.depth, "embed_dim": cfg.space.embed_dim, "image_size": cfg.data.image_size,
-             "patch_size": cfg.space.patch_size, "num_classes": classes}
+    sizes = {
+        "depth": cfg.retrain.depth,
+        "embed_dim": cfg.space.embed_dim,
+        "image_size": cfg.data.image_size,
+        "patch_size": cfg.space.patch_size,
+        "num_classes": classes,
+    }
     if run is None and source in BUILTIN_DIMS:
         sizes.update(BUILTIN_DIMS[source], num_classes=1000)
         origin = f"{source}'s own sizes"
@@ -101,15 +106,19 @@ def comparison(source: str, baseline: Optional[Path]) -> tuple[list[dict[str, An
     if baseline is not None:
         base = _retrain_metrics(baseline)
         if base is None:
-            raise RunDirError(f"--baseline {baseline} holds no finished retrain (no {rd.METRICS} in it or in its retrain/).")
+            raise RunDirError(
+                f"--baseline {baseline} holds no finished retrain (no {rd.METRICS} in it or in its retrain/)."
+            )
     else:
         base = _retrain_metrics(root / "baseline") if searched is not None else None
     if base is not None:
         rows.append({"name": f"vit_b16 ({base[0]})", "dir": str(base[0]), **_row(base[1])})
     hint = None
     if searched is not None and base is None:
-        hint = (f"no ViT-B/16 baseline to compare with: dasvit retrain vit_b16 --headless "
-                f"--preset {_preset_of(root, searched[0])} --run-dir {root / 'baseline'}")
+        hint = (
+            f"no ViT-B/16 baseline to compare with: dasvit retrain vit_b16 --headless "
+            f"--preset {_preset_of(root, searched[0])} --run-dir {root / 'baseline'}"
+        )
     elif searched is not None and base is not None:
         keys = ("dataset", "image_size", "epochs")
         diff = [k for k in keys if searched[1].get(k) != base[1].get(k)]
@@ -134,14 +143,17 @@ def _preset_of(*runs: Path) -> str:
     return "P"
 
 
-def v2_sizes(genotype, opts: dict[str, Optional[int]], sizes: dict[str, int],
-             origin: str) -> tuple[dict[str, int], str]:
+def v2_sizes(
+    genotype, opts: dict[str, Optional[int]], sizes: dict[str, int], origin: str
+) -> tuple[dict[str, int], str]:
     """A version-2 genotype sets its own depth and width; its meta may name the image size, patch and classes
     it was made for (options still win over those)."""
     given = [option for key, option in (("depth", "--depth"), ("embed_dim", "--dim")) if opts.get(key) is not None]
     if given:
-        raise ConfigError(f"{' and '.join(given)} cannot resize a version-2 genotype; it sets its own depth "
-                          f"({genotype.depth}) and width ({genotype.embed_dim}).")
+        raise ConfigError(
+            f"{' and '.join(given)} cannot resize a version-2 genotype; it sets its own depth "
+            f"({genotype.depth}) and width ({genotype.embed_dim})."
+        )
     sizes = {**sizes, "depth": genotype.depth, "embed_dim": genotype.embed_dim}
     named = ["depth", "width"]
     for key, label in (("image_size", "image size"), ("patch_size", "patch"), ("num_classes", "classes")):
@@ -160,8 +172,14 @@ def per_layer(genotype, layer_costs: list[dict[str, int]]) -> list[dict[str, Any
     out = []
     for layer, cost in zip(genotype.layers, layer_costs):
         specs = [parse_op(op) for op in layer]
-        out.append({"embed_dim": genotype.embed_dim, "heads": [s.heads for s in specs if s.type == "msa"],
-                     "mlp_ratios": [s.ratio for s in specs if s.type == "mlp"], **cost})
+        out.append(
+            {
+                "embed_dim": genotype.embed_dim,
+                "heads": [s.heads for s in specs if s.type == "msa"],
+                "mlp_ratios": [s.ratio for s in specs if s.type == "mlp"],
+                **cost,
+            }
+        )
     return out
 
 
@@ -181,8 +199,9 @@ def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: O
         sizes, origin = v2_sizes(genotype, opts, sizes, origin)
     from dasvit.profile import profile_genotype
 
-    cost = profile_genotype(genotype, sizes["depth"], sizes["embed_dim"], sizes["image_size"],
-                            sizes["patch_size"], sizes["num_classes"])
+    cost = profile_genotype(
+        genotype, sizes["depth"], sizes["embed_dim"], sizes["image_size"], sizes["patch_size"], sizes["num_classes"]
+    )
     rows, hint = comparison(source, baseline)
     from dasvit.compare import read_compare
 
@@ -192,8 +211,9 @@ def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: O
         if genotype.version == 2:
             out["per_layer"] = per_layer(genotype, cost["layers"])
         if rows:
-            out["comparison"] = [{k: v for k, v in r.items() if k != "name"} | {"name": r["name"].split(" (")[0]}
-                                 for r in rows]
+            out["comparison"] = [
+                {k: v for k, v in r.items() if k != "name"} | {"name": r["name"].split(" (")[0]} for r in rows
+            ]
         if compared:
             out["compare"] = compared
         typer.echo(json.dumps(out, indent=2))
@@ -228,15 +248,22 @@ def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: O
 def register(app: typer.Typer) -> None:
     @app.command()
     def show(
-        source: str = typer.Argument(..., metavar="GENOTYPE|RUN_DIR|BUILTIN",
-                                     help="A genotype.json, a run directory, or a built-in cell (vit_b16)."),
+        source: str = typer.Argument(
+            ...,
+            metavar="GENOTYPE|RUN_DIR|BUILTIN",
+            help="A genotype.json, a run directory, or a built-in cell (vit_b16).",
+        ),
         depth: Optional[int] = typer.Option(None, "--depth", help="Cells stacked (default: the run's retrain.depth)."),
         dim: Optional[int] = typer.Option(None, "--dim", help="Token width (default: the run's space.embed_dim)."),
         image_size: Optional[int] = typer.Option(None, "--image-size", help="Image side in pixels."),
         patch: Optional[int] = typer.Option(None, "--patch", help="Patch side in pixels."),
         classes: Optional[int] = typer.Option(None, "--classes", help="Classifier outputs."),
-        fmt: str = typer.Option("rich", "--format", "-f", help="rich (drawing and tables), json, or dot (Graphviz source)."),
-        baseline: Optional[Path] = typer.Option(None, "--baseline", help="A vit_b16 retrain run to compare with (default: RUN_DIR/baseline)."),
+        fmt: str = typer.Option(
+            "rich", "--format", "-f", help="rich (drawing and tables), json, or dot (Graphviz source)."
+        ),
+        baseline: Optional[Path] = typer.Option(
+            None, "--baseline", help="A vit_b16 retrain run to compare with (default: RUN_DIR/baseline)."
+        ),
     ) -> None:
         """Draw a searched cell with its parameters and FLOPs; compare retrained models.
 

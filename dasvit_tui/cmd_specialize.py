@@ -28,37 +28,71 @@ def print_result(result) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    budget = f"{_count(result.flops_budget)} FLOPs" + (f", {_count(result.params_budget)} params"
-                                                        if result.params_budget is not None else "")
-    table = Table(title=f"{result.method}: Pareto front of {len(result.evaluated)} architectures evaluated "
-                        f"under {budget}")
-    for col, just in [("", "left"), ("eval #", "right"), ("FLOPs", "right"), ("params", "right"),
-                      ("top-1", "right"), ("val loss", "right"), ("depth", "right"), ("embed", "right"), ("per layer: heads h, MLP ratio x", "left")]:
+    budget = f"{_count(result.flops_budget)} FLOPs" + (
+        f", {_count(result.params_budget)} params" if result.params_budget is not None else ""
+    )
+    table = Table(
+        title=f"{result.method}: Pareto front of {len(result.evaluated)} architectures evaluated under {budget}"
+    )
+    for col, just in [
+        ("", "left"),
+        ("eval #", "right"),
+        ("FLOPs", "right"),
+        ("params", "right"),
+        ("top-1", "right"),
+        ("val loss", "right"),
+        ("depth", "right"),
+        ("embed", "right"),
+        ("per layer: heads h, MLP ratio x", "left"),
+    ]:
         table.add_column(col, justify=just)
     for c in result.front:
         ops = " ".join("·".join(_short(op) for op in layer if op.startswith(("msa", "mlp"))) for layer in c.arch.layers)
-        table.add_row("*" if c is result.best else "", str(c.order), _count(c.flops), _count(c.params),
-                      f"{c.top1:.2%}", f"{c.val_loss:.3f}", str(c.arch.depth), str(c.arch.embed_dim), ops)
+        table.add_row(
+            "*" if c is result.best else "",
+            str(c.order),
+            _count(c.flops),
+            _count(c.params),
+            f"{c.top1:.2%}",
+            f"{c.val_loss:.3f}",
+            str(c.arch.depth),
+            str(c.arch.embed_dim),
+            ops,
+        )
     console = Console()
     console.print(table)
     for note in result.notes:
         console.print(f"note: {note}")
     b = result.best
-    console.print(f"best: top-1 {b.top1:.2%} (inherited weights), {_count(b.flops)} FLOPs, {_count(b.params)} params, "
-                  f"found at evaluation {b.order} of {len(result.evaluated)} in {result.seconds:.1f} s")
+    console.print(
+        f"best: top-1 {b.top1:.2%} (inherited weights), {_count(b.flops)} FLOPs, {_count(b.params)} params, "
+        f"found at evaluation {b.order} of {len(result.evaluated)} in {result.seconds:.1f} s"
+    )
     if result.path is not None:
-        console.print(f"wrote {result.path}  (draw it: dasvit show {result.path}; train it: "
-                      f"dasvit retrain {result.path} --preset {result.preset or 'PRESET'} --headless)")
+        console.print(
+            f"wrote {result.path}  (draw it: dasvit show {result.path}; train it: "
+            f"dasvit retrain {result.path} --preset {result.preset or 'PRESET'} --headless)"
+        )
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def specialize(
         run_dir: Path = typer.Argument(..., help="A focus run directory (dasvit focus wrote it)."),
-        flops: str = typer.Option(..., "--flops", "-f", help="FLOPs budget, like 1.4G, 900M or 1500000 (fvcore's count: one multiply-add is one FLOP)."),
+        flops: str = typer.Option(
+            ...,
+            "--flops",
+            "-f",
+            help="FLOPs budget, like 1.4G, 900M or 1500000 (fvcore's count: one multiply-add is one FLOP).",
+        ),
         params: Optional[str] = typer.Option(None, "--params", help="Also a parameter budget, like 6M."),
         samples: int = typer.Option(100, "--samples", "-n", help="Architectures to evaluate on the validation split."),
-        method: str = typer.Option("sampler", "--method", "-m", help="sampler (the run's budget-aware sampler), evolution (AutoFormer's) or random."),
+        method: str = typer.Option(
+            "sampler",
+            "--method",
+            "-m",
+            help="sampler (the run's budget-aware sampler), evolution (AutoFormer's) or random.",
+        ),
         seed: int = typer.Option(0, "--seed", help="Seed of the draws."),
         fmt: str = typer.Option("rich", "--format", help="rich (a table) or json (for scripts)."),
     ) -> None:
@@ -74,7 +108,8 @@ def register(app: typer.Typer) -> None:
 
         Example: dasvit specialize runs/focus-demo-20260101-120000 --flops 420K
         """
-        from dasvit.focus.specialize import METHODS, parse_count, specialize as run_specialize
+        from dasvit.focus.specialize import METHODS, parse_count
+        from dasvit.focus.specialize import specialize as run_specialize
 
         if fmt not in ("rich", "json"):
             raise UserError(f"--format must be rich or json, got {fmt!r}.")

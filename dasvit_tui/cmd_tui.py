@@ -62,8 +62,9 @@ def start_and_monitor(request: EngineRequest, root: Path = RUNS_ROOT) -> int:
         parse_override(o)
     request = request.resolved(root)  # a search's whole config is checked here
     if rd.is_live(request.run_dir):
-        raise UserError(f"{request.run_dir} is in use by a live engine process; watch it with: "
-                        f"dasvit tui {request.run_dir}")
+        raise UserError(
+            f"{request.run_dir} is in use by a live engine process; watch it with: dasvit tui {request.run_dir}"
+        )
     launched = launch.start_engine(request)
     app = DasvitApp(run_dir=launched.run_dir, process=launched.process, exit_on_user_error=True)
     code = _run_app(app)
@@ -89,10 +90,12 @@ def _discard_if_empty(run_dir: Path) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("tui")
     def tui(
-        run_dir: Optional[Path] = typer.Argument(None, help="A run directory to watch (live or finished).",
-                                                 show_default=False),
-        preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Start a new search from this "
-                                             "preset (name or YAML path) and watch it."),
+        run_dir: Optional[Path] = typer.Argument(
+            None, help="A run directory to watch (live or finished).", show_default=False
+        ),
+        preset: Optional[str] = typer.Option(
+            None, "--preset", "-p", help="Start a new search from this preset (name or YAML path) and watch it."
+        ),
         set_: List[str] = typer.Option([], "--set", help="Override a config key of the new search: dotted.key=VALUE."),
         runs: Path = typer.Option(RUNS_ROOT, "--runs", help="Where runs live (the runs screen lists them)."),
     ) -> None:

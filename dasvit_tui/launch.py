@@ -47,8 +47,13 @@ def start_engine(request: EngineRequest) -> Launched:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(run_dir / rd.ENGINE_LOG, "ab") as log:
         proc = subprocess.Popen(
-            engine_command(request), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True, env=env,
+            engine_command(request),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            env=env,
         )
     # Reap it if it ends while this front still runs (no zombie); if the front leaves first, init does.
     threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
@@ -57,8 +62,16 @@ def start_engine(request: EngineRequest) -> Launched:
 
 def run_distributed(request: EngineRequest, nproc: int) -> int:
     """Run a resolved request's engine under torchrun with `nproc` local ranks, in the foreground."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", request.MODULE, *request.argv()]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        request.MODULE,
+        *request.argv(),
+    ]
     threads = os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     try:
         return subprocess.call(cmd, env=dict(os.environ, OMP_NUM_THREADS=threads))
@@ -66,14 +79,20 @@ def run_distributed(request: EngineRequest, nproc: int) -> int:
         return 130
 
 
-def start_search(preset: str | None, overrides: list[str] = (), run_dir: Path | None = None,
-                 approve: str = "manual", root: Path = Path("runs")) -> Launched:
+def start_search(
+    preset: str | None,
+    overrides: list[str] = (),
+    run_dir: Path | None = None,
+    approve: str = "manual",
+    root: Path = Path("runs"),
+) -> Launched:
     """A new detached search (default run directory: ROOT/<preset>-<time>)."""
     request = SearchRequest(preset, list(overrides), run_dir, approve=approve)
     return start_engine(request.resolved(root))
 
 
-def start_retrain(source: Path | str, run_dir: Path | None = None, preset: str | None = None,
-                  overrides: list[str] = ()) -> Launched:
+def start_retrain(
+    source: Path | str, run_dir: Path | None = None, preset: str | None = None, overrides: list[str] = ()
+) -> Launched:
     """Retrain the genotype of a finished search (or a genotype file) into run_dir (default SOURCE/retrain)."""
     return start_engine(RetrainRequest(str(source), preset, list(overrides), run_dir).resolved())

@@ -63,8 +63,15 @@ class GpuSample:
 class SystemSample(Message, bubble=False):
     """Resource use of the engine process (and its children), and of the GPUs when the run is on CUDA."""
 
-    def __init__(self, pid: int | None, cpu_percent: float | None, rss: int | None, threads: int | None,
-                 ram_percent: float | None, gpus: list[GpuSample] | None = None) -> None:
+    def __init__(
+        self,
+        pid: int | None,
+        cpu_percent: float | None,
+        rss: int | None,
+        threads: int | None,
+        ram_percent: float | None,
+        gpus: list[GpuSample] | None = None,
+    ) -> None:
         super().__init__()
         self.pid = pid
         self.cpu_percent = cpu_percent

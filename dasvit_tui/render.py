@@ -131,8 +131,13 @@ def comparison_table(rows: Iterable[dict[str, Any]]) -> Table:
     for col in ("params", "FLOPs", "top-1", "top-5"):
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(str(r.get("name", "?")), human(r.get("params")), human(r.get("flops")),
-                      percent(r.get("top1")), percent(r.get("top5")))
+        table.add_row(
+            str(r.get("name", "?")),
+            human(r.get("params")),
+            human(r.get("flops")),
+            percent(r.get("top1")),
+            percent(r.get("top5")),
+        )
     return table
 
 
@@ -158,16 +163,23 @@ def elastic_cell(genotype):
         return genotype
     from dasvit.genotype import Edge, Genotype
 
-    edges = [Edge(e.src, e.dst, e.op if op_type(e.op) not in ("msa", "mlp") else f"{op_type(e.op)}_*")
-             for e in genotype.edges]
+    edges = [
+        Edge(e.src, e.dst, e.op if op_type(e.op) not in ("msa", "mlp") else f"{op_type(e.op)}_*")
+        for e in genotype.edges
+    ]
     return Genotype(nodes=genotype.nodes, edges=edges, output=list(genotype.output), meta=dict(genotype.meta))
 
 
 def layer_table(genotype, layer_costs: list[dict[str, Any]] | None = None) -> Table:
     """A version-2 genotype layer by layer: width, the heads of each msa edge and the ratio of each mlp edge
     (columns named by edge), and each layer's params and FLOPs when `layer_costs` gives them."""
-    table = Table(title=f"layers ({genotype.depth} cells, width {genotype.embed_dim}, head width "
-                        f"{genotype.head_dim})", title_justify="left", box=None, header_style="bold", pad_edge=False)
+    table = Table(
+        title=f"layers ({genotype.depth} cells, width {genotype.embed_dim}, head width {genotype.head_dim})",
+        title_justify="left",
+        box=None,
+        header_style="bold",
+        pad_edge=False,
+    )
     table.add_column("layer", justify="right")
     table.add_column("width", justify="right")
     sized = [(i, e) for i, e in enumerate(genotype.edges) if op_type(e.op) in ("msa", "mlp")]
@@ -206,7 +218,9 @@ def to_dot(genotype, name: str = "cell") -> str:
     colours = {"msa": "#b0409f", "mlp": "#1f8fa6", "skip": "#3a9a3a"}
     for e in sorted(genotype.edges, key=lambda e: (e.dst, e.src, e.op)):
         colour = colours.get(op_type(e.op), "black")
-        lines.append(f'  {_dot_id(e.src)} -> {_dot_id(e.dst)} [label="{e.op}", color="{colour}", fontcolor="{colour}"];')
+        lines.append(
+            f'  {_dot_id(e.src)} -> {_dot_id(e.dst)} [label="{e.op}", color="{colour}", fontcolor="{colour}"];'
+        )
     for o in genotype.output:
         lines.append(f"  {_dot_id(o)} -> c_k;")
     lines.append("}")

@@ -151,7 +151,7 @@ class RunState(RunStatus):
         if pos < len(stages):
             cur = stages[pos]
             cost = max(1, int(cur.get("depth", 1)) * int(cur.get("keep", 1)))
-            for st in stages[pos + 1:]:
+            for st in stages[pos + 1 :]:
                 ratio = int(st.get("depth", 1)) * int(st.get("keep", 1)) / cost
                 total += int(st.get("epochs", 0)) * per_epoch * ratio
         if self.status == "waiting" or not isinstance(last.get("time"), (int, float)):

@@ -35,8 +35,14 @@ class Target(Protocol):
 class RunWatcher:
     """Tails one run directory and posts what it finds to `target` (a screen)."""
 
-    def __init__(self, run_dir: Path, target: Target, process: subprocess.Popen | None = None,
-                 interval: float = POLL_SECONDS, stats_interval: float = STATS_SECONDS) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        target: Target,
+        process: subprocess.Popen | None = None,
+        interval: float = POLL_SECONDS,
+        stats_interval: float = STATS_SECONDS,
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.target = target
         self.process = process
@@ -187,7 +193,10 @@ def query_gpus() -> list[m.GpuSample] | None:
     try:
         out = subprocess.run(
             [exe, "--query-gpu=index,name,utilization.gpu,memory.used,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=3, check=True,
+            capture_output=True,
+            text=True,
+            timeout=3,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
@@ -195,8 +204,11 @@ def query_gpus() -> list[m.GpuSample] | None:
     for line in out.strip().splitlines():
         parts = [p.strip() for p in line.split(",")]
         try:
-            gpus.append(m.GpuSample(int(parts[0]), parts[1], float(parts[2]),
-                                    int(float(parts[3])) << 20, int(float(parts[4])) << 20))
+            gpus.append(
+                m.GpuSample(
+                    int(parts[0]), parts[1], float(parts[2]), int(float(parts[3])) << 20, int(float(parts[4])) << 20
+                )
+            )
         except (IndexError, ValueError):
             continue
     return gpus or None

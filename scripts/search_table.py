@@ -47,14 +47,18 @@ def main(argv: list[str]) -> None:
     def fmt(xs, spec=".2f"):
         return " / ".join(format(x, spec) for x in xs)
 
-    print("| run | val acc per stage | skip fraction per stage | edges keeping skip after prune 1 / 2 "
-          "| keeping zero | skip edges in cell | residual path | cell |")
+    print(
+        "| run | val acc per stage | skip fraction per stage | edges keeping skip after prune 1 / 2 "
+        "| keeping zero | skip edges in cell | residual path | cell |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for arg in argv:
         s = summarise(Path(arg))
-        print(f"| {s['run']} | {fmt(s['val_acc'])} | {fmt(s['skip'], '.3f')} | "
-              f"{fmt(s['skip_kept'], 'd')} of {s['edges']} | {fmt(s['zero_kept'], 'd')} | {s['cell_skip']} | "
-              f"{ {True: 'yes', False: 'no', None: '-'}[s['residual']] } | {s['cell']} |")
+        print(
+            f"| {s['run']} | {fmt(s['val_acc'])} | {fmt(s['skip'], '.3f')} | "
+            f"{fmt(s['skip_kept'], 'd')} of {s['edges']} | {fmt(s['zero_kept'], 'd')} | {s['cell_skip']} | "
+            f"{ {True: 'yes', False: 'no', None: '-'}[s['residual']] } | {s['cell']} |"
+        )
 
 
 if __name__ == "__main__":

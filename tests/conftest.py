@@ -63,8 +63,9 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1):
 
 
 def start_engine(module: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(engine_cmd(module, *args), env=engine_env(), cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        engine_cmd(module, *args), env=engine_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 @pytest.fixture(scope="session")

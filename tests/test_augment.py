@@ -7,10 +7,9 @@ import sys
 import pytest
 import torch
 
+from conftest import REPO
 from dasvit.config import load_config, load_run_config
 from dasvit.errors import ConfigError, DataError
-
-from conftest import REPO
 
 
 def _types(transform) -> list[str]:
@@ -37,8 +36,14 @@ def test_auto_policy_fits_each_dataset_and_phase():
     assert s.randaugment is None and not (s.mixup or s.cutmix or s.random_erasing)
     assert r.randaugment == 9 and r.mixup > 0 and r.cutmix > 0 and r.random_erasing > 0
     # every part is switchable
-    p = policy("digits", "retrain", "retrain.augment.flip=horizontal", "retrain.augment.crop=resized",
-               "retrain.augment.crop_scale=0.5", "retrain.augment.randaugment=true")
+    p = policy(
+        "digits",
+        "retrain",
+        "retrain.augment.flip=horizontal",
+        "retrain.augment.crop=resized",
+        "retrain.augment.crop_scale=0.5",
+        "retrain.augment.randaugment=true",
+    )
     assert p.flip and p.crop == "resized" and p.scale == 0.5 and p.randaugment == 9
 
 
@@ -84,12 +89,12 @@ def test_digits_are_a_stratified_seeded_split_read_as_one_channel():
     x, y = val[0]
     assert x.shape == (1, 16, 16) and x.dtype == torch.float32 and 0 <= y < 10
     counts = torch.bincount(val.targets, minlength=10).float() / torch.bincount(
-        torch.cat([train.targets, val.targets]), minlength=10)
+        torch.cat([train.targets, val.targets]), minlength=10
+    )
     assert ((counts - 0.2).abs() < 0.01).all()  # a fifth of every class
     again, _, _ = build_datasets(cfg, seed=0)
     other, _, _ = build_datasets(cfg, seed=1)
-    assert torch.equal(again[5][0], train[5][0]) and not all(
-        torch.equal(other[i][0], train[i][0]) for i in range(20))
+    assert torch.equal(again[5][0], train[5][0]) and not all(torch.equal(other[i][0], train[i][0]) for i in range(20))
     rgb = load_config("digits", ["data.channels=3"]).data
     assert build_datasets(rgb, seed=0)[1][0][0].shape == (3, 16, 16)
 

@@ -93,8 +93,9 @@ def test_plot_draws_the_compared_retrains(first, run, tmp_path):
 
     series = compare_series(run)
     names = {"vit_b16": "ViT block", "searched": "searched cell"}
-    assert sorted(s.label for s in series) == sorted(f"{names[r['cell']]}, depth {r['depth']}"
-                                                      for r in first["models"].values())
+    assert sorted(s.label for s in series) == sorted(
+        f"{names[r['cell']]}, depth {r['depth']}" for r in first["models"].values()
+    )
     written = plot_curves(series, tmp_path, "compare")
     text = (tmp_path / "compare.svg").read_text()
     assert len(written) == 2 and all(s.label in text for s in series)

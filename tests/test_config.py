@@ -19,29 +19,45 @@ def test_presets_load_with_paper_settings():
 
 
 def test_set_values_are_yaml():
-    cfg = load_config("demo", ["search.stages=[{depth: 2, keep: 8, epochs: 1}]", "search.pts.enabled=false",
-                               "search.fairness.upper=0.7", "data.root=/tmp/x"])
+    cfg = load_config(
+        "demo",
+        [
+            "search.stages=[{depth: 2, keep: 8, epochs: 1}]",
+            "search.pts.enabled=false",
+            "search.fairness.upper=0.7",
+            "data.root=/tmp/x",
+        ],
+    )
     assert [(s.depth, s.keep, s.epochs) for s in cfg.search.stages] == [(2, 8, 1)]
     assert cfg.search.pts.enabled is False and cfg.search.fairness.upper == 0.7 and cfg.data.root == "/tmp/x"
 
 
-@pytest.mark.parametrize("override, words", [
-    ("data.bogus=1", ["data.bogus", "allowed"]),
-    ("search.pts.ratio=0", ["search.pts.ratio", "(0, 1]"]),
-    ("search.pts.ratio=1.5", ["search.pts.ratio", "(0, 1]"]),
-    ("search.stages=[{depth: 2, keep: 9, epochs: 1}]", ["keep", "between 1 and 8"]),
-    ("search.stages=[{depth: 2, keep: 3, epochs: 1}, {depth: 4, keep: 5, epochs: 1}]", ["stages[1].keep", "1 and 3"]),
-    ("space.ops=[skip, conv_3x3]", ["space.ops[1]", "conv_3x3"]),
-    ("space.embed_dim=abc", ["space.embed_dim", "integer"]),
-    ("search.approval=sometimes", ["search.approval", "auto", "manual"]),
-    ("data.image_size=30", ["data.image_size", "multiple"]),
-    ("search.fairness.lower=0.9", ["lower", "upper"]),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("data.bogus=1", ["data.bogus", "allowed"]),
+        ("search.pts.ratio=0", ["search.pts.ratio", "(0, 1]"]),
+        ("search.pts.ratio=1.5", ["search.pts.ratio", "(0, 1]"]),
+        ("search.stages=[{depth: 2, keep: 9, epochs: 1}]", ["keep", "between 1 and 8"]),
+        (
+            "search.stages=[{depth: 2, keep: 3, epochs: 1}, {depth: 4, keep: 5, epochs: 1}]",
+            ["stages[1].keep", "1 and 3"],
+        ),
+        ("space.ops=[skip, conv_3x3]", ["space.ops[1]", "conv_3x3"]),
+        ("space.embed_dim=abc", ["space.embed_dim", "integer"]),
+        ("search.approval=sometimes", ["search.approval", "auto", "manual"]),
+        ("data.image_size=30", ["data.image_size", "multiple"]),
+        ("search.fairness.lower=0.9", ["lower", "upper"]),
+    ],
+)
 def test_bad_config_is_one_sentence_and_exit_2(override, words, capsys, monkeypatch, tmp_path):
     with pytest.raises(ConfigError):
         load_config("demo", [override])
-    monkeypatch.setattr(sys, "argv", ["dasvit", "search", "--headless", "--preset", "demo",
-                                      "--run-dir", str(tmp_path / "r"), "--set", override])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["dasvit", "search", "--headless", "--preset", "demo", "--run-dir", str(tmp_path / "r"), "--set", override],
+    )
     with pytest.raises(SystemExit) as exc:
         main()
     assert exc.value.code == 2
@@ -53,8 +69,11 @@ def test_bad_config_is_one_sentence_and_exit_2(override, words, capsys, monkeypa
 
 
 def test_console_script_exit_code_for_unknown_preset():
-    proc = subprocess.run([sys.executable, "-m", "dasvit_tui.cli", "search", "--headless", "--preset", "nope"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dasvit_tui.cli", "search", "--headless", "--preset", "nope"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("dasvit: unknown preset 'nope'")
     assert "Traceback" not in proc.stderr
@@ -62,9 +81,23 @@ def test_console_script_exit_code_for_unknown_preset():
 
 def test_missing_dataset_is_one_sentence_exit_2_and_no_run_dir(tmp_path):
     run = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "dasvit_tui.cli", "search", "--headless", "--preset", "imagenet100",
-                           "--set", f"data.root={tmp_path / 'nothing'}", "--run-dir", str(run)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dasvit_tui.cli",
+            "search",
+            "--headless",
+            "--preset",
+            "imagenet100",
+            "--set",
+            f"data.root={tmp_path / 'nothing'}",
+            "--run-dir",
+            str(run),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert "imagenet100 was not found in" in proc.stderr and str(tmp_path / "nothing") in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1

@@ -10,14 +10,17 @@ from dasvit.engine_request import REQUESTS, FocusRequest, RetrainRequest, Search
 from dasvit.errors import ConfigError
 
 
-@pytest.mark.parametrize("request_", [
-    SearchRequest("demo", ["search.pts.ratio=0.25", "data.batch_size=8"], Path("runs/x"), "manual"),
-    SearchRequest(resume=Path("runs/x"), approve="auto", progress=False),
-    RetrainRequest("runs/x", "demo", ["retrain.epochs=2"], Path("runs/x/retrain")),
-    RetrainRequest(resume=Path("runs/x"), overrides=["retrain.epochs=8"], progress=False),
-    FocusRequest("focus-demo", ["focus.sampler=uniform", "focus.epochs=2"], Path("runs/f")),
-    FocusRequest(resume=Path("runs/f"), progress=False),
-])
+@pytest.mark.parametrize(
+    "request_",
+    [
+        SearchRequest("demo", ["search.pts.ratio=0.25", "data.batch_size=8"], Path("runs/x"), "manual"),
+        SearchRequest(resume=Path("runs/x"), approve="auto", progress=False),
+        RetrainRequest("runs/x", "demo", ["retrain.epochs=2"], Path("runs/x/retrain")),
+        RetrainRequest(resume=Path("runs/x"), overrides=["retrain.epochs=8"], progress=False),
+        FocusRequest("focus-demo", ["focus.sampler=uniform", "focus.epochs=2"], Path("runs/f")),
+        FocusRequest(resume=Path("runs/f"), progress=False),
+    ],
+)
 def test_a_request_survives_the_engine_command_line(request_):
     assert type(request_).parse(request_.argv()) == request_
 

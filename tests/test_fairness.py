@@ -9,10 +9,10 @@ OPS = ["zero", "skip", "msa_4", "mlp_2"]
 
 
 def test_fairness_terms_match_hand_computation():
-    w = torch.tensor([[0.1, 0.5, 0.3, 0.1],
-                      [0.0, 0.2, 0.1, 0.7]])
-    cfg = FairnessConfig(skip_threshold=0.0, beta_skip=2.0, beta_type=3.0, lower=0.25, upper=0.35, lambda_up=1.5,
-                         lambda_low=0.5)
+    w = torch.tensor([[0.1, 0.5, 0.3, 0.1], [0.0, 0.2, 0.1, 0.7]])
+    cfg = FairnessConfig(
+        skip_threshold=0.0, beta_skip=2.0, beta_type=3.0, lower=0.25, upper=0.35, lambda_up=1.5, lambda_low=0.5
+    )
     t = fairness_terms(w, OPS, cfg)
     # L_skip = mean(0.5, 0.2) = 0.35
     # W_msa = mean(0.3, 0.1) = 0.2 -> below l: 0.5 * (0.25 - 0.2) = 0.025
@@ -35,9 +35,8 @@ def test_fairness_is_zero_inside_the_bounds_and_pushes_skip_down():
 def test_skip_is_penalised_only_above_its_threshold_share_of_the_active_ops():
     cfg = FairnessConfig(skip_threshold=1.0)
     # row 1: 4 active ops, skip 0.5 > 1/4; row 2: zero pruned (weight 0), 3 active ops, skip 0.2 < 1/3
-    w = torch.tensor([[0.1, 0.5, 0.3, 0.1],
-                      [0.0, 0.2, 0.1, 0.7]], requires_grad=True)
+    w = torch.tensor([[0.1, 0.5, 0.3, 0.1], [0.0, 0.2, 0.1, 0.7]], requires_grad=True)
     t = fairness_terms(w, OPS, cfg)
-    assert abs(float(t["skip"]) - (0.5 - 0.25) / 2) < 1e-6
+    assert abs(t["skip"].item() - (0.5 - 0.25) / 2) < 1e-6
     t["skip"].backward()
     assert w.grad[0, 1] > 0 and w.grad[1, 1] == 0  # no push on skip at or below its fair share

@@ -18,10 +18,18 @@ from dasvit.genotype import load_genotype
 
 # A whole focus run in a few seconds: 3 epochs (1 of uniform warm-up) of 4 steps, sampler every 2 steps.
 TINY_FOCUS = [
-    "focus.epochs=3", "focus.warmup_epochs=1", "focus.lr_warmup_epochs=1", "focus.steps_per_epoch=4",
-    "focus.sampler_every=2", "focus.batch_size=16", "focus.lstm.archs=3", "focus.lstm.budgets=1",
-    "focus.lstm.batch_size=16", "focus.lstm.hidden=16",
-    "data.synthetic_train=256", "data.synthetic_val=64",
+    "focus.epochs=3",
+    "focus.warmup_epochs=1",
+    "focus.lr_warmup_epochs=1",
+    "focus.steps_per_epoch=4",
+    "focus.sampler_every=2",
+    "focus.batch_size=16",
+    "focus.lstm.archs=3",
+    "focus.lstm.budgets=1",
+    "focus.lstm.batch_size=16",
+    "focus.lstm.hidden=16",
+    "data.synthetic_train=256",
+    "data.synthetic_val=64",
 ]
 
 
@@ -56,7 +64,11 @@ def test_focus_run_follows_the_run_directory_contract(tiny_focus):
     space = of_type(evs, "space")[0]
     assert 0 < space["min_flops"] < space["max_flops"] and space["budgets"][-1] == space["max_flops"]
     epochs = of_type(evs, "epoch")
-    assert [e["epoch"] for e in epochs] == [1, 2, 3] and [e["phase"] for e in epochs] == ["uniform", "sampler", "sampler"]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3] and [e["phase"] for e in epochs] == [
+        "uniform",
+        "sampler",
+        "sampler",
+    ]
     assert epochs[-1]["sampler_steps"] == 4  # two epochs of 4 steps, one sampler step every 2
     for e in epochs:
         for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s"):
@@ -71,7 +83,10 @@ def test_focus_run_follows_the_run_directory_contract(tiny_focus):
     assert evs[-1]["type"] == "run_end" and evs[-1]["status"] == "finished"
     ckpt = torch.load(tiny_focus / "checkpoint.pt", weights_only=True)
     assert ckpt["epoch"] == 3 and {"model", "sampler", "w_opt", "s_opt", "rng"} <= set(ckpt)
-    assert load_genotype(tiny_focus / "base-genotype.json").to_json()["edges"] == load_genotype("vit_b16").to_json()["edges"]
+    assert (
+        load_genotype(tiny_focus / "base-genotype.json").to_json()["edges"]
+        == load_genotype("vit_b16").to_json()["edges"]
+    )
 
 
 def _final(run_dir: Path) -> dict:
@@ -92,8 +107,9 @@ def test_sigkill_then_resume_ends_with_the_same_sampler_and_supernet(tmp_path, t
     assert focus_main("--preset", "focus-demo", "--run-dir", str(ref), "--no-progress", *sets(cfg)) == 0
     proc = start_engine("dasvit.focus", "--preset", "focus-demo", "--run-dir", str(run), "--no-progress", *sets(cfg))
     # kill after epoch 2 (the first sampler epoch) ended, during epoch 3
-    wait_for(lambda: (run / "events.jsonl").exists() and len(of_type(events(run), "epoch")) >= 2, timeout=120,
-             interval=0.02)
+    wait_for(
+        lambda: (run / "events.jsonl").exists() and len(of_type(events(run), "epoch")) >= 2, timeout=120, interval=0.02
+    )
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not of_type(events(run), "run_end")
@@ -124,8 +140,15 @@ def test_unwritable_run_dir_is_one_sentence_before_any_work(tmp_path, capsys):
 
 def test_ctrl_c_stops_with_exit_130_and_a_checkpoint(tmp_path):
     run = tmp_path / "run"
-    proc = start_engine("dasvit.focus", "--preset", "focus-demo", "--run-dir", str(run), "--no-progress",
-                        *sets([*TINY_FOCUS, "focus.epochs=500"]))
+    proc = start_engine(
+        "dasvit.focus",
+        "--preset",
+        "focus-demo",
+        "--run-dir",
+        str(run),
+        "--no-progress",
+        *sets([*TINY_FOCUS, "focus.epochs=500"]),
+    )
     wait_for(lambda: (run / "events.jsonl").exists() and of_type(events(run), "space"), timeout=120, interval=0.05)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 130
@@ -135,9 +158,21 @@ def test_ctrl_c_stops_with_exit_130_and_a_checkpoint(tmp_path):
 
 def test_two_ranks_with_gloo_train_the_same_architectures(tmp_path):
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "dasvit.focus", "--preset", "focus-demo", "--run-dir", str(run), "--no-progress",
-           *sets([*TINY_FOCUS, "focus.epochs=2"])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "dasvit.focus",
+        "--preset",
+        "focus-demo",
+        "--run-dir",
+        str(run),
+        "--no-progress",
+        *sets([*TINY_FOCUS, "focus.epochs=2"]),
+    ]
     proc = subprocess.run(cmd, env=engine_env(), cwd=REPO, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     evs = events(run)
@@ -171,8 +206,18 @@ def test_specialize_writes_a_v2_genotype_under_the_budget(tiny_focus):
 
 def test_specialize_cli_json_and_bad_budgets_exit_2(tiny_focus, monkeypatch, capsys):
     space = of_type(events(tiny_focus), "space")[0]
-    code, out, err = cli(monkeypatch, capsys, "specialize", str(tiny_focus), "--flops", str(space["max_flops"]),
-                         "--samples", "3", "--format", "json")
+    code, out, err = cli(
+        monkeypatch,
+        capsys,
+        "specialize",
+        str(tiny_focus),
+        "--flops",
+        str(space["max_flops"]),
+        "--samples",
+        "3",
+        "--format",
+        "json",
+    )
     assert code == 0, err
     result = json.loads(out)
     assert result["evaluations"] == 3 and result["best"]["flops"] <= space["max_flops"]
@@ -187,16 +232,27 @@ def test_budget_strings_parse():
     from dasvit.focus.specialize import parse_count
 
     assert [parse_count(s) for s in ("1.4G", "900M", "6m", "500K", "2.5e9", "1200000")] == [
-        1_400_000_000, 900_000_000, 6_000_000, 500_000, 2_500_000_000, 1_200_000]
+        1_400_000_000,
+        900_000_000,
+        6_000_000,
+        500_000,
+        2_500_000_000,
+        1_200_000,
+    ]
     for bad in ("", "G", "1.4 GB", "-3M", "0"):
         with pytest.raises(UserError):
             parse_count(bad)
 
 
 def test_bad_focus_config_is_one_sentence_and_exit_2(tmp_path, monkeypatch, capsys):
-    for override, words in [("focus.base=no/such/cell.json", "focus.base"), ("focus.depths=[]", "focus.depths"),
-                            ("focus.lstm.archs=1", "focus.lstm.archs")]:
-        code, _, err = cli(monkeypatch, capsys, "focus", "--headless", "--run-dir", str(tmp_path / "r"), "--set", override)
+    for override, words in [
+        ("focus.base=no/such/cell.json", "focus.base"),
+        ("focus.depths=[]", "focus.depths"),
+        ("focus.lstm.archs=1", "focus.lstm.archs"),
+    ]:
+        code, _, err = cli(
+            monkeypatch, capsys, "focus", "--headless", "--run-dir", str(tmp_path / "r"), "--set", override
+        )
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert not (tmp_path / "r").exists()
 
@@ -207,8 +263,17 @@ def test_a_dasvit_search_cell_becomes_a_focus_space_then_a_specialized_network(t
 
     search = REPO / "tests" / "recorded_run"
     run = tmp_path / "focus"
-    assert focus_main("--preset", "focus-demo", "--run-dir", str(run), "--no-progress",
-                      *sets([*TINY_FOCUS, "focus.epochs=2", f"focus.base={search}"])) == 0
+    assert (
+        focus_main(
+            "--preset",
+            "focus-demo",
+            "--run-dir",
+            str(run),
+            "--no-progress",
+            *sets([*TINY_FOCUS, "focus.epochs=2", f"focus.base={search}"]),
+        )
+        == 0
+    )
     base = load_genotype(run / "base-genotype.json")
     assert base.to_json()["edges"] == load_genotype(search / "genotype.json").to_json()["edges"]
     space = of_type(events(run), "space")[0]
@@ -217,8 +282,26 @@ def test_a_dasvit_search_cell_becomes_a_focus_space_then_a_specialized_network(t
     assert geno.version == 2 and [(e.src, e.dst) for e in geno.edges] == [(e.src, e.dst) for e in base.edges]
     from dasvit.retrain import main as retrain_main
 
-    assert retrain_main([str(result.path), "--preset", "focus-demo", "--run-dir", str(tmp_path / "retrain"),
-                         "--no-progress", "--set", "retrain.epochs=1", "--set", "retrain.steps_per_epoch=2",
-                         "--set", "data.synthetic_train=128", "--set", "data.synthetic_val=32"]) == 0
+    assert (
+        retrain_main(
+            [
+                str(result.path),
+                "--preset",
+                "focus-demo",
+                "--run-dir",
+                str(tmp_path / "retrain"),
+                "--no-progress",
+                "--set",
+                "retrain.epochs=1",
+                "--set",
+                "retrain.steps_per_epoch=2",
+                "--set",
+                "data.synthetic_train=128",
+                "--set",
+                "data.synthetic_val=32",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((tmp_path / "retrain" / "metrics.json").read_text())
     assert metrics["params"] == result.best.params

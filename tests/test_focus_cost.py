@@ -18,8 +18,14 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 @pytest.mark.parametrize("base", ["vit_b16", str(FIXTURES / "searched_cell.json")])
 def test_cost_matches_fvcore_and_count_params_of_the_network(base):
-    space = FocusSpace(load_base(base), embed_dims=[20, 28, 32], depths=[2, 3, 4], heads=[1, 2, 3],
-                       mlp_ratios=[1.5, 2, 2.5], head_dim=8)
+    space = FocusSpace(
+        load_base(base),
+        embed_dims=[20, 28, 32],
+        depths=[2, 3, 4],
+        heads=[1, 2, 3],
+        mlp_ratios=[1.5, 2, 2.5],
+        head_dim=8,
+    )
     rng = random.Random(0)
     for arch in [space.smallest(), space.largest()] + [space.sample(rng) for _ in range(5)]:
         flops, params = arch_cost(space, arch, image_size=16, patch_size=4, num_classes=5, in_chans=3)
@@ -29,8 +35,14 @@ def test_cost_matches_fvcore_and_count_params_of_the_network(base):
 
 
 def test_autoformer_ti_extremes_match_fvcore_at_224():
-    space = FocusSpace(load_base("vit_b16"), embed_dims=[192, 216, 240], depths=[12, 13, 14], heads=[3, 4],
-                       mlp_ratios=[3.5, 4], head_dim=64)
+    space = FocusSpace(
+        load_base("vit_b16"),
+        embed_dims=[192, 216, 240],
+        depths=[12, 13, 14],
+        heads=[3, 4],
+        mlp_ratios=[3.5, 4],
+        head_dim=64,
+    )
     for arch in (space.smallest(), space.largest()):
         flops, params = arch_cost(space, arch, 224, 16, 1000)
         ref = profile_genotype(arch_genotype(space, arch), arch.depth, arch.embed_dim, 224, 16, 1000)
@@ -43,8 +55,14 @@ def test_autoformer_ti_extremes_match_fvcore_at_224():
 
 def test_cost_prices_at_least_10k_archs_per_second():
     """The sampler's need; measured at ~240k/s on an idle core, so the bound leaves room for a loaded machine."""
-    space = FocusSpace(load_base("vit_b16"), embed_dims=[192, 216, 240], depths=[12, 13, 14], heads=[3, 4],
-                       mlp_ratios=[3.5, 4], head_dim=64)
+    space = FocusSpace(
+        load_base("vit_b16"),
+        embed_dims=[192, 216, 240],
+        depths=[12, 13, 14],
+        heads=[3, 4],
+        mlp_ratios=[3.5, 4],
+        head_dim=64,
+    )
     rng = random.Random(0)
     archs = [space.sample(rng) for _ in range(2000)]
     arch_cost(space, archs[0], 224, 16, 1000)  # tables built once per space and sizes
@@ -61,8 +79,19 @@ def test_edges_off_the_path_to_the_output_are_neither_elastic_nor_counted():
     from dasvit.focus.supernet import FocusSupernet
     from dasvit.genotype import genotype_from_json
 
-    base = genotype_from_json({"format": "dasvit-genotype", "version": 1, "nodes": 2, "output": [2], "edges": [
-        {"from": 1, "to": 2, "op": "skip"}, {"from": 1, "to": 2, "op": "mlp_4"}, {"from": 0, "to": 3, "op": "msa_4"}]})
+    base = genotype_from_json(
+        {
+            "format": "dasvit-genotype",
+            "version": 1,
+            "nodes": 2,
+            "output": [2],
+            "edges": [
+                {"from": 1, "to": 2, "op": "skip"},
+                {"from": 1, "to": 2, "op": "mlp_4"},
+                {"from": 0, "to": 3, "op": "msa_4"},
+            ],
+        }
+    )
     space = FocusSpace(base, embed_dims=[16, 24], depths=[1, 2], heads=[1, 2], mlp_ratios=[1, 2], head_dim=8)
     assert space.elastic == [1]  # node 3 feeds nothing: its msa keeps the base op and is never built
     supernet = FocusSupernet(space, num_classes=3, image_size=8, patch_size=4)

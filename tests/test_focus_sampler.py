@@ -12,8 +12,9 @@ from dasvit.focus.space import FocusSpace, load_base
 
 
 def demo_space() -> FocusSpace:
-    return FocusSpace(load_base("vit_b16"), embed_dims=[16, 24, 32], depths=[2, 3, 4], heads=[1, 2],
-                      mlp_ratios=[1, 2, 4], head_dim=8)
+    return FocusSpace(
+        load_base("vit_b16"), embed_dims=[16, 24, 32], depths=[2, 3, 4], heads=[1, 2], mlp_ratios=[1, 2, 4], head_dim=8
+    )
 
 
 def flops(space, arch) -> int:

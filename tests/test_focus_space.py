@@ -16,8 +16,14 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def autoformer_ti() -> FocusSpace:
-    return FocusSpace(load_base("vit_b16"), embed_dims=[192, 216, 240], depths=[12, 13, 14], heads=[3, 4],
-                      mlp_ratios=[3.5, 4], head_dim=64)
+    return FocusSpace(
+        load_base("vit_b16"),
+        embed_dims=[192, 216, 240],
+        depths=[12, 13, 14],
+        heads=[3, 4],
+        mlp_ratios=[3.5, 4],
+        head_dim=64,
+    )
 
 
 def test_vit_b16_with_autoformer_ti_values_is_autoformer_ti_space():
@@ -100,9 +106,13 @@ def test_mutate_and_crossover_stay_in_the_space():
 
 def test_bad_choices_and_bad_base_are_one_sentence():
     base = load_base("vit_b16")
-    for kwargs, key in [({"embed_dims": []}, "embed_dims"), ({"heads": [0, 3]}, "heads"),
-                        ({"depths": [2, 2]}, "depths"), ({"mlp_ratios": ["x"]}, "mlp_ratios"),
-                        ({"head_dim": 0}, "head_dim")]:
+    for kwargs, key in [
+        ({"embed_dims": []}, "embed_dims"),
+        ({"heads": [0, 3]}, "heads"),
+        ({"depths": [2, 2]}, "depths"),
+        ({"mlp_ratios": ["x"]}, "mlp_ratios"),
+        ({"head_dim": 0}, "head_dim"),
+    ]:
         args = {"embed_dims": [16], "depths": [1], "heads": [1], "mlp_ratios": [1.0], **kwargs}
         with pytest.raises(ConfigError, match=key):
             FocusSpace(base, **args)

@@ -18,8 +18,14 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def tiny_space(base: str) -> FocusSpace:
     """AutoFormer-like choices at toy sizes: widths not divisible by the heads, fractional ratios."""
-    return FocusSpace(load_base(base), embed_dims=[20, 28, 32], depths=[2, 3, 4], heads=[1, 2, 3],
-                      mlp_ratios=[1.5, 2, 2.5], head_dim=8)
+    return FocusSpace(
+        load_base(base),
+        embed_dims=[20, 28, 32],
+        depths=[2, 3, 4],
+        heads=[1, 2, 3],
+        mlp_ratios=[1.5, 2, 2.5],
+        head_dim=8,
+    )
 
 
 @pytest.mark.parametrize("base", ["vit_b16", str(FIXTURES / "searched_cell.json")])

@@ -24,8 +24,15 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 def pruned_mask() -> torch.Tensor:
     """Per edge, a different subset of the 8 ops, down to zero alone and a single msa or mlp."""
     keep = [
-        ["zero"], ["skip", "msa_8"], ["mlp_2"], ["zero", "msa_4", "msa_12", "mlp_0.5"],
-        ["skip", "mlp_0.5", "mlp_4"], DEFAULT_OPS, ["msa_12"], ["zero", "skip"], ["msa_4", "mlp_4"],
+        ["zero"],
+        ["skip", "msa_8"],
+        ["mlp_2"],
+        ["zero", "msa_4", "msa_12", "mlp_0.5"],
+        ["skip", "mlp_0.5", "mlp_4"],
+        DEFAULT_OPS,
+        ["msa_12"],
+        ["zero", "skip"],
+        ["msa_4", "mlp_4"],
     ]
     assert len(keep) == len(edge_list(3))
     return torch.tensor([[o in k for o in DEFAULT_OPS] for k in keep])
@@ -128,7 +135,11 @@ def test_bench_smoke_measures_every_key_and_prints_the_table(capsys):
 
 def test_bench_refuses_a_device_it_cannot_use():
     device = "tpu" if torch.cuda.is_available() else "cuda"
-    res = subprocess.run([sys.executable, "-m", "dasvit_tui.cli", "bench", "--device", device],
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "dasvit_tui.cli", "bench", "--device", device],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 2
     assert "--device" in res.stderr and "Traceback" not in res.stderr

@@ -24,8 +24,14 @@ META = {"image_size": 16, "patch_size": 4, "num_classes": 4}
 
 
 def dasvit(*args, cwd: Path = REPO) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "dasvit_tui.cli", *map(str, args)], cwd=cwd, env=engine_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "dasvit_tui.cli", *map(str, args)],
+        cwd=cwd,
+        env=engine_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(proc: subprocess.Popen, timeout: float = 180) -> tuple[int, str, str]:
@@ -34,8 +40,9 @@ def finish(proc: subprocess.Popen, timeout: float = 180) -> tuple[int, str, str]
 
 
 def space() -> FocusSpace:
-    return FocusSpace(load_base(CELL), embed_dims=[20, 24], depths=[2, 3], heads=[1, 2, 3], mlp_ratios=[1.5, 2],
-                      head_dim=8)
+    return FocusSpace(
+        load_base(CELL), embed_dims=[20, 24], depths=[2, 3], heads=[1, 2, 3], mlp_ratios=[1.5, 2], head_dim=8
+    )
 
 
 def v2_doc() -> dict:
@@ -111,12 +118,26 @@ def cli_runs(tmp_path_factory) -> dict[str, tuple[tuple[int, str, str], Path]]:
     procs = {
         "show_op_type": dasvit("show", tmp / "op_type.json"),
         "show_depth_vs_layers": dasvit("show", tmp / "depth_vs_layers.json"),
-        "retrain_op_type": dasvit("retrain", tmp / "op_type.json", "--headless", "--preset", "demo",
-                                  "--run-dir", tmp / "bad"),
+        "retrain_op_type": dasvit(
+            "retrain", tmp / "op_type.json", "--headless", "--preset", "demo", "--run-dir", tmp / "bad"
+        ),
         "show_json": dasvit("show", tmp / "good.json", "--format", "json"),
-        "retrain": dasvit("retrain", tmp / "good.json", "--headless", "--no-progress", "--preset", "demo",
-                          "--run-dir", tmp / "retrain", "--set", "retrain.epochs=1",
-                          "--set", "retrain.steps_per_epoch=3", "--set", "data.synthetic_val=64"),
+        "retrain": dasvit(
+            "retrain",
+            tmp / "good.json",
+            "--headless",
+            "--no-progress",
+            "--preset",
+            "demo",
+            "--run-dir",
+            tmp / "retrain",
+            "--set",
+            "retrain.epochs=1",
+            "--set",
+            "retrain.steps_per_epoch=3",
+            "--set",
+            "data.synthetic_val=64",
+        ),
     }
     return {name: (finish(p, timeout=300), tmp) for name, p in procs.items()}
 

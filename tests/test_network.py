@@ -17,10 +17,15 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def cell(edges: list[tuple[int, int, str]], output: list[int], nodes: int = 3):
-    return genotype_from_json({
-        "format": "dasvit-genotype", "version": 1, "nodes": nodes,
-        "edges": [{"from": a, "to": b, "op": op} for a, b, op in edges], "output": output,
-    })
+    return genotype_from_json(
+        {
+            "format": "dasvit-genotype",
+            "version": 1,
+            "nodes": nodes,
+            "edges": [{"from": a, "to": b, "op": op} for a, b, op in edges],
+            "output": output,
+        }
+    )
 
 
 def tiny(genotype, depth=2, drop_path=0.0) -> Network:
@@ -35,7 +40,7 @@ def test_vit_b16_genotype_is_the_pre_norm_vit_block():
     for c in net.cells:
         ops = {(e.src, e.dst, e.op): op for e, op in zip(c.edges, c.ops)}
         h = h + ops[(1, 2, "msa_12")](h)  # x = x + attn(norm1(x))
-        h = h + ops[(2, 3, "mlp_4")](h)   # x = x + mlp(norm2(x))
+        h = h + ops[(2, 3, "mlp_4")](h)  # x = x + mlp(norm2(x))
     torch.testing.assert_close(net(x), net.head(h))
 
 

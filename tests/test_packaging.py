@@ -14,16 +14,37 @@ from conftest import REPO
 
 def _source_tree(dst):
     """The repository's files as a clean clone has them (no .git, runs or build output)."""
-    shutil.copytree(REPO, dst, symlinks=True, ignore=shutil.ignore_patterns(
-        ".git", "runs", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "data", "tests"))
+    shutil.copytree(
+        REPO,
+        dst,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(
+            ".git", "runs", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "data", "tests"
+        ),
+    )
     return dst
 
 
 def test_wheel_ships_every_preset_and_the_installed_package_loads_them(tmp_path):
     src = _source_tree(tmp_path / "src")
     out = tmp_path / "wheel"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                    "-q", "-w", str(out), str(src)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(out),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+    )
     (wheel,) = out.glob("dasvit-*.whl")
     presets = sorted(p.name for p in (REPO / "presets").glob("*.yaml"))
     assert presets and "demo.yaml" in presets
@@ -37,10 +58,12 @@ def test_wheel_ships_every_preset_and_the_installed_package_loads_them(tmp_path)
         z.extractall(site)
     # an installed copy, imported from elsewhere: every preset loads by name
     # and every module of both packages (subpackages too: focus, screens, widgets) imports from the wheel
-    code = ("import dasvit, dasvit.config as c, pkgutil, importlib, dasvit_tui; print(dasvit.__file__); "
-            "print(','.join(c.preset_names())); [c.load_config(n) for n in c.preset_names()]; "
-            "[importlib.import_module(m.name) for p in (dasvit, dasvit_tui) "
-            "for m in pkgutil.walk_packages(p.__path__, p.__name__ + '.') if not m.name.endswith('__main__')]")
+    code = (
+        "import dasvit, dasvit.config as c, pkgutil, importlib, dasvit_tui; print(dasvit.__file__); "
+        "print(','.join(c.preset_names())); [c.load_config(n) for n in c.preset_names()]; "
+        "[importlib.import_module(m.name) for p in (dasvit, dasvit_tui) "
+        "for m in pkgutil.walk_packages(p.__path__, p.__name__ + '.') if not m.name.endswith('__main__')]"
+    )
     env = dict(os.environ, PYTHONPATH=str(site))
     res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr

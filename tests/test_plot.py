@@ -49,7 +49,8 @@ def figures(tmp_path_factory) -> tuple[Path, list[Path]]:
 def test_a_search_run_gives_curves_op_weights_skip_and_its_retrain_as_png_and_svg(figures):
     out, written = figures
     assert sorted(p.name for p in written) == sorted(
-        f"{stem}.{ext}" for stem in ("curves", "op_weights", "skip", "retrain") for ext in ("png", "svg"))
+        f"{stem}.{ext}" for stem in ("curves", "op_weights", "skip", "retrain") for ext in ("png", "svg")
+    )
     assert sorted(out.iterdir()) == sorted(written)  # nothing else (no temp files left behind)
     umask = os.umask(0o022)
     os.umask(umask)
@@ -95,8 +96,9 @@ def test_two_runs_are_overlaid_with_their_labels(tmp_path):
 
     from dasvit_tui.cli import app
 
-    result = CliRunner().invoke(app, ["plot", str(RECORDED), str(other), "--labels", "DASViT,plain DARTS",
-                                      "--out", str(out)])
+    result = CliRunner().invoke(
+        app, ["plot", str(RECORDED), str(other), "--labels", "DASViT,plain DARTS", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     printed = [Path(line) for line in result.output.split()]
     assert all(p.is_file() for p in printed) and len(printed) == len(set(printed))

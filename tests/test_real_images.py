@@ -15,7 +15,10 @@ from dasvit.supernet import edge_list, edge_name
 
 # Three stages on real digits in seconds: native 8 px, patches of 4 px (4 tokens), width 24.
 DIGITS_TINY = [
-    "data.image_size=8", "space.patch_size=4", "space.embed_dim=24", "search.pts.dim=8",
+    "data.image_size=8",
+    "space.patch_size=4",
+    "space.embed_dim=24",
+    "search.pts.dim=8",
     "search.stages=[{depth: 1, keep: 8, epochs: 2}, {depth: 2, keep: 4, epochs: 2}, {depth: 2, keep: 2, epochs: 2}]",
     "search.arch_warmup_epochs=1",
 ]

@@ -22,8 +22,14 @@ EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "top1", "top5", 
 
 
 def cli(*args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "dasvit_tui.cli", *map(str, args)], cwd=REPO, env=engine_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "dasvit_tui.cli", *map(str, args)],
+        cwd=REPO,
+        env=engine_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +54,16 @@ def reference(search_run) -> Path:
 
 def test_retrain_of_a_search_run_writes_the_contract_into_run_dir_retrain(reference, search_run):
     assert sorted(p.name for p in reference.iterdir() if not p.name.startswith(".")) == [
-        "best.pt", "checkpoint.prev.pt", "checkpoint.pt", "config.yaml", "control.jsonl", "events.jsonl",
-        "genotype.json", "last.pt", "metrics.json"]
+        "best.pt",
+        "checkpoint.prev.pt",
+        "checkpoint.pt",
+        "config.yaml",
+        "control.jsonl",
+        "events.jsonl",
+        "genotype.json",
+        "last.pt",
+        "metrics.json",
+    ]
     evs = events(reference)
     start = of_type(evs, "run_start")[0]
     assert start["kind"] == "retrain" and start["preset"] == "demo" and start["world_size"] == 1
@@ -83,7 +97,9 @@ def test_load_model_classifies_the_validation_set_as_metrics_json_says(reference
     with torch.no_grad():
         pred = model(x).argmax(1)
     assert pred.shape == (len(val),) and int(pred.max()) < classes
-    assert (pred == y).float().mean().item() == pytest.approx(json.loads((reference / "metrics.json").read_text())["top1"])
+    assert (pred == y).float().mean().item() == pytest.approx(
+        json.loads((reference / "metrics.json").read_text())["top1"]
+    )
 
 
 def test_stopped_retrain_resumes_to_the_same_result_as_an_uninterrupted_one(reference, search_run, tmp_path):
@@ -105,14 +121,29 @@ def test_stopped_retrain_resumes_to_the_same_result_as_an_uninterrupted_one(refe
     got, want = of_type(evs, "epoch")[-1], of_type(events(reference), "epoch")[-1]
     for k in ("train_loss", "val_loss", "top1", "top5", "lr"):
         assert got[k] == pytest.approx(want[k], rel=1e-5, abs=1e-7), k
-    assert json.loads((run / "metrics.json").read_text())["top1"] == json.loads((reference / "metrics.json").read_text())["top1"]
+    assert (
+        json.loads((run / "metrics.json").read_text())["top1"]
+        == json.loads((reference / "metrics.json").read_text())["top1"]
+    )
 
 
 def test_two_gloo_ranks_train_like_one_process_with_the_same_global_batch(reference, search_run, tmp_path):
     run = tmp_path / "ddp"
     # epoch 1 is warm-up only, so a 1-epoch run follows the reference's first epoch exactly
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "dasvit.retrain",
-           str(search_run), "--run-dir", str(run), "--no-progress", *sets([*TINY, "retrain.epochs=1"])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "dasvit.retrain",
+        str(search_run),
+        "--run-dir",
+        str(run),
+        "--no-progress",
+        *sets([*TINY, "retrain.epochs=1"]),
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=engine_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     evs = events(run)
@@ -164,10 +195,31 @@ def test_the_whole_recipe_runs_ema_mixup_cutmix_erasing_drop_path(tmp_path):
     from dasvit.retrain import BEST, main
 
     run = tmp_path / "recipe"
-    rc = main(["vit_b16", "--preset", "demo", "--run-dir", str(run), "--no-progress", *sets([
-        "retrain.epochs=1", "retrain.steps_per_epoch=2", "retrain.depth=1", "data.synthetic_val=32",
-        "retrain.ema=true", "retrain.ema_decay=0.5", "retrain.mixup=0.8", "retrain.cutmix=1.0",
-        "retrain.random_erasing=0.5", "retrain.drop_path=0.1", "retrain.label_smoothing=0.1"])])
+    rc = main(
+        [
+            "vit_b16",
+            "--preset",
+            "demo",
+            "--run-dir",
+            str(run),
+            "--no-progress",
+            *sets(
+                [
+                    "retrain.epochs=1",
+                    "retrain.steps_per_epoch=2",
+                    "retrain.depth=1",
+                    "data.synthetic_val=32",
+                    "retrain.ema=true",
+                    "retrain.ema_decay=0.5",
+                    "retrain.mixup=0.8",
+                    "retrain.cutmix=1.0",
+                    "retrain.random_erasing=0.5",
+                    "retrain.drop_path=0.1",
+                    "retrain.label_smoothing=0.1",
+                ]
+            ),
+        ]
+    )
     assert rc == 0
     best = torch.load(run / BEST, weights_only=True)["model"]
     raw = torch.load(run / "checkpoint.pt", weights_only=True)

@@ -40,7 +40,9 @@ def test_run_directory_follows_the_contract(tiny_search):
     assert [len(ops) for ops in prunes[0]["keep"].values()] == [4] * len(EDGES)
     for e in epochs:
         if e["stage"] == 2:
-            assert {k: sorted(v) for k, v in e["arch_weights"].items()} == {k: sorted(v) for k, v in prunes[0]["keep"].items()}
+            assert {k: sorted(v) for k, v in e["arch_weights"].items()} == {
+                k: sorted(v) for k, v in prunes[0]["keep"].items()
+            }
     assert [g["stage"] for g in of_type(evs, "genotype")] == [1, 2, 3]
     assert evs[-1]["type"] == "run_end" and evs[-1]["status"] == "finished"
     geno = load_genotype(tiny_search / "genotype.json")
@@ -63,25 +65,44 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     run = tmp_path / "killed"
     proc = start_engine("dasvit.search", "--preset", "demo", "--run-dir", str(run), "--no-progress", *sets(cfg))
     # let stage 2 complete one epoch, then kill during its next epoch
-    wait_for(lambda: (run / "events.jsonl").exists()
-             and any(e["type"] == "epoch" and e["stage"] == 2 for e in events(run)), timeout=120, interval=0.02)
+    wait_for(
+        lambda: (run / "events.jsonl").exists() and any(e["type"] == "epoch" and e["stage"] == 2 for e in events(run)),
+        timeout=120,
+        interval=0.02,
+    )
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not any(e["type"] == "run_end" for e in events(run))
     assert main(["--resume", str(run), "--no-progress"]) == 0
-    assert load_genotype(run / "genotype.json").to_json()["edges"] == load_genotype(ref / "genotype.json").to_json()["edges"]
+    assert (
+        load_genotype(run / "genotype.json").to_json()["edges"]
+        == load_genotype(ref / "genotype.json").to_json()["edges"]
+    )
     assert torch.allclose(_final_alpha(run), _final_alpha(ref), atol=1e-6, rtol=0)
     assert [e["status"] for e in of_type(events(run), "run_end")] == ["finished"]
 
 
 def test_sigint_stops_with_checkpoint_and_exit_130_and_live_run_is_refused(tmp_path):
     run = tmp_path / "run"
-    proc = start_engine("dasvit.search", "--preset", "demo", "--run-dir", str(run), "--no-progress",
-                        *sets([*TINY, "search.steps_per_epoch=40", "data.synthetic_train=1600"]))
+    proc = start_engine(
+        "dasvit.search",
+        "--preset",
+        "demo",
+        "--run-dir",
+        str(run),
+        "--no-progress",
+        *sets([*TINY, "search.steps_per_epoch=40", "data.synthetic_train=1600"]),
+    )
     wait_for(lambda: (run / "events.jsonl").exists() and of_type(events(run), "epoch"), timeout=120, interval=0.05)
     # the run is live: a second engine on the same directory is refused before any work
-    second = subprocess.run(engine_cmd("dasvit.search", "--resume", str(run)), env=engine_env(), cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+    second = subprocess.run(
+        engine_cmd("dasvit.search", "--resume", str(run)),
+        env=engine_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert second.returncode == 2 and "live engine" in second.stderr and "Traceback" not in second.stderr
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 130
@@ -94,11 +115,21 @@ def test_manual_approval_waits_and_applies_user_choice(tmp_path):
     from dasvit_tui.cli import app
 
     run = tmp_path / "run"
-    proc = start_engine("dasvit.search", "--preset", "demo", "--run-dir", str(run), "--no-progress",
-                        "--approve", "manual", *sets(TINY[:1] + ["search.steps_per_epoch=2"] + TINY[2:]))
+    proc = start_engine(
+        "dasvit.search",
+        "--preset",
+        "demo",
+        "--run-dir",
+        str(run),
+        "--no-progress",
+        "--approve",
+        "manual",
+        *sets(TINY[:1] + ["search.steps_per_epoch=2"] + TINY[2:]),
+    )
     try:
-        proposal = wait_for(lambda: of_type(events(run), "prune_proposal") if (run / "events.jsonl").exists() else None,
-                            timeout=120)[0]
+        proposal = wait_for(
+            lambda: of_type(events(run), "prune_proposal") if (run / "events.jsonl").exists() else None, timeout=120
+        )[0]
         assert proposal["stage"] == 1 and set(proposal["keep"]) == EDGES
         # a malformed line is reported, not fatal; the run keeps waiting
         with open(run / "control.jsonl", "a") as f:
@@ -131,8 +162,21 @@ def test_manual_approval_waits_and_applies_user_choice(tmp_path):
 
 def test_two_ranks_with_gloo_agree_on_the_genotype(tmp_path):
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "dasvit.search", "--preset", "demo", "--run-dir", str(run), "--no-progress", *sets(TINY)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "dasvit.search",
+        "--preset",
+        "demo",
+        "--run-dir",
+        str(run),
+        "--no-progress",
+        *sets(TINY),
+    ]
     proc = subprocess.run(cmd, env=engine_env(), cwd=REPO, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     evs = events(run)
@@ -148,7 +192,13 @@ def test_ablation_plain_darts_runs_without_either_mechanism(tmp_path):
     from dasvit.search import main
 
     run = tmp_path / "darts"
-    overrides = [*TINY[:1], "search.steps_per_epoch=2", *TINY[2:], "search.pts.enabled=false", "search.fairness.enabled=false"]
+    overrides = [
+        *TINY[:1],
+        "search.steps_per_epoch=2",
+        *TINY[2:],
+        "search.pts.enabled=false",
+        "search.fairness.enabled=false",
+    ]
     assert main(["--preset", "demo", "--run-dir", str(run), "--no-progress", *sets(overrides)]) == 0
     epochs = of_type(events(run), "epoch")
     assert epochs and all(e["fairness"]["enabled"] is False for e in epochs)

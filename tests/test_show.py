@@ -21,8 +21,14 @@ CELL = FIXTURES / "searched_cell.json"
 
 
 def dasvit(*args: str, cwd: Path = REPO) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "dasvit_tui.cli", *map(str, args)], cwd=cwd, env=engine_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "dasvit_tui.cli", *map(str, args)],
+        cwd=cwd,
+        env=engine_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
@@ -31,8 +37,24 @@ def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
 
 
 def test_vit_b16_params_and_flops_match_the_published_figures():
-    rc, out, err = finish(dasvit("show", "vit_b16", "--depth", "12", "--dim", "768", "--image-size", "224",
-                                 "--patch", "16", "--classes", "1000", "--format", "json"))
+    rc, out, err = finish(
+        dasvit(
+            "show",
+            "vit_b16",
+            "--depth",
+            "12",
+            "--dim",
+            "768",
+            "--image-size",
+            "224",
+            "--patch",
+            "16",
+            "--classes",
+            "1000",
+            "--format",
+            "json",
+        )
+    )
     assert rc == 0, err
     d = json.loads(out)
     assert abs(d["params"] / 86.57e6 - 1) < 0.005, d["params"]
@@ -54,8 +76,13 @@ def test_attention_flops_are_counted_through_the_sdpa_handle():
 
 def _bad(tmp: Path) -> dict[str, tuple[str, str]]:
     """name → (argument, words the one-line message must contain)."""
-    base = {"format": "dasvit-genotype", "version": 1, "nodes": 2,
-            "edges": [{"from": 1, "to": 2, "op": "msa_8"}, {"from": 2, "to": 3, "op": "mlp_4"}], "output": [3]}
+    base = {
+        "format": "dasvit-genotype",
+        "version": 1,
+        "nodes": 2,
+        "edges": [{"from": 1, "to": 2, "op": "msa_8"}, {"from": 2, "to": 3, "op": "mlp_4"}],
+        "output": [3],
+    }
 
     def doc(**changes) -> str:
         return json.dumps({**base, **changes})
@@ -87,8 +114,21 @@ def bad_results(tmp_path_factory) -> dict[str, tuple[tuple[int, str, str], str]]
     return {name: (finish(p), words) for name, (p, words) in procs.items()}
 
 
-@pytest.mark.parametrize("case", ["bad_json", "wrong_format", "wrong_version", "unknown_op", "backwards", "to_itself",
-                                  "no_input", "missing_output", "missing_file", "unknown_builtin"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "bad_json",
+        "wrong_format",
+        "wrong_version",
+        "unknown_op",
+        "backwards",
+        "to_itself",
+        "no_input",
+        "missing_output",
+        "missing_file",
+        "unknown_builtin",
+    ],
+)
 def test_bad_genotype_exits_2_with_one_sentence(bad_results, case):
     (rc, out, err), words = bad_results[case]
     assert rc == 2, err
@@ -120,7 +160,7 @@ def test_dot_output_is_graphviz_source_with_one_arrow_per_edge():
     dot = to_dot(g)
     assert dot.startswith("digraph ") and dot.rstrip().endswith("}")
     arrows = [line for line in dot.splitlines() if "->" in line and "label=" in line]
-    assert sorted(a.split("label=\"")[1].split('"')[0] for a in arrows) == sorted(e.op for e in g.edges)
+    assert sorted(a.split('label="')[1].split('"')[0] for a in arrows) == sorted(e.op for e in g.edges)
     assert dot.count("-> c_k;") == len(g.output)
 
 
@@ -137,9 +177,21 @@ def _search_run(root: Path) -> Path:
 def _metrics(d: Path, top1: float, params: int, builtin: str | None = None) -> None:
     d.mkdir(parents=True)
     geno = json.loads(CELL.read_text()) | ({"meta": {"builtin": builtin}} if builtin else {})
-    (d / "metrics.json").write_text(json.dumps({
-        "top1": top1, "top5": 1.0, "params": params, "flops": 2 * params, "image_size": 16, "epochs": 6,
-        "dataset": "synthetic", "num_classes": 4, "genotype": geno}))
+    (d / "metrics.json").write_text(
+        json.dumps(
+            {
+                "top1": top1,
+                "top5": 1.0,
+                "params": params,
+                "flops": 2 * params,
+                "image_size": 16,
+                "epochs": 6,
+                "dataset": "synthetic",
+                "num_classes": 4,
+                "genotype": geno,
+            }
+        )
+    )
 
 
 def test_run_dir_gives_the_sizes_and_the_comparison_with_the_baseline(tmp_path):

@@ -85,7 +85,8 @@ def test_proposal_opens_the_modal_and_an_edited_approval_goes_to_control(tmp_pat
     assert cmd["type"] == "approve" and cmd["stage"] == proposal["stage"] and cmd["keep"] == kept
     assert set(kept[edge]) == set(proposal["keep"][edge]) - {dropped}
     assert {e: set(v) for e, v in kept.items() if e != edge} == {
-        e: set(v) for e, v in proposal["keep"].items() if e != edge}
+        e: set(v) for e, v in proposal["keep"].items() if e != edge
+    }
 
 
 def test_each_edge_keeps_at_least_one_op():
@@ -151,7 +152,7 @@ def test_stop_asks_first_then_writes_a_stop_line(tmp_path):
 def test_engine_death_shows_the_error_and_traceback_and_stays_open(tmp_path):
     run = shutil.copytree(RECORDED, tmp_path / "crashed")
     lines = [ln for ln in recorded_events() if '"type":"run_end"' not in ln][:8]
-    tb = "Traceback (most recent call last):\n  File \"dasvit/search.py\", line 1\nRuntimeError: CUDA out of memory\n"
+    tb = 'Traceback (most recent call last):\n  File "dasvit/search.py", line 1\nRuntimeError: CUDA out of memory\n'
     lines.append(json.dumps(rd.make_event("error", message="RuntimeError: CUDA out of memory", traceback=tb)))
     (run / "events.jsonl").write_text("\n".join(lines) + "\n")
     before = sorted((p.name, p.stat().st_size) for p in run.iterdir())
@@ -222,8 +223,9 @@ def test_a_bad_run_dir_is_one_sentence_and_exit_2(tmp_path, kind):
     target = tmp_path / "nope"
     if kind == "not a run":
         target.mkdir()
-    proc = subprocess.run([sys.executable, "-m", "dasvit_tui.cli", "tui", str(target)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dasvit_tui.cli", "tui", str(target)], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("dasvit: ") and str(target) in proc.stderr
 
@@ -289,8 +291,9 @@ def test_a_proposal_answered_elsewhere_closes_the_modal(tmp_path):
         async with app.run_test(size=(80, 24)) as pilot:
             await until(pilot, lambda: isinstance(app.screen, PruneScreen) and bool(app.screen.query(KeepGrid)))
             # `dasvit approve` from a script; the engine acts on it
-            rd.append_jsonl(run / "events.jsonl", rd.make_event("prune", stage=proposal["stage"],
-                                                                 keep=proposal["keep"], by="user"))
+            rd.append_jsonl(
+                run / "events.jsonl", rd.make_event("prune", stage=proposal["stage"], keep=proposal["keep"], by="user")
+            )
             await until(pilot, lambda: isinstance(app.screen, MonitorScreen))
             assert app.screen.state.proposal is None and app.screen.state.status == "running"
 
@@ -313,8 +316,13 @@ def test_new_run_dirs_are_timestamped_and_never_reused(tmp_path):
 
 
 def test_a_bad_config_is_one_sentence_and_exit_2_before_any_run_dir(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "dasvit_tui.cli", "tui", "--preset", "demo", "--set", "search.lr=-1"],
-                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dasvit_tui.cli", "tui", "--preset", "demo", "--set", "search.lr=-1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "search.lr" in proc.stderr
     assert not (tmp_path / "runs").exists()

@@ -60,6 +60,7 @@ def test_pilot_approves_the_first_pruning_proposal_and_sees_the_next_stage(tmp_p
     launched = launch.start_search("demo", SMALL + TWO_STAGES, tmp_path / "run")
     timings = {}
     try:
+
         async def scenario():
             t0 = time.monotonic()
             app = DasvitApp(run_dir=launched.run_dir, process=launched.process)
@@ -69,8 +70,9 @@ def test_pilot_approves_the_first_pruning_proposal_and_sees_the_next_stage(tmp_p
                 await until(pilot, lambda: bool(monitor.state.epochs), timeout=90)
                 timings["first epoch on screen"] = time.monotonic() - t0
                 assert monitor.query_one("#heatmap").weights  # the op weights are drawn too
-                await until(pilot, lambda: isinstance(app.screen, PruneScreen) and bool(app.screen.query(KeepGrid)),
-                            timeout=60)
+                await until(
+                    pilot, lambda: isinstance(app.screen, PruneScreen) and bool(app.screen.query(KeepGrid)), timeout=60
+                )
                 assert monitor.state.status == "waiting"
                 await pilot.press("a")
                 await until(pilot, lambda: any(e.get("stage") == 2 for e in monitor.state.epochs), timeout=90)
@@ -89,6 +91,7 @@ def test_pilot_approves_the_first_pruning_proposal_and_sees_the_next_stage(tmp_p
 def test_a_run_started_by_the_launcher_goes_on_after_the_app_exits(tmp_path):
     launched = launch.start_search("demo", SMALL + ONE_LONG_STAGE, tmp_path / "run")
     try:
+
         async def scenario():
             app = DasvitApp(run_dir=launched.run_dir, process=launched.process)
             async with app.run_test(size=(80, 24)) as pilot:

@@ -86,8 +86,14 @@ def test_runs_screen(snap_compare, run, monkeypatch):
     os.utime(waiting, (1_700_000_100, 1_700_000_100))
 
     async def loaded(pilot) -> None:
-        await until(pilot, lambda: isinstance(pilot.app.screen, RunsScreen) and pilot.app.screen.loaded
-                    and pilot.app.screen.query_one(DataTable).row_count == 3)
+        await until(
+            pilot,
+            lambda: (
+                isinstance(pilot.app.screen, RunsScreen)
+                and pilot.app.screen.loaded
+                and pilot.app.screen.query_one(DataTable).row_count == 3
+            ),
+        )
         await pilot.pause(0.3)
 
     try:

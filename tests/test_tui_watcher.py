@@ -65,15 +65,20 @@ def test_partial_line_waits_and_corrupt_line_is_skipped_with_a_warning(tmp_path)
     start = rd.make_event("run_start", kind="search", preset="demo", device="cpu", pid=1, config={})
     epoch = rd.make_event("epoch", stage=1, epoch=1, epochs=3, train_loss=1.0, val_acc=0.5)
     line = json.dumps(epoch)
-    events.write_text(json.dumps(start) + "\n" + '{"v":1,"type":"epo\n' + line[:20])  # a crash mid-write, then half a line
+    events.write_text(
+        json.dumps(start) + "\n" + '{"v":1,"type":"epo\n' + line[:20]
+    )  # a crash mid-write, then half a line
     inbox = Inbox()
     watcher = RunWatcher(run, inbox)
     lock = rd.RunLock(run)  # a live engine is still writing
     lock.acquire()
     try:
         watcher.poll()
-        seen = [x.type if isinstance(x, m.RunEvent) else type(x) for x in inbox.messages
-                if isinstance(x, (m.RunEvent, m.BadEventLine))]
+        seen = [
+            x.type if isinstance(x, m.RunEvent) else type(x)
+            for x in inbox.messages
+            if isinstance(x, (m.RunEvent, m.BadEventLine))
+        ]
         assert seen == ["run_start", m.BadEventLine]
         with open(events, "a") as f:
             f.write(line[20:] + "\n")
@@ -119,8 +124,15 @@ def test_engine_death_without_run_end_is_a_crash_with_its_error(tmp_path):
     run = shutil.copytree(RECORDED, tmp_path / "run")
     lines = (run / "events.jsonl").read_text().splitlines()
     cut = [ln for ln in lines if '"type":"run_end"' not in ln]
-    cut.append(json.dumps(rd.make_event("error", message="RuntimeError: boom",
-                                        traceback="Traceback (most recent call last):\n  File x\nRuntimeError: boom\n")))
+    cut.append(
+        json.dumps(
+            rd.make_event(
+                "error",
+                message="RuntimeError: boom",
+                traceback="Traceback (most recent call last):\n  File x\nRuntimeError: boom\n",
+            )
+        )
+    )
     (run / "events.jsonl").write_text("\n".join(cut) + "\n")
     inbox = Inbox()
     RunWatcher(run, inbox).poll()
@@ -147,9 +159,17 @@ def test_every_front_reads_the_same_status_for_any_kind_of_run(tmp_path):
     run = tmp_path / "focus"
     run.mkdir()
     (run / "config.yaml").write_text("preset: demo\n")
-    evs = [rd.make_event("run_start", kind="focus", preset="focus-demo", device="cpu", pid=1,
-                         config={"focus": {"epochs": 4}, "search": {"stages": [{"epochs": 1}] * 3}}),
-           rd.make_event("epoch", stage=1, epoch=1, epochs=4, val_acc=0.5)]
+    evs = [
+        rd.make_event(
+            "run_start",
+            kind="focus",
+            preset="focus-demo",
+            device="cpu",
+            pid=1,
+            config={"focus": {"epochs": 4}, "search": {"stages": [{"epochs": 1}] * 3}},
+        ),
+        rd.make_event("epoch", stage=1, epoch=1, epochs=4, val_acc=0.5),
+    ]
     (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evs))
     lock = rd.RunLock(run)
     lock.acquire()
@@ -176,11 +196,38 @@ def test_a_real_focus_run_reads_the_same_in_the_runs_list_and_the_monitor_state(
     from dasvit_tui.screens.runs import row_cells
 
     run = tmp_path / "runs" / "focus"
-    assert focus_main(["--preset", "focus-demo", "--run-dir", str(run), "--no-progress",
-                       "--set", "focus.epochs=2", "--set", "focus.warmup_epochs=1", "--set", "focus.steps_per_epoch=2",
-                       "--set", "focus.sampler_every=1", "--set", "focus.batch_size=16", "--set", "focus.lstm.archs=2",
-                       "--set", "focus.lstm.budgets=1", "--set", "focus.lstm.batch_size=16",
-                       "--set", "data.synthetic_train=128", "--set", "data.synthetic_val=32"]) == 0
+    assert (
+        focus_main(
+            [
+                "--preset",
+                "focus-demo",
+                "--run-dir",
+                str(run),
+                "--no-progress",
+                "--set",
+                "focus.epochs=2",
+                "--set",
+                "focus.warmup_epochs=1",
+                "--set",
+                "focus.steps_per_epoch=2",
+                "--set",
+                "focus.sampler_every=1",
+                "--set",
+                "focus.batch_size=16",
+                "--set",
+                "focus.lstm.archs=2",
+                "--set",
+                "focus.lstm.budgets=1",
+                "--set",
+                "focus.lstm.batch_size=16",
+                "--set",
+                "data.synthetic_train=128",
+                "--set",
+                "data.synthetic_val=32",
+            ]
+        )
+        == 0
+    )
     assert list(rd.iter_runs(tmp_path / "runs")) == [run]
     summary = rd.summarize(run)
     inbox = Inbox()

@@ -32,8 +32,13 @@ from .specialize import FocusRun, specialize
 from .train import human
 
 FRACTIONS = (0.25, 0.5, 0.75)
-ROWS = [("sampler", "pareto"), ("evolution", "uniform"), ("random", "uniform"), ("evolution", "pareto"),
-        ("random", "pareto")]
+ROWS = [
+    ("sampler", "pareto"),
+    ("evolution", "uniform"),
+    ("random", "uniform"),
+    ("evolution", "pareto"),
+    ("random", "pareto"),
+]
 ANYTIME = (10, 25)
 
 
@@ -57,13 +62,16 @@ def train_both(preset: str, overrides: list[str], out: Path, say) -> dict[str, P
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
         run_dir.mkdir(parents=True, exist_ok=True)
         with open(run_dir / "claim-train.log", "ab") as log:  # the child keeps its own copy of the descriptor
-            procs[sampler] = subprocess.Popen([sys.executable, "-m", request.MODULE, *request.argv()],
-                                              stdout=log, stderr=subprocess.STDOUT, env=env)
+            procs[sampler] = subprocess.Popen(
+                [sys.executable, "-m", request.MODULE, *request.argv()], stdout=log, stderr=subprocess.STDOUT, env=env
+            )
         say(f"training the {sampler} supernet in {run_dir} (log: {run_dir / 'claim-train.log'})")
     for sampler, proc in procs.items():
         rc = proc.wait()
         if rc != 0:
-            raise UserError(f"training the {sampler} supernet failed (exit {rc}); see {runs[sampler] / 'claim-train.log'}.")
+            raise UserError(
+                f"training the {sampler} supernet failed (exit {rc}); see {runs[sampler] / 'claim-train.log'}."
+            )
     return runs
 
 
@@ -78,16 +86,32 @@ def sampler_history(run_dir: Path, budgets: list[float], bins: list[float]) -> l
         per = []
         for b in budgets:
             s = state[bin_for_budget(b, bins)]
-            per.append({"budget_flops": s["budget_flops"], "feasible": s["feasible"], "entropy": s["entropy"],
-                        "mean_flops": s["mean_flops"]})
-        out.append({"epoch": e["epoch"], "phase": e.get("phase"), "val_acc_largest": e["val_acc"],
-                    "val_acc_smallest": e.get("val_acc_smallest"), "bins": per})
+            per.append(
+                {
+                    "budget_flops": s["budget_flops"],
+                    "feasible": s["feasible"],
+                    "entropy": s["entropy"],
+                    "mean_flops": s["mean_flops"],
+                }
+            )
+        out.append(
+            {
+                "epoch": e["epoch"],
+                "phase": e.get("phase"),
+                "val_acc_largest": e["val_acc"],
+                "val_acc_smallest": e.get("val_acc_smallest"),
+                "bins": per,
+            }
+        )
     return out
 
 
 def measure(runs: dict[str, Path], samples: int, seed: int, say) -> dict:
     loaded = {s: FocusRun(p) for s, p in runs.items()}
-    lo, hi = loaded["pareto"].cost(loaded["pareto"].space.smallest())[0], loaded["pareto"].cost(loaded["pareto"].space.largest())[0]
+    lo, hi = (
+        loaded["pareto"].cost(loaded["pareto"].space.smallest())[0],
+        loaded["pareto"].cost(loaded["pareto"].space.largest())[0],
+    )
     budgets = [round(lo + f * (hi - lo)) for f in FRACTIONS]
     table = []
     for budget in budgets:
@@ -97,48 +121,78 @@ def measure(runs: dict[str, Path], samples: int, seed: int, say) -> dict:
             order = sorted(r.evaluated, key=lambda c: c.order)
             anytime = {str(n): max(c.top1 for c in order[:n]) for n in ANYTIME if n <= len(order)}
             other = "uniform" if sampler == "pareto" else "pareto"
-            row = {"budget_flops": budget, "method": method, "supernet": sampler, "evaluations": len(r.evaluated),
-                   "found_at": r.found_at, "top1": r.best.top1, "flops": r.best.flops, "params": r.best.params,
-                   "mean_top1": sum(c.top1 for c in order) / len(order),
-                   "top1_on_other": loaded[other].evaluate(r.best.arch)[1],
-                   "anytime": anytime, "seconds": time.time() - t0, "arch": r.best.arch.to_json()}
+            row = {
+                "budget_flops": budget,
+                "method": method,
+                "supernet": sampler,
+                "evaluations": len(r.evaluated),
+                "found_at": r.found_at,
+                "top1": r.best.top1,
+                "flops": r.best.flops,
+                "params": r.best.params,
+                "mean_top1": sum(c.top1 for c in order) / len(order),
+                "top1_on_other": loaded[other].evaluate(r.best.arch)[1],
+                "anytime": anytime,
+                "seconds": time.time() - t0,
+                "arch": r.best.arch.to_json(),
+            }
             table.append(row)
-            say(f"budget {human(budget)}: {method} on {sampler}: top-1 {r.best.top1:.4f} at evaluation {r.found_at}"
-                f"/{len(r.evaluated)}")
-    return {"budgets": budgets, "flops_range": [lo, hi], "rows": table,
-            "history": sampler_history(runs["pareto"], budgets, loaded["pareto"].budgets),
-            "uniform_history": sampler_history(runs["uniform"], budgets, loaded["uniform"].budgets)}
+            say(
+                f"budget {human(budget)}: {method} on {sampler}: top-1 {r.best.top1:.4f} at evaluation {r.found_at}"
+                f"/{len(r.evaluated)}"
+            )
+    return {
+        "budgets": budgets,
+        "flops_range": [lo, hi],
+        "rows": table,
+        "history": sampler_history(runs["pareto"], budgets, loaded["pareto"].budgets),
+        "uniform_history": sampler_history(runs["uniform"], budgets, loaded["uniform"].budgets),
+    }
 
 
 def markdown(result: dict) -> str:
-    header = ("| budget (FLOPs) | method | supernet | evaluations | best top-1 | found at | top-1 @10 | top-1 @25 "
-              "| mean top-1 of those evaluated | FLOPs of best | best arch on the other supernet |")
+    header = (
+        "| budget (FLOPs) | method | supernet | evaluations | best top-1 | found at | top-1 @10 | top-1 @25 "
+        "| mean top-1 of those evaluated | FLOPs of best | best arch on the other supernet |"
+    )
     lines = [header, "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         any_ = r["anytime"]
-        lines.append(f"| {human(r['budget_flops'])} | {r['method']} | {r['supernet']} | {r['evaluations']} | "
-                     f"{r['top1']:.2%} | {r['found_at']} | {any_.get('10', float('nan')):.2%} | "
-                     f"{any_.get('25', float('nan')):.2%} | {r['mean_top1']:.2%} | {human(r['flops'])} | "
-                     f"{r['top1_on_other']:.2%} |")
-    caption = ("Sampler (pareto run) per epoch at the three budgets: fraction of draws within budget / entropy "
-               "(nats); uniform draws for comparison in the last row.")
-    lines += ["", caption, "",
-              "| epoch | phase | largest top-1 | " + " | ".join(human(b) for b in result["budgets"]) + " |",
-              "|---|---|---|" + "---|" * len(result["budgets"])]
+        lines.append(
+            f"| {human(r['budget_flops'])} | {r['method']} | {r['supernet']} | {r['evaluations']} | "
+            f"{r['top1']:.2%} | {r['found_at']} | {any_.get('10', float('nan')):.2%} | "
+            f"{any_.get('25', float('nan')):.2%} | {r['mean_top1']:.2%} | {human(r['flops'])} | "
+            f"{r['top1_on_other']:.2%} |"
+        )
+    caption = (
+        "Sampler (pareto run) per epoch at the three budgets: fraction of draws within budget / entropy "
+        "(nats); uniform draws for comparison in the last row."
+    )
+    lines += [
+        "",
+        caption,
+        "",
+        "| epoch | phase | largest top-1 | " + " | ".join(human(b) for b in result["budgets"]) + " |",
+        "|---|---|---|" + "---|" * len(result["budgets"]),
+    ]
     hist = result["history"]
     step = max(1, len(hist) // 12)
     for h in hist[::step] + ([hist[-1]] if (len(hist) - 1) % step else []):
         cells = " | ".join(f"{b['feasible']:.2f} / {b['entropy']:.1f}" for b in h["bins"])
         lines.append(f"| {h['epoch']} | {h['phase']} | {h['val_acc_largest']:.2%} | {cells} |")
     u = result["uniform_history"][-1]
-    lines.append(f"| uniform draws | - | {u['val_acc_largest']:.2%} (uniform run) | "
-                 + " | ".join(f"{b['feasible']:.2f} / {b['entropy']:.1f}" for b in u["bins"]) + " |")
+    lines.append(
+        f"| uniform draws | - | {u['val_acc_largest']:.2%} (uniform run) | "
+        + " | ".join(f"{b['feasible']:.2f} / {b['entropy']:.1f}" for b in u["bins"])
+        + " |"
+    )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dasvit.focus.claim", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m dasvit.focus.claim", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--preset", default="focus-digits")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", default="runs/focus-claim", help="folder for the two runs and the results")
@@ -158,8 +212,13 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.time()
         runs = train_both(args.preset, args.overrides, out, say)
         result = measure(runs, args.samples, args.seed, say)
-        result.update(preset=args.preset, overrides=args.overrides, samples=args.samples, seconds=time.time() - t0,
-                      command="python -m dasvit.focus.claim " + " ".join(argv if argv is not None else sys.argv[1:]))
+        result.update(
+            preset=args.preset,
+            overrides=args.overrides,
+            samples=args.samples,
+            seconds=time.time() - t0,
+            command="python -m dasvit.focus.claim " + " ".join(argv if argv is not None else sys.argv[1:]),
+        )
         rd.atomic_write_text(out / "claim.json", json.dumps(result, indent=2) + "\n")
         md = markdown(result)
         rd.atomic_write_text(out / "claim.md", md)

@@ -42,15 +42,17 @@ class CostModel:
         self.op: dict[int, dict[str, tuple[int, int]]] = {}  # width -> op name -> (FLOPs, params)
         d = space.head_dim
         for e in space.embed_dims:
-            conv = e * in_chans * patch_size ** 2
+            conv = e * in_chans * patch_size**2
             flops = (n - 1) * conv + 5 * n * e + e * num_classes
             params = conv + e + e + n * e + 2 * e + e * num_classes + num_classes
             self.fixed[e] = (flops, params)
             table = {}
             for h in space.heads:
                 inner = h * d
-                table[f"msa_{h}"] = (5 * n * e + n * e * 3 * inner + n * n * 2 * inner + n * inner * e,
-                                     2 * e + e * 3 * inner + 3 * inner + inner * e + e)
+                table[f"msa_{h}"] = (
+                    5 * n * e + n * e * 3 * inner + n * n * 2 * inner + n * inner * e,
+                    2 * e + e * 3 * inner + 3 * inner + inner * e + e,
+                )
             for r in space.mlp_ratios:
                 k = mlp_hidden(e, r)
                 table[f"mlp_{r:g}"] = (5 * n * e + 2 * n * e * k, 2 * e + e * k + k + k * e + e)
@@ -68,8 +70,9 @@ class CostModel:
         return flops, params
 
 
-def arch_cost(space: FocusSpace, arch: Arch, image_size: int, patch_size: int, num_classes: int,
-              in_chans: int = 3) -> tuple[int, int]:
+def arch_cost(
+    space: FocusSpace, arch: Arch, image_size: int, patch_size: int, num_classes: int, in_chans: int = 3
+) -> tuple[int, int]:
     """(FLOPs, params) of `arch` in `space` at these sizes: FLOPs as fvcore counts the extracted `Network`
     (attention included), params exact. The tables are built on the first call for a space and these sizes."""
     models = _MODELS.setdefault(space, {})

@@ -110,7 +110,9 @@ def pareto_ranks(flops: list[float], losses: list[float], budget: float) -> list
     return ranks
 
 
-def reinforce_loss(log_prob: torch.Tensor, entropy: torch.Tensor, ranks: list[int], entropy_coef: float) -> torch.Tensor:
+def reinforce_loss(
+    log_prob: torch.Tensor, entropy: torch.Tensor, ranks: list[int], entropy_coef: float
+) -> torch.Tensor:
     """REINFORCE on standardized ranks (a better rank is a larger advantage) with an entropy bonus."""
     r = torch.tensor(ranks, dtype=torch.float32)
     advantage = -(r - r.mean()) / (r.std(unbiased=False) + 1e-8)

@@ -88,8 +88,15 @@ class FocusSpace:
         head_dim: width of one attention head (fixed; QKV width = heads × head_dim).
     """
 
-    def __init__(self, base: Genotype, embed_dims: list[int], depths: list[int], heads: list[int],
-                 mlp_ratios: list[float], head_dim: int = 64):
+    def __init__(
+        self,
+        base: Genotype,
+        embed_dims: list[int],
+        depths: list[int],
+        heads: list[int],
+        mlp_ratios: list[float],
+        head_dim: int = 64,
+    ):
         self.base = base
         self.embed_dims: tuple[int, ...] = _choices("embed_dims", embed_dims, int)
         self.depths: tuple[int, ...] = _choices("depths", depths, int)
@@ -113,9 +120,11 @@ class FocusSpace:
             self._decisions += [(f"layer{layer}.edge{e}", self.edge_choices(e)) for e in self.elastic]
 
     def __repr__(self) -> str:
-        return (f"FocusSpace(edges={list(self.base_ops)}, embed_dims={list(self.embed_dims)}, "
-                f"depths={list(self.depths)}, heads={list(self.heads)}, mlp_ratios={list(self.mlp_ratios)}, "
-                f"head_dim={self.head_dim})")
+        return (
+            f"FocusSpace(edges={list(self.base_ops)}, embed_dims={list(self.embed_dims)}, "
+            f"depths={list(self.depths)}, heads={list(self.heads)}, mlp_ratios={list(self.mlp_ratios)}, "
+            f"head_dim={self.head_dim})"
+        )
 
     def edge_choices(self, edge: int) -> list[str]:
         """The op names elastic edge `edge` (an index into `base.edges`) can take."""

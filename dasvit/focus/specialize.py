@@ -71,8 +71,14 @@ class Candidate:
     order: int  # 1-based: the how-many-th evaluation it was
 
     def to_json(self) -> dict:
-        return {"flops": self.flops, "params": self.params, "val_loss": self.val_loss, "top1": self.top1,
-                "evaluation": self.order, "arch": self.arch.to_json()}
+        return {
+            "flops": self.flops,
+            "params": self.params,
+            "val_loss": self.val_loss,
+            "top1": self.top1,
+            "evaluation": self.order,
+            "arch": self.arch.to_json(),
+        }
 
 
 @dataclass
@@ -93,10 +99,18 @@ class Result:
         return self.best.order
 
     def to_json(self) -> dict:
-        return {"method": self.method, "flops_budget": self.flops_budget, "params_budget": self.params_budget,
-                "evaluations": len(self.evaluated), "found_at": self.found_at, "seconds": self.seconds,
-                "best": self.best.to_json(), "front": [c.to_json() for c in self.front],
-                "genotype": str(self.path) if self.path else None, "notes": self.notes}
+        return {
+            "method": self.method,
+            "flops_budget": self.flops_budget,
+            "params_budget": self.params_budget,
+            "evaluations": len(self.evaluated),
+            "found_at": self.found_at,
+            "seconds": self.seconds,
+            "best": self.best.to_json(),
+            "front": [c.to_json() for c in self.front],
+            "genotype": str(self.path) if self.path else None,
+            "notes": self.notes,
+        }
 
 
 def pareto_front(cands: list[Candidate]) -> list[Candidate]:
@@ -111,6 +125,7 @@ def pareto_front(cands: list[Candidate]) -> list[Candidate]:
 
 # ---------------------------------------------------------------------------------------------
 # a trained run, loaded for evaluation
+
 
 class FocusRun:
     """A focus run directory's supernet, sampler, space, cost model and validation split."""
@@ -139,8 +154,11 @@ class FocusRun:
         self.sampler.load_state_dict(ckpt["sampler"])
         self.budgets: list[float] = list(ckpt["budgets"])
         self.cost = CostTable(self.space, image, patch, num_classes, chans)
-        self.val = EvalBatches(EpochLoaders(val, eval_batch(self.cfg.focus.batch_size), self.cfg.data.workers, 0,
-                                            shuffle=False, drop_last=False))
+        self.val = EvalBatches(
+            EpochLoaders(
+                val, eval_batch(self.cfg.focus.batch_size), self.cfg.data.workers, 0, shuffle=False, drop_last=False
+            )
+        )
 
     def evaluate(self, arch: Arch) -> tuple[float, float]:
         return evaluate_arch(self.net, arch, self.val, self.info)
@@ -149,11 +167,18 @@ class FocusRun:
 # ---------------------------------------------------------------------------------------------
 # the search under a budget
 
+
 class Evaluations:
     """Evaluates each architecture once, in order, up to `limit`; `fits` says whether one is under budget."""
 
-    def __init__(self, run: FocusRun, flops: int, params: int | None, limit: int,
-                 on_eval: Callable[[Candidate], None] | None = None):
+    def __init__(
+        self,
+        run: FocusRun,
+        flops: int,
+        params: int | None,
+        limit: int,
+        on_eval: Callable[[Candidate], None] | None = None,
+    ):
         self.run, self.flops, self.params, self.limit = run, flops, params, limit
         self.done: dict[Arch, Candidate] = {}
         self.on_eval = on_eval
@@ -261,9 +286,16 @@ def budget_label(flops: int, params: int | None) -> str:
     return human(flops) + (f"_{human(params)}" if params is not None else "")
 
 
-def specialize(run: FocusRun | str | Path, flops: int, params: int | None = None, samples: int = 100,
-               method: str = "sampler", seed: int = 0, write: bool = True,
-               on_eval: Callable[[Candidate], None] | None = None) -> Result:
+def specialize(
+    run: FocusRun | str | Path,
+    flops: int,
+    params: int | None = None,
+    samples: int = 100,
+    method: str = "sampler",
+    seed: int = 0,
+    write: bool = True,
+    on_eval: Callable[[Candidate], None] | None = None,
+) -> Result:
     """Find the most accurate architecture of `run` under `flops` (and `params`) with `samples` evaluations;
     write it to RUN_DIR/specialized/<budget>.json (<budget>-<method>.json for evolution and random)."""
     if method not in METHODS:
@@ -275,18 +307,24 @@ def specialize(run: FocusRun | str | Path, flops: int, params: int | None = None
     smallest = run.space.smallest()
     min_flops, min_params = run.cost(smallest)
     if flops < min_flops:
-        raise BudgetError(f"--flops {human(flops)} is below the smallest architecture of this space "
-                          f"({human(min_flops)} FLOPs); ask for at least that much.")
+        raise BudgetError(
+            f"--flops {human(flops)} is below the smallest architecture of this space "
+            f"({human(min_flops)} FLOPs); ask for at least that much."
+        )
     if params is not None and params < min_params:
-        raise BudgetError(f"--params {human(params)} is below the smallest architecture of this space "
-                          f"({human(min_params)} params); ask for at least that much.")
+        raise BudgetError(
+            f"--params {human(params)} is below the smallest architecture of this space "
+            f"({human(min_params)} params); ask for at least that much."
+        )
     t0 = time.time()
     ev = Evaluations(run, flops, params, samples, on_eval)
     SEARCHES[method](run, ev, random.Random(seed))
     notes = []
     if method == "sampler" and (run.cfg.focus.sampler == "uniform" or run.epoch <= run.cfg.focus.warmup_epochs):
-        notes.append("this run's sampler was never trained (focus.sampler uniform, or still in its uniform "
-                     "warm-up); evolution or random suit it better")
+        notes.append(
+            "this run's sampler was never trained (focus.sampler uniform, or still in its uniform "
+            "warm-up); evolution or random suit it better"
+        )
     if not ev.done:  # nothing under budget turned up: the smallest architecture always fits
         ev(smallest)
         notes.append(f"{method} found nothing under the budget; the space's smallest architecture is the answer")
@@ -297,16 +335,28 @@ def specialize(run: FocusRun | str | Path, flops: int, params: int | None = None
     front = pareto_front(cands)
     if best not in front:  # a tie on top-1 with a cheaper one, broken by the validation loss
         front = sorted(front + [best], key=lambda c: c.flops)
-    result = Result(method, flops, params, best, cands, front, preset=run.cfg.preset, seconds=time.time() - t0,
-                    notes=notes)
+    result = Result(
+        method, flops, params, best, cands, front, preset=run.cfg.preset, seconds=time.time() - t0, notes=notes
+    )
     if write:
         name = budget_label(flops, params) + ("" if method == "sampler" else f"-{method}") + ".json"
         path = run.dir / SPECIALIZED / name
         meta = {
-            "dataset": run.cfg.data.name, "run": str(run.dir), "preset": run.cfg.preset, "method": method,
-            "flops": best.flops, "params": best.params, "top1_inherited": best.top1, "val_loss_inherited": best.val_loss,
-            "flops_budget": flops, "params_budget": params, "evaluations": len(cands), "found_at": best.order,
-            "supernet_epoch": run.epoch, "image_size": run.cfg.data.image_size, "patch_size": run.cfg.space.patch_size,
+            "dataset": run.cfg.data.name,
+            "run": str(run.dir),
+            "preset": run.cfg.preset,
+            "method": method,
+            "flops": best.flops,
+            "params": best.params,
+            "top1_inherited": best.top1,
+            "val_loss_inherited": best.val_loss,
+            "flops_budget": flops,
+            "params_budget": params,
+            "evaluations": len(cands),
+            "found_at": best.order,
+            "supernet_epoch": run.epoch,
+            "image_size": run.cfg.data.image_size,
+            "patch_size": run.cfg.space.patch_size,
             "num_classes": run.num_classes,
         }
         arch_genotype(run.space, best.arch, meta).save(path)

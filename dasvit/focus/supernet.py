@@ -58,10 +58,12 @@ class ElasticAttention(nn.Module):
         inner, full = h * self.head_dim, self.heads * self.head_dim
         d = self.qkv.weight.shape[1]
         return {
-            "norm.weight": self.norm.weight[:e], "norm.bias": self.norm.bias[:e],
+            "norm.weight": self.norm.weight[:e],
+            "norm.bias": self.norm.bias[:e],
             "qkv.weight": self.qkv.weight.view(3, full, d)[:, :inner, :e].reshape(3 * inner, e),
             "qkv.bias": self.qkv.bias.view(3, full)[:, :inner].reshape(3 * inner),
-            "proj.weight": self.proj.weight[:e, :inner], "proj.bias": self.proj.bias[:e],
+            "proj.weight": self.proj.weight[:e, :inner],
+            "proj.bias": self.proj.bias[:e],
         }
 
     def forward(self, x: torch.Tensor, h: int) -> torch.Tensor:
@@ -91,9 +93,12 @@ class ElasticMlp(nn.Module):
         """The weights of `Mlp(e, ratio)`, by its parameter names."""
         k = mlp_hidden(e, ratio)
         return {
-            "norm.weight": self.norm.weight[:e], "norm.bias": self.norm.bias[:e],
-            "fc1.weight": self.fc1.weight[:k, :e], "fc1.bias": self.fc1.bias[:k],
-            "fc2.weight": self.fc2.weight[:e, :k], "fc2.bias": self.fc2.bias[:e],
+            "norm.weight": self.norm.weight[:e],
+            "norm.bias": self.norm.bias[:e],
+            "fc1.weight": self.fc1.weight[:k, :e],
+            "fc1.bias": self.fc1.bias[:k],
+            "fc2.weight": self.fc2.weight[:e, :k],
+            "fc2.bias": self.fc2.bias[:e],
         }
 
     def forward(self, x: torch.Tensor, ratio: float) -> torch.Tensor:
@@ -121,8 +126,13 @@ class ElasticCell(nn.Module):
         mods = []
         for i, _ in self.edges:
             kind = space.types[i]
-            mods.append(ElasticAttention(dim, max(space.heads), space.head_dim) if kind == "msa"
-                        else ElasticMlp(dim, hidden) if kind == "mlp" else nn.Identity())
+            mods.append(
+                ElasticAttention(dim, max(space.heads), space.head_dim)
+                if kind == "msa"
+                else ElasticMlp(dim, hidden)
+                if kind == "mlp"
+                else nn.Identity()
+            )
         self.ops = nn.ModuleList(mods)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, layer: tuple[str, ...], drop: float) -> torch.Tensor:
@@ -158,8 +168,15 @@ class FocusSupernet(nn.Module):
             (as `Network`).
     """
 
-    def __init__(self, space: FocusSpace, num_classes: int, image_size: int, patch_size: int, in_chans: int = 3,
-                 drop_path: float = 0.0):
+    def __init__(
+        self,
+        space: FocusSpace,
+        num_classes: int,
+        image_size: int,
+        patch_size: int,
+        in_chans: int = 3,
+        drop_path: float = 0.0,
+    ):
         super().__init__()
         check_sizes(arch_genotype(space, space.largest()), max(space.embed_dims), image_size, patch_size)
         self.space = space
@@ -197,10 +214,14 @@ class FocusSupernet(nn.Module):
         e = arch.embed_dim
         p = self.embed
         out = {
-            "embed.proj.weight": p.proj.weight[:e], "embed.proj.bias": p.proj.bias[:e],
-            "embed.cls_token": p.cls_token[..., :e], "embed.pos_embed": p.pos_embed[..., :e],
-            "head.norm.weight": self.head.norm.weight[:e], "head.norm.bias": self.head.norm.bias[:e],
-            "head.fc.weight": self.head.fc.weight[:, :e], "head.fc.bias": self.head.fc.bias,
+            "embed.proj.weight": p.proj.weight[:e],
+            "embed.proj.bias": p.proj.bias[:e],
+            "embed.cls_token": p.cls_token[..., :e],
+            "embed.pos_embed": p.pos_embed[..., :e],
+            "head.norm.weight": self.head.norm.weight[:e],
+            "head.norm.bias": self.head.norm.bias[:e],
+            "head.fc.weight": self.head.fc.weight[:, :e],
+            "head.fc.bias": self.head.fc.bias,
         }
         for k in range(arch.depth):
             cell = self.cells[k]
@@ -217,8 +238,16 @@ class FocusSupernet(nn.Module):
         """A plain `Network` of `arch` (a version-2 genotype) with the supernet's slices copied in."""
         genotype = arch_genotype(self.space, arch, meta={})
         with torch.device("meta"):
-            net = Network(genotype, arch.depth, arch.embed_dim, self.image_size, self.patch_size, self.num_classes,
-                          drop_path=self.drop_path, in_chans=self.in_chans)
+            net = Network(
+                genotype,
+                arch.depth,
+                arch.embed_dim,
+                self.image_size,
+                self.patch_size,
+                self.num_classes,
+                drop_path=self.drop_path,
+                in_chans=self.in_chans,
+            )
         ref = self.embed.proj.weight
         net = net.to_empty(device=ref.device).to(ref.dtype)
         net.load_state_dict({k: v.detach().clone() for k, v in self.sliced_state(arch).items()}, strict=True)

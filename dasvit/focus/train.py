@@ -65,6 +65,7 @@ REPORT_DRAWS = 32  # architectures drawn per bin for the sampler's state in each
 # ---------------------------------------------------------------------------------------------
 # costs and evaluation
 
+
 class CostTable:
     """(FLOPs, params) of architectures at one input size, memoised."""
 
@@ -113,6 +114,7 @@ def evaluate_arch(net: FocusSupernet, arch: Arch, batches, info: DistInfo, max_b
 # ---------------------------------------------------------------------------------------------
 # the trainer
 
+
 class FocusTrainer:
     """Trains one supernet and its sampler (every rank runs one; only rank 0 writes)."""
 
@@ -125,9 +127,13 @@ class FocusTrainer:
         self.w_set = Subset(train, sorted(perm[n_hold:]))
         self.hold_set = Subset(train, sorted(perm[:n_hold]))
         if f.batch_size % info.world or f.lstm.batch_size % info.world:
-            raise ConfigError(f"focus.batch_size ({f.batch_size}) and focus.lstm.batch_size ({f.lstm.batch_size}) "
-                              f"must be divisible by the {info.world} processes.")
-        self.w_loaders = EpochLoaders(self.w_set, f.batch_size // info.world, cfg.data.workers, f.seed, info.rank, info.world)
+            raise ConfigError(
+                f"focus.batch_size ({f.batch_size}) and focus.lstm.batch_size ({f.lstm.batch_size}) "
+                f"must be divisible by the {info.world} processes."
+            )
+        self.w_loaders = EpochLoaders(
+            self.w_set, f.batch_size // info.world, cfg.data.workers, f.seed, info.rank, info.world
+        )
         hold_bs = min(f.lstm.batch_size, len(self.hold_set)) // info.world
         if len(self.w_loaders) == 0 or hold_bs == 0:
             raise ConfigError(
@@ -135,9 +141,18 @@ class FocusTrainer:
                 f"for focus.batch_size {f.batch_size} on {info.world} processes; lower focus.batch_size."
             )
         self.hold_loaders = EpochLoaders(self.hold_set, hold_bs, cfg.data.workers, f.seed + 1, info.rank, info.world)
-        self.val_batches = EvalBatches(EpochLoaders(self.val_set, eval_batch(f.batch_size) // info.world,
-                                                    cfg.data.workers, 0, info.rank, info.world, shuffle=False,
-                                                    drop_last=False))
+        self.val_batches = EvalBatches(
+            EpochLoaders(
+                self.val_set,
+                eval_batch(f.batch_size) // info.world,
+                cfg.data.workers,
+                0,
+                info.rank,
+                info.world,
+                shuffle=False,
+                drop_last=False,
+            )
+        )
         self.steps = len(self.w_loaders) if not f.steps_per_epoch else min(f.steps_per_epoch, len(self.w_loaders))
         chans = image_channels(cfg.data)
         image, patch = cfg.data.image_size, cfg.space.patch_size
@@ -147,12 +162,15 @@ class FocusTrainer:
         self.budgets = budget_edges(self.min_flops, self.max_flops, f.budget_bins)
 
         torch.manual_seed(mix_seed(f.seed, 999))  # the same initial weights on every rank
-        self.net = FocusSupernet(space, self.num_classes, image, patch, in_chans=chans, drop_path=f.drop_path).to(info.device)
+        self.net = FocusSupernet(space, self.num_classes, image, patch, in_chans=chans, drop_path=f.drop_path).to(
+            info.device
+        )
         self.params = list(self.net.parameters())
         decay = [p for p in self.params if p.ndim > 1]
         no_decay = [p for p in self.params if p.ndim <= 1]
-        self.w_opt = torch.optim.AdamW([{"params": decay, "weight_decay": f.weight_decay},
-                                        {"params": no_decay, "weight_decay": 0.0}], lr=f.lr)
+        self.w_opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": f.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=f.lr
+        )
         self.sched = warmup_cosine(self.w_opt, f.epochs * self.steps, f.lr_warmup_epochs * self.steps, f.min_lr)
         self.sampler = ArchSampler(space, f.budget_bins, f.lstm.hidden)  # tiny: lives on the CPU
         self.s_opt = torch.optim.Adam(self.sampler.parameters(), lr=f.lstm.lr)
@@ -197,8 +215,18 @@ class FocusTrainer:
             self.arch_digest = zlib.crc32(repr(arch).encode(), self.arch_digest)
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             # the layers past the arch's depth get no gradient, so AdamW leaves them alone (the same on every rank)
-            loss, logits = weight_step(net, self.params, self.w_opt, x, y, info, grad_clip=f.grad_clip,
-                                       scheduler=self.sched, skip_unused=True, args=(arch,))
+            loss, logits = weight_step(
+                net,
+                self.params,
+                self.w_opt,
+                x,
+                y,
+                info,
+                grad_clip=f.grad_clip,
+                scheduler=self.sched,
+                skip_unused=True,
+                args=(arch,),
+            )
             n = y.shape[0]
             loss_sum += loss * n
             correct += (logits.argmax(1) == y).sum()
@@ -209,14 +237,22 @@ class FocusTrainer:
             now = time.time()
             if now - shown > 0.5 or step + 1 == self.steps:
                 shown = now
-                self.run.progress.step(step + 1, f"loss {loss_sum.item() / seen:.3f} acc {correct.item() / seen:.3f} "
-                                                 f"{images / max(now - t0, 1e-9):.0f} img/s")
+                self.run.progress.step(
+                    step + 1,
+                    f"loss {loss_sum.item() / seen:.3f} acc {correct.item() / seen:.3f} "
+                    f"{images / max(now - t0, 1e-9):.0f} img/s",
+                )
             if self.run.should_stop(step):
                 raise Stopped()
         loss_sum, correct, seen, images = reduce_sum([loss_sum.item(), correct.item(), seen, images], info)
         seconds = time.time() - t0
-        return {"train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1), "lr": lr,
-                "seconds": seconds, "images_per_s": images / max(seconds, 1e-9)}
+        return {
+            "train_loss": loss_sum / max(seen, 1),
+            "train_acc": correct / max(seen, 1),
+            "lr": lr,
+            "seconds": seconds,
+            "images_per_s": images / max(seconds, 1e-9),
+        }
 
     def _held_out_batches(self, epoch: int):
         """Held-out batches for the sampler steps of `epoch`, endlessly (a fixed order per epoch)."""
@@ -272,8 +308,14 @@ class FocusTrainer:
                     uniform = (archs, self.uniform_entropy(archs))
                 archs, entropy = uniform
             flops = [self.cost.flops(a) for a in archs]
-            out.append({"budget_flops": budget, "mean_flops": sum(flops) / len(flops),
-                        "feasible": sum(fl <= budget for fl in flops) / len(flops), "entropy": entropy})
+            out.append(
+                {
+                    "budget_flops": budget,
+                    "mean_flops": sum(flops) / len(flops),
+                    "feasible": sum(fl <= budget for fl in flops) / len(flops),
+                    "entropy": entropy,
+                }
+            )
         return out
 
     def uniform_entropy(self, archs: list[Arch]) -> float:
@@ -313,14 +355,26 @@ class FocusTrainer:
     def checkpoint(self, epoch: int) -> None:
         if not self.info.main:
             return
-        save_checkpoint(self.run.dir / rd.CHECKPOINT, {
-            "version": 1, "kind": "focus", "epoch": epoch, "control_offset": self.run.control_offset,
-            "model": self.net.state_dict(), "w_opt": self.w_opt.state_dict(), "sched": self.sched.state_dict(),
-            "sampler": self.sampler.state_dict(), "s_opt": self.s_opt.state_dict(),
-            "sampler_steps": self.sampler_steps, "arch_digest": self.arch_digest,
-            "rng": {**rng_state(), "python": self.rng.getstate(), "sampler": self.gen.get_state()},
-            "budgets": self.budgets, "num_classes": self.num_classes,
-        }, keep_previous=True)
+        save_checkpoint(
+            self.run.dir / rd.CHECKPOINT,
+            {
+                "version": 1,
+                "kind": "focus",
+                "epoch": epoch,
+                "control_offset": self.run.control_offset,
+                "model": self.net.state_dict(),
+                "w_opt": self.w_opt.state_dict(),
+                "sched": self.sched.state_dict(),
+                "sampler": self.sampler.state_dict(),
+                "s_opt": self.s_opt.state_dict(),
+                "sampler_steps": self.sampler_steps,
+                "arch_digest": self.arch_digest,
+                "rng": {**rng_state(), "python": self.rng.getstate(), "sampler": self.gen.get_state()},
+                "budgets": self.budgets,
+                "num_classes": self.num_classes,
+            },
+            keep_previous=True,
+        )
 
     def restore(self, ckpt: dict[str, Any]) -> int:
         self.net.load_state_dict(ckpt["model"])
@@ -348,30 +402,46 @@ class FocusTrainer:
         divergence is a bug."""
         if self.info.world == 1:
             return
-        mine = torch.tensor([float(sum(p.detach().double().sum() for p in self.sampler.parameters())),
-                             float(sum(p.detach().double().sum() for p in self.net.parameters())),
-                             float(self.arch_digest)], dtype=torch.float64)
+        mine = torch.tensor(
+            [
+                float(sum(p.detach().double().sum() for p in self.sampler.parameters())),
+                float(sum(p.detach().double().sum() for p in self.net.parameters())),
+                float(self.arch_digest),
+            ],
+            dtype=torch.float64,
+        )
         gathered = [torch.zeros_like(mine) for _ in range(self.info.world)]
         torch.distributed.all_gather_object(gathered, mine)
         if any(int(g[2]) != self.arch_digest for g in gathered):
             raise RuntimeError("ranks trained different architectures")
         worst = max(float(((g - mine).abs() / mine.abs().clamp(min=1.0))[:2].max()) for g in gathered)
         if worst > 1e-6:
-            raise RuntimeError(f"ranks disagree on the architectures, the sampler or the supernet (difference {worst:g})")
+            raise RuntimeError(
+                f"ranks disagree on the architectures, the sampler or the supernet (difference {worst:g})"
+            )
 
     # -- the whole run --------------------------------------------------------------------------
     def train(self, ckpt: dict[str, Any] | None) -> None:
         f = self.cfg.focus
         start = self.restore(ckpt) if ckpt is not None else 0
         if ckpt is None:
-            self.run.emit("space", min_flops=self.min_flops, max_flops=self.max_flops, min_params=self.min_params,
-                          max_params=self.max_params, budgets=self.budgets, decisions=len(self.space.decisions()),
-                          smallest=self.space.smallest().to_json(), largest=self.space.largest().to_json())
+            self.run.emit(
+                "space",
+                min_flops=self.min_flops,
+                max_flops=self.max_flops,
+                min_params=self.min_params,
+                max_params=self.max_params,
+                budgets=self.budgets,
+                decisions=len(self.space.decisions()),
+                smallest=self.space.smallest().to_json(),
+                largest=self.space.largest().to_json(),
+            )
             self.checkpoint(0)  # a stop during the first epoch can still be resumed
         self.run.progress.line(
             f"space: {self.min_flops / 1e6:.2f}-{self.max_flops / 1e6:.2f} MFLOPs, "
             f"{self.min_params / 1e6:.3f}-{self.max_params / 1e6:.3f} M params; {f.epochs} epochs of {self.steps} "
-            f"steps, sampler {f.sampler}")
+            f"steps, sampler {f.sampler}"
+        )
         for epoch in range(start, f.epochs):
             m = self.train_epoch(epoch)
             bins = self.sampler_state(epoch)
@@ -382,15 +452,29 @@ class FocusTrainer:
             self.checkpoint(epoch + 1)
             extra = epoch_peak_memory(self.info)
             phase = "sampler" if self.uses_sampler(epoch) else "uniform"
-            self.run.emit("epoch", stage=1, stages=1, epoch=epoch + 1, epochs=f.epochs, **m,
-                          val_loss=largest[0], val_acc=largest[1], val_loss_smallest=smallest[0],
-                          val_acc_smallest=smallest[1], phase=phase, sampler_steps=self.sampler_steps,
-                          sampler={"bins": bins}, points=points, **extra)
+            self.run.emit(
+                "epoch",
+                stage=1,
+                stages=1,
+                epoch=epoch + 1,
+                epochs=f.epochs,
+                **m,
+                val_loss=largest[0],
+                val_acc=largest[1],
+                val_loss_smallest=smallest[0],
+                val_acc_smallest=smallest[1],
+                phase=phase,
+                sampler_steps=self.sampler_steps,
+                sampler={"bins": bins},
+                points=points,
+                **extra,
+            )
             feas = " ".join(f"{b['feasible']:.2f}" for b in bins)
             self.run.progress.line(
                 f"epoch {epoch + 1}/{f.epochs} [{phase}]  train loss {m['train_loss']:.3f} acc {m['train_acc']:.3f}  "
                 f"val acc largest {largest[1]:.3f} smallest {smallest[1]:.3f}  feasible/bin {feas}  "
-                f"{m['images_per_s']:.0f} img/s  {m['seconds']:.1f}s")
+                f"{m['images_per_s']:.0f} img/s  {m['seconds']:.1f}s"
+            )
         self.check_ranks_agree()
         barrier(self.info)
 
@@ -402,6 +486,7 @@ def _as_tuple(x: Any) -> Any:
 
 # ---------------------------------------------------------------------------------------------
 # the process
+
 
 def prepare(args: FocusRequest) -> tuple[Config, Path, bool]:
     """Resolve the config and run directory, or raise a UserError before any work."""
@@ -420,7 +505,9 @@ def prepare(args: FocusRequest) -> tuple[Config, Path, bool]:
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg.preset)
     if (run_dir / rd.EVENTS).exists() and (run_dir / rd.EVENTS).stat().st_size:
         if rd.is_live(run_dir):
-            raise RunDirError(f"{run_dir} is in use by a live engine process; stop it first or use another run directory.")
+            raise RunDirError(
+                f"{run_dir} is in use by a live engine process; stop it first or use another run directory."
+            )
         raise RunDirError(f"{run_dir} already holds a run; use --resume {run_dir} or another --run-dir.")
     rd.ensure_writable(run_dir)
     return cfg, run_dir, False
@@ -462,9 +549,12 @@ def run(args: FocusRequest) -> int:
                     fail_event(run, e)
                     raise
                 mid = (trainer.min_flops + trainer.max_flops) / 2
-                run.emit("run_end", status="finished",
-                         message=f"supernet and sampler in {run_dir / rd.CHECKPOINT}; specialize with: "
-                                 f"dasvit specialize {run_dir} --flops {human(mid)}")
+                run.emit(
+                    "run_end",
+                    status="finished",
+                    message=f"supernet and sampler in {run_dir / rd.CHECKPOINT}; specialize with: "
+                    f"dasvit specialize {run_dir} --flops {human(mid)}",
+                )
                 run.progress.line(f"finished; specialize with: dasvit specialize {run_dir} --flops {human(mid)}")
                 return EXIT_OK
         finally:

@@ -53,8 +53,11 @@ def format_stats(data: dict[str, Any]) -> Text:
         if isinstance(data.get(key), (int, float)):
             out.append(f"{label} ", style="bold")
             out.append(f"{human(data[key])}   ")
-    sizes = [f"{label} {data[k]}" for k, label in (("depth", "depth"), ("embed_dim", "width"), ("image_size", "image"))
-             if k in data]
+    sizes = [
+        f"{label} {data[k]}"
+        for k, label in (("depth", "depth"), ("embed_dim", "width"), ("image_size", "image"))
+        if k in data
+    ]
     if sizes:
         out.append("at " + ", ".join(sizes), style="grey62")
     return out or Text("dasvit show gave no params or FLOPs.", style="yellow")
@@ -63,8 +66,7 @@ def format_stats(data: dict[str, Any]) -> Text:
 class GenotypeScreen(Screen):
     BINDINGS = [Binding("escape,g,q", "app.pop_screen", "Back")]
 
-    def __init__(self, run_dir: Path, genotype: dict[str, Any] | None, stage: Any = None,
-                 final: bool = True) -> None:
+    def __init__(self, run_dir: Path, genotype: dict[str, Any] | None, stage: Any = None, final: bool = True) -> None:
         super().__init__()
         self.run_dir = Path(run_dir)
         self.genotype = genotype

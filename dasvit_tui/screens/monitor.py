@@ -70,8 +70,13 @@ class MonitorScreen(Screen):
         Binding("question_mark", "app.help", "Help", key_display="?"),
     ]
 
-    def __init__(self, run_dir: Path, process: subprocess.Popen | None = None,
-                 exit_on_user_error: bool = False, poll_interval: float | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        process: subprocess.Popen | None = None,
+        exit_on_user_error: bool = False,
+        poll_interval: float | None = None,
+    ) -> None:
         super().__init__()
         self.run_dir = Path(run_dir)
         self.state = RunState(self.run_dir)
@@ -139,8 +144,13 @@ class MonitorScreen(Screen):
 
     def on_engine_status(self, msg: m.EngineStatus) -> None:
         self.state.live, self.state.exit_code = msg.live, msg.exit_code
-        if (not msg.live and msg.exit_code == 2 and self.exit_on_user_error and not self.state.epochs
-                and self.state.kind == "?"):
+        if (
+            not msg.live
+            and msg.exit_code == 2
+            and self.exit_on_user_error
+            and not self.state.epochs
+            and self.state.kind == "?"
+        ):
             last = next((ln for ln in reversed(self._log_tail) if ln.strip()), "the engine refused its input.")
             self.app.exit(result=last, return_code=2)
             return
@@ -173,20 +183,36 @@ class MonitorScreen(Screen):
         vlines = s.stage_marks()
         x_max = max(1, s.total_epochs)
         self.query_one(RunHeader).show(s)
-        self.query_one("#loss", LineChart).plot(ChartData(
-            [Series("train", _values(eps, "train_loss"), TRAIN), Series("val", _values(eps, "val_loss"), VAL)],
-            x_max=x_max, vlines=vlines))
+        self.query_one("#loss", LineChart).plot(
+            ChartData(
+                [Series("train", _values(eps, "train_loss"), TRAIN), Series("val", _values(eps, "val_loss"), VAL)],
+                x_max=x_max,
+                vlines=vlines,
+            )
+        )
         if s.kind == "retrain":
-            self.query_one("#acc", LineChart).plot(ChartData(
-                [Series("top-1", _values(eps, "top1"), TRAIN), Series("top-5", _values(eps, "top5"), VAL)],
-                x_max=x_max, y_min=0.0, y_max=1.0))
-            self.query_one("#speed", LineChart).plot(ChartData(
-                [Series("images/s", _values(eps, "images_per_s"), THIRD)], x_max=x_max))
+            self.query_one("#acc", LineChart).plot(
+                ChartData(
+                    [Series("top-1", _values(eps, "top1"), TRAIN), Series("top-5", _values(eps, "top5"), VAL)],
+                    x_max=x_max,
+                    y_min=0.0,
+                    y_max=1.0,
+                )
+            )
+            self.query_one("#speed", LineChart).plot(
+                ChartData([Series("images/s", _values(eps, "images_per_s"), THIRD)], x_max=x_max)
+            )
             self.query_one("#retrain-info", Static).update(self._retrain_info())
         else:
-            self.query_one("#acc", LineChart).plot(ChartData(
-                [Series("train", _values(eps, "train_acc"), TRAIN), Series("val", _values(eps, "val_acc"), VAL)],
-                x_max=x_max, vlines=vlines, y_min=0.0, y_max=1.0))
+            self.query_one("#acc", LineChart).plot(
+                ChartData(
+                    [Series("train", _values(eps, "train_acc"), TRAIN), Series("val", _values(eps, "val_acc"), VAL)],
+                    x_max=x_max,
+                    vlines=vlines,
+                    y_min=0.0,
+                    y_max=1.0,
+                )
+            )
             self.query_one(SkipChart).show(s)
             last = s.last or {}
             title = "op weights" + (f" · stage {s.stage_position() + 1} epoch {last.get('epoch')}" if last else "")
@@ -194,7 +220,8 @@ class MonitorScreen(Screen):
         if not s.live:
             peak = max((e.get("peak_mem_bytes") or 0 for e in eps), default=0) or None
             self.query_one(SystemPanel).show_idle(
-                "engine not running" if s.live is not None else "looking for the engine…", peak)
+                "engine not running" if s.live is not None else "looking for the engine…", peak
+            )
         self._show_failure()
         self.refresh_bindings()
 
@@ -202,15 +229,24 @@ class MonitorScreen(Screen):
         s, last = self.state, self.state.last or {}
         out = Text()
         best = max((v for v in _values(s.epochs, "top1") if v is not None), default=None)
-        rows = [("top-1", last.get("top1")), ("best top-1", best), ("top-5", last.get("top5")),
-                ("images/s", last.get("images_per_s")), ("lr", last.get("lr")), ("s/epoch", last.get("seconds"))]
+        rows = [
+            ("top-1", last.get("top1")),
+            ("best top-1", best),
+            ("top-5", last.get("top5")),
+            ("images/s", last.get("images_per_s")),
+            ("lr", last.get("lr")),
+            ("s/epoch", last.get("seconds")),
+        ]
         metrics = s.metrics or {}
         rows += [(k, metrics.get(k)) for k in ("params", "flops") if k in metrics]
         for k, v in rows:
             if v is None:
                 continue
-            val = f"{v:.2%}" if k in ("top-1", "best top-1", "top-5") else (f"{v:,.0f}" if k in ("params", "flops")
-                                                                           else f"{v:.4g}")
+            val = (
+                f"{v:.2%}"
+                if k in ("top-1", "best top-1", "top-5")
+                else (f"{v:,.0f}" if k in ("params", "flops") else f"{v:.4g}")
+            )
             out.append(f"{k:>11} ", style="bold")
             out.append(val + "\n")
         peak = last.get("peak_mem_bytes")
@@ -229,12 +265,16 @@ class MonitorScreen(Screen):
         err = s.failure
         if err is not None:
             tb = [ln for ln in str(err.get("traceback") or "").rstrip().splitlines() if ln.strip()][-6:]
-            box.update(Text("\n").join([Text(str(err.get("message", "")), style="bold red")]
-                                       + [Text(ln, style="red") for ln in tb]))
+            box.update(
+                Text("\n").join(
+                    [Text(str(err.get("message", "")), style="bold red")] + [Text(ln, style="red") for ln in tb]
+                )
+            )
         else:
             code = f" (exit code {s.exit_code})" if s.exit_code is not None else ""
-            lines = [Text(f"the engine process ended without a run_end event{code}; engine.log ends:",
-                          style="bold red")] + [Text(ln, style="red") for ln in list(self._log_tail)[-5:]]
+            lines = [
+                Text(f"the engine process ended without a run_end event{code}; engine.log ends:", style="bold red")
+            ] + [Text(ln, style="red") for ln in list(self._log_tail)[-5:]]
             box.update(Text("\n").join(lines))
         if not self._failure_shown and self.caught_up:
             self._failure_shown = True
@@ -293,8 +333,9 @@ class MonitorScreen(Screen):
         key = self._proposal_key()
         if key is not None:
             self._answered.add(key)
-        self._log().write(Text(f"approved stage {decision.stage}" + (" (edited)" if decision.keep else ""),
-                               style="bold green"))
+        self._log().write(
+            Text(f"approved stage {decision.stage}" + (" (edited)" if decision.keep else ""), style="bold green")
+        )
         self.refresh_bindings()
 
     def action_stop(self) -> None:
@@ -307,8 +348,14 @@ class MonitorScreen(Screen):
                 rd.write_control(self.run_dir, {"type": "stop"})
                 self._log().write(Text("stop requested: the engine stops after its current step", style="bold"))
 
-        self.app.push_screen(ConfirmScreen(f"Stop {self.state.name}? The engine stops after its current step; "
-                                           "everything so far stays in the run directory.", yes="Stop"), answer)
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Stop {self.state.name}? The engine stops after its current step; "
+                "everything so far stays in the run directory.",
+                yes="Stop",
+            ),
+            answer,
+        )
 
     def action_genotype(self) -> None:
         from .genotype import GenotypeScreen
@@ -319,8 +366,9 @@ class MonitorScreen(Screen):
         elif s.genotype is None:
             self.notify("No genotype yet: the first one is derived when stage 1 ends.", timeout=4)
         else:
-            self.app.push_screen(GenotypeScreen(self.run_dir, s.genotype, s.genotype_stage,
-                                                final=s.status == "finished"))
+            self.app.push_screen(
+                GenotypeScreen(self.run_dir, s.genotype, s.genotype_stage, final=s.status == "finished")
+            )
 
     def action_retrain(self) -> None:
         self.app.start_retrain(self.run_dir)

@@ -53,8 +53,9 @@ class KeepGrid(Widget, can_focus=True):
     class Changed(Message):
         pass
 
-    def __init__(self, weights: dict[str, dict[str, float]], keep: dict[str, list[str]], ops: list[str],
-                 *, id: str | None = None) -> None:
+    def __init__(
+        self, weights: dict[str, dict[str, float]], keep: dict[str, list[str]], ops: list[str], *, id: str | None = None
+    ) -> None:
         super().__init__(id=id)
         self.edges = sorted(set(weights) | set(keep), key=edge_order)
         present = {o for e in self.edges for o in list(weights.get(e, {})) + list(keep.get(e, []))}
@@ -137,8 +138,14 @@ class PruneScreen(ModalScreen[PruneDecision | None]):
         Binding("escape", "later", "Later"),
     ]
 
-    def __init__(self, proposal: dict, weights: dict[str, dict[str, float]], ops: list[str],
-                 stages: int | None = None, position: int | None = None) -> None:
+    def __init__(
+        self,
+        proposal: dict,
+        weights: dict[str, dict[str, float]],
+        ops: list[str],
+        stages: int | None = None,
+        position: int | None = None,
+    ) -> None:
         super().__init__()
         self.proposal = proposal
         self.weights = weights
@@ -151,8 +158,10 @@ class PruneScreen(ModalScreen[PruneDecision | None]):
         of = f" of {self.stages}" if self.stages else ""
         nxt = f"stage {self.position + 2}" if self.position is not None else "the next stage"
         with Vertical(id="dialog"):
-            yield Label(f"[b]Stage {stage}{of} is done.[/b] Ops {nxt} keeps per edge (weight at the stage end):",
-                        id="prune-title")
+            yield Label(
+                f"[b]Stage {stage}{of} is done.[/b] Ops {nxt} keeps per edge (weight at the stage end):",
+                id="prune-title",
+            )
             yield KeepGrid(self.weights, self.proposed, self.ops, id="keep-grid")
             yield Label("", id="prune-status")
             with Horizontal(id="buttons"):
@@ -170,7 +179,8 @@ class PruneScreen(ModalScreen[PruneDecision | None]):
         edited = kept != {e: [o for o in self.query_one(KeepGrid).ops if o in v] for e, v in self.proposed.items()}
         note = "[yellow]edited[/]" if edited else "as proposed"
         self.query_one("#prune-status", Label).update(
-            f"{n} ops on {len(kept)} edges, {note} · space toggles, arrows move")
+            f"{n} ops on {len(kept)} edges, {note} · space toggles, arrows move"
+        )
 
     def on_keep_grid_changed(self, _: KeepGrid.Changed) -> None:
         self._update_status()

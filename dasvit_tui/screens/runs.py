@@ -94,9 +94,13 @@ class RunsScreen(Screen):
             table.move_cursor(row=min(cursor, len(summaries) - 1))
         self.summaries = summaries
         waiting = sum(s.status == "waiting" for s in summaries)
-        hint = (f"no runs yet under {self.root}/ — press n to start a search" if not summaries else
-                f"{len(summaries)} runs" + (f" · {waiting} waiting for your approval" if waiting else "")
-                + " · enter opens")
+        hint = (
+            f"no runs yet under {self.root}/ — press n to start a search"
+            if not summaries
+            else f"{len(summaries)} runs"
+            + (f" · {waiting} waiting for your approval" if waiting else "")
+            + " · enter opens"
+        )
         self.query_one("#runs-hint", Static).update(hint)
         self.loaded = True
 

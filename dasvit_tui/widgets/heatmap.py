@@ -43,8 +43,9 @@ def edge_order(edge: str) -> tuple[int, int]:
     return (parsed[1], parsed[0]) if parsed else (1 << 30, 0)
 
 
-def draw_heatmap(weights: dict[str, dict[str, float]], ops: list[str], active: dict[str, list[str]],
-                 width: int) -> Text:
+def draw_heatmap(
+    weights: dict[str, dict[str, float]], ops: list[str], active: dict[str, list[str]], width: int
+) -> Text:
     """The table as text for `width` cells."""
     if not weights:
         return Text("waiting for the first epoch…", style="dim")
@@ -92,8 +93,9 @@ class OpHeatmap(Widget):
         self.border_title = "op weights"
         self.border_subtitle = "▸ strongest  ╌ pruned"
 
-    def show(self, weights: dict[str, dict[str, float]], ops: list[str], active: dict[str, list[str]],
-             title: str) -> None:
+    def show(
+        self, weights: dict[str, dict[str, float]], ops: list[str], active: dict[str, list[str]], title: str
+    ) -> None:
         self.weights, self.ops, self.active = weights, ops, active
         self.border_title = title
         self.refresh(layout=True)

@@ -21,8 +21,9 @@ class EngineLog(RichLog):
     """The tail of `engine.log`, plus warnings and errors as they arrive."""
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
-        super().__init__(max_lines=MAX_LINES, wrap=False, markup=False, highlight=False, min_width=20,
-                         id=id, classes=classes)
+        super().__init__(
+            max_lines=MAX_LINES, wrap=False, markup=False, highlight=False, min_width=20, id=id, classes=classes
+        )
         self.border_title = "log"
 
     def add_lines(self, lines: list[str]) -> None:

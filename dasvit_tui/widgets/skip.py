@@ -42,16 +42,19 @@ class SkipChart(LineChart):
         weights = [e.get("arch_weights") or {} for e in eps]
         skip = [e.get("skip_fraction") if isinstance(e.get("skip_fraction"), (int, float)) else None for e in eps]
         bounds = state.fairness_bounds
-        self.plot(ChartData(
-            series=[
-                Series("msa", [type_share(w, "msa") for w in weights], "dodger_blue1"),
-                Series("mlp", [type_share(w, "mlp") for w in weights], "green3"),
-                Series("skip", skip, "orange1"),
-            ],
-            x_max=state.total_epochs,
-            vlines=state.stage_marks(),
-            hlines=list(bounds) if bounds else [],
-            y_min=0.0, y_max=1.0,
-        ))
+        self.plot(
+            ChartData(
+                series=[
+                    Series("msa", [type_share(w, "msa") for w in weights], "dodger_blue1"),
+                    Series("mlp", [type_share(w, "mlp") for w in weights], "green3"),
+                    Series("skip", skip, "orange1"),
+                ],
+                x_max=state.total_epochs,
+                vlines=state.stage_marks(),
+                hlines=list(bounds) if bounds else [],
+                y_min=0.0,
+                y_max=1.0,
+            )
+        )
         terms = fairness_terms(state.last)
         self.border_subtitle = terms
