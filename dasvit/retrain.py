@@ -65,14 +65,6 @@ class Plan:
     resume: bool = False
 
 
-def _search_dir(source: str | None) -> Path | None:
-    """The run directory `source` names, if it is one (it has a config.yaml)."""
-    if source is None:
-        return None
-    p = Path(source)
-    return p if p.is_dir() and (p / rd.CONFIG).is_file() else None
-
-
 def _network_sizes(cfg: Config) -> tuple:
     return (
         cfg.retrain.depth,
@@ -105,7 +97,8 @@ def plan_retrain(
     """Resolve a retrain's arguments (a `RetrainRequest`'s fields) into a Plan; every mistake is a
     one-sentence UserError.
 
-    The config is `--preset` if given, else the search run's config.yaml; `--set` applies on top.
+    The config is `--preset` if given, else the config.yaml of the run the source comes from (a search run
+    directory, or a FocusFormer run for its specialized/<budget>.json); `--set` applies on top.
     A search RUN_DIR retrains into RUN_DIR/retrain; anything else into runs/<name>-retrain-<time>.
     `--resume DIR` continues DIR with its own config.yaml and genotype.json (`--set` still applies).
     """
@@ -136,12 +129,12 @@ def plan_retrain(
     if source is None:
         raise ConfigError("name what to retrain: a genotype file, a search run directory or a built-in (vit_b16).")
     genotype = load_genotype(source)
-    search = _search_dir(source)
-    if preset is None and search is None:
+    config_dir = rd.config_dir_for(source)  # a run directory, or a file a run wrote (specialized/<budget>.json)
+    if preset is None and config_dir is None:
         raise ConfigError(
             f"{source} carries no configuration; pass --preset ({', '.join(preset_names())} or a YAML file)."
         )
-    cfg = load_config(preset if preset is not None else str(search / rd.CONFIG), overrides)
+    cfg = load_config(preset if preset is not None else str(config_dir / rd.CONFIG), overrides)
     run_dir = Path(run_dir or retrain_run_dir(source))
     if (run_dir / rd.EVENTS).exists():
         raise RunDirError(

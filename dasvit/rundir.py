@@ -373,3 +373,16 @@ def default_run_dir(name: str, root: str | Path = "runs") -> Path:
         i += 1
         path = Path(root) / f"{stem}-{stamp}-{i}"
     return path
+
+
+def config_dir_for(source: str | Path) -> Path | None:
+    """The run directory whose config.yaml describes `source`: a run directory itself, the folder of a file
+    a run wrote (its genotype.json), or the FocusFormer run of a RUN_DIR/specialized/<budget>.json."""
+    p = Path(source)
+    if not p.exists():
+        return None
+    dirs = (p, p.parent) + ((p.parent.parent,) if p.parent.name == "specialized" else ())
+    for d in dirs:
+        if d.is_dir() and (d / CONFIG).is_file():
+            return d
+    return None

@@ -26,17 +26,6 @@ from dasvit.errors import ConfigError, RunDirError, UserError
 FORMATS = ("rich", "json", "dot")
 
 
-def _config_dir(source: str) -> Path | None:
-    """The run directory whose config.yaml describes `source` (the source itself, the file's folder, or the
-    FocusFormer run of a RUN_DIR/specialized/<budget>.json)."""
-    p = Path(source)
-    dirs = (p, p.parent) + ((p.parent.parent,) if p.parent.name == "specialized" else ())
-    for d in dirs if p.exists() else ():
-        if d.is_dir() and (d / rd.CONFIG).is_file():
-            return d
-    return None
-
-
 def _read_metrics(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())
@@ -59,7 +48,7 @@ def resolve_sizes(source: str, opts: dict[str, Optional[int]]) -> tuple[dict[str
     from dasvit.config import load_config, load_run_config
     from dasvit.genotype import BUILTIN_DIMS
 
-    run = _config_dir(source)
+    run = rd.config_dir_for(source)
     if run is not None:
         cfg, origin = load_run_config(run / rd.CONFIG), f"{run / rd.CONFIG}"
         found = _retrain_metrics(run)

@@ -285,9 +285,7 @@ def test_a_dasvit_search_cell_becomes_a_focus_space_then_a_specialized_network(t
     assert (
         retrain_main(
             [
-                str(result.path),
-                "--preset",
-                "focus-demo",
+                str(result.path),  # no --preset: the data and recipe come from the focus run's config.yaml
                 "--run-dir",
                 str(tmp_path / "retrain"),
                 "--no-progress",
@@ -305,3 +303,4 @@ def test_a_dasvit_search_cell_becomes_a_focus_space_then_a_specialized_network(t
     )
     metrics = json.loads((tmp_path / "retrain" / "metrics.json").read_text())
     assert metrics["params"] == result.best.params
+    assert metrics["flops"] == result.best.flops
