@@ -159,7 +159,7 @@ class SamplerTable(Static):
     def show(self, bins: list[dict], epoch: int | None = None) -> None:
         self.bins = bins
         self.border_title = "sampler per budget" + (f" · epoch {epoch}" if epoch is not None else "")
-        self.refresh()
+        self.refresh(layout=True)  # its height follows the number of bins
 
     def render(self) -> Text:
         return sampler_table(self.bins, self.content_size.width)
