@@ -107,10 +107,7 @@ def register(app: typer.Typer) -> None:
         the terminal.
 
         dasvit tui --preset demo   starts a search and opens its monitor.
-
-        dasvit tui --preset focus-demo   starts a FocusFormer training and opens its monitor (Pareto scatter,
-        sampler per budget).
-
+        dasvit tui --preset focus-demo   starts a FocusFormer training (a preset with a focus: section).
         dasvit tui RUN_DIR         re-attaches to a running or finished run.
         dasvit tui                 lists every run under runs/.
         """
