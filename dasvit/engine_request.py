@@ -181,5 +181,28 @@ class FocusRequest:
         return replace(self, run_dir=Path(self.run_dir or rd.default_run_dir(cfg.preset, root)))
 
 
+def preset_engine(preset: str | None) -> str:
+    """Which engine a preset is meant for: "focus" when its YAML sets a top-level `focus:` section (the
+    focus-* presets, or a user's file that configures a FocusFormer), else "search". Every config has focus
+    defaults, so only a section written in the preset itself names the engine; `--set focus.x=...` does not."""
+    if preset is None:
+        return "search"
+    import yaml
+
+    from .config import resolve_preset
+
+    try:
+        raw = yaml.safe_load(resolve_preset(preset).read_text(encoding="utf-8"))
+    except yaml.YAMLError:
+        return "search"  # load_config reports the bad YAML in one sentence when the request is resolved
+    return "focus" if isinstance(raw, dict) and isinstance(raw.get("focus"), dict) else "search"
+
+
+def request_for_preset(preset: str | None, overrides: list[str] = ()) -> SearchRequest | FocusRequest:
+    """A new run of the engine `preset` names (`preset_engine`): a FocusRequest or a SearchRequest."""
+    cls = FocusRequest if preset_engine(preset) == "focus" else SearchRequest
+    return cls(preset, list(overrides))
+
+
 REQUESTS: dict[str, type] = {r.KIND: r for r in (SearchRequest, RetrainRequest, FocusRequest)}
 EngineRequest = SearchRequest | RetrainRequest | FocusRequest

@@ -1,13 +1,15 @@
 """The Textual app: a runs list or a monitor, and the few things every screen may ask of it (open a run,
 start a search or a retrain, show help).
 
-Screens: `RunsScreen` (no run given), `MonitorScreen` (one run; its widgets), `PruneScreen` (modal),
+Screens: `RunsScreen` (no run given), `MonitorScreen` (one run; its widgets; `FocusMonitorScreen` for a
+FocusFormer run), `PruneScreen` (modal),
 `GenotypeScreen`, `HelpScreen`, `ConfirmScreen`. Engines are started by `dasvit_tui.launch` in a worker
 thread, detached, so leaving the app never stops a run.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Callable
@@ -16,12 +18,24 @@ from textual import work
 from textual.app import App
 
 from dasvit import rundir as rd
+from dasvit.engine_request import request_for_preset
 from dasvit.errors import UserError
 
 from . import launch
+from .screens.focus_monitor import FocusMonitorScreen
 from .screens.help import HelpScreen
 from .screens.monitor import MonitorScreen
 from .screens.runs import RunsScreen
+
+
+def run_kind(run_dir: Path) -> str | None:
+    """The kind of a run (search, retrain, focus) from its first event; None before it has one."""
+    try:
+        with open(Path(run_dir) / rd.EVENTS, encoding="utf-8") as f:
+            first = json.loads(f.readline() or "null")
+    except (OSError, ValueError):
+        return None
+    return first.get("kind") if isinstance(first, dict) and first.get("type") == "run_start" else None
 
 
 class DasvitApp(App[str | None]):
@@ -39,9 +53,11 @@ class DasvitApp(App[str | None]):
         runs_root: Path = Path("runs"),
         exit_on_user_error: bool = False,
         poll_interval: float | None = None,
+        kind: str | None = None,
     ) -> None:
         super().__init__()
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.kind = kind  # of the run to open, when the caller knows it (one it just started: no events yet)
         self.process = process
         self.runs_root = Path(runs_root)
         self.exit_on_user_error = exit_on_user_error
@@ -50,16 +66,20 @@ class DasvitApp(App[str | None]):
 
     def on_mount(self) -> None:
         if self.run_dir is not None:
-            self.push_screen(self._monitor(self.run_dir, self.process, self.exit_on_user_error))
+            self.push_screen(self._monitor(self.run_dir, self.process, self.exit_on_user_error, self.kind))
         else:
             self.push_screen(RunsScreen(self.runs_root))
 
-    def _monitor(self, run_dir: Path, process=None, exit_on_user_error: bool = False) -> MonitorScreen:
-        return MonitorScreen(run_dir, process, exit_on_user_error=exit_on_user_error, poll_interval=self.poll_interval)
+    def _monitor(
+        self, run_dir: Path, process=None, exit_on_user_error: bool = False, kind: str | None = None
+    ) -> MonitorScreen:
+        """The monitor for the run's kind: FocusFormer's for a focus run, else the search/retrain one."""
+        screen = FocusMonitorScreen if (kind or run_kind(run_dir)) == "focus" else MonitorScreen
+        return screen(run_dir, process, exit_on_user_error=exit_on_user_error, poll_interval=self.poll_interval)
 
     # -- what screens ask for ----------------------------------------------------------------
-    def open_run(self, run_dir: Path, process: subprocess.Popen | None = None) -> None:
-        self.push_screen(self._monitor(run_dir, process))
+    def open_run(self, run_dir: Path, process: subprocess.Popen | None = None, kind: str | None = None) -> None:
+        self.push_screen(self._monitor(run_dir, process, kind=kind))
 
     def back_from(self, screen: MonitorScreen) -> None:
         """Back to the screen this monitor was opened from; the runs list if it was the first one."""
@@ -69,8 +89,12 @@ class DasvitApp(App[str | None]):
             self.switch_screen(RunsScreen(self.runs_root))
 
     def start_search(self, preset: str, overrides: list[str] | None = None) -> None:
-        self.notify(f"starting a {preset} search…", timeout=3)
-        self._launch(lambda: launch.start_search(preset, overrides or [], root=self.runs_root))
+        """A new run of the engine the preset names: a FocusFormer training for a focus preset, else a search."""
+        request = request_for_preset(preset, overrides or [])
+        self.notify(
+            f"starting a {preset} {'FocusFormer training' if request.KIND == 'focus' else 'search'}…", timeout=3
+        )
+        self._launch(lambda: launch.start_engine(request.resolved(self.runs_root)))
 
     def start_retrain(self, search_dir: Path) -> None:
         retrain_dir = Path(search_dir) / "retrain"
@@ -89,7 +113,7 @@ class DasvitApp(App[str | None]):
             self.call_from_thread(self.notify, str(e), severity="error", timeout=8)
             return
         self.launched.append(launched)
-        self.call_from_thread(self.open_run, launched.run_dir, launched.process)
+        self.call_from_thread(self.open_run, launched.run_dir, launched.process, launched.kind)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

@@ -13,7 +13,7 @@ import typer
 
 from dasvit import rundir as rd
 from dasvit.config import parse_override, resolve_preset
-from dasvit.engine_request import EngineRequest, SearchRequest
+from dasvit.engine_request import EngineRequest, request_for_preset
 from dasvit.errors import UserError
 
 RUNS_ROOT = Path("runs")
@@ -66,7 +66,7 @@ def start_and_monitor(request: EngineRequest, root: Path = RUNS_ROOT) -> int:
             f"{request.run_dir} is in use by a live engine process; watch it with: dasvit tui {request.run_dir}"
         )
     launched = launch.start_engine(request)
-    app = DasvitApp(run_dir=launched.run_dir, process=launched.process, exit_on_user_error=True)
+    app = DasvitApp(run_dir=launched.run_dir, process=launched.process, exit_on_user_error=True, kind=launched.kind)
     code = _run_app(app)
     if code == 2:
         _discard_if_empty(launched.run_dir)
@@ -94,21 +94,27 @@ def register(app: typer.Typer) -> None:
             None, help="A run directory to watch (live or finished).", show_default=False
         ),
         preset: Optional[str] = typer.Option(
-            None, "--preset", "-p", help="Start a new search from this preset (name or YAML path) and watch it."
+            None,
+            "--preset",
+            "-p",
+            help="Start a new run from this preset (name or YAML path) and watch it: a FocusFormer training if "
+            "the preset has a focus: section (focus-demo, ...), else a DASViT search.",
         ),
-        set_: List[str] = typer.Option([], "--set", help="Override a config key of the new search: dotted.key=VALUE."),
+        set_: List[str] = typer.Option([], "--set", help="Override a config key of the new run: dotted.key=VALUE."),
         runs: Path = typer.Option(RUNS_ROOT, "--runs", help="Where runs live (the runs screen lists them)."),
     ) -> None:
-        """Watch and steer searches in a terminal UI; the search itself runs detached and survives the terminal.
+        """Watch and steer searches and FocusFormer runs in a terminal UI; the engine runs detached and survives
+        the terminal.
 
         dasvit tui --preset demo   starts a search and opens its monitor.
+        dasvit tui --preset focus-demo   starts a FocusFormer training (a preset with a focus: section).
         dasvit tui RUN_DIR         re-attaches to a running or finished run.
         dasvit tui                 lists every run under runs/.
         """
         if run_dir is not None and (preset is not None or set_):
             raise UserError("give either RUN_DIR to watch a run or --preset/--set to start one, not both.")
         if preset is not None or set_:
-            code = start_and_monitor(SearchRequest(preset, list(set_)), root=runs)
+            code = start_and_monitor(request_for_preset(preset, list(set_)), root=runs)
         elif run_dir is not None:
             code = monitor(run_dir)
         else:

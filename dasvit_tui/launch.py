@@ -24,6 +24,7 @@ from dasvit.errors import RunDirError
 class Launched:
     run_dir: Path
     process: subprocess.Popen
+    kind: str | None = None  # the engine's: search, retrain, focus
 
 
 def engine_command(request: EngineRequest) -> list[str]:
@@ -57,7 +58,7 @@ def start_engine(request: EngineRequest) -> Launched:
         )
     # Reap it if it ends while this front still runs (no zombie); if the front leaves first, init does.
     threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
-    return Launched(run_dir, proc)
+    return Launched(run_dir, proc, request.KIND)
 
 
 def run_distributed(request: EngineRequest, nproc: int) -> int:

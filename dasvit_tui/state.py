@@ -28,6 +28,7 @@ class RunState(RunStatus):
     errors: list[dict[str, Any]] = field(default_factory=list)
     bad_lines: int = 0
     metrics: dict[str, Any] | None = None
+    space: dict[str, Any] | None = None  # a FocusFormer run's elastic space: FLOPs range and budget bins
     _index: dict[tuple[Any, Any], int] = field(default_factory=dict, repr=False)
 
     @property
@@ -52,6 +53,33 @@ class RunState(RunStatus):
             self.genotype_stage = ev.get("stage")
         elif t == "error":
             self.errors.append(ev)
+        elif t == "space":
+            self.space = ev
+
+    # -- a FocusFormer run ---------------------------------------------------------------------
+    @property
+    def budgets(self) -> list[float]:
+        """The sampler's budget bins (FLOPs): from the space event, else from the last epoch's bins."""
+        budgets = (self.space or {}).get("budgets")
+        if isinstance(budgets, list) and budgets:
+            return [float(b) for b in budgets]
+        return [float(b["budget_flops"]) for b in self.sampler_bins if isinstance(b.get("budget_flops"), (int, float))]
+
+    @property
+    def sampler_bins(self) -> list[dict[str, Any]]:
+        """The last epoch's sampler state per budget bin: budget_flops, mean_flops, feasible, entropy."""
+        bins = ((self.last or {}).get("sampler") or {}).get("bins")
+        return [b for b in bins if isinstance(b, dict)] if isinstance(bins, list) else []
+
+    def scored_points(self) -> list[tuple[int, dict[str, Any]]]:
+        """(epoch index, point) of every architecture the sampler scored, each with flops and val_acc."""
+        out = []
+        for i, ev in enumerate(self.epochs):
+            for p in ev.get("points") or []:
+                if isinstance(p, dict) and isinstance(p.get("flops"), (int, float)):
+                    if isinstance(p.get("val_acc"), (int, float)):
+                        out.append((i, p))
+        return out
 
     # -- the plan ---------------------------------------------------------------------------
     @property

@@ -108,7 +108,8 @@ class MonitorScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#failure").border_title = "engine error"
-        self.query_one("#retrain-info").border_title = "retrain"
+        for box in self.query("#retrain-info"):  # a FocusFormer monitor (a subclass) has none
+            box.border_title = "retrain"
         self.run_worker(self._watch, thread=True, name=f"watch {self.run_dir.name}", group="watcher")
         self.set_interval(1.0, self._tick)
         self._redraw()

@@ -116,7 +116,8 @@ class RunsScreen(Screen):
 
 
 class PresetScreen(ModalScreen[str | None]):
-    """Choose the preset of a new search (manual approval, run directory runs/<preset>-<time>)."""
+    """Choose the preset of a new run (run directory runs/<preset>-<time>): a focus-* preset trains a
+    FocusFormer, any other runs a search with manual approval."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
@@ -124,9 +125,9 @@ class PresetScreen(ModalScreen[str | None]):
         from dasvit.config import preset_names
 
         with Vertical(id="dialog"):
-            yield Label("[b]New search[/b] — choose a preset:")
+            yield Label("[b]New run[/b] — choose a preset (focus-*: FocusFormer):")
             yield OptionList(*preset_names(), id="presets")
-            yield Label("It runs detached; you approve each stage's pruning here.", classes="hint")
+            yield Label("It runs detached; you approve a search's pruning here.", classes="hint")
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(str(event.option.prompt))

@@ -1,0 +1,91 @@
+"""The monitor of a FocusFormer run: supernet loss and accuracy per epoch, the Pareto scatter of what the
+sampler scored, the sampler per budget bin, system panel and engine log.
+
+It is the search monitor (`MonitorScreen`: the same watcher, state, header, system panel, log, stop and
+leave) with FocusFormer's widgets; everything comes from the run directory's events.
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Static
+
+from ..widgets.charts import ChartData, LineChart, Series
+from ..widgets.header import RunHeader
+from ..widgets.log import EngineLog
+from ..widgets.pareto import ParetoData, ParetoPlot, SamplerTable
+from ..widgets.system import SystemPanel
+from .monitor import TRAIN, VAL, MonitorScreen, _values
+
+
+def pareto_data(state) -> ParetoData:
+    """The scatter of a `RunState`: the last epoch's points against the earlier ones, the budget lines."""
+    last = len(state.epochs) - 1
+    now, earlier = [], []
+    for i, p in state.scored_points():
+        (now if i == last else earlier).append((float(p["flops"]), float(p["val_acc"])))
+    space = state.space or {}
+    lo, hi = space.get("min_flops"), space.get("max_flops")
+    x_range = (float(lo), float(hi)) if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) else None
+    return ParetoData(now, earlier, state.budgets, x_range)
+
+
+class FocusMonitorScreen(MonitorScreen):
+    """Header, loss and accuracy charts, Pareto scatter, sampler table, system panel and log of a focus run."""
+
+    BINDINGS = [
+        Binding("s", "stop", "Stop"),
+        Binding("escape", "back", "Back"),
+        Binding("q", "leave", "Leave"),
+        Binding("question_mark", "app.help", "Help", key_display="?"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield RunHeader(id="run-header")
+        with Horizontal(id="body"):
+            with Vertical(id="focus-left"):
+                yield ParetoPlot(id="pareto")
+                yield SamplerTable(id="sampler")
+            with Vertical(id="focus-right"):
+                yield Static(id="failure")
+                yield LineChart("loss", id="loss")
+                yield LineChart("accuracy", id="acc")
+                yield SystemPanel(id="system")
+                yield EngineLog(id="log")
+        yield Footer()
+
+    def _redraw(self) -> None:
+        s = self.state
+        eps = s.epochs
+        x_max = max(1, s.total_epochs)
+        self.query_one(RunHeader).show(s)
+        self.query_one("#loss", LineChart).plot(
+            ChartData(
+                [Series("train", _values(eps, "train_loss"), TRAIN), Series("val", _values(eps, "val_loss"), VAL)],
+                x_max=x_max,
+            )
+        )
+        self.query_one("#acc", LineChart).plot(
+            ChartData(
+                [Series("train", _values(eps, "train_acc"), TRAIN), Series("val", _values(eps, "val_acc"), VAL)],
+                x_max=x_max,
+                y_min=0.0,
+                y_max=1.0,
+            )
+        )
+        self.query_one(ParetoPlot).plot(pareto_data(s))
+        self.query_one(SamplerTable).show(s.sampler_bins, (s.last or {}).get("epoch"))
+        if not s.live:
+            peak = max((e.get("peak_mem_bytes") or 0 for e in eps), default=0) or None
+            self.query_one(SystemPanel).show_idle(
+                "engine not running" if s.live is not None else "looking for the engine…", peak
+            )
+        self._show_failure()
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "stop":
+            return True if self.state.live else None
+        return action not in ("prune", "genotype", "retrain")  # a search's keys: hidden here
