@@ -175,6 +175,31 @@ def require_run_dir(path: Path) -> Path:
     return path
 
 
+def check_new_run_dir(run_dir: Path) -> Path:
+    """A run directory a new run may use: holding no run yet and writable; else one sentence (exit 2)."""
+    run_dir = Path(run_dir)
+    if (run_dir / EVENTS).exists() and (run_dir / EVENTS).stat().st_size:
+        if is_live(run_dir):
+            raise RunDirError(
+                f"{run_dir} is in use by a live engine process; stop it first or use another run directory."
+            )
+        raise RunDirError(f"{run_dir} already holds a run; use --resume {run_dir} or another --run-dir.")
+    return ensure_writable(run_dir)
+
+
+def resume_run_dir(resume: Path, kind: str, preset: str | None, overrides: list[str]) -> Path:
+    """The run directory `--resume` names, checked: a `kind` run with a checkpoint, resumed with its own
+    config (no --preset/--set), writable; else one sentence (exit 2)."""
+    run_dir = require_run_dir(Path(resume))
+    if preset or overrides:
+        raise RunDirError("--resume continues a run with its own config.yaml; drop --preset and --set.")
+    if summarize(run_dir).kind != kind:
+        raise RunDirError(f"{run_dir} is not a {kind} run; resume it with the command that started it.")
+    if not (run_dir / CHECKPOINT).is_file():
+        raise RunDirError(f"{run_dir} has no {CHECKPOINT} yet; start it again instead of resuming.")
+    return ensure_writable(run_dir)
+
+
 class RunLock:
     """An exclusive `flock` on RUN_DIR/.lock, held by the live engine process for its whole life.
 

@@ -423,6 +423,42 @@ def run_engine(body: Callable[[], int]) -> int:
         return EXIT_STOPPED
 
 
+def drive(
+    run_dir: Path,
+    cfg: Config,
+    kind: str,
+    info: DistInfo,
+    resume: bool,
+    progress: bool,
+    work: Callable[[Run], tuple[str, str]],
+    resume_command: str,
+) -> int:
+    """Run an engine's `work(run)` inside its run directory, as every engine does: a stop (Ctrl-C, SIGTERM,
+    a `stop` line) ends the run "stopped" with how to resume it (exit 130), a user error "failed" with its
+    sentence, anything else "failed" with an `error` event and the traceback. `work` returns the finished
+    run's `run_end` message and the line to print. The process group, if any, is left at the end."""
+    try:
+        with Run(run_dir, cfg, kind, info, resume=resume, progress=progress) as run:
+            try:
+                message, line = work(run)
+            except (Stopped, KeyboardInterrupt):
+                run.end("stopped", "stopped by the user; resume with --resume")
+                run.progress.line(f"stopped; resume with: {resume_command}")
+                return EXIT_STOPPED
+            except UserError as e:
+                run.end("failed", str(e))
+                raise
+            except BaseException as e:
+                fail_event(run, e)
+                raise
+            run.emit("run_end", status="finished", message=message)
+            run.progress.line(line)
+            return EXIT_OK
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def fail_event(run: Run | None, exc: BaseException) -> None:
     if run is None:
         return

@@ -28,18 +28,16 @@ from .bilevel import BilevelStep
 from .config import Config, compile_stage, load_config, load_run_config
 from .data import EpochLoaders, build_datasets, image_channels, split_halves
 from .engine_request import SearchRequest
-from .errors import RunDirError, UserError
+from .errors import UserError
 from .runtime import (
-    EXIT_OK,
-    EXIT_STOPPED,
     DistInfo,
     Run,
     Stopped,
     barrier,
     broadcast_object,
     default_run_dir,
+    drive,
     epoch_peak_memory,
-    fail_event,
     load_checkpoint,
     reduce_sum,
     rng_state,
@@ -355,27 +353,15 @@ class Searcher:
 def prepare(args: SearchRequest) -> tuple[Config, Path, bool]:
     """Resolve the config and run directory, or raise a UserError before any work."""
     if args.resume:
-        run_dir = rd.require_run_dir(Path(args.resume))
-        if args.preset or args.overrides:
-            raise UserError("--resume continues a run with its own config.yaml; drop --preset and --set.")
-        if not (run_dir / rd.CHECKPOINT).is_file():
-            raise RunDirError(f"{run_dir} has no {rd.CHECKPOINT} yet; start it again instead of resuming.")
+        run_dir = rd.resume_run_dir(args.resume, "search", args.preset, args.overrides)
         cfg = load_run_config(run_dir / rd.CONFIG)
         if args.approve:
             cfg.search.approval = args.approve
-        rd.ensure_writable(run_dir)
         return cfg, run_dir, True
     cfg = load_config(args.preset or "demo", args.overrides)
     if args.approve:
         cfg.search.approval = args.approve
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg.preset)
-    if (run_dir / rd.EVENTS).exists() and (run_dir / rd.EVENTS).stat().st_size:
-        if rd.is_live(run_dir):
-            raise RunDirError(
-                f"{run_dir} is in use by a live engine process; stop it first or use another run directory."
-            )
-        raise RunDirError(f"{run_dir} already holds a run; use --resume {run_dir} or another --run-dir.")
-    rd.ensure_writable(run_dir)
+    run_dir = rd.check_new_run_dir(Path(args.run_dir) if args.run_dir else default_run_dir(cfg.preset))
     return cfg, run_dir, False
 
 
@@ -393,32 +379,17 @@ def run(args: SearchRequest) -> int:
         tf, notes = train_transform(cfg, "search")  # light: search.augment
         datasets = build_datasets(cfg.data, seed=cfg.search.seed, train_transform=tf)  # a missing dataset stops first
         torch.set_float32_matmul_precision("high")
-        run = None
-        try:
-            with Run(run_dir, cfg, "search", info, resume=resume, progress=args.progress) as run:
-                try:
-                    ckpt = load_checkpoint(run_dir / rd.CHECKPOINT, warn=run.warn) if resume else None
-                    if info.main:
-                        run.progress.line(f"run directory: {run_dir}")
-                        for line in [describe_augment(cfg, "search"), *notes]:
-                            run.progress.line(line)
-                    Searcher(cfg, run, info, datasets).search(ckpt)
-                except (Stopped, KeyboardInterrupt):
-                    run.end("stopped", "stopped by the user; resume with --resume")
-                    run.progress.line(f"stopped; resume with: dasvit search --resume {run_dir}")
-                    return EXIT_STOPPED
-                except UserError as e:
-                    run.end("failed", str(e))
-                    raise
-                except BaseException as e:
-                    fail_event(run, e)
-                    raise
-                run.emit("run_end", status="finished", message=f"genotype written to {run_dir / rd.GENOTYPE}")
-                run.progress.line(f"finished: {run_dir / rd.GENOTYPE}")
-                return EXIT_OK
-        finally:
-            if torch.distributed.is_initialized():
-                torch.distributed.destroy_process_group()
+
+        def work(run: Run) -> tuple[str, str]:
+            ckpt = load_checkpoint(run_dir / rd.CHECKPOINT, warn=run.warn) if resume else None
+            if info.main:
+                run.progress.line(f"run directory: {run_dir}")
+                for line in [describe_augment(cfg, "search"), *notes]:
+                    run.progress.line(line)
+            Searcher(cfg, run, info, datasets).search(ckpt)
+            return f"genotype written to {run_dir / rd.GENOTYPE}", f"finished: {run_dir / rd.GENOTYPE}"
+
+        return drive(run_dir, cfg, "search", info, resume, args.progress, work, f"dasvit search --resume {run_dir}")
 
     return run_engine(body)
 

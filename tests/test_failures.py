@@ -123,3 +123,19 @@ def test_search_on_a_full_disk_ends_in_one_sentence(tiny_disk, capsys):
     line = _one_sentence(capsys.readouterr().err)
     assert "no space left" in line and "checkpoint.pt" in line and "--resume" in line
     assert of_type(events(run), "run_end")[-1]["status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    "engine, recorded, kind",
+    [("dasvit.search", "recorded_focus_run", "search"), ("dasvit.focus.train", "recorded_run", "focus")],
+)
+def test_resuming_a_run_with_the_other_engine_is_one_sentence(engine, recorded, kind, tmp_path, capsys):
+    """`dasvit search --resume` of a FocusFormer run (and the reverse) names the mistake; nothing is written."""
+    import importlib
+
+    run_dir = shutil.copytree(Path(__file__).parent / recorded, tmp_path / "run")
+    before = (run_dir / "events.jsonl").read_bytes()
+    assert importlib.import_module(engine).main(["--resume", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"is not a {kind} run" in err
+    assert (run_dir / "events.jsonl").read_bytes() == before

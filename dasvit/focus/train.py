@@ -34,18 +34,16 @@ from ..augment import train_transform
 from ..config import Config, load_config, load_run_config
 from ..data import EpochLoaders, build_datasets, image_channels
 from ..engine_request import FocusRequest
-from ..errors import ConfigError, RunDirError, UserError
+from ..errors import ConfigError
 from ..runtime import (
-    EXIT_OK,
-    EXIT_STOPPED,
     DistInfo,
     Run,
     Stopped,
     all_reduce_mean,
     barrier,
     default_run_dir,
+    drive,
     epoch_peak_memory,
-    fail_event,
     load_checkpoint,
     reduce_sum,
     rng_state,
@@ -491,25 +489,11 @@ def _as_tuple(x: Any) -> Any:
 def prepare(args: FocusRequest) -> tuple[Config, Path, bool]:
     """Resolve the config and run directory, or raise a UserError before any work."""
     if args.resume:
-        run_dir = rd.require_run_dir(Path(args.resume))
-        if args.preset or args.overrides:
-            raise UserError("--resume continues a run with its own config.yaml; drop --preset and --set.")
-        if rd.summarize(run_dir).kind != "focus":
-            raise RunDirError(f"{run_dir} is not a focus run; resume it with the command that started it.")
-        if not (run_dir / rd.CHECKPOINT).is_file():
-            raise RunDirError(f"{run_dir} has no {rd.CHECKPOINT} yet; start it again instead of resuming.")
-        rd.ensure_writable(run_dir)
+        run_dir = rd.resume_run_dir(args.resume, "focus", args.preset, args.overrides)
         return load_run_config(run_dir / rd.CONFIG), run_dir, True
     cfg = load_config(args.preset or FocusRequest.DEFAULT_PRESET, args.overrides)
     space_from_config(cfg)  # a bad base or space: exit 2 now
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg.preset)
-    if (run_dir / rd.EVENTS).exists() and (run_dir / rd.EVENTS).stat().st_size:
-        if rd.is_live(run_dir):
-            raise RunDirError(
-                f"{run_dir} is in use by a live engine process; stop it first or use another run directory."
-            )
-        raise RunDirError(f"{run_dir} already holds a run; use --resume {run_dir} or another --run-dir.")
-    rd.ensure_writable(run_dir)
+    run_dir = rd.check_new_run_dir(Path(args.run_dir) if args.run_dir else default_run_dir(cfg.preset))
     return cfg, run_dir, False
 
 
@@ -528,38 +512,20 @@ def run(args: FocusRequest) -> int:
         tf, _ = train_transform(cfg, "search")  # the search's light augmentation (search.augment)
         datasets = build_datasets(cfg.data, seed=cfg.focus.seed, train_transform=tf)  # a missing dataset: no run
         torch.set_float32_matmul_precision("high")
-        run = None
-        try:
-            with Run(run_dir, cfg, "focus", info, resume=resume, progress=args.progress) as run:
-                try:
-                    if info.main and not resume:
-                        space.base.save(run_dir / BASE)
-                        run.progress.line(f"run directory: {run_dir}")
-                    trainer = FocusTrainer(cfg, run, info, datasets, space)
-                    ckpt = load_checkpoint(run_dir / rd.CHECKPOINT, warn=run.warn) if resume else None
-                    trainer.train(ckpt)
-                except (Stopped, KeyboardInterrupt):
-                    run.end("stopped", "stopped by the user; resume with --resume")
-                    run.progress.line(f"stopped; resume with: dasvit focus --headless --resume {run_dir}")
-                    return EXIT_STOPPED
-                except UserError as e:
-                    run.end("failed", str(e))
-                    raise
-                except BaseException as e:
-                    fail_event(run, e)
-                    raise
-                mid = (trainer.min_flops + trainer.max_flops) / 2
-                run.emit(
-                    "run_end",
-                    status="finished",
-                    message=f"supernet and sampler in {run_dir / rd.CHECKPOINT}; specialize with: "
-                    f"dasvit specialize {run_dir} --flops {human(mid)}",
-                )
-                run.progress.line(f"finished; specialize with: dasvit specialize {run_dir} --flops {human(mid)}")
-                return EXIT_OK
-        finally:
-            if torch.distributed.is_initialized():
-                torch.distributed.destroy_process_group()
+
+        def work(run: Run) -> tuple[str, str]:
+            if info.main and not resume:
+                space.base.save(run_dir / BASE)
+                run.progress.line(f"run directory: {run_dir}")
+            trainer = FocusTrainer(cfg, run, info, datasets, space)
+            ckpt = load_checkpoint(run_dir / rd.CHECKPOINT, warn=run.warn) if resume else None
+            trainer.train(ckpt)
+            hint = f"specialize with: dasvit specialize {run_dir} --flops {human((trainer.min_flops + trainer.max_flops) / 2)}"
+            return f"supernet and sampler in {run_dir / rd.CHECKPOINT}; {hint}", f"finished; {hint}"
+
+        return drive(
+            run_dir, cfg, "focus", info, resume, args.progress, work, f"dasvit focus --headless --resume {run_dir}"
+        )
 
     return run_engine(body)
 
