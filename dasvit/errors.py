@@ -29,3 +29,7 @@ class DiskFullError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint that cannot be used: damaged (with no earlier one to fall back on) or holding pickled code."""
+
+
+class BudgetError(UserError):
+    """A FLOPs or params budget that cannot be parsed or that no architecture of the space meets."""

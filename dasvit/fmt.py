@@ -1,6 +1,10 @@
-"""How durations and sizes read, everywhere (engine progress lines, the monitor, the CLI tables). No torch."""
+"""How durations, sizes and counts read, everywhere (engine progress lines, the monitor, the CLI tables). No torch."""
 
 from __future__ import annotations
+
+import re
+
+from .errors import BudgetError
 
 
 def clock(seconds: float | None) -> str:
@@ -22,3 +26,26 @@ def human_bytes(n: float | None) -> str:
             return f"{n:.0f} {unit}" if unit in ("B", "KiB") else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+_COUNT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)(?:e([+-]?\d+))?\s*([kKmMgGtT]?)\s*$")
+_SCALE = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+
+
+def count(n: float) -> str:
+    """1400000000 → 1.4G, 900000 → 900K: a count in the form `--flops`/`--params` take (`parse_count`)."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:.0f}"
+
+
+def parse_count(text: str, option: str = "--flops") -> int:
+    """'1.4G' → 1_400_000_000, '900M', '6M', '500K', '2.5e9', '1200000'; anything else is a BudgetError."""
+    m = _COUNT.match(str(text))
+    if not m:
+        raise BudgetError(f"{option} {text!r} is not a count; write it like 1.4G, 900M, 6M or 1500000.")
+    value = float(m.group(1)) * 10 ** int(m.group(2) or 0) * _SCALE[m.group(3).lower()]
+    if value <= 0:
+        raise BudgetError(f"{option} must be positive, got {text!r}.")
+    return round(value)

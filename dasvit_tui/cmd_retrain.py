@@ -27,7 +27,10 @@ def register(app: typer.Typer) -> None:
             help="A search run directory (its genotype.json and config.yaml), a genotype.json, or vit_b16.",
         ),
         preset: Optional[str] = typer.Option(
-            None, "--preset", "-p", help="Preset name or YAML file. Default: the search run's config.yaml."
+            None,
+            "--preset",
+            "-p",
+            help="Preset name or YAML file. Default: the config.yaml of the run the source comes from.",
         ),
         overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP, metavar="KEY=VALUE"),
         run_dir: Optional[Path] = typer.Option(
@@ -47,7 +50,8 @@ def register(app: typer.Typer) -> None:
         Writes config.yaml, genotype.json, events.jsonl, checkpoint.pt (each epoch), best.pt, last.pt and
         metrics.json. Train the ViT-B/16 baseline with the same recipe to compare (see `dasvit show`).
 
-        A version-2 genotype (FocusFormer) trains at its own depth and width; data, image, patch, recipe: the preset.
+        A version-2 genotype (FocusFormer) trains at its own depth and width; data, image, patch, recipe: the
+        preset, or the FocusFormer run's config for RUN_DIR/specialized/<budget>.json.
 
         Exit codes: 0 finished, 1 failed, 2 bad input, 130 stopped (continue with --resume DIR).
 

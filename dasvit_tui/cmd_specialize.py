@@ -9,12 +9,7 @@ from typing import Optional
 import typer
 
 from dasvit.errors import UserError
-
-
-def _count(n: float) -> str:
-    from dasvit.focus.train import human
-
-    return human(n)
+from dasvit.fmt import count, parse_count
 
 
 def _short(op: str) -> str:
@@ -28,8 +23,8 @@ def print_result(result) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    budget = f"{_count(result.flops_budget)} FLOPs" + (
-        f", {_count(result.params_budget)} params" if result.params_budget is not None else ""
+    budget = f"{count(result.flops_budget)} FLOPs" + (
+        f", {count(result.params_budget)} params" if result.params_budget is not None else ""
     )
     table = Table(
         title=f"{result.method}: Pareto front of {len(result.evaluated)} architectures evaluated under {budget}"
@@ -51,8 +46,8 @@ def print_result(result) -> None:
         table.add_row(
             "*" if c is result.best else "",
             str(c.order),
-            _count(c.flops),
-            _count(c.params),
+            count(c.flops),
+            count(c.params),
             f"{c.top1:.2%}",
             f"{c.val_loss:.3f}",
             str(c.arch.depth),
@@ -65,13 +60,13 @@ def print_result(result) -> None:
         console.print(f"note: {note}")
     b = result.best
     console.print(
-        f"best: top-1 {b.top1:.2%} (inherited weights), {_count(b.flops)} FLOPs, {_count(b.params)} params, "
+        f"best: top-1 {b.top1:.2%} (inherited weights), {count(b.flops)} FLOPs, {count(b.params)} params, "
         f"found at evaluation {b.order} of {len(result.evaluated)} in {result.seconds:.1f} s"
     )
     if result.path is not None:
         console.print(
             f"wrote {result.path}  (draw it: dasvit show {result.path}; train it: "
-            f"dasvit retrain {result.path} --preset {result.preset or 'PRESET'} --headless)"
+            f"dasvit retrain {result.path} --headless)"
         )
 
 
@@ -104,11 +99,11 @@ def register(app: typer.Typer) -> None:
         genotype RUN_DIR/specialized/<budget>.json (<budget>-<method>.json for
         evolution and random) with its FLOPs, params and inherited-weight
         top-1 in its meta. Train it from scratch with: dasvit retrain
-        RUN_DIR/specialized/<budget>.json --preset P --headless
+        RUN_DIR/specialized/<budget>.json --headless (data and recipe from the run)
 
         Example: dasvit specialize runs/focus-demo-20260101-120000 --flops 420K
         """
-        from dasvit.focus.specialize import METHODS, parse_count
+        from dasvit.focus.specialize import METHODS
         from dasvit.focus.specialize import specialize as run_specialize
 
         if fmt not in ("rich", "json"):

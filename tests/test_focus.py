@@ -229,7 +229,7 @@ def test_specialize_cli_json_and_bad_budgets_exit_2(tiny_focus, monkeypatch, cap
 
 def test_budget_strings_parse():
     from dasvit.errors import UserError
-    from dasvit.focus.specialize import parse_count
+    from dasvit.fmt import parse_count
 
     assert [parse_count(s) for s in ("1.4G", "900M", "6m", "500K", "2.5e9", "1200000")] == [
         1_400_000_000,

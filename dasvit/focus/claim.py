@@ -26,10 +26,10 @@ from pathlib import Path
 from .. import rundir as rd
 from ..engine_request import FocusRequest
 from ..errors import UserError
+from ..fmt import count as human
 from ..runtime import run_engine
 from .sampler import bin_for_budget
 from .specialize import FocusRun, specialize
-from .train import human
 
 FRACTIONS = (0.25, 0.5, 0.75)
 ROWS = [

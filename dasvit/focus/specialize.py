@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import random
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,33 +29,17 @@ import torch
 from .. import rundir as rd
 from ..config import Config, load_run_config
 from ..data import EpochLoaders, build_datasets, image_channels
-from ..errors import RunDirError, UserError
+from ..errors import BudgetError, RunDirError, UserError
+from ..fmt import count as human
 from ..genotype import arch_genotype
 from ..runtime import DistInfo, load_checkpoint
 from .sampler import ArchSampler, bin_for_budget
+from .scoring import CostTable, EvalBatches, eval_batch, evaluate_arch
 from .space import Arch, FocusSpace, space_from_config
 from .supernet import FocusSupernet
-from .train import CostTable, EvalBatches, eval_batch, evaluate_arch, human
 
 METHODS = ("sampler", "evolution", "random")
 SPECIALIZED = "specialized"
-_COUNT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)(?:e([+-]?\d+))?\s*([kKmMgGtT]?)\s*$")
-_SCALE = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
-
-
-class BudgetError(UserError):
-    """A budget that cannot be parsed or that no architecture of the space meets."""
-
-
-def parse_count(text: str, option: str = "--flops") -> int:
-    """'1.4G' → 1_400_000_000, '900M', '6M', '500K', '2.5e9', '1200000'; anything else is a BudgetError."""
-    m = _COUNT.match(str(text))
-    if not m:
-        raise BudgetError(f"{option} {text!r} is not a count; write it like 1.4G, 900M, 6M or 1500000.")
-    value = float(m.group(1)) * 10 ** int(m.group(2) or 0) * _SCALE[m.group(3).lower()]
-    if value <= 0:
-        raise BudgetError(f"{option} must be positive, got {text!r}.")
-    return round(value)
 
 
 @dataclass

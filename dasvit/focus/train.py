@@ -35,6 +35,7 @@ from ..config import Config, load_config, load_run_config
 from ..data import EpochLoaders, build_datasets, image_channels
 from ..engine_request import FocusRequest
 from ..errors import ConfigError
+from ..fmt import count as human
 from ..runtime import (
     DistInfo,
     Run,
@@ -52,62 +53,13 @@ from ..runtime import (
     set_rng_state,
     setup_distributed,
 )
-from ..training import autocast, cross_entropy, evaluate, mix_seed, warmup_cosine, weight_step
-from .cost import arch_cost
+from ..training import autocast, cross_entropy, mix_seed, warmup_cosine, weight_step
 from .sampler import ArchSampler, budget_edges, pareto_ranks, reinforce_loss
+from .scoring import CostTable, EvalBatches, eval_batch, evaluate_arch
 from .space import BASE, Arch, FocusSpace, space_from_config
 from .supernet import FocusSupernet
 
 REPORT_DRAWS = 32  # architectures drawn per bin for the sampler's state in each epoch event
-
-# ---------------------------------------------------------------------------------------------
-# costs and evaluation
-
-
-class CostTable:
-    """(FLOPs, params) of architectures at one input size, memoised."""
-
-    def __init__(self, space: FocusSpace, image_size: int, patch_size: int, num_classes: int, in_chans: int):
-        self.space = space
-        self.args = (image_size, patch_size, num_classes, in_chans)
-        self._memo: dict[Arch, tuple[int, int]] = {}
-
-    def __call__(self, arch: Arch) -> tuple[int, int]:
-        hit = self._memo.get(arch)
-        if hit is None:
-            hit = self._memo[arch] = arch_cost(self.space, arch, *self.args)
-        return hit
-
-    def flops(self, arch: Arch) -> int:
-        return self(arch)[0]
-
-
-def eval_batch(batch_size: int) -> int:
-    """Evaluation batches: at least 256 images (no backward pass; fewer, larger steps)."""
-    return max(batch_size, 256)
-
-
-class EvalBatches:
-    """The validation split in batches, read once and kept in memory when small (under `limit` bytes): an
-    architecture's evaluation then costs its forward passes only, which matters when specialization
-    evaluates hundreds. Larger splits are read afresh each time."""
-
-    def __init__(self, loaders: EpochLoaders, limit: int = 1 << 30):
-        self.loaders = loaders
-        x0 = loaders.dataset[0][0]
-        small = len(loaders.dataset) * x0.numel() * x0.element_size() <= limit
-        self.cached = list(loaders.epoch(0)) if small else None
-
-    def __iter__(self):
-        return iter(self.cached if self.cached is not None else self.loaders.epoch(0))
-
-
-def evaluate_arch(net: FocusSupernet, arch: Arch, batches, info: DistInfo, max_batches: int = 0) -> tuple[float, float]:
-    """(loss, top-1) of one architecture with inherited weights over `batches` (all of them when
-    `max_batches` is 0), summed over ranks: the shared `training.evaluate` with the arch in the forward."""
-    m = evaluate(net, batches, info, args=(arch,), max_batches=max_batches)
-    return m["val_loss"], m["top1"]
-
 
 # ---------------------------------------------------------------------------------------------
 # the trainer
@@ -528,14 +480,6 @@ def run(args: FocusRequest) -> int:
         )
 
     return run_engine(body)
-
-
-def human(n: float) -> str:
-    """1400000000 → 1.4G, 900000 → 900K: a count in the form `--flops` takes."""
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.3g}{unit}"
-    return f"{n:.0f}"
 
 
 if __name__ == "__main__":
