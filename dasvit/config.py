@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +17,7 @@ import yaml
 
 from .errors import ConfigError
 from .opspec import parse_op
+from .typed_data import build, merge
 
 # presets/ at the top of the repository is the source; dasvit/presets links to it and ships in the package
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
@@ -264,86 +263,6 @@ class Config:
 
 
 # ---------------------------------------------------------------------------------------------
-# building typed config from plain data
-
-
-def _yaml_word(value: Any) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return " | ".join(_yaml_word(a) for a in typing.get_args(tp))
-    if origin is list:
-        (inner,) = typing.get_args(tp)
-        return "a list of mappings" if dataclasses.is_dataclass(inner) else f"a list of {_type_name(inner)}"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check `value` against the annotation `tp`; return it converted (int→float, dict→dataclass)."""
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a mapping, got {value!r}.")
-        return _build(tp, value, key)
-    if origin is Literal:
-        allowed = typing.get_args(tp)
-        if not any(value == a and type(value) is type(a) for a in allowed):
-            raise ConfigError(f"{key} must be one of {', '.join(map(_yaml_word, allowed))}; got {value!r}.")
-        return value
-    if origin is list:
-        (inner,) = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}.")
-        return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin in (typing.Union, types.UnionType):
-        raise TypeError(f"unsupported annotation {tp} for {key}")
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key} must be true or false, got {value!r}.")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key} must be an integer, got {value!r}.")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key} must be a number, got {value!r}.")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{key} must be a string, got {value!r}.")
-        return str(value)
-    raise TypeError(f"unsupported annotation {tp} for {key}")
-
-
-def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for k, v in data.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        if k not in hints:
-            raise ConfigError(f"unknown config key {key!r}; allowed here: {', '.join(names)}.")
-        kwargs[k] = _coerce(v, hints[k], key)
-    return cls(**kwargs)
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = v
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
 # presets and overrides
 
 
@@ -428,16 +347,16 @@ def load_config(preset: str | None = None, overrides: list[str] | tuple[str, ...
         data = _migrate(_read_yaml(path))
         name = data.pop("preset", None) or path.stem
     for o in overrides:
-        data = _merge(data, _migrate(parse_override(o)))
+        data = merge(data, _migrate(parse_override(o)))
     data.setdefault("preset", name)
-    cfg = _build(Config, data)
+    cfg = build(Config, data)
     validate(cfg)
     return cfg
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
     """Rebuild a config written by `Config.to_dict` (a run directory's config.yaml)."""
-    cfg = _build(Config, _migrate(data))
+    cfg = build(Config, _migrate(data))
     validate(cfg)
     return cfg
 
