@@ -39,6 +39,8 @@ CHECKPOINT_PREV = "checkpoint.prev.pt"
 GENOTYPE = "genotype.json"
 LOCK = ".lock"
 ENGINE_LOG = "engine.log"
+BASE_GENOTYPE = "base-genotype.json"  # a focus run's base cell, the one its space sizes
+SPECIALIZED = "specialized"  # a focus run's specialized/<budget>.json: `dasvit specialize`'s answers
 METRICS = "metrics.json"  # a finished retrain: top-1/top-5 of BEST, params, FLOPs, images/s
 BEST, LAST = "best.pt", "last.pt"  # a retrain's weights: the best epoch's and the last epoch's
 
@@ -406,8 +408,15 @@ def config_dir_for(source: str | Path) -> Path | None:
     p = Path(source)
     if not p.exists():
         return None
-    dirs = (p, p.parent) + ((p.parent.parent,) if p.parent.name == "specialized" else ())
-    for d in dirs:
+    for d in (p, p.parent):
         if d.is_dir() and (d / CONFIG).is_file():
             return d
+    return specialized_run(p)
+
+
+def specialized_run(genotype_file: str | Path) -> Path | None:
+    """The focus run of a genotype `dasvit specialize` wrote, RUN_DIR/specialized/<budget>.json; else None."""
+    folder = Path(genotype_file).parent
+    if folder.name == SPECIALIZED and (folder.parent / CONFIG).is_file():
+        return folder.parent
     return None

@@ -18,7 +18,7 @@ from textual import work
 from textual.app import App
 
 from dasvit import rundir as rd
-from dasvit.engine_request import request_for_preset
+from dasvit.engine_request import RetrainRequest, request_for_preset
 from dasvit.errors import UserError
 
 from . import launch
@@ -96,14 +96,16 @@ class DasvitApp(App[str | None]):
         )
         self._launch(lambda: launch.start_engine(request.resolved(self.runs_root)))
 
-    def start_retrain(self, search_dir: Path) -> None:
-        retrain_dir = Path(search_dir) / "retrain"
-        if rd.is_run_dir(retrain_dir) or rd.is_live(retrain_dir):
-            self.notify("This search has a retrain already; showing it.", timeout=4)
-            self.open_run(retrain_dir)
+    def start_retrain(self, source: Path) -> None:
+        """Retrain a finished search's cell (into SEARCH/retrain) or a specialized genotype (into
+        FOCUS/specialized/<budget>-retrain); one that has its retrain already is shown instead."""
+        request = RetrainRequest(str(source)).resolved(self.runs_root)
+        if rd.is_run_dir(request.run_dir) or rd.is_live(request.run_dir):
+            self.notify("This has a retrain already; showing it.", timeout=4)
+            self.open_run(request.run_dir)
             return
         self.notify("starting the retrain…", timeout=3)
-        self._launch(lambda: launch.start_retrain(search_dir))
+        self._launch(lambda: launch.start_engine(request))
 
     @work(thread=True, group="launch")
     def _launch(self, start: Callable[[], launch.Launched]) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
@@ -70,6 +72,38 @@ def print_result(result) -> None:
         )
 
 
+def json_progress(samples: int) -> Callable:
+    """One JSON line on stderr per evaluation (what the TUI's specialize dialog reads):
+    {"evaluated": n, "samples": N, "flops": …, "top1": …, "best_top1": …, "best_flops": …}."""
+    best: list = []
+
+    def on_eval(c) -> None:
+        if not best or c.top1 > best[0].top1:
+            best[:] = [c]
+        line = {"evaluated": c.order, "samples": samples, "flops": c.flops, "top1": c.top1}
+        line |= {"best_top1": best[0].top1, "best_flops": best[0].flops}
+        print(json.dumps(line), file=sys.stderr, flush=True)
+
+    return on_eval
+
+
+def run_with_bar(samples: int, run: Callable[[Callable | None], object]):
+    """`run(on_eval)` with a progress bar on stderr (gone when it ends)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    best = [-1.0]
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("loading the supernet and the validation split", total=samples)
+
+        def on_eval(c) -> None:
+            best[0] = max(best[0], c.top1)
+            bar.update(task, completed=c.order, description=f"evaluating (best top-1 {best[0]:.2%})")
+
+        return run(on_eval)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def specialize(
@@ -90,6 +124,11 @@ def register(app: typer.Typer) -> None:
         ),
         seed: int = typer.Option(0, "--seed", help="Seed of the draws."),
         fmt: str = typer.Option("rich", "--format", help="rich (a table) or json (for scripts)."),
+        progress: bool = typer.Option(
+            True,
+            "--progress/--no-progress",
+            help="Show the evaluations as they go, on stderr: a bar, or one JSON line each with --format json.",
+        ),
     ) -> None:
         """Find the most accurate architecture of a focus run under a budget.
 
@@ -99,7 +138,8 @@ def register(app: typer.Typer) -> None:
         genotype RUN_DIR/specialized/<budget>.json (<budget>-<method>.json for
         evolution and random) with its FLOPs, params and inherited-weight
         top-1 in its meta. Train it from scratch with: dasvit retrain
-        RUN_DIR/specialized/<budget>.json --headless (data and recipe from the run)
+        RUN_DIR/specialized/<budget>.json --headless (data and recipe from the
+        run; it trains into RUN_DIR/specialized/<budget>-retrain).
 
         Example: dasvit specialize runs/focus-demo-20260101-120000 --flops 420K
         """
@@ -112,7 +152,18 @@ def register(app: typer.Typer) -> None:
             raise UserError(f"--method must be one of {', '.join(METHODS)}, got {method!r}.")
         budget = parse_count(flops, "--flops")
         param_budget = parse_count(params, "--params") if params is not None else None
-        result = run_specialize(run_dir, budget, param_budget, samples=samples, method=method, seed=seed)
+
+        def run(on_eval):
+            return run_specialize(
+                run_dir, budget, param_budget, samples=samples, method=method, seed=seed, on_eval=on_eval
+            )
+
+        if not progress:
+            result = run(None)
+        elif fmt == "json":
+            result = run(json_progress(samples))
+        else:
+            result = run_with_bar(samples, run)
         if fmt == "json":
             typer.echo(json.dumps(result.to_json(), indent=2))
         else:

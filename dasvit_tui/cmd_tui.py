@@ -107,7 +107,8 @@ def register(app: typer.Typer) -> None:
         the terminal.
 
         dasvit tui --preset demo   starts a search and opens its monitor.
-        dasvit tui --preset focus-demo   starts a FocusFormer training (a preset with a focus: section).
+        dasvit tui --preset focus-demo   starts a FocusFormer training (a preset with a focus: section);
+        in its monitor, b specializes it for a FLOPs budget and r there retrains the result.
         dasvit tui RUN_DIR         re-attaches to a running or finished run.
         dasvit tui                 lists every run under runs/.
         """

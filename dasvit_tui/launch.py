@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dasvit import rundir as rd
-from dasvit.engine_request import EngineRequest, RetrainRequest, SearchRequest
+from dasvit.engine_request import EngineRequest, SearchRequest
 from dasvit.errors import RunDirError
 
 
@@ -90,10 +90,3 @@ def start_search(
     """A new detached search (default run directory: ROOT/<preset>-<time>)."""
     request = SearchRequest(preset, list(overrides), run_dir, approve=approve)
     return start_engine(request.resolved(root))
-
-
-def start_retrain(
-    source: Path | str, run_dir: Path | None = None, preset: str | None = None, overrides: list[str] = ()
-) -> Launched:
-    """Retrain the genotype of a finished search (or a genotype file) into run_dir (default SOURCE/retrain)."""
-    return start_engine(RetrainRequest(str(source), preset, list(overrides), run_dir).resolved())

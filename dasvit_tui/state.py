@@ -15,6 +15,17 @@ from typing import Any
 from dasvit.rundir import RunStatus
 
 
+def run_name(path: Path) -> str:
+    """How a run (or a genotype file it wrote) is named on screen: its directory's name, with the run it
+    belongs to for a search's retrain (SEARCH/retrain) and for what `dasvit specialize` wrote
+    (FOCUS/specialized/<budget>.json, FOCUS/specialized/<budget>-retrain)."""
+    path = Path(path)
+    p = path.parent if path.suffix == ".json" and path.parent.name != "specialized" else path
+    if p.parent.name == "specialized":
+        return f"{p.parent.parent.name}/specialized/{p.name}"
+    return f"{p.parent.name}/{p.name}" if p.name == "retrain" else p.name
+
+
 @dataclass
 class RunState(RunStatus):
     """A run as the monitor sees it: the shared `RunStatus` fold (kind, config, proposal, end, status)
@@ -33,8 +44,7 @@ class RunState(RunStatus):
 
     @property
     def name(self) -> str:
-        p = self.run_dir
-        return f"{p.parent.name}/{p.name}" if p.name == "retrain" else p.name
+        return run_name(self.run_dir)
 
     def apply(self, ev: dict[str, Any]) -> None:
         super().apply(ev)

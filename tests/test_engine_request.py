@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,14 @@ def test_a_focus_request_checks_its_space_before_any_directory(tmp_path):
     with pytest.raises(GenotypeError):
         FocusRequest("focus-demo", ["focus.base=no/such/cell.json"]).resolved(tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_specialized_genotype_retrains_next_to_it_by_default(tmp_path):
+    """`dasvit retrain RUN/specialized/423K.json` (and `r` in the TUI's specialize dialog) trains into
+    RUN/specialized/423K-retrain, with the focus run it came from; any other genotype file into runs/."""
+    run = shutil.copytree(Path(__file__).parent / "recorded_focus_run", tmp_path / "focus-run")
+    genotype = run / "specialized" / "423K.json"
+    assert RetrainRequest(str(genotype)).resolved(tmp_path / "runs").run_dir == run / "specialized" / "423K-retrain"
+    loose = tmp_path / "423K.json"
+    shutil.copy(genotype, loose)
+    assert RetrainRequest(str(loose)).resolved(tmp_path / "runs").run_dir.parent == tmp_path / "runs"

@@ -1,11 +1,14 @@
 """FocusFormer runs in the TUI: the monitor at 80x24 on a recorded focus-demo run (tests/recorded_focus_run,
-recorded by the real engine: `dasvit focus --headless --preset focus-demo`), the state it folds, and
-starting one from a preset as `dasvit tui --preset focus-demo` and the runs screen's `n` do.
+recorded by the real engine: `dasvit focus --headless --preset focus-demo`, and its
+specialized/423K.json by `dasvit specialize` on that run), the state it folds, starting one from a preset as
+`dasvit tui --preset focus-demo` and the runs screen's `n` do, leaving and re-attaching, and specializing
+from the monitor's dialog (a real `dasvit specialize` on a real tiny run) then retraining what it found.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import shutil
 import time
@@ -15,15 +18,19 @@ import pytest
 
 from dasvit import rundir as rd
 from dasvit.engine_request import FocusRequest, SearchRequest, preset_engine, request_for_preset
+from dasvit.fmt import count
 from dasvit_tui import launch
 from dasvit_tui.app import DasvitApp
 from dasvit_tui.screens.focus_monitor import FocusMonitorScreen, pareto_data
+from dasvit_tui.screens.genotype import GenotypeScreen
 from dasvit_tui.screens.monitor import MonitorScreen
 from dasvit_tui.screens.runs import RunsScreen
+from dasvit_tui.screens.specialize import Budget, SpecializeJob, SpecializeScreen
 from dasvit_tui.state import RunState
 from dasvit_tui.widgets.pareto import pareto_front, sampler_table
 
 RECORDED = Path(__file__).parent / "recorded_focus_run"
+ANSWER = Path(__file__).parent / "fixtures" / "specialize-423K-answer.json"  # its `dasvit specialize --format json`
 SIZE = (80, 24)
 TINY = ["data.synthetic_train=64", "data.synthetic_val=32", "focus.epochs=2", "focus.warmup_epochs=1"]
 
@@ -105,11 +112,12 @@ def test_a_focus_run_opens_the_focus_monitor_with_what_the_sampler_did(run):
             table = screen.query_one("#sampler")
             assert table.content_size.height == len(screen.state.sampler_bins) + 1  # a line per bin, all shown
             sampler = table.render().plain
-            hidden = [screen.check_action(a, ()) for a in ("prune", "genotype", "retrain")]
-            return screen.state, sampler, hidden
+            hidden = [screen.check_action(a, ()) for a in ("prune", "retrain")]
+            offered = [screen.check_action(a, ()) for a in ("specialize", "genotype")]
+            return screen.state, sampler, hidden, offered
 
-    state, sampler, hidden = asyncio.run(scenario())
-    assert hidden == [False, False, False]  # a search's keys are not offered
+    state, sampler, hidden, offered = asyncio.run(scenario())
+    assert hidden == [False, False] and offered == [True, True]  # a search's keys are not offered, its own are
     assert state.kind == "focus" and len(state.epochs) == len([e for e in recorded_events() if e["type"] == "epoch"])
     for b in state.sampler_bins:  # every bin's fraction within budget is in the table
         assert f"{b['feasible']:.0%}" in sampler
@@ -180,3 +188,163 @@ def test_the_recorded_run_is_a_real_focus_demo_run():
     assert events[0]["type"] == "run_start" and events[0]["kind"] == "focus"
     assert events[0]["preset"] == "focus-demo" and events[-1]["status"] == "finished"
     assert json.loads((RECORDED / "base-genotype.json").read_text())
+
+
+# -- leaving and coming back -----------------------------------------------------------------------
+def test_closing_the_tui_leaves_a_focus_run_going_and_reattaching_shows_its_history(tmp_path):
+    long = TINY + ["focus.epochs=200", "focus.lr_warmup_epochs=1"]
+    launched = launch.start_engine(request_for_preset("focus-demo", long).resolved(tmp_path / "runs"))
+
+    async def watch(until_epochs: int) -> RunState:
+        app = DasvitApp(run_dir=launched.run_dir, process=launched.process, kind="focus")
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, FocusMonitorScreen))
+            await until(pilot, lambda: len(app.screen.state.epochs) >= until_epochs, timeout=90)
+            await pilot.press("q")  # leave: the run goes on
+        return app.screen.state if app.screen_stack else None
+
+    try:
+        asyncio.run(watch(1))
+        seen = sum(e["type"] == "epoch" for e in rd.read_events(launched.run_dir)[0])
+        deadline = time.monotonic() + 60
+        while sum(e["type"] == "epoch" for e in rd.read_events(launched.run_dir)[0]) <= seen:
+            assert launched.process.poll() is None, "the focus engine ended with the app"
+            assert time.monotonic() < deadline, "no epoch written after the app closed"
+            time.sleep(0.2)
+        assert rd.is_live(launched.run_dir)
+
+        async def reattach():  # `dasvit tui RUN_DIR`: no process handle, the kind read from the run
+            app = DasvitApp(run_dir=launched.run_dir)
+            async with app.run_test(size=SIZE) as pilot:
+                await caught_up(pilot)
+                return type(app.screen), app.screen.state, app.screen.query_one("#sampler").render().plain
+
+        screen, state, sampler = asyncio.run(reattach())
+        written = [e for e in rd.read_events(launched.run_dir)[0] if e["type"] == "epoch"]
+        assert screen is FocusMonitorScreen and state.live
+        assert len(state.epochs) >= seen + 1 and [e["epoch"] for e in state.epochs] == list(
+            range(1, len(state.epochs) + 1)
+        )  # the whole history, from the first epoch, not only what came after re-attaching
+        assert len(written) >= len(state.epochs)
+        assert all(f"{b['feasible']:.0%}" in sampler for b in state.sampler_bins)
+    finally:
+        if launched.process.poll() is None:
+            rd.write_control(launched.run_dir, {"type": "stop"})
+        assert launched.process.wait(timeout=60) in (0, 130)
+
+
+# -- specializing from the monitor -----------------------------------------------------------------
+def text_of(static) -> str:
+    """What a Static shows, as plain text at its width."""
+    from rich.console import Console
+
+    console = Console(width=static.content_size.width, record=True, file=io.StringIO())
+    console.print(static.content)
+    return console.export_text()
+
+
+def recorded_job(run: Path) -> SpecializeJob:
+    """The dialog's job as `dasvit specialize RUN --flops 423K --format json` left it on the recorded run."""
+    answer = json.loads(ANSWER.read_text())
+    answer["genotype"] = str(run / "specialized" / "423K.json")
+    return SpecializeJob(run, Budget(423_000, None, "423K"), evaluated=100, result=answer, started=0.0, ended=5.0)
+
+
+def test_specialize_dialog(snap_compare, run):
+    async def open_dialog(pilot) -> None:
+        await caught_up(pilot)
+        pilot.app.screen.specialize_job = recorded_job(run)  # b again: the dialog shows the last answer
+        await pilot.press("b")
+        await until(pilot, lambda: isinstance(pilot.app.screen, SpecializeScreen))
+        await pilot.pause(0.4)
+
+    assert snap_compare(DasvitApp(run_dir=run), terminal_size=SIZE, run_before=open_dialog)
+
+
+def test_specialize_dialog_refuses_a_bad_budget_in_one_sentence(snap_compare, run):
+    async def type_bad_budget(pilot) -> None:
+        await caught_up(pilot)
+        await pilot.press("b")
+        await until(pilot, lambda: isinstance(pilot.app.screen, SpecializeScreen))
+        await pilot.press("1", "0", "K", "enter")
+        await pilot.pause(0.3)
+
+    assert snap_compare(DasvitApp(run_dir=run), terminal_size=SIZE, run_before=type_bad_budget)
+
+
+def test_v2_genotype_screen(snap_compare, run):
+    async def open_genotype(pilot) -> None:
+        await caught_up(pilot)
+        await pilot.press("g")  # the newest specialized architecture: specialized/423K.json
+        await until(pilot, lambda: isinstance(pilot.app.screen, GenotypeScreen))
+        await until(pilot, lambda: pilot.app.screen.stats is not None, timeout=90)  # dasvit show measured it
+        await pilot.pause(0.2)
+
+    assert snap_compare(DasvitApp(run_dir=run), terminal_size=SIZE, run_before=open_genotype)
+
+
+@pytest.fixture(scope="module")
+def tiny_focus_run(tmp_path_factory) -> Path:
+    """A real focus-demo training, shrunk to seconds, with its checkpoint: something to specialize."""
+    from dasvit.focus.train import main as focus_main
+
+    run_dir = tmp_path_factory.mktemp("focus") / "runs" / "tiny-focus"
+    sets = [a for o in TINY for a in ("--set", o)]
+    assert focus_main(["--preset", "focus-demo", "--run-dir", str(run_dir), "--no-progress", *sets]) == 0
+    return run_dir
+
+
+def test_typing_a_budget_specializes_the_run_and_shows_what_the_engine_wrote(tiny_focus_run):
+    space = next(e for e in rd.read_events(tiny_focus_run)[0] if e["type"] == "space")
+    mid = count(space["budgets"][1])  # a mid budget, as typed: "423K"
+
+    async def scenario():
+        app = DasvitApp(run_dir=tiny_focus_run)
+        async with app.run_test(size=SIZE) as pilot:
+            await caught_up(pilot)
+            monitor = app.screen
+            await pilot.press("b")
+            await until(pilot, lambda: isinstance(app.screen, SpecializeScreen))
+            dialog = app.screen
+            await pilot.press(*"1.4Q", "enter")  # not a count: one sentence, nothing started
+            refused = str(dialog.query_one("#spec-status").render())
+            assert monitor.specialize_job is None
+            await pilot.press(*["backspace"] * 4, *"10", "enter")  # below the smallest architecture
+            too_small = str(dialog.query_one("#spec-status").render())
+            assert monitor.specialize_job is None
+            await pilot.press(*["backspace"] * 2, *mid, "enter")
+            await until(pilot, lambda: monitor.specialize_job is not None and not monitor.specialize_job.running, 120)
+            await pilot.pause(0.5)
+            job = monitor.specialize_job
+            shown = text_of(dialog.query_one("#spec-answer"))
+            status = str(dialog.query_one("#spec-status").render())
+            await pilot.press("r")  # retrain it: the retrain monitor opens on a detached retrain
+            await until(pilot, lambda: isinstance(app.screen, MonitorScreen) and app.screen is not monitor, 60)
+            return refused, too_small, job, shown, status, app.screen.run_dir, app.launched
+
+    refused, too_small, job, shown, status, retrain_dir, launched = asyncio.run(scenario())
+    try:
+        assert refused == "the FLOPs budget '1.4Q' is not a count; write it like 1.4G, 900M, 6M or 1500000."
+        assert too_small.startswith("10 FLOPs is below the smallest architecture of this space (")
+        assert job.error is None and job.evaluated == job.samples == 100, status
+        path = tiny_focus_run / "specialized" / f"{mid}.json"
+        assert job.genotype_path == path and path.is_file()
+        written = json.loads(path.read_text())
+        meta = written["meta"]
+        assert meta["flops"] <= space["budgets"][1] and meta["flops_budget"] == int(job.budget.flops)
+        for figure in (count(meta["flops"]), count(meta["params"]), f"top-1 {meta['top1_inherited']:.2%}"):
+            assert figure in shown, figure
+        assert f"depth {written['depth']}, embed dim {written['embed_dim']}" in shown
+        rows = [ln.split() for ln in shown.splitlines() if ln.split()[:1] and ln.split()[0].isdigit()]
+        sized = [i for i, op in enumerate(written["layers"][0]) if op.startswith(("msa_", "mlp_"))]
+        assert rows == [  # one row per layer: its number, width, then each msa's heads and each mlp's ratio
+            [str(k + 1), str(written["embed_dim"])] + [layer[i].split("_", 1)[1] for i in sized]
+            for k, layer in enumerate(written["layers"])
+        ]
+        (retrain,) = launched
+        assert retrain.kind == "retrain" and retrain_dir == retrain.run_dir == path.with_name(f"{mid}-retrain")
+        assert str(path) in retrain.process.args
+    finally:
+        for r in launched:
+            r.process.terminate()
+            r.process.wait(timeout=30)

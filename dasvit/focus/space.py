@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import rundir as rd
 from ..config import Config
 from ..errors import ConfigError, GenotypeError
 from ..genotype import Genotype, load_genotype
 from ..opspec import parse_op
-
-BASE = "base-genotype.json"  # the base cell, copied into a focus run directory at its start
 
 
 @dataclass(frozen=True)
@@ -224,10 +223,10 @@ class FocusSpace:
 
 def space_from_config(cfg: Config, run_dir: Path | None = None) -> FocusSpace:
     """The elastic space `cfg.focus` describes. `focus.base` is a built-in (vit_b16), a genotype.json or a
-    DASViT run directory; a focus run directory keeps its own copy of the base cell (`BASE`), used when given."""
+    DASViT run directory; a focus run directory keeps its own copy of the base cell (`rundir.BASE_GENOTYPE`), used when given."""
     f = cfg.focus
-    if run_dir is not None and (Path(run_dir) / BASE).is_file():
-        base = load_base(Path(run_dir) / BASE)
+    if run_dir is not None and (Path(run_dir) / rd.BASE_GENOTYPE).is_file():
+        base = load_base(Path(run_dir) / rd.BASE_GENOTYPE)
     else:
         base = load_base(f.base)
     return FocusSpace(base, list(f.embed_dims), list(f.depths), list(f.heads), list(f.mlp_ratios), f.head_dim)

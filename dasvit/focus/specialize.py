@@ -39,7 +39,6 @@ from .space import Arch, FocusSpace, space_from_config
 from .supernet import FocusSupernet
 
 METHODS = ("sampler", "evolution", "random")
-SPECIALIZED = "specialized"
 
 
 @dataclass
@@ -323,7 +322,7 @@ def specialize(
     )
     if write:
         name = budget_label(flops, params) + ("" if method == "sampler" else f"-{method}") + ".json"
-        path = run.dir / SPECIALIZED / name
+        path = run.dir / rd.SPECIALIZED / name
         meta = {
             "dataset": run.cfg.data.name,
             "run": str(run.dir),

@@ -56,7 +56,7 @@ from ..runtime import (
 from ..training import autocast, cross_entropy, mix_seed, warmup_cosine, weight_step
 from .sampler import ArchSampler, budget_edges, pareto_ranks, reinforce_loss
 from .scoring import CostTable, EvalBatches, eval_batch, evaluate_arch
-from .space import BASE, Arch, FocusSpace, space_from_config
+from .space import Arch, FocusSpace, space_from_config
 from .supernet import FocusSupernet
 
 REPORT_DRAWS = 32  # architectures drawn per bin for the sampler's state in each epoch event
@@ -467,7 +467,7 @@ def run(args: FocusRequest) -> int:
 
         def work(run: Run) -> tuple[str, str]:
             if info.main and not resume:
-                space.base.save(run_dir / BASE)
+                space.base.save(run_dir / rd.BASE_GENOTYPE)
                 run.progress.line(f"run directory: {run_dir}")
             trainer = FocusTrainer(cfg, run, info, datasets, space)
             ckpt = load_checkpoint(run_dir / rd.CHECKPOINT, warn=run.warn) if resume else None

@@ -12,12 +12,15 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Static
 
+from dasvit import rundir as rd
+
 from ..widgets.charts import ChartData, LineChart, Series
 from ..widgets.header import RunHeader
 from ..widgets.log import EngineLog
 from ..widgets.pareto import ParetoData, ParetoPlot, SamplerTable
 from ..widgets.system import SystemPanel
 from .monitor import TRAIN, VAL, MonitorScreen, _values
+from .specialize import SpecializeJob, SpecializeScreen
 
 
 def pareto_data(state) -> ParetoData:
@@ -33,9 +36,17 @@ def pareto_data(state) -> ParetoData:
 
 
 class FocusMonitorScreen(MonitorScreen):
-    """Header, loss and accuracy charts, Pareto scatter, sampler table, system panel and log of a focus run."""
+    """Header, loss and accuracy charts, Pareto scatter, sampler table, system panel and log of a focus run;
+    `b` specializes it for a budget, `g` draws what was specialized."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.specialize_job: SpecializeJob | None = None  # the dialog's, kept here: it outlives the dialog
+        self._job_told: SpecializeJob | None = None
 
     BINDINGS = [
+        Binding("b", "specialize", "Specialize…"),
+        Binding("g", "genotype", "Genotype"),
         Binding("s", "stop", "Stop"),
         Binding("escape", "back", "Back"),
         Binding("q", "leave", "Leave"),
@@ -88,4 +99,36 @@ class FocusMonitorScreen(MonitorScreen):
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action == "stop":
             return True if self.state.live else None
-        return action not in ("prune", "genotype", "retrain")  # a search's keys: hidden here
+        return action not in ("prune", "retrain")  # a search's keys: hidden here
+
+    # -- specializing ----------------------------------------------------------------------------
+    def _tick(self) -> None:
+        super()._tick()
+        job = self.specialize_job
+        if job is not None and not job.running and job is not self._job_told:
+            self._job_told = job
+            if not isinstance(self.app.screen, SpecializeScreen):  # the dialog shows it itself
+                if job.error:
+                    self.notify(f"specialize {job.budget.text}: {job.error}", severity="error", timeout=8)
+                else:
+                    self.notify(f"specialized for {job.budget.text} FLOPs: b shows it, r there retrains it.", timeout=8)
+
+    def action_specialize(self) -> None:
+        self.app.push_screen(SpecializeScreen(self))
+
+    def action_genotype(self) -> None:
+        """The newest specialized architecture (a version-2 genotype); the base cell before there is one."""
+        from .genotype import GenotypeScreen
+
+        job = self.specialize_job
+        newest = job.genotype_path if job is not None else None
+        if newest is None:
+            found = sorted((self.run_dir / rd.SPECIALIZED).glob("*.json"), key=lambda p: p.stat().st_mtime)
+            newest = found[-1] if found else None
+        if newest is not None:
+            self.app.push_screen(GenotypeScreen(newest, title="specialized architecture"))
+        elif (self.run_dir / rd.BASE_GENOTYPE).is_file():
+            self.notify("Nothing specialized yet (b does it); this is the base cell the space sizes.", timeout=5)
+            self.app.push_screen(GenotypeScreen(self.run_dir / rd.BASE_GENOTYPE, title="base cell"))
+        else:
+            self.notify("No genotype yet: the base cell is written when the run starts.", timeout=4)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rich.console import RenderableType
+from rich.console import Group, RenderableType
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -20,6 +20,8 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
+
+from ..state import run_name
 
 SHOW_TIMEOUT = 180
 
@@ -53,6 +55,10 @@ def format_stats(data: dict[str, Any]) -> Text:
         if isinstance(data.get(key), (int, float)):
             out.append(f"{label} ", style="bold")
             out.append(f"{human(data[key])}   ")
+    top1 = (data.get("meta") or {}).get("top1_inherited")
+    if isinstance(top1, (int, float)):  # a specialized architecture, scored with the supernet's weights
+        out.append("top-1 ", style="bold")
+        out.append(f"{top1:.2%} (inherited)   ")
     sizes = [
         f"{label} {data[k]}"
         for k, label in (("depth", "depth"), ("embed_dim", "width"), ("image_size", "image"))
@@ -63,20 +69,27 @@ def format_stats(data: dict[str, Any]) -> Text:
     return out or Text("dasvit show gave no params or FLOPs.", style="yellow")
 
 
+def load_target(target: Path) -> dict[str, Any]:
+    """The genotype JSON of a genotype file, or of a run directory's genotype.json."""
+    path = target / "genotype.json" if target.is_dir() else target
+    return json.loads(path.read_text())
+
+
 class GenotypeScreen(Screen):
+    """A genotype and what it costs. `target` is what `dasvit show` measures (a genotype file or a run
+    directory); `genotype` its JSON when the caller has it (a search's event), else read from `target`."""
+
     BINDINGS = [Binding("escape,g,q", "app.pop_screen", "Back")]
 
-    def __init__(self, run_dir: Path, genotype: dict[str, Any] | None, stage: Any = None, final: bool = True) -> None:
+    def __init__(self, target: Path, genotype: dict[str, Any] | None = None, title: str = "genotype") -> None:
         super().__init__()
-        self.run_dir = Path(run_dir)
+        self.target = Path(target)
         self.genotype = genotype
-        self.stage = stage
-        self.final = final
+        self.title_text = title
         self.stats: dict[str, Any] | None = None  # set once `dasvit show` answered
 
     def compose(self) -> ComposeResult:
-        which = "final genotype" if self.final or self.stage is None else f"genotype after stage {self.stage}"
-        yield Static(Text.assemble((self.run_dir.name, "bold"), f" · {which}"), id="genotype-title")
+        yield Static(Text.assemble((run_name(self.target), "bold"), f" · {self.title_text}"), id="genotype-title")
         with VerticalScroll(id="cell-scroll"):
             yield Static(Text("drawing the cell…", style="dim"), id="cell")
         yield Static(Text("measuring parameters and FLOPs (dasvit show)…", style="dim"), id="genotype-stats")
@@ -92,12 +105,12 @@ class GenotypeScreen(Screen):
         genotype = self.genotype
         if genotype is None:
             try:
-                genotype = json.loads((self.run_dir / "genotype.json").read_text())
+                genotype = load_target(self.target)
             except (OSError, ValueError) as e:
                 self.app.call_from_thread(self._set_cell, Text(f"no genotype to show: {e}", style="red"))
                 return
         self.app.call_from_thread(self._set_cell, render(genotype))
-        stats, problem = measure(show_target(self.run_dir, self.stage, self.final))
+        stats, problem = measure(self.target)
         if stats is None:
             self.app.call_from_thread(self._set_stats, Text(problem, style="yellow"))
             return
@@ -110,6 +123,12 @@ class GenotypeScreen(Screen):
 
     def _set_stats(self, text: Text) -> None:
         self.query_one("#genotype-stats", Static).update(text)
+
+
+def search_genotype_screen(run_dir: Path, genotype: dict[str, Any], stage: Any, final: bool) -> GenotypeScreen:
+    """A search's genotype: the final one, or the one derived after `stage`."""
+    title = "final genotype" if final or stage is None else f"genotype after stage {stage}"
+    return GenotypeScreen(show_target(run_dir, stage, final), genotype, title)
 
 
 def measure(target: Path) -> tuple[dict[str, Any] | None, str]:
@@ -139,4 +158,9 @@ def render(genotype: dict[str, Any], stats: dict[str, Any] | None = None) -> Ren
         cell = genotype_from_json(genotype, source="genotype event")
     except UserError as e:  # a genotype the engine wrote wrong: say so, keep the monitor
         return Text.assemble(plain_cell(genotype), ("\n\n" + str(e), "yellow"))
-    return render_cell(cell, stats)
+    if cell.version != 2:
+        return render_cell(cell, stats)
+    from dasvit_tui.render import cell_diagram, elastic_cell, layer_table
+
+    # a FocusFormer architecture: the cell once (its sizes vary by layer), then a row per layer
+    return Group(cell_diagram(elastic_cell(cell)), Text(""), layer_table(cell, (stats or {}).get("per_layer")))

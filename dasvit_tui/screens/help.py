@@ -21,11 +21,18 @@ HELP = """\
 | `q` | leave the monitor; **the run goes on** — come back with `dasvit tui RUN_DIR` |
 | `?` | this help |
 
+On a FocusFormer run: `b` specializes it for a budget you type (`420K`, `1.4G`; params optional), shows
+the architecture found; there `r` retrains it and `g` draws it. `g` on the monitor draws the newest
+specialized architecture, the base cell before there is one.
+
 In the pruning dialog: arrows move, `space` toggles an op (each edge keeps at least one),
 `a` approves, `x` stops the run, `Esc` decides later (the run waits; `p` brings it back).
 In the runs list: `Enter` opens a run, `n` starts a new search from a preset.
 
-**Panels.** *loss* and *accuracy*: per epoch across stages, dotted lines where a stage starts.
+**Panels.** *Pareto* (FocusFormer): FLOPs against validation accuracy of the architectures the sampler
+scored, this epoch bright, the budget bins dotted, the front as `◆`. *sampler per budget*: mean FLOPs of
+each bin's draws against its budget (red `▶` when over), the share within budget, the entropy.
+*loss* and *accuracy*: per epoch across stages, dotted lines where a stage starts.
 *op weights*: the softmax weight of every op on every edge; `▸` marks each edge's strongest op, `╌` an op
 pruned away. *skip*: the mean weight on `skip` and the msa / mlp shares, with the fairness bounds dotted
 and the fairness loss terms below. *log*: the engine's output, warnings and errors. *system*: GPU use on

@@ -359,16 +359,16 @@ class MonitorScreen(Screen):
         )
 
     def action_genotype(self) -> None:
-        from .genotype import GenotypeScreen
+        from .genotype import GenotypeScreen, search_genotype_screen
 
         s = self.state
-        if s.kind == "retrain":
-            self.app.push_screen(GenotypeScreen(self.run_dir.parent, None))
+        if s.kind == "retrain":  # the genotype it trains, kept in its run directory
+            self.app.push_screen(GenotypeScreen(self.run_dir, title="genotype it trains"))
         elif s.genotype is None:
             self.notify("No genotype yet: the first one is derived when stage 1 ends.", timeout=4)
         else:
             self.app.push_screen(
-                GenotypeScreen(self.run_dir, s.genotype, s.genotype_stage, final=s.status == "finished")
+                search_genotype_screen(self.run_dir, s.genotype, s.genotype_stage, final=s.status == "finished")
             )
 
     def action_retrain(self) -> None:

@@ -94,10 +94,25 @@ def draw_pareto(data: ParetoData, width: int, height: int) -> Text:
     for r in range(plot_h):
         label = f"{hi_y:.0%}" if r == 0 else (f"{lo_y:.0%}" if r == plot_h - 1 else "")
         lines.append(Text(label.rjust(AXIS_WIDTH - 1) + "▕", style="grey62") + canvas.row_text(r))
-    left, right = human_flops(lo_x), human_flops(hi_x) + " FLOPs"
-    gap = max(1, plot_w - len(left) - len(right))
-    lines.append(Text(" " * AXIS_WIDTH + left + " " * gap + right, style="grey62"))
+    ticks = list(data.budgets) or [hi_x]  # each budget under its line; the right end when there are none
+    lines.append(Text(" " * AXIS_WIDTH + flops_axis(lo_x, [px(b) // 2 for b in ticks], ticks, plot_w), style="grey62"))
     return Text("\n").join(lines)
+
+
+def flops_axis(lo: float, cells: list[int], ticks: list[float], width: int) -> str:
+    """The FLOPs axis: the left end, then each tick labelled under its cell where it fits, then the unit."""
+    axis = list(human_flops(lo).ljust(width))
+    free = len(human_flops(lo)) + 1  # the first cell a label may start at
+    unit = " FLOPs"
+    for cell, b in zip(cells, ticks):
+        label = human_flops(b)
+        start = min(max(cell - len(label) // 2, free), width - len(label))
+        if start < free:
+            continue
+        axis[start : start + len(label)] = label
+        free = start + len(label) + 1
+    text = "".join(axis).rstrip()
+    return text + unit if len(text) + len(unit) <= width else text
 
 
 class ParetoPlot(Widget):

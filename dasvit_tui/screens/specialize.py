@@ -1,0 +1,328 @@
+"""`b` on a FocusFormer monitor: specialize the run's supernet for a budget, then retrain what it found.
+
+The dialog takes a FLOPs budget (`1.4G`, `900M`) and an optional params budget, runs `dasvit specialize RUN
+--format json` in a subprocess (the UI process never imports torch) and shows its progress from the JSON
+lines it writes on stderr. The answer is read back from the genotype file the engine wrote,
+RUN_DIR/specialized/<budget>.json: the per-layer table, FLOPs, params and inherited top-1. `r` retrains it
+(the retrain monitor opens), `g` draws it.
+
+A `SpecializeJob` belongs to the monitor, not to the dialog: closing the dialog leaves it running, and `b`
+shows it again. A budget that does not parse, or one below the space's smallest architecture, is one
+sentence in the dialog; the run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Group
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, ProgressBar, Static
+
+from dasvit.errors import BudgetError
+from dasvit.fmt import count, parse_count
+
+from ..state import run_name
+
+SAMPLES = 100  # evaluations per specialization: `dasvit specialize`'s default
+
+
+@dataclass
+class Budget:
+    flops: int
+    params: int | None = None
+    text: str = ""  # as typed, for the log
+
+
+def parse_budget(flops: str, params: str, space: dict[str, Any] | None) -> Budget:
+    """The budget typed in the dialog, checked against the space's smallest architecture when the run's
+    `space` event is known; a `BudgetError` of one sentence otherwise."""
+    flops, params = flops.strip(), params.strip()
+    if not flops:
+        raise BudgetError("type a FLOPs budget, like 1.4G, 900M or 420K.")
+    budget = Budget(
+        parse_count(flops, "the FLOPs budget"), parse_count(params, "the params budget") if params else None
+    )
+    budget.text = f"{flops}" + (f", {params} params" if params else "")
+    space = space or {}
+    for key, value, what in (("min_flops", budget.flops, "FLOPs"), ("min_params", budget.params, "params")):
+        smallest = space.get(key)
+        if value is not None and isinstance(smallest, (int, float)) and value < smallest:
+            raise BudgetError(
+                f"{count(value)} {what} is below the smallest architecture of this space "
+                f"({count(smallest)} {what}); ask for at least that much."
+            )
+    return budget
+
+
+@dataclass
+class SpecializeJob:
+    """`dasvit specialize` for one budget, in a subprocess read by a thread; poll its fields from the UI."""
+
+    run_dir: Path
+    budget: Budget
+    samples: int = SAMPLES
+    evaluated: int = 0
+    best_top1: float | None = None
+    best_flops: float | None = None
+    result: dict[str, Any] | None = None  # `--format json`'s answer
+    error: str | None = None  # one sentence: the engine's, or why it failed
+    started: float = field(default_factory=time.monotonic)
+    ended: float | None = None
+    _proc: subprocess.Popen | None = None
+    _cancelled: bool = False
+
+    @property
+    def running(self) -> bool:
+        return self.ended is None
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "dasvit_tui.cli", "specialize", str(self.run_dir)]
+        cmd += ["--flops", str(self.budget.flops), "--samples", str(self.samples), "--format", "json"]
+        return cmd + (["--params", str(self.budget.params)] if self.budget.params is not None else [])
+
+    def start(self) -> SpecializeJob:
+        self._proc = subprocess.Popen(
+            self.command(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # a Ctrl+C in the TUI is not its business
+        )
+        threading.Thread(target=self._follow, name="specialize", daemon=True).start()
+        return self
+
+    def cancel(self) -> None:
+        if self._proc is not None and self.running:
+            self._cancelled = True
+            self._proc.terminate()
+
+    def _follow(self) -> None:
+        proc = self._proc
+        out: list[str] = []
+        reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)
+        reader.start()
+        tail: list[str] = []
+        for line in proc.stderr:
+            try:
+                p = json.loads(line)
+            except ValueError:
+                p = None
+            if isinstance(p, dict) and "evaluated" in p:
+                self.evaluated, self.samples = int(p["evaluated"]), int(p.get("samples") or self.samples)
+                self.best_top1, self.best_flops = p.get("best_top1"), p.get("best_flops")
+            elif line.strip():
+                tail = (tail + [line.rstrip()])[-20:]
+        rc = proc.wait()
+        reader.join()
+        if rc == 0:
+            try:
+                self.result = json.loads("".join(out))
+            except ValueError:
+                self.error = "dasvit specialize gave no JSON answer."
+        elif self._cancelled:
+            self.error = "cancelled."
+        else:
+            last = tail[-1] if tail else f"dasvit specialize ended with exit code {rc}."
+            self.error = last.removeprefix("dasvit: ") if rc == 2 else f"dasvit specialize failed (exit {rc}): {last}"
+        self.ended = time.monotonic()
+
+    @property
+    def genotype_path(self) -> Path | None:
+        path = (self.result or {}).get("genotype")
+        return Path(path) if path else None
+
+
+def result_view(job: SpecializeJob) -> Group | Text:
+    """What the engine wrote, read back from the genotype file: the budget and what the chosen architecture
+    costs, its inherited top-1, and the per-layer sizes."""
+    from dasvit.errors import UserError
+    from dasvit.genotype import load_genotype
+
+    from ..render import layer_table
+
+    path = job.genotype_path
+    try:
+        genotype = load_genotype(str(path))
+    except (UserError, OSError, TypeError) as e:
+        return Text(f"could not read the specialized genotype: {e}", style="red")
+    meta = genotype.meta
+    head = Text()
+    head.append(f"{count(meta['flops_budget'])} FLOPs", style="bold")
+    if meta.get("params_budget") is not None:
+        head.append(f", {count(meta['params_budget'])} params", style="bold")
+    head.append(" → ")
+    head.append(f"{count(meta['flops'])} FLOPs · {count(meta['params'])} params · ", style="bold")
+    head.append(f"top-1 {meta['top1_inherited']:.2%}", style="bold green")
+    head.append(" (inherited weights)")
+    found = Text(
+        f"best of {meta['evaluations']} evaluated (found at #{meta['found_at']}) · depth {genotype.depth}, "
+        f"embed dim {genotype.embed_dim}, head width {genotype.head_dim}",
+        style="grey62",
+    )
+    notes = [Text(f"note: {n}", style="yellow") for n in (job.result or {}).get("notes") or []]
+    table = layer_table(genotype)
+    table.title = None  # said on the line above
+    return Group(head, found, *notes, table, Text(f"wrote {run_name(path)}", style="grey62"))
+
+
+class SpecializeScreen(ModalScreen[None]):
+    """Type a budget, watch `dasvit specialize` work, see the architecture; `r` retrains it, `g` draws it."""
+
+    BINDINGS = [
+        Binding("escape", "close", "Close"),
+        Binding("r", "retrain", "Retrain it"),
+        Binding("g", "genotype", "Draw it"),
+        Binding("x", "cancel", "Cancel"),
+    ]
+
+    def __init__(self, monitor) -> None:
+        super().__init__()
+        self.monitor = monitor  # the FocusMonitorScreen: its run, its space, and the job it keeps
+        self._shown: SpecializeJob | None = None  # the job whose answer is on screen
+
+    @property
+    def job(self) -> SpecializeJob | None:
+        return self.monitor.specialize_job
+
+    def compose(self) -> ComposeResult:
+        space = self.monitor.state.space or {}
+        with Vertical(id="dialog"):
+            yield Label(
+                f"[b]Specialize {self.monitor.state.name}[/b]: the most accurate architecture under a budget, "
+                f"scored with the supernet's inherited weights ({SAMPLES} evaluations).",
+                id="spec-title",
+            )
+            if space:
+                bins = " ".join(count(b) for b in space.get("budgets") or [])
+                yield Label(
+                    f"space {count(space['min_flops'])}–{count(space['max_flops'])} FLOPs, "
+                    f"{count(space['min_params'])}–{count(space['max_params'])} params · bins {bins}",
+                    classes="hint",
+                    id="spec-space",
+                )
+            with Horizontal(id="spec-inputs"):
+                yield Input(placeholder="FLOPs, like 1.4G or 420K", id="spec-flops")
+                yield Input(placeholder="params (optional), like 6M", id="spec-params")
+            yield Static("", id="spec-status")
+            yield ProgressBar(total=SAMPLES, show_eta=False, id="spec-progress")
+            with VerticalScroll(id="spec-result"):
+                yield Static("", id="spec-answer")
+            yield Label("", classes="hint", id="spec-keys")
+
+    def on_mount(self) -> None:
+        self.query_one("#dialog").border_title = "specialize"
+        job = self.job
+        if job is not None:
+            self.query_one("#spec-flops", Input).value = count(job.budget.flops)
+            if job.budget.params is not None:
+                self.query_one("#spec-params", Input).value = count(job.budget.params)
+        if job is not None and (job.running or job.genotype_path is not None):
+            self.query_one("#spec-result").focus()  # its keys (x, r, g) work at once
+        else:
+            self.query_one("#spec-flops", Input).focus()
+        self._say("type a budget and press enter.", "grey62")
+        self.set_interval(0.2, self._poll)
+        self._poll()
+
+    # -- input --------------------------------------------------------------------------------
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if self.job is not None and self.job.running:
+            self._say("still specializing; x cancels it.", "yellow")
+            return
+        try:
+            budget = parse_budget(
+                self.query_one("#spec-flops", Input).value,
+                self.query_one("#spec-params", Input).value,
+                self.monitor.state.space,
+            )
+        except BudgetError as e:
+            self._say(str(e), "bold red")
+            return
+        self.monitor.specialize_job = SpecializeJob(self.monitor.run_dir, budget).start()
+        self._shown = None
+        self.query_one("#spec-answer", Static).update("")
+        self.query_one("#spec-result").focus()  # r, g and x are keys again, not letters in the input
+        self._poll()
+
+    def _say(self, text: str, style: str = "") -> None:
+        self.query_one("#spec-status", Static).update(Text(text, style=style))
+
+    # -- the job ------------------------------------------------------------------------------
+    def _poll(self) -> None:
+        job = self.job
+        bar = self.query_one("#spec-progress", ProgressBar)
+        bar.display = job is not None and (job.running or job.result is not None)
+        self._keys(job)
+        self.refresh_bindings()
+        if job is None:
+            return
+        bar.update(total=job.samples, progress=job.evaluated)
+        took = (job.ended or time.monotonic()) - job.started
+        if job.running:
+            if job.evaluated == 0:
+                self._say(f"loading the supernet and the validation split… {took:.0f} s", "grey62")
+            else:
+                best = f" · best top-1 {job.best_top1:.2%} at {count(job.best_flops)} FLOPs" if job.best_top1 else ""
+                self._say(f"evaluated {job.evaluated} of {job.samples}{best} · {took:.0f} s")
+            return
+        if self._shown is job:  # said once; a refused budget typed since stays on screen
+            return
+        self._shown = job
+        if job.error is not None:
+            self._say(job.error, "bold red")
+            return
+        self._say(f"done in {took:.1f} s.", "green")
+        self.query_one("#spec-answer", Static).update(result_view(job))
+        if not isinstance(self.focused, Input):
+            self.query_one("#spec-result").focus()
+
+    def _keys(self, job: SpecializeJob | None) -> None:
+        typing = isinstance(self.focused, Input)
+        if job is not None and job.running:
+            keys = "x cancel · esc close (it goes on; b shows it again)"
+        elif job is not None and job.genotype_path is not None and not typing:
+            keys = "r retrain it from scratch · g draw it · tab another budget · esc close"
+        else:
+            keys = "enter specialize · tab next field · esc close"
+        self.query_one("#spec-keys", Label).update(keys)
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        job = self.job
+        if action in ("retrain", "genotype"):
+            return job is not None and job.genotype_path is not None
+        if action == "cancel":
+            return job is not None and job.running
+        return True
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+
+    def action_retrain(self) -> None:
+        path = self.job.genotype_path if self.job else None
+        if path is not None:
+            self.dismiss(None)
+            self.app.start_retrain(path)
+
+    def action_genotype(self) -> None:
+        path = self.job.genotype_path if self.job else None
+        if path is not None:
+            from .genotype import GenotypeScreen
+
+            self.app.push_screen(GenotypeScreen(path, title=f"specialized for {count(self.job.budget.flops)} FLOPs"))
