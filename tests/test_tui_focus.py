@@ -348,3 +348,15 @@ def test_typing_a_budget_specializes_the_run_and_shows_what_the_engine_wrote(tin
         for r in launched:
             r.process.terminate()
             r.process.wait(timeout=30)
+
+
+def test_a_long_run_name_is_cut_and_the_status_line_stays(tmp_path):
+    """A specialized architecture's retrain has a long name (FOCUS/specialized/<budget>-retrain)."""
+    from dasvit_tui.widgets.header import header_text
+
+    state = RunState(tmp_path / "focus-demo-20261121-171157" / "specialized" / "423K-retrain")
+    for ev in recorded_events():
+        state.apply(ev)
+    first, second = header_text(state, width=60).plain.split("\n")
+    assert first.startswith("focus-demo-20261121-171157/specialized/423K-retrain") and len(first) <= 60
+    assert first.endswith("…") and "epoch 6/6" in second and "finished" in second

@@ -22,14 +22,18 @@ STATUS_STYLE = {
 }
 
 
-def header_text(state: RunState, now: float | None = None) -> Text:
-    out = Text()
-    out.append(state.name, style="bold")
+def header_text(state: RunState, now: float | None = None, width: int | None = None) -> Text:
+    """Two lines: the run and where it runs (cut with … to `width`, never wrapped over the second), then
+    how far it is and its status."""
+    first = Text()
+    first.append(state.name, style="bold")
     for part in (state.kind, state.preset, state.device):
         if part and part != "?":
-            out.append(" · ")
-            out.append(part)
-    out.append("\n")
+            first.append(" · ")
+            first.append(part)
+    if width is not None and width > 1:
+        first.truncate(width, overflow="ellipsis")
+    out = first + Text("\n")
     last = state.last
     stages = state.stages
     if state.kind == "search" and stages:
@@ -52,4 +56,4 @@ class RunHeader(Static):
     """Two lines; the monitor calls `show` on every batch of events and once a second for the clock."""
 
     def show(self, state: RunState, now: float | None = None) -> None:
-        self.update(header_text(state, now))
+        self.update(header_text(state, now, self.content_size.width or None))
