@@ -11,6 +11,8 @@ import asyncio
 import io
 import json
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -360,3 +362,42 @@ def test_a_long_run_name_is_cut_and_the_status_line_stays(tmp_path):
     first, second = header_text(state, width=60).plain.split("\n")
     assert first.startswith("focus-demo-20261121-171157/specialized/423K-retrain") and len(first) <= 60
     assert first.endswith("…") and "epoch 6/6" in second and "finished" in second
+
+
+def test_the_ui_process_never_imports_torch(run):
+    """The monitor, the specialize dialog showing an answer and the v2 genotype screen, driven in a fresh
+    interpreter: torch is for the engine processes (dasvit specialize, dasvit show), not the UI."""
+    script = f"""
+import asyncio, json, sys, time
+from pathlib import Path
+from dasvit_tui.app import DasvitApp
+from dasvit_tui.screens.genotype import GenotypeScreen
+from dasvit_tui.screens.specialize import Budget, SpecializeJob, SpecializeScreen
+
+run = Path({str(run)!r})
+answer = json.loads(Path({str(ANSWER)!r}).read_text())
+answer["genotype"] = str(run / "specialized" / "423K.json")
+
+async def until(pilot, cond):
+    start = time.monotonic()
+    while not cond():
+        assert time.monotonic() - start < 60
+        await pilot.pause(0.05)
+
+async def main():
+    app = DasvitApp(run_dir=run)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: getattr(app.screen, "caught_up", False))
+        monitor = app.screen
+        monitor.specialize_job = SpecializeJob(run, Budget(423_000), evaluated=100, result=answer, ended=1.0)
+        await pilot.press("b")
+        await until(pilot, lambda: isinstance(app.screen, SpecializeScreen) and app.screen._shown is not None)
+        await pilot.press("g")
+        await until(pilot, lambda: isinstance(app.screen, GenotypeScreen) and app.screen.stats is not None)
+    print(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))
+
+asyncio.run(main())
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
