@@ -380,6 +380,8 @@ def pending_proposal(run_dir: Path) -> dict[str, Any] | None:
 
 
 def iter_runs(root: Path) -> Iterator[Path]:
+    """The runs under `root`, newest first, each followed by its retrains (SEARCH/retrain,
+    FOCUS/specialized/<budget>-retrain)."""
     root = Path(root)
     if not root.is_dir():
         return
@@ -388,6 +390,8 @@ def iter_runs(root: Path) -> Iterator[Path]:
             yield p
         if is_run_dir(p / "retrain"):
             yield p / "retrain"
+        if (p / SPECIALIZED).is_dir():  # retrains of a focus run's specialized architectures
+            yield from sorted(d for d in (p / SPECIALIZED).iterdir() if d.is_dir() and is_run_dir(d))
 
 
 def default_run_dir(name: str, root: str | Path = "runs") -> Path:

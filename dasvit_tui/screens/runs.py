@@ -16,6 +16,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Label, OptionList, Static
 
+from dasvit import rundir as rd
 from dasvit.rundir import RunSummary, iter_runs, summarize
 
 REFRESH_SECONDS = 2.0
@@ -31,9 +32,14 @@ STATUS = {
 
 
 def run_label(summary: RunSummary, root: Path, previous: RunSummary | None = None) -> str:
-    """The run's path under root; a retrain listed right below its search is `└ retrain`."""
+    """The run's path under root; a retrain listed right below its run is `└ retrain` (a search's) or
+    `└ specialized/<budget>-retrain` (a focus run's specialized architecture)."""
     if previous is not None and summary.path.name == "retrain" and summary.path.parent == previous.path:
         return " └ retrain"
+    if previous is not None and summary.path.parent.name == rd.SPECIALIZED:
+        owner = summary.path.parent.parent
+        if owner in (previous.path, previous.path.parent.parent):  # below its focus run or a sibling retrain
+            return f" └ {rd.SPECIALIZED}/{summary.path.name}"
     try:
         return str(summary.path.relative_to(root))
     except ValueError:
