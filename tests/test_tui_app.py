@@ -326,3 +326,23 @@ def test_a_bad_config_is_one_sentence_and_exit_2_before_any_run_dir(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "search.lr" in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_chart_axis_labels_fit_their_five_cells_and_keep_their_value():
+    """A loss or learning rate of 1e-5 used to lose its exponent to the axis width ("1.0e-")."""
+    from dasvit_tui.widgets.charts import _fmt
+
+    units = {"k": 1e3, "M": 1e6, "G": 1e9}
+    for exp in range(-11, 11):
+        for mantissa in (1.0, 1.234, 4.5, 9.99):
+            v = mantissa * 10.0**exp
+            label = _fmt(v)
+            assert len(label) <= 5, (v, label)
+            if label[-1] in units:
+                back = float(label[:-1]) * units[label[-1]]
+            elif "e" in label:
+                digits, e = label.split("e")
+                back = float(digits) * 10.0 ** int(e)
+            else:
+                back = float(label)
+            assert abs(back - v) <= 0.06 * v + 0.005 * (v >= 0.01) or exp <= -9, (v, label)  # below 1e-8: one digit

@@ -39,11 +39,20 @@ class ChartData:
 
 
 def _fmt(v: float) -> str:
+    """An axis label in at most five characters for a positive value: 1.39, 0.012, 7.32k, 1.2M, 45e-5."""
     if v == 0:
         return "0"
-    if abs(v) >= 1000:
-        return f"{v / 1000:.3g}k"
-    return f"{v:.3g}" if abs(v) >= 0.01 else f"{v:.1e}"
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= scale * 0.9995:  # what .3g would round up to the next unit
+            return f"{v / scale:.3g}{unit}" if abs(v) < scale * 100 else f"{v / scale:.0f}{unit}"
+    if abs(v) >= 0.01:
+        text = f"{v:.3g}"
+        return text if len(text) <= 5 else f"{v:.2g}"
+    mantissa, exponent = f"{v:.1e}".split("e")  # 4.5e-04 is written 45e-5, 1.0e-05 is 1e-5
+    if mantissa.endswith(".0"):
+        return f"{mantissa[:-2]}e{int(exponent)}"
+    text = f"{mantissa.replace('.', '')}e{int(exponent) - 1}"
+    return text if len(text) <= 5 else f"{v:.0e}".replace("e-0", "e-")
 
 
 class BrailleCanvas:
