@@ -33,3 +33,8 @@ class CheckpointError(UserError):
 
 class BudgetError(UserError):
     """A FLOPs or params budget that cannot be parsed or that no architecture of the space meets."""
+
+
+# Under torchrun the launcher names a file in this environment variable; a rank that meets a user mistake
+# leaves its sentence there, so that the launcher can say it (torchrun reports exit 2 as its own failure).
+USER_ERROR_FILE = "DASVIT_USER_ERROR_FILE"

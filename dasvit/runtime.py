@@ -27,7 +27,7 @@ import torch.distributed as dist
 
 from . import rundir as rd
 from .config import Config, dump_config
-from .errors import CheckpointError, DiskFullError, UserError
+from .errors import USER_ERROR_FILE, CheckpointError, DiskFullError, UserError
 from .fmt import clock
 from .rundir import default_run_dir  # noqa: F401  (engines import it from here)
 
@@ -413,11 +413,20 @@ class Run:
 
 
 def run_engine(body: Callable[[], int]) -> int:
-    """Run an engine main: map user errors to 2, stops to 130, bugs to 1 with a traceback."""
+    """Run an engine main: map user errors to 2, stops to 130, bugs to 1 with a traceback.
+
+    Under torchrun, which reports a rank's exit 2 as its own failure (exit 1, a page of its traceback),
+    the sentence is also left in the file $DASVIT_USER_ERROR_FILE names, for the launcher to say."""
     try:
         return body()
     except UserError as e:
         print(f"dasvit: {e}", file=sys.stderr)
+        where = os.environ.get(USER_ERROR_FILE)
+        if where:
+            try:
+                Path(where).write_text(str(e))
+            except OSError:
+                pass
         return EXIT_USER
     except (Stopped, KeyboardInterrupt):
         return EXIT_STOPPED

@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dasvit import rundir as rd
 from dasvit.engine_request import EngineRequest, SearchRequest
-from dasvit.errors import RunDirError
+from dasvit.errors import USER_ERROR_FILE, RunDirError, UserError
 
 
 @dataclass
@@ -62,7 +63,10 @@ def start_engine(request: EngineRequest) -> Launched:
 
 
 def run_distributed(request: EngineRequest, nproc: int) -> int:
-    """Run a resolved request's engine under torchrun with `nproc` local ranks, in the foreground."""
+    """Run a resolved request's engine under torchrun with `nproc` local ranks, in the foreground.
+
+    A user mistake a rank meets (bad data, a run directory in use) is one sentence and exit 2, as without
+    torchrun; torchrun itself would report it as a failed child with exit 1."""
     cmd = [
         sys.executable,
         "-m",
@@ -74,10 +78,16 @@ def run_distributed(request: EngineRequest, nproc: int) -> int:
         *request.argv(),
     ]
     threads = os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    try:
-        return subprocess.call(cmd, env=dict(os.environ, OMP_NUM_THREADS=threads))
-    except KeyboardInterrupt:
-        return 130
+    with tempfile.TemporaryDirectory(prefix="dasvit-ranks-") as tmp:
+        said = Path(tmp) / "user-error"
+        env = dict(os.environ, OMP_NUM_THREADS=threads, **{USER_ERROR_FILE: str(said)})
+        try:
+            rc = subprocess.call(cmd, env=env)
+        except KeyboardInterrupt:
+            return 130
+        if rc != 0 and said.is_file():
+            raise UserError(said.read_text().strip())  # the CLI prints it and exits 2
+    return rc
 
 
 def start_search(

@@ -139,3 +139,16 @@ def test_resuming_a_run_with_the_other_engine_is_one_sentence(engine, recorded, 
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and f"is not a {kind} run" in err
     assert (run_dir / "events.jsonl").read_bytes() == before
+
+
+def test_a_user_mistake_under_torchrun_is_still_one_sentence_and_exit_2(tmp_path):
+    """torchrun reports a rank's exit 2 as its own failure (exit 1 and a page of traceback); the launcher
+    says the rank's sentence instead, so --nproc 2 fails like --nproc 1 does."""
+    cmd = ["dasvit", "search", "--headless", "--nproc", "2", "--preset", "demo", "--run-dir", str(tmp_path / "run")]
+    cmd += ["--set", "data.name=imagefolder", "--set", f"data.root={tmp_path / 'nowhere'}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr[-2000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("dasvit: the train split of imagefolder was not found in ") and last.endswith(
+        "set data.root."
+    )
