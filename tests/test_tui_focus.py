@@ -252,13 +252,23 @@ def recorded_job(run: Path) -> SpecializeJob:
     return SpecializeJob(run, Budget(423_000, None, "423K"), evaluated=100, result=answer, started=0.0, ended=5.0)
 
 
+async def steady_cursor(pilot) -> None:
+    """A blinking input cursor would make the screenshot depend on when it is taken."""
+    from textual.widgets import Input
+
+    for box in pilot.app.screen.query(Input):
+        box.cursor_blink = False
+    await pilot.pause(0.2)
+
+
 def test_specialize_dialog(snap_compare, run):
     async def open_dialog(pilot) -> None:
         await caught_up(pilot)
         pilot.app.screen.specialize_job = recorded_job(run)  # b again: the dialog shows the last answer
         await pilot.press("b")
         await until(pilot, lambda: isinstance(pilot.app.screen, SpecializeScreen))
-        await pilot.pause(0.4)
+        await until(pilot, lambda: pilot.app.screen._shown is not None)  # the answer is drawn
+        await steady_cursor(pilot)
 
     assert snap_compare(DasvitApp(run_dir=run), terminal_size=SIZE, run_before=open_dialog)
 
@@ -269,7 +279,9 @@ def test_specialize_dialog_refuses_a_bad_budget_in_one_sentence(snap_compare, ru
         await pilot.press("b")
         await until(pilot, lambda: isinstance(pilot.app.screen, SpecializeScreen))
         await pilot.press("1", "0", "K", "enter")
-        await pilot.pause(0.3)
+        dialog = pilot.app.screen
+        await until(pilot, lambda: "below" in str(dialog.query_one("#spec-status").render()))
+        await steady_cursor(pilot)
 
     assert snap_compare(DasvitApp(run_dir=run), terminal_size=SIZE, run_before=type_bad_budget)
 
