@@ -89,16 +89,17 @@ def edge_params(model: Network) -> dict[str, int]:
 
 
 def profile_genotype(
-    genotype: Genotype, depth: int, dim: int, image_size: int, patch_size: int, num_classes: int
+    genotype: Genotype, depth: int, dim: int, image_size: int, patch_size: int, num_classes: int, in_chans: int = 3
 ) -> dict[str, Any]:
     """Params, FLOPs, per-edge params (one cell) and per-layer params and FLOPs (`layers`: one
-    {"params", "flops"} per cell) of the discrete network of `genotype` at these sizes.
+    {"params", "flops"} per cell) of the discrete network of `genotype` at these sizes, reading images of
+    `in_chans` channels.
 
     Counting needs shapes, not trained values: the network is allocated without its (slow) random
     initialisation and zero-filled.
     """
     with torch.device("meta"):
-        model = Network(genotype, depth, dim, image_size, patch_size, num_classes)
+        model = Network(genotype, depth, dim, image_size, patch_size, num_classes, in_chans=in_chans)
     model = model.to_empty(device="cpu")
     with torch.no_grad():
         for t in [*model.parameters(), *model.buffers()]:

@@ -49,8 +49,12 @@ def resolve_sizes(source: str, opts: dict[str, Optional[int]]) -> tuple[dict[str
     from dasvit.genotype import BUILTIN_DIMS
 
     run = rd.config_dir_for(source)
+    in_chans = 3
     if run is not None:
+        from dasvit.data import image_channels
+
         cfg, origin = load_run_config(run / rd.CONFIG), f"{run / rd.CONFIG}"
+        in_chans = image_channels(cfg.data)  # digits, a grayscale image folder: 1
         found = _retrain_metrics(run)
         classes = found[1].get("num_classes") if found else None
         if not classes:
@@ -66,6 +70,7 @@ def resolve_sizes(source: str, opts: dict[str, Optional[int]]) -> tuple[dict[str
         "image_size": cfg.data.image_size,
         "patch_size": cfg.space.patch_size,
         "num_classes": classes,
+        "in_chans": in_chans,
     }
     if run is None and source in BUILTIN_DIMS:
         sizes.update(BUILTIN_DIMS[source], num_classes=1000)
@@ -145,7 +150,12 @@ def v2_sizes(
         )
     sizes = {**sizes, "depth": genotype.depth, "embed_dim": genotype.embed_dim}
     named = ["depth", "width"]
-    for key, label in (("image_size", "image size"), ("patch_size", "patch"), ("num_classes", "classes")):
+    for key, label in (
+        ("image_size", "image size"),
+        ("patch_size", "patch"),
+        ("num_classes", "classes"),
+        ("in_chans", "channels"),
+    ):
         v = genotype.meta.get(key)
         if opts.get(key) is None and isinstance(v, int) and not isinstance(v, bool) and v > 0:
             sizes[key] = v
@@ -189,7 +199,13 @@ def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: O
     from dasvit.profile import profile_genotype
 
     cost = profile_genotype(
-        genotype, sizes["depth"], sizes["embed_dim"], sizes["image_size"], sizes["patch_size"], sizes["num_classes"]
+        genotype,
+        sizes["depth"],
+        sizes["embed_dim"],
+        sizes["image_size"],
+        sizes["patch_size"],
+        sizes["num_classes"],
+        sizes["in_chans"],
     )
     rows, hint = comparison(source, baseline)
     from dasvit.compare import read_compare

@@ -117,6 +117,7 @@ def stats_table(stats: dict[str, Any]) -> Table:
         ("image size", stats.get("image_size")),
         ("patch", stats.get("patch_size")),
         ("classes", stats.get("num_classes")),
+        ("channels", stats.get("in_chans") if stats.get("in_chans") not in (None, 3) else None),
     ]
     for k, v in rows:
         if v is not None:

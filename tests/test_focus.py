@@ -304,3 +304,20 @@ def test_a_dasvit_search_cell_becomes_a_focus_space_then_a_specialized_network(t
     metrics = json.loads((tmp_path / "retrain" / "metrics.json").read_text())
     assert metrics["params"] == result.best.params
     assert metrics["flops"] == result.best.flops
+
+
+def test_show_counts_a_specialized_grayscale_network_as_specialize_did(tmp_path, monkeypatch, capsys):
+    """digits are one-channel images: `dasvit show` of what `dasvit specialize` wrote must count the
+    one-channel patch embedding, as specialize (and retrain) do, not an RGB one."""
+    from dasvit.focus.specialize import specialize
+
+    run = tmp_path / "focus-digits"
+    tiny = [*TINY_FOCUS, "focus.epochs=1", "data.image_size=16"]
+    assert focus_main("--preset", "focus-digits", "--run-dir", str(run), "--no-progress", *sets(tiny)) == 0
+    space = of_type(events(run), "space")[0]
+    result = specialize(run, space["max_flops"], samples=2)
+    assert load_genotype(result.path).meta["in_chans"] == 1
+    code, out, err = cli(monkeypatch, capsys, "show", str(result.path), "--format", "json")
+    assert code == 0, err
+    shown = json.loads(out)
+    assert (shown["params"], shown["flops"], shown["in_chans"]) == (result.best.params, result.best.flops, 1)

@@ -126,7 +126,7 @@ class FocusRun:
         ckpt = load_checkpoint(run_dir / rd.CHECKPOINT, map_location=dev)
         self.epoch = ckpt["epoch"]
         _, val, num_classes = build_datasets(self.cfg.data, seed=self.cfg.focus.seed)
-        chans = image_channels(self.cfg.data)
+        chans = self.in_chans = image_channels(self.cfg.data)
         image, patch = self.cfg.data.image_size, self.cfg.space.patch_size
         self.num_classes = num_classes
         self.net = FocusSupernet(self.space, num_classes, image, patch, in_chans=chans).to(dev)
@@ -340,6 +340,7 @@ def specialize(
             "image_size": run.cfg.data.image_size,
             "patch_size": run.cfg.space.patch_size,
             "num_classes": run.num_classes,
+            "in_chans": run.in_chans,
         }
         arch_genotype(run.space, best.arch, meta).save(path)
         result.path = path
