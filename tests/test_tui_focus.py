@@ -197,19 +197,21 @@ def test_closing_the_tui_leaves_a_focus_run_going_and_reattaching_shows_its_hist
     long = TINY + ["focus.epochs=200", "focus.lr_warmup_epochs=1"]
     launched = launch.start_engine(request_for_preset("focus-demo", long).resolved(tmp_path / "runs"))
 
-    async def watch(until_epochs: int) -> RunState:
+    async def watch(until_epochs: int) -> None:
         app = DasvitApp(run_dir=launched.run_dir, process=launched.process, kind="focus")
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: isinstance(app.screen, FocusMonitorScreen))
             await until(pilot, lambda: len(app.screen.state.epochs) >= until_epochs, timeout=90)
             await pilot.press("q")  # leave: the run goes on
-        return app.screen.state if app.screen_stack else None
+
+    def epochs_written() -> int:
+        return sum(e["type"] == "epoch" for e in rd.read_events(launched.run_dir)[0])
 
     try:
         asyncio.run(watch(1))
-        seen = sum(e["type"] == "epoch" for e in rd.read_events(launched.run_dir)[0])
+        seen = epochs_written()
         deadline = time.monotonic() + 60
-        while sum(e["type"] == "epoch" for e in rd.read_events(launched.run_dir)[0]) <= seen:
+        while epochs_written() <= seen:
             assert launched.process.poll() is None, "the focus engine ended with the app"
             assert time.monotonic() < deadline, "no epoch written after the app closed"
             time.sleep(0.2)
@@ -219,20 +221,24 @@ def test_closing_the_tui_leaves_a_focus_run_going_and_reattaching_shows_its_hist
             app = DasvitApp(run_dir=launched.run_dir)
             async with app.run_test(size=SIZE) as pilot:
                 await caught_up(pilot)
-                return type(app.screen), app.screen.state, app.screen.query_one("#sampler").render().plain
+                screen = app.screen
+                first = (type(screen), screen.state.live, [e["epoch"] for e in screen.state.epochs])
+                await pilot.press("s", "y")  # stop it from here; then nothing moves while we look
+                await until(pilot, lambda: screen.state.status == "stopped", timeout=60)
+                await caught_up(pilot)
+                return first, screen.state, screen.query_one("#sampler").render().plain
 
-        screen, state, sampler = asyncio.run(reattach())
-        written = [e for e in rd.read_events(launched.run_dir)[0] if e["type"] == "epoch"]
-        assert screen is FocusMonitorScreen and state.live
-        assert len(state.epochs) >= seen + 1 and [e["epoch"] for e in state.epochs] == list(
-            range(1, len(state.epochs) + 1)
-        )  # the whole history, from the first epoch, not only what came after re-attaching
-        assert len(written) >= len(state.epochs)
+        (screen, live, epochs), state, sampler = asyncio.run(reattach())
+        assert screen is FocusMonitorScreen and live
+        # the whole history, from the first epoch, not only what came after re-attaching
+        assert len(epochs) >= seen + 1 and epochs == list(range(1, len(epochs) + 1))
+        assert [e["epoch"] for e in state.epochs] == list(range(1, epochs_written() + 1))
         assert all(f"{b['feasible']:.0%}" in sampler for b in state.sampler_bins)
+        assert launched.process.wait(timeout=60) == 130  # stopped from the re-attached monitor
     finally:
         if launched.process.poll() is None:
             rd.write_control(launched.run_dir, {"type": "stop"})
-        assert launched.process.wait(timeout=60) in (0, 130)
+            launched.process.wait(timeout=60)
 
 
 # -- specializing from the monitor -----------------------------------------------------------------
