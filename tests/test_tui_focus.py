@@ -135,28 +135,6 @@ def test_a_preset_with_a_focus_section_names_the_focus_engine(tmp_path):
     assert preset_engine(str(own)) == "focus"
 
 
-def test_tui_preset_focus_demo_starts_a_detached_focus_run_and_draws_its_first_epoch(tmp_path):
-    """What `dasvit tui --preset focus-demo` does (cmd_tui.start_and_monitor), with a tiny config."""
-    request = request_for_preset("focus-demo", TINY).resolved(tmp_path / "runs")
-    launched = launch.start_engine(request)
-
-    async def scenario():
-        app = DasvitApp(run_dir=launched.run_dir, process=launched.process, kind=launched.kind)
-        async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, FocusMonitorScreen))
-            await until(pilot, lambda: bool(app.screen.state.epochs), timeout=60)
-            return app.screen.state
-
-    try:
-        state = asyncio.run(scenario())
-        assert launched.kind == "focus" and "dasvit.focus" in launched.process.args
-        assert state.kind == "focus" and state.space is not None and state.sampler_bins
-        assert launched.process.poll() is None or launched.process.returncode == 0  # closing the app left it
-    finally:
-        launched.process.terminate()
-        launched.process.wait(timeout=30)
-
-
 def test_n_on_the_runs_screen_starts_a_focus_run_from_a_focus_preset(tmp_path):
     from dasvit_tui.screens.runs import PresetScreen
 
@@ -194,15 +172,21 @@ def test_the_recorded_run_is_a_real_focus_demo_run():
 
 # -- leaving and coming back -----------------------------------------------------------------------
 def test_closing_the_tui_leaves_a_focus_run_going_and_reattaching_shows_its_history(tmp_path):
+    """What `dasvit tui --preset focus-demo` does (cmd_tui.start_and_monitor: a detached engine, its monitor
+    drawing the first epoch), then `q`, then `dasvit tui RUN_DIR`; with a tiny config."""
     long = TINY + ["focus.epochs=200", "focus.lr_warmup_epochs=1"]
     launched = launch.start_engine(request_for_preset("focus-demo", long).resolved(tmp_path / "runs"))
+    assert launched.kind == "focus" and "dasvit.focus" in launched.process.args
 
-    async def watch(until_epochs: int) -> None:
-        app = DasvitApp(run_dir=launched.run_dir, process=launched.process, kind="focus")
+    async def watch(until_epochs: int) -> RunState:
+        app = DasvitApp(run_dir=launched.run_dir, process=launched.process, kind=launched.kind)
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: isinstance(app.screen, FocusMonitorScreen))
             await until(pilot, lambda: len(app.screen.state.epochs) >= until_epochs, timeout=90)
+            state = app.screen.state
+            assert state.kind == "focus" and state.space is not None and state.sampler_bins
             await pilot.press("q")  # leave: the run goes on
+        return state
 
     def epochs_written() -> int:
         return sum(e["type"] == "epoch" for e in rd.read_events(launched.run_dir)[0])
