@@ -170,6 +170,18 @@ def test_the_recorded_run_is_a_real_focus_demo_run():
     assert json.loads((RECORDED / "base-genotype.json").read_text())
 
 
+def test_the_runs_list_shows_a_specialized_retrain_below_its_focus_run(run):
+    """RUN/specialized/<budget>-retrain (where `r` in the dialog trains) is listed right below RUN."""
+    from dasvit_tui.screens.runs import run_label
+
+    shutil.copytree(Path(__file__).parent / "recorded_run" / "retrain", run / "specialized" / "423K-retrain")
+    root = run.parent
+    listed = [rd.summarize(p) for p in rd.iter_runs(root)]
+    labels = [run_label(s, root, prev) for s, prev in zip(listed, [None] + listed)]
+    assert labels == [run.name, " └ specialized/423K-retrain"]
+    assert [s.kind for s in listed] == ["focus", "retrain"]
+
+
 # -- leaving and coming back -----------------------------------------------------------------------
 def test_closing_the_tui_leaves_a_focus_run_going_and_reattaching_shows_its_history(tmp_path):
     """What `dasvit tui --preset focus-demo` does (cmd_tui.start_and_monitor: a detached engine, its monitor
@@ -324,7 +336,6 @@ def test_typing_a_budget_specializes_the_run_and_shows_what_the_engine_wrote(tin
             status = str(dialog.query_one("#spec-status").render())
             await pilot.press("r")  # retrain it: the retrain monitor opens on a detached retrain
             await until(pilot, lambda: isinstance(app.screen, MonitorScreen) and app.screen is not monitor, 60)
-            await until(pilot, lambda: app.screen.state.kind == "retrain", 60)  # its run_start
             return refused, too_small, job, shown, status, app.screen.run_dir, app.launched
 
     refused, too_small, job, shown, status, retrain_dir, launched = asyncio.run(scenario())
@@ -349,13 +360,6 @@ def test_typing_a_budget_specializes_the_run_and_shows_what_the_engine_wrote(tin
         (retrain,) = launched
         assert retrain.kind == "retrain" and retrain_dir == retrain.run_dir == path.with_name(f"{mid}-retrain")
         assert str(path) in retrain.process.args
-        from dasvit_tui.screens.runs import run_label
-
-        root = tiny_focus_run.parent  # the runs list shows the retrain right below its focus run
-        listed = [rd.summarize(p) for p in rd.iter_runs(root)]
-        labels = [run_label(s, root, prev) for s, prev in zip(listed, [None] + listed)]
-        assert labels == [tiny_focus_run.name, f" └ specialized/{mid}-retrain"]
-        assert [s.kind for s in listed] == ["focus", "retrain"]
     finally:
         for r in launched:
             r.process.terminate()
