@@ -49,3 +49,13 @@ def parse_count(text: str, option: str = "--flops") -> int:
     if value <= 0:
         raise BudgetError(f"{option} must be positive, got {text!r}.")
     return round(value)
+
+
+def check_budget(value: int | None, smallest: float | None, name: str, unit: str) -> None:
+    """A `BudgetError` when a budget (`name`, like --flops) is below the space's smallest architecture;
+    None (no budget, or the smallest unknown) passes."""
+    if value is not None and smallest is not None and value < smallest:
+        raise BudgetError(
+            f"{name} {count(value)} is below the smallest architecture of this space "
+            f"({count(smallest)} {unit}); ask for at least that much."
+        )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dasvit.rundir import RunStatus
+from dasvit.rundir import SPECIALIZED, RunStatus
 
 
 def run_name(path: Path) -> str:
@@ -20,9 +20,9 @@ def run_name(path: Path) -> str:
     belongs to for a search's retrain (SEARCH/retrain) and for what `dasvit specialize` wrote
     (FOCUS/specialized/<budget>.json, FOCUS/specialized/<budget>-retrain)."""
     path = Path(path)
-    p = path.parent if path.suffix == ".json" and path.parent.name != "specialized" else path
-    if p.parent.name == "specialized":
-        return f"{p.parent.parent.name}/specialized/{p.name}"
+    p = path.parent if path.suffix == ".json" and path.parent.name != SPECIALIZED else path
+    if p.parent.name == SPECIALIZED:
+        return f"{p.parent.parent.name}/{SPECIALIZED}/{p.name}"
     return f"{p.parent.name}/{p.name}" if p.name == "retrain" else p.name
 
 

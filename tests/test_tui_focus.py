@@ -341,7 +341,7 @@ def test_typing_a_budget_specializes_the_run_and_shows_what_the_engine_wrote(tin
     refused, too_small, job, shown, status, retrain_dir, launched = asyncio.run(scenario())
     try:
         assert refused == "the FLOPs budget '1.4Q' is not a count; write it like 1.4G, 900M, 6M or 1500000."
-        assert too_small.startswith("10 FLOPs is below the smallest architecture of this space (")
+        assert too_small.startswith("the FLOPs budget 10 is below the smallest architecture of this space (")
         assert job.error is None and job.evaluated == job.samples == 100, status
         path = tiny_focus_run / "specialized" / f"{mid}.json"
         assert job.genotype_path == path and path.is_file()

@@ -29,7 +29,8 @@ import torch
 from .. import rundir as rd
 from ..config import Config, load_run_config
 from ..data import EpochLoaders, build_datasets, image_channels
-from ..errors import BudgetError, RunDirError, UserError
+from ..errors import RunDirError, UserError
+from ..fmt import check_budget
 from ..fmt import count as human
 from ..genotype import arch_genotype
 from ..runtime import DistInfo, load_checkpoint
@@ -288,16 +289,8 @@ def specialize(
         run = FocusRun(run)
     smallest = run.space.smallest()
     min_flops, min_params = run.cost(smallest)
-    if flops < min_flops:
-        raise BudgetError(
-            f"--flops {human(flops)} is below the smallest architecture of this space "
-            f"({human(min_flops)} FLOPs); ask for at least that much."
-        )
-    if params is not None and params < min_params:
-        raise BudgetError(
-            f"--params {human(params)} is below the smallest architecture of this space "
-            f"({human(min_params)} params); ask for at least that much."
-        )
+    check_budget(flops, min_flops, "--flops", "FLOPs")
+    check_budget(params, min_params, "--params", "params")
     t0 = time.time()
     ev = Evaluations(run, flops, params, samples, on_eval)
     SEARCHES[method](run, ev, random.Random(seed))

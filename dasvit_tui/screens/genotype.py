@@ -21,6 +21,8 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from dasvit.rundir import GENOTYPE
+
 from ..state import run_name
 
 SHOW_TIMEOUT = 180
@@ -71,7 +73,7 @@ def format_stats(data: dict[str, Any]) -> Text:
 
 def load_target(target: Path) -> dict[str, Any]:
     """The genotype JSON of a genotype file, or of a run directory's genotype.json."""
-    path = target / "genotype.json" if target.is_dir() else target
+    path = target / GENOTYPE if target.is_dir() else target
     return json.loads(path.read_text())
 
 

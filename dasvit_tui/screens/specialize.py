@@ -31,7 +31,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, ProgressBar, Static
 
 from dasvit.errors import BudgetError
-from dasvit.fmt import count, parse_count
+from dasvit.fmt import check_budget, count, parse_count
 
 from ..state import run_name
 
@@ -56,13 +56,8 @@ def parse_budget(flops: str, params: str, space: dict[str, Any] | None) -> Budge
     )
     budget.text = f"{flops}" + (f", {params} params" if params else "")
     space = space or {}
-    for key, value, what in (("min_flops", budget.flops, "FLOPs"), ("min_params", budget.params, "params")):
-        smallest = space.get(key)
-        if value is not None and isinstance(smallest, (int, float)) and value < smallest:
-            raise BudgetError(
-                f"{count(value)} {what} is below the smallest architecture of this space "
-                f"({count(smallest)} {what}); ask for at least that much."
-            )
+    check_budget(budget.flops, space.get("min_flops"), "the FLOPs budget", "FLOPs")
+    check_budget(budget.params, space.get("min_params"), "the params budget", "params")
     return budget
 
 
