@@ -16,21 +16,11 @@ from typing import Callable, Literal
 
 import torch
 
-from .config import AugmentConfig, Config, DataConfig
-from .data import eval_transform, image_channels, to_float_ops, to_size_ops
+from .config import AugmentConfig, Config
+from .data import eval_transform, image_channels, image_info, to_float_ops, to_size_ops
 
 Phase = Literal["search", "retrain"]
 RANDAUGMENT_OPS = 2  # DeiT's rand-m9-n2
-
-# a mirrored photograph shows the same class; a mirrored digit or glyph is another symbol or none
-FLIP_KEEPS_LABEL = {
-    "cifar10": True,
-    "cifar100": True,
-    "imagenet100": True,
-    "imagefolder": True,
-    "digits": False,
-    "synthetic": False,
-}
 
 
 @dataclass(frozen=True)
@@ -66,19 +56,36 @@ class Policy:
         return ", ".join(parts)
 
 
-def resolve_policy(aug: AugmentConfig, data: DataConfig, phase: Phase) -> Policy:
-    """The concrete augmentation of `phase` on `data.name` (see AugmentConfig for what "auto" means)."""
-    name = data.name
-    flip = FLIP_KEEPS_LABEL[name] if aug.flip == "auto" else aug.flip == "horizontal"
+# photographs at least this size (their stored side, px) get the random-resized crop in the retrain: an 8 %
+# crop of a 256 px photograph is 72 px and still shows the object; of a 28 px image it is 8 px
+RESIZED_CROP_MIN_SIZE = 64
+
+
+def resolve_policy(aug: AugmentConfig, cfg: Config, phase: Phase) -> Policy:
+    """The concrete augmentation of `phase` on `cfg`'s data: every "auto" decided from what the images
+    are (dasvit.data.ImageInfo: their stored size and channels, whether a mirror keeps the label), never
+    from the dataset's name, so a folder of a user's images gets what a built-in of the same kind gets.
+
+    - flip: horizontal where a mirror image keeps the label; for an image folder, which cannot say, colour
+      images are taken for photographs (flipped) and grayscale ones for scans and glyphs (not flipped).
+    - crop: the retrain pads and crops small images and takes the random-resized crop of photographs of at
+      least RESIZED_CROP_MIN_SIZE px; the search does not crop: a ViT's patch grid is not shift-equivariant
+      and the supernet cannot learn that invariance within a stage's few epochs (digits: 0.13 validation
+      accuracy after 3 epochs of stage 1 with a 2 px shift at patch 4, 0.25 without; a 1 px shift at 8 px
+      also kept the tiny search below 0.25; Fashion-MNIST in RESULTS.md). The generated task (float
+      tensors, already shifted at random) is neither cropped nor flipped."""
+    info = image_info(cfg.data)
+    mirror = info.mirror_keeps_label if info.mirror_keeps_label is not None else info.channels == 3
+    flip = (mirror and not info.tensor) if aug.flip == "auto" else aug.flip == "horizontal"
+    padding = round(aug.crop_padding * cfg.data.image_size)
     crop = aug.crop
     if crop == "auto":
-        if name == "synthetic" or (name == "digits" and phase == "search"):
-            crop = "none"  # digits: a 2 px shift is half a patch; within a stage's few epochs it halves the accuracy
-        elif phase == "search" or name in ("cifar10", "cifar100", "digits"):
-            crop = "pad"
+        if info.tensor:
+            crop = "none"
+        elif phase == "retrain":
+            crop = "resized" if info.size >= RESIZED_CROP_MIN_SIZE else "pad"
         else:
-            crop = "resized"
-    padding = round(aug.crop_padding * data.image_size)
+            crop = "none"
     if crop == "pad" and padding == 0:
         crop = "none"
     return Policy(
@@ -107,7 +114,7 @@ def train_transform(cfg: Config, phase: Phase = "retrain") -> tuple[Callable | N
     """The per-image training transform of `phase`, and notes on what was left out and why."""
     T = _v2()
     d = cfg.data
-    p = resolve_policy(phase_augment(cfg, phase), d, phase)
+    p = resolve_policy(phase_augment(cfg, phase), cfg, phase)
     notes: list[str] = []
     s = d.image_size
     geometric: list = []
@@ -155,9 +162,18 @@ def batch_mixer(
 
 
 def describe(cfg: Config, phase: Phase) -> str:
-    """One line for the progress output: what the phase's augmentation resolved to, and the channels."""
-    p = resolve_policy(phase_augment(cfg, phase), cfg.data, phase)
+    """One line for the progress output: what the phase's augmentation resolved to, from which images, and
+    the channels the network reads."""
+    p = resolve_policy(phase_augment(cfg, phase), cfg, phase)
+    info = image_info(cfg.data)
+    seen = (
+        "generated tensors"
+        if info.tensor
+        else f"{info.size} px {'grayscale' if info.channels == 1 else 'colour'} images"
+    )
+    if info.mirror_keeps_label is None and not info.tensor:
+        seen += ", taken for " + ("photographs" if info.channels == 3 else "scans or glyphs (no mirror)")
+    chans = image_channels(cfg.data)
     return (
-        f"{phase} augmentation on {cfg.data.name}: {p.describe()}; "
-        f"{image_channels(cfg.data)} channel{'s' if image_channels(cfg.data) > 1 else ''}"
+        f"{phase} augmentation on {cfg.data.name} ({seen}): {p.describe()}; {chans} channel{'s' if chans > 1 else ''}"
     )

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .arch import fairness_loss
 from .config import FairnessConfig, SearchConfig
+from .fairness import fairness_loss
 from .runtime import DistInfo, all_reduce_mean
 from .supernet import Supernet
 from .training import autocast, cross_entropy, warmup_cosine, weight_step

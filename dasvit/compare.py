@@ -6,7 +6,11 @@ engine (`plan_retrain`, `retrain`), up to three networks:
 - the searched cell (RUN_DIR/genotype.json) and the ViT block (the `vit_b16` genotype) at `retrain.depth`:
   the comparison at equal depth;
 - the searched cell at the largest depth whose FLOPs do not exceed the ViT block's at `retrain.depth`:
-  the comparison at matched FLOPs (a searched cell that costs more per layer gets fewer layers).
+  the comparison at matched FLOPs (a searched cell that costs more per layer gets fewer layers);
+- with `random_cells` N, N cells drawn at random from the run's own space under the derivation's rules
+  (`edges_per_node` inputs per node, a residual path, the first stage's ops, within `search.budget`), at
+  `retrain.depth`: the baseline a search has to beat (Li & Talwalkar 2019). The k-th is drawn from
+  (search.seed, k), so `--random 3` then `--random 5` adds two and reuses three.
 
 A retrain that already exists with the same cell, depth and recipe is reused: RUN_DIR/retrain (from
 `dasvit retrain RUN_DIR`) for the searched cell at `retrain.depth`, and anything under RUN_DIR/compare/
@@ -21,20 +25,17 @@ import json
 import shutil
 import signal
 import socket
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from . import rundir as rd
 from .config import Config, load_config, load_run_config
 from .errors import RunDirError, UserError
 from .genotype import Genotype, load_genotype, vit_block
-from .network import build_network
-from .profile import count_flops, count_params
 from .runtime import EXIT_OK, EXIT_STOPPED, Stopped
 
 COMPARE_JSON = "compare.json"
@@ -50,7 +51,7 @@ IGNORED_KEYS = {"preset": None, "search": None, "data": ("workers", "download"),
 class Entry:
     """One retrain of the comparison: a cell at a depth, where it lives, and what is left to do."""
 
-    cell: str  # "searched" or "vit_b16"
+    cell: str  # "searched", "vit_b16" or "random<k>"
     depth: int
     genotype: Genotype
     params: int  # planned from the network's shapes
@@ -90,14 +91,13 @@ def at_depth(cfg: Config, depth: int) -> Config:
 
 
 def network_cost(genotype: Genotype, cfg: Config, depth: int, num_classes: int) -> tuple[int, int]:
-    """(params, FLOPs) of the retrained network of `genotype` at `depth`, from shapes alone (meta tensors)."""
-    with torch.device("meta"):
-        model = build_network(genotype, at_depth(cfg, depth), num_classes, drop_path=0.0)
-    model = model.to_empty(device="cpu")
-    with torch.no_grad():
-        for t in [*model.parameters(), *model.buffers()]:
-            t.zero_()
-    return count_params(model), count_flops(model, cfg.data.image_size)
+    """(params, FLOPs) of the retrained network of `genotype` at `depth` (dasvit.cost: what fvcore counts)."""
+    from .cost import network_cost as cost
+    from .data import image_channels
+
+    d, s = cfg.data, cfg.space
+    c = cost(genotype, depth, s.embed_dim, d.image_size, s.patch_size, image_channels(d), num_classes)
+    return c.params, c.flops
 
 
 def matched_depth(flops_at: Callable[[int], int], budget: int, max_depth: int) -> int | None:
@@ -176,13 +176,32 @@ def locate(entry: Entry, run_dir: Path, want: Config, depth: int) -> None:
 # the plan, the retrains, the result
 
 
+RANDOM = "random"
+
+
+def random_cell(cfg: Config, k: int) -> Genotype:
+    """The k-th random cell (1-based) of `cfg`'s space, under the derivation's rules and the search's budget."""
+    import random
+
+    from .derivation import random_genotype, space_costs
+    from .training import mix_seed
+
+    op_costs, budget = space_costs(cfg)
+    rng = random.Random(mix_seed(cfg.search.seed, 0x5EED, k))
+    meta = {"random": k, "seed": cfg.search.seed, "budget": cfg.search.budget}
+    s = cfg.space
+    return random_genotype(s.ops, s.nodes, s.edges_per_node, rng, op_costs, budget, meta=meta)
+
+
 def _num_classes(cfg: Config) -> int:
     from .data import build_datasets, num_classes
 
-    return num_classes(cfg.data) or build_datasets(cfg.data, seed=cfg.search.seed)[2]
+    return num_classes(cfg.data) or build_datasets(cfg.data).num_classes
 
 
-def plan_compare(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ComparePlan:
+def plan_compare(
+    run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), random_cells: int = 0
+) -> ComparePlan:
     """Resolve what to retrain and where; every mistake is a one-sentence UserError, before any training."""
     run_dir = rd.require_run_dir(Path(run_dir))
     if rd.summarize(run_dir).kind == "retrain":
@@ -206,6 +225,11 @@ def plan_compare(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (
     if matched is not None and matched != depth:
         entries.append(Entry("searched", matched, searched, *searched_cost(matched)))
     next_flops = searched_cost(matched + 1)[1] if matched is not None and matched < MAX_DEPTH_FACTOR * depth else None
+    if random_cells < 0:
+        raise UserError(f"--random takes a number of random cells (0 or more), got {random_cells}.")
+    for k in range(1, random_cells + 1):
+        g = random_cell(cfg, k)
+        entries.append(Entry(f"{RANDOM}{k}", depth, g, *network_cost(g, cfg, depth, num_classes)))
     for e in entries:
         locate(e, run_dir, at_depth(cfg, e.depth), depth)
     return ComparePlan(run_dir, overrides, cfg, num_classes, depth, matched, next_flops, entries)
@@ -281,6 +305,9 @@ def _retrain(plan: ComparePlan, e: Entry, progress: bool) -> int:
         shutil.rmtree(e.run_dir)
     if e.cell == "searched":
         source, preset = str(plan.run_dir), None
+    elif e.cell.startswith(RANDOM):  # the drawn cell, kept beside its retrain
+        source, preset = str(e.run_dir.parent / f"{e.cell}.json"), str(plan.run_dir / rd.CONFIG)
+        e.genotype.save(source)
     else:
         source, preset = e.cell, str(plan.run_dir / rd.CONFIG)
     overrides = [*plan.overrides, f"retrain.depth={e.depth}"]
@@ -341,6 +368,22 @@ def result(plan: ComparePlan) -> dict[str, Any]:
         out["note"] = (
             f"the searched cell costs more at depth 1 than the ViT block at depth {depth}; no matched-FLOPs comparison."
         )
+    randoms = [row for key, row in rows.items() if key.startswith(RANDOM)]
+    if randoms:
+        searched = rows[f"searched@{depth}"]["top1"]
+        tops = sorted(r["top1"] for r in randoms)
+        out["random"] = {
+            "rule": "cells drawn uniformly from the run's space: the derivation's inputs per node, a residual path, "
+            "the first stage's ops, within search.budget; same depth and recipe",
+            "depth": depth,
+            "budget": plan.cfg.search.budget,
+            "cells": randoms,
+            "median_top1": statistics.median(tops),
+            "best_top1": tops[-1],
+            # 1 is the best: how many random cells did better, plus one
+            "searched_rank": 1 + sum(t > searched for t in tops),
+            "of": len(tops) + 1,
+        }
     return out
 
 
@@ -349,9 +392,10 @@ def compare(
     overrides: list[str] | tuple[str, ...] = (),
     say: Callable[[str], None] = print,
     progress: bool = True,
+    random_cells: int = 0,
 ) -> tuple[int, dict[str, Any] | None]:
     """Plan, retrain what is missing, write RUN_DIR/compare.json; (exit code, the result or None if stopped)."""
-    plan = plan_compare(run_dir, overrides)
+    plan = plan_compare(run_dir, overrides, random_cells)
     rc = run_retrains(plan, say, progress)
     if rc != EXIT_OK:
         say(f"stopped; finished retrains are kept: run the same compare again to resume ({plan.run_dir}).")

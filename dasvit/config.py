@@ -29,9 +29,18 @@ DEFAULT_OPS = ["zero", "skip", "msa_4", "msa_8", "msa_12", "mlp_0.5", "mlp_2", "
 class DataConfig:
     """Where images come from and how they are batched."""
 
-    name: Literal["cifar10", "cifar100", "imagenet100", "imagefolder", "digits", "synthetic"] = "synthetic"
+    name: Literal["cifar10", "cifar100", "imagenet100", "imagefolder", "digits", "fashion-mnist", "synthetic"] = (
+        "synthetic"
+    )
     root: str = "data"
     image_size: int = 32
+    # the validation split, held out of the training set class by class: a fraction (< 1) or a number of
+    # images (>= 1). Per-epoch figures and every selection (a retrain's best epoch, a specialization) are
+    # made on it; the dataset's own test split is only reported. 0: no validation split (a retrain then
+    # reports its last epoch)
+    holdout: float = 0.1
+    subset: int = 0  # train on this many training images (class by class), 0: all of them
+    seed: int = 0  # draws the validation and subset images (and digits' test fifth): the same for every search seed
     # image channels the network reads: auto = the dataset's own (digits 1; imagefolder: 1 if its images
     # are grayscale, else 3; the others 3); 1 or 3 converts explicitly (grayscale <-> RGB)
     channels: Literal["auto", 1, 3] = "auto"
@@ -154,6 +163,13 @@ class SearchConfig:
     # when a pruning would strip `skip` from every edge, keep it on the edge leaving a cell input where it
     # weighs most, unless even there it is below skip_floor times its fair share 1/n (0: off)
     skip_floor: float = 0.5
+    # the derived cell costs no more FLOPs and no more params per layer than this cell does at the same
+    # width and tokens: a built-in (vit_b16, the ViT block) or a genotype file; none: no budget. The cell of
+    # the largest α weight within it is derived (dasvit.derivation.derive_genotype)
+    budget: str = "vit_b16"
+    # a stage's supernet starts from the last stage's weights (cell k from cell k mod its depth, the ops still
+    # there) instead of afresh (P-DARTS); α starts afresh either way
+    inherit_weights: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # light: crop and flip only
     seed: int = 0
     lr: float = 1e-3
@@ -391,6 +407,12 @@ def validate(cfg: Config) -> None:
         ("search.pts.dim", se.pts.dim),
     ]:
         _positive(v, key)
+    if d.holdout < 0 or math.isnan(d.holdout) or (d.holdout >= 1 and d.holdout != int(d.holdout)):
+        raise ConfigError(
+            f"data.holdout is a fraction of the training set (0 to < 1) or a whole number of images, got {d.holdout}."
+        )
+    if d.subset < 0:
+        raise ConfigError(f"data.subset is a number of training images (0: all), got {d.subset}.")
     if d.workers < 0:
         raise ConfigError(f"data.workers must be 0 or more, got {d.workers}.")
     if d.name == "synthetic":

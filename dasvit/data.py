@@ -1,22 +1,30 @@
-"""Datasets, transforms, the DARTS split of the training set, and deterministic epoch loaders.
+"""From a `DataConfig` to the three splits (train, validation, test), their transforms and the loaders.
 
 `cifar10` / `cifar100` come from torchvision (downloaded into `data.root`), `imagenet100` is an
 ImageFolder over `root/train` and `root/val` restricted to the 100 CMC classes, `imagefolder` is any
-`root/train/<class>/...`, `root/val/<class>/...` tree, `digits` is scikit-learn's 8x8 handwritten
-digits (real scans that need no download), and `synthetic` is generated from the seed: a learnable task
-(each class is a smooth pattern plus noise), so a demo shows accuracy rising.
+`root/train/<class>/...`, `root/val/<class>/...` tree; `fashion-mnist`, `digits` and `synthetic` live
+in memory (dasvit.datasets). Every dataset gives its own test split (reported only) and a validation
+split held out of its training set (`data.holdout`: per-epoch figures and every selection are made on
+it); `data.subset` trains on part of the training set. `EpochLoaders` gives deterministic epochs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .config import DataConfig
+from .datasets import (
+    DEBIAN_FASHION_MNIST,
+    DigitsImages,
+    FashionMNISTImages,
+    SyntheticImages,
+    fashion_folder,
+)
 from .errors import DataError
 from .training import mix_seed
 
@@ -27,99 +35,6 @@ CLASS_LIST = Path(__file__).resolve().parent / "imagenet100_classes.txt"
 
 def imagenet100_classes() -> list[str]:
     return [line.strip() for line in CLASS_LIST.read_text().splitlines() if line.strip()]
-
-
-class InMemoryImages(Dataset):
-    """Images and labels held in memory (`images`, `targets`, `classes`, `transform` set by the subclass)."""
-
-    images: Any
-    targets: Any
-    classes: list[str]
-    transform: Callable | None
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, i: int):
-        x = self.images[i]
-        if self.transform is not None:
-            x = self.transform(x)
-        return x, int(self.targets[i])
-
-
-class SyntheticImages(InMemoryImages):
-    """A generated classification task that a small ViT can learn.
-
-    Each class owns a smooth random pattern (a sum of a few 2-D sinusoids with class-specific
-    frequencies, phases and colours). A sample is its class pattern, randomly shifted and scaled, plus
-    Gaussian noise. Everything derives from `seed`, so the same config always gives the same data.
-    """
-
-    def __init__(self, n: int, classes: int, image_size: int, seed: int, split: str, transform: Callable | None = None):
-        g = torch.Generator().manual_seed(10_007 * seed + 17)
-        s = image_size
-        yy, xx = torch.meshgrid(torch.linspace(0, 1, s), torch.linspace(0, 1, s), indexing="ij")
-        protos = torch.zeros(classes, 3, s, s)
-        for c in range(classes):
-            for _ in range(3):
-                fy, fx = torch.randint(1, 4, (2,), generator=g).float()
-                phase = torch.rand(2, generator=g) * 6.283
-                colour = torch.randn(3, 1, 1, generator=g)
-                wave = torch.sin(6.283 * fy * yy + phase[0]) * torch.cos(6.283 * fx * xx + phase[1])
-                protos[c] += colour * wave
-        protos /= protos.flatten(1).std(dim=1).view(-1, 1, 1, 1)
-        gs = torch.Generator().manual_seed(10_007 * seed + (1 if split == "train" else 2))
-        self.targets = torch.randint(0, classes, (n,), generator=gs)
-        shift = torch.randint(-s // 8, s // 8 + 1, (n, 2), generator=gs)
-        amp = 0.6 + 0.8 * torch.rand(n, generator=gs)
-        images = torch.empty(n, 3, s, s)
-        for i in range(n):
-            img = torch.roll(protos[self.targets[i]], shifts=(int(shift[i, 0]), int(shift[i, 1])), dims=(1, 2))
-            images[i] = amp[i] * img
-        images += 0.7 * torch.randn(images.shape, generator=gs)
-        self.images = images
-        self.classes = [f"class_{c}" for c in range(classes)]
-        self.transform = transform
-
-
-class DigitsImages(InMemoryImages):
-    """scikit-learn's handwritten digits (1,797 grayscale 8x8 scans, 10 classes), upscaled to `image_size`.
-
-    Shipped with scikit-learn, so it needs no download: the small real dataset of the project. The split
-    is stratified and drawn from `seed` (a fifth of each class for validation); images are upscaled once
-    (bilinear) and kept as 8-bit single-channel images, so the usual image transforms apply.
-    """
-
-    VAL_FRACTION = 0.2
-
-    def __init__(self, image_size: int, seed: int, split: str, transform: Callable | None = None):
-        try:
-            from sklearn.datasets import load_digits
-        except ImportError:
-            raise DataError(
-                "the digits dataset comes with scikit-learn, which is not installed; "
-                "pip install scikit-learn (or install dasvit with its dependencies)."
-            ) from None
-        from torchvision import tv_tensors
-
-        digits = load_digits()
-        images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0  # [N, 1, 8, 8] in [0, 1]
-        labels = torch.tensor(digits.target, dtype=torch.long)
-        g = torch.Generator().manual_seed(10_007 * seed + 3)
-        chosen = []
-        for c in range(10):
-            idx = (labels == c).nonzero().flatten()
-            idx = idx[torch.randperm(len(idx), generator=g)]
-            n_val = round(self.VAL_FRACTION * len(idx))
-            chosen.append(idx[:n_val] if split == "val" else idx[n_val:])
-        keep = torch.cat(chosen).sort().values
-        x = images[keep]
-        if image_size != 8:
-            x = torch.nn.functional.interpolate(x, size=image_size, mode="bilinear", align_corners=False)
-        self.images = [tv_tensors.Image(im) for im in (x.clamp(0, 1) * 255).round().to(torch.uint8)]
-        self.targets = labels[keep]
-        self.classes = [str(c) for c in range(10)]
-        self.transform = transform
 
 
 def _tv():
@@ -145,26 +60,62 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tif
 
 
 def image_channels(cfg: DataConfig) -> int:
-    """Channels the network reads: `data.channels`, or with "auto" the dataset's own (digits 1; an
-    imagefolder tree 1 if its first training image is grayscale, else 3; the others 3)."""
+    """Channels the network reads: `data.channels`, or with "auto" the dataset's own (digits and
+    Fashion-MNIST 1; an imagefolder tree 1 if its first training image is grayscale, else 3; the others 3)."""
     if cfg.channels != "auto":
         return int(cfg.channels)
-    if cfg.name == "digits":
-        return 1
-    if cfg.name == "imagefolder":
-        train = Path(cfg.root).expanduser() / "train"
-        first = _first_image(train) if train.is_dir() else None
-        if first is not None:
-            from PIL import Image
+    return image_info(cfg).channels
 
-            with Image.open(first) as im:
-                return 1 if im.mode in GRAY_MODES else 3
-    return 3
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What a dataset's images are, known before any training: the augmentation policy's `auto` follows it.
+
+    size: the side of the images as the dataset stores them (pixels; the shorter side of a file), before
+    any resize to `data.image_size`; channels: 1 (grayscale) or 3; mirror_keeps_label: whether a mirror
+    image shows the same class (photographs of objects and clothing: yes; digits, glyphs: no), None when
+    the images do not say (an image folder: then grayscale is taken for scans and glyphs, colour for
+    photographs); tensor: the images are already normalised float tensors (the generated task)."""
+
+    size: int
+    channels: int
+    mirror_keeps_label: bool | None = None
+    tensor: bool = False
+
+
+# the built-in datasets, whose images are known; an image folder is looked at (its first training image)
+KNOWN_IMAGES = {
+    "cifar10": ImageInfo(32, 3, True),
+    "cifar100": ImageInfo(32, 3, True),
+    "imagenet100": ImageInfo(256, 3, True),  # ILSVRC photographs: about 400 x 350 px, 256 the usual floor
+    "digits": ImageInfo(8, 1, False),
+    "fashion-mnist": ImageInfo(28, 1, True),  # a mirrored shirt is a shirt
+}
+
+
+def image_info(cfg: DataConfig) -> ImageInfo:
+    """The images of `cfg`'s dataset (see ImageInfo); an image folder's from its first training image."""
+    if cfg.name == "synthetic":
+        return ImageInfo(cfg.image_size, 3, False, tensor=True)
+    if cfg.name in KNOWN_IMAGES:
+        return KNOWN_IMAGES[cfg.name]
+    train = Path(cfg.root).expanduser() / "train"
+    first = _first_image(train) if train.is_dir() else None
+    if first is None:
+        return ImageInfo(cfg.image_size, 3)
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(first) as im:
+            return ImageInfo(min(im.size), 1 if im.mode in GRAY_MODES else 3)
+    except (OSError, UnidentifiedImageError):
+        raise DataError(f"{first} is not an image that can be read; remove it or replace it.") from None
 
 
 def native_channels(cfg: DataConfig) -> int:
-    """Channels the dataset's images arrive with (ImageFolder's loader gives RGB; digits are grayscale)."""
-    return 1 if cfg.name == "digits" else 3
+    """Channels the dataset's images arrive with (ImageFolder's loader gives RGB; the in-memory grayscale
+    sets give 1)."""
+    return 1 if cfg.name in ("digits", "fashion-mnist") else 3
 
 
 def normalization(cfg: DataConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -173,6 +124,8 @@ def normalization(cfg: DataConfig) -> tuple[tuple[float, ...], tuple[float, ...]
         mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
     elif cfg.name == "digits":
         mean, std = (0.305,) * 3, (0.319,) * 3  # of the digits upscaled to 16 px
+    elif cfg.name == "fashion-mnist":
+        mean, std = (0.286,) * 3, (0.353,) * 3  # of the 60,000 training images
     else:
         mean, std = IMAGENET_MEAN, IMAGENET_STD
     if image_channels(cfg) == 1:
@@ -215,7 +168,7 @@ def eval_transform(cfg: DataConfig):
     return T.Compose(to_size_ops(cfg) + to_float_ops(cfg))
 
 
-CLASS_COUNTS = {"cifar10": 10, "cifar100": 100, "imagenet100": 100, "digits": 10}
+CLASS_COUNTS = {"cifar10": 10, "cifar100": 100, "imagenet100": 100, "digits": 10, "fashion-mnist": 10}
 
 
 def num_classes(cfg: DataConfig) -> int | None:
@@ -232,29 +185,131 @@ def _missing(what: str, where: Path, how: str) -> DataError:
     return DataError(f"{what} was not found in {where}; {how}")
 
 
-def build_datasets(
-    cfg: DataConfig, seed: int = 0, train_transform: Callable | None = None, val_transform: Callable | None = None
-) -> tuple[Dataset, Dataset, int]:
-    """The (train, val, num_classes) of `cfg.name`; raises DataError with where it looked and how to fix it.
+# ---------------------------------------------------------------------------------------------
+# the splits: train, validation (held out of the training set), test
+
+
+class Transformed(Dataset):
+    """`indices` of `base` (a dataset without a transform of its own) through `transform`."""
+
+    def __init__(self, base: Dataset, indices: list[int], transform: Callable | None):
+        self.base, self.indices, self.transform = base, indices, transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        x, y = self.base[self.indices[i]]
+        return (self.transform(x) if self.transform is not None else x), y
+
+
+@dataclass
+class Splits:
+    """A dataset's three splits, each with its transform.
+
+    train: what the weights (and the search's α) learn from; `data.subset` of the training set, without
+    the validation images. val: `data.holdout` of the training set, held out: every per-epoch figure and
+    every selection (a retrain's best epoch, the FocusFormer specialization) is made on it; None when
+    `data.holdout` is 0. test: the dataset's own test split (cifar's and Fashion-MNIST's test set, the
+    `val/` folder of an image tree, a fifth of digits): only reported, never selected on.
+    notes: what the loading chose and the user should know (where the files were found)."""
+
+    train: Dataset
+    val: Dataset | None
+    test: Dataset
+    num_classes: int
+    notes: list[str]
+
+    @property
+    def selection(self) -> Dataset:
+        """The split per-epoch figures are measured on: the validation split, or the test split without one."""
+        return self.val if self.val is not None else self.test
+
+    def describe(self) -> str:
+        val = (
+            f"{len(self.val):,} validation (held out of the training set)" if self.val is not None else "no validation"
+        )
+        return f"data: {len(self.train):,} train, {val}, {len(self.test):,} test images"
+
+
+def dataset_targets(ds: Dataset) -> list[int]:
+    """Class index of every item, without loading images (torchvision and in-memory sets keep them)."""
+    targets = getattr(ds, "targets", None)
+    if targets is None:
+        return [int(ds[i][1]) for i in range(len(ds))]
+    return [int(t) for t in (targets.tolist() if hasattr(targets, "tolist") else targets)]
+
+
+def stratified_split(targets: list[int], n: int, seed: int) -> tuple[list[int], list[int]]:
+    """(n indices drawn class by class in proportion, the others), both sorted; drawn from `seed`.
+
+    Each item gets the key (its place among its class in a random order + 0.5) / class size; the n smallest
+    keys are taken, so every class gives its share to within one image."""
+    total = len(targets)
+    n = max(0, min(n, total))
+    perm = torch.randperm(total, generator=torch.Generator().manual_seed(mix_seed(seed, 4242))).tolist()
+    size: dict[int, int] = {}
+    for t in targets:
+        size[t] = size.get(t, 0) + 1
+    seen: dict[int, int] = {}
+    key = [0.0] * total
+    for i in perm:
+        t = targets[i]
+        key[i] = (seen.get(t, 0) + 0.5) / size[t]
+        seen[t] = seen.get(t, 0) + 1
+    rank = {i: r for r, i in enumerate(perm)}
+    order = sorted(range(total), key=lambda i: (key[i], rank[i]))
+    return sorted(order[:n]), sorted(order[n:])
+
+
+def holdout_count(holdout: float, n: int) -> int:
+    """`data.holdout` as a number of images: a fraction of the training set (< 1) or a count (>= 1)."""
+    return round(holdout * n) if holdout < 1 else int(holdout)
+
+
+def build_datasets(cfg: DataConfig, train_transform: Callable | None = None, eval_tf: Callable | None = None) -> Splits:
+    """The train / validation / test splits of `cfg` (see Splits); raises DataError with where it looked
+    and how to fix it.
 
     Without `train_transform` the training images get the evaluation transform (no augmentation); the
-    phases pass theirs (dasvit.augment.train_transform)."""
-    root = Path(cfg.root).expanduser()
-    vt = val_transform or eval_transform(cfg)
+    phases pass theirs (dasvit.augment.train_transform). The validation images are held out of the
+    training set class by class (`data.holdout`, drawn from `data.seed`), then `data.subset` training
+    images are drawn from the rest the same way."""
+    vt = eval_tf or eval_transform(cfg)
     tt = train_transform or vt
+    train, test, classes, notes = _load(cfg)
+    targets = dataset_targets(train)
+    n_val = holdout_count(cfg.holdout, len(targets))
+    if n_val >= len(targets):
+        raise DataError(
+            f"data.holdout ({cfg.holdout:g}) asks for {n_val:,} of the {len(targets):,} training images; "
+            "leave some to train on."
+        )
+    val_idx, rest = stratified_split(targets, n_val, cfg.seed)
+    if cfg.subset and cfg.subset < len(rest):
+        picked, _ = stratified_split([targets[i] for i in rest], cfg.subset, mix_seed(cfg.seed, 1))
+        rest = [rest[k] for k in picked]
+    val = Transformed(train, val_idx, vt) if val_idx else None
+    return Splits(Transformed(train, rest, tt), val, Transformed(test, list(range(len(test))), vt), classes, notes)
+
+
+def _load(cfg: DataConfig) -> tuple[Dataset, Dataset, int, list[str]]:
+    """The dataset's (training set, test set, classes, notes), both without transforms."""
+    root = Path(cfg.root).expanduser()
     if cfg.name == "synthetic":
-        train = SyntheticImages(cfg.synthetic_train, cfg.synthetic_classes, cfg.image_size, seed, "train", tt)
-        val = SyntheticImages(cfg.synthetic_val, cfg.synthetic_classes, cfg.image_size, seed, "val", vt)
-        return train, val, cfg.synthetic_classes
+        train = SyntheticImages(cfg.synthetic_train, cfg.synthetic_classes, cfg.image_size, cfg.seed, "train")
+        test = SyntheticImages(cfg.synthetic_val, cfg.synthetic_classes, cfg.image_size, cfg.seed, "test")
+        return train, test, cfg.synthetic_classes, []
     if cfg.name == "digits":
-        train = DigitsImages(cfg.image_size, seed, "train", tt)
-        return train, DigitsImages(cfg.image_size, seed, "val", vt), 10
+        return DigitsImages(cfg.image_size, cfg.seed, "train"), DigitsImages(cfg.image_size, cfg.seed, "test"), 10, []
+    if cfg.name == "fashion-mnist":
+        return _fashion(cfg, root)
     if cfg.name in ("cifar10", "cifar100"):
         cls = _tv().datasets.CIFAR10 if cfg.name == "cifar10" else _tv().datasets.CIFAR100
         label = "CIFAR-10" if cfg.name == "cifar10" else "CIFAR-100"
         try:
-            train = cls(str(root), train=True, transform=tt, download=cfg.download)
-            val = cls(str(root), train=False, transform=vt, download=cfg.download)
+            train = cls(str(root), train=True, download=cfg.download)
+            test = cls(str(root), train=False, download=cfg.download)
         except (RuntimeError, OSError) as e:  # offline download or missing files
             raise _missing(
                 label,
@@ -262,7 +317,7 @@ def build_datasets(
                 f"download it with data.download=true on a machine with internet (torchvision puts it there), "
                 f"or point data.root at a folder holding it ({type(e).__name__}: {str(e).splitlines()[0][:120]}).",
             ) from None
-        return train, val, CLASS_COUNTS[cfg.name]
+        return train, test, CLASS_COUNTS[cfg.name], []
     ImageFolder = _tv().datasets.ImageFolder
     split_dirs = {"train": root / "train", "val": root / "val"}
     for split, d in split_dirs.items():
@@ -286,15 +341,43 @@ def build_datasets(
                     )
                 return list(wanted), {c: i for i, c in enumerate(wanted)}
 
-        train, val = ImageNet100(str(split_dirs["train"]), tt), ImageNet100(str(split_dirs["val"]), vt)
-        return train, val, 100
+        return ImageNet100(str(split_dirs["train"])), ImageNet100(str(split_dirs["val"])), 100, []
     try:
-        train, val = ImageFolder(str(split_dirs["train"]), tt), ImageFolder(str(split_dirs["val"]), vt)
+        train, test = ImageFolder(str(split_dirs["train"])), ImageFolder(str(split_dirs["val"]))
     except FileNotFoundError as e:
         raise DataError(f"{root}: {e}") from None
-    if train.classes != val.classes:
+    if train.classes != test.classes:
         raise DataError(f"{root}: train/ and val/ must hold the same class folders.")
-    return train, val, len(train.classes)
+    return train, test, len(train.classes), []
+
+
+def _fashion(cfg: DataConfig, root: Path) -> tuple[Dataset, Dataset, int, list[str]]:
+    """Fashion-MNIST's IDX files from `data.root` (the files themselves, or torchvision's
+    FashionMNIST/raw/ below it), else from Debian's package, else downloaded by torchvision."""
+    notes = []
+    folder = fashion_folder(root)
+    if folder is None and fashion_folder(DEBIAN_FASHION_MNIST) is not None:
+        folder = DEBIAN_FASHION_MNIST
+        notes.append(f"Fashion-MNIST: not in data.root ({root}); reading Debian's copy in {folder}")
+    if folder is None and cfg.download:
+        try:
+            _tv().datasets.FashionMNIST(str(root), train=True, download=True)
+            _tv().datasets.FashionMNIST(str(root), train=False, download=True)
+        except (RuntimeError, OSError):
+            pass  # offline: the sentence below says both ways to get it
+        folder = fashion_folder(root)
+        if folder is not None:
+            notes.append(f"Fashion-MNIST: downloaded into {folder}")
+    if folder is None:
+        raise _missing(
+            "Fashion-MNIST (train-images-idx3-ubyte.gz and its three companions)",
+            root,
+            "download it with data.download=true on a machine with internet, or install Debian's "
+            f"dataset-fashion-mnist package (apt-get install dataset-fashion-mnist: {DEBIAN_FASHION_MNIST}) "
+            "or set data.root to a folder holding the four IDX files.",
+        )
+    train = FashionMNISTImages(folder, "train", cfg.image_size)
+    return train, FashionMNISTImages(folder, "test", cfg.image_size), 10, notes
 
 
 def split_halves(n: int, seed: int) -> tuple[list[int], list[int]]:

@@ -14,12 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cost import mlp_hidden
 from .opspec import OpSpec
 from .opspec import parse_op as parse_op  # re-exported: network, supernet and arch build ops from names
-
-
-def mlp_hidden(dim: int, ratio: float) -> int:
-    return max(1, int(round(dim * ratio)))
 
 
 class Zero(nn.Module):

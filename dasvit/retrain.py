@@ -13,6 +13,7 @@ metrics.json. The top-1 / top-5 in metrics.json are those of best.pt, which `loa
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import dataclass
@@ -25,9 +26,10 @@ from . import rundir as rd
 from .augment import batch_mixer, train_transform
 from .augment import describe as describe_augment
 from .config import Config, load_config, load_run_config, preset_names
-from .data import EpochLoaders, build_datasets
+from .data import EpochLoaders, Splits, build_datasets
 from .engine_request import RetrainRequest, retrain_run_dir
 from .errors import ConfigError, RunDirError, UserError
+from .fmt import count as human
 from .genotype import Genotype, load_genotype
 from .network import Network, build_network
 from .profile import count_flops, count_params, images_per_second
@@ -247,11 +249,12 @@ def retrain(plan: Plan, progress: bool = True) -> int:
     if r.batch_size % info.world:
         raise ConfigError(f"retrain.batch_size ({r.batch_size}) must be divisible by the {info.world} processes.")
     tf, notes = train_transform(cfg)
-    train_set, val_set, num_classes = build_datasets(cfg.data, seed=cfg.search.seed, train_transform=tf)
+    splits = build_datasets(cfg.data, train_transform=tf)
+    train_set, num_classes = splits.train, splits.num_classes
     per_rank = r.batch_size // info.world
     train_loaders = EpochLoaders(train_set, per_rank, cfg.data.workers, r.seed, info.rank, info.world)
     val_loader = EpochLoaders(
-        val_set, per_rank, cfg.data.workers, r.seed, info.rank, info.world, shuffle=False, drop_last=False
+        splits.selection, per_rank, cfg.data.workers, r.seed, info.rank, info.world, shuffle=False, drop_last=False
     ).epoch(0)
     steps = len(train_loaders) if r.steps_per_epoch == 0 else min(r.steps_per_epoch, len(train_loaders))
     if steps == 0:
@@ -293,7 +296,7 @@ def retrain(plan: Plan, progress: bool = True) -> int:
         try:
             if info.main and not plan.resume:
                 plan.genotype.save(plan.run_dir / rd.GENOTYPE)
-            for note in [describe_augment(cfg, "retrain"), *notes]:
+            for note in [splits.describe(), *splits.notes, describe_augment(cfg, "retrain"), *notes]:
                 run.progress.line(note)
             params = count_params(model)
             run.progress.line(
@@ -327,7 +330,8 @@ def retrain(plan: Plan, progress: bool = True) -> int:
                 if info.device.type == "cuda":
                     fields["peak_mem_bytes"] = torch.cuda.max_memory_allocated(info.device)
                 if info.main:
-                    if top1 > best["top1"]:
+                    # the epoch is selected on the validation split; without one the last epoch is reported
+                    if top1 > best["top1"] or splits.val is None:
                         best = {"top1": top1, "top5": top5, "epoch": epoch + 1}
                         save_checkpoint(
                             plan.run_dir / BEST, _weights(eval_model.state_dict(), epoch + 1, top1, top5, num_classes)
@@ -344,10 +348,11 @@ def retrain(plan: Plan, progress: bool = True) -> int:
                 )
                 barrier(info)
             if info.main:
-                metrics = finish(plan, eval_model, best, num_classes, info, params)
+                metrics = finish(plan, eval_model, best, splits, info, params)
                 run.progress.line(
-                    f"done: top-1 {metrics['top1']:.2%}, top-5 {metrics['top5']:.2%}, "
-                    f"{metrics['params'] / 1e6:.2f} M params, {metrics['flops'] / 1e9:.3f} GFLOPs"
+                    f"done: test top-1 {metrics['top1']:.2%}, top-5 {metrics['top5']:.2%} "
+                    f"(epoch {metrics['best_epoch']}, {metrics['selected_on']}); last epoch {metrics['last_top1']:.2%}; "
+                    f"{human(metrics['params'])} params, {human(metrics['flops'])} FLOPs"
                 )
                 run.emit(
                     "run_end", status="finished", message=f"top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f}"
@@ -365,23 +370,43 @@ def retrain(plan: Plan, progress: bool = True) -> int:
     return EXIT_OK
 
 
-def finish(plan: Plan, eval_model: nn.Module, best: dict, num_classes: int, info: DistInfo, params: int) -> dict:
-    """Write last.pt and metrics.json (rank 0): the best epoch's accuracy, params, FLOPs, images/s."""
+def finish(plan: Plan, eval_model: nn.Module, best: dict, splits: Splits, info: DistInfo, params: int) -> dict:
+    """Write last.pt and metrics.json (rank 0): the test split's top-1 / top-5 of the selected epoch (best.pt:
+    the best on the validation split, or the last without one) and of the last, params, FLOPs, images/s."""
     cfg, r = plan.cfg, plan.cfg.retrain
     run_dir = plan.run_dir
-    last = _last_accuracy(run_dir)
+    local = DistInfo(device=info.device)  # rank 0 alone measures the whole test split
+    test = EpochLoaders(splits.test, min(r.batch_size, 256), cfg.data.workers, 0, shuffle=False, drop_last=False)
+    last = evaluate(eval_model, test.epoch(0), local)
     save_checkpoint(
-        run_dir / LAST,
-        _weights(
-            eval_model.state_dict(), r.epochs, last.get("last_top1", -1.0), last.get("last_top5", -1.0), num_classes
-        ),
+        run_dir / LAST, _weights(eval_model.state_dict(), r.epochs, last["top1"], last["top5"], splits.num_classes)
     )
-    flops = count_flops(eval_model, cfg.data.image_size)
-    ips = images_per_second(eval_model, cfg.data.image_size, min(r.batch_size, 64), info.device, steps=3, warmup=1)
+    selected = eval_model
+    if best["epoch"] != r.epochs:
+        selected = copy.deepcopy(eval_model)
+        selected.load_state_dict(torch.load(run_dir / BEST, map_location=info.device, weights_only=True)["model"])
+        chosen = evaluate(selected, test.epoch(0), local)
+    else:
+        chosen = last
+    flops = count_flops(selected, cfg.data.image_size)
+    ips = images_per_second(selected, cfg.data.image_size, min(r.batch_size, 64), info.device, steps=3, warmup=1)
     metrics = {
-        "top1": best["top1"],
-        "top5": best["top5"],
+        "top1": chosen["top1"],
+        "top5": chosen["top5"],
         "best_epoch": best["epoch"],
+        "last_top1": last["top1"],
+        "last_top5": last["top5"],
+        "val_top1": best["top1"] if splits.val is not None else None,
+        "selected_on": "validation split" if splits.val is not None else "last epoch (no validation split)",
+        "splits": {
+            "top1": f"test ({len(splits.test)} images): the dataset's own test split, never selected on",
+            "best_epoch": (
+                f"validation ({len(splits.val)} images held out of the training set)"
+                if splits.val is not None
+                else "the last epoch (data.holdout is 0)"
+            ),
+            "train": f"{len(splits.train)} images",
+        },
         "params": params,
         "flops": flops,
         "images_per_s": ips,
@@ -389,20 +414,13 @@ def finish(plan: Plan, eval_model: nn.Module, best: dict, num_classes: int, info
         "patch_size": cfg.space.patch_size,
         "embed_dim": plan.genotype.embed_dim or cfg.space.embed_dim,
         "depth": plan.genotype.depth or r.depth,
-        "num_classes": num_classes,
+        "num_classes": splits.num_classes,
         "epochs": r.epochs,
         "dataset": cfg.data.name,
         "genotype": plan.genotype.to_json(),
-        **last,
     }
     rd.atomic_write_text(run_dir / METRICS, json.dumps(metrics, indent=2) + "\n")
     return metrics
-
-
-def _last_accuracy(run_dir: Path) -> dict:
-    events, _ = rd.read_events(run_dir)
-    epochs = [e for e in events if e.get("type") == "epoch"]
-    return {"last_top1": epochs[-1]["top1"], "last_top5": epochs[-1]["top5"]} if epochs else {}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,14 +21,15 @@ from typing import Any
 import torch
 
 from . import rundir as rd
-from .arch import arch_weights_dict, check_keep, derive_genotype, fairness_terms, prune_proposal, skip_fraction
 from .augment import describe as describe_augment
 from .augment import train_transform
 from .bilevel import BilevelStep
 from .config import Config, compile_stage, load_config, load_run_config
-from .data import EpochLoaders, build_datasets, image_channels, split_halves
+from .data import EpochLoaders, Splits, build_datasets, image_channels, split_halves
+from .derivation import arch_weights_dict, cell_ops_cost, check_keep, derive_genotype, prune_proposal, space_costs
 from .engine_request import SearchRequest
 from .errors import UserError
+from .fairness import fairness_terms, skip_fraction
 from .runtime import (
     DistInfo,
     Run,
@@ -74,14 +75,15 @@ class StageState:
 class Searcher:
     """Runs the stages of one search run (every rank runs one; only rank 0 writes)."""
 
-    def __init__(self, cfg: Config, run: Run, info: DistInfo, datasets: tuple[Any, Any, int]):
+    def __init__(self, cfg: Config, run: Run, info: DistInfo, splits: Splits):
         self.cfg, self.run, self.info = cfg, run, info
         self.ops = list(cfg.space.ops)
         self.nodes = cfg.space.nodes
-        train, self.val_set, self.num_classes = datasets
+        train, self.val_set, self.num_classes = splits.train, splits.selection, splits.num_classes
         w_idx, a_idx = split_halves(len(train), cfg.search.seed)
         self.w_set = torch.utils.data.Subset(train, w_idx)
         self.a_set = torch.utils.data.Subset(train, a_idx)
+        self.op_costs, self.budget = space_costs(cfg)  # a budget naming no cell stops before any work
         bs = cfg.data.batch_size
         if len(self.w_set) // info.world < bs or len(self.a_set) // info.world < bs:
             raise UserError(
@@ -221,7 +223,13 @@ class Searcher:
                 "preset": self.cfg.preset,
             },
             skip_floor=sc.skip_floor,
+            op_costs=self.op_costs,
+            budget=self.budget,
         )
+        cost = cell_ops_cost(geno.edges, self.op_costs)
+        geno.meta["cost"] = {"flops": cost.flops, "params": cost.params}
+        if self.budget is not None:
+            geno.meta["budget"] = {"cell": sc.budget, "flops": self.budget.flops, "params": self.budget.params}
         self.check_ranks_agree(w, stage)
         if self.info.main:
             geno.save(self.run.dir / f"genotype-stage{stage + 1}.json")
@@ -284,9 +292,13 @@ class Searcher:
             start_stage, start_epoch, phase = ckpt["stage"], ckpt["epoch"], ckpt["phase"]
             mask = ckpt["mask"].bool()
             self.run.control_offset = ckpt["control_offset"]
+        prev: StageState | None = None
         for stage in range(start_stage, len(sc.stages)):
             st = sc.stages[stage]
             s = self.build_stage(stage, mask)
+            if prev is not None and sc.inherit_weights:
+                inherit_weights(s.net, prev.net)
+            prev = None
             first = 0
             if ckpt is not None and stage == start_stage:
                 s.net.load_state_dict(ckpt["model"])
@@ -319,7 +331,7 @@ class Searcher:
                 )
                 keep = self.approve(stage, proposal, mask)
                 mask = mask_from_keep(keep, self.ops, self.nodes)
-            del s
+            prev = s
         barrier(self.info)
 
     def emit_epoch(self, stage: int, epoch: int, s: StageState, m: dict[str, float]) -> None:
@@ -350,6 +362,26 @@ class Searcher:
         )
 
 
+def inherit_weights(net: Supernet, prev: Supernet) -> int:
+    """Start a stage's supernet from the last one's weights: stem, head, and cell k from cell k mod the last
+    depth, each op that is still there (pruned ops are gone, α starts afresh). Returns the tensors copied."""
+    old = prev.state_dict()
+    depth = len(prev.cells)
+    copied = 0
+    with torch.no_grad():
+        for name, t in net.state_dict().items():
+            if name == "alpha" or name == "mask":
+                continue
+            parts = name.split(".")
+            if parts[0] == "cells":
+                parts[1] = str(int(parts[1]) % depth)
+            src = old.get(".".join(parts))
+            if src is not None and src.shape == t.shape:
+                t.copy_(src)
+                copied += 1
+    return copied
+
+
 def prepare(args: SearchRequest) -> tuple[Config, Path, bool]:
     """Resolve the config and run directory, or raise a UserError before any work."""
     if args.resume:
@@ -377,16 +409,16 @@ def run(args: SearchRequest) -> int:
         cfg, run_dir, resume = prepare(args)
         info = setup_distributed(long_waits=cfg.search.approval == "manual")
         tf, notes = train_transform(cfg, "search")  # light: search.augment
-        datasets = build_datasets(cfg.data, seed=cfg.search.seed, train_transform=tf)  # a missing dataset stops first
+        splits = build_datasets(cfg.data, train_transform=tf)  # a missing dataset stops first
         torch.set_float32_matmul_precision("high")
 
         def work(run: Run) -> tuple[str, str]:
             ckpt = load_checkpoint(run_dir / rd.CHECKPOINT, warn=run.warn) if resume else None
             if info.main:
                 run.progress.line(f"run directory: {run_dir}")
-                for line in [describe_augment(cfg, "search"), *notes]:
+                for line in [splits.describe(), *splits.notes, describe_augment(cfg, "search"), *notes]:
                     run.progress.line(line)
-            Searcher(cfg, run, info, datasets).search(ckpt)
+            Searcher(cfg, run, info, splits).search(ckpt)
             return f"genotype written to {run_dir / rd.GENOTYPE}", f"finished: {run_dir / rd.GENOTYPE}"
 
         return drive(run_dir, cfg, "search", info, resume, args.progress, work, f"dasvit search --resume {run_dir}")

@@ -1,4 +1,5 @@
-"""`dasvit compare`: the searched cell against the ViT block, at equal depth and at matched FLOPs."""
+"""`dasvit compare`: the searched cell against the ViT block (equal depth, matched FLOPs) and against random
+cells of its own space; several runs (search seeds) summarized as mean ± spread with their α agreement."""
 
 from __future__ import annotations
 
@@ -81,61 +82,164 @@ def compare_table(data: dict[str, Any]):
         )
     elif data.get("note"):
         notes.append(data["note"])
+    rnd = data.get("random")
+    if rnd:
+        notes.append(
+            f"random cells ({len(rnd['cells'])}, depth {rnd['depth']}, within {rnd['budget']}): median "
+            f"{_pct(rnd['median_top1'])}, best {_pct(rnd['best_top1'])}, each "
+            + " ".join(_pct(c["top1"]) for c in rnd["cells"])
+            + f"; the searched cell ranks {rnd['searched_rank']} of {rnd['of']}."
+        )
     notes.append("runs: " + ", ".join(f"{k} {r['dir']}" for k, r in data.get("models", {}).items()))
     table.caption = "\n".join(notes)
     table.caption_justify = "left"
     return table
 
 
+def _pm(ms: dict[str, float] | None, scale: float = 100.0) -> str:
+    return "" if not ms else f"{scale * ms['mean']:.2f} ± {scale * ms['std']:.2f}"
+
+
+def summary_table(summary: dict[str, Any]):
+    """Several runs' comparisons: one row per run, then mean ± sample std over them; α agreement per stage."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(
+        title=f"{len(summary['runs'])} searches, same recipe: top-1 on the test split",
+        title_justify="left",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for col in ("run", "searched", "ViT block", "random median", "rank", "searched − ViT", "searched − random"):
+        table.add_column(col, justify="left" if col == "run" else "right", no_wrap=True)
+    for r in summary["runs"]:
+        med = r.get("random_median_top1")
+        table.add_row(
+            Path(r["run"]).name,
+            _pct(r["searched_top1"]),
+            _pct(r["vit_top1"]),
+            _pct(med) if med is not None else "",
+            f"{r['searched_rank']}/{r['of']}" if "searched_rank" in r else "",
+            f"{100 * (r['searched_top1'] - r['vit_top1']):+.2f}",
+            f"{100 * (r['searched_top1'] - med):+.2f}" if med is not None else "",
+        )
+    table.add_row(
+        "mean ± std",
+        _pm(summary.get("searched_top1")),
+        _pm(summary.get("vit_top1")),
+        _pm(summary.get("random_median_top1")),
+        "",
+        _pm(summary.get("searched_minus_vit")),
+        _pm(summary.get("searched_minus_random_median")),
+        style="bold",
+    )
+    agree = summary.get("alpha_agreement") or {}
+    if agree:
+        table.caption = (
+            "α agreement across seeds (Kendall τ of each edge's op weights at the stage end, mean over edges and pairs): "
+            + ", ".join(
+                f"stage {s} {a['tau']:.2f} ({a['tau_min']:.2f}–{a['tau_max']:.2f})" for s, a in sorted(agree.items())
+            )
+        )
+        table.caption_justify = "left"
+    return table
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def compare(
-        run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A finished search run directory."),
+        run_dirs: list[Path] = typer.Argument(
+            ..., metavar="RUN_DIR...", help="Finished search run directories (several: one per search seed)."
+        ),
         overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP, metavar="KEY=VALUE"),
+        random_cells: int = typer.Option(
+            0,
+            "--random",
+            "-r",
+            help="Also retrain N random cells of each run's space (same rules, budget, recipe).",
+            metavar="N",
+        ),
+        summary_path: Path = typer.Option(
+            None, "--summary", help="With several runs: write their mean ± spread and α agreement here (JSON)."
+        ),
         fmt: str = typer.Option(
-            "rich", "--format", "-f", help="rich (a table) or json (compare.json on stdout; progress on stderr)."
+            "rich",
+            "--format",
+            "-f",
+            help="rich (tables) or json (compare.json, or the summary, on stdout; progress on stderr).",
         ),
         no_progress: bool = typer.Option(False, "--no-progress", help="Print no per-epoch progress of the retrains."),
     ) -> None:
-        """Retrain the searched cell and the ViT block with the same recipe; compare them.
+        """Retrain the searched cell, the ViT block and random cells with one recipe; compare them.
 
-        With RUN_DIR's config.yaml (width, data, recipe; --set on top) it trains:
+        With each RUN_DIR's config.yaml (width, data, recipe; --set on top) it trains:
           equal depth    the searched cell and the ViT block (vit_b16), retrain.depth
           matched FLOPs  the searched cell at the largest depth whose FLOPs do not
                          exceed the ViT block's at retrain.depth
-        Finished retrains are reused (RUN_DIR/retrain when depth and recipe match,
-        RUN_DIR/compare/*): a second compare trains nothing; a stopped one resumes.
-        Prints top-1, top-5, params and FLOPs side by side and writes
-        RUN_DIR/compare.json; `dasvit show RUN_DIR` shows it too.
+          random (-r N)  N cells drawn from the run's space under the derivation's
+                         rules (inputs per node, a residual path, the first stage's
+                         ops, within search.budget), retrain.depth
+        top-1 is on the test split; each retrain picks its epoch on the validation
+        split (held out of the training set). Finished retrains are reused
+        (RUN_DIR/retrain, RUN_DIR/compare/*): a second compare trains nothing; a
+        stopped one resumes. Writes RUN_DIR/compare.json; `dasvit show RUN_DIR` and
+        `dasvit plot RUN_DIR` show it too. Several RUN_DIRs (one search seed each)
+        are compared one after another, then summarized: mean ± sample std over the
+        runs, the searched cell's rank among the random cells, and how much the
+        runs' α agree at each stage end (Kendall τ).
 
         Exit codes: 0 finished, 1 failed, 2 bad input, 130 stopped (finished
         retrains are kept).
 
-        Example: dasvit compare runs/digits-20260101-120000 --set retrain.epochs=30
+        Examples:
+          dasvit compare runs/fashion-s0 --random 5
+          dasvit compare runs/fashion-s0 runs/fashion-s1 runs/fashion-s2 --random 5 --summary results/fashion.json
         """
         from dasvit.compare import compare as run_compare
         from dasvit.runtime import run_engine
 
         if fmt not in FORMATS:
             raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}.")
-        out: dict[str, Any] = {}
+        results: list[dict[str, Any]] = []
 
         def body() -> int:
             # with --format json, stdout carries the JSON alone: progress goes to stderr
             with contextlib.redirect_stdout(sys.stderr) if fmt == "json" else contextlib.nullcontext():
-                rc, data = run_compare(run_dir, list(overrides), say=print, progress=not no_progress)
-            if data is not None:
-                out.update(data)
-            return rc
+                for k, run_dir in enumerate(run_dirs, 1):
+                    if len(run_dirs) > 1:
+                        print(f"== run {k}/{len(run_dirs)}: {run_dir}")
+                    rc, data = run_compare(
+                        run_dir, list(overrides), say=print, progress=not no_progress, random_cells=random_cells
+                    )
+                    if rc != 0:
+                        return rc
+                    results.append(data)
+            return 0
 
         rc = run_engine(body)
-        if rc == 0:
-            if fmt == "json":
-                typer.echo(json.dumps(out, indent=2))
-            else:
-                from rich.console import Console
+        if rc != 0:
+            raise typer.Exit(rc)
+        summary = None
+        if len(run_dirs) > 1:
+            from dasvit.replicates import summarize
+            from dasvit.rundir import atomic_write_text
 
-                console = Console()
+            summary = summarize(list(run_dirs))
+            if summary_path is not None:
+                atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")
+        if fmt == "json":
+            typer.echo(json.dumps(summary if summary is not None else results[0], indent=2))
+        else:
+            from rich.console import Console
+
+            console = Console()
+            for run_dir, out in zip(run_dirs, results):
                 console.print(compare_table(out))
                 console.print(f"written: {Path(run_dir) / 'compare.json'}")
-        raise typer.Exit(rc)
+            if summary is not None:
+                console.print(summary_table(summary))
+                if summary_path is not None:
+                    console.print(f"written: {summary_path}")
+        raise typer.Exit(0)

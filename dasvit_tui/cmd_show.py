@@ -87,8 +87,11 @@ def resolve_sizes(source: str, opts: dict[str, Optional[int]]) -> tuple[dict[str
     return sizes, origin
 
 
-def comparison(source: str, baseline: Optional[Path]) -> tuple[list[dict[str, Any]], str | None]:
-    """Rows (searched retrain, ViT-B/16 baseline) that exist, and a hint when the baseline is missing."""
+def comparison(
+    source: str, baseline: Optional[Path], compared: bool = False
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Rows (searched retrain, ViT-B/16 baseline) that exist, and a hint when the baseline is missing (none
+    when `dasvit compare` has compared the run: its table has the ViT block)."""
     rows: list[dict[str, Any]] = []
     src = Path(source)
     searched = _retrain_metrics(src) if src.is_dir() else None
@@ -108,7 +111,7 @@ def comparison(source: str, baseline: Optional[Path]) -> tuple[list[dict[str, An
     if base is not None:
         rows.append({"name": f"vit_b16 ({base[0]})", "dir": str(base[0]), **_row(base[1])})
     hint = None
-    if searched is not None and base is None:
+    if searched is not None and base is None and not compared:
         hint = (
             f"no ViT-B/16 baseline to compare with: dasvit retrain vit_b16 --headless "
             f"--preset {_preset_of(root, searched[0])} --run-dir {root / 'baseline'}"
@@ -207,10 +210,10 @@ def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: O
         sizes["num_classes"],
         sizes["in_chans"],
     )
-    rows, hint = comparison(source, baseline)
     from dasvit.compare import read_compare
 
     compared = read_compare(source) if Path(source).is_dir() else None  # `dasvit compare`'s result
+    rows, hint = comparison(source, baseline, compared=compared is not None)
     if fmt == "json":
         out = {**genotype.to_json(), "params": cost["params"], "flops": cost["flops"], **sizes}
         if genotype.version == 2:

@@ -16,27 +16,30 @@ def _types(transform) -> list[str]:
     return [type(t).__name__ for t in transform.transforms]
 
 
-def test_auto_policy_fits_each_dataset_and_phase():
+def _policy(preset, phase, *sets):
     from dasvit.augment import resolve_policy
 
-    def policy(preset, phase, *sets):
-        cfg = load_config(preset, list(sets))
-        return resolve_policy(cfg.search.augment if phase == "search" else cfg.retrain.augment, cfg.data, phase)
+    cfg = load_config(preset, list(sets))
+    return resolve_policy(cfg.search.augment if phase == "search" else cfg.retrain.augment, cfg, phase)
 
+
+def test_auto_policy_fits_each_dataset_and_phase():
     # a mirrored digit is another symbol: never flipped, and never cropped to a fraction of its area;
     # the short search does not shift it either (half a patch), the retrain pads and crops by 2 px
-    s, r = policy("digits", "search"), policy("digits", "retrain")
+    s, r = _policy("digits", "search"), _policy("digits", "retrain")
     assert not s.flip and not r.flip and s.crop == "none" and r.crop == "pad" and r.padding == 2
-    # photographs: flipped; the search crops lightly, the retrain of full-size images uses the resized crop
-    assert policy("cifar10", "search").crop == "pad" and policy("cifar10", "search").flip
-    assert policy("imagenet100", "search").crop == "pad"
-    assert policy("imagenet100", "retrain").crop == "resized" and policy("imagenet100", "retrain").flip
+    # photographs: flipped; the search shifts them by less than half a patch or not at all; the retrain of
+    # full-size photographs uses the random-resized crop, of 32 px ones pad-and-crop
+    assert _policy("cifar10", "search").flip and _policy("cifar10", "retrain").crop == "pad"
+    assert _policy("cifar10", "search").crop == "none" and _policy("imagenet100", "search").crop == "none"
+    assert _policy("cifar10", "search", "search.augment.crop=pad").crop == "pad"
+    assert _policy("imagenet100", "retrain").crop == "resized" and _policy("imagenet100", "retrain").flip
     # the search is light, the retrain strong, by default
-    s, r = policy("cifar10", "search"), policy("cifar10", "retrain")
+    s, r = _policy("cifar10", "search"), _policy("cifar10", "retrain")
     assert s.randaugment is None and not (s.mixup or s.cutmix or s.random_erasing)
     assert r.randaugment == 9 and r.mixup > 0 and r.cutmix > 0 and r.random_erasing > 0
     # every part is switchable
-    p = policy(
+    p = _policy(
         "digits",
         "retrain",
         "retrain.augment.flip=horizontal",
@@ -45,6 +48,35 @@ def test_auto_policy_fits_each_dataset_and_phase():
         "retrain.augment.randaugment=true",
     )
     assert p.flip and p.crop == "resized" and p.scale == 0.5 and p.randaugment == 9
+
+
+def _image_tree(root, size: int, mode: str, per_class: int = 2) -> None:
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(per_class):
+                shape = (size, size) if mode == "L" else (size, size, 3)
+                pixels = torch.randint(0, 256, shape, generator=g, dtype=torch.uint8).numpy()
+                Image.fromarray(pixels, mode=mode).save(root / split / c / f"{i}.png")
+
+
+def test_auto_policy_of_an_image_folder_follows_its_images_not_its_name(tmp_path):
+    # a user's own folder of small grayscale scans is treated as the built-in scans are: no flip, no
+    # crop down to 8 % of a 28 px image; a folder of large colour photographs as ImageNet is
+    _image_tree(tmp_path / "scans", 28, "L")
+    _image_tree(tmp_path / "photos", 96, "RGB")
+    scans = ["data.name=imagefolder", f"data.root={tmp_path / 'scans'}", "data.image_size=28", "space.patch_size=7"]
+    s, r = _policy("digits", "search", *scans), _policy("digits", "retrain", *scans)
+    assert not s.flip and not r.flip and r.crop == "pad" and s.crop == "none"
+    photos = ["data.name=imagefolder", f"data.root={tmp_path / 'photos'}", "data.image_size=64", "space.patch_size=8"]
+    s, r = _policy("digits", "search", *photos), _policy("digits", "retrain", *photos)
+    assert s.flip and r.flip and r.crop == "resized"
+    # Fashion-MNIST is small grayscale photographs of clothing: mirrored, never cropped to 8 %
+    fashion = ["data.name=fashion-mnist", "data.image_size=28", "space.patch_size=7"]
+    assert _policy("digits", "retrain", *fashion).flip and _policy("digits", "retrain", *fashion).crop == "pad"
 
 
 def test_digits_search_transform_neither_flips_nor_loses_the_digit():
@@ -81,22 +113,30 @@ def test_legacy_retrain_keys_still_load_and_set():
 
 
 def test_digits_are_a_stratified_seeded_split_read_as_one_channel():
-    from dasvit.data import build_datasets, image_channels
+    from dasvit.data import build_datasets, dataset_targets, image_channels
 
     cfg = load_config("digits").data
-    train, val, classes = build_datasets(cfg, seed=0)
-    assert classes == 10 and len(train) + len(val) == 1797 and image_channels(cfg) == 1
-    x, y = val[0]
+    s = build_datasets(cfg)
+    assert s.num_classes == 10 and len(s.train) + len(s.val) + len(s.test) == 1797 and image_channels(cfg) == 1
+    x, y = s.test[0]
     assert x.shape == (1, 16, 16) and x.dtype == torch.float32 and 0 <= y < 10
-    counts = torch.bincount(val.targets, minlength=10).float() / torch.bincount(
-        torch.cat([train.targets, val.targets]), minlength=10
-    )
-    assert ((counts - 0.2).abs() < 0.01).all()  # a fifth of every class
-    again, _, _ = build_datasets(cfg, seed=0)
-    other, _, _ = build_datasets(cfg, seed=1)
-    assert torch.equal(again[5][0], train[5][0]) and not all(torch.equal(other[i][0], train[i][0]) for i in range(20))
+
+    def share(part):  # each class's share of a split, against the class's share of all 1,797 scans
+        counts = torch.bincount(torch.tensor([part.base.targets[i] for i in part.indices]), minlength=10).float()
+        everything = torch.bincount(
+            torch.tensor(dataset_targets(s.train.base) + dataset_targets(s.test.base)), minlength=10
+        )
+        return counts / everything
+
+    assert ((share(s.test) - 0.2).abs() < 0.01).all()  # a fifth of every class is the test split
+    assert ((share(s.val) - 0.08).abs() < 0.01).all()  # a tenth of the rest of every class is held out
+    again, other = build_datasets(cfg), build_datasets(load_config("digits", ["data.seed=1"]).data)
+    assert torch.equal(again.train[5][0], s.train[5][0])
+    assert not all(torch.equal(other.train[i][0], s.train[i][0]) for i in range(20))
+    # the split is the data's, not the search's: another search seed trains on the same images
+    assert build_datasets(load_config("digits", ["search.seed=1"]).data).train.indices == s.train.indices
     rgb = load_config("digits", ["data.channels=3"]).data
-    assert build_datasets(rgb, seed=0)[1][0][0].shape == (3, 16, 16)
+    assert build_datasets(rgb).test[0][0].shape == (3, 16, 16)
 
 
 def test_missing_scikit_learn_is_a_data_error(monkeypatch):
@@ -108,28 +148,21 @@ def test_missing_scikit_learn_is_a_data_error(monkeypatch):
 
 
 def test_grayscale_imagefolder_is_read_as_one_channel_and_networks_take_it(tmp_path):
-    from PIL import Image
-
     from dasvit.data import build_datasets, image_channels
     from dasvit.genotype import load_genotype
     from dasvit.network import build_network
     from dasvit.profile import count_flops
     from dasvit.supernet import Supernet
 
-    g = torch.Generator().manual_seed(0)
-    for split in ("train", "val"):
-        for c in ("a", "b"):
-            (tmp_path / split / c).mkdir(parents=True)
-            for i in range(2):
-                pixels = torch.randint(0, 256, (20, 20), generator=g, dtype=torch.uint8).numpy()
-                Image.fromarray(pixels, mode="L").save(tmp_path / split / c / f"{i}.png")
+    _image_tree(tmp_path, 20, "L")
     cfg = load_config("digits", ["data.name=imagefolder", f"data.root={tmp_path}"])
     assert image_channels(cfg.data) == 1
-    train, val, classes = build_datasets(cfg.data)
-    x, _ = train[0]
+    splits = build_datasets(cfg.data)
+    x, _ = splits.train[0]
+    classes = splits.num_classes
     assert classes == 2 and x.shape == (1, 16, 16)
     rgb = load_config("digits", ["data.name=imagefolder", f"data.root={tmp_path}", "data.channels=3"])
-    assert build_datasets(rgb.data)[0][0][0].shape == (3, 16, 16)
+    assert build_datasets(rgb.data).train[0][0].shape == (3, 16, 16)
 
     net = build_network(load_genotype("vit_b16"), cfg, classes)
     assert net(x[None]).shape == (1, 2) and count_flops(net, 16) > 0

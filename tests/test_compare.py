@@ -86,6 +86,7 @@ def test_a_second_compare_reuses_every_retrain(first, run):
     assert not any(r["trained"] for r in again["models"].values())
     shown = CliRunner().invoke(app, ["show", str(run)], env={"COLUMNS": "120"})  # `dasvit show` shows it too
     assert shown.exit_code == 0 and "matched FLOPs" in shown.output
+    assert "no ViT-B/16 baseline" not in shown.output  # the compare table above has the ViT block
 
 
 def test_plot_draws_the_compared_retrains(first, run, tmp_path):
@@ -122,3 +123,38 @@ def test_a_run_without_genotype_or_a_retrain_run_is_a_one_sentence_error(tmp_pat
         main()
     assert exit_.value.code == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_random_cells_of_the_same_space_are_retrained_and_ranked(first, run, tmp_path):
+    from dasvit.config import load_run_config
+    from dasvit.cost import Cost
+    from dasvit.derivation import cell_ops_cost, has_residual_path, space_costs
+
+    result = CliRunner().invoke(
+        app, ["compare", str(run), "--random", "2", "--format", "json", "--no-progress", *sets(TINY)]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    rnd = data["random"]
+    assert len(rnd["cells"]) == 2 and rnd["of"] == 3 and rnd["depth"] == data["equal_depth"]["depth"]
+    op_costs, budget = space_costs(load_run_config(run / "config.yaml"))
+    for row in rnd["cells"]:
+        g = load_genotype(run / row["dir"] / "genotype.json")
+        assert has_residual_path(g) and cell_ops_cost(g.edges, op_costs).within(budget or Cost(10**18, 10**18))
+        assert row["top1"] == json.loads((run / row["dir"] / "metrics.json").read_text())["top1"]
+    searched = data["equal_depth"]["searched"]["top1"]
+    assert rnd["searched_rank"] == 1 + sum(r["top1"] > searched for r in rnd["cells"])
+    # two runs: each compared, then summarized; a copy of a run agrees with it completely
+    twin = tmp_path / "twin"
+    shutil.copytree(run, twin)
+    summary = tmp_path / "summary.json"
+    result = CliRunner().invoke(
+        app,
+        ["compare", str(run), str(twin), "-r", "2", "--summary", str(summary), "--no-progress", *sets(TINY)],
+        env={"COLUMNS": "160"},
+    )
+    assert result.exit_code == 0, result.output
+    s = json.loads(summary.read_text())
+    assert len(s["runs"]) == 2 and s["searched_top1"]["std"] == 0.0 and s["searched_top1"]["n"] == 2
+    assert all(a["tau"] == pytest.approx(1.0) for a in s["alpha_agreement"].values())
+    assert "mean ± std" in result.output and "Kendall" in result.output

@@ -2,8 +2,8 @@
 
 import torch
 
-from dasvit.arch import fairness_terms
 from dasvit.config import FairnessConfig
+from dasvit.fairness import fairness_terms
 
 OPS = ["zero", "skip", "msa_4", "mlp_2"]
 

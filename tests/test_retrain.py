@@ -75,15 +75,17 @@ def test_retrain_of_a_search_run_writes_the_contract_into_run_dir_retrain(refere
         assert 0 <= e["top1"] <= e["top5"] <= 1
     assert evs[-1]["type"] == "run_end" and evs[-1]["status"] == "finished"
     m = json.loads((reference / "metrics.json").read_text())
+    # the epoch is chosen on the validation split (the epochs' top1), the figures reported on the test split
     best = max(epochs, key=lambda e: e["top1"])
-    assert (m["top1"], m["top5"], m["best_epoch"]) == (best["top1"], best["top5"], best["epoch"])
+    assert (m["val_top1"], m["best_epoch"], m["selected_on"]) == (best["top1"], best["epoch"], "validation split")
+    assert m["splits"]["top1"].startswith("test (128 images)") and "held out" in m["splits"]["best_epoch"]
     assert m["top1"] > 0.25 + 0.1  # 4 classes: well above chance
     assert (m["image_size"], m["epochs"], m["depth"]) == (16, 4, 2)
     assert m["genotype"]["edges"] == json.loads(CELL.read_text())["edges"]
     assert 0 < m["flops"] and 0 < m["params"] and m["images_per_s"] > 0
 
 
-def test_load_model_classifies_the_validation_set_as_metrics_json_says(reference, search_run):
+def test_load_model_classifies_the_test_split_as_metrics_json_says(reference, search_run):
     import dasvit
     from dasvit.config import load_run_config
     from dasvit.data import build_datasets
@@ -91,7 +93,8 @@ def test_load_model_classifies_the_validation_set_as_metrics_json_says(reference
     model = dasvit.load_model(search_run)  # the search run directory: its retrain/ is found
     assert not model.training
     cfg = load_run_config(reference / "config.yaml")
-    _, val, classes = build_datasets(cfg.data, seed=cfg.search.seed)
+    splits = build_datasets(cfg.data)
+    val, classes = splits.test, splits.num_classes
     x = torch.stack([val[i][0] for i in range(len(val))])
     y = torch.tensor([val[i][1] for i in range(len(val))])
     with torch.no_grad():

@@ -204,3 +204,31 @@ def test_ablation_plain_darts_runs_without_either_mechanism(tmp_path):
     assert epochs and all(e["fairness"]["enabled"] is False for e in epochs)
     ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
     assert not any("selectors" in k and "wq" in k for k in ckpt["model"])  # no token selector at all
+
+
+def test_a_stage_can_start_from_the_last_stages_weights():
+    from dasvit.search import inherit_weights
+    from dasvit.supernet import Supernet, mask_from_keep
+
+    ops = ["zero", "skip", "msa_4", "mlp_2"]
+    torch.manual_seed(0)
+    old = Supernet(4, 16, 4, 24, 3, ops, 2, pts_dim=8)
+    keep = {edge_name(e): ["skip", "msa_4"] for e in edge_list(3)}
+    new = Supernet(4, 16, 4, 24, 3, ops, 4, mask=mask_from_keep(keep, ops, 3), pts_dim=8)
+    alpha = new.alpha.detach().clone()
+    assert inherit_weights(new, old) > 0
+    assert torch.equal(new.alpha, alpha)  # α starts afresh
+    w_old, w_new = dict(old.named_parameters()), dict(new.named_parameters())
+    for name, p in w_new.items():
+        if name.startswith("cells."):  # cell k is cell k mod 2 of the last stage, op by op
+            k = int(name.split(".")[1])
+            assert torch.equal(p, w_old[name.replace(f"cells.{k}.", f"cells.{k % 2}.", 1)]), name
+        elif name != "alpha":
+            assert torch.equal(p, w_old[name]), name
+    # the same depth and ops with the same α: the same network
+    twin = Supernet(4, 16, 4, 24, 3, ops, 2, pts_dim=8)
+    inherit_weights(twin, old)
+    with torch.no_grad():
+        twin.alpha.copy_(old.alpha)
+    x = torch.randn(2, 3, 16, 16)
+    assert torch.allclose(twin(x), old(x))

@@ -126,7 +126,8 @@ class FocusRun:
         self.info = DistInfo(device=dev)
         ckpt = load_checkpoint(run_dir / rd.CHECKPOINT, map_location=dev)
         self.epoch = ckpt["epoch"]
-        _, val, num_classes = build_datasets(self.cfg.data, seed=self.cfg.focus.seed)
+        splits = build_datasets(self.cfg.data)
+        val, num_classes = splits.selection, splits.num_classes
         chans = self.in_chans = image_channels(self.cfg.data)
         image, patch = self.cfg.data.image_size, self.cfg.space.patch_size
         self.num_classes = num_classes

@@ -32,7 +32,7 @@ from torch.utils.data import Subset
 from .. import rundir as rd
 from ..augment import train_transform
 from ..config import Config, load_config, load_run_config
-from ..data import EpochLoaders, build_datasets, image_channels
+from ..data import EpochLoaders, Splits, build_datasets, image_channels
 from ..engine_request import FocusRequest
 from ..errors import ConfigError
 from ..fmt import count as human
@@ -68,10 +68,10 @@ REPORT_DRAWS = 32  # architectures drawn per bin for the sampler's state in each
 class FocusTrainer:
     """Trains one supernet and its sampler (every rank runs one; only rank 0 writes)."""
 
-    def __init__(self, cfg: Config, run: Run, info: DistInfo, datasets: tuple[Any, Any, int], space: FocusSpace):
+    def __init__(self, cfg: Config, run: Run, info: DistInfo, splits: Splits, space: FocusSpace):
         self.cfg, self.run, self.info, self.space = cfg, run, info, space
         f = cfg.focus
-        train, self.val_set, self.num_classes = datasets
+        train, self.val_set, self.num_classes = splits.train, splits.selection, splits.num_classes
         perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(f.seed + 4321)).tolist()
         n_hold = max(1, round(f.holdout * len(train)))
         self.w_set = Subset(train, sorted(perm[n_hold:]))
@@ -462,14 +462,16 @@ def run(args: FocusRequest) -> int:
         info = setup_distributed()
         space = space_from_config(cfg, run_dir if resume else None)
         tf, _ = train_transform(cfg, "search")  # the search's light augmentation (search.augment)
-        datasets = build_datasets(cfg.data, seed=cfg.focus.seed, train_transform=tf)  # a missing dataset: no run
+        splits = build_datasets(cfg.data, train_transform=tf)  # a missing dataset: no run
         torch.set_float32_matmul_precision("high")
 
         def work(run: Run) -> tuple[str, str]:
             if info.main and not resume:
                 space.base.save(run_dir / rd.BASE_GENOTYPE)
-                run.progress.line(f"run directory: {run_dir}")
-            trainer = FocusTrainer(cfg, run, info, datasets, space)
+            if info.main:
+                for line in [f"run directory: {run_dir}", splits.describe(), *splits.notes]:
+                    run.progress.line(line)
+            trainer = FocusTrainer(cfg, run, info, splits, space)
             ckpt = load_checkpoint(run_dir / rd.CHECKPOINT, warn=run.warn) if resume else None
             trainer.train(ckpt)
             hint = f"specialize with: dasvit specialize {run_dir} --flops {human((trainer.min_flops + trainer.max_flops) / 2)}"

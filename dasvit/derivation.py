@@ -1,4 +1,6 @@
-"""What the search does with α: operation fairness regularisation, pruning proposals, derivation.
+"""From α to decisions: the stage-end pruning proposal and the derivation of the discrete cell, both
+optionally within a cost budget; and random cells of the same space under the same rules (the baseline a
+search must beat).
 
 All functions take the architecture weights w = softmax(α) over active ops ([edges, ops], pruned ops
 exactly 0) and the op names of the columns.
@@ -6,39 +8,16 @@ exactly 0) and the op names of the columns.
 
 from __future__ import annotations
 
+import itertools
+import random
 from typing import Any
 
 import torch
 
-from .config import FairnessConfig
+from .cost import Cost
+from .errors import BudgetError
 from .genotype import Edge, Genotype
-from .ops import parse_op
-from .supernet import edge_list, edge_name
-
-
-def fairness_terms(w: torch.Tensor, ops: list[str], cfg: FairnessConfig) -> dict[str, torch.Tensor]:
-    """L_skip = mean_e max(0, w_e[skip] − τ/n_e) (τ = skip_threshold, n_e the edge's active ops; τ = 0 is
-    the paper's mean_e w_e[skip]);  W_t = mean_e Σ_{o∈t} w_e[o] for t ∈ {msa, mlp};
-    L_type = Σ_t λ_up·max(0, W_t − u) + λ_low·max(0, l − W_t);  L_fair = β1·L_skip + β2·L_type."""
-    types = [parse_op(o).type for o in ops]
-    zero = w.new_zeros(())
-    l_skip = zero
-    if "skip" in types:
-        share = 1.0 / (w > 0).sum(dim=1).clamp(min=1)  # pruned ops have weight exactly 0
-        l_skip = torch.relu(w[:, types.index("skip")] - cfg.skip_threshold * share).mean()
-    l_type = zero
-    for t in ("msa", "mlp"):
-        cols = [c for c, ty in enumerate(types) if ty == t]
-        if not cols:
-            continue
-        share = w[:, cols].sum(dim=1).mean()
-        l_type = l_type + cfg.lambda_up * torch.relu(share - cfg.upper) + cfg.lambda_low * torch.relu(cfg.lower - share)
-    total = cfg.beta_skip * l_skip + cfg.beta_type * l_type
-    return {"skip": l_skip, "type": l_type, "total": total}
-
-
-def fairness_loss(w: torch.Tensor, ops: list[str], cfg: FairnessConfig) -> torch.Tensor:
-    return fairness_terms(w, ops, cfg)["total"]
+from .opspec import edge_list, edge_name
 
 
 def arch_weights_dict(w: torch.Tensor, mask: torch.Tensor, ops: list[str], nodes: int) -> dict[str, dict[str, float]]:
@@ -47,10 +26,6 @@ def arch_weights_dict(w: torch.Tensor, mask: torch.Tensor, ops: list[str], nodes
     for r, e in enumerate(edge_list(nodes)):
         out[edge_name(e)] = {o: float(w[r, c]) for c, o in enumerate(ops) if mask[r, c]}
     return out
-
-
-def skip_fraction(w: torch.Tensor, ops: list[str]) -> float:
-    return float(w[:, ops.index("skip")].mean()) if "skip" in ops else 0.0
 
 
 def prune_proposal(
@@ -151,16 +126,29 @@ def derive_genotype(
     edges_per_node: int,
     meta: dict[str, Any] | None = None,
     skip_floor: float = 0.0,
+    op_costs: dict[str, Cost] | None = None,
+    budget: Cost | None = None,
 ) -> Genotype:
-    """For each intermediate node keep the `edges_per_node` strongest incoming edges, ranked by their best
-    non-zero op; each kept edge takes that op. Output = all intermediate nodes.
+    """The discrete cell of α: for each intermediate node the `edges_per_node` incoming edges and their
+    non-zero ops of the largest total weight; output = all intermediate nodes. Without a budget that is
+    each node's strongest edges, ranked by their best non-zero op, each with that op (DARTS).
+
+    With a `budget` (and each op's cost in `op_costs`) the cell of the largest total weight whose cost is
+    within it, in FLOPs and in params (`search.budget`): a cell may then take an edge's second-best op, or
+    a cheaper edge, to fit. If no cell of the kept ops fits, the cheapest is taken and `meta["over_budget"]`
+    says so.
 
     With `skip_floor` > 0 a cell is not left without a residual path (a chain of `skip` edges from a cell
     input to an output node; stacked without one, the digits network stayed at chance): the edge leaving
     a cell input where `skip` weighs most relative to its fair share 1/n becomes a `skip` edge (taking
     the place of its destination's weaker edge) unless even there skip is below `skip_floor` times its
-    fair share."""
-    geno = _derive(w, mask, ops, nodes, edges_per_node, meta)
+    fair share. A skip costs nothing, so this never breaks a budget."""
+    if budget is None:
+        geno = _derive(w, mask, ops, nodes, edges_per_node, meta)
+    else:
+        if op_costs is None:
+            raise ValueError("a budget needs the cost of every op (op_costs)")
+        geno = _derive_within(w, mask, ops, nodes, edges_per_node, op_costs, budget, meta)
     if skip_floor <= 0 or "skip" not in ops or has_residual_path(geno):
         return geno
     s = ops.index("skip")
@@ -179,6 +167,116 @@ def derive_genotype(
     out = same[0] if same else min(into_j, key=lambda e: float(w[row[(e.src, e.dst)], col[e.op]]))
     edges = sorted([e for e in geno.edges if e != out] + [Edge(i, j, "skip")], key=lambda e: (e.dst, e.src))
     return Genotype(nodes=nodes, edges=edges, output=list(geno.output), meta=dict(geno.meta))
+
+
+def space_costs(cfg) -> tuple[dict[str, Cost], Cost | None]:
+    """Each op's cost in `cfg`'s space (width, tokens) and the search's cell budget (`search.budget`: the
+    cost of that cell at the same sizes), None without one. A budget that names no cell is one sentence."""
+    from .cost import cell_cost, op_cost, tokens_of
+    from .errors import ConfigError, GenotypeError
+    from .genotype import load_genotype
+
+    n, dim = tokens_of(cfg.data.image_size, cfg.space.patch_size), cfg.space.embed_dim
+    op_costs = {o: op_cost(o, dim, n) for o in cfg.space.ops}
+    if cfg.search.budget == "none":
+        return op_costs, None
+    try:
+        ref = load_genotype(cfg.search.budget)
+    except GenotypeError as e:
+        raise ConfigError(f"search.budget: {e}") from None
+    if ref.layers is not None:
+        raise ConfigError(f"search.budget names {cfg.search.budget}, a version-2 genotype; name a cell (version 1).")
+    return op_costs, cell_cost(ref, dim, n)
+
+
+def cell_ops_cost(edges: list[Edge], op_costs: dict[str, Cost]) -> Cost:
+    """The cost of a cell's edges (all of them live, as in a derived cell)."""
+    return sum((op_costs[e.op] for e in edges), Cost())
+
+
+def _node_options(
+    w: torch.Tensor, mask: torch.Tensor, ops: list[str], nodes: int, j: int, k: int, op_costs: dict[str, Cost]
+) -> list[tuple[Cost, float, list[Edge]]]:
+    """Every way node j can take k incoming edges with one non-zero active op each: (cost, weight, edges)."""
+    per_edge = {}
+    for r, (i, jj) in enumerate(edge_list(nodes)):
+        if jj == j:
+            cands = [(float(w[r, c]), ops[c]) for c in range(len(ops)) if mask[r, c] and ops[c] != "zero"]
+            if cands:
+                per_edge[i] = cands
+    options = []
+    for srcs in itertools.combinations(sorted(per_edge), min(k, len(per_edge))):
+        for choice in itertools.product(*(per_edge[i] for i in srcs)):
+            edges = [Edge(i, j, op) for i, (_, op) in zip(srcs, choice)]
+            options.append((cell_ops_cost(edges, op_costs), sum(s for s, _ in choice), edges))
+    return options
+
+
+def _pareto(states: list[tuple[Cost, float, list[Edge]]]) -> list[tuple[Cost, float, list[Edge]]]:
+    """The states no other state beats: none with as much weight at no more FLOPs and no more params."""
+    kept: list[tuple[Cost, float, list[Edge]]] = []
+    for st in sorted(states, key=lambda t: (-t[1], t[0].flops, t[0].params)):
+        if not any(k[0].within(st[0]) for k in kept):
+            kept.append(st)
+    return kept
+
+
+def _derive_within(
+    w: torch.Tensor,
+    mask: torch.Tensor,
+    ops: list[str],
+    nodes: int,
+    k: int,
+    op_costs: dict[str, Cost],
+    budget: Cost,
+    meta: dict[str, Any] | None,
+) -> Genotype:
+    """The largest-weight cell within `budget`: node by node, keeping only the (cost, weight) states that no
+    other beats (the cost adds over edges, so a beaten state never leads to the best cell)."""
+    options = [_node_options(w, mask, ops, nodes, j, k, op_costs) for j in range(2, nodes + 2)]
+    states: list[tuple[Cost, float, list[Edge]]] = [(Cost(), 0.0, [])]
+    for node in options:
+        grown = [(c + oc, s + os, e + oe) for c, s, e in states for oc, os, oe in node]
+        states = _pareto([st for st in grown if st[0].within(budget)])
+        if not states:
+            break
+    meta = dict(meta or {})
+    if states:
+        _, _, edges = states[0]  # the largest weight (then the cheapest): _pareto sorts so
+    else:  # nothing fits: the cheapest cell, node by node (costs add up)
+        edges = [e for node in options for e in min(node, key=lambda t: (t[0].flops, t[0].params, -t[1]))[2]]
+        meta["over_budget"] = True
+    edges = sorted(edges, key=lambda e: (e.dst, e.src))
+    return Genotype(nodes=nodes, edges=edges, output=list(range(2, nodes + 2)), meta=meta)
+
+
+def random_genotype(
+    ops: list[str],
+    nodes: int,
+    edges_per_node: int,
+    rng: random.Random,
+    op_costs: dict[str, Cost] | None = None,
+    budget: Cost | None = None,
+    residual: bool = True,
+    meta: dict[str, Any] | None = None,
+    tries: int = 100_000,
+) -> Genotype:
+    """A cell drawn uniformly from the space under the derivation's rules: `edges_per_node` distinct
+    incoming edges per node, each with a non-zero op of `ops`; with `residual`, a residual path (when `skip`
+    is an op); within `budget` when one is given. Rejection sampling: `tries` draws at most."""
+    nonzero = [o for o in ops if o != "zero"]
+    for _ in range(tries):
+        edges = []
+        for j in range(2, nodes + 2):
+            for i in sorted(rng.sample(range(j), min(edges_per_node, j))):
+                edges.append(Edge(i, j, rng.choice(nonzero)))
+        geno = Genotype(nodes=nodes, edges=edges, output=list(range(2, nodes + 2)), meta=dict(meta or {}))
+        if residual and "skip" in nonzero and not has_residual_path(geno):
+            continue
+        if budget is not None and not cell_ops_cost(edges, op_costs).within(budget):
+            continue
+        return geno
+    raise BudgetError(f"no cell of the ops {', '.join(nonzero)} fits the budget; {tries:,} random cells were drawn.")
 
 
 def has_residual_path(genotype: Genotype) -> bool:

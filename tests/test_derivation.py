@@ -1,0 +1,103 @@
+"""Deriving a cell within a cost budget, and random cells of the same space under the same rules."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+import torch
+
+from dasvit.config import load_config
+from dasvit.cost import Cost, cell_cost, network_cost, op_cost
+from dasvit.derivation import cell_ops_cost, derive_genotype, has_residual_path, random_genotype, space_costs
+from dasvit.genotype import Edge, Genotype, load_genotype
+from dasvit.opspec import edge_list
+
+OPS = ["zero", "skip", "msa_4", "mlp_0.5", "mlp_4"]
+DIM, TOKENS = 48, 17
+
+
+def weights(seed: int, nodes: int = 3) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.softmax(torch.randn(len(edge_list(nodes)), len(OPS), generator=g) * 2, dim=1)
+
+
+def brute_force_best(w: torch.Tensor, costs: dict[str, Cost], budget: Cost, nodes: int = 3):
+    """The largest total weight over every cell of two non-zero edges per node within the budget."""
+    rows = {e: r for r, e in enumerate(edge_list(nodes))}
+    per_node = []
+    for j in range(2, nodes + 2):
+        opts = []
+        for srcs in itertools.combinations(range(j), 2):
+            for ops in itertools.product([o for o in OPS if o != "zero"], repeat=2):
+                edges = [Edge(i, j, o) for i, o in zip(srcs, ops)]
+                opts.append((sum(float(w[rows[(e.src, e.dst)], OPS.index(e.op)]) for e in edges), edges))
+        per_node.append(opts)
+    best = -1.0
+    for combo in itertools.product(*per_node):
+        edges = [e for _, es in combo for e in es]
+        if cell_ops_cost(edges, costs).within(budget):
+            best = max(best, sum(s for s, _ in combo))
+    return best
+
+
+def score(w: torch.Tensor, g: Genotype, nodes: int = 3) -> float:
+    rows = {e: r for r, e in enumerate(edge_list(nodes))}
+    return sum(float(w[rows[(e.src, e.dst)], OPS.index(e.op)]) for e in g.edges)
+
+
+def test_the_budgeted_cell_is_the_heaviest_that_fits_and_no_budget_is_darts():
+    costs = {o: op_cost(o, DIM, TOKENS) for o in OPS}
+    mask = torch.ones(len(edge_list(3)), len(OPS), dtype=torch.bool)
+    vit = cell_cost(load_genotype("vit_b16"), DIM, TOKENS)
+    for seed in range(2):
+        w = weights(seed)
+        free = derive_genotype(w, mask, OPS, 3, 2)
+        assert free == derive_genotype(w, mask, OPS, 3, 2, op_costs=costs, budget=Cost(10**12, 10**12))
+        for budget in (vit, Cost(vit.flops // 2, vit.params // 2)):
+            g = derive_genotype(w, mask, OPS, 3, 2, op_costs=costs, budget=budget)
+            assert cell_ops_cost(g.edges, costs).within(budget) and "over_budget" not in g.meta
+            assert [len(g.incoming(j)) for j in (2, 3, 4)] == [2, 2, 2]
+            assert score(w, g) == pytest.approx(brute_force_best(w, costs, budget))
+    # a budget nothing fits (skip is pruned everywhere): the cheapest cell, and the genotype says so
+    no_skip = mask.clone()
+    no_skip[:, OPS.index("skip")] = False
+    g = derive_genotype(weights(0), no_skip, OPS, 3, 2, op_costs=costs, budget=Cost(1, 1))
+    assert g.meta["over_budget"] and {e.op for e in g.edges} == {"mlp_0.5"}
+
+
+def test_the_residual_rule_keeps_the_budget():
+    costs = {o: op_cost(o, DIM, TOKENS) for o in OPS}
+    mask = torch.ones(len(edge_list(3)), len(OPS), dtype=torch.bool)
+    w = torch.full((len(edge_list(3)), len(OPS)), 0.01)
+    w[:, OPS.index("msa_4")] = 0.9  # every edge wants attention; skip just above its floor on 0->2
+    w[0, OPS.index("skip")] = 0.15
+    budget = Cost(4 * costs["msa_4"].flops, 4 * costs["msa_4"].params)
+    g = derive_genotype(w, mask, OPS, 3, 2, skip_floor=0.5, op_costs=costs, budget=budget)
+    assert has_residual_path(g) and cell_ops_cost(g.edges, costs).within(budget)
+
+
+def test_costs_are_what_fvcore_counts_on_the_built_network():
+    from dasvit.network import build_network
+    from dasvit.profile import count_flops, count_params
+
+    for cell in ("vit_b16", "tests/fixtures/searched_cell.json"):
+        g = load_genotype(cell)
+        for depth in (1, 3):
+            net = build_network(g, load_config("digits", [f"retrain.depth={depth}"]), 10)
+            assert network_cost(g, depth, 48, 16, 4, 1, 10) == Cost(count_flops(net, 16), count_params(net))
+
+
+def test_random_cells_follow_the_rules_and_the_budget():
+    cfg = load_config("digits")
+    costs, budget = space_costs(cfg)
+    assert budget == cell_cost(load_genotype("vit_b16"), 48, 17)
+    rng = random.Random(0)
+    cells = [random_genotype(cfg.space.ops, 3, 2, rng, costs, budget) for _ in range(20)]
+    for g in cells:
+        assert [len(g.incoming(j)) for j in (2, 3, 4)] == [2, 2, 2]
+        assert has_residual_path(g) and "zero" not in {e.op for e in g.edges}
+        assert cell_ops_cost(g.edges, costs).within(budget)
+    assert len({tuple(g.edges) for g in cells}) > 15  # drawn, not one cell
+    assert space_costs(load_config("digits", ["search.budget=none"]))[1] is None
