@@ -69,7 +69,7 @@ def test_focus_run_follows_the_run_directory_contract(tiny_focus):
         "sampler",
         "sampler",
     ]
-    assert epochs[-1]["sampler_steps"] == 4  # two epochs of 4 steps, one sampler step every 2
+    assert epochs[-1]["sampler_steps"] == 6  # three epochs of 4 steps, one sampler step every 2 (from the start)
     for e in epochs:
         for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s"):
             assert isinstance(e[key], float), key
@@ -179,7 +179,7 @@ def test_two_ranks_with_gloo_train_the_same_architectures(tmp_path):
     assert of_type(evs, "run_start")[0]["world_size"] == 2 and len(of_type(evs, "run_start")) == 1
     # at the end every rank compares a checksum of the architectures it trained, its sampler and its
     # supernet with the others', and fails the run on any difference: it finished
-    assert evs[-1]["status"] == "finished" and of_type(evs, "epoch")[-1]["sampler_steps"] == 2
+    assert evs[-1]["status"] == "finished" and of_type(evs, "epoch")[-1]["sampler_steps"] == 4
 
 
 def test_specialize_writes_a_v2_genotype_under_the_budget(tiny_focus):

@@ -7,7 +7,15 @@ import math
 import torch
 
 from dasvit.focus.cost import arch_cost
-from dasvit.focus.sampler import ArchSampler, bin_for_budget, budget_edges, pareto_ranks, reinforce_loss
+from dasvit.focus.sampler import (
+    ArchSampler,
+    bin_for_budget,
+    budget_edges,
+    pareto_ranks,
+    reinforce_loss,
+    window_ranks,
+    window_shortfall,
+)
 from dasvit.focus.space import FocusSpace, load_base
 
 
@@ -77,3 +85,47 @@ def test_reinforce_steps_move_the_low_budget_draws_under_the_budget():
         opt.step()
     after = feasible()
     assert before < 0.5 and after > before + 0.25, (before, after)
+
+
+def test_window_ranking_asks_each_bin_for_the_best_network_of_its_own_cost():
+    flops_ = [50, 200, 80, 300, 90, 20]
+    losses = [1.0, 0.1, 0.5, 0.2, 0.9, 0.05]
+    # bin (60, 100]: 80 (loss .5) then 90 (.9) inside; then below, larger first: 50, 20 (however good);
+    # then over, smaller first: 200, 300
+    assert window_ranks(flops_, losses, 60, 100) == [2, 4, 0, 5, 1, 3]
+    assert window_shortfall([50, 80, 130], 60, 100, 100) == [0.1, 0.0, 0.3]
+
+
+def test_cost_steps_alone_teach_every_bin_where_its_networks_lie():
+    space = demo_space()
+    lo, hi = flops(space, space.smallest()), flops(space, space.largest())
+    edges = budget_edges(lo, hi, 4)
+    torch.manual_seed(0)
+    sampler = ArchSampler(space, bins=4, hidden=16)
+    opt = torch.optim.Adam(sampler.parameters(), lr=0.02)
+    gen = torch.Generator().manual_seed(1)
+    every = torch.arange(4).repeat_interleave(16)
+
+    def state():
+        with torch.no_grad():
+            d = sampler(torch.arange(4).repeat_interleave(64), torch.Generator().manual_seed(2))
+        f = [flops(space, a) for a in d.archs]
+        per = [f[k * 64 : (k + 1) * 64] for k in range(4)]
+        return [sum(x <= edges[k] for x in per[k]) / 64 for k in range(4)], [sum(p) / 64 for p in per]
+
+    _, mean0 = state()
+    for _ in range(60):
+        d = sampler(every, gen)
+        loss = 0
+        for k in range(4):
+            sl = slice(16 * k, 16 * (k + 1))
+            low = edges[k - 1] if k else -math.inf
+            out = window_shortfall([flops(space, a) for a in d.archs[sl]], low, edges[k], hi - lo)
+            loss = loss + reinforce_loss(d.log_prob[sl], d.entropy[sl], out, 0.15)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    feasible, mean = state()
+    assert mean0[3] < 0.6 * edges[3] and min(feasible) >= 0.8, (mean0, feasible)  # before: all bins alike
+    assert all(a < b for a, b in zip(mean, mean[1:])), mean  # larger budgets, larger networks
+    assert all(m >= 0.5 * b for m, b in zip(mean, edges)), (mean, edges)

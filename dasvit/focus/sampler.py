@@ -45,6 +45,7 @@ class Draw:
     choices: torch.Tensor  # [n, decisions] option index per decision
     log_prob: torch.Tensor  # [n], differentiable; decisions of layers past the depth not counted
     entropy: torch.Tensor  # [n], summed over the counted decisions
+    max_entropy: torch.Tensor  # [n], the uniform draw's entropy over the same decisions (log of option counts)
 
 
 class ArchSampler(nn.Module):
@@ -69,6 +70,8 @@ class ArchSampler(nn.Module):
         layer = [int(m.group(1)) if (m := _LAYER.match(name)) else -1 for name, _ in decisions]
         self.register_buffer("layer_of", torch.tensor(layer), persistent=False)
         self.register_buffer("depths", torch.tensor([int(d) for d in decisions[0][1]]), persistent=False)
+        sizes = torch.tensor([float(len(options)) for _, options in decisions])
+        self.register_buffer("log_options", sizes.log(), persistent=False)
         assert decisions[0][0] == "depth", "the space's first decision must be the depth"
 
     def forward(self, bins: torch.Tensor, generator: torch.Generator | None = None, greedy: bool = False) -> Draw:
@@ -96,13 +99,30 @@ class ArchSampler(nn.Module):
         log_prob = (torch.stack(logps, 1) * counted).sum(1)
         entropy = (torch.stack(ents, 1) * counted).sum(1)
         archs = [self.space.decode(row) for row in choice.tolist()]
-        return Draw(archs, choice, log_prob, entropy)
+        return Draw(archs, choice, log_prob, entropy, (self.log_options[None, :] * counted).sum(1))
 
 
 def pareto_ranks(flops: list[float], losses: list[float], budget: float) -> list[int]:
-    """Rank architectures for one budget, 0 = best: every one within budget beats every one over it;
-    within budget the lower loss wins, over budget the lower FLOPs win."""
+    """Rank architectures for one budget as a cap, 0 = best: every one within budget beats every one over it;
+    within budget the lower loss wins, over budget the lower FLOPs win (`focus.lstm.rank: cap`)."""
     keys = [(0, loss, f) if f <= budget else (1, f, loss) for f, loss in zip(flops, losses)]
+    return _ranks(keys)
+
+
+def window_ranks(flops: list[float], losses: list[float], low: float, budget: float) -> list[int]:
+    """Rank architectures for one budget bin as a window (low, budget], 0 = best (`focus.lstm.rank: window`):
+    the bin's own FLOPs range first, lower loss winning there; then the smaller networks, larger first (they
+    belong to a lower bin); over budget last, smaller first. A cap alone rewards small networks at every
+    budget (under weight sharing they are the best trained); the window asks each bin for the best network
+    of its own cost, so the bins together trace the front (AttentiveNAS samples within a FLOPs window alike)."""
+    keys = [
+        (0, loss, -f) if low < f <= budget else ((1, -f, loss) if f <= low else (2, f, loss))
+        for f, loss in zip(flops, losses)
+    ]
+    return _ranks(keys)
+
+
+def _ranks(keys: list[tuple]) -> list[int]:
     order = sorted(range(len(keys)), key=lambda i: keys[i])
     ranks = [0] * len(keys)
     for r, i in enumerate(order):
@@ -110,10 +130,29 @@ def pareto_ranks(flops: list[float], losses: list[float], budget: float) -> list
     return ranks
 
 
+def window_shortfall(flops: list[float], low: float, budget: float, span: float) -> list[float]:
+    """How far each architecture lies outside the bin's window (low, budget], as a fraction of the space's
+    FLOPs range: 0 inside, the distance below `low` or above `budget` outside. Priced analytically, so the
+    sampler can learn where each budget's networks lie from many draws that need no supernet evaluation."""
+    span = max(span, 1.0)
+    return [(low - f) / span if f <= low else ((f - budget) / span if f > budget else 0.0) for f in flops]
+
+
 def reinforce_loss(
-    log_prob: torch.Tensor, entropy: torch.Tensor, ranks: list[int], entropy_coef: float
+    log_prob: torch.Tensor,
+    entropy: torch.Tensor,
+    ranks: list[float],
+    entropy_coef: float,
+    floor: float = 0.0,
+    max_entropy: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """REINFORCE on standardized ranks (a better rank is a larger advantage) with an entropy bonus."""
+    """REINFORCE on standardized ranks or costs (lower is better: a larger advantage) with an entropy bonus.
+    Equal values give no advantage (all equal: only the entropy bonus). With `floor` > 0 a draw whose entropy
+    is below `floor` times the uniform draw's (`max_entropy`) is pushed back up with full weight: the sampler
+    concentrates on a budget's networks without collapsing onto a few of them."""
     r = torch.tensor(ranks, dtype=torch.float32)
     advantage = -(r - r.mean()) / (r.std(unbiased=False) + 1e-8)
-    return -(advantage * log_prob).mean() - entropy_coef * entropy.mean()
+    loss = -(advantage * log_prob).mean() - entropy_coef * entropy.mean()
+    if floor > 0 and max_entropy is not None:
+        loss = loss + torch.relu(floor * max_entropy - entropy).mean()
+    return loss

@@ -54,7 +54,7 @@ from ..runtime import (
     setup_distributed,
 )
 from ..training import autocast, cross_entropy, mix_seed, warmup_cosine, weight_step
-from .sampler import ArchSampler, budget_edges, pareto_ranks, reinforce_loss
+from .sampler import ArchSampler, budget_edges, pareto_ranks, reinforce_loss, window_ranks, window_shortfall
 from .scoring import CostTable, EvalBatches, eval_batch, evaluate_arch
 from .space import Arch, FocusSpace, space_from_config
 from .supernet import FocusSupernet
@@ -135,6 +135,11 @@ class FocusTrainer:
         f = self.cfg.focus
         return f.sampler == "pareto" and epoch >= f.warmup_epochs
 
+    def sampler_learns(self) -> bool:
+        """The sampler learns from the first epoch on: during the warm-up the training draws uniformly, while
+        the sampler learns where each budget's networks lie (which needs no trained weights)."""
+        return self.cfg.focus.sampler == "pareto"
+
     def draw(self, epoch: int) -> tuple[int, Arch]:
         """The budget bin and architecture of one weight step (the same on every rank)."""
         k = self.rng.randrange(len(self.budgets))
@@ -182,7 +187,7 @@ class FocusTrainer:
             correct += (logits.argmax(1) == y).sum()
             seen += n
             images += n
-            if self.uses_sampler(epoch) and (step + 1) % f.sampler_every == 0:
+            if self.sampler_learns() and (step + 1) % f.sampler_every == 0:
                 self.sampler_step(next(hold))
             now = time.time()
             if now - shown > 0.5 or step + 1 == self.steps:
@@ -232,10 +237,29 @@ class FocusTrainer:
         for g, k in enumerate(bins):
             sl = slice(g * lstm.archs, (g + 1) * lstm.archs)
             flops = [self.cost.flops(a) for a in draw.archs[sl]]
-            ranks = pareto_ranks(flops, losses_l[sl], self.budgets[k])
-            total = total + reinforce_loss(draw.log_prob[sl], draw.entropy[sl], ranks, lstm.entropy)
+            if lstm.rank == "window":
+                low = self.budgets[k - 1] if k > 0 else -math.inf
+                ranks = window_ranks(flops, losses_l[sl], low, self.budgets[k])
+            else:
+                ranks = pareto_ranks(flops, losses_l[sl], self.budgets[k])
+            total = total + reinforce_loss(
+                draw.log_prob[sl], draw.entropy[sl], ranks, lstm.entropy, lstm.entropy_floor, draw.max_entropy[sl]
+            )
+        total = total / len(bins)
+        if lstm.cost_archs:  # where each bin's networks lie: priced analytically, every bin, no evaluation
+            every = torch.arange(len(self.budgets)).repeat_interleave(lstm.cost_archs)
+            d = self.sampler(every, self.gen)
+            span = self.max_flops - self.min_flops
+            for k in range(len(self.budgets)):
+                sl = slice(k * lstm.cost_archs, (k + 1) * lstm.cost_archs)
+                low = self.budgets[k - 1] if k > 0 else -math.inf
+                out = window_shortfall([self.cost.flops(a) for a in d.archs[sl]], low, self.budgets[k], span)
+                term = reinforce_loss(
+                    d.log_prob[sl], d.entropy[sl], out, lstm.entropy, lstm.entropy_floor, d.max_entropy[sl]
+                )
+                total = total + term / len(self.budgets)
         self.s_opt.zero_grad(set_to_none=True)
-        (total / len(bins)).backward()
+        total.backward()
         self.s_opt.step()
         self.sampler_steps += 1
 
@@ -249,7 +273,7 @@ class FocusTrainer:
         uniform = None
         out = []
         for k, budget in enumerate(self.budgets):
-            if self.uses_sampler(epoch):
+            if self.sampler_learns():  # during the warm-up too: what it has learnt so far
                 d = self.sampler(torch.full((REPORT_DRAWS,), k), gen)
                 archs, entropy = d.archs, float(d.entropy.mean())
             else:
