@@ -4,6 +4,10 @@ The engine: config, data, search space, search, retrain, profiling. It imports n
 to say goes into the run directory (see `dasvit.rundir`).
 """
 
+from .threads import configure_openmp
+
+configure_openmp()  # before torch loads OpenMP: idle threads sleep instead of spinning (dasvit.threads)
+
 __version__ = "0.1.0"
 
 

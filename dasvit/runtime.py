@@ -30,6 +30,7 @@ from .config import Config, dump_config
 from .errors import USER_ERROR_FILE, CheckpointError, DiskFullError, UserError
 from .fmt import clock
 from .rundir import default_run_dir  # noqa: F401  (engines import it from here)
+from .threads import apply_threads
 
 EXIT_OK, EXIT_USER, EXIT_STOPPED = 0, 2, 130  # a bug exits 1, with its traceback (Python's own)
 
@@ -48,6 +49,7 @@ class DistInfo:
     world: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    threads: str = ""  # what dasvit.threads chose, for the progress output and the run_start event
 
     @property
     def main(self) -> bool:
@@ -71,7 +73,8 @@ def setup_distributed(device: str = "auto", long_waits: bool = False) -> DistInf
     if world > 1 and not dist.is_initialized():
         timeout = {"timeout": datetime.timedelta(days=2)} if long_waits else {}
         dist.init_process_group("nccl" if use_cuda else "gloo", **timeout)
-    return DistInfo(rank=rank, world=world, local_rank=local, device=dev)
+    threads = apply_threads().describe()
+    return DistInfo(rank=rank, world=world, local_rank=local, device=dev, threads=threads)
 
 
 def all_reduce_mean(tensors: list[torch.Tensor], info: DistInfo) -> None:
@@ -316,11 +319,14 @@ class Run:
             preset=self.cfg.preset,
             device=str(self.info.device),
             world_size=self.info.world,
+            threads=self.info.threads,
             pid=os.getpid(),
             host=socket.gethostname(),
             resumed=self.resume,
             config=self.cfg.to_dict(),
         )
+        if self.info.threads:
+            self.progress.line(f"{self.info.device.type}, {self.info.threads}")
         return self
 
     def __exit__(self, *exc) -> None:

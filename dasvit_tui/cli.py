@@ -26,6 +26,27 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _global(
+    threads: str = typer.Option(
+        None,
+        "--threads",
+        help="CPU threads of every engine this command runs: auto (this process's cores, shared by the ranks of "
+        "--nproc) or a number. Default: $DASVIT_THREADS, else $OMP_NUM_THREADS, else auto. Idle OpenMP threads "
+        "sleep (OMP_WAIT_POLICY=PASSIVE) unless the environment says otherwise.",
+        metavar="auto|N",
+    ),
+) -> None:
+    """Differentiable architecture search for Vision Transformers (DASViT)."""
+    import os
+
+    from dasvit.threads import ENV, parse_threads
+
+    if threads is not None:
+        parse_threads(threads)  # a bad value is one sentence, before any work
+        os.environ[ENV] = threads  # engines in this process and every child (detached runs, torchrun) read it
+
+
 def _register() -> None:
     from . import cmd_search
 

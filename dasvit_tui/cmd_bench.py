@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("cpu", "--device", "-d", help="cpu or cuda."),
         json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here."),
         threads: Optional[int] = typer.Option(
-            None, "--threads", min=1, help="CPU threads for torch (default: torch's)."
+            None, "--threads", min=1, help="CPU threads for torch (default: as every engine, see dasvit --help)."
         ),
         profile: bool = typer.Option(
             False, "--profile", help="Also print torch.profiler's op table of one naive and one fused search step."
@@ -95,8 +95,13 @@ def register(app: typer.Typer) -> None:
             raise UserError(f"--device must be cpu or cuda, got {device!r}.")
         if device == "cuda" and not torch.cuda.is_available():
             raise UserError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu.")
+        import os
+
+        from dasvit.threads import ENV, apply_threads
+
         if threads:
-            torch.set_num_threads(threads)
+            os.environ[ENV] = str(threads)
+        typer.echo(apply_threads().describe(), err=True)
         from dasvit.bench import FULL, QUICK, profile_search_step, run_bench
 
         result = run_bench(quick, device, say=lambda s: typer.echo(s, err=True), compile=compile)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 torch.set_num_threads(1)
+os.environ["DASVIT_THREADS"] = "1"  # the engines run in this process keep to one thread (dasvit.threads)
 
 REPO = Path(__file__).resolve().parent.parent
 
