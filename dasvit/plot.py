@@ -451,6 +451,13 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path | None = None, labels:
         if runs[0].kind == "retrain":
             return plot_curves(runs, out, "retrain")
         written += plot_curves(runs, out)
+        if runs[0].kind == "focus":
+            from .plot_focus import plot_sampler
+
+            for r in runs:
+                written += plot_sampler(
+                    r.path, out, "sampler" if len(runs) == 1 else f"sampler-{_slug(r.label)}", r.label
+                )
         searched = [r for r in runs if r.edges()]
         colours = op_colours([op for r in searched for op in r.ops()])
         for r in searched:

@@ -270,6 +270,31 @@ def budget_label(flops: int, params: int | None) -> str:
     return human(flops) + (f"_{human(params)}" if params is not None else "")
 
 
+def write_genotype(run: FocusRun, result: Result, path: Path) -> None:
+    """The best architecture of `result` as a version-2 genotype at `path`, with what it was found by in meta."""
+    best = result.best
+    meta = {
+        "dataset": run.cfg.data.name,
+        "run": str(run.dir),
+        "preset": run.cfg.preset,
+        "method": result.method,
+        "flops": best.flops,
+        "params": best.params,
+        "top1_inherited": best.top1,
+        "val_loss_inherited": best.val_loss,
+        "flops_budget": result.flops_budget,
+        "params_budget": result.params_budget,
+        "evaluations": len(result.evaluated),
+        "found_at": best.order,
+        "supernet_epoch": run.epoch,
+        "image_size": run.cfg.data.image_size,
+        "patch_size": run.cfg.space.patch_size,
+        "num_classes": run.num_classes,
+        "in_chans": run.in_chans,
+    }
+    arch_genotype(run.space, best.arch, meta).save(path)
+
+
 def specialize(
     run: FocusRun | str | Path,
     flops: int,
@@ -317,25 +342,6 @@ def specialize(
     if write:
         name = budget_label(flops, params) + ("" if method == "sampler" else f"-{method}") + ".json"
         path = run.dir / rd.SPECIALIZED / name
-        meta = {
-            "dataset": run.cfg.data.name,
-            "run": str(run.dir),
-            "preset": run.cfg.preset,
-            "method": method,
-            "flops": best.flops,
-            "params": best.params,
-            "top1_inherited": best.top1,
-            "val_loss_inherited": best.val_loss,
-            "flops_budget": flops,
-            "params_budget": params,
-            "evaluations": len(cands),
-            "found_at": best.order,
-            "supernet_epoch": run.epoch,
-            "image_size": run.cfg.data.image_size,
-            "patch_size": run.cfg.space.patch_size,
-            "num_classes": run.num_classes,
-            "in_chans": run.in_chans,
-        }
-        arch_genotype(run.space, best.arch, meta).save(path)
+        write_genotype(run, result, path)
         result.path = path
     return result
