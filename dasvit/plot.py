@@ -480,11 +480,16 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path | None = None, labels:
             if compared:
                 title = f"dasvit compare {runs[0].label}: searched cell vs ViT block, same recipe"
                 written += plot_curves(compared, out, "compare", title)
+                from .compare import read_compare
+                from .plot_compare import plot_random
+
+                written += plot_random([read_compare(runs[0].path)], [runs[0].label], out)
     return written
 
 
 def compare_series(run_dir: Path) -> list[Series]:
-    """The retrains `dasvit compare` made (RUN_DIR/compare.json), labelled by cell and depth; [] if none."""
+    """The retrains of the searched cell and the ViT block that `dasvit compare` made (RUN_DIR/compare.json),
+    labelled by cell and depth; [] if none."""
     import json
 
     try:
@@ -495,6 +500,8 @@ def compare_series(run_dir: Path) -> list[Series]:
     names = {"searched": "searched cell", "vit_b16": "ViT block"}
     out = []
     for row in models.values():
+        if row["cell"] not in names:  # random cells: the `random` figure shows where they end
+            continue
         d = Path(run_dir) / row["dir"]
         if rd.is_run_dir(d):
             out.append(load_series(d, f"{names.get(row['cell'], row['cell'])}, depth {row['depth']}"))

@@ -228,7 +228,10 @@ def register(app: typer.Typer) -> None:
 
             summary = summarize(list(run_dirs))
             if summary_path is not None:
+                from dasvit.plot_compare import plot_random
+
                 atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")
+                plot_random(results, [Path(d).name for d in run_dirs], summary_path.parent, summary_path.stem)
         if fmt == "json":
             typer.echo(json.dumps(summary if summary is not None else results[0], indent=2))
         else:

@@ -144,6 +144,11 @@ def test_random_cells_of_the_same_space_are_retrained_and_ranked(first, run, tmp
         assert row["top1"] == json.loads((run / row["dir"] / "metrics.json").read_text())["top1"]
     searched = data["equal_depth"]["searched"]["top1"]
     assert rnd["searched_rank"] == 1 + sum(r["top1"] > searched for r in rnd["cells"])
+    from dasvit.plot import plot_runs
+
+    written = plot_runs([run], tmp_path / "figures")
+    assert tmp_path / "figures" / "random.svg" in written
+    assert "random cells" in (tmp_path / "figures" / "random.svg").read_text()
     # two runs: each compared, then summarized; a copy of a run agrees with it completely
     twin = tmp_path / "twin"
     shutil.copytree(run, twin)
