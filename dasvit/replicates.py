@@ -4,7 +4,9 @@ comparisons say together?
 - `stage_end_weights(run)`: each stage's last α (softmax weights per edge), from events.jsonl.
 - `alpha_agreement(runs)`: per stage, Kendall's τ between two runs' op weights on an edge (over the ops
   both still have), averaged over edges and over every pair of runs. τ near 1: the seeds rank the ops
-  alike; near 0: the ranking is noise, and so is a pruning made from it.
+  alike; near 0: the ranking is noise, and so is a pruning made from it. `level="type"` ranks the op
+  types instead (zero, skip, msa, mlp: each the sum of its ops' weights): whether the seeds agree on what
+  kind of op an edge wants even where they disagree on its size.
 - `summarize(runs)`: the compare.json of every run as mean ± spread over the seeds (sample standard
   deviation): the searched cell, the ViT block, the median of the random cells, and the margins.
 
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import rundir as rd
+from .opspec import parse_op
 
 
 def kendall_tau(a: list[float], b: list[float]) -> float | None:
@@ -52,9 +55,23 @@ def stage_end_weights(run_dir: Path) -> dict[int, dict[str, dict[str, float]]]:
     return out
 
 
-def alpha_agreement(run_dirs: list[Path]) -> dict[int, dict[str, Any]]:
-    """Per stage: mean Kendall τ over edges and run pairs, its range over pairs, and how many pairs/edges."""
+def _by_type(w: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for edge, ops in w.items():
+        types: dict[str, float] = {}
+        for op, v in ops.items():
+            t = parse_op(op).type
+            types[t] = types.get(t, 0.0) + v
+        out[edge] = types
+    return out
+
+
+def alpha_agreement(run_dirs: list[Path], level: str = "op") -> dict[int, dict[str, Any]]:
+    """Per stage: mean Kendall τ over edges and run pairs, its range over pairs, and how many pairs.
+    `level`: "op" ranks the ops of an edge, "type" its op types (see the module docstring)."""
     weights = [stage_end_weights(d) for d in run_dirs]
+    if level == "type":
+        weights = [{s: _by_type(w) for s, w in ws.items()} for ws in weights]
     stages = sorted(set.intersection(*(set(w) for w in weights))) if weights else []
     out: dict[int, dict[str, Any]] = {}
     for s in stages:
@@ -130,5 +147,7 @@ def summarize(run_dirs: list[Path]) -> dict[str, Any]:
             )
             every = [t for r in with_random for t in r["random_top1"]]
             out["random_top1_all"] = mean_spread(every)
-    out["alpha_agreement"] = {str(k): v for k, v in alpha_agreement([Path(d) for d in run_dirs]).items()}
+    dirs = [Path(d) for d in run_dirs]
+    out["alpha_agreement"] = {str(k): v for k, v in alpha_agreement(dirs).items()}
+    out["alpha_type_agreement"] = {str(k): v for k, v in alpha_agreement(dirs, "type").items()}
     return out

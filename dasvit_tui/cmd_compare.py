@@ -135,14 +135,19 @@ def summary_table(summary: dict[str, Any]):
         _pm(summary.get("searched_minus_random_median")),
         style="bold",
     )
-    agree = summary.get("alpha_agreement") or {}
-    if agree:
-        table.caption = (
-            "α agreement across seeds (Kendall τ of each edge's op weights at the stage end, mean over edges and pairs): "
-            + ", ".join(
+    lines = []
+    for key, what in (("alpha_agreement", "op weights"), ("alpha_type_agreement", "op-type weights")):
+        agree = summary.get(key) or {}
+        if agree:
+            stages = ", ".join(
                 f"stage {s} {a['tau']:.2f} ({a['tau_min']:.2f}–{a['tau_max']:.2f})" for s, a in sorted(agree.items())
             )
-        )
+            lines.append(
+                f"α agreement across seeds, Kendall τ of each edge's {what} at the stage end (mean over edges "
+                f"and pairs; range over pairs): {stages}"
+            )
+    if lines:
+        table.caption = "\n".join(lines)
         table.caption_justify = "left"
     return table
 
