@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -11,6 +12,7 @@ import typer
 from dasvit import rundir as rd
 from dasvit.engine_request import SearchRequest
 from dasvit.errors import RunDirError, UserError
+from dasvit.opspec import keep_problem, merge_keep
 
 SET_HELP = "Override a config key, VALUE parsed as YAML; repeatable. Example: --set search.pts.ratio=0.25"
 
@@ -79,13 +81,21 @@ def register(app: typer.Typer) -> None:
         keep: Optional[str] = typer.Option(
             None,
             "--keep",
-            help="JSON (or a JSON file) mapping each edge 'i->j' to the ops to keep. Default: the proposal as is.",
+            help="JSON (or a JSON file) mapping edges 'i->j' to the ops to keep; edges it does not name keep the "
+            "proposal. Default: the proposal as is.",
         ),
         stop: bool = typer.Option(False, "--stop", help="Stop the run instead of approving."),
+        wait: float = typer.Option(
+            VERDICT_SECONDS, "--wait", min=0, help="Seconds to wait for the engine's verdict (prune or refusal)."
+        ),
+        no_wait: bool = typer.Option(False, "--no-wait", help="Write the answer and return without a verdict."),
     ) -> None:
         """Answer a pending stage-pruning proposal from a script.
 
-        Example: dasvit approve runs/demo-20260101-120000 --keep '{"0->2": ["msa_4", "mlp_4"], ...}'
+        --keep is checked against the proposal before anything is written (exit 2 naming the edge and the op);
+        then the command waits up to --wait seconds for the engine to prune (exit 0) or refuse (exit 2).
+
+        Example: dasvit approve runs/demo-20260101-120000 --keep '{"0->2": ["msa_4", "mlp_4"]}'
         """
         rd.require_run_dir(run_dir)
         pending = rd.pending_proposal(run_dir)
@@ -95,22 +105,83 @@ def register(app: typer.Typer) -> None:
             return
         if pending is None:
             raise RunDirError(f"{run_dir} has no pruning proposal waiting for approval.")
-        if not rd.is_live(run_dir):
-            typer.echo(f"note: no engine is running on {run_dir}; the approval applies when it is resumed.", err=True)
-        cmd: dict = {"type": "approve", "stage": pending["stage"]}
+        stage = pending["stage"]
+        cmd: dict = {"type": "approve", "stage": stage}
         if keep is not None:
-            text = keep
-            if not keep.lstrip().startswith("{"):
-                if not Path(keep).is_file():
-                    raise UserError(f"--keep {keep!r} is neither JSON nor a JSON file.")
-                text = Path(keep).read_text()
-            try:
-                parsed = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise UserError(f"--keep is not valid JSON ({e.msg}).") from None
-            proposal = pending.get("keep", {})
-            if not isinstance(parsed, dict) or set(parsed) != set(proposal):
-                raise UserError(f"--keep must map exactly the edges {', '.join(proposal)} to lists of ops.")
-            cmd["keep"] = parsed
+            cmd["keep"] = checked_keep(read_keep(keep), pending)
+        live = rd.is_live(run_dir)
+        if not live:
+            typer.echo(f"note: no engine is running on {run_dir}; the approval applies when it is resumed.", err=True)
+        tail = rd.JsonlTail(run_dir / rd.EVENTS)
+        tail.read_new()  # the verdict is an event written after this answer
         rd.write_control(run_dir, cmd)
-        typer.echo(f"approved stage {pending['stage']} pruning for {run_dir}")
+        if no_wait or not live or wait <= 0:
+            typer.echo(f"approval of stage {stage} pruning sent to {run_dir}")
+            return
+        verdict = await_verdict(tail, stage, wait)
+        if verdict is None:
+            typer.echo(
+                f"approval of stage {stage} pruning sent to {run_dir}; the engine has not answered within "
+                f"{wait:g} s (dasvit tui {run_dir} shows what it does)."
+            )
+        elif verdict["type"] == "prune":
+            typer.echo(f"stage {stage} pruned as approved for {run_dir}: {keep_summary(verdict.get('keep'))}")
+        elif verdict["type"] == "error":
+            why = str(verdict.get("message", "")).removeprefix(f"approve for stage {stage} ignored: ").rstrip(".")
+            raise UserError(f"the engine refused the approval of stage {stage}: {why}.")
+        else:
+            raise RunDirError(f"the run ended ({verdict.get('status', '?')}) before it pruned stage {stage}.")
+
+
+VERDICT_SECONDS = 10.0
+
+
+def read_keep(keep: str) -> object:
+    """--keep's JSON, given inline or as a file."""
+    text = keep
+    if not keep.lstrip().startswith("{"):
+        if not Path(keep).is_file():
+            raise UserError(f"--keep {keep!r} is neither JSON nor a JSON file.")
+        text = Path(keep).read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"--keep is not valid JSON ({e.msg}).") from None
+
+
+def checked_keep(parsed: object, pending: dict) -> dict:
+    """--keep completed by the proposal (the edges it does not name keep the proposed ops) and checked
+    against the ops each edge still offers (the proposal's `weights`); else one sentence, exit 2."""
+    proposal = pending.get("keep") or {}
+    weights = pending.get("weights")
+    if isinstance(weights, dict) and weights:
+        active = {name: list(ops) if isinstance(ops, dict) else None for name, ops in weights.items()}
+    else:  # a proposal without its weights (an older engine): the edges are known, their ops are not
+        active = {name: None for name in proposal}
+    merged = merge_keep(parsed, proposal)
+    why = keep_problem(merged, active)
+    if why:
+        raise UserError(f"--keep cannot be used: {why}; nothing was sent.")
+    return merged
+
+
+def await_verdict(tail: rd.JsonlTail, stage: int, seconds: float) -> dict | None:
+    """The engine's answer to an approval of `stage`, read from the events after it was sent: its `prune`,
+    the `error` refusing it, or a `run_end`; None after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        for kind, ev in tail.read_new():
+            if kind != "ok":
+                continue
+            if (ev.get("type") in ("prune", "error") and ev.get("stage") == stage) or ev.get("type") == "run_end":
+                return ev
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.1)
+
+
+def keep_summary(keep: object) -> str:
+    """`0->2 msa_4 mlp_4 · 1->2 skip ...`: what each edge keeps, on one line."""
+    if not isinstance(keep, dict):
+        return "?"
+    return " · ".join(f"{name} {' '.join(map(str, ops))}" for name, ops in keep.items())
