@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from dasvit import rundir as rd
-from dasvit.engine_request import SearchRequest
+from dasvit.engine_request import SearchRequest, check_preset_engine, presets_for
 from dasvit.errors import RunDirError, UserError
 from dasvit.opspec import keep_problem, merge_keep
 
@@ -24,7 +24,8 @@ def register(app: typer.Typer) -> None:
             None,
             "--preset",
             "-p",
-            help="Preset name (demo, cifar10, cifar100, imagenet100) or a YAML file. Default: demo.",
+            help=f"Preset name ({', '.join(presets_for('search'))}) or a YAML file. Default: demo. "
+            "(focus-* presets train a FocusFormer: dasvit focus.)",
         ),
         overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP, metavar="KEY=VALUE"),
         run_dir: Optional[Path] = typer.Option(
@@ -57,6 +58,8 @@ def register(app: typer.Typer) -> None:
         """
         if approve not in (None, "auto", "manual"):
             raise UserError(f"--approve must be auto or manual, got {approve!r}.")
+        if resume is None:
+            check_preset_engine(preset, "search")
         request = SearchRequest(preset, list(overrides), run_dir, approve, resume)
         if not headless:
             if nproc > 1:
