@@ -73,10 +73,14 @@ def register(app: typer.Typer) -> None:
         if nproc > 1:
             from .launch import run_distributed
 
-            raise typer.Exit(run_distributed(request, nproc))
-        from dasvit.search import run
+            rc = run_distributed(request, nproc)
+        else:
+            from dasvit.search import run
 
-        raise typer.Exit(run(request))
+            rc = run(request)
+        if rc == 0 and (Path(request.run_dir) / rd.GENOTYPE).is_file():
+            print_found(Path(request.run_dir))
+        raise typer.Exit(rc)
 
     @app.command()
     def approve(
@@ -134,6 +138,52 @@ def register(app: typer.Typer) -> None:
             raise UserError(f"the engine refused the approval of stage {stage}: {why}.")
         else:
             raise RunDirError(f"the run ended ({verdict.get('status', '?')}) before it pruned stage {stage}.")
+
+
+def found_cost(run_dir: Path) -> str:
+    """What the searched cell costs, in the counts people read (3.1M): one cell, from the genotype's own
+    `meta.cost` (the search's cost model at its width and tokens), and the network `dasvit retrain` builds
+    at the run's retrain.depth (the same count as `dasvit show`)."""
+    from dasvit.cost import network_cost
+    from dasvit.fmt import count
+    from dasvit.genotype import load_genotype
+
+    from .cmd_show import resolve_sizes
+
+    genotype = load_genotype(run_dir)
+    sizes, _ = resolve_sizes(str(run_dir), {})
+    net = network_cost(
+        genotype,
+        sizes["depth"],
+        sizes["embed_dim"],
+        sizes["image_size"],
+        sizes["patch_size"],
+        sizes["in_chans"],
+        sizes["num_classes"],
+    )
+    cell = genotype.meta.get("cost") if isinstance(genotype.meta.get("cost"), dict) else None
+    parts = []
+    if cell and all(isinstance(cell.get(k), int) for k in ("params", "flops")):
+        parts.append(f"one cell {count(cell['params'])} params, {count(cell['flops'])} FLOPs")
+    parts.append(
+        f"the network at depth {sizes['depth']} (width {sizes['embed_dim']}, {sizes['image_size']} px): "
+        f"{count(net.params)} params, {count(net.flops)} FLOPs"
+    )
+    return "; ".join(parts)
+
+
+def print_found(run_dir: Path) -> None:
+    """The end of a headless search: the cell it found, what it costs, and what to do with it."""
+    from rich.console import Console
+
+    from dasvit.genotype import load_genotype
+
+    from .render import cell_diagram
+
+    typer.echo(f"found cell ({run_dir / rd.GENOTYPE}):")
+    Console(highlight=False, soft_wrap=True).print(cell_diagram(load_genotype(run_dir)))
+    typer.echo(f"cost: {found_cost(run_dir)}")
+    typer.echo(f"next: dasvit show {run_dir} · dasvit retrain {run_dir} --headless")
 
 
 VERDICT_SECONDS = 10.0

@@ -7,10 +7,13 @@ import signal
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import REPO, TINY, engine_cmd, engine_env, events, of_type, sets, start_engine, wait_for
 from dasvit import rundir as rd
+from dasvit.cost import network_cost
+from dasvit.fmt import count
 from dasvit.genotype import load_genotype
 from dasvit.supernet import edge_list, edge_name
 
@@ -56,12 +59,25 @@ def _final_alpha(run_dir):
     return torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"]["alpha"]
 
 
-def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path, capsys, monkeypatch):
     from dasvit.search import main
+    from dasvit_tui import cli
 
     cfg = [*TINY, "search.steps_per_epoch=6"]
     ref = tmp_path / "ref"
-    assert main(["--preset", "demo", "--run-dir", str(ref), "--no-progress", *sets(cfg)]) == 0
+    # the uninterrupted run is `dasvit search --headless`, which ends by saying what it found and its cost
+    argv = ["dasvit", "search", "--headless", "--preset", "demo", "--run-dir", str(ref), *sets(cfg)]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    assert exc.value.code == 0
+    said = capsys.readouterr().out.split(f"found cell ({ref / 'genotype.json'}):\n")[1]
+    found = load_genotype(ref / "genotype.json")
+    assert all(e.op in said for e in found.edges) and "c(k)" in said
+    cost = found.meta["cost"]
+    net = network_cost(found, 4, 24, 16, 4, 3, 4)  # TINY's width on the demo's images, at its retrain depth
+    assert f"one cell {count(cost['params'])} params, {count(cost['flops'])} FLOPs" in said
+    assert f"the network at depth 4 (width 24, 16 px): {count(net.params)} params, {count(net.flops)} FLOPs" in said
 
     run = tmp_path / "killed"
     proc = start_engine("dasvit.search", "--preset", "demo", "--run-dir", str(run), "--no-progress", *sets(cfg))
