@@ -12,6 +12,7 @@ import torch
 
 from conftest import REPO, TINY, engine_cmd, engine_env, events, of_type, sets, start_engine, wait_for
 from dasvit import rundir as rd
+from dasvit.config import load_config
 from dasvit.cost import network_cost
 from dasvit.fmt import count
 from dasvit.genotype import load_genotype
@@ -75,8 +76,10 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path, capsy
     found = load_genotype(ref / "genotype.json")
     assert all(e.op in said for e in found.edges) and "c(k)" in said
     cost = found.meta["cost"]
-    net = network_cost(found, 4, 24, 16, 4, 3, 4)  # TINY's width on the demo's images, at its retrain depth
+    demo = load_config("demo")  # TINY's width (24) on the demo's images and classes, at its retrain depth
+    net = network_cost(found, demo.retrain.depth, 24, demo.data.image_size, demo.space.patch_size, 3, 10)
     assert f"one cell {count(cost['params'])} params, {count(cost['flops'])} FLOPs" in said
+    assert demo.data.synthetic_classes == 10
     assert f"the network at depth 4 (width 24, 16 px): {count(net.params)} params, {count(net.flops)} FLOPs" in said
 
     run = tmp_path / "killed"
@@ -261,6 +264,7 @@ def test_approve_reports_the_engines_refusal_and_says_when_no_verdict_came(tmp_p
         lock.release()
 
 
+@pytest.mark.slow  # two torch processes under torchrun with gloo: the heaviest search test (pytest -m slow runs it)
 def test_two_ranks_with_gloo_agree_on_the_genotype(tmp_path):
     run = tmp_path / "run"
     cmd = [
