@@ -55,7 +55,8 @@ def control_lines(run: Path) -> list[dict]:
 
 
 def log_text(app: App) -> str:
-    return "\n".join(strip.text for strip in app.screen.query_one(EngineLog).lines)
+    """The log's text, its lines wrapped to the panel joined again (whitespace collapsed)."""
+    return " ".join(" ".join(strip.text for strip in app.screen.query_one(EngineLog).lines).split())
 
 
 def test_proposal_opens_the_modal_and_an_edited_approval_goes_to_control(tmp_path):
