@@ -132,7 +132,9 @@ def register(app: typer.Typer) -> None:
                 f"{wait:g} s (dasvit tui {run_dir} shows what it does)."
             )
         elif verdict["type"] == "prune":
-            typer.echo(f"stage {stage} pruned as approved for {run_dir}: {keep_summary(verdict.get('keep'))}")
+            asked = cmd.get("keep", pending.get("keep"))
+            how = "as approved" if verdict.get("keep") == asked else "by an answer that came before this one"
+            typer.echo(f"stage {stage} pruned {how} for {run_dir}: {keep_summary(verdict.get('keep'))}")
         elif verdict["type"] == "error":
             why = str(verdict.get("message", "")).removeprefix(f"approve for stage {stage} ignored: ").rstrip(".")
             raise UserError(f"the engine refused the approval of stage {stage}: {why}.")
