@@ -9,6 +9,7 @@ torchvision and ImageFolder datasets.
 from __future__ import annotations
 
 import gzip
+import math
 from pathlib import Path
 from typing import Any, Callable
 
@@ -59,35 +60,45 @@ class InMemoryImages(Dataset):
 
 
 class SyntheticImages(InMemoryImages):
-    """A generated classification task that a small ViT can learn.
+    """A generated classification task that a small ViT learns, but not perfectly in a few epochs.
 
-    Each class owns a smooth random pattern (a sum of a few 2-D sinusoids with class-specific
-    frequencies, phases and colours). A sample is its class pattern, randomly shifted and scaled, plus
-    Gaussian noise. Everything derives from `seed`, so the same config always gives the same data.
+    There are 2 x `classes` shared components, plane waves (up to 3 cycles across the image in each
+    direction, random phase and colour), and each class is a random mixture of all of them, so classes
+    differ in proportions, not in parts. A sample takes its class's mixture with every weight perturbed
+    (`VARY`: within-class variation), shifted circularly by a random offset anywhere in the image (where a
+    pattern sits says nothing), scaled by a random amplitude, plus Gaussian noise (`NOISE`). Everything
+    derives from `seed`, so the same config always gives the same data. With the demo's sizes (16 px, 10
+    classes, 1,024 training images) a ViT-block retrain of 6 epochs ends around 90 % top-1, and cells
+    differ by more than the test split's spread.
     """
+
+    VARY = 0.35  # within-class spread of each mixture weight (the class weights are unit normal)
+    NOISE = 0.7  # pixel noise, against unit-variance images
 
     def __init__(self, n: int, classes: int, image_size: int, seed: int, split: str, transform: Callable | None = None):
         g = torch.Generator().manual_seed(10_007 * seed + 17)
         s = image_size
-        yy, xx = torch.meshgrid(torch.linspace(0, 1, s), torch.linspace(0, 1, s), indexing="ij")
-        protos = torch.zeros(classes, 3, s, s)
-        for c in range(classes):
-            for _ in range(3):
-                fy, fx = torch.randint(1, 4, (2,), generator=g).float()
-                phase = torch.rand(2, generator=g) * 6.283
-                colour = torch.randn(3, 1, 1, generator=g)
-                wave = torch.sin(6.283 * fy * yy + phase[0]) * torch.cos(6.283 * fx * xx + phase[1])
-                protos[c] += colour * wave
-        protos /= protos.flatten(1).std(dim=1).view(-1, 1, 1, 1)
+        grid = torch.arange(s, dtype=torch.float32) / s
+        yy, xx = torch.meshgrid(grid, grid, indexing="ij")
+        k = 2 * classes
+        parts = torch.empty(k, 3, s, s)
+        for i in range(k):
+            fy, fx = (int(f) for f in torch.randint(0, 4, (2,), generator=g))
+            fx = fx or (0 if fy else 1)  # a plane wave, not a constant
+            phase = float(torch.rand(1, generator=g)) * 2 * math.pi
+            colour = torch.randn(3, 1, 1, generator=g)
+            parts[i] = colour * torch.sin(2 * math.pi * (fy * yy + fx * xx) + phase)
+        mixtures = torch.randn(classes, k, generator=g)
         gs = torch.Generator().manual_seed(10_007 * seed + (1 if split == "train" else 2))
         self.targets = torch.randint(0, classes, (n,), generator=gs)
-        shift = torch.randint(-s // 8, s // 8 + 1, (n, 2), generator=gs)
-        amp = 0.6 + 0.8 * torch.rand(n, generator=gs)
-        images = torch.empty(n, 3, s, s)
+        weights = mixtures[self.targets] + self.VARY * torch.randn(n, k, generator=gs)
+        images = torch.einsum("nk,kchw->nchw", weights, parts)
+        images /= images.flatten(1).std(dim=1).clamp(min=1e-6).view(-1, 1, 1, 1)
+        shift = torch.randint(0, s, (n, 2), generator=gs)
         for i in range(n):
-            img = torch.roll(protos[self.targets[i]], shifts=(int(shift[i, 0]), int(shift[i, 1])), dims=(1, 2))
-            images[i] = amp[i] * img
-        images += 0.7 * torch.randn(images.shape, generator=gs)
+            images[i] = torch.roll(images[i], shifts=(int(shift[i, 0]), int(shift[i, 1])), dims=(1, 2))
+        amp = 0.6 + 0.8 * torch.rand(n, generator=gs)
+        images = amp.view(-1, 1, 1, 1) * images + self.NOISE * torch.randn(images.shape, generator=gs)
         self.images = images
         self.classes = [f"class_{c}" for c in range(classes)]
         self.transform = transform

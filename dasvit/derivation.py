@@ -17,7 +17,7 @@ import torch
 from .cost import Cost
 from .errors import BudgetError
 from .genotype import Edge, Genotype
-from .opspec import edge_list, edge_name
+from .opspec import edge_list, edge_name, keep_problem
 
 
 def arch_weights_dict(w: torch.Tensor, mask: torch.Tensor, ops: list[str], nodes: int) -> dict[str, dict[str, float]]:
@@ -99,23 +99,10 @@ def _top_k(
 
 
 def check_keep(keep: Any, mask: torch.Tensor, ops: list[str], nodes: int) -> str | None:
-    """Why a user's `keep` cannot be used (None if it can): every edge, only its active ops, ≥ 1 non-zero op."""
-    if not isinstance(keep, dict):
-        return "keep must map every edge 'i->j' to a list of ops"
+    """Why a user's `keep` cannot be used (None if it can): every edge, only its active ops, ≥ 1 non-zero op
+    (`dasvit.opspec.keep_problem`, the check a front makes before it sends one)."""
     active = {edge_name(e): [o for c, o in enumerate(ops) if mask[r, c]] for r, e in enumerate(edge_list(nodes))}
-    for name in keep:
-        if name not in active:
-            return f"keep names edge {name!r}, which is not an edge of this cell"
-    for name, act in active.items():
-        chosen = keep.get(name)
-        if not isinstance(chosen, list) or not chosen:
-            return f"keep must give edge {name} at least one op"
-        for o in chosen:
-            if o not in act:
-                return f"keep gives edge {name} op {o!r}, which is not among its active ops {act}"
-        if all(o == "zero" for o in chosen):
-            return f"keep must give edge {name} an op other than zero"
-    return None
+    return keep_problem(keep, active)
 
 
 def derive_genotype(

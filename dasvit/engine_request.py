@@ -201,6 +201,32 @@ def preset_engine(preset: str | None) -> str:
     return "focus" if isinstance(raw, dict) and isinstance(raw.get("focus"), dict) else "search"
 
 
+def presets_for(engine: str) -> list[str]:
+    """The built-in presets meant for an engine ("search" or "focus"; see `preset_engine`)."""
+    from .config import preset_names
+
+    return [name for name in preset_names() if preset_engine(name) == engine]
+
+
+def check_preset_engine(preset: str | None, engine: str) -> None:
+    """Refuse, in one sentence (exit 2), a new run of `engine` from a preset meant for the other one: a
+    focus preset's search (or a search preset's FocusFormer training) would run for hours on settings
+    made for something else."""
+    if preset is None or preset_engine(preset) == engine:
+        return
+    from .errors import ConfigError
+
+    if engine == "search":
+        raise ConfigError(
+            f"preset {preset} is a FocusFormer preset (its YAML has a focus: section), not a search; "
+            f"train it with: dasvit focus --headless --preset {preset}"
+        )
+    raise ConfigError(
+        f"preset {preset} is a search preset (its YAML has no focus: section), not a FocusFormer training; "
+        f"search with: dasvit search --headless --preset {preset}"
+    )
+
+
 def request_for_preset(preset: str | None, overrides: list[str] = ()) -> SearchRequest | FocusRequest:
     """A new run of the engine `preset` names (`preset_engine`): a FocusRequest or a SearchRequest."""
     cls = FocusRequest if preset_engine(preset) == "focus" else SearchRequest

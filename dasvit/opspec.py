@@ -74,3 +74,37 @@ def parse_edge_name(name: str) -> tuple[int, int] | None:
         return (int(src), int(dst)) if sep else None
     except ValueError:
         return None
+
+
+# ---------------------------------------------------------------------------------------------
+# an answer to a stage's pruning proposal: {"i->j": [op, ...]}, checked here so that a front (the CLI)
+# can say what is wrong before it writes anything, and the engine says the same when it reads one
+
+
+def merge_keep(keep: object, proposal: dict[str, list[str]]) -> object:
+    """A partial answer completed by the proposal: the edges `keep` does not name keep the proposed ops.
+    Anything but a mapping is returned as it is (`keep_problem` says what is wrong with it)."""
+    if not isinstance(keep, dict):
+        return keep
+    return {**{name: list(ops) for name, ops in proposal.items()}, **keep}
+
+
+def keep_problem(keep: object, active: dict[str, list[str] | None]) -> str | None:
+    """Why an answer cannot be used, as a clause naming the edge and the op (None if it can): it must map
+    edges of this cell (`active`: each edge's active ops, None where unknown) to lists of their active ops,
+    every edge given at least one op other than zero."""
+    if not isinstance(keep, dict):
+        return "it must map edges 'i->j' to lists of ops"
+    for name in keep:
+        if name not in active:
+            return f"{name!r} is not an edge of this cell (its edges: {', '.join(active)})"
+    for name, act in active.items():
+        chosen = keep.get(name)
+        if not isinstance(chosen, list) or not chosen:
+            return f"edge {name} must keep a list of at least one op, got {chosen!r}"
+        for o in chosen:
+            if act is not None and o not in act:
+                return f"edge {name} does not offer op {o!r} (its active ops: {', '.join(act)})"
+        if all(o == "zero" for o in chosen):
+            return f"edge {name} must keep an op other than zero"
+    return None

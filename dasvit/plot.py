@@ -237,15 +237,16 @@ def plot_curves(runs: list[Series], out: Path, stem: str = "curves", title: str 
             (ax_acc, "top1" if retrain else "val_acc", "-"),
         ]
         if retrain:
-            series.append((ax_acc, "top5", ":"))
+            series.append((ax_acc, "top5", _interleaved_dots(i, len(runs))))
         for ax, key, ls in series:
             for xs, ys in _segments(run, lambda e, k=key: e.get(k)):
-                ax.plot(xs, ys, ls=ls, color=c, lw=1.3, marker="o" if len(xs) < 12 else None, ms=2.5)
+                dots = key == "top5" and len(runs) > 1  # a marker would cover the other runs' at the same point
+                ax.plot(xs, ys, ls=ls, color=c, lw=1.3, marker="o" if len(xs) < 12 and not dots else None, ms=2.5)
     for ax, name in ((ax_loss, "loss"), (ax_acc, "accuracy")):
         _mark_stages(ax, runs)
         _epoch_axis(ax, runs)
         ax.set_ylabel(name)
-    ax_acc.set_ylim(0, 1.02)
+    ax_acc.set_ylim(0, 1.04)
     styles = [
         Line2D([], [], color="#444444", ls="--", label="train"),
         Line2D([], [], color="#444444", ls="-", label="top-1 (val)" if retrain else "validation"),
@@ -264,13 +265,37 @@ def plot_curves(runs: list[Series], out: Path, stem: str = "curves", title: str 
         plt.close(fig)
 
 
+def _interleaved_dots(i: int, n: int):
+    """Run i's dotted line among n: a dot every n dots, shifted by i, so that where the runs' lines meet
+    (top-5 at 100 % in every retrain of a task with few classes) the one dotted line there shows every run's
+    colour in turn instead of the last run's alone."""
+    if n <= 1:
+        return ":"
+    dot, gap = 1.0, 1.65  # matplotlib's ':' in line widths
+    return (i * (dot + gap), (dot, n * (dot + gap) - dot))
+
+
 def _grid(n: int) -> tuple[int, int]:
     cols = max(1, math.ceil(math.sqrt(n)))
     return math.ceil(n / cols), cols
 
 
+PRUNED_MS = 4.0  # size (points) of a pruned-here mark
+
+
 def plot_op_weights(run: Series, out: Path, colours: dict[str, Any], stem: str = "op_weights") -> list[Path]:
     """The paper's Figures 2-3: one panel per edge, the weight of each op over epochs."""
+    import matplotlib.pyplot as plt
+
+    fig = op_weights_figure(run, colours)
+    try:
+        return _save(fig, out, stem)
+    finally:
+        plt.close(fig)
+
+
+def op_weights_figure(run: Series, colours: dict[str, Any]):
+    """The op_weights figure (`plot_op_weights` saves it)."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
@@ -288,16 +313,15 @@ def plot_op_weights(run: Series, out: Path, colours: dict[str, Any], stem: str =
     top = max(
         (w for e in run.epochs for ws in (e.get("arch_weights") or {}).values() for w in ws.values()), default=1.0
     )
+    marks: list[tuple[Any, list[tuple[float, float, Any]]]] = []  # per panel and stage: (x, weight, colour)
     for ax, edge in zip(axes.flat, edges):
         for op in run.ops():
             for xs, ys in _segments(run, lambda e, op=op, edge=edge: _weight(e, edge, op)):
                 ax.plot(xs, ys, color=colours[op], lw=1.6 if op == "skip" else 1.1, marker="o", ms=2)
         for st, dropped in run.pruned.items():
             last = run.of_stage(st)[-1]
-            for op in dropped.get(edge, []):
-                w = (last.get("arch_weights") or {}).get(edge, {}).get(op)
-                if w is not None:
-                    ax.plot([last["x"]], [w], marker="x", ms=4, color=colours[op], mew=1.2)
+            weights = (last.get("arch_weights") or {}).get(edge, {})
+            marks.append((ax, [(last["x"], weights[op], colours[op]) for op in dropped.get(edge, []) if op in weights]))
         _mark_stages(ax, [run], text=False)
         ax.set_title(f"edge {edge}", pad=2)
         ax.set_ylim(0, min(1.0, top * 1.08))
@@ -314,10 +338,28 @@ def plot_op_weights(run: Series, out: Path, colours: dict[str, Any], stem: str =
         f"{run.label}: op weights per edge\nsoftmax of α at each epoch's end; dotted lines: a new stage (α restarts)",
         fontsize=9,
     )
-    try:
-        return _save(fig, out, stem)
-    finally:
-        plt.close(fig)
+    _draw_pruned_marks(fig, marks)
+    return fig
+
+
+def _draw_pruned_marks(fig, marks: list[tuple[Any, list[tuple[float, float, Any]]]]) -> None:
+    """An x per op pruned at a stage's end, at its last weight. Ops pruned together often weigh about the
+    same (at stage 1 every op is near 1/8), so marks closer than a mark's size are set side by side,
+    leftwards from the stage's last epoch, instead of on top of each other."""
+    fig.canvas.draw()  # the layout fixed, so that data and points convert
+    size = PRUNED_MS * fig.dpi / 72 * 1.15  # pixels between the centres of two marks that do not touch
+    for ax in {id(ax): ax for ax, _ in marks}.values():
+        ax.set_xlim(ax.get_xlim())
+    for ax, points in marks:
+        to_px, to_data = ax.transData, ax.transData.inverted()
+        placed: list[tuple[float, float]] = []
+        for x, w, colour in sorted(points, key=lambda p: p[1]):
+            px, py = to_px.transform((x, w))
+            while any(abs(px - qx) < size and abs(py - qy) < size for qx, qy in placed):
+                px -= size
+            placed.append((px, py))
+            dx, _ = to_data.transform((px, py))
+            ax.plot([dx], [w], marker="x", ms=PRUNED_MS, color=colour, mew=1.2, ls="none", zorder=3)
 
 
 def _skip_edges_left(run: Series, stage: int) -> tuple[int, int]:

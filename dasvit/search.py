@@ -30,6 +30,7 @@ from .derivation import arch_weights_dict, cell_ops_cost, check_keep, derive_gen
 from .engine_request import SearchRequest
 from .errors import UserError
 from .fairness import fairness_terms, skip_fraction
+from .opspec import merge_keep
 from .runtime import (
     DistInfo,
     Run,
@@ -269,16 +270,19 @@ class Searcher:
         return keep
 
     def _answer(self, stage: int, proposal: dict[str, list[str]], mask: torch.Tensor) -> dict[str, list[str]] | None:
-        """The first usable `approve` line for this stage, if one arrived (bad ones get an error event)."""
+        """The first usable `approve` line for this stage, if one arrived (bad ones get an error event with
+        the stage). A `keep` naming only some edges keeps the proposal for the others."""
         for cmd in self.run.take_control("approve"):
             if cmd.get("stage") not in (stage + 1, None):
                 continue  # an answer to another stage's proposal
-            user_keep = cmd.get("keep")
-            if user_keep is None:
+            if cmd.get("keep") is None:
                 return proposal
+            user_keep = merge_keep(cmd["keep"], proposal)
             why = check_keep(user_keep, mask, self.ops, self.nodes)
             if why:
-                self.run.emit("error", message=f"approve for stage {stage + 1} ignored: {why}", traceback="")
+                self.run.emit(
+                    "error", message=f"approve for stage {stage + 1} ignored: {why}", traceback="", stage=stage + 1
+                )
                 continue
             return {k: list(v) for k, v in user_keep.items()}
         return None

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from dasvit.engine_request import FocusRequest
+from dasvit.engine_request import FocusRequest, check_preset_engine, presets_for
 from dasvit.errors import UserError
 
 SET_HELP = "Override a config key, VALUE parsed as YAML; repeatable. Example: --set focus.sampler=uniform"
@@ -20,7 +20,8 @@ def register(app: typer.Typer) -> None:
             None,
             "--preset",
             "-p",
-            help="Preset name (focus-demo, focus-cifar100, focus-imagenet) or a YAML file. Default: focus-demo.",
+            help=f"Preset name ({', '.join(presets_for('focus'))}) or a YAML file with a focus: section. "
+            "Default: focus-demo.",
         ),
         overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP, metavar="KEY=VALUE"),
         run_dir: Optional[Path] = typer.Option(
@@ -53,6 +54,8 @@ def register(app: typer.Typer) -> None:
                 "the monitor for focus runs is not there yet; add --headless "
                 "(the run directory can be followed with: tail -f RUN_DIR/events.jsonl)."
             )
+        if resume is None:
+            check_preset_engine(preset, "focus")
         request = FocusRequest(preset, list(overrides), run_dir, resume, progress=not no_progress)
         request = request.resolved()  # every rank writes the same run directory; a bad config stops here
         if nproc > 1:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from dasvit import rundir as rd
-from dasvit.engine_request import SearchRequest
+from dasvit.engine_request import SearchRequest, check_preset_engine, presets_for
 from dasvit.errors import RunDirError, UserError
+from dasvit.opspec import keep_problem, merge_keep
 
 SET_HELP = "Override a config key, VALUE parsed as YAML; repeatable. Example: --set search.pts.ratio=0.25"
 
@@ -22,7 +24,8 @@ def register(app: typer.Typer) -> None:
             None,
             "--preset",
             "-p",
-            help="Preset name (demo, cifar10, cifar100, imagenet100) or a YAML file. Default: demo.",
+            help=f"Preset name ({', '.join(presets_for('search'))}) or a YAML file. Default: demo. "
+            "(focus-* presets train a FocusFormer: dasvit focus.)",
         ),
         overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP, metavar="KEY=VALUE"),
         run_dir: Optional[Path] = typer.Option(
@@ -55,6 +58,8 @@ def register(app: typer.Typer) -> None:
         """
         if approve not in (None, "auto", "manual"):
             raise UserError(f"--approve must be auto or manual, got {approve!r}.")
+        if resume is None:
+            check_preset_engine(preset, "search")
         request = SearchRequest(preset, list(overrides), run_dir, approve, resume)
         if not headless:
             if nproc > 1:
@@ -68,10 +73,14 @@ def register(app: typer.Typer) -> None:
         if nproc > 1:
             from .launch import run_distributed
 
-            raise typer.Exit(run_distributed(request, nproc))
-        from dasvit.search import run
+            rc = run_distributed(request, nproc)
+        else:
+            from dasvit.search import run
 
-        raise typer.Exit(run(request))
+            rc = run(request)
+        if rc == 0 and (Path(request.run_dir) / rd.GENOTYPE).is_file():
+            print_found(Path(request.run_dir))
+        raise typer.Exit(rc)
 
     @app.command()
     def approve(
@@ -79,13 +88,21 @@ def register(app: typer.Typer) -> None:
         keep: Optional[str] = typer.Option(
             None,
             "--keep",
-            help="JSON (or a JSON file) mapping each edge 'i->j' to the ops to keep. Default: the proposal as is.",
+            help="JSON (or a JSON file) mapping edges 'i->j' to the ops to keep; edges it does not name keep the "
+            "proposal. Default: the proposal as is.",
         ),
         stop: bool = typer.Option(False, "--stop", help="Stop the run instead of approving."),
+        wait: float = typer.Option(
+            VERDICT_SECONDS, "--wait", min=0, help="Seconds to wait for the engine's verdict (prune or refusal)."
+        ),
+        no_wait: bool = typer.Option(False, "--no-wait", help="Write the answer and return without a verdict."),
     ) -> None:
         """Answer a pending stage-pruning proposal from a script.
 
-        Example: dasvit approve runs/demo-20260101-120000 --keep '{"0->2": ["msa_4", "mlp_4"], ...}'
+        --keep is checked against the proposal before anything is written (exit 2 naming the edge and the op);
+        then the command waits up to --wait seconds for the engine to prune (exit 0) or refuse (exit 2).
+
+        Example: dasvit approve runs/demo-20260101-120000 --keep '{"0->2": ["msa_4", "mlp_4"]}'
         """
         rd.require_run_dir(run_dir)
         pending = rd.pending_proposal(run_dir)
@@ -95,22 +112,131 @@ def register(app: typer.Typer) -> None:
             return
         if pending is None:
             raise RunDirError(f"{run_dir} has no pruning proposal waiting for approval.")
-        if not rd.is_live(run_dir):
-            typer.echo(f"note: no engine is running on {run_dir}; the approval applies when it is resumed.", err=True)
-        cmd: dict = {"type": "approve", "stage": pending["stage"]}
+        stage = pending["stage"]
+        cmd: dict = {"type": "approve", "stage": stage}
         if keep is not None:
-            text = keep
-            if not keep.lstrip().startswith("{"):
-                if not Path(keep).is_file():
-                    raise UserError(f"--keep {keep!r} is neither JSON nor a JSON file.")
-                text = Path(keep).read_text()
-            try:
-                parsed = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise UserError(f"--keep is not valid JSON ({e.msg}).") from None
-            proposal = pending.get("keep", {})
-            if not isinstance(parsed, dict) or set(parsed) != set(proposal):
-                raise UserError(f"--keep must map exactly the edges {', '.join(proposal)} to lists of ops.")
-            cmd["keep"] = parsed
+            cmd["keep"] = checked_keep(read_keep(keep), pending)
+        live = rd.is_live(run_dir)
+        if not live:
+            typer.echo(f"note: no engine is running on {run_dir}; the approval applies when it is resumed.", err=True)
+        tail = rd.JsonlTail(run_dir / rd.EVENTS)
+        tail.read_new()  # the verdict is an event written after this answer
         rd.write_control(run_dir, cmd)
-        typer.echo(f"approved stage {pending['stage']} pruning for {run_dir}")
+        if no_wait or not live or wait <= 0:
+            typer.echo(f"approval of stage {stage} pruning sent to {run_dir}")
+            return
+        verdict = await_verdict(tail, stage, wait)
+        if verdict is None:
+            typer.echo(
+                f"approval of stage {stage} pruning sent to {run_dir}; the engine has not answered within "
+                f"{wait:g} s (dasvit tui {run_dir} shows what it does)."
+            )
+        elif verdict["type"] == "prune":
+            asked = cmd.get("keep", pending.get("keep"))
+            how = "as approved" if verdict.get("keep") == asked else "by an answer that came before this one"
+            typer.echo(f"stage {stage} pruned {how} for {run_dir}: {keep_summary(verdict.get('keep'))}")
+        elif verdict["type"] == "error":
+            why = str(verdict.get("message", "")).removeprefix(f"approve for stage {stage} ignored: ").rstrip(".")
+            raise UserError(f"the engine refused the approval of stage {stage}: {why}.")
+        else:
+            raise RunDirError(f"the run ended ({verdict.get('status', '?')}) before it pruned stage {stage}.")
+
+
+def found_cost(run_dir: Path) -> str:
+    """What the searched cell costs, in the counts people read (3.1M): one cell, from the genotype's own
+    `meta.cost` (the search's cost model at its width and tokens), and the network `dasvit retrain` builds
+    at the run's retrain.depth (the same count as `dasvit show`)."""
+    from dasvit.cost import network_cost
+    from dasvit.fmt import count
+    from dasvit.genotype import load_genotype
+
+    from .cmd_show import resolve_sizes
+
+    genotype = load_genotype(run_dir)
+    sizes, _ = resolve_sizes(str(run_dir), {})
+    net = network_cost(
+        genotype,
+        sizes["depth"],
+        sizes["embed_dim"],
+        sizes["image_size"],
+        sizes["patch_size"],
+        sizes["in_chans"],
+        sizes["num_classes"],
+    )
+    cell = genotype.meta.get("cost") if isinstance(genotype.meta.get("cost"), dict) else None
+    parts = []
+    if cell and all(isinstance(cell.get(k), int) for k in ("params", "flops")):
+        parts.append(f"one cell {count(cell['params'])} params, {count(cell['flops'])} FLOPs")
+    parts.append(
+        f"the network at depth {sizes['depth']} (width {sizes['embed_dim']}, {sizes['image_size']} px): "
+        f"{count(net.params)} params, {count(net.flops)} FLOPs"
+    )
+    return "; ".join(parts)
+
+
+def print_found(run_dir: Path) -> None:
+    """The end of a headless search: the cell it found, what it costs, and what to do with it."""
+    from rich.console import Console
+
+    from dasvit.genotype import load_genotype
+
+    from .render import cell_diagram
+
+    typer.echo(f"found cell ({run_dir / rd.GENOTYPE}):")
+    Console(highlight=False, soft_wrap=True).print(cell_diagram(load_genotype(run_dir)))
+    typer.echo(f"cost: {found_cost(run_dir)}")
+    typer.echo(f"next: dasvit show {run_dir} · dasvit retrain {run_dir} --headless")
+
+
+VERDICT_SECONDS = 10.0
+
+
+def read_keep(keep: str) -> object:
+    """--keep's JSON, given inline or as a file."""
+    text = keep
+    if not keep.lstrip().startswith("{"):
+        if not Path(keep).is_file():
+            raise UserError(f"--keep {keep!r} is neither JSON nor a JSON file.")
+        text = Path(keep).read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"--keep is not valid JSON ({e.msg}).") from None
+
+
+def checked_keep(parsed: object, pending: dict) -> dict:
+    """--keep completed by the proposal (the edges it does not name keep the proposed ops) and checked
+    against the ops each edge still offers (the proposal's `weights`); else one sentence, exit 2."""
+    proposal = pending.get("keep") or {}
+    weights = pending.get("weights")
+    if isinstance(weights, dict) and weights:
+        active = {name: list(ops) if isinstance(ops, dict) else None for name, ops in weights.items()}
+    else:  # a proposal without its weights (an older engine): the edges are known, their ops are not
+        active = {name: None for name in proposal}
+    merged = merge_keep(parsed, proposal)
+    why = keep_problem(merged, active)
+    if why:
+        raise UserError(f"--keep cannot be used: {why}; nothing was sent.")
+    return merged
+
+
+def await_verdict(tail: rd.JsonlTail, stage: int, seconds: float) -> dict | None:
+    """The engine's answer to an approval of `stage`, read from the events after it was sent: its `prune`,
+    the `error` refusing it, or a `run_end`; None after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        for kind, ev in tail.read_new():
+            if kind != "ok":
+                continue
+            if (ev.get("type") in ("prune", "error") and ev.get("stage") == stage) or ev.get("type") == "run_end":
+                return ev
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.1)
+
+
+def keep_summary(keep: object) -> str:
+    """`0->2 msa_4 mlp_4 · 1->2 skip ...`: what each edge keeps, on one line."""
+    if not isinstance(keep, dict):
+        return "?"
+    return " · ".join(f"{name} {' '.join(map(str, ops))}" for name, ops in keep.items())

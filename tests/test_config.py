@@ -113,3 +113,44 @@ def test_a_directory_named_like_a_preset_does_not_hide_it(tmp_path, monkeypatch)
     assert load_config("mine.yaml").data.image_size == 24
     with pytest.raises(ConfigError, match="does not exist"):
         load_config("missing.yaml")
+
+
+@pytest.mark.parametrize(
+    "command, preset, short, right",
+    [
+        (
+            "search",
+            "focus-demo",
+            "search.stages=[{depth: 1, keep: 8, epochs: 1}]",
+            "dasvit focus --headless --preset focus-demo",
+        ),
+        ("focus", "demo", "focus.epochs=1", "dasvit search --headless --preset demo"),
+    ],
+)
+def test_a_preset_for_the_other_engine_is_refused_naming_the_right_command(
+    command, preset, short, right, capsys, monkeypatch, tmp_path
+):
+    """`dasvit focus --preset demo` would train 500 epochs, `dasvit search --preset focus-demo` 30 a stage
+    (`short` keeps the run short if it were not refused: --set does not change which engine a preset names)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["dasvit", command, "--headless", "--preset", preset, "--set", short])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and err.endswith(right)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_search_help_lists_every_search_preset(capsys, monkeypatch):
+    from dasvit.config import preset_names
+    from dasvit.engine_request import preset_engine
+
+    monkeypatch.setenv("COLUMNS", "400")  # no preset name broken over two lines
+    monkeypatch.setattr(sys, "argv", ["dasvit", "search", "--help"])
+    with pytest.raises(SystemExit):
+        main()
+    out = capsys.readouterr().out
+    searches = [p for p in preset_names() if preset_engine(p) == "search"]
+    assert {"demo", "digits", "fashion", "cifar10", "imagenet100"} <= set(searches)
+    assert f"({', '.join(searches)})" in out

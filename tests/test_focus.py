@@ -156,6 +156,7 @@ def test_ctrl_c_stops_with_exit_130_and_a_checkpoint(tmp_path):
     assert (run / "checkpoint.pt").is_file()
 
 
+@pytest.mark.slow  # two torch processes under torchrun with gloo: the heaviest focus test (pytest -m slow runs it)
 def test_two_ranks_with_gloo_train_the_same_architectures(tmp_path):
     run = tmp_path / "run"
     cmd = [

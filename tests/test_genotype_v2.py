@@ -189,7 +189,11 @@ def test_retrain_trains_a_v2_genotype_at_its_own_sizes(cli_runs):
     assert rc == 0, err
     m = json.loads((run / "metrics.json").read_text())
     assert (m["depth"], m["embed_dim"]) == (g.depth, g.embed_dim)  # from the file, not the preset (4 x 48)
-    assert m["params"] == profile_genotype(g, g.depth, g.embed_dim, 16, 4, 4)["params"]
+    from dasvit.config import load_config
+
+    classes = load_config("demo").data.synthetic_classes  # the classifier reads the preset's data
+    assert m["num_classes"] == classes
+    assert m["params"] == profile_genotype(g, g.depth, g.embed_dim, 16, 4, classes)["params"]
     assert load_genotype(run / "genotype.json").to_json() == g.to_json()
     net = load_model(run)
     assert [[e.op for e in c.edges] for c in net.cells] == g.layers

@@ -69,3 +69,30 @@ def test_wheel_ships_every_preset_and_the_installed_package_loads_them(tmp_path)
     assert res.returncode == 0, res.stderr
     where, names = res.stdout.split()
     assert where.startswith(str(site)) and names.split(",") == [p.removesuffix(".yaml") for p in presets]
+
+
+def test_the_marker_the_readme_names_selects_tests_the_default_run_leaves_out(pytestconfig):
+    """README: "heavier checks are marked slow and left out; pytest -m slow runs them". The marker it names
+    is registered, the default run deselects it (addopts), and test functions carry it (`pytest -m slow`
+    exits 5, "no tests ran", when none does). Read from the sources: collecting them costs seconds."""
+    import ast
+    import re
+
+    marker = re.search(r"pytest -m (\w+)", (REPO / "README.md").read_text()).group(1)
+    assert any(m.startswith(f"{marker}:") for m in pytestconfig.getini("markers"))
+    addopts = pytestconfig.getini("addopts")
+    assert f"not {marker}" == addopts[addopts.index("-m") + 1]
+
+    def marked(func: ast.AST) -> bool:
+        return any(
+            isinstance(d, ast.Attribute) and d.attr == marker and ast.unparse(d.value) == "pytest.mark"
+            for d in getattr(func, "decorator_list", [])
+        )
+
+    selected = [
+        f"{path.name}::{node.name}"
+        for path in sorted((REPO / "tests").glob("test_*.py"))
+        for node in ast.parse(path.read_text()).body
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test") and marked(node)
+    ]
+    assert len(selected) >= 2, selected

@@ -88,6 +88,72 @@ def test_series_numbers_epochs_across_stages_and_knows_what_each_prune_dropped()
             assert all(op not in s.of_stage(stage + 1)[0]["arch_weights"][edge] for op in s.pruned[stage][edge])
 
 
+def test_op_weights_pruned_marks_never_cover_each_other():
+    """At stage 1's end every op weighs about 1/8, so the ops pruned there sit at nearly the same height: each
+    gets its own mark, at its weight, none over another (the recorded run drops 3 ops an edge there)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    from dasvit.plot import PRUNED_MS, STYLE, op_colours, op_weights_figure
+
+    s = load_series(RECORDED)
+    with plt.rc_context(STYLE):
+        fig = op_weights_figure(s, op_colours(s.ops()))
+    try:
+        fig.canvas.draw()
+        size = PRUNED_MS * fig.dpi / 72
+        panels = [ax for ax in fig.axes if ax.get_visible() and ax.get_title().startswith("edge ")]
+        crowded = 0
+        for ax in panels:
+            edge = ax.get_title().removeprefix("edge ")
+            marks = [ln for ln in ax.get_lines() if ln.get_marker() == "x"]
+            dropped = [(st, op) for st, by_edge in s.pruned.items() for op in by_edge[edge]]
+            assert len(marks) == len(dropped)
+            weights = sorted(s.of_stage(st)[-1]["arch_weights"][edge][op] for st, op in dropped)
+            assert sorted(float(ln.get_ydata()[0]) for ln in marks) == weights  # each at its op's weight
+            px = [ax.transData.transform((ln.get_xdata()[0], ln.get_ydata()[0])) for ln in marks]
+            for i, (x1, y1) in enumerate(px):
+                for x2, y2 in px[i + 1 :]:
+                    assert abs(x1 - x2) >= size or abs(y1 - y2) >= size, f"edge {edge}: two marks overlap"
+            stage1 = sorted(s.of_stage(1)[-1]["arch_weights"][edge][op] for op in s.pruned[1][edge])
+            gaps = [(b - a) * ax.bbox.height / ax.get_ylim()[1] for a, b in zip(stage1, stage1[1:])]
+            crowded += min(gaps) < size
+        assert crowded >= 6  # the case this is about: at their weights, two of those marks would touch
+    finally:
+        plt.close(fig)
+
+
+def test_retrains_whose_top5_lines_meet_at_100_percent_all_show_there(tmp_path):
+    """`dasvit compare` on a task of few classes: every retrain's top-5 is 1.0 at every epoch (here the same
+    recorded retrain three times, so every line meets the others). The dotted line at 1.0 shows each run's
+    colour, not the last run's alone."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.image
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from dasvit.plot import RUN_COLOURS, STYLE, plot_curves
+
+    runs = [load_series(RECORDED / "retrain", label) for label in ("searched, depth 4", "ViT, depth 4", "searched, 6")]
+    assert all(e["top5"] == 1.0 for e in runs[0].epochs)
+    with plt.rc_context(STYLE):
+        png = next(p for p in plot_curves(runs, tmp_path, "compare", "compare") if p.suffix == ".png")
+    image = matplotlib.image.imread(png)[..., :3]
+    h, w, _ = image.shape
+    panel = image[: int(h * 0.8), w // 2 :]  # the accuracy panel, above the legend
+    tops = []
+    for colour in RUN_COLOURS[:3]:
+        rgb = np.array(matplotlib.colors.to_rgb(colour))
+        rows = np.nonzero((np.abs(panel - rgb).max(axis=2) < 0.12).any(axis=1))[0]
+        assert rows.size, f"{colour} is nowhere in the accuracy panel"
+        tops.append(rows[0])
+    assert max(tops) - min(tops) <= 3  # each run's colour is on the one line at 1.0
+
+
 def test_two_runs_are_overlaid_with_their_labels(tmp_path):
     other = tmp_path / "plain"
     shutil.copytree(RECORDED, other, ignore=shutil.ignore_patterns("retrain"))

@@ -7,9 +7,14 @@ import signal
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import REPO, TINY, engine_cmd, engine_env, events, of_type, sets, start_engine, wait_for
+from dasvit import rundir as rd
+from dasvit.config import load_config
+from dasvit.cost import network_cost
+from dasvit.fmt import count
 from dasvit.genotype import load_genotype
 from dasvit.supernet import edge_list, edge_name
 
@@ -55,12 +60,27 @@ def _final_alpha(run_dir):
     return torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"]["alpha"]
 
 
-def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path, capsys, monkeypatch):
     from dasvit.search import main
+    from dasvit_tui import cli
 
     cfg = [*TINY, "search.steps_per_epoch=6"]
     ref = tmp_path / "ref"
-    assert main(["--preset", "demo", "--run-dir", str(ref), "--no-progress", *sets(cfg)]) == 0
+    # the uninterrupted run is `dasvit search --headless`, which ends by saying what it found and its cost
+    argv = ["dasvit", "search", "--headless", "--preset", "demo", "--run-dir", str(ref), *sets(cfg)]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    assert exc.value.code == 0
+    said = capsys.readouterr().out.split(f"found cell ({ref / 'genotype.json'}):\n")[1]
+    found = load_genotype(ref / "genotype.json")
+    assert all(e.op in said for e in found.edges) and "c(k)" in said
+    cost = found.meta["cost"]
+    demo = load_config("demo")  # TINY's width (24) on the demo's images and classes, at its retrain depth
+    net = network_cost(found, demo.retrain.depth, 24, demo.data.image_size, demo.space.patch_size, 3, 10)
+    assert f"one cell {count(cost['params'])} params, {count(cost['flops'])} FLOPs" in said
+    assert demo.data.synthetic_classes == 10
+    assert f"the network at depth 4 (width 24, 16 px): {count(net.params)} params, {count(net.flops)} FLOPs" in said
 
     run = tmp_path / "killed"
     proc = start_engine("dasvit.search", "--preset", "demo", "--run-dir", str(run), "--no-progress", *sets(cfg))
@@ -112,9 +132,17 @@ def test_sigint_stops_with_checkpoint_and_exit_130_and_live_run_is_refused(tmp_p
 
 
 def test_manual_approval_waits_and_applies_user_choice(tmp_path):
+    """`dasvit approve` checks an answer against the proposal before it writes it, completes a partial one
+    with the proposal and reports the engine's verdict; the engine completes a partial answer from any front
+    and refuses a bad one with an error event naming the stage."""
+    from typer.testing import CliRunner
+
     from dasvit_tui.cli import app
 
     run = tmp_path / "run"
+    stages = "search.stages=[{depth: 1, keep: 8, epochs: 2}, {depth: 1, keep: 5, epochs: 1}, " + (
+        "{depth: 2, keep: 4, epochs: 1}, {depth: 2, keep: 2, epochs: 1}]"
+    )
     proc = start_engine(
         "dasvit.search",
         "--preset",
@@ -124,7 +152,7 @@ def test_manual_approval_waits_and_applies_user_choice(tmp_path):
         "--no-progress",
         "--approve",
         "manual",
-        *sets(TINY[:1] + ["search.steps_per_epoch=2"] + TINY[2:]),
+        *sets([stages, "search.steps_per_epoch=2", *TINY[2:]]),
     )
     try:
         proposal = wait_for(
@@ -136,17 +164,41 @@ def test_manual_approval_waits_and_applies_user_choice(tmp_path):
             f.write("{not json\n")
         wait_for(lambda: any("malformed" in e.get("message", "") for e in of_type(events(run), "error")), timeout=30)
         assert proc.poll() is None and not of_type(events(run), "prune")
-        keep = {edge: ops[:2] if ops[0] != "zero" else ops[1:3] for edge, ops in proposal["keep"].items()}
-        from typer.testing import CliRunner
-
-        result = CliRunner().invoke(app, ["approve", str(run), "--keep", json.dumps(keep)])
+        control = (run / "control.jsonl").read_text()
+        # an op the edge does not offer: one sentence naming the edge and the op, exit 2, nothing sent
+        refused = subprocess.run(
+            [sys.executable, "-m", "dasvit_tui.cli", "approve", str(run), "--keep", '{"0->2": ["msa_16"]}'],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+        assert "edge 0->2 does not offer op 'msa_16'" in refused.stderr and "nothing was sent" in refused.stderr
+        assert (run / "control.jsonl").read_text() == control
+        # a partial answer: the one edge it names changes, the others keep the proposal; the verdict is printed
+        chosen = [o for o in proposal["weights"]["0->2"] if o != "zero"][:2]
+        result = CliRunner().invoke(app, ["approve", str(run), "--keep", json.dumps({"0->2": chosen})])
         assert result.exit_code == 0, result.output
-        prune = wait_for(lambda: of_type(events(run), "prune"), timeout=30)[0]
-        assert prune["by"] == "user" and prune["keep"] == keep
+        assert "stage 1 pruned as approved" in result.output and f"0->2 {' '.join(chosen)}" in result.output
+        prune = of_type(events(run), "prune")[0]
+        assert prune["by"] == "user" and prune["keep"] == {**proposal["keep"], "0->2": chosen}
         stage2 = wait_for(lambda: [e for e in of_type(events(run), "epoch") if e["stage"] == 2], timeout=60)[0]
-        assert {k: sorted(v) for k, v in stage2["arch_weights"].items()} == {k: sorted(v) for k, v in keep.items()}
-        # stop while waiting for the second approval
-        wait_for(lambda: len(of_type(events(run), "prune_proposal")) == 2, timeout=60)
+        assert {k: sorted(v) for k, v in stage2["arch_weights"].items()} == {
+            k: sorted(v) for k, v in prune["keep"].items()
+        }
+        # another front's answers, written as they come: a bad one is refused with the stage named, a
+        # partial one is completed by the proposal
+        second = wait_for(lambda: of_type(events(run), "prune_proposal")[1:], timeout=60)[0]
+        rd.write_control(run, {"type": "approve", "stage": 2, "keep": {"1->2": ["mlp_16"]}})
+        error = wait_for(lambda: [e for e in of_type(events(run), "error") if e.get("stage") == 2], timeout=30)[0]
+        assert "edge 1->2 does not offer op 'mlp_16'" in error["message"]
+        one = [o for o in second["weights"]["1->2"] if o != "zero"][:1]
+        rd.write_control(run, {"type": "approve", "stage": 2, "keep": {"1->2": one}})
+        prune2 = wait_for(lambda: of_type(events(run), "prune")[1:], timeout=30)[0]
+        assert prune2["keep"] == {**second["keep"], "1->2": one}
+        # stop while waiting for the third approval
+        wait_for(lambda: len(of_type(events(run), "prune_proposal")) == 3, timeout=60)
         assert CliRunner().invoke(app, ["approve", str(run), "--stop"]).exit_code == 0
         assert proc.wait(timeout=30) == 130
         assert events(run)[-1]["status"] == "stopped"
@@ -157,9 +209,62 @@ def test_manual_approval_waits_and_applies_user_choice(tmp_path):
 
     assert main(["--resume", str(run), "--approve", "auto", "--no-progress"]) == 0
     assert events(run)[-1]["status"] == "finished"
-    assert [p["stage"] for p in of_type(events(run), "prune")] == [1, 2]
+    assert [p["stage"] for p in of_type(events(run), "prune")] == [1, 2, 3]
 
 
+def test_approve_reports_the_engines_refusal_and_says_when_no_verdict_came(tmp_path):
+    """The verdict `dasvit approve` waits for, on the recorded demo run cut at its first proposal (its lock held
+    as a waiting engine holds it). A proposal without `weights` (an older engine) cannot be checked op by op:
+    the engine's refusal is then what the command reports (exit 2); with no answer it says so after --wait."""
+    import shutil
+    import threading
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from dasvit.errors import UserError
+    from dasvit_tui.cli import app
+
+    run = shutil.copytree(Path(__file__).parent / "recorded_run", tmp_path / "run")
+    lines = (run / "events.jsonl").read_text().splitlines()
+    cut = next(i for i, ln in enumerate(lines) if json.loads(ln)["type"] == "prune_proposal")
+    proposal = json.loads(lines[cut])
+    del proposal["weights"]
+    (run / "events.jsonl").write_text("\n".join([*lines[:cut], json.dumps(proposal)]) + "\n")
+    (run / "control.jsonl").unlink()
+    lock = rd.RunLock(run)
+    lock.acquire()
+    try:
+        # unknown edges are still refused before anything is written
+        result = CliRunner().invoke(app, ["approve", str(run), "--keep", '{"0->9": ["skip"]}'])
+        assert isinstance(result.exception, UserError) and "'0->9' is not an edge" in str(result.exception)
+        assert not (run / "control.jsonl").exists()
+        # nobody reads the answer: sent, and said so after --wait
+        result = CliRunner().invoke(app, ["approve", str(run), "--wait", "0.3"])
+        assert result.exit_code == 0 and "has not answered within 0.3 s" in result.output
+
+        def engine() -> None:  # what the engine does with an answer naming an op the edge does not offer
+            wait_for(lambda: len((run / "control.jsonl").read_text().splitlines()) == 2)  # after the first answer
+            why = "edge 0->2 does not offer op 'mlp_16' (its active ops: zero, skip, msa_4)"
+            rd.append_jsonl(
+                run / "events.jsonl",
+                rd.make_event("error", message=f"approve for stage 1 ignored: {why}", traceback="", stage=1),
+            )
+
+        answerer = threading.Thread(target=engine)
+        answerer.start()
+        result = CliRunner().invoke(app, ["approve", str(run), "--keep", '{"0->2": ["mlp_16"]}'])
+        answerer.join()
+        assert isinstance(result.exception, UserError)
+        assert str(result.exception) == (
+            "the engine refused the approval of stage 1: edge 0->2 does not offer op 'mlp_16' "
+            "(its active ops: zero, skip, msa_4)."
+        )
+    finally:
+        lock.release()
+
+
+@pytest.mark.slow  # two torch processes under torchrun with gloo: the heaviest search test (pytest -m slow runs it)
 def test_two_ranks_with_gloo_agree_on_the_genotype(tmp_path):
     run = tmp_path / "run"
     cmd = [

@@ -55,7 +55,8 @@ def control_lines(run: Path) -> list[dict]:
 
 
 def log_text(app: App) -> str:
-    return "\n".join(strip.text for strip in app.screen.query_one(EngineLog).lines)
+    """The log's text, its lines wrapped to the panel joined again (whitespace collapsed)."""
+    return " ".join(" ".join(strip.text for strip in app.screen.query_one(EngineLog).lines).split())
 
 
 def test_proposal_opens_the_modal_and_an_edited_approval_goes_to_control(tmp_path):
@@ -147,6 +148,69 @@ def test_stop_asks_first_then_writes_a_stop_line(tmp_path):
     finally:
         lock.release()
     assert [c["type"] for c in control_lines(run)] == ["stop"]
+
+
+def on_screen(widget) -> str:
+    """The text of a widget's rows as drawn (scrolled, wrapped or cut), without whitespace."""
+    return "".join("".join(widget.render_line(y).text for y in range(widget.size.height)).split())
+
+
+def footer_keys(app: App) -> dict[str, bool]:
+    """What the footer offers: description -> enabled."""
+    from textual.widgets._footer import FooterKey
+
+    return {k.description: not k.disabled for k in app.screen.query(FooterKey)}
+
+
+def test_a_search_that_finishes_while_watched_offers_retrain_and_no_longer_stop(tmp_path):
+    """The recorded run replayed live (its lock held as its engine holds it) up to its last epoch; then the
+    engine writes its run_end and exits. The footer drops `s Stop` and offers `r Retrain`, as re-attaching
+    to the finished run does; the system panel keeps the engine's pid and shows no CPU figure any more."""
+    run = shutil.copytree(RECORDED, tmp_path / "live")
+    lines = recorded_events()
+    end = next(i for i, ln in enumerate(lines) if json.loads(ln)["type"] == "run_end")
+    (run / "events.jsonl").write_text("\n".join(lines[:end]) + "\n")
+    pid = json.loads(lines[0])["pid"]
+    log_lines = (run / "engine.log").read_text().splitlines(keepends=True)
+    cut = max(i for i, ln in enumerate(log_lines) if " eta " in ln) + 1  # the log ends with a progress line
+    (run / "engine.log").write_text("".join(log_lines[:cut]))
+    lock = rd.RunLock(run)
+    lock.acquire()
+
+    async def scenario():
+        app = DasvitApp(run_dir=run)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.screen
+            await until(pilot, lambda: screen.caught_up and "cpu" in str(screen.query_one("#system").render()))
+            assert screen.state.status == "running"
+            # the log wraps the engine's lines at 80 columns: the progress line is on screen whole, ETA included
+            log = screen.query_one(EngineLog)
+            progress = log_lines[cut - 1]
+            assert len(progress) > log.size.width and progress.split()[-2:] == ["eta", "00:00"]
+            await until(pilot, lambda: "".join(progress.split()) in on_screen(log))
+            with open(run / "engine.log", "a") as f:
+                f.write("".join(log_lines[cut:]))
+            await until(pilot, lambda: "Stop" in footer_keys(app))
+            keys = footer_keys(app)
+            assert keys.get("Stop") is True and "Retrain" not in keys
+            rd.append_jsonl(run / "events.jsonl", json.loads(lines[end]))
+            lock.release()  # the engine exits
+            await until(pilot, lambda: screen.state.status == "finished" and screen.state.live is False)
+            await until(pilot, lambda: "Retrain" in footer_keys(app))
+            await pilot.pause(0.2)
+            keys = footer_keys(app)
+            assert keys.get("Retrain") is True and "Stop" not in keys
+            system = str(screen.query_one("#system").render())
+            assert f"pid {pid}" in system and "cpu" not in system and "engine not running" in system
+        async with DasvitApp(run_dir=run).run_test(size=(80, 24)) as pilot:  # re-attached: the same
+            await until(pilot, lambda: pilot.app.screen.caught_up and "Retrain" in footer_keys(pilot.app))
+            await pilot.pause(0.2)
+            assert footer_keys(pilot.app) == keys
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        lock.release()
 
 
 def test_engine_death_shows_the_error_and_traceback_and_stays_open(tmp_path):
@@ -302,6 +366,56 @@ def test_a_proposal_answered_elsewhere_closes_the_modal(tmp_path):
     finally:
         lock.release()
     assert control_lines(run) == []
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_the_new_run_dialog_shows_its_sentences_whole(tmp_path, size):
+    """`n` on the runs screen: each sentence of the dialog is on screen word for word (wrapped, not cut)."""
+    from textual.widgets import Label
+
+    from dasvit_tui.screens.runs import PresetScreen
+
+    async def scenario():
+        app = DasvitApp(runs_root=tmp_path / "runs")
+        async with app.run_test(size=size) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded)
+            await pilot.press("n")
+            await until(pilot, lambda: isinstance(app.screen, PresetScreen))
+            await pilot.pause(0.2)
+            box = app.screen.query_one("#dialog").content_region
+            return [
+                ("".join(str(label.render()).split()), on_screen(label), box.contains_region(label.region))
+                for label in app.screen.query(Label)
+            ]
+
+    labels = asyncio.run(scenario())
+    assert len(labels) == 2 and all(len(text) > 40 for text, _, _ in labels)
+    for text, shown, inside in labels:
+        assert shown == text and inside  # every word drawn, and nothing of it outside the dialog (cut there)
+
+
+def test_the_fairness_line_says_what_it_is_in_words(tmp_path):
+    """The share chart's bottom border names the fairness loss and its two terms, at 80 and 120 columns."""
+    from dasvit_tui.widgets.skip import SkipChart
+
+    run = shutil.copytree(RECORDED, tmp_path / "run")
+    last = [json.loads(ln) for ln in recorded_events() if '"type":"epoch"' in ln][-1]["fairness"]
+
+    async def scenario(size):
+        app = DasvitApp(run_dir=run)
+        async with app.run_test(size=size) as pilot:
+            await until(pilot, lambda: app.screen.caught_up)
+            await pilot.pause(0.2)
+            chart = app.screen.query_one(SkipChart)
+            return str(chart.border_subtitle), chart.size.width
+
+    for size in ((80, 24), (120, 40)):
+        line, width = asyncio.run(scenario(size))
+        assert line.startswith("fairness") and "skip" in line and "type" in line and "Σ" not in line
+        assert len(line) <= width - 4  # the whole of it fits in the border
+        assert f"{last['skip']:.2f}".lstrip("0") in line and f"{last['type']:.2f}".lstrip("0") in line
+        if size == (120, 40):
+            assert line.startswith("fairness loss") and f"{last['total']:.2f}".lstrip("0") in line
 
 
 def test_new_run_dirs_are_timestamped_and_never_reused(tmp_path):

@@ -125,6 +125,47 @@ def test_a_focus_run_opens_the_focus_monitor_with_what_the_sampler_did(run):
         assert f"{b['feasible']:.0%}" in sampler
 
 
+def test_a_focus_run_that_ends_while_watched_shows_no_cpu_figure_and_keeps_the_pid(run):
+    """The recorded focus run replayed live (its lock held, as its engine holds it) up to its last epoch; then
+    the engine writes its run_end and exits: the system panel says so, keeps the pid and shows no CPU %
+    any more, and the footer no longer offers Stop."""
+    from textual.widgets._footer import FooterKey
+
+    lines = (run / "events.jsonl").read_text().splitlines()
+    (run / "events.jsonl").write_text("\n".join(lines[:-1]) + "\n")
+    assert json.loads(lines[-1])["type"] == "run_end"
+    pid = json.loads(lines[0])["pid"]
+    lock = rd.RunLock(run)
+    lock.acquire()
+
+    def system(app) -> str:
+        return str(app.screen.query_one("#system").render())
+
+    def footer(app) -> set[str]:
+        return {k.description for k in app.screen.query(FooterKey)}
+
+    async def scenario():
+        app = DasvitApp(run_dir=run)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: "cpu" in system(app) and "Stop" in footer(app))
+            rd.append_jsonl(run / "events.jsonl", json.loads(lines[-1]))
+            lock.release()
+            await until(pilot, lambda: app.screen.state.status == "finished" and "Stop" not in footer(app))
+            await pilot.pause(2.5)  # a system sample is due every 2 s while the engine lives: none comes now
+            log = app.screen.query_one("#log")
+            return system(app), "".join(log.render_line(y).text for y in range(log.size.height))  # rows on screen
+
+    try:
+        shown, log = asyncio.run(scenario())
+    finally:
+        lock.release()
+    assert "engine not running" in shown and f"pid {pid}" in shown and "cpu" not in shown
+    # the engine's hint at the end of its last line is wrapped at 80 columns, not cut
+    hint = (run / "engine.log").read_text().splitlines()[-1].split("; ")[1]
+    assert hint.startswith("specialize with: dasvit specialize ") and len(hint) > 32
+    assert "".join(hint.split()) in "".join(log.split())
+
+
 # -- starting one ----------------------------------------------------------------------------------
 def test_a_preset_with_a_focus_section_names_the_focus_engine(tmp_path):
     assert preset_engine("focus-demo") == "focus" and preset_engine("demo") == "search"

@@ -100,3 +100,19 @@ def test_runs_screen(snap_compare, run, monkeypatch):
         assert snap_compare(DasvitApp(runs_root=root), terminal_size=SIZE, run_before=loaded)
     finally:
         lock.release()
+
+
+def test_new_run_dialog(snap_compare, run, monkeypatch):
+    """`n` on the runs screen: the presets and the dialog's two sentences, wrapped inside it."""
+    from dasvit_tui.screens.runs import PresetScreen
+
+    monkeypatch.chdir(run.parent.parent)
+    os.utime(run, (1_700_000_000, 1_700_000_000))
+
+    async def opened(pilot) -> None:
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunsScreen) and pilot.app.screen.loaded)
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(pilot.app.screen, PresetScreen))
+        await pilot.pause(0.3)
+
+    assert snap_compare(DasvitApp(runs_root=Path("runs")), terminal_size=SIZE, run_before=opened)

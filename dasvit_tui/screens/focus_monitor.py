@@ -89,16 +89,13 @@ class FocusMonitorScreen(MonitorScreen):
         self.query_one(ParetoPlot).plot(pareto_data(s))
         self.query_one(SamplerTable).show(s.sampler_bins, (s.last or {}).get("epoch"))
         if not s.live:
-            peak = max((e.get("peak_mem_bytes") or 0 for e in eps), default=0) or None
-            self.query_one(SystemPanel).show_idle(
-                "engine not running" if s.live is not None else "looking for the engine…", peak
-            )
+            self._show_idle()
         self._show_failure()
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action == "stop":
-            return True if self.state.live else None
+            return bool(self.state.live)
         return action not in ("prune", "retrain")  # a search's keys: hidden here
 
     # -- specializing ----------------------------------------------------------------------------

@@ -27,16 +27,19 @@ specialized architecture, the base cell before there is one.
 
 In the pruning dialog: arrows move, `space` toggles an op (each edge keeps at least one),
 `a` approves, `x` stops the run, `Esc` decides later (the run waits; `p` brings it back).
-In the runs list: `Enter` opens a run, `n` starts a new search from a preset.
+In the runs list: `Enter` opens a run, `n` starts a new run from a preset (a search, or a FocusFormer
+training for a focus-* preset).
 
 **Panels.** *Pareto* (FocusFormer): FLOPs against validation accuracy of the architectures the sampler
 scored, this epoch bright, the budget bins dotted, the front as `◆`. *sampler per budget*: mean FLOPs of
 each bin's draws against its budget (red `▶` when over), the share within budget, the entropy.
 *loss* and *accuracy*: per epoch across stages, dotted lines where a stage starts.
 *op weights*: the softmax weight of every op on every edge; `▸` marks each edge's strongest op, `╌` an op
-pruned away. *skip*: the mean weight on `skip` and the msa / mlp shares, with the fairness bounds dotted
-and the fairness loss terms below. *log*: the engine's output, warnings and errors. *system*: GPU use on
-CUDA, else CPU and memory of the engine process.
+pruned away. *share*: the mean weight on `skip` and the msa / mlp shares, with the fairness bounds
+dotted; below it the fairness loss the α step pays, in its two terms: `skip` (weight on skip above its
+fair-share threshold) and `type` (msa / mlp shares outside their bounds). *log*: the engine's output,
+warnings and errors, wrapped to the panel. *system*: GPU use on CUDA, else CPU and memory of the engine
+process, and its pid (kept once the engine has ended).
 """
 
 

@@ -219,12 +219,16 @@ class MonitorScreen(Screen):
             title = "op weights" + (f" · stage {s.stage_position() + 1} epoch {last.get('epoch')}" if last else "")
             self.query_one(OpHeatmap).show(last.get("arch_weights") or {}, s.ops, s.active_ops(), title)
         if not s.live:
-            peak = max((e.get("peak_mem_bytes") or 0 for e in eps), default=0) or None
-            self.query_one(SystemPanel).show_idle(
-                "engine not running" if s.live is not None else "looking for the engine…", peak
-            )
+            self._show_idle()
         self._show_failure()
         self.refresh_bindings()
+
+    def _show_idle(self) -> None:
+        """The system panel of a run whose engine is not (or not yet) running: the engine's pid kept."""
+        s = self.state
+        peak = max((e.get("peak_mem_bytes") or 0 for e in s.epochs), default=0) or None
+        text = "engine not running" if s.live is not None else "looking for the engine…"
+        self.query_one(SystemPanel).show_idle(text, peak, s.pid)
 
     def _retrain_info(self) -> Text:
         s, last = self.state, self.state.last or {}
@@ -308,7 +312,7 @@ class MonitorScreen(Screen):
         if action == "retrain":
             return s.kind == "search" and s.status == "finished"
         if action == "stop":
-            return True if s.live else None
+            return bool(s.live)  # gone from the footer once the engine has ended
         return True
 
     def action_prune(self) -> None:

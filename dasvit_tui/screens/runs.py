@@ -57,7 +57,7 @@ def row_cells(s: RunSummary, label: str) -> list:
 
 class RunsScreen(Screen):
     BINDINGS = [
-        Binding("n", "new", "New search"),
+        Binding("n", "new", "New run"),
         Binding("q", "app.quit", "Quit"),
         Binding("question_mark", "app.help", "Help", key_display="?"),
     ]
@@ -131,9 +131,13 @@ class PresetScreen(ModalScreen[str | None]):
         from dasvit.config import preset_names
 
         with Vertical(id="dialog"):
-            yield Label("[b]New run[/b] — choose a preset (focus-*: FocusFormer):")
+            yield Label("[b]New run[/b]: choose a preset. A focus-* preset trains a FocusFormer; the others search.")
             yield OptionList(*preset_names(), id="presets")
-            yield Label("It runs detached; you approve a search's pruning here.", classes="hint")
+            yield Label(
+                "The run goes on in the background when you leave; a search asks you here to approve each "
+                "stage's pruning.",
+                classes="hint",
+            )
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(str(event.option.prompt))

@@ -1,4 +1,5 @@
-"""The engine's output and the monitor's own warnings, newest at the bottom."""
+"""The engine's output and the monitor's own warnings, newest at the bottom, wrapped to the panel's width (a
+progress line's ETA and a hint at the end of a line stay readable at 80 columns)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ class EngineLog(RichLog):
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(
-            max_lines=MAX_LINES, wrap=False, markup=False, highlight=False, min_width=20, id=id, classes=classes
+            max_lines=MAX_LINES, wrap=True, markup=False, highlight=False, min_width=20, id=id, classes=classes
         )
         self.border_title = "log"
 

@@ -1,5 +1,5 @@
 """The skip-connect fraction over epochs, with the op-type shares the fairness term bounds, the bounds
-drawn as dotted lines, and the latest fairness loss terms in the bottom border.
+drawn as dotted lines, and the latest fairness loss in words in the bottom border.
 
 DARTS on a ViT collapses onto `skip`; operation fairness regularisation keeps the mean weight of each op
 type (msa, mlp) between `lower` and `upper` and pushes the skip weight down. This chart shows whether it
@@ -22,13 +22,27 @@ def type_share(weights: dict[str, dict[str, float]], prefix: str) -> float | Non
     return sum(sums) / len(sums)
 
 
-def fairness_terms(ev: dict[str, Any] | None) -> str:
+def fairness_terms(ev: dict[str, Any] | None, width: int | None = None) -> str:
+    """The fairness loss of the latest epoch in words, the longest wording that fits `width`: its skip term
+    (skip weight above its fair-share threshold), its type term (msa / mlp shares outside their bounds) and
+    the weighted total the α step adds to its loss."""
     f = (ev or {}).get("fairness")
-    if not isinstance(f, dict):
+    if not isinstance(f, dict) or not all(isinstance(f.get(k), (int, float)) for k in ("skip", "type")):
         return ""
-    names = {"skip": "skip", "type": "type", "total": "Σ"}
-    parts = [f"{names[k]} {f[k]:.2f}".replace(" 0.", " .") for k in names if isinstance(f.get(k), (int, float))]
-    return ("L " + " ".join(parts)) if parts else ""
+
+    def num(v: float) -> str:
+        return f"{v:.2f}".replace("0.", ".", 1) if 0 <= v < 1 else f"{v:.2f}"
+
+    skip, type_ = num(f["skip"]), num(f["type"])
+    total = num(f["total"]) if isinstance(f.get("total"), (int, float)) else None
+    wordings = [
+        f"fairness loss {total}: skip {skip} + op type {type_}" if total is not None else None,
+        f"fairness loss: skip {skip} + type {type_}",
+        f"fairness: skip {skip} type {type_}",
+        f"fair: skip {skip} type {type_}",
+    ]
+    wordings = [w for w in wordings if w]
+    return next((w for w in wordings if width is None or len(w) <= width), wordings[-1])
 
 
 class SkipChart(LineChart):
@@ -36,6 +50,13 @@ class SkipChart(LineChart):
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__("share", id=id, classes=classes)
+        self._last: dict[str, Any] | None = None
+
+    def _subtitle(self) -> None:
+        self.border_subtitle = fairness_terms(self._last, self.size.width - 4 if self.size.width else None)
+
+    def on_resize(self) -> None:
+        self._subtitle()
 
     def show(self, state: RunState) -> None:
         eps = state.epochs
@@ -56,5 +77,5 @@ class SkipChart(LineChart):
                 y_max=1.0,
             )
         )
-        terms = fairness_terms(state.last)
-        self.border_subtitle = terms
+        self._last = state.last
+        self._subtitle()

@@ -10,22 +10,34 @@ from dasvit.fmt import human_bytes
 from ..messages import SystemSample
 
 
-def describe(sample: SystemSample) -> Text:
-    out = Text()
-    if sample.gpus:
-        for g in sample.gpus:
-            out.append(f"gpu{g.index} ", style="bold")
-            out.append(f"{g.util_percent:.0f}% · {human_bytes(g.mem_used)}/{human_bytes(g.mem_total)}  ")
-    cpu = "–" if sample.cpu_percent is None else f"{sample.cpu_percent:.0f}%"
-    out.append("cpu ", style="bold")
-    out.append(f"{cpu} · ")
-    out.append("rss ", style="bold")
-    out.append(f"{human_bytes(sample.rss)}")
-    if sample.ram_percent is not None:
-        out.append(f" · ram {sample.ram_percent:.0f}%")
+def describe(sample: SystemSample, width: int | None = None) -> Text:
+    """GPUs (on CUDA), the engine's CPU and memory, the machine's RAM use, and the engine's pid; what does
+    not fit in `width` goes, least useful first (the machine's RAM, then the GPUs' memory), never the pid."""
+    parts: list[tuple[int, str, str]] = []  # (keep order: lower goes first, label, value)
     if sample.pid is not None:
-        out.append(f" · pid {sample.pid}", style="grey62")
-    return out
+        parts.append((9, "pid", str(sample.pid)))
+    for g in sample.gpus or []:
+        parts.append((8, f"gpu{g.index}", f"{g.util_percent:.0f}%"))
+        parts.append((2, "", f"{human_bytes(g.mem_used)}/{human_bytes(g.mem_total)}"))
+    parts.append((7, "cpu", "–" if sample.cpu_percent is None else f"{sample.cpu_percent:.0f}%"))
+    parts.append((5, "rss", human_bytes(sample.rss)))
+    if sample.ram_percent is not None:
+        parts.append((1, "ram", f"{sample.ram_percent:.0f}%"))
+
+    def text(kept: list[tuple[int, str, str]]) -> Text:
+        out = Text()
+        for i, (_, label, value) in enumerate(kept):
+            if i:
+                out.append(" " if not label else " · ")
+            if label:
+                out.append(f"{label} ", style="bold")
+            out.append(value)
+        return out
+
+    kept = list(parts)
+    while width is not None and len(text(kept).plain) > width and len(kept) > 1:
+        kept.remove(min(kept, key=lambda p: p[0]))
+    return text(kept)
 
 
 class SystemPanel(Static):
@@ -36,8 +48,10 @@ class SystemPanel(Static):
         self.border_title = "system"
 
     def show_sample(self, sample: SystemSample) -> None:
-        self.update(describe(sample))
+        self.update(describe(sample, self.content_size.width or None))
 
-    def show_idle(self, text: str, peak_mem: int | None = None) -> None:
+    def show_idle(self, text: str, peak_mem: int | None = None, pid: int | None = None) -> None:
+        """No live figures (the engine ended, or is not found yet): what is known, the pid it had kept."""
         extra = f" · peak gpu mem {human_bytes(peak_mem)}" if peak_mem else ""
+        extra += f" · pid {pid}" if pid is not None else ""
         self.update(Text(text + extra, style="grey62"))
