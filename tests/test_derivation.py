@@ -24,7 +24,8 @@ def weights(seed: int, nodes: int = 3) -> torch.Tensor:
 
 
 def brute_force_best(w: torch.Tensor, costs: dict[str, Cost], budget: Cost, nodes: int = 3):
-    """The largest total weight over every cell of two non-zero edges per node within the budget."""
+    """The largest total weight over every cell of two non-zero edges per node within the budget that has
+    an attention edge (the derivation's rule), or over all of them when none with attention fits."""
     rows = {e: r for r, e in enumerate(edge_list(nodes))}
     per_node = []
     for j in range(2, nodes + 2):
@@ -34,12 +35,13 @@ def brute_force_best(w: torch.Tensor, costs: dict[str, Cost], budget: Cost, node
                 edges = [Edge(i, j, o) for i, o in zip(srcs, ops)]
                 opts.append((sum(float(w[rows[(e.src, e.dst)], OPS.index(e.op)]) for e in edges), edges))
         per_node.append(opts)
-    best = -1.0
+    best = {True: -1.0, False: -1.0}
     for combo in itertools.product(*per_node):
         edges = [e for _, es in combo for e in es]
         if cell_ops_cost(edges, costs).within(budget):
-            best = max(best, sum(s for s, _ in combo))
-    return best
+            att = any(e.op.startswith("msa") for e in edges)
+            best[att] = max(best[att], sum(s for s, _ in combo))
+    return best[True] if best[True] >= 0 else best[False]
 
 
 def score(w: torch.Tensor, g: Genotype, nodes: int = 3) -> float:
@@ -101,3 +103,41 @@ def test_random_cells_follow_the_rules_and_the_budget():
         assert cell_ops_cost(g.edges, costs).within(budget)
     assert len({tuple(g.edges) for g in cells}) > 15  # drawn, not one cell
     assert space_costs(load_config("digits", ["search.budget=none"]))[1] is None
+
+
+def test_a_derived_cell_keeps_attention_because_without_it_the_image_never_reaches_the_head():
+    from dasvit.derivation import mixes_tokens
+    from dasvit.network import Network
+
+    # skips and MLPs weigh most on every edge; attention is still active everywhere
+    w = torch.tensor([[0.0, 0.4, 0.1, 0.2, 0.3]] * len(edge_list(3)))
+    w[edge_list(3).index((0, 3)), OPS.index("msa_4")] = 0.15  # the least bad place for attention
+    mask = torch.ones_like(w, dtype=torch.bool)
+    costs = {o: op_cost(o, DIM, TOKENS) for o in OPS}
+    vit = cell_cost(load_genotype("vit_b16"), DIM, TOKENS)
+    for budget in (None, vit):
+        g = derive_genotype(w, mask, OPS, 3, 2, op_costs=costs, budget=budget, skip_floor=0.5)
+        assert mixes_tokens(g) and Edge(0, 3, "msa_4") in g.edges and "no_attention" not in g.meta
+        assert has_residual_path(g)
+        if budget is not None:
+            assert cell_ops_cost(g.edges, costs).within(budget)
+    # what the rule prevents: the best cell without attention gives every image the same logits
+    no_msa = mask.clone()
+    no_msa[:, OPS.index("msa_4")] = False
+    g = derive_genotype(w, no_msa, OPS, 3, 2)
+    assert not mixes_tokens(g)
+    net = Network(g, depth=2, dim=DIM, image_size=28, patch_size=7, num_classes=10, in_chans=1).eval()
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        out = net(x)
+    assert torch.allclose(out[0], out[1])
+    keep = Network(derive_genotype(w, mask, OPS, 3, 2), 2, DIM, 28, 7, 10, in_chans=1).eval()
+    with torch.no_grad():
+        assert not torch.allclose(*keep(x))
+
+
+def test_random_cells_have_attention_when_the_space_has_it():
+    from dasvit.derivation import mixes_tokens
+
+    rng = random.Random(0)
+    assert all(mixes_tokens(random_genotype(OPS, 3, 2, rng)) for _ in range(200))
