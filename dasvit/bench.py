@@ -134,7 +134,10 @@ class BenchStep:
 
 
 def saved_tensor_bytes(fn: Callable[[], object], exclude: list[torch.Tensor] = ()) -> int:
-    """Bytes of the distinct storages autograd saves for backward while `fn` runs (parameters excluded)."""
+    """Bytes of the distinct storages autograd saves for backward while `fn` runs (parameters excluded), and
+    those the supernet's checkpointed edges keep for their recomputation (search.checkpoint_edges)."""
+    from .supernet import CHECKPOINT_OBSERVERS
+
     skip = {t.untyped_storage().data_ptr() for t in exclude}
     seen: dict[int, int] = {}
 
@@ -144,8 +147,12 @@ def saved_tensor_bytes(fn: Callable[[], object], exclude: list[torch.Tensor] = (
             seen[st.data_ptr()] = st.nbytes()
         return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
+    CHECKPOINT_OBSERVERS.append(pack)
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            fn()
+    finally:
+        CHECKPOINT_OBSERVERS.remove(pack)
     return sum(seen.values())
 
 

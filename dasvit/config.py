@@ -181,6 +181,9 @@ class SearchConfig:
     grad_clip: float = 5.0
     steps_per_epoch: int = 0  # 0: a full pass over the weights half
     fused: bool = False
+    # activation checkpointing of the mixed edges: each node's edges (with PTS: gather, edges and gate) save only
+    # their inputs and are recomputed in backward (torch.utils.checkpoint); see `dasvit search --dry-run`
+    checkpoint_edges: bool = False
     # torch.compile of each stage's supernet. It costs a compilation at the start of every stage (about 200 s
     # on a 2-core CPU for 1.7-2.2x the steps per second afterwards: the demo took 871 s instead of 83 s), so
     # "auto" compiles only on CUDA and only stages of at least COMPILE_MIN_STEPS steps; true always, false never.

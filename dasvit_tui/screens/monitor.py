@@ -218,6 +218,7 @@ class MonitorScreen(Screen):
             last = s.last or {}
             title = "op weights" + (f" · stage {s.stage_position() + 1} epoch {last.get('epoch')}" if last else "")
             self.query_one(OpHeatmap).show(last.get("arch_weights") or {}, s.ops, s.active_ops(), title)
+        self.query_one(SystemPanel).memory_note = s.memory_note()
         if not s.live:
             peak = max((e.get("peak_mem_bytes") or 0 for e in eps), default=0) or None
             self.query_one(SystemPanel).show_idle(

@@ -34,10 +34,15 @@ class SystemPanel(Static):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__("engine not running", id=id, classes=classes)
         self.border_title = "system"
+        self.memory_note = ""  # the started stage's memory estimate (and measured peak), a line of its own
 
     def show_sample(self, sample: SystemSample) -> None:
-        self.update(describe(sample))
+        out = describe(sample)
+        if self.memory_note:
+            out.append("\n" + self.memory_note, style="grey62")
+        self.update(out)
 
     def show_idle(self, text: str, peak_mem: int | None = None) -> None:
         extra = f" · peak gpu mem {human_bytes(peak_mem)}" if peak_mem else ""
-        self.update(Text(text + extra, style="grey62"))
+        note = f"\n{self.memory_note}" if self.memory_note else ""
+        self.update(Text(text + extra + note, style="grey62"))
