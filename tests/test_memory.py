@@ -233,3 +233,21 @@ def test_a_search_emits_each_stages_estimate_before_it_trains_and_the_monitor_sh
     for ev in evs:
         state.apply(ev)
     assert state.memory_note().startswith("stage 3: memory estimate ") and "peak" not in state.memory_note()  # CPU
+
+
+def test_memory_figure_from_a_dry_runs_json(tmp_path):
+    from dasvit.errors import UserError
+    from dasvit.plot import plot_memory
+
+    m = StageMemory(1, 2, 8, 64, params=400_000_000, selector_params=100_000, alpha=72, activations={}, image_size=224)
+    for key, per_image in (("fp32/plain", 4e8), ("bf16/plain", 2.4e8), ("fp32/pts", 2.2e8), ("bf16/pts", 1.3e8)):
+        m.activations[key] = Activations.fit({1: int(1e8 + per_image), 2: int(1e8 + 2 * per_image)})
+    src = tmp_path / "memory.json"
+    src.write_text(json.dumps({"preset": "imagenet100", "gpu_mem_bytes": 24 * 2**30, "stages": [m.to_json()]}))
+    written = plot_memory(src, tmp_path / "figs")
+    assert sorted(p.name for p in written) == ["memory.png", "memory.svg"]
+    svg = (tmp_path / "figs" / "memory.svg").read_text()
+    assert "plain DARTS, fp32" in svg and "24 GiB card" in svg and "Figure 1" in svg
+    src.write_text("{}")
+    with pytest.raises(UserError, match="holds no stage estimates"):
+        plot_memory(src, tmp_path)
