@@ -116,6 +116,9 @@ class StageMemory:
     pts_ratio: float = 0.5
     image_size: int = 0
     dim: int = 0
+    # checkpointed edges: the largest node's share of the supernet's mixed edges, whose activations live again
+    # while that node is recomputed in backward (added to a checkpointed variant's activations)
+    recompute_fraction: float = 0.0
 
     def weight_params(self, pts: bool) -> int:
         return self.params + (self.selector_params if pts else 0)
@@ -127,22 +130,32 @@ class StageMemory:
 
     def parts(self, precision: str, pts: bool, checkpoint: bool = False, batch: int | None = None) -> dict[str, int]:
         """{weights, gradients, optimizer, activations, total} in bytes at `batch` (default: the stage's)."""
-        act = self.activations[variant_key(precision, pts, checkpoint)]
         out = dict(self.states(pts))
-        out["activations"] = int(round(act.at(self.batch if batch is None else batch)))
+        out["activations"] = int(round(self.activation_bytes(precision, pts, checkpoint, batch)))
         out["total"] = sum(out.values())
         return out
+
+    def activation_bytes(self, precision: str, pts: bool, checkpoint: bool = False, batch: int | None = None) -> float:
+        """Saved activations at `batch`; with checkpointed edges, plus the node recomputed in backward (its
+        share of what the stored variant saves beyond the checkpointed one)."""
+        b = self.batch if batch is None else batch
+        act = self.activations[variant_key(precision, pts, checkpoint)].at(b)
+        if checkpoint and self.has(precision, pts, False):
+            stored = self.activations[variant_key(precision, pts, False)].at(b)
+            act += self.recompute_fraction * max(stored - act, 0.0)
+        return act
 
     def total(self, precision: str, pts: bool, checkpoint: bool = False, batch: int | None = None) -> int:
         return self.parts(precision, pts, checkpoint, batch)["total"]
 
     def max_batch(self, precision: str, pts: bool, gpu_bytes: int, checkpoint: bool = False) -> int:
         """The largest batch whose total fits `gpu_bytes` (0: not even one image)."""
-        act = self.activations[variant_key(precision, pts, checkpoint)]
-        room = gpu_bytes - sum(self.states(pts).values()) - act.intercept
-        if room < act.per_image or act.per_image <= 0:
-            return 0 if room < act.per_image else 10**6
-        return int(math.floor(room / act.per_image))
+        intercept = self.activation_bytes(precision, pts, checkpoint, 0)
+        per_image = self.activation_bytes(precision, pts, checkpoint, 1) - intercept
+        room = gpu_bytes - sum(self.states(pts).values()) - intercept
+        if room < per_image or per_image <= 0:
+            return 0 if room < per_image else 10**6
+        return int(math.floor(room / per_image))
 
     def has(self, precision: str, pts: bool, checkpoint: bool = False) -> bool:
         return variant_key(precision, pts, checkpoint) in self.activations
@@ -203,7 +216,7 @@ def stage_rows(m: StageMemory, gpu_bytes: int) -> list[tuple[str, str, str, str,
                     (
                         precision,
                         f"DASViT (PTS {m.pts_ratio:g})" if pts else "plain DARTS",
-                        "checkpointed" if ckpt else "stored",
+                        "checkpointed (+1 node recomputed)" if ckpt else "stored",
                         gib(p["activations"]),
                         gib(p["total"]),
                         f"{fits:3s} (largest batch {m.max_batch(precision, pts, gpu_bytes, ckpt):,})",
@@ -348,6 +361,7 @@ def estimate_stage(
         for b in batches
     }
     sel = sum(p.numel() for n, p in net.named_parameters() if ".selectors." in n)
+    out_edges = [ne.n_out for cell in net.cells for ne in cell.node_edges]
     params = sum(p.numel() for n, p in net.named_parameters() if n != "alpha") - sel
     acts = {}
     net.train()
@@ -377,6 +391,7 @@ def estimate_stage(
         pts_ratio=pts_ratio,
         image_size=image_size,
         dim=net.cells[0].node_edges[0].dim if len(net.cells) else 0,
+        recompute_fraction=max(out_edges) / sum(out_edges) if out_edges and sum(out_edges) else 0.0,
     )
 
 

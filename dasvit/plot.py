@@ -549,10 +549,11 @@ def plot_memory(path: str | Path, out: str | Path, gpu_bytes: int | None = None,
                     continue
                 totals = [m.total(precision, pts, ckpt, b) / gib for b in batches]
                 ax.plot(batches, totals, style, color=colour, lw=1.2, label=label)
-                act = m.activations[f"{precision}/{'pts' if pts else 'plain'}" + ("/ckpt" if ckpt else "")]
-                fixed = sum(m.states(pts).values())
-                pb = sorted(act.points)
-                ax.plot(pb, [(fixed + act.points[b]) / gib for b in pb], "o", color=colour, ms=2.5, mfc="white")
+                if not ckpt:  # measured points (a checkpointed line adds the recomputed node, a share of another)
+                    act = m.activations[f"{precision}/{'pts' if pts else 'plain'}"]
+                    fixed = sum(m.states(pts).values())
+                    pb = sorted(act.points)
+                    ax.plot(pb, [(fixed + act.points[b]) / gib for b in pb], "o", color=colour, ms=2.5, mfc="white")
             ax.axhline(gpu / gib, color="black", lw=0.8)
             ax.text(1, gpu / gib, f" {gpu / gib:g} GiB card", va="bottom", fontsize=7)
             ax.axvline(m.batch, color="grey", lw=0.6, ls=":")

@@ -140,7 +140,7 @@ class Searcher:
             image_size=cfg.data.image_size,
             precisions=("bf16" if self.info.device.type == "cuda" else "fp32",),
             pts_variants=(sc.pts.enabled,),
-            checkpoint_variants=(sc.checkpoint_edges,),
+            checkpoint_variants=(False, True) if sc.checkpoint_edges else (False,),  # the recomputed node's share
             path="fused" if sc.fused else "reference",
             pts_ratio=sc.pts.ratio,
         )
