@@ -1,8 +1,8 @@
 """`dasvit bench`: the search and retrain variants side by side, in one process, measured.
 
 - search: the search's bi-level step (`dasvit.bilevel.BilevelStep`: α step + weight step) on one
-  supernet, one pair of batches and one α, with the per-op reference path and the fused path,
-  interleaved repeat by repeat; medians. Bytes saved for backward (`saved_tensors_hooks`) with
+  supernet, one pair of batches and one α, with the per-op reference path, the fused path and the
+  reference path with checkpointed edges (search.checkpoint_edges), interleaved repeat by repeat; medians. Bytes saved for backward (`saved_tensors_hooks`) with
   partial token selection off, at 0.5 and at 0.25; on CUDA also the peak memory of each.
 - retrain: a training step of the discrete network of `vit_b16` against timm's
   `vit_base_patch16_224` (torchvision's `vit_b_16` without timm), same size and precision; per FLOP
@@ -134,7 +134,10 @@ class BenchStep:
 
 
 def saved_tensor_bytes(fn: Callable[[], object], exclude: list[torch.Tensor] = ()) -> int:
-    """Bytes of the distinct storages autograd saves for backward while `fn` runs (parameters excluded)."""
+    """Bytes of the distinct storages autograd saves for backward while `fn` runs (parameters excluded), and
+    those the supernet's checkpointed edges keep for their recomputation (search.checkpoint_edges)."""
+    from .supernet import CHECKPOINT_OBSERVERS
+
     skip = {t.untyped_storage().data_ptr() for t in exclude}
     seen: dict[int, int] = {}
 
@@ -142,10 +145,16 @@ def saved_tensor_bytes(fn: Callable[[], object], exclude: list[torch.Tensor] = (
         st = t.untyped_storage()
         if st.data_ptr() not in skip:
             seen[st.data_ptr()] = st.nbytes()
-        return t
+        # detached: a saved output packed as itself would reference its own grad_fn, a cycle through the
+        # autograd graph that nothing frees (measured: every forward's activations leaked)
+        return t.detach()
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
+    CHECKPOINT_OBSERVERS.append(pack)
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            fn()
+    finally:
+        CHECKPOINT_OBSERVERS.remove(pack)
     return sum(seen.values())
 
 
@@ -195,14 +204,21 @@ def search_speed(plan: BenchPlan, device: torch.device, compile: bool = False) -
 
     def naive():
         disable_fused(net)
+        net.set_checkpoint_edges(False)
         step()
 
     def fused():
         for ne, mix in mixes:
             ne.fused_mix = mix
+        net.set_checkpoint_edges(False)
         step()
 
-    variants = {"naive": naive, "fused": fused}
+    def checkpointed():  # search.checkpoint_edges on the reference path: what recomputing the edges costs
+        disable_fused(net)
+        net.set_checkpoint_edges(True)
+        step()
+
+    variants = {"naive": naive, "fused": fused, "checkpointed": checkpointed}
     out = {}
     if compile:
         cnet = build_supernet(s, device)
@@ -222,6 +238,8 @@ def search_speed(plan: BenchPlan, device: torch.device, compile: bool = False) -
             "naive_images_per_s": 2 * s.batch / med["naive"],
             "fused_images_per_s": 2 * s.batch / med["fused"],
             "fused_speedup": med["naive"] / med["fused"],
+            "checkpointed_images_per_s": 2 * s.batch / med["checkpointed"],
+            "checkpoint_slowdown": med["checkpointed"] / med["naive"],
             "step_seconds": {k: [round(t, 5) for t in v] for k, v in times.items()},
         }
     )

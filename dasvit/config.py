@@ -180,7 +180,12 @@ class SearchConfig:
     arch_weight_decay: float = 1e-3
     grad_clip: float = 5.0
     steps_per_epoch: int = 0  # 0: a full pass over the weights half
+    # the fused mixed edges (dasvit.fused). Off: on a 2-core CPU they measured 1.02x the per-op path at `dasvit
+    # bench --quick` (noise under load: 0.8-1.2x), not the 1.3x that would earn a default; unmeasured on CUDA
     fused: bool = False
+    # activation checkpointing of the mixed edges: each node's edges (with PTS: gather, edges and gate) save only
+    # their inputs and are recomputed in backward (torch.utils.checkpoint); see `dasvit search --dry-run`
+    checkpoint_edges: bool = False
     # torch.compile of each stage's supernet. It costs a compilation at the start of every stage (about 200 s
     # on a 2-core CPU for 1.7-2.2x the steps per second afterwards: the demo took 871 s instead of 83 s), so
     # "auto" compiles only on CUDA and only stages of at least COMPILE_MIN_STEPS steps; true always, false never.

@@ -28,8 +28,9 @@ from .config import Config, compile_stage, load_config, load_run_config
 from .data import EpochLoaders, Splits, build_datasets, image_channels, split_halves
 from .derivation import arch_weights_dict, cell_ops_cost, check_keep, derive_genotype, prune_proposal, space_costs
 from .engine_request import SearchRequest
-from .errors import UserError
+from .errors import CheckpointError, UserError
 from .fairness import fairness_terms, skip_fraction
+from .memory import StageMemory, estimate_stage, gib, summary_line
 from .opspec import merge_keep
 from .runtime import (
     DistInfo,
@@ -85,6 +86,7 @@ class Searcher:
         self.w_set = torch.utils.data.Subset(train, w_idx)
         self.a_set = torch.utils.data.Subset(train, a_idx)
         self.op_costs, self.budget = space_costs(cfg)  # a budget naming no cell stops before any work
+        self.memory: StageMemory | None = None  # the current stage's estimate (rank 0)
         bs = cfg.data.batch_size
         if len(self.w_set) // info.world < bs or len(self.a_set) // info.world < bs:
             raise UserError(
@@ -114,12 +116,50 @@ class Searcher:
             from .fused import enable_fused
 
             enable_fused(net)
+        net.set_checkpoint_edges(sc.checkpoint_edges)
+        if self.info.main:  # before any compilation: two small forwards on the stage's own supernet
+            self.memory = self.estimate_memory(stage, net)
         steps = len(self.loaders(stage)[0])
         if sc.steps_per_epoch:
             steps = min(steps, sc.steps_per_epoch)
         if compile_stage(sc, self.info.device.type, steps * st.epochs):
             net.compile()  # in place: parameter names (checkpoints) and attributes stay those of net
         return StageState(net, BilevelStep.for_stage(net, sc, steps * st.epochs, self.info), steps)
+
+    def estimate_memory(self, stage: int, net: Supernet) -> StageMemory:
+        """The stage's memory at its batch (dasvit.memory) as it will run: this device's precision (bf16
+        autocast on CUDA), partial token selection and checkpointed edges as configured."""
+        cfg, sc = self.cfg, self.cfg.search
+        return estimate_stage(
+            net,
+            stage + 1,
+            sc.stages[stage].depth,
+            sc.stages[stage].keep,
+            cfg.data.batch_size,
+            num_classes=self.num_classes,
+            in_chans=image_channels(cfg.data),
+            image_size=cfg.data.image_size,
+            precisions=("bf16" if self.info.device.type == "cuda" else "fp32",),
+            pts_variants=(sc.pts.enabled,),
+            checkpoint_variants=(False, True) if sc.checkpoint_edges else (False,),  # the recomputed node's share
+            path="fused" if sc.fused else "reference",
+            pts_ratio=sc.pts.ratio,
+        )
+
+    def emit_memory(self, stage: int) -> None:
+        """The `memory` event of a stage's start and its progress line."""
+        m, sc = self.memory, self.cfg.search
+        variant = ("bf16" if self.info.device.type == "cuda" else "fp32", sc.pts.enabled, sc.checkpoint_edges)
+        self.run.emit(
+            "memory",
+            stage=stage + 1,
+            estimate_bytes=m.total(*variant),
+            parts=m.parts(*variant),
+            precision=variant[0],
+            device=self.info.device.type,
+            estimate=m.to_json(),
+        )
+        self.run.progress.line(summary_line(m, *variant))
 
     def loaders(self, stage: int) -> tuple[EpochLoaders, EpochLoaders]:
         d, i = self.cfg.data, self.info
@@ -305,6 +345,7 @@ class Searcher:
             prev = None
             first = 0
             if ckpt is not None and stage == start_stage:
+                check_supernet_layout(ckpt["model"], self.run.dir / rd.CHECKPOINT)
                 s.net.load_state_dict(ckpt["model"])
                 s.w_opt.load_state_dict(ckpt["w_opt"])
                 s.a_opt.load_state_dict(ckpt["a_opt"])
@@ -314,6 +355,8 @@ class Searcher:
             else:  # a stop during the stage's first epoch can still be resumed
                 self.checkpoint(stage, 0, "train", mask, s)
             if not (ckpt is not None and stage == start_stage and phase == "proposal"):
+                if self.info.main:
+                    self.emit_memory(stage)
                 for epoch in range(first, st.epochs):
                     metrics = self.train_epoch(stage, epoch, s)
                     metrics.update(self.evaluate(s.net))
@@ -343,6 +386,8 @@ class Searcher:
         w = s.net.arch_weights().detach().float().cpu()
         terms = {k: float(v) for k, v in fairness_terms(w, self.ops, sc.fairness).items()}
         extra = epoch_peak_memory(self.info)
+        if self.info.main and self.memory is not None:
+            extra["memory_estimate_bytes"] = self.memory_total()
         self.run.emit(
             "epoch",
             stage=stage + 1,
@@ -363,18 +408,32 @@ class Searcher:
             f"train loss {m['train_loss']:.3f} acc {m['train_acc']:.3f}  "
             f"val loss {m['val_loss']:.3f} acc {m['val_acc']:.3f}  "
             f"skip {skip_fraction(w, self.ops):.3f}  {m['images_per_s']:.0f} img/s  {m['seconds']:.1f}s"
+            + (
+                f"  peak {gib(extra['peak_mem_bytes'])} (estimate {gib(extra['memory_estimate_bytes'])})"
+                if "peak_mem_bytes" in extra and "memory_estimate_bytes" in extra
+                else ""
+            )
+        )
+
+    def memory_total(self) -> int:
+        sc = self.cfg.search
+        return self.memory.total(
+            "bf16" if self.info.device.type == "cuda" else "fp32", sc.pts.enabled, sc.checkpoint_edges
         )
 
 
 def inherit_weights(net: Supernet, prev: Supernet) -> int:
     """Start a stage's supernet from the last one's weights: stem, head, and cell k from cell k mod the last
-    depth, each op that is still there (pruned ops are gone, α starts afresh). Returns the tensors copied."""
+    depth, each op that is still there (pruned ops are gone, α starts afresh). Returns the tensors copied.
+
+    Each node stores its ops fused (`NodeEdges`), so the mixed edges are copied op by op through the views
+    `NodeEdges.op_tensors` gives of both supernets; everything else by name."""
     old = prev.state_dict()
     depth = len(prev.cells)
     copied = 0
     with torch.no_grad():
         for name, t in net.state_dict().items():
-            if name == "alpha" or name == "mask":
+            if name == "alpha" or name == "mask" or ".node_edges." in name:
                 continue
             parts = name.split(".")
             if parts[0] == "cells":
@@ -383,7 +442,26 @@ def inherit_weights(net: Supernet, prev: Supernet) -> int:
             if src is not None and src.shape == t.shape:
                 t.copy_(src)
                 copied += 1
+        for k, cell in enumerate(net.cells):
+            for ne, ne_old in zip(cell.node_edges, prev.cells[k % depth].node_edges):
+                for e in range(ne.n_out):
+                    for op in ne.active[e]:
+                        src_op = ne_old.op_tensors(e, op)
+                        for key, t in ne.op_tensors(e, op).items():
+                            if key in src_op and src_op[key].shape == t.shape:
+                                t.copy_(src_op[key])
+                                copied += 1
     return copied
+
+
+def check_supernet_layout(model: dict[str, Any], path: Path) -> None:
+    """A checkpoint whose supernet holds one module per op (dasvit before the mixed edges were stored fused)
+    cannot be resumed: its optimizer state belongs to those parameters."""
+    if any(".edges." in k for k in model):
+        raise CheckpointError(
+            f"{path} holds a supernet in the per-op parameter layout of an earlier dasvit, which this version "
+            "stores fused and cannot resume; finish the run with the version that started it, or start it anew."
+        )
 
 
 def prepare(args: SearchRequest) -> tuple[Config, Path, bool]:

@@ -18,8 +18,10 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     out = [
         ("search: naive images/s (reference per-op path)", f"{s['naive_images_per_s']:,.1f}", ""),
         ("search: fused images/s", f"{s['fused_images_per_s']:,.1f}", ""),
-        ("search: fused speedup", f"{s['fused_speedup']:.2f}x", "≥ 1.5 CPU --quick, ≥ 3 H200"),
+        ("search: fused speedup", f"{s['fused_speedup']:.2f}x", "≥ 1.3 CPU --quick"),
     ]
+    if "checkpoint_slowdown" in s:
+        out.append(("search: checkpointed edges, time per step / naive", f"{s['checkpoint_slowdown']:.2f}x", ""))
     if "compiled_speedup" in s:
         out += [
             ("search: compiled images/s (torch.compile)", f"{s['compiled_images_per_s']:,.1f}", ""),

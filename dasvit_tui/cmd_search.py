@@ -43,6 +43,25 @@ def register(app: typer.Typer) -> None:
         ),
         resume: Optional[Path] = typer.Option(None, "--resume", help="Continue RUN_DIR from its last completed epoch."),
         nproc: int = typer.Option(1, "--nproc", min=1, help="Processes (one per GPU) under torchrun; gloo on CPU."),
+        dry_run: bool = typer.Option(
+            False,
+            "--dry-run",
+            help="Start nothing: print every stage's memory at its batch (weights, gradients, optimizer state, "
+            "saved activations; fp32 and bf16, with and without PTS, edges stored or checkpointed) and the largest "
+            "batch that fits --gpu-mem.",
+        ),
+        gpu_mem: str = typer.Option(
+            "24G", "--gpu-mem", help="With --dry-run: the card's memory (24G = 24 GiB).", metavar="SIZE"
+        ),
+        json_path: Optional[Path] = typer.Option(
+            None, "--json", help="With --dry-run: also write the estimate as JSON here (dasvit plot --memory draws it)."
+        ),
+        measure_batches: str = typer.Option(
+            "1,2",
+            "--measure-batches",
+            help="With --dry-run: the batches measured; the line goes through the first two, the others check it.",
+            metavar="B1,B2[,...]",
+        ),
     ) -> None:
         """Search a ViT encoder cell with DASViT; opens the monitor unless --headless.
 
@@ -54,12 +73,19 @@ def register(app: typer.Typer) -> None:
         Exit codes: 0 finished, 1 failed, 2 bad input, 130 stopped (Ctrl-C, SIGTERM or a stop request).
         A stopped or killed run continues with --resume RUN_DIR from its last completed epoch.
 
+        Memory: --dry-run prints each stage's estimate before any training (the monitor and the headless run
+        print the started stage's, and on CUDA the measured peak beside it); --set search.checkpoint_edges=true
+        recomputes the mixed edges in backward instead of storing their activations.
+
         Example: dasvit search --headless --preset demo --set search.pts.ratio=0.25
+        Example: dasvit search --dry-run --preset imagenet100 --gpu-mem 24G
         """
         if approve not in (None, "auto", "manual"):
             raise UserError(f"--approve must be auto or manual, got {approve!r}.")
         if resume is None:
             check_preset_engine(preset, "search")
+        if dry_run:
+            raise typer.Exit(dry_run_memory(preset, list(overrides), resume, gpu_mem, json_path, measure_batches))
         request = SearchRequest(preset, list(overrides), run_dir, approve, resume)
         if not headless:
             if nproc > 1:
@@ -240,3 +266,59 @@ def keep_summary(keep: object) -> str:
     if not isinstance(keep, dict):
         return "?"
     return " · ".join(f"{name} {' '.join(map(str, ops))}" for name, ops in keep.items())
+
+
+def dry_run_memory(
+    preset: str | None, overrides: list[str], resume: Path | None, gpu_mem: str, json_path: Path | None, batches: str
+) -> int:
+    """`dasvit search --dry-run`: every stage's memory estimate (dasvit.memory), nothing started."""
+    from dasvit.memory import parse_bytes
+
+    gpu_bytes = parse_bytes(gpu_mem)  # a bad size is one sentence before anything loads
+    try:
+        measured = tuple(int(b) for b in batches.split(","))
+    except ValueError:
+        measured = ()
+    if len(measured) < 2 or len(set(measured)) != len(measured) or min(measured) < 1:
+        raise UserError(f"--measure-batches {batches!r} must list at least two different batches, like 1,2 or 1,2,4.")
+    from dasvit.config import load_config, load_run_config
+
+    if resume is not None:
+        rd.require_run_dir(resume)
+        cfg = load_run_config(resume / rd.CONFIG)
+    else:
+        cfg = load_config(preset or "demo", overrides)
+    import torch
+
+    from dasvit.memory import estimate_config, report
+    from dasvit.threads import apply_threads
+
+    typer.echo(apply_threads().describe(), err=True)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    stages = estimate_config(cfg, device, measured, say=lambda s: typer.echo(s, err=True))
+    typer.echo(
+        f"{cfg.preset}: {len(stages)} stage(s), {cfg.data.image_size} px, patch {cfg.space.patch_size}, width "
+        f"{cfg.space.embed_dim}, batch {cfg.data.batch_size} per rank"
+    )
+    typer.echo(report(stages, gpu_bytes))
+    if json_path is not None:
+        from dasvit.bench import machine
+
+        out = {
+            "preset": cfg.preset,
+            "gpu_mem_bytes": gpu_bytes,
+            "machine": machine(torch.device(device)),
+            "config": {
+                "image_size": cfg.data.image_size,
+                "patch_size": cfg.space.patch_size,
+                "embed_dim": cfg.space.embed_dim,
+                "batch_size": cfg.data.batch_size,
+                "fused": cfg.search.fused,
+                "pts_ratio": cfg.search.pts.ratio,
+            },
+            "stages": [m.to_json() for m in stages],
+        }
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(out, indent=2) + "\n")
+        typer.echo(f"wrote {json_path}")
+    return 0

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dasvit.fmt import human_bytes
 from dasvit.rundir import SPECIALIZED, RunStatus
 
 
@@ -40,6 +41,7 @@ class RunState(RunStatus):
     bad_lines: int = 0
     metrics: dict[str, Any] | None = None
     space: dict[str, Any] | None = None  # a FocusFormer run's elastic space: FLOPs range and budget bins
+    memory: dict[str, Any] | None = None  # the last `memory` event: the started stage's estimate
     _index: dict[tuple[Any, Any], int] = field(default_factory=dict, repr=False)
 
     @property
@@ -65,6 +67,20 @@ class RunState(RunStatus):
             self.errors.append(ev)
         elif t == "space":
             self.space = ev
+        elif t == "memory" and isinstance(ev.get("estimate_bytes"), (int, float)):
+            self.memory = ev
+
+    def memory_note(self) -> str:
+        """'stage 2: memory estimate 21.3 GiB · peak 20.1 GiB' for the started stage (the peak: CUDA only, its
+        epochs' largest so far), or '' before any estimate."""
+        m = self.memory
+        if m is None:
+            return ""
+        stage = m.get("stage")
+        peaks = [e.get("peak_mem_bytes") for e in self.epochs if e.get("stage") == stage]
+        peak = max((p for p in peaks if isinstance(p, (int, float))), default=None)
+        note = f"stage {stage}: memory estimate {human_bytes(m['estimate_bytes'])}"
+        return note + (f" · peak {human_bytes(peak)}" if peak is not None else "")
 
     # -- a FocusFormer run ---------------------------------------------------------------------
     @property

@@ -30,8 +30,15 @@ def main(run: Path) -> int:
     op_costs, budget = space_costs(cfg)
     meta = dict(old.meta, rederived="the cell derived again from the stage-end α (an attention edge is required)")
     new = derive_genotype(
-        w, mask, list(cfg.space.ops), cfg.space.nodes, cfg.space.edges_per_node, meta=meta,
-        skip_floor=cfg.search.skip_floor, op_costs=op_costs, budget=budget,
+        w,
+        mask,
+        list(cfg.space.ops),
+        cfg.space.nodes,
+        cfg.space.edges_per_node,
+        meta=meta,
+        skip_floor=cfg.search.skip_floor,
+        op_costs=op_costs,
+        budget=budget,
     )
     cost = cell_ops_cost(new.edges, op_costs)
     new.meta["cost"] = {"flops": cost.flops, "params": cost.params}

@@ -218,6 +218,7 @@ class MonitorScreen(Screen):
             last = s.last or {}
             title = "op weights" + (f" · stage {s.stage_position() + 1} epoch {last.get('epoch')}" if last else "")
             self.query_one(OpHeatmap).show(last.get("arch_weights") or {}, s.ops, s.active_ops(), title)
+        self.query_one(SystemPanel).memory_note = s.memory_note()
         if not s.live:
             self._show_idle()
         self._show_failure()

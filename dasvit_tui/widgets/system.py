@@ -46,12 +46,17 @@ class SystemPanel(Static):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__("engine not running", id=id, classes=classes)
         self.border_title = "system"
+        self.memory_note = ""  # the started stage's memory estimate (and measured peak), a line of its own
 
     def show_sample(self, sample: SystemSample) -> None:
-        self.update(describe(sample, self.content_size.width or None))
+        out = describe(sample, self.content_size.width or None)
+        if self.memory_note:
+            out.append("\n" + self.memory_note, style="grey62")
+        self.update(out)
 
     def show_idle(self, text: str, peak_mem: int | None = None, pid: int | None = None) -> None:
         """No live figures (the engine ended, or is not found yet): what is known, the pid it had kept."""
         extra = f" · peak gpu mem {human_bytes(peak_mem)}" if peak_mem else ""
         extra += f" · pid {pid}" if pid is not None else ""
-        self.update(Text(text + extra, style="grey62"))
+        note = f"\n{self.memory_note}" if self.memory_note else ""
+        self.update(Text(text + extra + note, style="grey62"))
