@@ -87,30 +87,39 @@ def register(app: typer.Typer) -> None:
 
         Example: dasvit approve runs/demo-20260101-120000 --keep '{"0->2": ["msa_4", "mlp_4"], ...}'
         """
-        rd.require_run_dir(run_dir)
+        rd.require_run_dir(run_dir)  # none of its files a link
+        shown = rd.printable(run_dir, newlines=False)
         pending = rd.pending_proposal(run_dir)
         if stop:
             rd.write_control(run_dir, {"type": "stop"})
-            typer.echo(f"stop requested for {run_dir}")
+            typer.echo(f"stop requested for {shown}")
             return
         if pending is None:
             raise RunDirError(f"{run_dir} has no pruning proposal waiting for approval.")
         if not rd.is_live(run_dir):
-            typer.echo(f"note: no engine is running on {run_dir}; the approval applies when it is resumed.", err=True)
+            typer.echo(f"note: no engine is running on {shown}; the approval applies when it is resumed.", err=True)
         cmd: dict = {"type": "approve", "stage": pending["stage"]}
         if keep is not None:
-            text = keep
-            if not keep.lstrip().startswith("{"):
-                if not Path(keep).is_file():
-                    raise UserError(f"--keep {keep!r} is neither JSON nor a JSON file.")
-                text = Path(keep).read_text()
-            try:
-                parsed = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise UserError(f"--keep is not valid JSON ({e.msg}).") from None
+            parsed = _keep_argument(keep)
             proposal = pending.get("keep", {})
             if not isinstance(parsed, dict) or set(parsed) != set(proposal):
                 raise UserError(f"--keep must map exactly the edges {', '.join(proposal)} to lists of ops.")
             cmd["keep"] = parsed
         rd.write_control(run_dir, cmd)
-        typer.echo(f"approved stage {pending['stage']} pruning for {run_dir}")
+        typer.echo(f"approved stage {pending['stage']} pruning for {shown}")
+
+
+def _keep_argument(keep: str) -> object:
+    """--keep: JSON, or a JSON file; read as untrusted input (bounded size and depth)."""
+    try:
+        if keep.lstrip().startswith("{"):
+            return rd.parse_json(keep.encode())
+        if not Path(keep).is_file():
+            raise UserError(f"--keep {keep[:60]!r} is neither JSON nor a JSON file.")
+        return rd.read_json_file(Path(keep), follow=True, max_bytes=1 << 20)
+    except json.JSONDecodeError as e:
+        raise UserError(f"--keep is not valid JSON ({e.msg}).") from None
+    except ValueError as e:
+        raise UserError(f"--keep is not valid JSON ({e}).") from None
+    except OSError as e:
+        raise UserError(f"--keep {keep[:60]!r} cannot be read ({e.strerror or e}).") from None

@@ -46,8 +46,10 @@ def start_engine(request: EngineRequest) -> Launched:
         raise RunDirError(f"{run_dir} is in use by a live engine process; open it with: dasvit tui {run_dir}")
     rd.ensure_writable(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    rd.check_no_links(run_dir)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    with open(run_dir / rd.ENGINE_LOG, "ab") as log:
+    log_fd = rd.open_run_file(run_dir / rd.ENGINE_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # not through a link
+    with os.fdopen(log_fd, "ab") as log:
         proc = subprocess.Popen(
             engine_command(request),
             stdin=subprocess.DEVNULL,
