@@ -22,6 +22,10 @@ MAX_IMAGE_SIZE = 4096  # pixels on a side
 MAX_CLASSES = 1_000_000
 MAX_COUNT = 1e18  # a FLOPs or params budget (--flops, --params): an exaFLOP per image
 MAX_SHOW_PARAMS = 2_000_000_000  # what `dasvit show` builds to count: 8 GiB of float32 weights
+MAX_SAMPLES = 100_000  # architectures `dasvit specialize` evaluates (--samples)
+MAX_RANDOM_CELLS = 100  # random cells `dasvit compare --random` retrains, each a whole retrain
+MAX_PROCESSES = 256  # --nproc ranks on one machine
+MAX_THREADS = 1024  # torch threads (--threads)
 
 
 def check_at_most(value: Any, bound: float, key: str, error: type[UserError] = ConfigError) -> None:

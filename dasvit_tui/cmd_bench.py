@@ -10,6 +10,7 @@ import typer
 
 from dasvit.errors import UserError
 from dasvit.fmt import human_bytes
+from dasvit.limits import MAX_THREADS
 
 
 def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -96,6 +97,8 @@ def register(app: typer.Typer) -> None:
         if device == "cuda" and not torch.cuda.is_available():
             raise UserError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu.")
         if threads:
+            if threads > MAX_THREADS:
+                raise UserError(f"--threads is at most {MAX_THREADS:,}, got {threads:,}.")
             torch.set_num_threads(threads)
         from dasvit.bench import FULL, QUICK, profile_search_step, run_bench
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from dasvit import rundir as rd
 from dasvit.engine_request import EngineRequest, SearchRequest
 from dasvit.errors import USER_ERROR_FILE, RunDirError, UserError
+from dasvit.limits import MAX_PROCESSES
 
 
 @dataclass
@@ -79,6 +80,8 @@ def run_distributed(request: EngineRequest, nproc: int) -> int:
         request.MODULE,
         *request.argv(),
     ]
+    if not 1 <= nproc <= MAX_PROCESSES:
+        raise UserError(f"--nproc must be between 1 and {MAX_PROCESSES}, got {nproc:,}.")
     threads = os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     with tempfile.TemporaryDirectory(prefix="dasvit-ranks-") as tmp:
         said = Path(tmp) / "user-error"

@@ -390,6 +390,10 @@ def test_a_space_that_cannot_make_a_cell_is_refused_before_any_work(tmp_path, ca
         (["show", "vit_b16", "--image-size", "8192", "--patch", "1"], "between 1 and 4,096"),
         (["specialize", RECORDED_FOCUS, "--flops", "1e999"], "at most 1e+18"),  # OverflowError
         (["specialize", RECORDED_FOCUS, "--flops", "1e99999999999"], "at most 1e+18"),  # computed 10**exp
+        (["specialize", RECORDED_FOCUS, "--flops", "1M", "--samples", "10000000"], "between 1 and 100,000"),
+        (["compare", RECORDED, "--random", "1000000"], "between 0 and 100 cells"),
+        (["search", "--headless", "--nproc", "100000"], "between 1 and 256"),
+        (["bench", "--threads", "100000"], "at most 1,024"),
     ],
     ids=lambda v: v if isinstance(v, str) else " ".join(map(str, v))[:60],
 )
