@@ -408,7 +408,7 @@ def compare(
 def read_compare(run_dir: str | Path) -> dict[str, Any] | None:
     """RUN_DIR/compare.json, or None if there is none (or it cannot be read)."""
     try:
-        data = json.loads((Path(run_dir) / COMPARE_JSON).read_text())
-    except (OSError, json.JSONDecodeError):
+        data = rd.read_json_file(Path(run_dir) / COMPARE_JSON)  # untrusted: bounded, never through a link
+    except (OSError, ValueError, UserError):
         return None
     return data if isinstance(data, dict) and data.get("format") == "dasvit-compare" else None

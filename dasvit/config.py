@@ -320,9 +320,14 @@ def resolve_preset(name_or_path: str) -> Path:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}.") from None
+        data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {e.start}); save it as UTF-8.") from None
+    except OSError as e:
+        raise ConfigError(f"{path} cannot be read ({e.strerror or e}).") from None
+    except (yaml.YAMLError, RecursionError) as e:
+        why = str(e).splitlines()[0] if isinstance(e, yaml.YAMLError) else "it nests too deep"
+        raise ConfigError(f"{path} is not valid YAML: {why}.") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of config sections, not {type(data).__name__}.")
     return data
@@ -502,6 +507,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"retrain.ema_decay must be in (0, 1), got {r.ema_decay}.")
 
     _validate_focus(cfg)
+    _validate_sizes(cfg)
 
 
 def _validate_focus(cfg: Config) -> None:
@@ -574,3 +580,50 @@ def _validate_augment(a: AugmentConfig, key: str) -> None:
 
 def dump_config(cfg: Config) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+def _validate_sizes(cfg: Config) -> None:
+    """What the config may ask for (dasvit.limits): sizes that would reach the allocator, or never end."""
+    from .limits import (
+        MAX_CLASSES,
+        MAX_DEPTH,
+        MAX_EMBED_DIM,
+        MAX_HEADS,
+        MAX_IMAGE_SIZE,
+        MAX_MLP_RATIO,
+        MAX_NODES,
+        MAX_TOKENS,
+        check_at_most,
+    )
+
+    d, s, f = cfg.data, cfg.space, cfg.focus
+    for key, value, bound in [
+        ("data.image_size", d.image_size, MAX_IMAGE_SIZE),
+        ("space.embed_dim", s.embed_dim, MAX_EMBED_DIM),
+        ("space.nodes", s.nodes, MAX_NODES),
+        ("space.edges_per_node", s.edges_per_node, MAX_NODES + 1),
+        ("retrain.depth", cfg.retrain.depth, MAX_DEPTH),
+        ("focus.head_dim", f.head_dim, MAX_EMBED_DIM),
+        ("data.synthetic_classes", d.synthetic_classes, MAX_CLASSES),
+        *((f"search.stages[{i}].depth", st.depth, MAX_DEPTH) for i, st in enumerate(cfg.search.stages)),
+        *(("focus.embed_dims", v, MAX_EMBED_DIM) for v in f.embed_dims),
+        *(("focus.depths", v, MAX_DEPTH) for v in f.depths),
+        *(("focus.heads", v, MAX_HEADS) for v in f.heads),
+        *(("focus.mlp_ratios", v, MAX_MLP_RATIO) for v in f.mlp_ratios),
+    ]:
+        check_at_most(value, bound, key)
+    tokens = (d.image_size // s.patch_size) ** 2 + 1
+    if tokens > MAX_TOKENS:
+        raise ConfigError(
+            f"data.image_size {d.image_size} over space.patch_size {s.patch_size} makes {tokens:,} tokens per image; "
+            f"at most {MAX_TOKENS:,} (64 x 64 patches and the class token): raise the patch size."
+        )
+    if d.name == "synthetic":
+        gib = (d.synthetic_train + d.synthetic_val + d.synthetic_classes) * 3 * d.image_size**2 * 4 / 2**30
+        if gib > 4:
+            raise ConfigError(
+                f"the synthetic task (data.synthetic_train + synthetic_val images of {d.image_size} px) would take "
+                f"{gib:,.1f} GiB of memory; at most 4 GiB: ask for fewer or smaller images."
+            )
+    if all(parse_op(o).type == "zero" for o in s.ops):
+        raise ConfigError("space.ops must hold an op other than zero: a cell of zero ops computes nothing.")

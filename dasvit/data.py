@@ -10,6 +10,9 @@ it); `data.subset` trains on part of the training set. `EpochLoaders` gives dete
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -26,6 +29,7 @@ from .datasets import (
     fashion_folder,
 )
 from .errors import DataError
+from .rundir import printable
 from .training import mix_seed
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -48,12 +52,121 @@ def _tv():
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
 
-def _first_image(directory: Path) -> Path | None:
+def _first_images(directory: Path, n: int = 16) -> list[Path]:
+    """The first `n` image files of the first class folder that has any (walked as the dataset walks it)."""
     for class_dir in sorted(p for p in directory.iterdir() if p.is_dir()):
-        for f in sorted(class_dir.rglob("*")):
-            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
-                return f
-    return None
+        files = [Path(f) for f in _walk_images(str(class_dir), _has_image_suffix)[0][:n]]
+        if files:
+            return files
+    return []
+
+
+def _has_image_suffix(path: str) -> bool:
+    return path.lower().endswith(IMAGE_SUFFIXES)
+
+
+def _walk_images(class_dir: str, is_valid: Callable[[str], bool]) -> tuple[list[str], int]:
+    """The image files under `class_dir` in torchvision's order, through directory links (a dataset linked in
+    from elsewhere) but never into a folder twice nor into one above it: a link to `..` would list the tree
+    again and again. Returns the files and how many links were skipped."""
+    top = os.path.realpath(class_dir)
+    seen = {top}
+    found: list[tuple[str, list[str]]] = []
+    skipped = 0
+    for root, dirs, fnames in os.walk(class_dir, followlinks=True):
+        kept = []
+        for d in dirs:
+            real = os.path.realpath(os.path.join(root, d))
+            if real in seen or top.startswith(real + os.sep):
+                skipped += 1
+                continue
+            seen.add(real)
+            kept.append(d)
+        dirs[:] = kept
+        found.append((root, sorted(fnames)))
+    files = [os.path.join(root, f) for root, fnames in sorted(found) for f in fnames]
+    return [f for f in files if is_valid(f)], skipped
+
+
+UNREADABLE_TRIES = 16  # unreadable images of one class in a row before the folder is taken as damaged
+
+
+class UnreadableImages(DataError):
+    """Too many unreadable images in a row. Raised in a loader worker too, which DataLoader re-raises in the
+    main process with the worker's traceback for a message: the sentence (its last line) is kept."""
+
+    def __init__(self, message: str) -> None:
+        if "Original Traceback" in message:
+            message = message.rstrip().splitlines()[-1].partition(": ")[2] or message
+        super().__init__(message)
+
+
+@functools.cache
+def _image_folder_class():
+    """torchvision's ImageFolder, walked without loops (`_walk_images`) and reading an unreadable image (a
+    zero-byte file, a truncated or corrupt one) as another image of its class, with a warning naming it.
+
+    Skip, not stop: real folders hold a few broken files, met only when an epoch reaches them (hours in,
+    on a large set) and costly to find beforehand (every image opened); one image standing in for another
+    changes a figure by less than one image in the split, and the warning says which file to fix. Many in a
+    row (UNREADABLE_TRIES) is a damaged folder: one sentence."""
+    from PIL import Image
+
+    class SafeImageFolder(_tv().datasets.ImageFolder):
+        warned: set[str] = set()
+
+        def make_dataset(self, directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):
+            is_valid = is_valid_file or (lambda path: path.lower().endswith(tuple(extensions)))
+            samples, self.skipped_links = [], 0
+            for name in sorted(class_to_idx):
+                class_dir = os.path.join(directory, name)
+                if os.path.isdir(class_dir):
+                    files, skipped = _walk_images(class_dir, is_valid)
+                    samples += [(f, class_to_idx[name]) for f in files]
+                    self.skipped_links += skipped
+            present = {t for _, t in samples}
+            empty = sorted(c for c, t in class_to_idx.items() if t not in present)
+            if empty and not allow_empty:
+                raise FileNotFoundError(f"Found no valid file for the classes {', '.join(empty)}.")
+            return samples
+
+        def __getitem__(self, index: int):
+            target = self.samples[index][1]
+            for path in self._stand_ins(index):
+                try:
+                    sample = self.loader(path)
+                except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+                    why = printable(str(e) or type(e).__name__, newlines=False)[:160]
+                    if path not in self.warned:
+                        self.warned.add(path)
+                        print(
+                            f"warning: {printable(path, newlines=False)} is not an image that can be read ({why}); "
+                            "another image of its class stands in for it: remove or replace the file.",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                    continue
+                sample = self.transform(sample) if self.transform is not None else sample
+                return sample, target
+            size = len(list(self._stand_ins(index)))
+            raise UnreadableImages(
+                f"{printable(self.samples[index][0], newlines=False)} and the {size - 1} images of its class after "
+                f"it cannot be read ({why}); the image folder {printable(self.root, False)} looks damaged: check it."
+            )
+
+        def _stand_ins(self, index: int):
+            """The image at `index`, then (only if that one cannot be read) the next ones of its class."""
+            yield self.samples[index][0]
+            target, first, last = self.samples[index][1], index, index
+            while first > 0 and self.samples[first - 1][1] == target:
+                first -= 1
+            while last + 1 < len(self.samples) and self.samples[last + 1][1] == target:
+                last += 1
+            size = last - first + 1
+            for k in range(1, min(UNREADABLE_TRIES, size)):
+                yield self.samples[first + (index - first + k) % size][0]
+
+    return SafeImageFolder
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -100,16 +213,21 @@ def image_info(cfg: DataConfig) -> ImageInfo:
     if cfg.name in KNOWN_IMAGES:
         return KNOWN_IMAGES[cfg.name]
     train = Path(cfg.root).expanduser() / "train"
-    first = _first_image(train) if train.is_dir() else None
-    if first is None:
+    candidates = _first_images(train) if train.is_dir() else []
+    if not candidates:
         return ImageInfo(cfg.image_size, 3)
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    try:
-        with Image.open(first) as im:
-            return ImageInfo(min(im.size), 1 if im.mode in GRAY_MODES else 3)
-    except (OSError, UnidentifiedImageError):
-        raise DataError(f"{first} is not an image that can be read; remove it or replace it.") from None
+    for first in candidates:  # the first readable one (the loader warns about the others when it meets them)
+        try:
+            with Image.open(first) as im:
+                return ImageInfo(min(im.size), 1 if im.mode in GRAY_MODES else 3)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            continue
+    raise DataError(
+        f"{printable(candidates[0], newlines=False)} and the {len(candidates) - 1} images after it cannot be read; "
+        "the image folder looks damaged: check it."
+    )
 
 
 def native_channels(cfg: DataConfig) -> int:
@@ -318,7 +436,7 @@ def _load(cfg: DataConfig) -> tuple[Dataset, Dataset, int, list[str]]:
                 f"or point data.root at a folder holding it ({type(e).__name__}: {str(e).splitlines()[0][:120]}).",
             ) from None
         return train, test, CLASS_COUNTS[cfg.name], []
-    ImageFolder = _tv().datasets.ImageFolder
+    ImageFolder = _image_folder_class()  # no loops through directory links, unreadable images skipped
     split_dirs = {"train": root / "train", "val": root / "val"}
     for split, d in split_dirs.items():
         if not d.is_dir():
@@ -341,14 +459,25 @@ def _load(cfg: DataConfig) -> tuple[Dataset, Dataset, int, list[str]]:
                     )
                 return list(wanted), {c: i for i, c in enumerate(wanted)}
 
-        return ImageNet100(str(split_dirs["train"])), ImageNet100(str(split_dirs["val"])), 100, []
+        train, test = ImageNet100(str(split_dirs["train"])), ImageNet100(str(split_dirs["val"]))
+        return train, test, 100, _loop_notes(train, test)
     try:
         train, test = ImageFolder(str(split_dirs["train"])), ImageFolder(str(split_dirs["val"]))
     except FileNotFoundError as e:
         raise DataError(f"{root}: {e}") from None
     if train.classes != test.classes:
         raise DataError(f"{root}: train/ and val/ must hold the same class folders.")
-    return train, test, len(train.classes), []
+    return train, test, len(train.classes), _loop_notes(train, test)
+
+
+def _loop_notes(*splits) -> list[str]:
+    """A note for each split whose walk skipped directory links into a loop."""
+    return [
+        f"{printable(ds.root, newlines=False)}: skipped {ds.skipped_links} directory link(s) leading back into "
+        "folders already read (a loop); each image is read once"
+        for ds in splits
+        if ds.skipped_links
+    ]
 
 
 def _fashion(cfg: DataConfig, root: Path) -> tuple[Dataset, Dataset, int, list[str]]:

@@ -192,12 +192,13 @@ def preset_engine(preset: str | None) -> str:
         return "search"
     import yaml
 
-    from .config import resolve_preset
+    from .config import _read_yaml, resolve_preset
+    from .errors import ConfigError
 
     try:
-        raw = yaml.safe_load(resolve_preset(preset).read_text(encoding="utf-8"))
-    except yaml.YAMLError:
-        return "search"  # load_config reports the bad YAML in one sentence when the request is resolved
+        raw = _read_yaml(resolve_preset(preset))
+    except ConfigError:
+        return "search"  # load_config reports the bad file in one sentence when the request is resolved
     return "focus" if isinstance(raw, dict) and isinstance(raw.get("focus"), dict) else "search"
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from .errors import BudgetError
+from .limits import MAX_COUNT
 
 
 def clock(seconds: float | None) -> str:
     """12:05 or 1:02:03; --:-- when unknown."""
-    if seconds is None or seconds != seconds or seconds < 0:
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
         return "--:--"
     s = int(seconds)
     h, rem = divmod(s, 3600)
@@ -28,7 +30,7 @@ def human_bytes(n: float | None) -> str:
     return f"{n:.1f} TiB"
 
 
-_COUNT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)(?:e([+-]?\d+))?\s*([kKmMgGtT]?)\s*$")
+_COUNT = re.compile(r"^\s*(\d{1,30}(?:\.\d{0,30})?|\.\d{1,30})(?:[eE]([+-]?\d{1,30}))?\s*([kKmMgGtT]?)\s*$")
 _SCALE = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 
 
@@ -42,12 +44,15 @@ def count(n: float) -> str:
 
 def parse_count(text: str, option: str = "--flops") -> int:
     """'1.4G' → 1_400_000_000, '900M', '6M', '500K', '2.5e9', '1200000'; anything else is a BudgetError."""
-    m = _COUNT.match(str(text))
-    if not m:
-        raise BudgetError(f"{option} {text!r} is not a count; write it like 1.4G, 900M, 6M or 1500000.")
-    value = float(m.group(1)) * 10 ** int(m.group(2) or 0) * _SCALE[m.group(3).lower()]
-    if value <= 0:
-        raise BudgetError(f"{option} must be positive, got {text!r}.")
+    m = _COUNT.match(str(text)[:100])
+    if not m or len(str(text)) > 100:
+        raise BudgetError(f"{option} {str(text)[:40]!r} is not a count; write it like 1.4G, 900M, 6M or 1500000.")
+    exponent = max(-400, min(400, int(m.group(2) or 0)))  # beyond, a float is 0 or inf anyway: no 10**huge
+    value = float(f"{m.group(1)}e{exponent}") * _SCALE[m.group(3).lower()]
+    if value < 0.5:
+        raise BudgetError(f"{option} must be at least 1, got {text!r}.")
+    if value > MAX_COUNT:
+        raise BudgetError(f"{option} is at most {MAX_COUNT:.0e} (a count that large is no budget), got {text!r}.")
     return round(value)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import GenotypeError
+from .limits import MAX_DEPTH, MAX_EDGES, MAX_EMBED_DIM, MAX_NODES
 from .opspec import OpSpec, parse_op
 
 FORMAT = "dasvit-genotype"
@@ -110,10 +111,16 @@ def feeding_nodes(output: list[int], edges: list[Edge]) -> list[int]:
     return sorted(live)
 
 
+def _short(v: Any) -> str:
+    """A value for a sentence: its repr, cut (a hostile file may hold a huge one)."""
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _int(obj: dict, key: str, where: str) -> int:
     v = obj.get(key)
     if isinstance(v, bool) or not isinstance(v, int):
-        raise GenotypeError(f"{where}: {key!r} must be an integer, got {v!r}.")
+        raise GenotypeError(f"{where}: {key!r} must be an integer, got {_short(v)}.")
     return v
 
 
@@ -122,21 +129,23 @@ def genotype_from_json(data: Any, source: str = "genotype") -> Genotype:
     if not isinstance(data, dict):
         raise GenotypeError(f"{source}: a genotype must be a JSON object, got {type(data).__name__}.")
     if data.get("format") != FORMAT:
-        raise GenotypeError(f"{source}: 'format' must be {FORMAT!r}, got {data.get('format')!r}.")
+        raise GenotypeError(f"{source}: 'format' must be {FORMAT!r}, got {_short(data.get('format'))}.")
     if data.get("version") not in VERSIONS or isinstance(data.get("version"), bool):
         raise GenotypeError(
-            f"{source}: version {data.get('version')!r} is not supported; this dasvit reads versions 1 and 2."
+            f"{source}: version {_short(data.get('version'))} is not supported; this dasvit reads versions 1 and 2."
         )
     inputs = data.get("inputs", 2)
     if inputs != 2:
-        raise GenotypeError(f"{source}: 'inputs' must be 2 (the outputs of layers k-2 and k-1), got {inputs!r}.")
+        raise GenotypeError(f"{source}: 'inputs' must be 2 (the outputs of layers k-2 and k-1), got {_short(inputs)}.")
     nodes = _int(data, "nodes", source)
-    if nodes < 1:
-        raise GenotypeError(f"{source}: 'nodes' must be at least 1, got {nodes}.")
+    if not 1 <= nodes <= MAX_NODES:
+        raise GenotypeError(f"{source}: 'nodes' must be between 1 and {MAX_NODES}, got {nodes:.3g}.")
     last = nodes + 1
     raw_edges = data.get("edges")
     if not isinstance(raw_edges, list) or not raw_edges:
         raise GenotypeError(f"{source}: 'edges' must be a non-empty list.")
+    if len(raw_edges) > MAX_EDGES:
+        raise GenotypeError(f"{source}: 'edges' lists {len(raw_edges):,} edges; a cell has at most {MAX_EDGES:,}.")
     declared = data.get("ops", {})
     if not isinstance(declared, dict):
         raise GenotypeError(f"{source}: 'ops' must be an object mapping op names to their parameters.")
@@ -159,7 +168,7 @@ def genotype_from_json(data: Any, source: str = "genotype") -> Genotype:
             raise GenotypeError(f"{where} ({src}->{dst}) ends at a cell input; edges end at nodes 2..{last}.")
         if spec.name in declared and declared[spec.name] != spec.to_json():
             raise GenotypeError(
-                f"{source}: ops[{spec.name!r}] is {declared[spec.name]!r} but the name means {spec.to_json()!r}."
+                f"{source}: ops[{spec.name!r}] is {_short(declared[spec.name])} but the name means {spec.to_json()!r}."
             )
         edges.append(Edge(src, dst, spec.name))
     for name in declared:
@@ -195,16 +204,19 @@ def genotype_from_json(data: Any, source: str = "genotype") -> Genotype:
 def _positive(data: dict, key: str, source: str) -> int:
     v = data.get(key)
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise GenotypeError(f"{source}: {key!r} must be a positive integer, got {v!r}.")
+        raise GenotypeError(f"{source}: {key!r} must be a positive integer, got {_short(v)}.")
     return v
 
 
 def _network_from_json(data: dict, edges: list[Edge], source: str) -> dict[str, Any]:
     """The version-2 fields, validated against the cell: sizes, and per layer one op per edge of the same type."""
     sizes = {key: _positive(data, key, source) for key in ("embed_dim", "depth", "head_dim")}
+    for key, bound in (("embed_dim", MAX_EMBED_DIM), ("depth", MAX_DEPTH), ("head_dim", MAX_EMBED_DIM)):
+        if sizes[key] > bound:
+            raise GenotypeError(f"{source}: {key!r} is at most {bound:,}, got {sizes[key]:.3g}.")
     layers = data.get("layers")
     if not isinstance(layers, list) or len(layers) != sizes["depth"]:
-        got = f"{len(layers)} layers" if isinstance(layers, list) else repr(layers)
+        got = f"{len(layers)} layers" if isinstance(layers, list) else _short(layers)
         raise GenotypeError(
             f"{source}: 'layers' must be a list of {sizes['depth']} layers (one per cell, 'depth'), got {got}."
         )
@@ -212,7 +224,7 @@ def _network_from_json(data: dict, edges: list[Edge], source: str) -> dict[str, 
     for k, layer in enumerate(layers):
         if not isinstance(layer, list) or len(layer) != len(edges):
             raise GenotypeError(
-                f"{source}: layers[{k}] must list {len(edges)} op names, one per edge of the cell, got {layer!r}."
+                f"{source}: layers[{k}] must list {len(edges)} op names, one per edge of the cell, got {_short(layer)}."
             )
         for i, name in enumerate(layer):
             spec = parse_op(name, key=f"{source}: layers[{k}][{i}]", error=GenotypeError)
@@ -264,12 +276,16 @@ BUILTINS = {
 BUILTIN_DIMS = {"vit_b16": {"depth": 12, "embed_dim": 768, "patch_size": 16, "image_size": 224}}
 
 
+MAX_FILE_BYTES = 16 << 20  # a genotype file: a version-2 one of 1024 layers is ~0.1 MiB
+
+
 def load_genotype(ref: str | Path) -> Genotype:
     """Load a genotype from a built-in name, a genotype JSON file, or a run directory."""
     ref_s = str(ref)
     if ref_s in BUILTINS:
         return BUILTINS[ref_s]()
     path = Path(ref_s)
+    in_run = path.is_dir()
     if path.is_dir():
         if not (path / "genotype.json").is_file():
             raise GenotypeError(f"{path} is a directory without genotype.json; is the search finished?")
@@ -277,10 +293,16 @@ def load_genotype(ref: str | Path) -> Genotype:
     if not path.exists():
         hint = f" (built-ins: {', '.join(sorted(BUILTINS))})" if path.suffix != ".json" else ""
         raise GenotypeError(f"{ref_s} is neither a genotype file nor a run directory nor a built-in{hint}.")
-    try:
-        data = json.loads(path.read_text())
+    from .rundir import read_json_file
+
+    try:  # a file the user named may be a link; a run directory's genotype.json may not
+        data = read_json_file(path, follow=not in_run, max_bytes=MAX_FILE_BYTES)
     except json.JSONDecodeError as e:
         raise GenotypeError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}).") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise GenotypeError(f"{path} cannot be read: {e}.") from None
+    except UnicodeDecodeError:
+        raise GenotypeError(f"{path} is not UTF-8 text; a genotype is a JSON file.") from None
+    except ValueError as e:
+        raise GenotypeError(f"{path} is not a genotype: {e}.") from None
+    except OSError as e:
+        raise GenotypeError(f"{path} cannot be read: {e.strerror or e}.") from None
     return genotype_from_json(data, source=str(path))

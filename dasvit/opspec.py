@@ -9,10 +9,11 @@ import re
 from dataclasses import dataclass
 
 from .errors import ConfigError, UserError
+from .limits import MAX_HEADS, MAX_MLP_RATIO
 
 OP_TYPES = ("zero", "skip", "msa", "mlp")
-_MSA = re.compile(r"^msa_(\d+)$")
-_MLP = re.compile(r"^mlp_(\d+(?:\.\d+)?)$")
+_MSA = re.compile(r"^msa_(\d{1,12})$")
+_MLP = re.compile(r"^mlp_(\d{1,12}(?:\.\d{1,12})?)$")
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,9 @@ def parse_op(name: object, key: str = "op", error: type[UserError] = ConfigError
     """Parse an op name; raise `error` naming `key` if it is not one of the four forms."""
     allowed = "zero, skip, msa_<heads> (e.g. msa_8) or mlp_<ratio> (e.g. mlp_4, mlp_0.5)"
     if not isinstance(name, str):
-        raise error(f"{key} must be an op name ({allowed}), got {name!r}.")
+        raise error(f"{key} must be an op name ({allowed}), got {str(name)[:80]!r}.")
+    if len(name) > 40:
+        raise error(f"{key} = {name[:40]!r}... is not an op; use {allowed}.")
     if name in ("zero", "skip"):
         return OpSpec(name, name)
     m = _MSA.match(name)
@@ -44,12 +47,16 @@ def parse_op(name: object, key: str = "op", error: type[UserError] = ConfigError
         heads = int(m.group(1))
         if heads < 1:
             raise error(f"{key} = {name!r}: an msa op needs at least one head.")
+        if heads > MAX_HEADS:
+            raise error(f"{key} = {name!r}: an msa op has at most {MAX_HEADS} heads.")
         return OpSpec(name, "msa", heads=heads)
     m = _MLP.match(name)
     if m:
         ratio = float(m.group(1))
         if ratio <= 0:
             raise error(f"{key} = {name!r}: an mlp ratio must be positive.")
+        if ratio > MAX_MLP_RATIO:
+            raise error(f"{key} = {name!r}: an mlp ratio is at most {MAX_MLP_RATIO}.")
         return OpSpec(name, "mlp", ratio=ratio)
     raise error(f"{key} = {name!r} is not an op; use {allowed}.")
 

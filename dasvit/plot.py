@@ -104,7 +104,8 @@ def load_series(run_dir: str | Path, label: str | None = None) -> Series:
         raise RunDirError(f"{run_dir} has no finished epoch yet; there is nothing to plot.")
     epochs = [by_key[k] for k in sorted(by_key)]
     default = f"{run_dir.parent.name}/retrain" if run_dir.name == "retrain" else run_dir.name
-    s = Series(run_dir, label or default, kind, [])
+    # a name read from a path: printable, and its $ literal (matplotlib would parse $...$ as mathtext)
+    s = Series(run_dir, label or rd.printable(default, newlines=False).replace("$", r"\$"), kind, [])
     offset, previous = 0, None
     for e in epochs:
         stage = int(e.get("stage", 1))
@@ -472,11 +473,6 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path | None = None, labels:
 
     Returns the files written. Two runs must be of the same kind (two searches or two retrains).
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
     if not 1 <= len(run_dirs) <= 2:
         raise UserError(f"plot takes one or two run directories, got {len(run_dirs)}.")
     if labels is not None and len(labels) != len(run_dirs):
@@ -488,6 +484,12 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path | None = None, labels:
     if len(kinds) > 1:
         raise UserError(f"cannot overlay a {runs[0].kind} run with a {runs[1].kind} run; give two of the same kind.")
     out = Path(out) if out is not None else Path(run_dirs[0]) / "figures"
+    rd.ensure_writable(out, "the figures folder", "write them elsewhere with --out")
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
     written: list[Path] = []
     with plt.rc_context(STYLE):
         if runs[0].kind == "retrain":
@@ -532,21 +534,21 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path | None = None, labels:
 def compare_series(run_dir: Path) -> list[Series]:
     """The retrains of the searched cell and the ViT block that `dasvit compare` made (RUN_DIR/compare.json),
     labelled by cell and depth; [] if none."""
-    import json
-
     try:
-        data = json.loads((Path(run_dir) / "compare.json").read_text())
+        data = rd.read_json_file(Path(run_dir) / rd.COMPARE_JSON)
         models = data["models"]
-    except (OSError, ValueError, KeyError, TypeError):
+        rows = [r for r in models.values() if isinstance(r, dict) and isinstance(r.get("dir"), str)]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, UserError):
         return []
     names = {"searched": "searched cell", "vit_b16": "ViT block"}
     out = []
-    for row in models.values():
-        if row["cell"] not in names:  # random cells: the `random` figure shows where they end
+    for row in rows:
+        if row.get("cell") not in names:  # random cells: the `random` figure shows where they end
             continue
         d = Path(run_dir) / row["dir"]
         if rd.is_run_dir(d):
-            out.append(load_series(d, f"{names.get(row['cell'], row['cell'])}, depth {row['depth']}"))
+            cell = row.get("cell")
+            out.append(load_series(d, f"{names.get(cell, cell)}, depth {row.get('depth')}"))
     return out
 
 

@@ -41,7 +41,9 @@ from .runtime import (
     Stopped,
     barrier,
     broadcast_object,
+    checkpoint_mismatch,
     fail_event,
+    fitting_checkpoint,
     load_checkpoint,
     reduce_sum,
     run_engine,
@@ -137,12 +139,7 @@ def plan_retrain(
             f"{source} carries no configuration; pass --preset ({', '.join(preset_names())} or a YAML file)."
         )
     cfg = load_config(preset if preset is not None else str(config_dir / rd.CONFIG), overrides)
-    run_dir = Path(run_dir or retrain_run_dir(source))
-    if (run_dir / rd.EVENTS).exists():
-        raise RunDirError(
-            f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --run-dir."
-        )
-    rd.ensure_writable(run_dir)
+    run_dir = rd.check_new_run_dir(Path(run_dir or retrain_run_dir(source)))  # one killed before an epoch: again
     return Plan(cfg, genotype, run_dir)
 
 
@@ -277,12 +274,15 @@ def retrain(plan: Plan, progress: bool = True) -> int:
         state = load_checkpoint(
             plan.run_dir / rd.CHECKPOINT, map_location=info.device, warn=None if info.main else (lambda text: None)
         )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["sched"])
-        if ema is not None and "ema" in state:
-            ema.load_state_dict(state["ema"])
-        start, best = state["epoch"], state["best"]
+        with fitting_checkpoint(plan.run_dir):
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["sched"])
+            if ema is not None and "ema" in state:
+                ema.load_state_dict(state["ema"])
+            start, best = int(state["epoch"]), dict(state["best"])
+        if not 0 <= start <= r.epochs:
+            raise checkpoint_mismatch(plan.run_dir, f"it stopped after epoch {start} of retrain.epochs {r.epochs}")
     train_model: nn.Module = model
     if info.world > 1:
         train_model = nn.parallel.DistributedDataParallel(

@@ -18,17 +18,22 @@ This module imports no torch: front ends use it to read runs without loading a m
 
 from __future__ import annotations
 
+import array
+import errno
 import fcntl
+import itertools
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-from .errors import RunDirError
+from .errors import DiskFullError, RunDirError
 
 EVENT_VERSION = 1
 EVENTS = "events.jsonl"
@@ -43,10 +48,138 @@ BASE_GENOTYPE = "base-genotype.json"  # a focus run's base cell, the one its spa
 SPECIALIZED = "specialized"  # a focus run's specialized/<budget>.json: `dasvit specialize`'s answers
 METRICS = "metrics.json"  # a finished retrain: top-1/top-5 of BEST, params, FLOPs, images/s
 BEST, LAST = "best.pt", "last.pt"  # a retrain's weights: the best epoch's and the last epoch's
+COMPARE_JSON = "compare.json"  # `dasvit compare`'s table
+# the files an engine writes or reads in its run directory: none of them may be a link
+RUN_FILES = (EVENTS, CONTROL, CONFIG, CHECKPOINT, CHECKPOINT_PREV, GENOTYPE, LOCK, ENGINE_LOG, BASE_GENOTYPE)
+RUN_FILES += (METRICS, BEST, LAST, COMPARE_JSON)
+# what a run that has done some work leaves: a new run may not start over it (one killed before any of
+# these holds nothing to lose, and may be started again)
+WORK_FILES = (CHECKPOINT, CHECKPOINT_PREV, METRICS, BEST, LAST)
 
 
 _UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it)
 os.umask(_UMASK)
+
+
+# ---------------------------------------------------------------------------------------------
+# untrusted input: whatever is read from a run directory (or a path) may have been written by anyone
+
+MAX_LINE_BYTES = 8 << 20  # one JSONL line; dasvit's longest (an epoch event of a 32-node space) is ~0.2 MiB
+MAX_JSON_DEPTH = 64  # nesting of one line or JSON file; dasvit writes at most 6
+MAX_JSON_FILE_BYTES = 64 << 20  # a JSON file of a run (metrics.json, compare.json, a genotype)
+_READ_CHUNK = 1 << 20
+
+# C0 controls but tab and newline, DEL, C1 controls (ESC, CSI, OSC... make a terminal act), lone surrogates
+_CONTROLS = [*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F, *range(0x80, 0xA0), *range(0xD800, 0xE000)]
+_STRIP = dict.fromkeys(_CONTROLS)
+_STRIP_LINE = dict.fromkeys([*_CONTROLS, 0x09, 0x0A])
+
+
+def printable(text: Any, newlines: bool = True) -> str:
+    """`text` as a string without the characters a terminal acts on (escape sequences, bell, carriage
+    return...): for anything read from a run directory or a path before it is shown. Tabs and newlines
+    stay unless `newlines` is false (a name on one line)."""
+    return str(text).translate(_STRIP if newlines else _STRIP_LINE)
+
+
+def _printable_strings(obj: Any) -> Any:
+    if type(obj) is str:
+        return obj.translate(_STRIP)
+    if type(obj) is dict:
+        return {k.translate(_STRIP): _printable_strings(v) for k, v in obj.items()}
+    if type(obj) is list:
+        return [_printable_strings(v) for v in obj]
+    return obj
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_DEPTH_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # as signed bytes: +1 opens, -1 closes
+
+
+def _shallow(raw: bytes) -> bool:
+    """Whether the JSON text `raw` nests no deeper than MAX_JSON_DEPTH, found at C speed: the brackets
+    outside strings as +1 / -1 steps, their running sum's maximum."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return True
+    steps = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS).translate(_DEPTH_STEPS)
+    return max(itertools.accumulate(array.array("b", steps)), default=0) <= MAX_JSON_DEPTH
+
+
+def parse_json(raw: bytes) -> Any:
+    """A JSON document read as untrusted input: at most MAX_JSON_DEPTH deep, its strings printable; a
+    ValueError saying why for anything else (not JSON, not UTF-8, too deep, a number too long)."""
+    if not _shallow(raw):
+        raise ValueError(f"it nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        obj = json.loads(raw)
+    except RecursionError:  # unbalanced brackets can pass the depth check; json still refuses them
+        raise ValueError(f"it nests deeper than {MAX_JSON_DEPTH} levels") from None
+    # strict JSON has no raw control characters in strings: only escapes (\\u001b), DEL and C1 (\\xc2..) bring them
+    if b"\\" in raw or b"\x7f" in raw or b"\xc2" in raw:
+        obj = _printable_strings(obj)
+    return obj
+
+
+def parse_line(raw: bytes) -> dict[str, Any] | None:
+    """One JSONL line of a run directory as a dict (see parse_json), or None: too long, not JSON, too deep,
+    not an object."""
+    if len(raw) > MAX_LINE_BYTES:
+        return None
+    try:
+        obj = parse_json(raw)
+    except ValueError:  # also UnicodeDecodeError and JSONDecodeError
+        return None
+    return obj if type(obj) is dict else None
+
+
+def open_run_file(path: Path, flags: int, mode: int = 0o644) -> int:
+    """os.open of a run directory's file that never follows a link (a planted link would have dasvit write
+    through it). A link, a full disk and a file that cannot be written are each one sentence."""
+    path = Path(path)
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as e:
+        raise _run_file_error(path, e, writing=bool(flags & (os.O_WRONLY | os.O_RDWR))) from None
+
+
+def _run_file_error(path: Path, e: OSError, writing: bool) -> Exception:
+    if e.errno == errno.ELOOP:
+        return RunDirError(
+            f"{path} is a symbolic link; dasvit neither reads nor writes a run directory's files through links: "
+            "remove it."
+        )
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return disk_full(path)
+    if writing and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return RunDirError(f"cannot write {path} ({e.strerror}); make {path.parent} writable.")
+    return e
+
+
+def disk_full(path: Path, needed: int | None = None) -> DiskFullError:
+    size = f" ({needed / 2**20:.1f} MiB needed)" if needed is not None else ""
+    return DiskFullError(
+        f"no space left on the device for {path}{size}; free some space, then --resume {Path(path).parent} "
+        "continues from its last checkpoint (a run without one starts again)."
+    )
+
+
+def read_json_file(path: Path, follow: bool = False, max_bytes: int = MAX_JSON_FILE_BYTES) -> Any:
+    """The JSON document in `path` as untrusted input (parse_json), not through a link unless `follow`
+    (a path the user named), at most `max_bytes`. OSError when it cannot be read; ValueError with the
+    reason when it is not such a document."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        raise _run_file_error(Path(path), e, writing=False) from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ValueError("it is not a regular file")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"it is larger than {max_bytes >> 20} MiB")
+    return parse_json(data)
 
 
 def atomic_write_bytes(path: Path, data: bytes, previous: Path | None = None) -> None:
@@ -86,11 +219,33 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def append_jsonl(path: Path, obj: dict[str, Any]) -> None:
-    """Append one JSON object as one line, flushed; a single write() so lines never interleave."""
-    line = json.dumps(obj, separators=(",", ":"), allow_nan=True) + "\n"
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(line)
-        f.flush()
+    """Append one JSON object as one line, in a single write() so lines never interleave; never through a
+    link. A full disk is one sentence (DiskFullError)."""
+    line = (json.dumps(obj, separators=(",", ":"), allow_nan=True) + "\n").encode()
+    fd = open_run_file(Path(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, line)
+    except OSError as e:
+        raise _run_file_error(Path(path), e, writing=True) from None
+    finally:
+        os.close(fd)
+
+
+def start_on_a_fresh_line(path: Path) -> None:
+    """End a last line cut short (a crash, a full disk) with a newline, so that what is appended next is a
+    line of its own instead of gluing onto it."""
+    try:
+        fd = open_run_file(Path(path), os.O_RDWR | os.O_APPEND)
+    except FileNotFoundError:
+        return
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            os.write(fd, b"\n")
+    except OSError as e:
+        raise _run_file_error(Path(path), e, writing=True) from None
+    finally:
+        os.close(fd)
 
 
 def make_event(type_: str, **fields: Any) -> dict[str, Any]:
@@ -101,51 +256,142 @@ def make_event(type_: str, **fields: Any) -> dict[str, Any]:
 class JsonlTail:
     """Reads complete new lines from a growing JSONL file; keeps a partial last line for later.
 
-    Malformed lines are returned as `("bad", text)` so the caller can warn and go on.
+    Every line is untrusted (`parse_line`: bounded size and depth, printable strings); one that is not a
+    JSON object is returned as `("bad", text)` so the caller can warn and go on, the others as `("ok",
+    obj)`, passed through `clean` when given (`clean_event` for a display). The file is read in chunks,
+    never through a link, and not at all unless it is a regular file (a FIFO would block).
     """
 
     path: Path
     offset: int = 0
     partial: bytes = b""  # an unfinished last line (a writer mid-write, or one that died there)
+    clean: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    _skipping: bool = False  # inside a line longer than MAX_LINE_BYTES, dropped up to its newline
 
     def read_new(self) -> list[tuple[str, Any]]:
         try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                chunk = f.read()
-        except FileNotFoundError:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:  # missing, a link, unreadable: nothing to read
             return []
-        if not chunk:
-            return []
-        self.offset += len(chunk)
-        data = self.partial + chunk
-        lines = data.split(b"\n")
-        self.partial = lines.pop()  # b"" if the chunk ended with a newline
         out: list[tuple[str, Any]] = []
-        for raw in lines:
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                out.append(("bad", raw.decode("utf-8", "replace")))
-                continue
-            out.append(("ok", obj) if isinstance(obj, dict) else ("bad", raw.decode("utf-8", "replace")))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return []
+            f.seek(self.offset)
+            while chunk := f.read(_READ_CHUNK):
+                self.offset += len(chunk)
+                self._feed(chunk, out)
         return out
+
+    def _feed(self, chunk: bytes, out: list[tuple[str, Any]]) -> None:
+        while chunk:
+            end = chunk.find(b"\n")
+            if self._skipping:  # inside an over-long line: dropped up to its end
+                if end < 0:
+                    return
+                chunk, self._skipping = chunk[end + 1 :], False
+                continue
+            if len(self.partial) + (len(chunk) if end < 0 else end) > MAX_LINE_BYTES:
+                out.append(("bad", f"a line longer than {MAX_LINE_BYTES >> 20} MiB (skipped)"))
+                self.partial, self._skipping = b"", True
+                continue
+            if end < 0:
+                self.partial += chunk
+                return
+            lines = (self.partial + chunk).split(b"\n")  # each at most MAX_LINE_BYTES
+            self.partial = lines.pop()  # b"" if the chunk ended with a newline
+            for raw in lines:
+                if not raw.strip():
+                    continue
+                obj = parse_line(raw)
+                if obj is None:
+                    out.append(("bad", printable(raw[:1000].decode("utf-8", "replace"), newlines=False)))
+                else:
+                    out.append(("ok", self.clean(obj) if self.clean is not None else obj))
+            return
 
 
 def read_events(run_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """All complete events of a run, and the malformed lines that were skipped."""
-    tail = JsonlTail(Path(run_dir) / EVENTS)
+    """All complete events of a run (fields of a wrong type dropped: `clean_event`), and the malformed
+    lines that were skipped."""
+    tail = JsonlTail(Path(run_dir) / EVENTS, clean=clean_event)
     events, bad = [], []
     for kind, obj in tail.read_new():
         (events if kind == "ok" else bad).append(obj)
     return events, bad
 
 
-def ensure_writable(run_dir: Path) -> Path:
+# What the fields dasvit writes in events hold: a field of another type is dropped when events are read,
+# so that every reader sees it absent (and keeps its default) instead of tripping over it.
+_NUMS = (int, float)
+
+
+def _is_num(v: Any) -> bool:
+    return type(v) in _NUMS
+
+
+def _is_time(v: Any) -> bool:
+    return type(v) in _NUMS and -1e18 < v < 1e18  # finite: clocks and durations are computed from it
+
+
+def _is_weights(v: Any) -> bool:  # {edge: {op: weight}}
+    return type(v) is dict and all(type(w) is dict and all(type(x) in _NUMS for x in w.values()) for w in v.values())
+
+
+def _is_keep(v: Any) -> bool:  # {edge: [op, ...]}
+    return type(v) is dict and all(type(ops) is list and all(type(o) is str for o in ops) for ops in v.values())
+
+
+def _of(*types: type) -> Callable[[Any], bool]:
+    return lambda v: type(v) in types
+
+
+_EVENT_FIELDS: dict[str, Callable[[Any], bool]] = {
+    "time": _is_time,
+    "arch_weights": _is_weights,
+    "weights": _is_weights,
+    "keep": _is_keep,
+    "budgets": lambda v: type(v) is list and all(type(b) in _NUMS for b in v),
+    "points": _of(list),
+    **dict.fromkeys(("v", "pid", "world_size", "stage", "stages", "epoch", "epochs", "depth"), _of(int)),
+    **dict.fromkeys(("sampler_steps", "decisions"), _of(int)),
+    **dict.fromkeys(("type", "kind", "preset", "device", "host", "status", "message", "traceback"), _of(str)),
+    **dict.fromkeys(("by", "approval", "phase"), _of(str)),
+    **dict.fromkeys(("resumed", "arch_step"), _of(bool)),
+    **dict.fromkeys(("config", "fairness", "sampler", "genotype", "smallest", "largest"), _of(dict)),
+    **dict.fromkeys(("train_loss", "train_acc", "val_loss", "val_acc", "top1", "top5", "lr", "seconds"), _is_num),
+    **dict.fromkeys(("images_per_s", "skip_fraction", "peak_mem_bytes", "val_loss_smallest"), _is_num),
+    **dict.fromkeys(("val_acc_smallest", "min_flops", "max_flops", "min_params", "max_params"), _is_num),
+}
+
+
+def clean_event(ev: dict[str, Any]) -> dict[str, Any]:
+    """`ev` without the fields whose value is of a type dasvit never writes there (`"stage": [1]`, a number
+    as a string): for readers, which then see them absent. Other fields pass as they are."""
+    fields = _EVENT_FIELDS
+    bad = [k for k, v in ev.items() if k in fields and not fields[k](v)]
+    return {k: v for k, v in ev.items() if k not in bad} if bad else ev
+
+
+CONTROL_TYPES = ("approve", "stop")
+
+
+def control_problem(cmd: dict[str, Any]) -> str | None:
+    """Why a control line cannot be acted on (None if it can): its type, time, stage and keep."""
+    if type(cmd.get("type")) is not str or cmd["type"] not in CONTROL_TYPES:
+        return "its type is not approve or stop"
+    if "time" in cmd and not _is_time(cmd["time"]):
+        return "its time is not a number"
+    if cmd.get("stage") is not None and type(cmd["stage"]) is not int:
+        return "its stage is not a stage number"
+    if cmd.get("keep") is not None and not _is_keep(cmd["keep"]):
+        return "its keep does not map edges to lists of op names"
+    return None
+
+
+def ensure_writable(run_dir: Path, what: str = "the run directory", hint: str = "pick another --run-dir") -> Path:
     """Check, before any work, that `run_dir` can be created and written (creating nothing that stays);
-    else one sentence naming it (RunDirError, exit 2)."""
+    else one sentence naming it and what to do (RunDirError, exit 2)."""
     run_dir = Path(run_dir)
     existing = run_dir.absolute()
     while not existing.exists() and existing != existing.parent:
@@ -159,34 +405,46 @@ def ensure_writable(run_dir: Path) -> Path:
         except OSError as e:
             why = f"{existing}: {e.strerror or e}"
     if why:
-        raise RunDirError(f"cannot write the run directory {run_dir} ({why}); pick another --run-dir.")
+        raise RunDirError(f"cannot write {what} {run_dir} ({why}); {hint}.")
     return run_dir
 
 
 def is_run_dir(path: Path) -> bool:
     path = Path(path)
-    return path.is_dir() and (path / EVENTS).exists() and (path / CONFIG).exists()
+    return path.is_dir() and os.path.lexists(path / EVENTS) and os.path.lexists(path / CONFIG)
+
+
+def check_no_links(run_dir: Path) -> Path:
+    """A run directory none of whose files (RUN_FILES) is a symbolic link, else one sentence: a planted link
+    would have the engine or a front write, or read, through it."""
+    run_dir = Path(run_dir)
+    for name in RUN_FILES:
+        if (run_dir / name).is_symlink():
+            raise RunDirError(
+                f"{run_dir / name} is a symbolic link; dasvit neither reads nor writes a run directory's files "
+                "through links: remove it."
+            )
+    return run_dir
 
 
 def require_run_dir(path: Path) -> Path:
     path = Path(path)
     if not path.exists():
-        raise RunDirError(f"run directory {path} does not exist.")
+        raise RunDirError(f"run directory {printable(path, False)} does not exist.")
     if not is_run_dir(path):
-        raise RunDirError(f"{path} is not a dasvit run directory (no {EVENTS} and {CONFIG} in it).")
-    return path
+        raise RunDirError(f"{printable(path, False)} is not a dasvit run directory (no {EVENTS} and {CONFIG} in it).")
+    return check_no_links(path)
 
 
 def check_new_run_dir(run_dir: Path) -> Path:
-    """A run directory a new run may use: holding no run yet and writable; else one sentence (exit 2)."""
+    """A run directory a new run may use: writable, and holding no run that has done some work (a run
+    killed before its first checkpoint may be started again); else one sentence (exit 2)."""
     run_dir = Path(run_dir)
-    if (run_dir / EVENTS).exists() and (run_dir / EVENTS).stat().st_size:
-        if is_live(run_dir):
-            raise RunDirError(
-                f"{run_dir} is in use by a live engine process; stop it first or use another run directory."
-            )
+    if is_live(run_dir):
+        raise RunDirError(f"{run_dir} is in use by a live engine process; stop it first or use another run directory.")
+    if any(os.path.lexists(run_dir / name) for name in WORK_FILES):
         raise RunDirError(f"{run_dir} already holds a run; use --resume {run_dir} or another --run-dir.")
-    return ensure_writable(run_dir)
+    return ensure_writable(check_no_links(run_dir))
 
 
 def resume_run_dir(resume: Path, kind: str, preset: str | None, overrides: list[str]) -> Path:
@@ -202,10 +460,29 @@ def resume_run_dir(resume: Path, kind: str, preset: str | None, overrides: list[
     return ensure_writable(run_dir)
 
 
+def remove_leftovers(run_dir: Path) -> list[str]:
+    """Remove the temporary files of atomic writes a killed process left (`.checkpoint.pt.*.tmp`, ...); call
+    with the run's lock held, so no writer is mid-write. Returns their names."""
+    removed = []
+    try:
+        entries = list(os.scandir(run_dir))
+    except OSError:
+        return removed
+    for entry in entries:
+        if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file(follow_symlinks=False):
+            try:
+                os.unlink(entry.path)
+                removed.append(entry.name)
+            except OSError:
+                pass
+    return removed
+
+
 class RunLock:
     """An exclusive `flock` on RUN_DIR/.lock, held by the live engine process for its whole life.
 
     The kernel drops it when the process dies, however it dies, so `is_live` never sees a stale lock.
+    The lock file is never opened through a link (a planted one would have its target truncated).
     """
 
     def __init__(self, run_dir: Path):
@@ -213,7 +490,7 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_run_file(self.path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -221,8 +498,12 @@ class RunLock:
             raise RunDirError(
                 f"{self.path.parent} is in use by a live engine process; stop it first or use another run directory."
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as e:
+            os.close(fd)
+            raise _run_file_error(self.path, e, writing=True) from None
         self._fd = fd
 
     def release(self) -> None:
@@ -234,14 +515,16 @@ class RunLock:
 
 def is_live(run_dir: Path) -> bool:
     """True while an engine process holds the run's lock."""
-    path = Path(run_dir) / LOCK
-    if not path.exists():
+    try:
+        fd = os.open(Path(run_dir) / LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:  # none, or a link (which no engine of ours holds)
         return False
-    fd = os.open(path, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
+    except OSError:
+        return False
     finally:
         os.close(fd)
     return False
@@ -249,14 +532,21 @@ def is_live(run_dir: Path) -> bool:
 
 def engine_pid(run_dir: Path) -> int | None:
     try:
-        return int((Path(run_dir) / LOCK).read_text().strip() or 0) or None
-    except (FileNotFoundError, ValueError):
+        fd = os.open(Path(run_dir) / LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            text = f.read(32)
+        pid = int(text.strip() or 0)
+    except (OSError, ValueError):
         return None
+    return pid if 0 < pid < 1 << 22 else None
 
 
 def write_control(run_dir: Path, command: dict[str, Any]) -> None:
-    """Append one control line (approve / stop) for the engine to act on."""
-    append_jsonl(Path(run_dir) / CONTROL, {"time": time.time(), **command})
+    """Append one control line (approve / stop) for the engine to act on, on a line of its own; a run
+    directory that cannot be written is one sentence."""
+    path = check_no_links(Path(run_dir)) / CONTROL
+    start_on_a_fresh_line(path)
+    append_jsonl(path, {"time": time.time(), **command})
 
 
 @dataclass(kw_only=True)
@@ -309,7 +599,7 @@ class RunStatus:
             if self.proposal is not None and ev.get("stage") != self.proposal.get("stage"):
                 self.proposal = None
         elif t == "prune_proposal":
-            self.proposal = ev
+            self.proposal = ev if isinstance(ev.get("stage"), int) else self.proposal
         elif t == "prune":
             self.proposal = None
         elif t == "run_end":
@@ -345,10 +635,15 @@ class RunStatus:
         sec = self._section(self.kind)
         stages = sec.get("stages")
         if isinstance(stages, list):
-            return [st for st in stages if isinstance(st, dict)]
+            return [_counts(st) for st in stages if isinstance(st, dict)]
         if "epochs" in sec:
-            return [{"depth": sec.get("depth", 1), "keep": 1, "epochs": sec.get("epochs", 0)}]
+            return [_counts({"depth": sec.get("depth", 1), "keep": 1, "epochs": sec.get("epochs", 0)})]
         return []
+
+
+def _counts(stage: dict[str, Any]) -> dict[str, int]:
+    """A planned stage's depth, keep and epochs that are whole numbers (a hand-edited config may say anything)."""
+    return {k: v for k in ("depth", "keep", "epochs") if type(v := stage.get(k)) is int}
 
 
 @dataclass
@@ -383,15 +678,24 @@ def iter_runs(root: Path) -> Iterator[Path]:
     """The runs under `root`, newest first, each followed by its retrains (SEARCH/retrain,
     FOCUS/specialized/<budget>-retrain)."""
     root = Path(root)
-    if not root.is_dir():
+    try:
+        entries = [(e.stat().st_mtime, Path(e.path)) for e in os.scandir(root) if _is_dir(e)]
+    except OSError:
         return
-    for p in sorted(root.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True):
+    for _, p in sorted(entries, key=lambda t: t[0], reverse=True):
         if is_run_dir(p):
             yield p
         if is_run_dir(p / "retrain"):
             yield p / "retrain"
         if (p / SPECIALIZED).is_dir():  # retrains of a focus run's specialized architectures
             yield from sorted(d for d in (p / SPECIALIZED).iterdir() if d.is_dir() and is_run_dir(d))
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir() and bool(entry.stat())
+    except OSError:  # a dangling link, a folder that vanished
+        return False
 
 
 def default_run_dir(name: str, root: str | Path = "runs") -> Path:

@@ -17,10 +17,11 @@ import socket
 import sys
 import time
 import traceback
-import zipfile
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -158,15 +159,21 @@ class _Damaged(Exception):
 
 
 def _read_checkpoint(path: Path, map_location: Any) -> dict[str, Any]:
+    """The checkpoint at `path`; CheckpointError if it names code to run (a pickled global: hostile), _Damaged
+    if it does not load for any other reason (truncated, random bytes, bit flips: unreadable)."""
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:  # weights_only refused a global: the file holds pickled code
-        raise CheckpointError(
-            f"{path} holds pickled code, which dasvit refuses to load (its own checkpoints hold only tensors "
-            f"and numbers); resume from a checkpoint this run wrote."
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
-        raise _Damaged(str(e).splitlines()[0][:120] if str(e) else type(e).__name__) from None
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of a damaged file
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Unsupported global" in str(e):  # weights_only refused a global: the file holds pickled code
+            raise CheckpointError(
+                f"{path} holds pickled code, which dasvit refuses to load (its own checkpoints hold only tensors "
+                f"and numbers); resume from a checkpoint this run wrote."
+            ) from None
+        raise _Damaged("it is not a checkpoint torch can read") from None
+    except Exception as e:  # whatever else a damaged file makes torch raise
+        raise _Damaged(rd.printable(str(e).splitlines()[0][:120], False) if str(e) else type(e).__name__) from None
     if not isinstance(state, dict):
         raise _Damaged(f"it holds a {type(state).__name__}, not a checkpoint")
     return state
@@ -195,6 +202,27 @@ def load_checkpoint(path: Path, map_location: Any = "cpu", warn: Callable[[str],
         f"{path} is damaged ({why}); resuming from {prev.name}, one epoch earlier."
     )
     return state
+
+
+def checkpoint_mismatch(run_dir: Path, why: str) -> CheckpointError:
+    """The sentence for a checkpoint its run's config.yaml no longer fits (edited between two runs)."""
+    return CheckpointError(
+        f"{Path(run_dir) / rd.CHECKPOINT} does not fit {Path(run_dir) / rd.CONFIG} ({why}); the config was changed "
+        "since the run started: put it back (the run_start event in events.jsonl holds it) or start a new run."
+    )
+
+
+@contextmanager
+def fitting_checkpoint(run_dir: Path) -> Iterator[None]:
+    """Around restoring a checkpoint (load_state_dict, its fields): what does not fit is `checkpoint_mismatch`."""
+    try:
+        yield
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
+        why = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]  # torch: "Error(s) in ...:"
+        if isinstance(e, KeyError):
+            why = f"it has no {e}"
+        raise checkpoint_mismatch(run_dir, rd.printable(why[:200], False)) from None
 
 
 def rng_state() -> dict[str, Any]:
@@ -305,29 +333,46 @@ class Run:
 
     # -- lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> Run:
-        if self.info.main:
+        try:
+            if self.info.main:
+                self._open_dir()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+            self.emit(
+                "run_start",
+                kind=self.kind,
+                preset=self.cfg.preset,
+                device=str(self.info.device),
+                world_size=self.info.world,
+                threads=self.info.threads,
+                pid=os.getpid(),
+                host=socket.gethostname(),
+                resumed=self.resume,
+                config=self.cfg.to_dict(),
+            )
+            if self.info.threads:
+                self.progress.line(f"{self.info.device.type}, {self.info.threads}")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _open_dir(self) -> None:
+        """Take the run directory (rank 0): no links in it, the lock, no temporary files a killed process
+        left, a fresh config and control file for a new run, and the event log ending on a whole line."""
+        try:
             self.dir.mkdir(parents=True, exist_ok=True)
+            rd.check_no_links(self.dir)
             self._lock.acquire()
+            rd.remove_leftovers(self.dir)
             if not self.resume:
                 rd.atomic_write_text(self.dir / rd.CONFIG, dump_config(self.cfg))
-                (self.dir / rd.CONTROL).touch()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old_handlers[sig] = signal.signal(sig, self._on_signal)
-        self.emit(
-            "run_start",
-            kind=self.kind,
-            preset=self.cfg.preset,
-            device=str(self.info.device),
-            world_size=self.info.world,
-            threads=self.info.threads,
-            pid=os.getpid(),
-            host=socket.gethostname(),
-            resumed=self.resume,
-            config=self.cfg.to_dict(),
-        )
-        if self.info.threads:
-            self.progress.line(f"{self.info.device.type}, {self.info.threads}")
-        return self
+                os.close(rd.open_run_file(self.dir / rd.CONTROL, os.O_WRONLY | os.O_CREAT | os.O_TRUNC))
+            rd.start_on_a_fresh_line(self.dir / rd.EVENTS)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise rd.disk_full(Path(e.filename or self.dir)) from None
+            raise
 
     def __exit__(self, *exc) -> None:
         for sig, h in self._old_handlers.items():
@@ -352,7 +397,7 @@ class Run:
         and the error itself still reaches stderr, so an OSError here does not hide it."""
         try:
             self.emit("run_end", status=status, message=message)
-        except OSError:
+        except (OSError, DiskFullError):
             if status == "finished":
                 raise
 
@@ -371,15 +416,18 @@ class Run:
     def control_offset(self, offset: int) -> None:
         self._control = rd.JsonlTail(self.dir / rd.CONTROL, offset=offset)
 
-    CONTROL_TYPES = ("approve", "stop")
+    CONTROL_TYPES = rd.CONTROL_TYPES
 
     def poll_control(self) -> None:
-        """Queue new well-formed control lines (rank 0); a malformed one gets an `error` event, no crash."""
+        """Queue new well-formed control lines (rank 0); a malformed one (not JSON, too long or deep, a field
+        of the wrong type) gets an `error` event, no crash."""
         if not self.info.main:
             return
         for kind, obj in self._control.read_new():
-            if kind == "bad" or obj.get("type") not in self.CONTROL_TYPES:
-                self.emit("error", message=f"ignored a malformed control line: {str(obj)[:200]}", traceback="")
+            why = "it is not a JSON object of a bounded size and depth" if kind == "bad" else rd.control_problem(obj)
+            if why:
+                text = obj if kind == "bad" else rd.printable(repr(obj)[:200], False)
+                self.emit("error", message=f"ignored a malformed control line ({why}): {text[:200]}", traceback="")
                 continue
             if obj["type"] == "stop" and isinstance(obj.get("time"), (int, float)) and obj["time"] < self.started:
                 continue  # it stopped an earlier process of this run; a resumed run must not stop again
@@ -426,7 +474,7 @@ def run_engine(body: Callable[[], int]) -> int:
     try:
         return body()
     except UserError as e:
-        print(f"dasvit: {e}", file=sys.stderr)
+        print(f"dasvit: {rd.printable(e)}", file=sys.stderr)  # it may quote a path or a file: no escapes
         where = os.environ.get(USER_ERROR_FILE)
         if where:
             try:
@@ -480,6 +528,6 @@ def fail_event(run: Run | None, exc: BaseException) -> None:
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
         run.emit("error", message=f"{type(exc).__name__}: {exc}", traceback=tb)
-    except OSError:
+    except (OSError, DiskFullError):
         pass
     run.end("failed", f"{type(exc).__name__}: {exc}")

@@ -38,9 +38,11 @@ from .runtime import (
     Stopped,
     barrier,
     broadcast_object,
+    checkpoint_mismatch,
     default_run_dir,
     drive,
     epoch_peak_memory,
+    fitting_checkpoint,
     load_checkpoint,
     reduce_sum,
     rng_state,
@@ -333,8 +335,7 @@ class Searcher:
         mask = torch.ones(len(edge_list(self.nodes)), len(self.ops), dtype=torch.bool)
         start_stage, start_epoch, phase = 0, 0, "train"
         if ckpt is not None:
-            start_stage, start_epoch, phase = ckpt["stage"], ckpt["epoch"], ckpt["phase"]
-            mask = ckpt["mask"].bool()
+            start_stage, start_epoch, phase, mask = self.checked(ckpt, mask.shape)
             self.run.control_offset = ckpt["control_offset"]
         prev: StageState | None = None
         for stage in range(start_stage, len(sc.stages)):
@@ -345,12 +346,12 @@ class Searcher:
             prev = None
             first = 0
             if ckpt is not None and stage == start_stage:
-                check_supernet_layout(ckpt["model"], self.run.dir / rd.CHECKPOINT)
-                s.net.load_state_dict(ckpt["model"])
-                s.w_opt.load_state_dict(ckpt["w_opt"])
-                s.a_opt.load_state_dict(ckpt["a_opt"])
-                s.sched.load_state_dict(ckpt["sched"])
-                set_rng_state(ckpt["rng"])
+                with fitting_checkpoint(self.run.dir):
+                    s.net.load_state_dict(ckpt["model"])
+                    s.w_opt.load_state_dict(ckpt["w_opt"])
+                    s.a_opt.load_state_dict(ckpt["a_opt"])
+                    s.sched.load_state_dict(ckpt["sched"])
+                    set_rng_state(ckpt["rng"])
                 first = start_epoch
             else:  # a stop during the stage's first epoch can still be resumed
                 self.checkpoint(stage, 0, "train", mask, s)
@@ -380,6 +381,20 @@ class Searcher:
                 mask = mask_from_keep(keep, self.ops, self.nodes)
             prev = s
         barrier(self.info)
+
+    def checked(self, ckpt: dict[str, Any], shape: torch.Size) -> tuple[int, int, str, torch.Tensor]:
+        """Where the checkpoint stopped (stage, epoch, phase, mask), if the config still has that place."""
+        stages = self.cfg.search.stages
+        with fitting_checkpoint(self.run.dir):
+            stage, epoch, phase, mask = int(ckpt["stage"]), int(ckpt["epoch"]), str(ckpt["phase"]), ckpt["mask"].bool()
+            int(ckpt["control_offset"])
+        if not 0 <= stage < len(stages) or not 0 <= epoch <= stages[stage].epochs:
+            raise checkpoint_mismatch(
+                self.run.dir, f"it stopped at stage {stage + 1} epoch {epoch}, which search.stages no longer has"
+            )
+        if mask.shape != shape:
+            raise checkpoint_mismatch(self.run.dir, "space.nodes or space.ops differ")
+        return stage, epoch, phase, mask
 
     def emit_epoch(self, stage: int, epoch: int, s: StageState, m: dict[str, float]) -> None:
         sc = self.cfg.search
@@ -501,6 +516,8 @@ def run(args: SearchRequest) -> int:
                 for line in [splits.describe(), *splits.notes, describe_augment(cfg, "search"), *notes]:
                     run.progress.line(line)
             Searcher(cfg, run, info, splits).search(ckpt)
+            if info.main and not (run_dir / rd.GENOTYPE).is_file():  # never report a success it did not have
+                raise RuntimeError(f"the search ended without writing {run_dir / rd.GENOTYPE}")
             return f"genotype written to {run_dir / rd.GENOTYPE}", f"finished: {run_dir / rd.GENOTYPE}"
 
         return drive(run_dir, cfg, "search", info, resume, args.progress, work, f"dasvit search --resume {run_dir}")

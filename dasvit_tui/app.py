@@ -9,7 +9,6 @@ thread, detached, so leaving the app never stops a run.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 from typing import Callable
@@ -29,13 +28,9 @@ from .screens.runs import RunsScreen
 
 
 def run_kind(run_dir: Path) -> str | None:
-    """The kind of a run (search, retrain, focus) from its first event; None before it has one."""
-    try:
-        with open(Path(run_dir) / rd.EVENTS, encoding="utf-8") as f:
-            first = json.loads(f.readline() or "null")
-    except (OSError, ValueError):
-        return None
-    return first.get("kind") if isinstance(first, dict) and first.get("type") == "run_start" else None
+    """The kind of a run (search, retrain, focus) from its first run_start event; None before it has one."""
+    events, _ = rd.read_events(Path(run_dir))
+    return next((e.get("kind") for e in events if e.get("type") == "run_start"), None)
 
 
 class DasvitApp(App[str | None]):
@@ -112,7 +107,7 @@ class DasvitApp(App[str | None]):
         try:
             launched = start()
         except UserError as e:
-            self.call_from_thread(self.notify, str(e), severity="error", timeout=8)
+            self.call_from_thread(self.notify, str(e), severity="error", timeout=8, markup=False)
             return
         self.launched.append(launched)
         self.call_from_thread(self.open_run, launched.run_dir, launched.process, launched.kind)

@@ -11,6 +11,7 @@ import sys
 import typer
 
 from dasvit.errors import UserError
+from dasvit.rundir import printable
 
 app = typer.Typer(
     name="dasvit",
@@ -88,7 +89,7 @@ def main() -> None:
     try:
         rc = app(standalone_mode=False)  # click returns (not raises) a command's typer.Exit code here
     except UserError as e:
-        print(f"dasvit: {e}", file=sys.stderr)
+        print(f"dasvit: {printable(e)}", file=sys.stderr)  # it may quote a path or a file: no escapes
         sys.exit(e.exit_code)
     except typer.Exit as e:
         sys.exit(e.exit_code)

@@ -10,6 +10,7 @@ import typer
 
 from dasvit.errors import UserError
 from dasvit.fmt import human_bytes
+from dasvit.limits import MAX_THREADS
 
 
 def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -102,6 +103,8 @@ def register(app: typer.Typer) -> None:
         from dasvit.threads import ENV, apply_threads
 
         if threads:
+            if threads > MAX_THREADS:
+                raise UserError(f"--threads is at most {MAX_THREADS:,}, got {threads:,}.")
             os.environ[ENV] = str(threads)
         typer.echo(apply_threads().describe(), err=True)
         from dasvit.bench import FULL, QUICK, profile_search_step, run_bench

@@ -11,7 +11,8 @@ from typing import Any
 
 import typer
 
-from dasvit.errors import ConfigError
+from dasvit.errors import ConfigError, UserError
+from dasvit.limits import MAX_RANDOM_CELLS
 
 from .render import human, percent
 
@@ -202,6 +203,8 @@ def register(app: typer.Typer) -> None:
           dasvit compare runs/fashion-s0 --random 5
           dasvit compare runs/fashion-s0 runs/fashion-s1 runs/fashion-s2 --random 5 --summary results/fashion.json
         """
+        if not 0 <= random_cells <= MAX_RANDOM_CELLS:
+            raise UserError(f"--random must be between 0 and {MAX_RANDOM_CELLS} cells, got {random_cells:,}.")
         from dasvit.compare import compare as run_compare
         from dasvit.runtime import run_engine
 

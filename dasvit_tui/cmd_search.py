@@ -130,11 +130,12 @@ def register(app: typer.Typer) -> None:
 
         Example: dasvit approve runs/demo-20260101-120000 --keep '{"0->2": ["msa_4", "mlp_4"]}'
         """
-        rd.require_run_dir(run_dir)
+        rd.require_run_dir(run_dir)  # none of its files a link
+        shown = rd.printable(run_dir, newlines=False)
         pending = rd.pending_proposal(run_dir)
         if stop:
             rd.write_control(run_dir, {"type": "stop"})
-            typer.echo(f"stop requested for {run_dir}")
+            typer.echo(f"stop requested for {shown}")
             return
         if pending is None:
             raise RunDirError(f"{run_dir} has no pruning proposal waiting for approval.")
@@ -144,23 +145,23 @@ def register(app: typer.Typer) -> None:
             cmd["keep"] = checked_keep(read_keep(keep), pending)
         live = rd.is_live(run_dir)
         if not live:
-            typer.echo(f"note: no engine is running on {run_dir}; the approval applies when it is resumed.", err=True)
+            typer.echo(f"note: no engine is running on {shown}; the approval applies when it is resumed.", err=True)
         tail = rd.JsonlTail(run_dir / rd.EVENTS)
         tail.read_new()  # the verdict is an event written after this answer
         rd.write_control(run_dir, cmd)
         if no_wait or not live or wait <= 0:
-            typer.echo(f"approval of stage {stage} pruning sent to {run_dir}")
+            typer.echo(f"approval of stage {stage} pruning sent to {shown}")
             return
         verdict = await_verdict(tail, stage, wait)
         if verdict is None:
             typer.echo(
-                f"approval of stage {stage} pruning sent to {run_dir}; the engine has not answered within "
+                f"approval of stage {stage} pruning sent to {shown}; the engine has not answered within "
                 f"{wait:g} s (dasvit tui {run_dir} shows what it does)."
             )
         elif verdict["type"] == "prune":
             asked = cmd.get("keep", pending.get("keep"))
             how = "as approved" if verdict.get("keep") == asked else "by an answer that came before this one"
-            typer.echo(f"stage {stage} pruned {how} for {run_dir}: {keep_summary(verdict.get('keep'))}")
+            typer.echo(f"stage {stage} pruned {how} for {shown}: {keep_summary(verdict.get('keep'))}")
         elif verdict["type"] == "error":
             why = str(verdict.get("message", "")).removeprefix(f"approve for stage {stage} ignored: ").rstrip(".")
             raise UserError(f"the engine refused the approval of stage {stage}: {why}.")
@@ -218,16 +219,19 @@ VERDICT_SECONDS = 10.0
 
 
 def read_keep(keep: str) -> object:
-    """--keep's JSON, given inline or as a file."""
-    text = keep
-    if not keep.lstrip().startswith("{"):
-        if not Path(keep).is_file():
-            raise UserError(f"--keep {keep!r} is neither JSON nor a JSON file.")
-        text = Path(keep).read_text()
+    """--keep: JSON, or a JSON file; read as untrusted input (bounded size and depth)."""
     try:
-        return json.loads(text)
+        if keep.lstrip().startswith("{"):
+            return rd.parse_json(keep.encode())
+        if not Path(keep).is_file():
+            raise UserError(f"--keep {keep[:60]!r} is neither JSON nor a JSON file.")
+        return rd.read_json_file(Path(keep), follow=True, max_bytes=1 << 20)
     except json.JSONDecodeError as e:
         raise UserError(f"--keep is not valid JSON ({e.msg}).") from None
+    except ValueError as e:
+        raise UserError(f"--keep is not valid JSON ({e}).") from None
+    except OSError as e:
+        raise UserError(f"--keep {keep[:60]!r} cannot be read ({e.strerror or e}).") from None
 
 
 def checked_keep(parsed: object, pending: dict) -> dict:

@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 import typer
 
+from dasvit import limits as lim
 from dasvit import rundir as rd
 from dasvit.errors import ConfigError, RunDirError, UserError
 
@@ -28,8 +29,8 @@ FORMATS = ("rich", "json", "dot")
 
 def _read_metrics(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        data = rd.read_json_file(path)
+    except (OSError, ValueError, UserError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -84,7 +85,62 @@ def resolve_sizes(source: str, opts: dict[str, Optional[int]]) -> tuple[dict[str
     for key, option in (("depth", "--depth"), ("num_classes", "--classes")):
         if sizes[key] < 1:
             raise ConfigError(f"{option} must be at least 1, got {sizes[key]}.")
+    check_sizes(sizes)
     return sizes, origin
+
+
+SIZE_OPTIONS = {
+    "depth": ("--depth", lim.MAX_DEPTH),
+    "embed_dim": ("--dim", lim.MAX_EMBED_DIM),
+    "image_size": ("--image-size", lim.MAX_IMAGE_SIZE),
+    "patch_size": ("--patch", lim.MAX_IMAGE_SIZE),
+    "num_classes": ("--classes", lim.MAX_CLASSES),
+}
+
+
+def check_sizes(sizes: dict[str, int]) -> None:
+    """Sizes within what dasvit builds (dasvit.limits), each bound said in the sentence."""
+    for key, (option, bound) in SIZE_OPTIONS.items():
+        if not 1 <= sizes[key] <= bound:
+            raise ConfigError(f"{option} must be between 1 and {bound:,}, got {sizes[key]:,}.")
+    tokens = (sizes["image_size"] // sizes["patch_size"]) ** 2 + 1
+    if sizes["image_size"] % sizes["patch_size"] or tokens > lim.MAX_TOKENS:
+        raise ConfigError(
+            f"--image-size {sizes['image_size']} must be a multiple of --patch {sizes['patch_size']} giving at most "
+            f"{lim.MAX_TOKENS - 1:,} patches, got {tokens - 1:,}."
+        )
+
+
+def check_network(genotype, sizes: dict[str, int]) -> None:
+    """Refuse, before building it, a network larger than `dasvit show` counts (lim.MAX_SHOW_PARAMS)."""
+    from dasvit.cost import network_cost, op_cost, stem_head_cost, tokens_of
+
+    if genotype.version == 2:
+        n = tokens_of(sizes["image_size"], sizes["patch_size"])
+        live = set(genotype.live_nodes())
+        params = stem_head_cost(
+            genotype.embed_dim, sizes["image_size"], sizes["patch_size"], sizes["in_chans"], sizes["num_classes"]
+        ).params + sum(
+            op_cost(op, genotype.embed_dim, n, genotype.head_dim).params
+            for layer in genotype.layers
+            for e, op in zip(genotype.edges, layer)
+            if e.dst in live
+        )
+    else:
+        params = network_cost(
+            genotype,
+            sizes["depth"],
+            sizes["embed_dim"],
+            sizes["image_size"],
+            sizes["patch_size"],
+            sizes["in_chans"],
+            sizes["num_classes"],
+        ).params
+    if params > lim.MAX_SHOW_PARAMS:
+        raise ConfigError(
+            f"this network would have {params / 1e9:,.1f}G params; dasvit show builds networks of at most "
+            f"{lim.MAX_SHOW_PARAMS / 1e9:.0f}G params (8 GiB of weights) to count them: lower --depth or --dim."
+        )
 
 
 def comparison(
@@ -191,14 +247,17 @@ def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: O
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}.")
     genotype = load_genotype(source)
+    shown = rd.printable(source, newlines=False)  # a path may hold escape sequences: never to the terminal
     if fmt == "dot":
         from .render import elastic_cell, to_dot
 
-        typer.echo(to_dot(elastic_cell(genotype), name=Path(source).stem), nl=False)
+        typer.echo(to_dot(elastic_cell(genotype), name=Path(shown).stem), nl=False)
         return
     sizes, origin = resolve_sizes(source, opts)
     if genotype.version == 2:
         sizes, origin = v2_sizes(genotype, opts, sizes, origin)
+    check_network(genotype, sizes)
+    origin = rd.printable(origin, newlines=False)
     from dasvit.profile import profile_genotype
 
     cost = profile_genotype(
@@ -236,16 +295,16 @@ def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: O
         from .render import elastic_cell, layer_table
 
         stats = {k: v for k, v in {**sizes, **cost}.items() if k != "edge_params"}  # edge sizes differ per layer
-        console.print(render_cell(elastic_cell(genotype), stats, title=f"{source}  (sizes from {origin})"))
+        console.print(render_cell(elastic_cell(genotype), stats, title=f"{shown}  (sizes from {origin})"))
         console.print()
         console.print(layer_table(genotype, cost["layers"]))
     else:
-        console.print(render_cell(genotype, {**sizes, **cost}, title=f"{source}  (sizes from {origin})"))
+        console.print(render_cell(genotype, {**sizes, **cost}, title=f"{shown}  (sizes from {origin})"))
     if rows:
         console.print()
         console.print(comparison_table(rows))
     if hint:
-        console.print(Text(hint, style="dim"))
+        console.print(Text(rd.printable(hint), style="dim"))
     if compared:
         from .cmd_compare import compare_table
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from dasvit import rundir as rd
 from dasvit.engine_request import EngineRequest, SearchRequest
 from dasvit.errors import USER_ERROR_FILE, RunDirError, UserError
+from dasvit.limits import MAX_PROCESSES
 
 
 @dataclass
@@ -46,8 +47,10 @@ def start_engine(request: EngineRequest) -> Launched:
         raise RunDirError(f"{run_dir} is in use by a live engine process; open it with: dasvit tui {run_dir}")
     rd.ensure_writable(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    rd.check_no_links(run_dir)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    with open(run_dir / rd.ENGINE_LOG, "ab") as log:
+    log_fd = rd.open_run_file(run_dir / rd.ENGINE_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # not through a link
+    with os.fdopen(log_fd, "ab") as log:
         proc = subprocess.Popen(
             engine_command(request),
             stdin=subprocess.DEVNULL,
@@ -77,6 +80,8 @@ def run_distributed(request: EngineRequest, nproc: int) -> int:
         request.MODULE,
         *request.argv(),
     ]
+    if not 1 <= nproc <= MAX_PROCESSES:
+        raise UserError(f"--nproc must be between 1 and {MAX_PROCESSES}, got {nproc:,}.")
     threads = os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     with tempfile.TemporaryDirectory(prefix="dasvit-ranks-") as tmp:
         said = Path(tmp) / "user-error"

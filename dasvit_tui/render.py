@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dasvit.opspec import edge_name
+from dasvit.rundir import printable
 
 OP_STYLES = {"msa": "bold magenta", "mlp": "bold cyan", "skip": "green", "zero": "dim"}
 OP_WIDTH = 12  # longest usual op name (mlp_0.5, msa_12) plus the rule after it
@@ -133,7 +134,7 @@ def comparison_table(rows: Iterable[dict[str, Any]]) -> Table:
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(
-            str(r.get("name", "?")),
+            Text(printable(r.get("name", "?"), newlines=False)),  # a run's path: no markup, no escapes
             human(r.get("params")),
             human(r.get("flops")),
             percent(r.get("top1")),

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dasvit.fmt import human_bytes
-from dasvit.rundir import SPECIALIZED, RunStatus
+from dasvit.rundir import SPECIALIZED, RunStatus, printable
 
 
 def run_name(path: Path) -> str:
@@ -23,8 +23,15 @@ def run_name(path: Path) -> str:
     path = Path(path)
     p = path.parent if path.suffix == ".json" and path.parent.name != SPECIALIZED else path
     if p.parent.name == SPECIALIZED:
-        return f"{p.parent.parent.name}/{SPECIALIZED}/{p.name}"
-    return f"{p.parent.name}/{p.name}" if p.name == "retrain" else p.name
+        name = f"{p.parent.parent.name}/{SPECIALIZED}/{p.name}"
+    else:
+        name = f"{p.parent.name}/{p.name}" if p.name == "retrain" else p.name
+    return printable(name, newlines=False)  # a path may hold escape sequences
+
+
+def drawable(v: Any) -> bool:
+    """A number a chart can place: finite and not so large that differences overflow (a run file may say anything)."""
+    return type(v) in (int, float) and -1e300 < v < 1e300
 
 
 @dataclass
@@ -87,9 +94,9 @@ class RunState(RunStatus):
     def budgets(self) -> list[float]:
         """The sampler's budget bins (FLOPs): from the space event, else from the last epoch's bins."""
         budgets = (self.space or {}).get("budgets")
-        if isinstance(budgets, list) and budgets:
-            return [float(b) for b in budgets]
-        return [float(b["budget_flops"]) for b in self.sampler_bins if isinstance(b.get("budget_flops"), (int, float))]
+        if not (isinstance(budgets, list) and budgets):
+            budgets = [b.get("budget_flops") for b in self.sampler_bins]
+        return [float(b) for b in budgets if drawable(b)]
 
     @property
     def sampler_bins(self) -> list[dict[str, Any]]:
@@ -102,9 +109,8 @@ class RunState(RunStatus):
         out = []
         for i, ev in enumerate(self.epochs):
             for p in ev.get("points") or []:
-                if isinstance(p, dict) and isinstance(p.get("flops"), (int, float)):
-                    if isinstance(p.get("val_acc"), (int, float)):
-                        out.append((i, p))
+                if isinstance(p, dict) and drawable(p.get("flops")) and drawable(p.get("val_acc")):
+                    out.append((i, p))
         return out
 
     # -- the plan ---------------------------------------------------------------------------
@@ -127,7 +133,7 @@ class RunState(RunStatus):
     @property
     def fairness_bounds(self) -> tuple[float, float] | None:
         f = self._section("search").get("fairness")
-        if isinstance(f, dict) and f.get("enabled", True) and "lower" in f and "upper" in f:
+        if isinstance(f, dict) and f.get("enabled", True) and drawable(f.get("lower")) and drawable(f.get("upper")):
             return float(f["lower"]), float(f["upper"])
         return None
 

@@ -10,8 +10,9 @@ them into a `dasvit_tui.state.RunState` on the UI thread.
 
 from __future__ import annotations
 
-import json
+import os
 import shutil
+import stat
 import subprocess
 import threading
 import time
@@ -19,12 +20,14 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from dasvit import rundir as rd
+from dasvit.errors import UserError
 
 from . import messages as m
 
 POLL_SECONDS = 0.2  # new events reach the screen well within 0.5 s
 STATS_SECONDS = 2.0
 LOG_TAIL_BYTES = 64 * 1024
+LOG_READ_BYTES = 4 << 20
 MAX_LOG_LINES_PER_PASS = 500
 
 
@@ -48,7 +51,7 @@ class RunWatcher:
         self.process = process
         self.interval = interval
         self.stats_interval = stats_interval
-        self._events = rd.JsonlTail(self.run_dir / rd.EVENTS)
+        self._events = rd.JsonlTail(self.run_dir / rd.EVENTS, clean=rd.clean_event)  # untrusted: rd.parse_line
         self._log_offset: int | None = None
         self._log_partial = b""
         self._live: tuple[bool, int | None] | None = None
@@ -101,25 +104,31 @@ class RunWatcher:
     def _read_log(self) -> int:
         path = self.run_dir / rd.ENGINE_LOG
         try:
-            with open(path, "rb") as f:
-                if self._log_offset is None:  # first look: only the tail of a long log
-                    size = f.seek(0, 2)
-                    self._log_offset = max(0, size - LOG_TAIL_BYTES)
-                    skip_first = self._log_offset > 0
-                else:
-                    skip_first = False
-                f.seek(self._log_offset)
-                chunk = f.read()
-        except FileNotFoundError:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:  # none yet, or a link: nothing to show
             return 0
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return 0
+            if self._log_offset is None:  # first look: only the tail of a long log
+                size = f.seek(0, 2)
+                self._log_offset = max(0, size - LOG_TAIL_BYTES)
+                skip_first = self._log_offset > 0
+            else:
+                skip_first = False
+            f.seek(self._log_offset)
+            chunk = f.read(LOG_READ_BYTES)  # a bounded read per pass: a runaway log cannot flood memory
         if not chunk:
             return 0
         self._log_offset += len(chunk)
         lines = (self._log_partial + chunk).split(b"\n")
         self._log_partial = lines.pop()
+        if len(self._log_partial) > LOG_TAIL_BYTES:  # a line without end: show what there is
+            lines.append(self._log_partial)
+            self._log_partial = b""
         if skip_first and lines:
             lines = lines[1:]
-        text = [ln.decode("utf-8", "replace").rstrip("\r").rsplit("\r", 1)[-1] for ln in lines]
+        text = [rd.printable(ln.decode("utf-8", "replace").rstrip("\r").rsplit("\r", 1)[-1], False) for ln in lines]
         text = [t for t in text if t.strip()][-MAX_LOG_LINES_PER_PASS:]
         if text:
             self.target.post_message(m.LogLines(text))
@@ -131,7 +140,7 @@ class RunWatcher:
         if not partial or (self._live and self._live[0]) or partial == self._warned_partial:
             return 0
         self._warned_partial = partial
-        self.target.post_message(m.BadEventLine(partial.decode("utf-8", "replace")))
+        self.target.post_message(m.BadEventLine(rd.printable(partial[:1000].decode("utf-8", "replace"), False)))
         return 1
 
     def _check_live(self) -> None:
@@ -177,12 +186,12 @@ class RunWatcher:
             mtime = path.stat().st_mtime
             if mtime == self._metrics_mtime:
                 return
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
+            data = rd.read_json_file(path)
+        except (OSError, ValueError, UserError):
             return
         self._metrics_mtime = mtime
-        if isinstance(data, dict):
-            self.target.post_message(m.MetricsReady(data))
+        if isinstance(data, dict):  # what the monitor shows of it are numbers: a value of another type is absent
+            self.target.post_message(m.MetricsReady({k: v for k, v in data.items() if type(v) in (int, float)}))
 
 
 def query_gpus() -> list[m.GpuSample] | None:

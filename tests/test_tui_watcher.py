@@ -238,4 +238,4 @@ def test_a_real_focus_run_reads_the_same_in_the_runs_list_and_the_monitor_state(
     val_acc = [e["val_acc"] for e in rd.read_events(run)[0] if e["type"] == "epoch"]
     assert (summary.epoch, summary.stage_epochs, summary.best_acc) == (2, 2, max(val_acc))
     cells = row_cells(summary, "focus")
-    assert cells[1:3] == ["focus", "focus-demo"] and str(cells[3]) == "finished" and cells[5] == "2/2"
+    assert [str(c) for c in cells[1:3]] == ["focus", "focus-demo"] and str(cells[3]) == "finished" and cells[5] == "2/2"

@@ -33,6 +33,7 @@ from ..errors import RunDirError, UserError
 from ..fmt import check_budget
 from ..fmt import count as human
 from ..genotype import arch_genotype
+from ..limits import MAX_SAMPLES
 from ..runtime import DistInfo, load_checkpoint
 from .sampler import ArchSampler, bin_for_budget
 from .scoring import CostTable, EvalBatches, eval_batch, evaluate_arch
@@ -309,8 +310,8 @@ def specialize(
     write it to RUN_DIR/specialized/<budget>.json (<budget>-<method>.json for evolution and random)."""
     if method not in METHODS:
         raise UserError(f"--method must be one of {', '.join(METHODS)}, got {method!r}.")
-    if samples < 1:
-        raise UserError(f"--samples must be at least 1, got {samples}.")
+    if not 1 <= samples <= MAX_SAMPLES:
+        raise UserError(f"--samples must be between 1 and {MAX_SAMPLES:,}, got {samples:,}.")
     if not isinstance(run, FocusRun):
         run = FocusRun(run)
     smallest = run.space.smallest()

@@ -42,9 +42,11 @@ from ..runtime import (
     Stopped,
     all_reduce_mean,
     barrier,
+    checkpoint_mismatch,
     default_run_dir,
     drive,
     epoch_peak_memory,
+    fitting_checkpoint,
     load_checkpoint,
     reduce_sum,
     rng_state,
@@ -397,7 +399,12 @@ class FocusTrainer:
     # -- the whole run --------------------------------------------------------------------------
     def train(self, ckpt: dict[str, Any] | None) -> None:
         f = self.cfg.focus
-        start = self.restore(ckpt) if ckpt is not None else 0
+        start = 0
+        if ckpt is not None:
+            with fitting_checkpoint(self.run.dir):
+                start = int(self.restore(ckpt))
+            if not 0 <= start <= f.epochs:
+                raise checkpoint_mismatch(self.run.dir, f"it stopped after epoch {start} of focus.epochs {f.epochs}")
         if ckpt is None:
             self.run.emit(
                 "space",

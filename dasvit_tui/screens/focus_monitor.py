@@ -14,6 +14,7 @@ from textual.widgets import Footer, Static
 
 from dasvit import rundir as rd
 
+from ..state import drawable
 from ..widgets.charts import ChartData, LineChart, Series
 from ..widgets.header import RunHeader
 from ..widgets.log import EngineLog
@@ -31,7 +32,7 @@ def pareto_data(state) -> ParetoData:
         (now if i == last else earlier).append((float(p["flops"]), float(p["val_acc"])))
     space = state.space or {}
     lo, hi = space.get("min_flops"), space.get("max_flops")
-    x_range = (float(lo), float(hi)) if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) else None
+    x_range = (float(lo), float(hi)) if drawable(lo) and drawable(hi) else None
     return ParetoData(now, earlier, state.budgets, x_range)
 
 
@@ -106,9 +107,13 @@ class FocusMonitorScreen(MonitorScreen):
             self._job_told = job
             if not isinstance(self.app.screen, SpecializeScreen):  # the dialog shows it itself
                 if job.error:
-                    self.notify(f"specialize {job.budget.text}: {job.error}", severity="error", timeout=8)
+                    self.notify(f"specialize {job.budget.text}: {job.error}", severity="error", timeout=8, markup=False)
                 else:
-                    self.notify(f"specialized for {job.budget.text} FLOPs: b shows it, r there retrains it.", timeout=8)
+                    self.notify(
+                        f"specialized for {job.budget.text} FLOPs: b shows it, r there retrains it.",
+                        timeout=8,
+                        markup=False,
+                    )
 
     def action_specialize(self) -> None:
         self.app.push_screen(SpecializeScreen(self))

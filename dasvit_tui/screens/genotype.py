@@ -21,7 +21,8 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from dasvit.rundir import GENOTYPE
+from dasvit.errors import UserError
+from dasvit.rundir import GENOTYPE, read_json_file
 
 from ..state import run_name
 
@@ -39,13 +40,18 @@ def show_target(run_dir: Path, stage: Any, final: bool) -> Path:
 def plain_cell(genotype: dict[str, Any]) -> Text:
     """A fallback drawing: node j = op(i) + ... (used only if the shared renderer cannot be loaded)."""
     out = Text()
-    edges = genotype.get("edges") or []
-    for node in sorted({e.get("to") for e in edges}):
-        terms = " + ".join(f"{e.get('op')}({e.get('from')})" for e in edges if e.get("to") == node)
+    edges = genotype.get("edges") if isinstance(genotype.get("edges"), list) else []
+    edges = [e for e in edges[:MAX_PLAIN_EDGES] if isinstance(e, dict)]  # a damaged event may hold anything
+    for node in sorted({str(e.get("to")) for e in edges}):
+        terms = " + ".join(f"{e.get('op')}({e.get('from')})" for e in edges if str(e.get("to")) == node)
         out.append(f"node {node}", style="bold")
         out.append(f" = {terms}\n")
-    out.append("output = " + " + ".join(f"node {o}" for o in genotype.get("output") or []), style="bold")
+    output = genotype.get("output") if isinstance(genotype.get("output"), list) else []
+    out.append("output = " + " + ".join(f"node {o}" for o in output[:MAX_PLAIN_EDGES]), style="bold")
     return out
+
+
+MAX_PLAIN_EDGES = 200
 
 
 def format_stats(data: dict[str, Any]) -> Text:
@@ -74,7 +80,10 @@ def format_stats(data: dict[str, Any]) -> Text:
 def load_target(target: Path) -> dict[str, Any]:
     """The genotype JSON of a genotype file, or of a run directory's genotype.json."""
     path = target / GENOTYPE if target.is_dir() else target
-    return json.loads(path.read_text())
+    data = read_json_file(path)  # a run directory's file: untrusted, never through a link
+    if not isinstance(data, dict):
+        raise ValueError(f"{path.name} holds no genotype object")
+    return data
 
 
 class GenotypeScreen(Screen):
@@ -108,7 +117,7 @@ class GenotypeScreen(Screen):
         if genotype is None:
             try:
                 genotype = load_target(self.target)
-            except (OSError, ValueError) as e:
+            except (OSError, ValueError, UserError) as e:
                 self.app.call_from_thread(self._set_cell, Text(f"no genotype to show: {e}", style="red"))
                 return
         self.app.call_from_thread(self._set_cell, render(genotype))

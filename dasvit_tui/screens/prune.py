@@ -186,7 +186,7 @@ class PruneScreen(ModalScreen[PruneDecision | None]):
         self._update_status()
 
     def on_keep_grid_refused(self, event: KeepGrid.Refused) -> None:
-        self.notify(f"edge {event.edge} must keep at least one op.", severity="warning", timeout=3)
+        self.notify(f"edge {event.edge} must keep at least one op.", severity="warning", timeout=3, markup=False)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         {"approve": self.action_approve, "stop": self.action_stop_run, "later": self.action_later}[event.button.id]()

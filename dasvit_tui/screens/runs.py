@@ -39,11 +39,11 @@ def run_label(summary: RunSummary, root: Path, previous: RunSummary | None = Non
     if previous is not None and summary.path.parent.name == rd.SPECIALIZED:
         owner = summary.path.parent.parent
         if owner in (previous.path, previous.path.parent.parent):  # below its focus run or a sibling retrain
-            return f" └ {rd.SPECIALIZED}/{summary.path.name}"
+            return f" └ {rd.SPECIALIZED}/{rd.printable(summary.path.name, newlines=False)}"
     try:
-        return str(summary.path.relative_to(root))
+        return rd.printable(summary.path.relative_to(root), newlines=False)
     except ValueError:
-        return str(summary.path)
+        return rd.printable(summary.path, newlines=False)
 
 
 def row_cells(s: RunSummary, label: str) -> list:
@@ -52,7 +52,16 @@ def row_cells(s: RunSummary, label: str) -> list:
     stage = f"{s.stage}/{stages}" if stages > 1 else "–"
     epoch = f"{s.epoch}/{s.stage_epochs}" if s.stage_epochs else "–"
     best = f"{s.best_acc:.1%}" if s.best_acc is not None else "–"
-    return [label, s.kind, s.preset, Text(status, style=style), stage, epoch, Text(best, justify="right")]
+    # every cell a Text: a run's name, kind and preset come from its files, never read as markup
+    return [
+        Text(label),
+        Text(s.kind),
+        Text(s.preset),
+        Text(status, style=style),
+        stage,
+        epoch,
+        Text(best, justify="right"),
+    ]
 
 
 class RunsScreen(Screen):
@@ -69,7 +78,9 @@ class RunsScreen(Screen):
         self.summaries: list[RunSummary] = []
 
     def compose(self) -> ComposeResult:
-        yield Static(Text.assemble(("dasvit", "bold"), f" · runs under {self.root}/"), id="runs-title")
+        yield Static(
+            Text.assemble(("dasvit", "bold"), f" · runs under {rd.printable(self.root, False)}/"), id="runs-title"
+        )
         table: DataTable = DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         table.add_columns("run", "kind", "preset", "status", "stage", "epoch", "best acc")
         yield table
@@ -101,13 +112,13 @@ class RunsScreen(Screen):
         self.summaries = summaries
         waiting = sum(s.status == "waiting" for s in summaries)
         hint = (
-            f"no runs yet under {self.root}/ — press n to start a search"
+            f"no runs yet under {rd.printable(self.root, False)}/ — press n to start a search"
             if not summaries
             else f"{len(summaries)} runs"
             + (f" · {waiting} waiting for your approval" if waiting else "")
             + " · enter opens"
         )
-        self.query_one("#runs-hint", Static).update(hint)
+        self.query_one("#runs-hint", Static).update(Text(hint))
         self.loaded = True
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:

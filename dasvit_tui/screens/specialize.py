@@ -14,6 +14,7 @@ sentence in the dialog; the run goes on.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import threading
@@ -154,16 +155,21 @@ def result_view(job: SpecializeJob) -> Group | Text:
     except (UserError, OSError, TypeError) as e:
         return Text(f"could not read the specialized genotype: {e}", style="red")
     meta = genotype.meta
+
+    def num(key: str, fmt=count) -> str:  # a file of the run directory: a field may be missing or of any type
+        v = meta.get(key)
+        return fmt(v) if type(v) in (int, float) and math.isfinite(v) else "?"
+
     head = Text()
-    head.append(f"{count(meta['flops_budget'])} FLOPs", style="bold")
+    head.append(f"{num('flops_budget')} FLOPs", style="bold")
     if meta.get("params_budget") is not None:
-        head.append(f", {count(meta['params_budget'])} params", style="bold")
+        head.append(f", {num('params_budget')} params", style="bold")
     head.append(" → ")
-    head.append(f"{count(meta['flops'])} FLOPs · {count(meta['params'])} params · ", style="bold")
-    head.append(f"top-1 {meta['top1_inherited']:.2%}", style="bold green")
+    head.append(f"{num('flops')} FLOPs · {num('params')} params · ", style="bold")
+    head.append(f"top-1 {num('top1_inherited', lambda v: f'{v:.2%}')}", style="bold green")
     head.append(" (inherited weights)")
     found = Text(
-        f"best of {meta['evaluations']} evaluated (found at #{meta['found_at']}) · depth {genotype.depth}, "
+        f"best of {num('evaluations', str)} evaluated (found at #{num('found_at', str)}) · depth {genotype.depth}, "
         f"embed dim {genotype.embed_dim}, head width {genotype.head_dim}",
         style="grey62",
     )
@@ -196,15 +202,19 @@ class SpecializeScreen(ModalScreen[None]):
         space = self.monitor.state.space or {}
         with Vertical(id="dialog"):
             yield Label(
-                f"[b]Specialize {self.monitor.state.name}[/b]: the most accurate architecture under a budget, "
-                f"scored with the supernet's inherited weights ({SAMPLES} evaluations).",
+                Text.assemble(
+                    (f"Specialize {self.monitor.state.name}", "bold"),  # a run's name: never markup
+                    f": the most accurate architecture under a budget, scored with the supernet's inherited "
+                    f"weights ({SAMPLES} evaluations).",
+                ),
                 id="spec-title",
             )
-            if space:
-                bins = " ".join(count(b) for b in space.get("budgets") or [])
+            sizes = [space.get(k) for k in ("min_flops", "max_flops", "min_params", "max_params")]
+            if all(type(v) in (int, float) and math.isfinite(v) for v in sizes):
+                bins = " ".join(count(b) for b in self.monitor.state.budgets)
                 yield Label(
-                    f"space {count(space['min_flops'])}–{count(space['max_flops'])} FLOPs, "
-                    f"{count(space['min_params'])}–{count(space['max_params'])} params · bins {bins}",
+                    f"space {count(sizes[0])}–{count(sizes[1])} FLOPs, "
+                    f"{count(sizes[2])}–{count(sizes[3])} params · bins {bins}",
                     classes="hint",
                     id="spec-space",
                 )

@@ -6,12 +6,13 @@ A `LineChart` only renders what it was given with `plot(...)`; it reads no file 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
 from rich.text import Text
 from textual.widget import Widget
+
+from ..state import drawable
 
 # braille dot bits, indexed [row 0..3][column 0..1]
 _DOTS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
@@ -108,13 +109,14 @@ class BrailleCanvas:
 def draw_chart(data: ChartData, width: int, height: int) -> Text:
     """The chart as `height` lines of `width` cells, with a y axis on the left."""
     plot_w = max(1, width - AXIS_WIDTH)
-    values = [v for s in data.series for v in s.values if v is not None and math.isfinite(v)]
+    values = [v for s in data.series for v in s.values if drawable(v)]
+    hlines = [h for h in data.hlines if drawable(h)]
     if not values or height < 1:
         msg = Text(data.empty, style="dim")
         lines = [Text("")] * max(0, (height - 1) // 2) + [msg]
         return Text("\n").join(lines)
-    lo = data.y_min if data.y_min is not None else min(values + data.hlines)
-    hi = data.y_max if data.y_max is not None else max(values + data.hlines)
+    lo = data.y_min if data.y_min is not None else min(values + hlines)
+    hi = data.y_max if data.y_max is not None else max(values + hlines)
     if hi - lo < 1e-12:
         lo, hi = lo - 0.5 * (abs(lo) or 1), hi + 0.5 * (abs(hi) or 1)
     canvas = BrailleCanvas(plot_w, height)
@@ -127,7 +129,7 @@ def draw_chart(data: ChartData, width: int, height: int) -> Text:
     def py(v: float) -> int:
         return round((hi - v) / (hi - lo) * ys)
 
-    for level in data.hlines:
+    for level in hlines:
         y = py(level)
         for x in range(0, xs + 1, 2):
             canvas.dot(x, y, "grey50")
@@ -139,7 +141,7 @@ def draw_chart(data: ChartData, width: int, height: int) -> Text:
     for s in data.series:
         prev = None
         for i, v in enumerate(s.values):
-            if v is None or not math.isfinite(v):
+            if not drawable(v):
                 prev = None
                 continue
             pt = (px(i), py(min(max(v, lo), hi)))

@@ -67,6 +67,9 @@ def draw_heatmap(
                 out.append("╌".rjust(cell - 1) + " ", style="grey35")
                 continue
             v = float(w[op])
+            if not 0 <= v <= 1:  # not a softmax weight (NaN from a diverged run, a damaged event): no colour
+                out.append("?".rjust(cell - 1) + " ", style="bold red")
+                continue
             num = "1.0" if v >= 0.995 else f"{v:.2f}"[1:]
             if cell - 1 <= 3:
                 num = "1.0" if v >= 0.995 else f"{round(v * 100):2d}"

@@ -14,6 +14,7 @@ from rich.text import Text
 from textual.widget import Widget
 from textual.widgets import Static
 
+from ..state import drawable
 from .charts import AXIS_WIDTH, BrailleCanvas
 
 NOW, EARLIER, FRONT, BUDGET = "bold orange1", "grey50", "green3", "grey42"
@@ -149,7 +150,7 @@ def sampler_table(bins: list[dict], width: int = 40) -> Text:
         out.append("\n")
         out.append(f"{human_flops(budget) if isinstance(budget, (int, float)) else '?':>7} ")
         out.append(f"{human_flops(mean) if isinstance(mean, (int, float)) else '?':>6} ")
-        if isinstance(budget, (int, float)) and isinstance(mean, (int, float)) and budget > 0:
+        if drawable(budget) and drawable(mean) and budget > 0 and math.isfinite(mean / budget):
             ratio = mean / budget
             filled = min(bar_w - 1, round(min(ratio, 1.0) * (bar_w - 1)))
             style = "dodger_blue1" if ratio <= 1 else "red"

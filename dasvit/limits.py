@@ -1,0 +1,34 @@
+"""What a config, a genotype file or a flag may ask for: bounds well above any real use and well below what
+would exhaust the allocator or the patience of a loop. Each is said in the sentence that refuses it. No torch.
+
+The largest networks in use are far inside them: ViT-22B is 48 layers of width 6144 with 48 heads and an
+MLP ratio of 4; a DASViT cell has 3 or 4 intermediate nodes; ViT-B/16 at 224 px reads 197 tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import ConfigError, UserError
+
+MAX_EMBED_DIM = 8192  # token width (space.embed_dim, focus.embed_dims, --dim, a genotype's embed_dim)
+MAX_HEADS = 256  # msa_<heads>
+MAX_MLP_RATIO = 64  # mlp_<ratio>
+MAX_NODES = 32  # intermediate nodes of a cell (space.nodes, a genotype's nodes): 560 edges
+MAX_EDGES = 4096  # edges listed in a genotype (an edge may carry several ops)
+MAX_DEPTH = 1024  # cells stacked (search stages, retrain.depth, focus.depths, --depth)
+MAX_TOKENS = 4097  # patches + the class token of one image: 64 x 64 patches
+MAX_IMAGE_SIZE = 4096  # pixels on a side
+MAX_CLASSES = 1_000_000
+MAX_COUNT = 1e18  # a FLOPs or params budget (--flops, --params): an exaFLOP per image
+MAX_SHOW_PARAMS = 2_000_000_000  # what `dasvit show` builds to count: 8 GiB of float32 weights
+MAX_SAMPLES = 100_000  # architectures `dasvit specialize` evaluates (--samples)
+MAX_RANDOM_CELLS = 100  # random cells `dasvit compare --random` retrains, each a whole retrain
+MAX_PROCESSES = 256  # --nproc ranks on one machine
+MAX_THREADS = 1024  # torch threads (--threads)
+
+
+def check_at_most(value: Any, bound: float, key: str, error: type[UserError] = ConfigError) -> None:
+    """One sentence naming `key` and its bound when `value` is above it."""
+    if value > bound:
+        raise error(f"{key} is at most {bound:,}, got {value:,}.")
