@@ -190,7 +190,6 @@ def preset_engine(preset: str | None) -> str:
     defaults, so only a section written in the preset itself names the engine; `--set focus.x=...` does not."""
     if preset is None:
         return "search"
-    import yaml
 
     from .config import _read_yaml, resolve_preset
     from .errors import ConfigError
