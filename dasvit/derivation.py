@@ -129,7 +129,8 @@ def derive_genotype(
     input to an output node; stacked without one, the digits network stayed at chance): the edge leaving
     a cell input where `skip` weighs most relative to its fair share 1/n becomes a `skip` edge (taking
     the place of its destination's weaker edge) unless even there skip is below `skip_floor` times its
-    fair share. A skip costs nothing, so this never breaks a budget.
+    fair share; when that edge is the cell's only attention edge, the next-strongest skip takes its place
+    on the same terms. A skip costs nothing, so this never breaks a budget.
 
     A derived cell has at least one attention (msa) edge whenever the kept ops leave one: the class token
     reads the image only through attention, and a cell of skips and MLPs stays at chance (measured: seed 1
@@ -149,23 +150,32 @@ def derive_genotype(
     if skip_floor <= 0 or "skip" not in ops or has_residual_path(geno):
         return geno
     s = ops.index("skip")
-    best = max(
-        ((float(w[r, s]) * int(mask[r].sum()), e) for r, e in enumerate(edge_list(nodes)) if e[0] <= 1 and mask[r, s]),
-        default=None,
-    )
-    if best is None or best[0] < skip_floor:
-        return geno
-    i, j = best[1]
-    into_j = [e for e in geno.edges if e.dst == j]
-    same = [e for e in into_j if e.src == i]
-    # the strength of a kept edge is its op's weight; the weaker edge into j gives way to the skip
     col = {o: c for c, o in enumerate(ops)}
     row = {e: r for r, e in enumerate(edge_list(nodes))}
-    # the cell's only attention edge does not give way (without it the class token never sees the image)
-    keep = [e for e in into_j if not (_is_msa(e.op) and sum(_is_msa(x.op) for x in geno.edges) == 1)]
-    out = same[0] if same else min(keep or into_j, key=lambda e: float(w[row[(e.src, e.dst)], col[e.op]]))
-    edges = sorted([e for e in geno.edges if e != out] + [Edge(i, j, "skip")], key=lambda e: (e.dst, e.src))
-    return Genotype(nodes=nodes, edges=edges, output=list(geno.output), meta=dict(geno.meta))
+    sole_msa = [e for e in geno.edges if _is_msa(e.op)]
+    sole_msa = sole_msa[0] if len(sole_msa) == 1 else None  # the cell's only attention edge never gives way
+    # edges leaving a cell input, the strongest skip (relative to its fair share) first
+    ranked = sorted(
+        ((float(w[r, s]) * int(mask[r].sum()), e) for r, e in enumerate(edge_list(nodes)) if e[0] <= 1 and mask[r, s]),
+        key=lambda t: -t[0],
+    )
+    for share, (i, j) in ranked:
+        if share < skip_floor:
+            break
+        into_j = [e for e in geno.edges if e.dst == j]
+        same = [e for e in into_j if e.src == i]
+        if same:
+            out = same[0]
+        else:  # the strength of a kept edge is its op's weight; the weaker edge into j gives way to the skip
+            keep = [e for e in into_j if e != sole_msa]
+            if not keep:
+                continue
+            out = min(keep, key=lambda e: float(w[row[(e.src, e.dst)], col[e.op]]))
+        if out == sole_msa:
+            continue
+        edges = sorted([e for e in geno.edges if e != out] + [Edge(i, j, "skip")], key=lambda e: (e.dst, e.src))
+        return Genotype(nodes=nodes, edges=edges, output=list(geno.output), meta=dict(geno.meta))
+    return geno
 
 
 def space_costs(cfg) -> tuple[dict[str, Cost], Cost | None]:

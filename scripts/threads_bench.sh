@@ -5,6 +5,7 @@
 # new: dasvit's default (idle threads sleep, OMP_WAIT_POLICY=PASSIVE; threads auto = all cores);
 # one: one thread. Loaded: one other single-thread CPU-bound process runs beside (another job).
 # Each command is the real one at reduced length, the same in every cell, so the ratios compare.
+# LIMIT (s, default 600): a cell that runs longer is stopped and reported with rc=124.
 set -u
 out=${1:?OUT_DIR}; mkdir -p "$out"; cd "$out" || exit 1
 run_search() { dasvit search --headless --preset demo --run-dir R --set 'search.stages=[{depth: 2, keep: 8, epochs: 2}]' --set search.arch_warmup_epochs=1; }
@@ -31,7 +32,7 @@ for cond in idle loaded; do
         one) env=(DASVIT_THREADS=1) ;;
       esac
       t0=$(date +%s.%N)
-      (unset OMP_NUM_THREADS DASVIT_THREADS; [ ${#env[@]} -gt 0 ] && export "${env[@]}"; "run_${names[$i]}") > "${names[$i]}-$cond-$setting.log" 2>&1
+      (unset OMP_NUM_THREADS DASVIT_THREADS; [ ${#env[@]} -gt 0 ] && export "${env[@]}"; export -f "run_${names[$i]}"; timeout "${LIMIT:-600}" bash -c "run_${names[$i]}") > "${names[$i]}-$cond-$setting.log" 2>&1
       rc=$?
       t1=$(date +%s.%N)
       printf "%s %s %s rc=%d %.1f s load %s\n" "${names[$i]}" "$cond" "$setting" $rc "$(echo "$t1 - $t0" | bc)" "$(cut -d' ' -f1 /proc/loadavg)" | tee -a times.txt

@@ -141,3 +141,17 @@ def test_random_cells_have_attention_when_the_space_has_it():
 
     rng = random.Random(0)
     assert all(mixes_tokens(random_genotype(OPS, 3, 2, rng)) for _ in range(200))
+
+
+def test_the_residual_rule_does_not_take_the_cells_only_attention_edge():
+    from dasvit.derivation import mixes_tokens
+
+    col = {o: c for c, o in enumerate(OPS)}
+    w = torch.zeros(len(edge_list(3)), len(OPS))
+    w[:, col["mlp_4"]], w[:, col["skip"]], w[:, col["mlp_0.5"]] = 0.5, 0.2, 0.1
+    r02 = edge_list(3).index((0, 2))
+    w[r02] = 0.0
+    w[r02, col["msa_4"]], w[r02, col["skip"]] = 0.55, 0.4  # attention's only edge is also skip's strongest
+    mask = torch.ones_like(w, dtype=torch.bool)
+    g = derive_genotype(w, mask, OPS, 3, 2, skip_floor=0.5)
+    assert Edge(0, 2, "msa_4") in g.edges and mixes_tokens(g) and has_residual_path(g)
