@@ -1,4 +1,4 @@
-"""The discrete network: a genotype's cell wired as the README's genotype.json section says, stacked between
+"""The discrete network: a genotype's cell wired as docs/architecture.md says of genotype.json, stacked between
 stem and head."""
 
 from __future__ import annotations
