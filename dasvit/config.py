@@ -57,14 +57,15 @@ class DataConfig:
 class AugmentConfig:
     """Augmentation of one phase's training images (`search.augment`, `retrain.augment`).
 
-    Per image: crop, flip, RandAugment, random erasing; per batch: Mixup / CutMix. "auto" resolves per
-    dataset (dasvit.augment.resolve_policy): `flip` is horizontal where a mirror image keeps its label
-    (photographs: cifar, imagenet100, imagefolder) and none for digits and the synthetic task; `crop` is
-    pad-and-crop in the search (DARTS) and in the retrain of small images (cifar, digits), the
-    random-resized crop in the retrain of photographs at full size (imagenet100, imagefolder), and none
-    for the synthetic task and the search on digits (measured: after 3 epochs of stage 1 the supernet
-    reached 0.13 validation accuracy with a 2 px pad-and-crop, 0.25 without). The search's default is light (crop and flip only), the retrain's the strong
-    DeiT recipe (RandAugment m9, Mixup 0.8, CutMix 1.0, random erasing 0.25).
+    Per image: crop, flip, RandAugment, random erasing; per batch: Mixup / CutMix. "auto" resolves from
+    what the images are (dasvit.augment.resolve_policy: their size and channels, `ImageInfo`), not from
+    the dataset's name: `flip` is horizontal where a mirror image keeps its label (colour photographs,
+    clothing) and none for digits, grayscale image folders and the synthetic task; `crop` is never applied
+    in the search (a ViT's patch grid is not shift-equivariant: measured in RESULTS.md, a pad-and-crop
+    cost the Fashion-MNIST supernet 15 points of validation accuracy at stage 1), and in the retrain is the
+    random-resized crop for images of at least 64 px, pad-and-crop below. The search's default is light
+    (a flip at most), the retrain's the strong DeiT recipe (RandAugment m9, Mixup 0.8, CutMix 1.0, random
+    erasing 0.25), which presets for small data turn down.
     """
 
     flip: Literal["auto", "horizontal", "none"] = "auto"

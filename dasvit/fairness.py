@@ -8,8 +8,9 @@ With w_e = softmax(α_e) over edge e's active ops (pruned ops exactly 0):
     L_fair = β_skip · L_skip + β_type · L_type
 
 τ = 0 is the paper's L_skip = mean_e w_e[skip]. `fairness_terms` is the one definition: the α step adds
-`fairness_loss` to its loss, and every epoch event carries the terms and the type shares W_t, so no reader
-recomputes them.
+`fairness_loss` to its loss, and every epoch event carries the terms (`fairness`) and the type shares W_t
+(`type_shares`), so no reader needs to recompute them (the monitor's skip panel still does, from the
+event's `arch_weights`, which older runs also have).
 """
 
 from __future__ import annotations

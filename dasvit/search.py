@@ -29,7 +29,7 @@ from .data import EpochLoaders, Splits, build_datasets, image_channels, split_ha
 from .derivation import arch_weights_dict, cell_ops_cost, check_keep, derive_genotype, prune_proposal, space_costs
 from .engine_request import SearchRequest
 from .errors import CheckpointError, UserError
-from .fairness import fairness_terms, skip_fraction
+from .fairness import fairness_terms, skip_fraction, type_shares
 from .memory import StageMemory, estimate_stage, gib, summary_line
 from .opspec import merge_keep
 from .runtime import (
@@ -416,6 +416,7 @@ class Searcher:
             arch_weights=arch_weights_dict(w, s.net.mask.cpu(), self.ops, self.nodes),
             skip_fraction=skip_fraction(w, self.ops),
             fairness={**terms, "enabled": sc.fairness.enabled},
+            type_shares=type_shares(w, self.ops),
             **extra,
         )
         self.run.progress.line(
