@@ -29,7 +29,7 @@ from .config import Config, load_config, load_run_config, preset_names
 from .data import EpochLoaders, Splits, build_datasets
 from .engine_request import RetrainRequest, retrain_run_dir
 from .errors import ConfigError, RunDirError, UserError
-from .fmt import count as human
+from .fmt import count
 from .genotype import Genotype, load_genotype
 from .network import Network, build_network
 from .profile import count_flops, count_params, images_per_second
@@ -352,7 +352,7 @@ def retrain(plan: Plan, progress: bool = True) -> int:
                 run.progress.line(
                     f"done: test top-1 {metrics['top1']:.2%}, top-5 {metrics['top5']:.2%} "
                     f"(epoch {metrics['best_epoch']}, {metrics['selected_on']}); last epoch {metrics['last_top1']:.2%}; "
-                    f"{human(metrics['params'])} params, {human(metrics['flops'])} FLOPs"
+                    f"{count(metrics['params'])} params, {count(metrics['flops'])} FLOPs"
                 )
                 run.emit(
                     "run_end", status="finished", message=f"top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f}"

@@ -23,6 +23,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from dasvit.fmt import count_in_table
 from dasvit.opspec import edge_name
 from dasvit.rundir import printable
 
@@ -91,16 +92,6 @@ def edge_key(e) -> str:
     return f"{edge_name((e.src, e.dst))} {e.op}"
 
 
-def human(n: float | None, unit: str = "") -> str:
-    """86567656 → 86.57 M; None → –."""
-    if n is None:
-        return "–"
-    for div, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= div:
-            return f"{n / div:.2f} {suffix}{unit}"
-    return f"{n:g} {unit}".rstrip()
-
-
 def percent(x: float | None) -> str:
     return "–" if x is None or x < 0 else f"{100 * x:.2f} %"
 
@@ -111,8 +102,8 @@ def stats_table(stats: dict[str, Any]) -> Table:
     table.add_column(style="bold")
     table.add_column(justify="right")
     rows = [
-        ("params", human(stats.get("params"))),
-        ("FLOPs / image", human(stats.get("flops"))),
+        ("params", count_in_table(stats.get("params"))),
+        ("FLOPs / image", count_in_table(stats.get("flops"))),
         ("depth (cells)", stats.get("depth")),
         ("width", stats.get("embed_dim")),
         ("image size", stats.get("image_size")),
@@ -135,8 +126,8 @@ def comparison_table(rows: Iterable[dict[str, Any]]) -> Table:
     for r in rows:
         table.add_row(
             Text(printable(r.get("name", "?"), newlines=False)),  # a run's path: no markup, no escapes
-            human(r.get("params")),
-            human(r.get("flops")),
+            count_in_table(r.get("params")),
+            count_in_table(r.get("flops")),
             percent(r.get("top1")),
             percent(r.get("top5")),
         )
@@ -194,7 +185,7 @@ def layer_table(genotype, layer_costs: list[dict[str, Any]] | None = None) -> Ta
     for k, layer in enumerate(genotype.layers):
         row = [str(k + 1), str(genotype.embed_dim)] + [layer[i].split("_", 1)[1] for i, _ in sized]
         if layer_costs is not None:
-            row += [human(layer_costs[k]["params"]), human(layer_costs[k]["flops"])]
+            row += [count_in_table(layer_costs[k]["params"]), count_in_table(layer_costs[k]["flops"])]
         table.add_row(*row)
     return table
 

@@ -30,8 +30,7 @@ from .. import rundir as rd
 from ..config import Config, load_run_config
 from ..data import EpochLoaders, build_datasets, image_channels
 from ..errors import RunDirError, UserError
-from ..fmt import check_budget
-from ..fmt import count as human
+from ..fmt import check_budget, count
 from ..genotype import arch_genotype
 from ..limits import MAX_SAMPLES
 from ..runtime import DistInfo, load_checkpoint
@@ -268,7 +267,7 @@ SEARCHES = {"sampler": search_sampler, "evolution": search_evolution, "random": 
 
 
 def budget_label(flops: int, params: int | None) -> str:
-    return human(flops) + (f"_{human(params)}" if params is not None else "")
+    return count(flops) + (f"_{count(params)}" if params is not None else "")
 
 
 def write_genotype(run: FocusRun, result: Result, path: Path) -> None:

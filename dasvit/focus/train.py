@@ -35,7 +35,7 @@ from ..config import Config, load_config, load_run_config
 from ..data import EpochLoaders, Splits, build_datasets, image_channels
 from ..engine_request import FocusRequest
 from ..errors import ConfigError
-from ..fmt import count as human
+from ..fmt import count
 from ..runtime import (
     DistInfo,
     Run,
@@ -505,7 +505,7 @@ def run(args: FocusRequest) -> int:
             trainer = FocusTrainer(cfg, run, info, splits, space)
             ckpt = load_checkpoint(run_dir / rd.CHECKPOINT, warn=run.warn) if resume else None
             trainer.train(ckpt)
-            hint = f"specialize with: dasvit specialize {run_dir} --flops {human((trainer.min_flops + trainer.max_flops) / 2)}"
+            hint = f"specialize with: dasvit specialize {run_dir} --flops {count((trainer.min_flops + trainer.max_flops) / 2)}"
             return f"supernet and sampler in {run_dir / rd.CHECKPOINT}; {hint}", f"finished; {hint}"
 
         return drive(

@@ -22,6 +22,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from dasvit.errors import UserError
+from dasvit.fmt import count_in_table
 from dasvit.rundir import GENOTYPE, read_json_file
 
 from ..state import run_name
@@ -56,13 +57,11 @@ MAX_PLAIN_EDGES = 200
 
 def format_stats(data: dict[str, Any]) -> Text:
     """One line: params and FLOPs per image, and the sizes they were measured at."""
-    from dasvit_tui.render import human
-
     out = Text()
     for key, label in (("params", "params"), ("flops", "FLOPs/image")):
         if isinstance(data.get(key), (int, float)):
             out.append(f"{label} ", style="bold")
-            out.append(f"{human(data[key])}   ")
+            out.append(f"{count_in_table(data[key])}   ")
     top1 = (data.get("meta") or {}).get("top1_inherited")
     if isinstance(top1, (int, float)):  # a specialized architecture, scored with the supernet's weights
         out.append("top-1 ", style="bold")
