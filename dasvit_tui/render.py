@@ -24,16 +24,11 @@ from rich.table import Table
 from rich.text import Text
 
 from dasvit.fmt import count_in_table
-from dasvit.opspec import edge_name
+from dasvit.opspec import edge_name, elastic_name, op_type, parse_op
 from dasvit.rundir import printable
 
 OP_STYLES = {"msa": "bold magenta", "mlp": "bold cyan", "skip": "green", "zero": "dim"}
 OP_WIDTH = 12  # longest usual op name (mlp_0.5, msa_12) plus the rule after it
-
-
-def op_type(op: str) -> str:
-    """`msa_8` → msa, `mlp_0.5` → mlp, `skip` → skip."""
-    return op.split("_", 1)[0]
 
 
 def node_label(n: int) -> str:
@@ -157,7 +152,7 @@ def elastic_cell(genotype):
     from dasvit.genotype import Edge, Genotype
 
     edges = [
-        Edge(e.src, e.dst, e.op if op_type(e.op) not in ("msa", "mlp") else f"{op_type(e.op)}_*")
+        Edge(e.src, e.dst, e.op if op_type(e.op) not in ("msa", "mlp") else elastic_name(op_type(e.op)))
         for e in genotype.edges
     ]
     return Genotype(nodes=genotype.nodes, edges=edges, output=list(genotype.output), meta=dict(genotype.meta))
@@ -183,7 +178,7 @@ def layer_table(genotype, layer_costs: list[dict[str, Any]] | None = None) -> Ta
         table.add_column("params", justify="right")
         table.add_column("FLOPs", justify="right")
     for k, layer in enumerate(genotype.layers):
-        row = [str(k + 1), str(genotype.embed_dim)] + [layer[i].split("_", 1)[1] for i, _ in sized]
+        row = [str(k + 1), str(genotype.embed_dim)] + [parse_op(layer[i]).size for i, _ in sized]
         if layer_costs is not None:
             row += [count_in_table(layer_costs[k]["params"]), count_in_table(layer_costs[k]["flops"])]
         table.add_row(*row)
