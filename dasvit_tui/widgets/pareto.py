@@ -15,23 +15,12 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from dasvit.fmt import count
+from dasvit.focus.pareto import pareto_front
 
 from ..state import drawable
 from .charts import AXIS_WIDTH, BrailleCanvas
 
 NOW, EARLIER, FRONT, BUDGET = "bold orange1", "grey50", "green3", "grey42"
-
-
-def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """The (flops, acc) points no other point beats: cheaper-or-equal and at least as accurate, one better.
-    Sorted by FLOPs; accuracy rises along it."""
-    front: list[tuple[float, float]] = []
-    best = -math.inf
-    for f, a in sorted(set(points), key=lambda p: (p[0], -p[1])):
-        if a > best:
-            front.append((f, a))
-            best = a
-    return front
 
 
 @dataclass
