@@ -117,6 +117,13 @@ def parse_edge_name(name: str) -> tuple[int, int] | None:
         return None
 
 
+def edge_order(name: str) -> tuple[int, int, str]:
+    """Sort key of an edge name: by destination, then source (the order of α's rows, `edge_list`); names that
+    are no edge last, by name."""
+    parsed = parse_edge_name(name)
+    return (parsed[1], parsed[0], "") if parsed else (1 << 62, 0, name)
+
+
 # ---------------------------------------------------------------------------------------------
 # an answer to a stage's pruning proposal: {"i->j": [op, ...]}, checked here so that a front (the CLI)
 # can say what is wrong before it writes anything, and the engine says the same when it reads one

@@ -29,7 +29,7 @@ from typing import Any
 
 from . import rundir as rd
 from .errors import RunDirError, UserError
-from .opspec import parse_op
+from .opspec import edge_order, parse_op
 
 FORMATS = ("png", "svg")
 RUN_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
@@ -76,7 +76,7 @@ class Series:
         names: dict[str, None] = {}
         for e in self.epochs:
             names.update(dict.fromkeys(e.get("arch_weights") or {}))
-        return sorted(names, key=_edge_key)
+        return sorted(names, key=edge_order)
 
     def ops(self) -> list[str]:
         names: dict[str, None] = {}
@@ -84,11 +84,6 @@ class Series:
             for w in (e.get("arch_weights") or {}).values():
                 names.update(dict.fromkeys(w))
         return list(names)
-
-
-def _edge_key(name: str) -> tuple:
-    nums = re.findall(r"\d+", name)
-    return (int(nums[1]), int(nums[0])) if len(nums) == 2 else (1 << 30, name)
 
 
 def load_series(run_dir: str | Path, label: str | None = None) -> Series:
@@ -103,7 +98,7 @@ def load_series(run_dir: str | Path, label: str | None = None) -> Series:
     if not by_key:
         raise RunDirError(f"{run_dir} has no finished epoch yet; there is nothing to plot.")
     epochs = [by_key[k] for k in sorted(by_key)]
-    default = f"{run_dir.parent.name}/retrain" if run_dir.name == "retrain" else run_dir.name
+    default = f"{run_dir.parent.name}/{rd.RETRAIN}" if run_dir.name == rd.RETRAIN else run_dir.name
     # a name read from a path: printable, and its $ literal (matplotlib would parse $...$ as mathtext)
     s = Series(run_dir, label or rd.printable(default, newlines=False).replace("$", r"\$"), kind, [])
     offset, previous = 0, None
@@ -419,7 +414,7 @@ def plot_skip_edges(runs: list[Series], out: Path, stem: str = "skip_edges") -> 
     import matplotlib.pyplot as plt
 
     edges = list(dict.fromkeys(e for r in runs for e in r.edges()))
-    edges.sort(key=_edge_key)
+    edges.sort(key=edge_order)
     rows, cols = _grid(len(edges))
     fig, axes = plt.subplots(
         rows,
@@ -512,10 +507,10 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path | None = None, labels:
         if len(searched) == 2:
             written += plot_skip_edges(searched, out)
         retrains = [
-            load_series(r.path / "retrain", f"{r.label}")
+            load_series(r.path / rd.RETRAIN, f"{r.label}")
             for r in runs
-            if rd.is_run_dir(r.path / "retrain")
-            and any(e.get("type") == "epoch" for e in rd.read_events(r.path / "retrain")[0])
+            if rd.is_run_dir(r.path / rd.RETRAIN)
+            and any(e.get("type") == "epoch" for e in rd.read_events(r.path / rd.RETRAIN)[0])
         ]
         if retrains:
             written += plot_curves(retrains, out, "retrain")

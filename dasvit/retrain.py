@@ -108,8 +108,8 @@ def plan_retrain(
     """
     if resume is not None:
         rdir = Path(resume)
-        if rd.is_run_dir(rdir / "retrain"):  # a search run: resume its retrain
-            rdir = rdir / "retrain"
+        if rd.is_run_dir(rdir / rd.RETRAIN):  # a search run: resume its retrain
+            rdir = rdir / rd.RETRAIN
         rd.require_run_dir(rdir)
         if rd.summarize(rdir).kind != "retrain":
             raise RunDirError(f"{rdir} is not a retrain run; --resume takes the directory a retrain writes.")
@@ -435,8 +435,8 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu", which: s
     if which not in ("best", "last"):
         raise ValueError(f"which must be 'best' or 'last', got {which!r}")
     run_dir = Path(run_dir)
-    if not (run_dir / BEST).is_file() and (run_dir / "retrain").is_dir():
-        run_dir = run_dir / "retrain"
+    if not (run_dir / BEST).is_file() and (run_dir / rd.RETRAIN).is_dir():
+        run_dir = run_dir / rd.RETRAIN
     path = run_dir / (BEST if which == "best" else LAST)
     if not path.is_file():
         raise RunDirError(f"{run_dir} has no {path.name}; has a retrain epoch finished there?")

@@ -37,7 +37,7 @@ def _read_metrics(path: Path) -> dict[str, Any] | None:
 
 def _retrain_metrics(d: Path) -> tuple[Path, dict[str, Any]] | None:
     """metrics.json of a retrain run given as its own directory or as the search run holding it."""
-    for cand in (d, d / "retrain"):
+    for cand in (d, d / rd.RETRAIN):
         m = _read_metrics(cand / rd.METRICS)
         if m is not None:
             return cand, m

@@ -23,7 +23,7 @@ from textual.widgets import Footer, Static
 
 from dasvit.errors import UserError
 from dasvit.fmt import count_in_table
-from dasvit.rundir import GENOTYPE, read_json_file
+from dasvit.rundir import GENOTYPE, read_json_file, stage_genotype
 
 from ..state import run_name
 
@@ -32,7 +32,7 @@ SHOW_TIMEOUT = 180
 
 def show_target(run_dir: Path, stage: Any, final: bool) -> Path:
     """What `dasvit show` should measure: the run when its genotype.json is final, else that stage's file."""
-    staged = run_dir / f"genotype-stage{stage}.json"
+    staged = run_dir / stage_genotype(stage)
     if not final and stage is not None and staged.is_file():
         return staged
     return run_dir

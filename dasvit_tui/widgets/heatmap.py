@@ -10,7 +10,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.widget import Widget
 
-from dasvit.opspec import parse_edge_name, read_op
+from dasvit.opspec import edge_order, read_op
 
 LOW = Color.from_rgb(28, 32, 44)
 HIGH = Color.from_rgb(240, 170, 40)
@@ -38,12 +38,6 @@ def short_op(op: str, width: int) -> str:
         if len(cand) <= width:
             return cand
     return op[:width]
-
-
-def edge_order(edge: str) -> tuple[int, int]:
-    """Sort key of an edge name: by destination, then source (the order of α's rows); others last."""
-    parsed = parse_edge_name(edge)
-    return (parsed[1], parsed[0]) if parsed else (1 << 30, 0)
 
 
 def draw_heatmap(
