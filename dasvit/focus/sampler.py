@@ -1,6 +1,6 @@
 """The budget-conditioned architecture sampler (an LSTM), Pareto-aware ranking, and its REINFORCE step.
 
-FocusFormer's idea (with the details from PNAG and AttentiveNAS, see DESIGN.md): a small LSTM is given a
+FocusFormer's idea (with the details from PNAG and AttentiveNAS): a small LSTM is given a
 FLOPs budget as its first input, one of K bins over the space's FLOPs range, and then walks the space's
 decisions (depth, embed_dim, then every layer's op sizes), each from its own linear head, feeding the
 embedding of each choice to the next step. It learns from architectures it drew and that were scored
