@@ -276,6 +276,22 @@ def _grid(n: int) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
+def _edge_panels(n: int, row_height: float, margin: float):
+    """A figure of a panel per edge, `n` of them in a near-square grid sharing both axes: (figure, axes)."""
+    import matplotlib.pyplot as plt
+
+    rows, cols = _grid(n)
+    return plt.subplots(
+        rows,
+        cols,
+        figsize=(2.35 * cols, row_height * rows + margin),
+        sharex=True,
+        sharey=True,
+        constrained_layout=True,
+        squeeze=False,
+    )
+
+
 PRUNED_MS = 4.0  # size (points) of a pruned-here mark
 
 
@@ -292,20 +308,10 @@ def plot_op_weights(run: Series, out: Path, colours: dict[str, Any], stem: str =
 
 def op_weights_figure(run: Series, colours: dict[str, Any]):
     """The op_weights figure (`plot_op_weights` saves it)."""
-    import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
     edges = run.edges()
-    rows, cols = _grid(len(edges))
-    fig, axes = plt.subplots(
-        rows,
-        cols,
-        figsize=(2.35 * cols, 1.75 * rows + 0.5),
-        sharex=True,
-        sharey=True,
-        constrained_layout=True,
-        squeeze=False,
-    )
+    fig, axes = _edge_panels(len(edges), 1.75, 0.5)
     top = max(
         (w for e in run.epochs for ws in (e.get("arch_weights") or {}).values() for w in ws.values()), default=1.0
     )
@@ -415,16 +421,7 @@ def plot_skip_edges(runs: list[Series], out: Path, stem: str = "skip_edges") -> 
 
     edges = list(dict.fromkeys(e for r in runs for e in r.edges()))
     edges.sort(key=edge_order)
-    rows, cols = _grid(len(edges))
-    fig, axes = plt.subplots(
-        rows,
-        cols,
-        figsize=(2.35 * cols, 1.6 * rows + 0.4),
-        sharex=True,
-        sharey=True,
-        constrained_layout=True,
-        squeeze=False,
-    )
+    fig, axes = _edge_panels(len(edges), 1.6, 0.4)
     top = max([0.05, *(_weight(e, edge, "skip") or 0.0 for r in runs for e in r.epochs for edge in edges)])
     for ax, edge in zip(axes.flat, edges):
         for i, run in enumerate(runs):
