@@ -67,6 +67,16 @@ def parse_op(name: object, key: str = "op", error: type[UserError] = ConfigError
     raise error(f"{key} = {name!r} is not an op; use {allowed}.")
 
 
+def msa_name(heads: int) -> str:
+    """msa_8: the name of an attention op with `heads` heads."""
+    return f"msa_{heads}"
+
+
+def mlp_name(ratio: float) -> str:
+    """mlp_4, mlp_0.5: the name of an MLP op of hidden ratio `ratio`."""
+    return f"mlp_{ratio:g}"
+
+
 def elastic_name(op_type: str) -> str:
     """`msa_*`, `mlp_*`: how a drawing names an edge of that type whose size each layer chooses (a version-2
     genotype's cell); no op of a config or genotype has such a name."""
