@@ -56,7 +56,8 @@ from ..runtime import (
     setup_distributed,
 )
 from ..training import autocast, cross_entropy, mix_seed, warmup_cosine, weight_step
-from .sampler import ArchSampler, budget_edges, pareto_ranks, reinforce_loss, window_ranks, window_shortfall
+from .pareto import pareto_ranks, window_ranks, window_shortfall
+from .sampler import ArchSampler, budget_edges, reinforce_loss
 from .scoring import CostTable, EvalBatches, eval_batch, evaluate_arch
 from .space import Arch, FocusSpace, space_from_config
 from .supernet import FocusSupernet
