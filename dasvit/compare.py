@@ -156,7 +156,7 @@ def _state(d: Path) -> str:
 def locate(entry: Entry, run_dir: Path, want: Config, depth: int) -> None:
     """Set `entry.run_dir` and `entry.state`: a matching retrain to reuse or resume, else a free directory."""
     if entry.cell == "searched" and entry.depth == depth:
-        d = run_dir / "retrain"
+        d = run_dir / rd.RETRAIN
         if (d / METRICS).is_file() and _matches(d, want, entry.genotype):
             entry.run_dir, entry.state = d, "done"
             return

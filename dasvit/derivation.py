@@ -17,7 +17,7 @@ import torch
 from .cost import Cost
 from .errors import BudgetError
 from .genotype import Edge, Genotype
-from .opspec import edge_list, edge_name, keep_problem
+from .opspec import edge_list, edge_name, keep_problem, op_type
 
 
 def arch_weights_dict(w: torch.Tensor, mask: torch.Tensor, ops: list[str], nodes: int) -> dict[str, dict[str, float]]:
@@ -222,7 +222,7 @@ def _node_options(
 
 
 def _is_msa(op: str) -> bool:
-    return op.startswith("msa_")
+    return op_type(op) == "msa"
 
 
 def _msa_columns(ops: list[str], mask: torch.Tensor) -> list[int]:

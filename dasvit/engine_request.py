@@ -134,7 +134,7 @@ def retrain_run_dir(source: str | None, root: Path = Path("runs")) -> Path:
     FOCUS_RUN/specialized/<budget>-retrain for a genotype `dasvit specialize` wrote there, else
     runs/<name>-retrain-<time>."""
     if source is not None and Path(source).is_dir() and (Path(source) / rd.CONFIG).is_file():
-        return Path(source) / "retrain"
+        return Path(source) / rd.RETRAIN
     if source is not None and Path(source).is_file() and rd.specialized_run(source) is not None:
         return Path(source).with_name(f"{Path(source).stem}-retrain")
     return rd.default_run_dir(f"{Path(source or 'custom').stem}-retrain", root)

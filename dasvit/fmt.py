@@ -34,12 +34,26 @@ _COUNT = re.compile(r"^\s*(\d{1,30}(?:\.\d{0,30})?|\.\d{1,30})(?:[eE]([+-]?\d{1,
 _SCALE = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 
 
+_PREFIXES = (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3))
+
+
 def count(n: float) -> str:
     """1400000000 → 1.4G, 900000 → 900K: a count in the form `--flops`/`--params` take (`parse_count`)."""
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= scale:
+    for unit, scale in _PREFIXES:
+        if abs(n) >= scale:
             return f"{n / scale:.3g}{unit}"
     return f"{n:.0f}"
+
+
+def count_in_table(n: float | None, unit: str = "") -> str:
+    """86567656 → 86.57 M, 151000 → 151.00 k; – when unknown: `count` with two decimals, for the columns
+    of a table (cost tables, `dasvit compare`), where figures are compared digit by digit."""
+    if n is None:
+        return "–"
+    for prefix, scale in _PREFIXES:
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {prefix.replace('K', 'k')}{unit}"
+    return f"{n:g} {unit}".rstrip()
 
 
 def parse_count(text: str, option: str = "--flops") -> int:

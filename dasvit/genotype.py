@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import GenotypeError
 from .limits import MAX_DEPTH, MAX_EDGES, MAX_EMBED_DIM, MAX_NODES
-from .opspec import OpSpec, parse_op
+from .opspec import OpSpec, mlp_name, msa_name, parse_op
 
 FORMAT = "dasvit-genotype"
 VERSION = 1
@@ -258,10 +258,9 @@ def arch_genotype(space, arch, meta: dict[str, Any] | None = None) -> Genotype:
 
 def vit_block(heads: int = 12, ratio: float = 4.0) -> Genotype:
     """The standard pre-norm ViT block: node 2 = skip(1) + msa(1), node 3 = skip(2) + mlp(2)."""
-    mlp = f"mlp_{ratio:g}"
     return Genotype(
         nodes=2,
-        edges=[Edge(1, 2, "skip"), Edge(1, 2, f"msa_{heads}"), Edge(2, 3, "skip"), Edge(2, 3, mlp)],
+        edges=[Edge(1, 2, "skip"), Edge(1, 2, msa_name(heads)), Edge(2, 3, "skip"), Edge(2, 3, mlp_name(ratio))],
         output=[3],
         meta={"builtin": "vit_b16" if (heads, ratio) == (12, 4.0) else "vit_block"},
     )

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -24,6 +25,11 @@ class OpSpec:
     type: str
     heads: int = 0
     ratio: float = 0.0
+
+    @property
+    def size(self) -> str:
+        """The size as the name writes it: '8' for msa_8, '0.5' for mlp_0.5; '' for zero and skip."""
+        return self.name[len(self.type) + 1 :]
 
     def to_json(self) -> dict:
         if self.type == "msa":
@@ -61,6 +67,44 @@ def parse_op(name: object, key: str = "op", error: type[UserError] = ConfigError
     raise error(f"{key} = {name!r} is not an op; use {allowed}.")
 
 
+def msa_name(heads: int) -> str:
+    """msa_8: the name of an attention op with `heads` heads."""
+    return f"msa_{heads}"
+
+
+def mlp_name(ratio: float) -> str:
+    """mlp_4, mlp_0.5: the name of an MLP op of hidden ratio `ratio`."""
+    return f"mlp_{ratio:g}"
+
+
+def elastic_name(op_type: str) -> str:
+    """`msa_*`, `mlp_*`: how a drawing names an edge of that type whose size each layer chooses (a version-2
+    genotype's cell); no op of a config or genotype has such a name."""
+    return f"{op_type}_*"
+
+
+_ELASTIC = {elastic_name(t): t for t in ("msa", "mlp")}
+
+
+def read_op(name: object) -> OpSpec | None:
+    """`parse_op` for a name that may be anything (read from a run file, or drawn): None where it is no op."""
+    try:
+        return parse_op(name)
+    except UserError:
+        return None
+
+
+@functools.lru_cache(maxsize=256)
+def _type_of(name: str) -> str | None:
+    spec = read_op(name)
+    return spec.type if spec else _ELASTIC.get(name)
+
+
+def op_type(name: object) -> str | None:
+    """zero, skip, msa or mlp: the type an op name (or an `elastic_name`) names; None where it names none."""
+    return _type_of(name) if isinstance(name, str) else None
+
+
 # ---------------------------------------------------------------------------------------------
 # edges of a cell: node i -> node j, named "i->j" in events, genotypes' displays and --keep
 
@@ -81,6 +125,13 @@ def parse_edge_name(name: str) -> tuple[int, int] | None:
         return (int(src), int(dst)) if sep else None
     except ValueError:
         return None
+
+
+def edge_order(name: str) -> tuple[int, int, str]:
+    """Sort key of an edge name: by destination, then source (the order of α's rows, `edge_list`); names that
+    are no edge last, by name."""
+    parsed = parse_edge_name(name)
+    return (parsed[1], parsed[0], "") if parsed else (1 << 62, 0, name)
 
 
 # ---------------------------------------------------------------------------------------------

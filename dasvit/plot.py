@@ -29,7 +29,7 @@ from typing import Any
 
 from . import rundir as rd
 from .errors import RunDirError, UserError
-from .opspec import parse_op
+from .opspec import edge_order, parse_op
 
 FORMATS = ("png", "svg")
 RUN_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
@@ -76,7 +76,7 @@ class Series:
         names: dict[str, None] = {}
         for e in self.epochs:
             names.update(dict.fromkeys(e.get("arch_weights") or {}))
-        return sorted(names, key=_edge_key)
+        return sorted(names, key=edge_order)
 
     def ops(self) -> list[str]:
         names: dict[str, None] = {}
@@ -84,11 +84,6 @@ class Series:
             for w in (e.get("arch_weights") or {}).values():
                 names.update(dict.fromkeys(w))
         return list(names)
-
-
-def _edge_key(name: str) -> tuple:
-    nums = re.findall(r"\d+", name)
-    return (int(nums[1]), int(nums[0])) if len(nums) == 2 else (1 << 30, name)
 
 
 def load_series(run_dir: str | Path, label: str | None = None) -> Series:
@@ -103,7 +98,7 @@ def load_series(run_dir: str | Path, label: str | None = None) -> Series:
     if not by_key:
         raise RunDirError(f"{run_dir} has no finished epoch yet; there is nothing to plot.")
     epochs = [by_key[k] for k in sorted(by_key)]
-    default = f"{run_dir.parent.name}/retrain" if run_dir.name == "retrain" else run_dir.name
+    default = f"{run_dir.parent.name}/{rd.RETRAIN}" if run_dir.name == rd.RETRAIN else run_dir.name
     # a name read from a path: printable, and its $ literal (matplotlib would parse $...$ as mathtext)
     s = Series(run_dir, label or rd.printable(default, newlines=False).replace("$", r"\$"), kind, [])
     offset, previous = 0, None
@@ -281,6 +276,22 @@ def _grid(n: int) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
+def _edge_panels(n: int, row_height: float, margin: float):
+    """A figure of a panel per edge, `n` of them in a near-square grid sharing both axes: (figure, axes)."""
+    import matplotlib.pyplot as plt
+
+    rows, cols = _grid(n)
+    return plt.subplots(
+        rows,
+        cols,
+        figsize=(2.35 * cols, row_height * rows + margin),
+        sharex=True,
+        sharey=True,
+        constrained_layout=True,
+        squeeze=False,
+    )
+
+
 PRUNED_MS = 4.0  # size (points) of a pruned-here mark
 
 
@@ -297,20 +308,10 @@ def plot_op_weights(run: Series, out: Path, colours: dict[str, Any], stem: str =
 
 def op_weights_figure(run: Series, colours: dict[str, Any]):
     """The op_weights figure (`plot_op_weights` saves it)."""
-    import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
     edges = run.edges()
-    rows, cols = _grid(len(edges))
-    fig, axes = plt.subplots(
-        rows,
-        cols,
-        figsize=(2.35 * cols, 1.75 * rows + 0.5),
-        sharex=True,
-        sharey=True,
-        constrained_layout=True,
-        squeeze=False,
-    )
+    fig, axes = _edge_panels(len(edges), 1.75, 0.5)
     top = max(
         (w for e in run.epochs for ws in (e.get("arch_weights") or {}).values() for w in ws.values()), default=1.0
     )
@@ -419,17 +420,8 @@ def plot_skip_edges(runs: list[Series], out: Path, stem: str = "skip_edges") -> 
     import matplotlib.pyplot as plt
 
     edges = list(dict.fromkeys(e for r in runs for e in r.edges()))
-    edges.sort(key=_edge_key)
-    rows, cols = _grid(len(edges))
-    fig, axes = plt.subplots(
-        rows,
-        cols,
-        figsize=(2.35 * cols, 1.6 * rows + 0.4),
-        sharex=True,
-        sharey=True,
-        constrained_layout=True,
-        squeeze=False,
-    )
+    edges.sort(key=edge_order)
+    fig, axes = _edge_panels(len(edges), 1.6, 0.4)
     top = max([0.05, *(_weight(e, edge, "skip") or 0.0 for r in runs for e in r.epochs for edge in edges)])
     for ax, edge in zip(axes.flat, edges):
         for i, run in enumerate(runs):
@@ -512,10 +504,10 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path | None = None, labels:
         if len(searched) == 2:
             written += plot_skip_edges(searched, out)
         retrains = [
-            load_series(r.path / "retrain", f"{r.label}")
+            load_series(r.path / rd.RETRAIN, f"{r.label}")
             for r in runs
-            if rd.is_run_dir(r.path / "retrain")
-            and any(e.get("type") == "epoch" for e in rd.read_events(r.path / "retrain")[0])
+            if rd.is_run_dir(r.path / rd.RETRAIN)
+            and any(e.get("type") == "epoch" for e in rd.read_events(r.path / rd.RETRAIN)[0])
         ]
         if retrains:
             written += plot_curves(retrains, out, "retrain")

@@ -29,7 +29,7 @@ from .config import Config, load_config, load_run_config, preset_names
 from .data import EpochLoaders, Splits, build_datasets
 from .engine_request import RetrainRequest, retrain_run_dir
 from .errors import ConfigError, RunDirError, UserError
-from .fmt import count as human
+from .fmt import count
 from .genotype import Genotype, load_genotype
 from .network import Network, build_network
 from .profile import count_flops, count_params, images_per_second
@@ -108,8 +108,8 @@ def plan_retrain(
     """
     if resume is not None:
         rdir = Path(resume)
-        if rd.is_run_dir(rdir / "retrain"):  # a search run: resume its retrain
-            rdir = rdir / "retrain"
+        if rd.is_run_dir(rdir / rd.RETRAIN):  # a search run: resume its retrain
+            rdir = rdir / rd.RETRAIN
         rd.require_run_dir(rdir)
         if rd.summarize(rdir).kind != "retrain":
             raise RunDirError(f"{rdir} is not a retrain run; --resume takes the directory a retrain writes.")
@@ -352,7 +352,7 @@ def retrain(plan: Plan, progress: bool = True) -> int:
                 run.progress.line(
                     f"done: test top-1 {metrics['top1']:.2%}, top-5 {metrics['top5']:.2%} "
                     f"(epoch {metrics['best_epoch']}, {metrics['selected_on']}); last epoch {metrics['last_top1']:.2%}; "
-                    f"{human(metrics['params'])} params, {human(metrics['flops'])} FLOPs"
+                    f"{count(metrics['params'])} params, {count(metrics['flops'])} FLOPs"
                 )
                 run.emit(
                     "run_end", status="finished", message=f"top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f}"
@@ -435,8 +435,8 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu", which: s
     if which not in ("best", "last"):
         raise ValueError(f"which must be 'best' or 'last', got {which!r}")
     run_dir = Path(run_dir)
-    if not (run_dir / BEST).is_file() and (run_dir / "retrain").is_dir():
-        run_dir = run_dir / "retrain"
+    if not (run_dir / BEST).is_file() and (run_dir / rd.RETRAIN).is_dir():
+        run_dir = run_dir / rd.RETRAIN
     path = run_dir / (BEST if which == "best" else LAST)
     if not path.is_file():
         raise RunDirError(f"{run_dir} has no {path.name}; has a retrain epoch finished there?")

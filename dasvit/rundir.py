@@ -7,10 +7,11 @@ runs/<run-id>/
   control.jsonl    append-only commands from a front (approve, stop)
   checkpoint.pt    last completed epoch (atomic: temp file + rename)
   checkpoint.prev.pt  the epoch before (a hard link rotated in before each new checkpoint.pt)
-  genotype.json    the searched cell (genotype-stage<k>.json at each stage end)
+  genotype.json    the searched cell (genotype-stage<k>.json at each stage end: stage_genotype(k))
   engine.log       stdout/stderr of a detached engine process
   metrics.json, best.pt, last.pt   a retrain's results and weights
   .lock            held (flock) by the live engine process
+  retrain/         a search run's retrain (RETRAIN), a run directory of its own
 ```
 
 This module imports no torch: front ends use it to read runs without loading a model.
@@ -49,12 +50,18 @@ SPECIALIZED = "specialized"  # a focus run's specialized/<budget>.json: `dasvit 
 METRICS = "metrics.json"  # a finished retrain: top-1/top-5 of BEST, params, FLOPs, images/s
 BEST, LAST = "best.pt", "last.pt"  # a retrain's weights: the best epoch's and the last epoch's
 COMPARE_JSON = "compare.json"  # `dasvit compare`'s table
+RETRAIN = "retrain"  # a search run's retrain: SEARCH/retrain/, a run directory of its own
 # the files an engine writes or reads in its run directory: none of them may be a link
 RUN_FILES = (EVENTS, CONTROL, CONFIG, CHECKPOINT, CHECKPOINT_PREV, GENOTYPE, LOCK, ENGINE_LOG, BASE_GENOTYPE)
 RUN_FILES += (METRICS, BEST, LAST, COMPARE_JSON)
 # what a run that has done some work leaves: a new run may not start over it (one killed before any of
 # these holds nothing to lose, and may be started again)
 WORK_FILES = (CHECKPOINT, CHECKPOINT_PREV, METRICS, BEST, LAST)
+
+
+def stage_genotype(stage: int) -> str:
+    """genotype-stage<k>.json: the cell a search's stage k (from 1) ended with."""
+    return f"genotype-stage{stage}.json"
 
 
 _UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it)
@@ -685,8 +692,8 @@ def iter_runs(root: Path) -> Iterator[Path]:
     for _, p in sorted(entries, key=lambda t: t[0], reverse=True):
         if is_run_dir(p):
             yield p
-        if is_run_dir(p / "retrain"):
-            yield p / "retrain"
+        if is_run_dir(p / RETRAIN):
+            yield p / RETRAIN
         if (p / SPECIALIZED).is_dir():  # retrains of a focus run's specialized architectures
             yield from sorted(d for d in (p / SPECIALIZED).iterdir() if d.is_dir() and is_run_dir(d))
 

@@ -275,7 +275,7 @@ class Searcher:
             geno.meta["budget"] = {"cell": sc.budget, "flops": self.budget.flops, "params": self.budget.params}
         self.check_ranks_agree(w, stage)
         if self.info.main:
-            geno.save(self.run.dir / f"genotype-stage{stage + 1}.json")
+            geno.save(self.run.dir / rd.stage_genotype(stage + 1))
             if stage == len(sc.stages) - 1:
                 geno.save(self.run.dir / rd.GENOTYPE)
         self.run.emit("genotype", stage=stage + 1, genotype=geno.to_json())

@@ -12,9 +12,10 @@ from typing import Any
 import typer
 
 from dasvit.errors import ConfigError, UserError
+from dasvit.fmt import count_in_table
 from dasvit.limits import MAX_RANDOM_CELLS
 
-from .render import human, percent
+from .render import percent
 
 FORMATS = ("rich", "json")
 SET_HELP = "Override a key of the retrain recipe, VALUE parsed as YAML; repeatable. Example: --set retrain.epochs=30"
@@ -70,16 +71,16 @@ def compare_table(data: dict[str, Any]):
                 str(row["depth"]),
                 _pct(row["top1"]),
                 _pct(row["top5"]),
-                human(row["params"]),
-                human(row["flops"]),
+                count_in_table(row["params"]),
+                count_in_table(row["flops"]),
                 _delta(row, group["vit"]),
                 end_section=k == 1 and g < len(groups) - 1,
             )
     notes = ["Δ top-1: percentage points against the ViT block of the same comparison."]
     if mf:
         notes.append(
-            f"matched FLOPs: {mf['rule']} ({human(mf['budget_flops'])}); at depth {mf['depth'] + 1} "
-            f"it would cost {human(mf.get('next_depth_flops'))}."
+            f"matched FLOPs: {mf['rule']} ({count_in_table(mf['budget_flops'])}); at depth {mf['depth'] + 1} "
+            f"it would cost {count_in_table(mf.get('next_depth_flops'))}."
         )
     elif data.get("note"):
         notes.append(data["note"])

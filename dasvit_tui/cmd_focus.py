@@ -28,7 +28,9 @@ def register(app: typer.Typer) -> None:
             None, "--run-dir", "-o", help="Where the run writes. Default: runs/<preset>-<timestamp>."
         ),
         headless: bool = typer.Option(
-            False, "--headless", help="Run in the foreground with progress on stdout (the only mode for now)."
+            False,
+            "--headless",
+            help="Run in the foreground with progress on stdout (the only mode; dasvit tui --preset opens the monitor).",
         ),
         resume: Optional[Path] = typer.Option(None, "--resume", help="Continue RUN_DIR from its last completed epoch."),
         nproc: int = typer.Option(1, "--nproc", min=1, help="Processes (one per GPU) under torchrun; gloo on CPU."),
@@ -51,8 +53,8 @@ def register(app: typer.Typer) -> None:
         """
         if not headless:
             raise UserError(
-                "the monitor for focus runs is not there yet; add --headless "
-                "(the run directory can be followed with: tail -f RUN_DIR/events.jsonl)."
+                "dasvit focus runs in the foreground only; add --headless, or start it with its monitor: "
+                "dasvit tui --preset PRESET (dasvit tui RUN_DIR watches a headless one)."
             )
         if resume is None:
             check_preset_engine(preset, "focus")

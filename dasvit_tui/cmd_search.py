@@ -173,23 +173,14 @@ def found_cost(run_dir: Path) -> str:
     """What the searched cell costs, in the counts people read (3.1M): one cell, from the genotype's own
     `meta.cost` (the search's cost model at its width and tokens), and the network `dasvit retrain` builds
     at the run's retrain.depth (the same count as `dasvit show`)."""
-    from dasvit.cost import network_cost
     from dasvit.fmt import count
     from dasvit.genotype import load_genotype
 
-    from .cmd_show import resolve_sizes
+    from .cmd_show import resolve_sizes, sized_network_cost
 
     genotype = load_genotype(run_dir)
     sizes, _ = resolve_sizes(str(run_dir), {})
-    net = network_cost(
-        genotype,
-        sizes["depth"],
-        sizes["embed_dim"],
-        sizes["image_size"],
-        sizes["patch_size"],
-        sizes["in_chans"],
-        sizes["num_classes"],
-    )
+    net = sized_network_cost(genotype, sizes)
     cell = genotype.meta.get("cost") if isinstance(genotype.meta.get("cost"), dict) else None
     parts = []
     if cell and all(isinstance(cell.get(k), int) for k in ("params", "flops")):

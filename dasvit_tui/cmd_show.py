@@ -37,11 +37,19 @@ def _read_metrics(path: Path) -> dict[str, Any] | None:
 
 def _retrain_metrics(d: Path) -> tuple[Path, dict[str, Any]] | None:
     """metrics.json of a retrain run given as its own directory or as the search run holding it."""
-    for cand in (d, d / "retrain"):
+    for cand in (d, d / rd.RETRAIN):
         m = _read_metrics(cand / rd.METRICS)
         if m is not None:
             return cand, m
     return None
+
+
+def sized_network_cost(genotype, sizes: dict[str, int]):
+    """The `Cost` of a version-1 genotype's network at the sizes `resolve_sizes` gives."""
+    from dasvit.cost import network_cost
+
+    keys = ("depth", "embed_dim", "image_size", "patch_size", "in_chans", "num_classes")
+    return network_cost(genotype, *(sizes[k] for k in keys))
 
 
 def resolve_sizes(source: str, opts: dict[str, Optional[int]]) -> tuple[dict[str, int], str]:
@@ -113,7 +121,7 @@ def check_sizes(sizes: dict[str, int]) -> None:
 
 def check_network(genotype, sizes: dict[str, int]) -> None:
     """Refuse, before building it, a network larger than `dasvit show` counts (lim.MAX_SHOW_PARAMS)."""
-    from dasvit.cost import network_cost, op_cost, stem_head_cost, tokens_of
+    from dasvit.cost import op_cost, stem_head_cost, tokens_of
 
     if genotype.version == 2:
         n = tokens_of(sizes["image_size"], sizes["patch_size"])
@@ -127,15 +135,7 @@ def check_network(genotype, sizes: dict[str, int]) -> None:
             if e.dst in live
         )
     else:
-        params = network_cost(
-            genotype,
-            sizes["depth"],
-            sizes["embed_dim"],
-            sizes["image_size"],
-            sizes["patch_size"],
-            sizes["in_chans"],
-            sizes["num_classes"],
-        ).params
+        params = sized_network_cost(genotype, sizes).params
     if params > lim.MAX_SHOW_PARAMS:
         raise ConfigError(
             f"this network would have {params / 1e9:,.1f}G params; dasvit show builds networks of at most "

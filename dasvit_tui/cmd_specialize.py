@@ -12,12 +12,13 @@ import typer
 
 from dasvit.errors import UserError
 from dasvit.fmt import count, parse_count
+from dasvit.opspec import op_type, parse_op
 
 
 def _short(op: str) -> str:
     """msa_4 → 4h, mlp_3.5 → 3.5x."""
-    kind, size = op.split("_", 1)
-    return f"{size}h" if kind == "msa" else f"{size}x"
+    spec = parse_op(op)
+    return f"{spec.size}h" if spec.type == "msa" else f"{spec.size}x"
 
 
 def print_result(result) -> None:
@@ -44,7 +45,7 @@ def print_result(result) -> None:
     ]:
         table.add_column(col, justify=just)
     for c in result.front:
-        ops = " ".join("·".join(_short(op) for op in layer if op.startswith(("msa", "mlp"))) for layer in c.arch.layers)
+        ops = " ".join("·".join(_short(op) for op in layer if op_type(op) in ("msa", "mlp")) for layer in c.arch.layers)
         table.add_row(
             "*" if c is result.best else "",
             str(c.order),

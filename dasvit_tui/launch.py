@@ -93,15 +93,3 @@ def run_distributed(request: EngineRequest, nproc: int) -> int:
         if rc != 0 and said.is_file():
             raise UserError(said.read_text().strip())  # the CLI prints it and exits 2
     return rc
-
-
-def start_search(
-    preset: str | None,
-    overrides: list[str] = (),
-    run_dir: Path | None = None,
-    approve: str = "manual",
-    root: Path = Path("runs"),
-) -> Launched:
-    """A new detached search (default run directory: ROOT/<preset>-<time>)."""
-    request = SearchRequest(preset, list(overrides), run_dir, approve=approve)
-    return start_engine(request.resolved(root))

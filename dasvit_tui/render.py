@@ -23,16 +23,12 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from dasvit.opspec import edge_name
+from dasvit.fmt import count_in_table
+from dasvit.opspec import edge_name, elastic_name, op_type, parse_op
 from dasvit.rundir import printable
 
 OP_STYLES = {"msa": "bold magenta", "mlp": "bold cyan", "skip": "green", "zero": "dim"}
 OP_WIDTH = 12  # longest usual op name (mlp_0.5, msa_12) plus the rule after it
-
-
-def op_type(op: str) -> str:
-    """`msa_8` → msa, `mlp_0.5` → mlp, `skip` → skip."""
-    return op.split("_", 1)[0]
 
 
 def node_label(n: int) -> str:
@@ -91,16 +87,6 @@ def edge_key(e) -> str:
     return f"{edge_name((e.src, e.dst))} {e.op}"
 
 
-def human(n: float | None, unit: str = "") -> str:
-    """86567656 → 86.57 M; None → –."""
-    if n is None:
-        return "–"
-    for div, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= div:
-            return f"{n / div:.2f} {suffix}{unit}"
-    return f"{n:g} {unit}".rstrip()
-
-
 def percent(x: float | None) -> str:
     return "–" if x is None or x < 0 else f"{100 * x:.2f} %"
 
@@ -111,8 +97,8 @@ def stats_table(stats: dict[str, Any]) -> Table:
     table.add_column(style="bold")
     table.add_column(justify="right")
     rows = [
-        ("params", human(stats.get("params"))),
-        ("FLOPs / image", human(stats.get("flops"))),
+        ("params", count_in_table(stats.get("params"))),
+        ("FLOPs / image", count_in_table(stats.get("flops"))),
         ("depth (cells)", stats.get("depth")),
         ("width", stats.get("embed_dim")),
         ("image size", stats.get("image_size")),
@@ -135,8 +121,8 @@ def comparison_table(rows: Iterable[dict[str, Any]]) -> Table:
     for r in rows:
         table.add_row(
             Text(printable(r.get("name", "?"), newlines=False)),  # a run's path: no markup, no escapes
-            human(r.get("params")),
-            human(r.get("flops")),
+            count_in_table(r.get("params")),
+            count_in_table(r.get("flops")),
             percent(r.get("top1")),
             percent(r.get("top5")),
         )
@@ -166,7 +152,7 @@ def elastic_cell(genotype):
     from dasvit.genotype import Edge, Genotype
 
     edges = [
-        Edge(e.src, e.dst, e.op if op_type(e.op) not in ("msa", "mlp") else f"{op_type(e.op)}_*")
+        Edge(e.src, e.dst, e.op if op_type(e.op) not in ("msa", "mlp") else elastic_name(op_type(e.op)))
         for e in genotype.edges
     ]
     return Genotype(nodes=genotype.nodes, edges=edges, output=list(genotype.output), meta=dict(genotype.meta))
@@ -192,9 +178,9 @@ def layer_table(genotype, layer_costs: list[dict[str, Any]] | None = None) -> Ta
         table.add_column("params", justify="right")
         table.add_column("FLOPs", justify="right")
     for k, layer in enumerate(genotype.layers):
-        row = [str(k + 1), str(genotype.embed_dim)] + [layer[i].split("_", 1)[1] for i, _ in sized]
+        row = [str(k + 1), str(genotype.embed_dim)] + [parse_op(layer[i]).size for i, _ in sized]
         if layer_costs is not None:
-            row += [human(layer_costs[k]["params"]), human(layer_costs[k]["flops"])]
+            row += [count_in_table(layer_costs[k]["params"]), count_in_table(layer_costs[k]["flops"])]
         table.add_row(*row)
     return table
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dasvit.fmt import human_bytes
-from dasvit.rundir import SPECIALIZED, RunStatus, printable
+from dasvit.rundir import RETRAIN, SPECIALIZED, RunStatus, printable
 
 
 def run_name(path: Path) -> str:
@@ -25,7 +25,7 @@ def run_name(path: Path) -> str:
     if p.parent.name == SPECIALIZED:
         name = f"{p.parent.parent.name}/{SPECIALIZED}/{p.name}"
     else:
-        name = f"{p.parent.name}/{p.name}" if p.name == "retrain" else p.name
+        name = f"{p.parent.name}/{p.name}" if p.name == RETRAIN else p.name
     return printable(name, newlines=False)  # a path may hold escape sequences
 
 

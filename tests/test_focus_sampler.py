@@ -7,15 +7,8 @@ import math
 import torch
 
 from dasvit.focus.cost import arch_cost
-from dasvit.focus.sampler import (
-    ArchSampler,
-    bin_for_budget,
-    budget_edges,
-    pareto_ranks,
-    reinforce_loss,
-    window_ranks,
-    window_shortfall,
-)
+from dasvit.focus.pareto import pareto_ranks, window_ranks, window_shortfall
+from dasvit.focus.sampler import ArchSampler, bin_for_budget, budget_edges, reinforce_loss
 from dasvit.focus.space import FocusSpace, load_base
 
 

@@ -21,6 +21,7 @@ import pytest
 from dasvit import rundir as rd
 from dasvit.engine_request import FocusRequest, SearchRequest, preset_engine, request_for_preset
 from dasvit.fmt import count
+from dasvit.focus.pareto import pareto_front
 from dasvit_tui import launch
 from dasvit_tui.app import DasvitApp
 from dasvit_tui.screens.focus_monitor import FocusMonitorScreen, pareto_data
@@ -29,7 +30,7 @@ from dasvit_tui.screens.monitor import MonitorScreen
 from dasvit_tui.screens.runs import RunsScreen
 from dasvit_tui.screens.specialize import Budget, SpecializeJob, SpecializeScreen
 from dasvit_tui.state import RunState
-from dasvit_tui.widgets.pareto import pareto_front, sampler_table
+from dasvit_tui.widgets.pareto import sampler_table
 
 RECORDED = Path(__file__).parent / "recorded_focus_run"
 ANSWER = Path(__file__).parent / "fixtures" / "specialize-423K-answer.json"  # its `dasvit specialize --format json`

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from dasvit import rundir as rd
+from dasvit.engine_request import SearchRequest
 from dasvit_tui import launch
 from dasvit_tui.app import DasvitApp
 from dasvit_tui.screens.monitor import MonitorScreen
@@ -57,7 +58,7 @@ async def until(pilot, condition, timeout: float) -> None:
 
 
 def test_pilot_approves_the_first_pruning_proposal_and_sees_the_next_stage(tmp_path):
-    launched = launch.start_search("demo", SMALL + TWO_STAGES, tmp_path / "run")
+    launched = launch.start_engine(SearchRequest("demo", SMALL + TWO_STAGES, tmp_path / "run").resolved())
     timings = {}
     try:
 
@@ -89,7 +90,7 @@ def test_pilot_approves_the_first_pruning_proposal_and_sees_the_next_stage(tmp_p
 
 
 def test_a_run_started_by_the_launcher_goes_on_after_the_app_exits(tmp_path):
-    launched = launch.start_search("demo", SMALL + ONE_LONG_STAGE, tmp_path / "run")
+    launched = launch.start_engine(SearchRequest("demo", SMALL + ONE_LONG_STAGE, tmp_path / "run").resolved())
     try:
 
         async def scenario():

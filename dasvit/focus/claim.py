@@ -29,7 +29,7 @@ from pathlib import Path
 from .. import rundir as rd
 from ..engine_request import FocusRequest
 from ..errors import UserError
-from ..fmt import count as human
+from ..fmt import count
 from ..replicates import mean_spread
 from ..runtime import run_engine
 from .sampler import bin_for_budget
@@ -161,7 +161,7 @@ def measure(runs: dict[str, Path], samples: int, seed: int, say) -> dict:
             table.append(row)
             picks[(budget, method, sampler)] = r
             say(
-                f"budget {human(budget)}: {method} on {sampler}: top-1 {r.best.top1:.4f} at evaluation {r.found_at}"
+                f"budget {count(budget)}: {method} on {sampler}: top-1 {r.best.top1:.4f} at evaluation {r.found_at}"
                 f"/{len(r.evaluated)}"
             )
     return {
@@ -182,7 +182,7 @@ def retrain_picks(result: dict, out: Path, say) -> None:
     for (budget, method, sampler), r in picks.items():
         if (method, sampler) not in RETRAINED:
             continue
-        name = f"{human(budget)}-{method}-{sampler}"
+        name = f"{count(budget)}-{method}-{sampler}"
         geno, run_dir = out / "picks" / f"{name}.json", out / "picks" / f"{name}-retrain"
         arch = json.dumps(r.best.arch.to_json(), sort_keys=True)
         if arch in first:  # the same network picked twice (another budget or method): one retrain serves both
@@ -204,7 +204,7 @@ def retrain_picks(result: dict, out: Path, say) -> None:
             argv = ["-m", "dasvit.retrain", str(geno), "--preset", config, "--run-dir", str(run_dir), "--no-progress"]
         jobs.append(
             (
-                f"retraining the {method} pick on the {sampler} supernet at {human(budget)}",
+                f"retraining the {method} pick on the {sampler} supernet at {count(budget)}",
                 argv,
                 out / "picks" / f"{name}.log",
             )
@@ -261,8 +261,8 @@ def markdown(result: dict) -> str:
     for e in result["summary"]:
         b = statistics.fmean(e["budgets"])
         lines.append(
-            f"| {e['fraction']:.2f} of the range ({human(b)}) | {e['method']} | {e['supernet']} | "
-            f"{_pm(e['inherited_top1'])} | {human(e['flops']['mean'])} | {_pm(e.get('retrain_top1'))} |"
+            f"| {e['fraction']:.2f} of the range ({count(b)}) | {e['method']} | {e['supernet']} | "
+            f"{_pm(e['inherited_top1'])} | {count(e['flops']['mean'])} | {_pm(e.get('retrain_top1'))} |"
         )
     for seed, res in result["per_seed"].items():
         lines += ["", f"Seed {seed}:", "", seed_table(res)]
@@ -279,9 +279,9 @@ def seed_table(result: dict) -> str:
         any_ = r["anytime"]
         retrained = f"{r['retrain_top1']:.2%}" if "retrain_top1" in r else ""
         lines.append(
-            f"| {human(r['budget_flops'])} | {r['method']} | {r['supernet']} | {r['evaluations']} | "
+            f"| {count(r['budget_flops'])} | {r['method']} | {r['supernet']} | {r['evaluations']} | "
             f"{r['top1']:.2%} | {r['found_at']} | {_pct(any_.get('10'))} | "
-            f"{_pct(any_.get('25'))} | {r['mean_top1']:.2%} | {human(r['flops'])} | "
+            f"{_pct(any_.get('25'))} | {r['mean_top1']:.2%} | {count(r['flops'])} | "
             f"{r['top1_on_other']:.2%} | {retrained} |"
         )
     caption = (
@@ -292,7 +292,7 @@ def seed_table(result: dict) -> str:
         "",
         caption,
         "",
-        "| epoch | phase | largest top-1 | " + " | ".join(human(b) for b in result["budgets"]) + " |",
+        "| epoch | phase | largest top-1 | " + " | ".join(count(b) for b in result["budgets"]) + " |",
         "|---|---|---|" + "---|" * len(result["budgets"]),
     ]
     hist = result["history"]

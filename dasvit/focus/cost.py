@@ -11,6 +11,7 @@ from __future__ import annotations
 from weakref import WeakKeyDictionary
 
 from ..cost import Cost, op_cost, stem_head_cost
+from ..opspec import mlp_name, msa_name
 from .space import Arch, FocusSpace
 
 _MODELS: WeakKeyDictionary[FocusSpace, dict[tuple, CostModel]] = WeakKeyDictionary()
@@ -32,8 +33,8 @@ class CostModel:
         d = space.head_dim
         for e in space.embed_dims:
             self.fixed[e] = stem_head_cost(e, image_size, patch_size, in_chans, num_classes)
-            table = {f"msa_{h}": op_cost(f"msa_{h}", e, n, d) for h in space.heads}
-            table.update({f"mlp_{r:g}": op_cost(f"mlp_{r:g}", e, n) for r in space.mlp_ratios})
+            table = {msa_name(h): op_cost(msa_name(h), e, n, d) for h in space.heads}
+            table.update({mlp_name(r): op_cost(mlp_name(r), e, n) for r in space.mlp_ratios})
             self.op[e] = table
 
     def __call__(self, arch: Arch) -> tuple[int, int]:

@@ -1,12 +1,12 @@
-"""The budget-conditioned architecture sampler (an LSTM), Pareto-aware ranking, and its REINFORCE step.
+"""The budget-conditioned architecture sampler (an LSTM) and its REINFORCE step.
 
-FocusFormer's idea (with the details from PNAG and AttentiveNAS, see DESIGN.md): a small LSTM is given a
+FocusFormer's idea (with the details from PNAG and AttentiveNAS): a small LSTM is given a
 FLOPs budget as its first input, one of K bins over the space's FLOPs range, and then walks the space's
 decisions (depth, embed_dim, then every layer's op sizes), each from its own linear head, feeding the
 embedding of each choice to the next step. It learns from architectures it drew and that were scored
-with the supernet's inherited weights: ranked Pareto-aware (within budget beats over budget; within
-budget lower loss wins; over budget lower FLOPs wins), REINFORCE on the standardized ranks with an
-entropy bonus.
+with the supernet's inherited weights: ranked Pareto-aware (`pareto.pareto_ranks`: within budget beats
+over budget; within budget lower loss wins; over budget lower FLOPs wins), REINFORCE on the standardized
+ranks with an entropy bonus.
 """
 
 from __future__ import annotations
@@ -100,42 +100,6 @@ class ArchSampler(nn.Module):
         entropy = (torch.stack(ents, 1) * counted).sum(1)
         archs = [self.space.decode(row) for row in choice.tolist()]
         return Draw(archs, choice, log_prob, entropy, (self.log_options[None, :] * counted).sum(1))
-
-
-def pareto_ranks(flops: list[float], losses: list[float], budget: float) -> list[int]:
-    """Rank architectures for one budget as a cap, 0 = best: every one within budget beats every one over it;
-    within budget the lower loss wins, over budget the lower FLOPs win (`focus.lstm.rank: cap`)."""
-    keys = [(0, loss, f) if f <= budget else (1, f, loss) for f, loss in zip(flops, losses)]
-    return _ranks(keys)
-
-
-def window_ranks(flops: list[float], losses: list[float], low: float, budget: float) -> list[int]:
-    """Rank architectures for one budget bin as a window (low, budget], 0 = best (`focus.lstm.rank: window`):
-    the bin's own FLOPs range first, lower loss winning there; then the smaller networks, larger first (they
-    belong to a lower bin); over budget last, smaller first. A cap alone rewards small networks at every
-    budget (under weight sharing they are the best trained); the window asks each bin for the best network
-    of its own cost, so the bins together trace the front (AttentiveNAS samples within a FLOPs window alike)."""
-    keys = [
-        (0, loss, -f) if low < f <= budget else ((1, -f, loss) if f <= low else (2, f, loss))
-        for f, loss in zip(flops, losses)
-    ]
-    return _ranks(keys)
-
-
-def _ranks(keys: list[tuple]) -> list[int]:
-    order = sorted(range(len(keys)), key=lambda i: keys[i])
-    ranks = [0] * len(keys)
-    for r, i in enumerate(order):
-        ranks[i] = r
-    return ranks
-
-
-def window_shortfall(flops: list[float], low: float, budget: float, span: float) -> list[float]:
-    """How far each architecture lies outside the bin's window (low, budget], as a fraction of the space's
-    FLOPs range: 0 inside, the distance below `low` or above `budget` outside. Priced analytically, so the
-    sampler can learn where each budget's networks lie from many draws that need no supernet evaluation."""
-    span = max(span, 1.0)
-    return [(low - f) / span if f <= low else ((f - budget) / span if f > budget else 0.0) for f in flops]
 
 
 def reinforce_loss(

@@ -23,7 +23,7 @@ from .. import rundir as rd
 from ..config import Config
 from ..errors import ConfigError, GenotypeError
 from ..genotype import Genotype, load_genotype
-from ..opspec import parse_op
+from ..opspec import mlp_name, msa_name, parse_op
 
 
 @dataclass(frozen=True)
@@ -48,14 +48,6 @@ class Arch:
     def from_json(d: dict[str, Any]) -> Arch:
         layers = tuple(tuple(str(op) for op in layer) for layer in d["layers"])
         return Arch(int(d["embed_dim"]), int(d["depth"]), layers)
-
-
-def msa_name(heads: int) -> str:
-    return f"msa_{heads}"
-
-
-def mlp_name(ratio: float) -> str:
-    return f"mlp_{ratio:g}"
 
 
 def _choices(key: str, values: list, kind: type, positive: bool = True) -> tuple:

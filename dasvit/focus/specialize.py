@@ -30,11 +30,11 @@ from .. import rundir as rd
 from ..config import Config, load_run_config
 from ..data import EpochLoaders, build_datasets, image_channels
 from ..errors import RunDirError, UserError
-from ..fmt import check_budget
-from ..fmt import count as human
+from ..fmt import check_budget, count
 from ..genotype import arch_genotype
 from ..limits import MAX_SAMPLES
 from ..runtime import DistInfo, load_checkpoint
+from .pareto import pareto_front
 from .sampler import ArchSampler, bin_for_budget
 from .scoring import CostTable, EvalBatches, eval_batch, evaluate_arch
 from .space import Arch, FocusSpace, space_from_config
@@ -95,16 +95,6 @@ class Result:
             "genotype": str(self.path) if self.path else None,
             "notes": self.notes,
         }
-
-
-def pareto_front(cands: list[Candidate]) -> list[Candidate]:
-    """Those no other candidate beats on both FLOPs (fewer) and top-1 (higher), by FLOPs ascending."""
-    front, best = [], -1.0
-    for c in sorted(cands, key=lambda c: (c.flops, -c.top1)):
-        if c.top1 > best:
-            front.append(c)
-            best = c.top1
-    return front
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,7 +258,7 @@ SEARCHES = {"sampler": search_sampler, "evolution": search_evolution, "random": 
 
 
 def budget_label(flops: int, params: int | None) -> str:
-    return human(flops) + (f"_{human(params)}" if params is not None else "")
+    return count(flops) + (f"_{count(params)}" if params is not None else "")
 
 
 def write_genotype(run: FocusRun, result: Result, path: Path) -> None:
@@ -334,7 +324,7 @@ def specialize(
         notes.append(f"only {len(ev.done)} distinct architectures under the budget turned up")
     cands = list(ev.done.values())
     best = max(cands, key=lambda c: (c.top1, -c.val_loss, -c.flops))
-    front = pareto_front(cands)
+    front = pareto_front(cands, key=lambda c: (c.flops, c.top1))
     if best not in front:  # a tie on top-1 with a cheaper one, broken by the validation loss
         front = sorted(front + [best], key=lambda c: c.flops)
     result = Result(

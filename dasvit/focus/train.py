@@ -35,7 +35,7 @@ from ..config import Config, load_config, load_run_config
 from ..data import EpochLoaders, Splits, build_datasets, image_channels
 from ..engine_request import FocusRequest
 from ..errors import ConfigError
-from ..fmt import count as human
+from ..fmt import count
 from ..runtime import (
     DistInfo,
     Run,
@@ -56,7 +56,8 @@ from ..runtime import (
     setup_distributed,
 )
 from ..training import autocast, cross_entropy, mix_seed, warmup_cosine, weight_step
-from .sampler import ArchSampler, budget_edges, pareto_ranks, reinforce_loss, window_ranks, window_shortfall
+from .pareto import pareto_ranks, window_ranks, window_shortfall
+from .sampler import ArchSampler, budget_edges, reinforce_loss
 from .scoring import CostTable, EvalBatches, eval_batch, evaluate_arch
 from .space import Arch, FocusSpace, space_from_config
 from .supernet import FocusSupernet
@@ -505,7 +506,7 @@ def run(args: FocusRequest) -> int:
             trainer = FocusTrainer(cfg, run, info, splits, space)
             ckpt = load_checkpoint(run_dir / rd.CHECKPOINT, warn=run.warn) if resume else None
             trainer.train(ckpt)
-            hint = f"specialize with: dasvit specialize {run_dir} --flops {human((trainer.min_flops + trainer.max_flops) / 2)}"
+            hint = f"specialize with: dasvit specialize {run_dir} --flops {count((trainer.min_flops + trainer.max_flops) / 2)}"
             return f"supernet and sampler in {run_dir / rd.CHECKPOINT}; {hint}", f"finished; {hint}"
 
         return drive(

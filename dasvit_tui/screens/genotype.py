@@ -22,7 +22,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from dasvit.errors import UserError
-from dasvit.rundir import GENOTYPE, read_json_file
+from dasvit.fmt import count_in_table
+from dasvit.rundir import GENOTYPE, read_json_file, stage_genotype
 
 from ..state import run_name
 
@@ -31,7 +32,7 @@ SHOW_TIMEOUT = 180
 
 def show_target(run_dir: Path, stage: Any, final: bool) -> Path:
     """What `dasvit show` should measure: the run when its genotype.json is final, else that stage's file."""
-    staged = run_dir / f"genotype-stage{stage}.json"
+    staged = run_dir / stage_genotype(stage)
     if not final and stage is not None and staged.is_file():
         return staged
     return run_dir
@@ -56,13 +57,11 @@ MAX_PLAIN_EDGES = 200
 
 def format_stats(data: dict[str, Any]) -> Text:
     """One line: params and FLOPs per image, and the sizes they were measured at."""
-    from dasvit_tui.render import human
-
     out = Text()
     for key, label in (("params", "params"), ("flops", "FLOPs/image")):
         if isinstance(data.get(key), (int, float)):
             out.append(f"{label} ", style="bold")
-            out.append(f"{human(data[key])}   ")
+            out.append(f"{count_in_table(data[key])}   ")
     top1 = (data.get("meta") or {}).get("top1_inherited")
     if isinstance(top1, (int, float)):  # a specialized architecture, scored with the supernet's weights
         out.append("top-1 ", style="bold")

@@ -19,7 +19,9 @@ from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Button, Label
 
-from ..widgets.heatmap import edge_order, short_op
+from dasvit.opspec import edge_order
+
+from ..widgets.heatmap import short_op
 
 
 @dataclass

@@ -34,8 +34,8 @@ STATUS = {
 def run_label(summary: RunSummary, root: Path, previous: RunSummary | None = None) -> str:
     """The run's path under root; a retrain listed right below its run is `└ retrain` (a search's) or
     `└ specialized/<budget>-retrain` (a focus run's specialized architecture)."""
-    if previous is not None and summary.path.name == "retrain" and summary.path.parent == previous.path:
-        return " └ retrain"
+    if previous is not None and summary.path.name == rd.RETRAIN and summary.path.parent == previous.path:
+        return f" └ {rd.RETRAIN}"
     if previous is not None and summary.path.parent.name == rd.SPECIALIZED:
         owner = summary.path.parent.parent
         if owner in (previous.path, previous.path.parent.parent):  # below its focus run or a sibling retrain

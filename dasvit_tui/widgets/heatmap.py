@@ -10,7 +10,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.widget import Widget
 
-from dasvit.opspec import parse_edge_name
+from dasvit.opspec import edge_order, read_op
 
 LOW = Color.from_rgb(28, 32, 44)
 HIGH = Color.from_rgb(240, 170, 40)
@@ -29,18 +29,15 @@ def short_op(op: str, width: int) -> str:
     """An op name that fits `width` cells: msa_12 → msa12 → a12, mlp_0.5 → mlp.5 → m.5."""
     if len(op) <= width:
         return op
-    kind, _, arg = op.partition("_")
+    spec = read_op(op)
+    if spec is None:  # a name the engine never writes
+        return op[:width]
+    kind, arg = spec.type, spec.size
     arg = arg[1:] if arg.startswith("0.") else arg
     for cand in (f"{kind}{arg}", f"{kind[:2]}{arg}", f"{kind[-1]}{arg}" if kind in ("msa",) else f"{kind[:1]}{arg}"):
         if len(cand) <= width:
             return cand
     return op[:width]
-
-
-def edge_order(edge: str) -> tuple[int, int]:
-    """Sort key of an edge name: by destination, then source (the order of α's rows); others last."""
-    parsed = parse_edge_name(edge)
-    return (parsed[1], parsed[0]) if parsed else (1 << 30, 0)
 
 
 def draw_heatmap(

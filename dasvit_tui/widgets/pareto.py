@@ -14,30 +14,13 @@ from rich.text import Text
 from textual.widget import Widget
 from textual.widgets import Static
 
+from dasvit.fmt import count
+from dasvit.focus.pareto import pareto_front
+
 from ..state import drawable
 from .charts import AXIS_WIDTH, BrailleCanvas
 
 NOW, EARLIER, FRONT, BUDGET = "bold orange1", "grey50", "green3", "grey42"
-
-
-def human_flops(v: float) -> str:
-    """243036 -> 243K, 1.4e9 -> 1.4G."""
-    for div, unit in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if abs(v) >= div:
-            return f"{v / div:.3g}{unit}"
-    return f"{v:.0f}"
-
-
-def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """The (flops, acc) points no other point beats: cheaper-or-equal and at least as accurate, one better.
-    Sorted by FLOPs; accuracy rises along it."""
-    front: list[tuple[float, float]] = []
-    best = -math.inf
-    for f, a in sorted(set(points), key=lambda p: (p[0], -p[1])):
-        if a > best:
-            front.append((f, a))
-            best = a
-    return front
 
 
 @dataclass
@@ -102,11 +85,11 @@ def draw_pareto(data: ParetoData, width: int, height: int) -> Text:
 
 def flops_axis(lo: float, cells: list[int], ticks: list[float], width: int) -> str:
     """The FLOPs axis: the left end, then each tick labelled under its cell where it fits, then the unit."""
-    axis = list(human_flops(lo).ljust(width))
-    free = len(human_flops(lo)) + 1  # the first cell a label may start at
+    axis = list(count(lo).ljust(width))
+    free = len(count(lo)) + 1  # the first cell a label may start at
     unit = " FLOPs"
     for cell, b in zip(cells, ticks):
-        label = human_flops(b)
+        label = count(b)
         start = min(max(cell - len(label) // 2, free), width - len(label))
         if start < free:
             continue
@@ -148,8 +131,8 @@ def sampler_table(bins: list[dict], width: int = 40) -> Text:
         budget, mean = b.get("budget_flops"), b.get("mean_flops")
         feasible, entropy = b.get("feasible"), b.get("entropy")
         out.append("\n")
-        out.append(f"{human_flops(budget) if isinstance(budget, (int, float)) else '?':>7} ")
-        out.append(f"{human_flops(mean) if isinstance(mean, (int, float)) else '?':>6} ")
+        out.append(f"{count(budget) if isinstance(budget, (int, float)) else '?':>7} ")
+        out.append(f"{count(mean) if isinstance(mean, (int, float)) else '?':>6} ")
         if drawable(budget) and drawable(mean) and budget > 0 and math.isfinite(mean / budget):
             ratio = mean / budget
             filled = min(bar_w - 1, round(min(ratio, 1.0) * (bar_w - 1)))

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from dasvit.opspec import op_type
+
 from ..state import RunState
 from .charts import ChartData, LineChart, Series
 
 
-def type_share(weights: dict[str, dict[str, float]], prefix: str) -> float | None:
+def type_share(weights: dict[str, dict[str, float]], type_: str) -> float | None:
     """W_t: mean over edges of the summed weight on ops of one type."""
     if not weights:
         return None
-    sums = [sum(v for op, v in w.items() if op.startswith(prefix + "_")) for w in weights.values()]
+    sums = [sum(v for op, v in w.items() if op_type(op) == type_) for w in weights.values()]
     return sum(sums) / len(sums)
 
 
