@@ -226,8 +226,8 @@ def test_the_runs_list_shows_a_specialized_retrain_below_its_focus_run(run):
 
 # -- leaving and coming back -----------------------------------------------------------------------
 def test_closing_the_tui_leaves_a_focus_run_going_and_reattaching_shows_its_history(tmp_path):
-    """What `dasvit tui --preset focus-demo` does (cmd_tui.start_and_monitor: a detached engine, its monitor
-    drawing the first epoch), then `q`, then `dasvit tui RUN_DIR`; with a tiny config."""
+    """What `dasvit tui --preset focus-demo` does (commands.tui.start_and_monitor: a detached engine, its
+    monitor drawing the first epoch), then `q`, then `dasvit tui RUN_DIR`; with a tiny config."""
     long = TINY + ["focus.epochs=200", "focus.lr_warmup_epochs=1"]
     launched = launch.start_engine(request_for_preset("focus-demo", long).resolved(tmp_path / "runs"))
     assert launched.kind == "focus" and "dasvit.focus" in launched.process.args

@@ -105,67 +105,63 @@ def run_with_bar(samples: int, run: Callable[[Callable | None], object]):
         return run(on_eval)
 
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    def specialize(
-        run_dir: Path = typer.Argument(..., help="A focus run directory (dasvit focus wrote it)."),
-        flops: str = typer.Option(
-            ...,
-            "--flops",
-            "-f",
-            help="FLOPs budget, like 1.4G, 900M or 1500000 (fvcore's count: one multiply-add is one FLOP).",
-        ),
-        params: Optional[str] = typer.Option(None, "--params", help="Also a parameter budget, like 6M."),
-        samples: int = typer.Option(100, "--samples", "-n", help="Architectures to evaluate on the validation split."),
-        method: str = typer.Option(
-            "sampler",
-            "--method",
-            "-m",
-            help="sampler (the run's budget-aware sampler), evolution (AutoFormer's) or random.",
-        ),
-        seed: int = typer.Option(0, "--seed", help="Seed of the draws."),
-        fmt: str = typer.Option("rich", "--format", help="rich (a table) or json (for scripts)."),
-        progress: bool = typer.Option(
-            True,
-            "--progress/--no-progress",
-            help="Show the evaluations as they go, on stderr: a bar, or one JSON line each with --format json.",
-        ),
-    ) -> None:
-        """Find the most accurate architecture of a focus run under a budget.
+def specialize(
+    run_dir: Path = typer.Argument(..., help="A focus run directory (dasvit focus wrote it)."),
+    flops: str = typer.Option(
+        ...,
+        "--flops",
+        "-f",
+        help="FLOPs budget, like 1.4G, 900M or 1500000 (fvcore's count: one multiply-add is one FLOP).",
+    ),
+    params: Optional[str] = typer.Option(None, "--params", help="Also a parameter budget, like 6M."),
+    samples: int = typer.Option(100, "--samples", "-n", help="Architectures to evaluate on the validation split."),
+    method: str = typer.Option(
+        "sampler",
+        "--method",
+        "-m",
+        help="sampler (the run's budget-aware sampler), evolution (AutoFormer's) or random.",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the draws."),
+    fmt: str = typer.Option("rich", "--format", help="rich (a table) or json (for scripts)."),
+    progress: bool = typer.Option(
+        True,
+        "--progress/--no-progress",
+        help="Show the evaluations as they go, on stderr: a bar, or one JSON line each with --format json.",
+    ),
+) -> None:
+    """Find the most accurate architecture of a focus run under a budget.
 
-        Evaluates up to --samples architectures under the budget on the
-        validation split with the supernet's inherited weights, prints the
-        Pareto front of all it evaluated, and writes the best as a version-2
-        genotype RUN_DIR/specialized/<budget>.json (<budget>-<method>.json for
-        evolution and random) with its FLOPs, params and inherited-weight
-        top-1 in its meta. Train it from scratch with: dasvit retrain
-        RUN_DIR/specialized/<budget>.json --headless (data and recipe from the
-        run; it trains into RUN_DIR/specialized/<budget>-retrain).
+    Evaluates up to --samples architectures under the budget on the
+    validation split with the supernet's inherited weights, prints the
+    Pareto front of all it evaluated, and writes the best as a version-2
+    genotype RUN_DIR/specialized/<budget>.json (<budget>-<method>.json for
+    evolution and random) with its FLOPs, params and inherited-weight
+    top-1 in its meta. Train it from scratch with: dasvit retrain
+    RUN_DIR/specialized/<budget>.json --headless (data and recipe from the
+    run; it trains into RUN_DIR/specialized/<budget>-retrain).
 
-        Example: dasvit specialize runs/focus-demo-20260101-120000 --flops 420K
-        """
-        from dasvit.focus.specialize import METHODS
-        from dasvit.focus.specialize import specialize as run_specialize
+    Example: dasvit specialize runs/focus-demo-20260101-120000 --flops 420K
+    """
+    from dasvit.focus.specialize import METHODS
+    from dasvit.focus.specialize import specialize as run_specialize
 
-        if fmt not in ("rich", "json"):
-            raise UserError(f"--format must be rich or json, got {fmt!r}.")
-        if method not in METHODS:
-            raise UserError(f"--method must be one of {', '.join(METHODS)}, got {method!r}.")
-        budget = parse_count(flops, "--flops")
-        param_budget = parse_count(params, "--params") if params is not None else None
+    if fmt not in ("rich", "json"):
+        raise UserError(f"--format must be rich or json, got {fmt!r}.")
+    if method not in METHODS:
+        raise UserError(f"--method must be one of {', '.join(METHODS)}, got {method!r}.")
+    budget = parse_count(flops, "--flops")
+    param_budget = parse_count(params, "--params") if params is not None else None
 
-        def run(on_eval):
-            return run_specialize(
-                run_dir, budget, param_budget, samples=samples, method=method, seed=seed, on_eval=on_eval
-            )
+    def run(on_eval):
+        return run_specialize(run_dir, budget, param_budget, samples=samples, method=method, seed=seed, on_eval=on_eval)
 
-        if not progress:
-            result = run(None)
-        elif fmt == "json":
-            result = run(json_progress(samples))
-        else:
-            result = run_with_bar(samples, run)
-        if fmt == "json":
-            typer.echo(json.dumps(result.to_json(), indent=2))
-        else:
-            print_result(result)
+    if not progress:
+        result = run(None)
+    elif fmt == "json":
+        result = run(json_progress(samples))
+    else:
+        result = run_with_bar(samples, run)
+    if fmt == "json":
+        typer.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        print_result(result)
