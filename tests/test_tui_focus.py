@@ -28,7 +28,8 @@ from dasvit_tui.screens.focus_monitor import FocusMonitorScreen, pareto_data
 from dasvit_tui.screens.genotype import GenotypeScreen
 from dasvit_tui.screens.monitor import MonitorScreen
 from dasvit_tui.screens.runs import RunsScreen
-from dasvit_tui.screens.specialize import Budget, SpecializeJob, SpecializeScreen
+from dasvit_tui.screens.specialize import SpecializeScreen
+from dasvit_tui.specialize_job import Budget, SpecializeJob
 from dasvit_tui.state import RunState
 from dasvit_tui.widgets.pareto import sampler_table
 
@@ -428,7 +429,8 @@ import asyncio, json, sys, time
 from pathlib import Path
 from dasvit_tui.app import DasvitApp
 from dasvit_tui.screens.genotype import GenotypeScreen
-from dasvit_tui.screens.specialize import Budget, SpecializeJob, SpecializeScreen
+from dasvit_tui.screens.specialize import SpecializeScreen
+from dasvit_tui.specialize_job import Budget, SpecializeJob
 
 run = Path({str(run)!r})
 answer = json.loads(Path({str(ANSWER)!r}).read_text())

@@ -74,16 +74,19 @@ def print_result(result) -> None:
 
 
 def json_progress(samples: int) -> Callable:
-    """One JSON line on stderr per evaluation (what the TUI's specialize dialog reads):
-    {"evaluated": n, "samples": N, "flops": …, "top1": …, "best_top1": …, "best_flops": …}."""
+    """One progress line on stderr per evaluation, the protocol the monitor's specialize dialog reads
+    (`dasvit_tui.specialize_job`): {"evaluated": n, "samples": N, "flops": …, "top1": …, "best_top1": …,
+    "best_flops": …}."""
+    from ..specialize_job import progress_line
+
     best: list = []
 
     def on_eval(c) -> None:
         if not best or c.top1 > best[0].top1:
             best[:] = [c]
-        line = {"evaluated": c.order, "samples": samples, "flops": c.flops, "top1": c.top1}
-        line |= {"best_top1": best[0].top1, "best_flops": best[0].flops}
-        print(json.dumps(line), file=sys.stderr, flush=True)
+        print(
+            progress_line(c.order, samples, c.flops, c.top1, best[0].top1, best[0].flops), file=sys.stderr, flush=True
+        )
 
     return on_eval
 

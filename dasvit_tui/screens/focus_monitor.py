@@ -14,6 +14,7 @@ from textual.widgets import Footer, Static
 
 from dasvit import rundir as rd
 
+from ..specialize_job import SpecializeJob
 from ..state import drawable
 from ..widgets.charts import ChartData, LineChart, Series
 from ..widgets.header import RunHeader
@@ -21,7 +22,7 @@ from ..widgets.log import EngineLog
 from ..widgets.pareto import ParetoData, ParetoPlot, SamplerTable
 from ..widgets.system import SystemPanel
 from .monitor import TRAIN, VAL, MonitorScreen, _values
-from .specialize import SpecializeJob, SpecializeScreen
+from .specialize import SpecializeScreen
 
 
 def pareto_data(state) -> ParetoData:
