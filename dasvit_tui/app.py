@@ -1,10 +1,10 @@
 """The Textual app: a runs list or a monitor, and the few things every screen may ask of it (open a run,
 start a search or a retrain, show help).
 
-Screens: `RunsScreen` (no run given), `MonitorScreen` (one run; its widgets; `FocusMonitorScreen` for a
-FocusFormer run), `PruneScreen` (modal),
-`GenotypeScreen`, `HelpScreen`, `ConfirmScreen`. Engines are started by `dasvit_tui.launch` in a worker
-thread, detached, so leaving the app never stops a run.
+Screens: `RunsScreen` (no run given); the monitor of a run's kind (`MONITORS`: the search, retrain and
+FocusFormer monitors, each a `MonitorScreen` with its own widgets); `PruneScreen` and `SpecializeScreen`
+(modal), `GenotypeScreen`, `HelpScreen`, `ConfirmScreen`. Engines are started by `dasvit_tui.launch` in a
+worker thread, detached, so leaving the app never stops a run.
 """
 
 from __future__ import annotations
@@ -24,7 +24,16 @@ from . import launch
 from .screens.focus_monitor import FocusMonitorScreen
 from .screens.help import HelpScreen
 from .screens.monitor import MonitorScreen
+from .screens.retrain_monitor import RetrainMonitorScreen
 from .screens.runs import RunsScreen
+from .screens.search_monitor import SearchMonitorScreen
+
+MONITORS: dict[str, type[MonitorScreen]] = {
+    "search": SearchMonitorScreen,
+    "retrain": RetrainMonitorScreen,
+    "focus": FocusMonitorScreen,
+}
+"""The monitor of each kind of run (the `kind` of its `run_start` event)."""
 
 
 def run_kind(run_dir: Path) -> str | None:
@@ -61,20 +70,28 @@ class DasvitApp(App[str | None]):
 
     def on_mount(self) -> None:
         if self.run_dir is not None:
-            self.push_screen(self._monitor(self.run_dir, self.process, self.exit_on_user_error, self.kind))
+            self.push_screen(self.monitor_for(self.run_dir, self.process, self.exit_on_user_error, self.kind))
         else:
             self.push_screen(RunsScreen(self.runs_root))
 
-    def _monitor(
+    def monitor_for(
         self, run_dir: Path, process=None, exit_on_user_error: bool = False, kind: str | None = None
     ) -> MonitorScreen:
-        """The monitor for the run's kind: FocusFormer's for a focus run, else the search/retrain one."""
-        screen = FocusMonitorScreen if (kind or run_kind(run_dir)) == "focus" else MonitorScreen
+        """The monitor of the run's kind; the search monitor while the run has not said it (no run_start)."""
+        screen = MONITORS.get(kind or run_kind(run_dir) or "search", SearchMonitorScreen)
         return screen(run_dir, process, exit_on_user_error=exit_on_user_error, poll_interval=self.poll_interval)
+
+    def reopen(self, monitor: MonitorScreen) -> None:
+        """A monitor opened before its run said its kind makes way for the monitor of that kind (a run_start
+        of a kind without a monitor of its own leaves it as it is)."""
+        kind = monitor.state.kind
+        if kind in MONITORS and not isinstance(monitor, MONITORS[kind]) and self.screen is monitor:
+            process, exit_on_user_error = monitor.watcher.process, monitor.exit_on_user_error
+            self.switch_screen(self.monitor_for(monitor.run_dir, process, exit_on_user_error, kind))
 
     # -- what screens ask for ----------------------------------------------------------------
     def open_run(self, run_dir: Path, process: subprocess.Popen | None = None, kind: str | None = None) -> None:
-        self.push_screen(self._monitor(run_dir, process, kind=kind))
+        self.push_screen(self.monitor_for(run_dir, process, kind=kind))
 
     def back_from(self, screen: MonitorScreen) -> None:
         """Back to the screen this monitor was opened from; the runs list if it was the first one."""

@@ -1,4 +1,5 @@
-"""`dasvit`: the command line. Each command lives in its own module and registers itself here.
+"""`dasvit`: the command line. The commands are module-level functions in `dasvit_tui.commands` (one module
+per command group); this module registers them on the Typer app and runs it.
 
 User mistakes (`dasvit.errors.UserError`) become one sentence on stderr and exit code 2; anything else is
 a bug and keeps its traceback.
@@ -12,6 +13,8 @@ import typer
 
 from dasvit.errors import UserError
 from dasvit.rundir import printable
+
+from .commands import bench, compare, focus, plot, retrain, search, show, specialize, tui
 
 app = typer.Typer(
     name="dasvit",
@@ -48,30 +51,22 @@ def _global(
         os.environ[ENV] = threads  # engines in this process and every child (detached runs, torchrun) read it
 
 
-def _register() -> None:
-    from . import cmd_search
+COMMANDS = (
+    search.search,
+    search.approve,
+    retrain.retrain,
+    show.show,
+    tui.tui,
+    bench.bench,
+    plot.plot,
+    compare.compare,
+    focus.focus,
+    specialize.specialize,
+)
+"""Every command, in the order `dasvit --help` lists them; each takes its name from its function."""
 
-    cmd_search.register(app)
-    for name in (
-        "cmd_retrain",
-        "cmd_show",
-        "cmd_tui",
-        "cmd_bench",
-        "cmd_plot",
-        "cmd_compare",
-        "cmd_focus",
-        "cmd_specialize",
-    ):
-        try:
-            mod = __import__(f"dasvit_tui.{name}", fromlist=["register"])
-        except ModuleNotFoundError as e:
-            if e.name != f"dasvit_tui.{name}":
-                raise
-            continue
-        mod.register(app)
-
-
-_register()
+for _command in COMMANDS:
+    app.command()(_command)
 
 
 def _click_exceptions() -> tuple[type, ...]:

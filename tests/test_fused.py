@@ -13,7 +13,7 @@ from dasvit.config import DEFAULT_OPS
 from dasvit.cost import op_cost
 from dasvit.fused import disable_fused, enable_fused
 from dasvit.supernet import Supernet, edge_list
-from dasvit_tui.cmd_bench import print_table
+from dasvit_tui.commands.bench import print_table
 
 TOL = 1e-5
 

@@ -152,7 +152,7 @@ def test_malformed_v2_exits_2_from_show_and_retrain(cli_runs, run):
 
 
 def test_show_draws_the_cell_once_and_a_table_per_layer(cli_runs):
-    from dasvit_tui.cmd_show import per_layer
+    from dasvit_tui.commands.show import per_layer
     from dasvit_tui.render import elastic_cell, layer_table, render_cell
 
     g = genotype_from_json(v2_doc())
@@ -201,7 +201,7 @@ def test_retrain_trains_a_v2_genotype_at_its_own_sizes(cli_runs):
 
 def test_show_sizes_a_specialized_genotype_from_its_run_config(tmp_path):
     from dasvit.config import dump_config, load_config
-    from dasvit_tui.cmd_show import resolve_sizes, v2_sizes
+    from dasvit_tui.commands.show import resolve_sizes, v2_sizes
 
     run = tmp_path / "focus-run"
     (run / "specialized").mkdir(parents=True)

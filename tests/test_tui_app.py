@@ -255,6 +255,42 @@ def test_a_corrupt_events_line_is_skipped_with_a_warning(tmp_path):
     asyncio.run(scenario())
 
 
+def test_each_kind_of_run_opens_its_own_monitor_even_one_that_says_its_kind_late(tmp_path):
+    """A search opens the search monitor and a retrain the retrain monitor, each with its own widgets. A run
+    opened before its engine wrote run_start gets the search monitor, which makes way for the retrain
+    monitor when the retrain's run_start comes."""
+    from dasvit_tui.screens.retrain_monitor import RetrainMonitorScreen
+    from dasvit_tui.screens.search_monitor import SearchMonitorScreen
+
+    search = shutil.copytree(RECORDED, tmp_path / "search", ignore=shutil.ignore_patterns("retrain"))
+    retrain = shutil.copytree(RECORDED / "retrain", tmp_path / "retrain")
+    late = shutil.copytree(RECORDED / "retrain", tmp_path / "late")
+    (late / "events.jsonl").write_text("")  # the engine has not written its run_start yet
+
+    def ids(screen) -> set[str]:
+        return {w.id for w in screen.query("#skip, #heatmap, #speed, #retrain-info")}
+
+    async def scenario():
+        for run, screen_type, own in (
+            (search, SearchMonitorScreen, {"skip", "heatmap"}),
+            (retrain, RetrainMonitorScreen, {"speed", "retrain-info"}),
+        ):
+            async with DasvitApp(run_dir=run).run_test(size=(80, 24)) as pilot:
+                await until(pilot, lambda: pilot.app.screen.caught_up)
+                assert type(pilot.app.screen) is screen_type and ids(pilot.app.screen) == own
+        app = DasvitApp(run_dir=late)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: app.screen.caught_up)
+            first = app.screen
+            assert type(first) is SearchMonitorScreen
+            (late / "events.jsonl").write_text((RECORDED / "retrain" / "events.jsonl").read_text())
+            await until(pilot, lambda: isinstance(app.screen, RetrainMonitorScreen) and app.screen.caught_up)
+            assert ids(app.screen) == {"speed", "retrain-info"} and app.screen.state.status == "finished"
+            assert first not in app.screen_stack and len(app.screen_stack) == 2  # replaced, not stacked
+
+    asyncio.run(scenario())
+
+
 def test_a_new_epoch_reaches_the_screen_within_half_a_second(tmp_path):
     run = waiting_run(tmp_path)
     lines = recorded_events()

@@ -28,7 +28,8 @@ from dasvit_tui.screens.focus_monitor import FocusMonitorScreen, pareto_data
 from dasvit_tui.screens.genotype import GenotypeScreen
 from dasvit_tui.screens.monitor import MonitorScreen
 from dasvit_tui.screens.runs import RunsScreen
-from dasvit_tui.screens.specialize import Budget, SpecializeJob, SpecializeScreen
+from dasvit_tui.screens.specialize import SpecializeScreen
+from dasvit_tui.specialize_job import Budget, SpecializeJob
 from dasvit_tui.state import RunState
 from dasvit_tui.widgets.pareto import sampler_table
 
@@ -115,8 +116,9 @@ def test_a_focus_run_opens_the_focus_monitor_with_what_the_sampler_did(run):
             table = screen.query_one("#sampler")
             assert table.content_size.height == len(screen.state.sampler_bins) + 1  # a line per bin, all shown
             sampler = table.render().plain
-            hidden = [screen.check_action(a, ()) for a in ("prune", "retrain")]
-            offered = [screen.check_action(a, ()) for a in ("specialize", "genotype")]
+            actions = {b.binding.action for b in screen.active_bindings.values()}
+            hidden = [a in actions for a in ("prune", "retrain")]
+            offered = [a in actions and screen.check_action(a, ()) for a in ("specialize", "genotype")]
             return screen.state, sampler, hidden, offered
 
     state, sampler, hidden, offered = asyncio.run(scenario())
@@ -226,8 +228,8 @@ def test_the_runs_list_shows_a_specialized_retrain_below_its_focus_run(run):
 
 # -- leaving and coming back -----------------------------------------------------------------------
 def test_closing_the_tui_leaves_a_focus_run_going_and_reattaching_shows_its_history(tmp_path):
-    """What `dasvit tui --preset focus-demo` does (cmd_tui.start_and_monitor: a detached engine, its monitor
-    drawing the first epoch), then `q`, then `dasvit tui RUN_DIR`; with a tiny config."""
+    """What `dasvit tui --preset focus-demo` does (commands.tui.start_and_monitor: a detached engine, its
+    monitor drawing the first epoch), then `q`, then `dasvit tui RUN_DIR`; with a tiny config."""
     long = TINY + ["focus.epochs=200", "focus.lr_warmup_epochs=1"]
     launched = launch.start_engine(request_for_preset("focus-demo", long).resolved(tmp_path / "runs"))
     assert launched.kind == "focus" and "dasvit.focus" in launched.process.args
@@ -428,7 +430,8 @@ import asyncio, json, sys, time
 from pathlib import Path
 from dasvit_tui.app import DasvitApp
 from dasvit_tui.screens.genotype import GenotypeScreen
-from dasvit_tui.screens.specialize import Budget, SpecializeJob, SpecializeScreen
+from dasvit_tui.screens.specialize import SpecializeScreen
+from dasvit_tui.specialize_job import Budget, SpecializeJob
 
 run = Path({str(run)!r})
 answer = json.loads(Path({str(ANSWER)!r}).read_text())

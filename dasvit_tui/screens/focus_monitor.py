@@ -1,27 +1,24 @@
 """The monitor of a FocusFormer run: supernet loss and accuracy per epoch, the Pareto scatter of what the
 sampler scored, the sampler per budget bin, system panel and engine log.
 
-It is the search monitor (`MonitorScreen`: the same watcher, state, header, system panel, log, stop and
-leave) with FocusFormer's widgets; everything comes from the run directory's events.
+It is a `MonitorScreen` (the watcher, state, header, engine-error box, system panel, log, stop, back and
+leave of every monitor) with FocusFormer's widgets and keys; everything comes from the run directory's
+events.
 """
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Static
 
 from dasvit import rundir as rd
 
-from ..state import drawable
-from ..widgets.charts import ChartData, LineChart, Series
-from ..widgets.header import RunHeader
-from ..widgets.log import EngineLog
+from ..specialize_job import SpecializeJob
+from ..state import RunState, drawable
+from ..widgets.charts import LineChart
 from ..widgets.pareto import ParetoData, ParetoPlot, SamplerTable
-from ..widgets.system import SystemPanel
-from .monitor import TRAIN, VAL, MonitorScreen, _values
-from .specialize import SpecializeJob, SpecializeScreen
+from .monitor import MonitorScreen, train_val
+from .specialize import SpecializeScreen
 
 
 def pareto_data(state) -> ParetoData:
@@ -40,64 +37,32 @@ class FocusMonitorScreen(MonitorScreen):
     """Header, loss and accuracy charts, Pareto scatter, sampler table, system panel and log of a focus run;
     `b` specializes it for a budget, `g` draws what was specialized."""
 
+    KIND = "focus"
+    BINDINGS = [
+        Binding("g", "genotype", "Genotype"),
+        *MonitorScreen.COMMON_BINDINGS,
+        Binding("b", "specialize", "Specialize…"),  # last in the footer, where it has always been
+    ]
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.specialize_job: SpecializeJob | None = None  # the dialog's, kept here: it outlives the dialog
         self._job_told: SpecializeJob | None = None
 
-    BINDINGS = [
-        Binding("b", "specialize", "Specialize…"),
-        Binding("g", "genotype", "Genotype"),
-        Binding("s", "stop", "Stop"),
-        Binding("escape", "back", "Back"),
-        Binding("q", "leave", "Leave"),
-        Binding("question_mark", "app.help", "Help", key_display="?"),
-    ]
+    def compose_left(self) -> ComposeResult:
+        yield ParetoPlot(id="pareto")
+        yield SamplerTable(id="sampler")
 
-    def compose(self) -> ComposeResult:
-        yield RunHeader(id="run-header")
-        with Horizontal(id="body"):
-            with Vertical(id="focus-left"):
-                yield ParetoPlot(id="pareto")
-                yield SamplerTable(id="sampler")
-            with Vertical(id="focus-right"):
-                yield Static(id="failure")
-                yield LineChart("loss", id="loss")
-                yield LineChart("accuracy", id="acc")
-                yield SystemPanel(id="system")
-                yield EngineLog(id="log")
-        yield Footer()
+    def compose_right(self) -> ComposeResult:
+        yield LineChart("loss", id="loss")
+        yield LineChart("accuracy", id="acc")
 
-    def _redraw(self) -> None:
-        s = self.state
-        eps = s.epochs
-        x_max = max(1, s.total_epochs)
-        self.query_one(RunHeader).show(s)
-        self.query_one("#loss", LineChart).plot(
-            ChartData(
-                [Series("train", _values(eps, "train_loss"), TRAIN), Series("val", _values(eps, "val_loss"), VAL)],
-                x_max=x_max,
-            )
-        )
-        self.query_one("#acc", LineChart).plot(
-            ChartData(
-                [Series("train", _values(eps, "train_acc"), TRAIN), Series("val", _values(eps, "val_acc"), VAL)],
-                x_max=x_max,
-                y_min=0.0,
-                y_max=1.0,
-            )
-        )
+    def draw(self, s: RunState) -> None:
+        eps, x_max = s.epochs, max(1, s.total_epochs)
+        self.query_one("#loss", LineChart).plot(train_val(eps, "loss", x_max))
+        self.query_one("#acc", LineChart).plot(train_val(eps, "acc", x_max, y_min=0.0, y_max=1.0))
         self.query_one(ParetoPlot).plot(pareto_data(s))
         self.query_one(SamplerTable).show(s.sampler_bins, (s.last or {}).get("epoch"))
-        if not s.live:
-            self._show_idle()
-        self._show_failure()
-        self.refresh_bindings()
-
-    def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action == "stop":
-            return bool(self.state.live)
-        return action not in ("prune", "retrain")  # a search's keys: hidden here
 
     # -- specializing ----------------------------------------------------------------------------
     def _tick(self) -> None:

@@ -1,9 +1,22 @@
-"""The monitor: one run, live or finished, drawn from its run directory.
+"""The monitor of one run, live or finished, drawn from its run directory: what every monitor shares.
 
-A `RunWatcher` in a worker thread posts typed messages; this screen folds each event into a `RunState` and, once
-per batch (`CaughtUp`), hands the state to its widgets. Steering goes back through `control.jsonl`:
-approve a pruning proposal (`p`, opened by itself when one arrives), stop (`s`). `g` shows the genotype,
-`r` retrains a finished search, `q` leaves while the run goes on.
+A `RunWatcher` in a worker thread posts typed messages; `MonitorScreen` folds each event into a `RunState`
+and, once per batch (`CaughtUp`), redraws. It lays out the header, two columns and the footer, puts the
+engine-error box, the system panel and the engine log in the right column, and has the keys every monitor
+has: `s` stops the run (through `control.jsonl`), `esc` goes back, `q` leaves while the run goes on, `?`
+helps. A monitor of one kind of run only adds its own widgets (`compose_left`, `compose_right`), draws
+them (`draw`) and adds its own keys:
+
+- `SearchMonitorScreen` (search_monitor.py): loss, accuracy, skip fraction, op weights; `p` approves a
+  pruning proposal (opened by itself when one arrives), `g` the genotype, `r` retrains a finished search.
+- `RetrainMonitorScreen` (retrain_monitor.py): loss, top-1/top-5, throughput, the retrain's figures; `g`
+  the genotype it trains.
+- `FocusMonitorScreen` (focus_monitor.py): the sampler's Pareto scatter and bins, loss, accuracy; `b`
+  specializes the supernet for a budget, `g` the specialized architecture.
+
+The app opens the monitor of the run's kind, the kind of its first `run_start` (`DasvitApp.monitor_for`).
+A run opened before it has said its kind gets the search monitor, which makes way for the run's own
+monitor when that first `run_start` comes (`DasvitApp.reopen`); a later one (a resume) changes nothing.
 """
 
 from __future__ import annotations
@@ -21,19 +34,15 @@ from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
 from dasvit import rundir as rd
-from dasvit.fmt import human_bytes
 
 from .. import messages as m
 from ..state import RunState
 from ..watcher import RunWatcher
-from ..widgets.charts import ChartData, LineChart, Series
+from ..widgets.charts import ChartData, Series
 from ..widgets.header import RunHeader
-from ..widgets.heatmap import OpHeatmap
 from ..widgets.log import EngineLog
-from ..widgets.skip import SkipChart
 from ..widgets.system import SystemPanel
 from .confirm import ConfirmScreen
-from .prune import PruneDecision, PruneScreen
 
 TRAIN, VAL, THIRD = "dodger_blue1", "orange1", "green3"
 
@@ -57,18 +66,27 @@ def _values(epochs: list[dict], key: str) -> list[float | None]:
     return [e.get(key) if isinstance(e.get(key), (int, float)) else None for e in epochs]
 
 
-class MonitorScreen(Screen):
-    """Header, charts, op-weight heatmap, skip chart, system panel and log of one run."""
+def train_val(epochs: list[dict], key: str, x_max: int, **kwargs) -> ChartData:
+    """The train and validation curves of `train_<key>` and `val_<key>` (loss, acc) per epoch."""
+    series = [
+        Series("train", _values(epochs, f"train_{key}"), TRAIN),
+        Series("val", _values(epochs, f"val_{key}"), VAL),
+    ]
+    return ChartData(series, x_max=x_max, **kwargs)
 
-    BINDINGS = [
-        Binding("p", "prune", "Approve…"),
-        Binding("g", "genotype", "Genotype"),
-        Binding("r", "retrain", "Retrain"),
+
+class MonitorScreen(Screen):
+    """Header, engine-error box, system panel and log of one run, around the widgets of its kind."""
+
+    KIND = ""  # the kind of run (the `run_start` event's) a subclass draws: search, retrain, focus
+    COMMON_BINDINGS = [
         Binding("s", "stop", "Stop"),
         Binding("escape", "back", "Back"),
         Binding("q", "leave", "Leave"),
         Binding("question_mark", "app.help", "Help", key_display="?"),
     ]
+    """Every monitor's keys. Textual lists inherited bindings before a class's own in the footer, so each
+    monitor splices these into its BINDINGS, placed among its own keys, instead of inheriting them."""
 
     def __init__(
         self,
@@ -84,32 +102,41 @@ class MonitorScreen(Screen):
         self.watcher = RunWatcher(self.run_dir, self, process=process, **kwargs)
         self.exit_on_user_error = exit_on_user_error
         self.caught_up = False  # the whole history present at opening has been drawn
-        self._prompted: set[tuple] = set()
-        self._answered: set[tuple] = set()
         self._log_tail: deque[str] = deque(maxlen=8)
         self._failure_shown = False
-        self._prune_screen: PruneScreen | None = None
 
+    # -- what a monitor of one kind adds -------------------------------------------------------
+    def compose_left(self) -> ComposeResult:
+        """The left column's widgets."""
+        raise NotImplementedError
+
+    def compose_right(self) -> ComposeResult:
+        """The right column's widgets, between the engine-error box and the system panel."""
+        raise NotImplementedError
+
+    def draw(self, state: RunState) -> None:
+        """Draw this kind's widgets from the state (`_redraw` draws the header, the engine-error box and the
+        idle system panel around it)."""
+        raise NotImplementedError
+
+    def after_batch(self) -> None:
+        """After each batch of events is drawn (`CaughtUp`): what this kind does then; nothing by default."""
+
+    # -- layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield RunHeader(id="run-header")
         with Horizontal(id="body"):
             with Vertical(id="left"):
-                yield LineChart("loss", id="loss")
-                yield LineChart("accuracy", id="acc")
-                yield SkipChart(id="skip")
-                yield LineChart("throughput", id="speed")
+                yield from self.compose_left()
             with Vertical(id="right"):
                 yield Static(id="failure")
-                yield OpHeatmap(id="heatmap")
-                yield Static(id="retrain-info")
+                yield from self.compose_right()
                 yield SystemPanel(id="system")
                 yield EngineLog(id="log")
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#failure").border_title = "engine error"
-        for box in self.query("#retrain-info"):  # a FocusFormer monitor (a subclass) has none
-            box.border_title = "retrain"
         self.run_worker(self._watch, thread=True, name=f"watch {self.run_dir.name}", group="watcher")
         self.set_interval(1.0, self._tick)
         self._redraw()
@@ -125,9 +152,11 @@ class MonitorScreen(Screen):
     def on_run_event(self, msg: m.RunEvent) -> None:
         """Every event line: fold it into the state, then say in the log what a person should notice."""
         ev = msg.event
+        first_start = msg.type == "run_start" and self.state.kind == "?"  # the run says its kind
         self.state.apply(ev)
         if msg.type == "run_start":
-            self.set_class(self.state.kind == "retrain", "-retrain")
+            if first_start and self.state.kind != self.KIND:  # opened before the run had said it
+                self.app.reopen(self)
         elif msg.type == "error":
             self._log().error(str(ev.get("message", "")), str(ev.get("traceback") or ""))
         else:
@@ -168,8 +197,7 @@ class MonitorScreen(Screen):
     def on_caught_up(self, msg: m.CaughtUp) -> None:
         self._redraw()
         self.caught_up = True
-        self._close_stale_prompt()
-        self._maybe_prompt()
+        self.after_batch()
 
     # -- drawing -----------------------------------------------------------------------------
     def _log(self) -> EngineLog:
@@ -180,45 +208,8 @@ class MonitorScreen(Screen):
 
     def _redraw(self) -> None:
         s = self.state
-        eps = s.epochs
-        vlines = s.stage_marks()
-        x_max = max(1, s.total_epochs)
         self.query_one(RunHeader).show(s)
-        self.query_one("#loss", LineChart).plot(
-            ChartData(
-                [Series("train", _values(eps, "train_loss"), TRAIN), Series("val", _values(eps, "val_loss"), VAL)],
-                x_max=x_max,
-                vlines=vlines,
-            )
-        )
-        if s.kind == "retrain":
-            self.query_one("#acc", LineChart).plot(
-                ChartData(
-                    [Series("top-1", _values(eps, "top1"), TRAIN), Series("top-5", _values(eps, "top5"), VAL)],
-                    x_max=x_max,
-                    y_min=0.0,
-                    y_max=1.0,
-                )
-            )
-            self.query_one("#speed", LineChart).plot(
-                ChartData([Series("images/s", _values(eps, "images_per_s"), THIRD)], x_max=x_max)
-            )
-            self.query_one("#retrain-info", Static).update(self._retrain_info())
-        else:
-            self.query_one("#acc", LineChart).plot(
-                ChartData(
-                    [Series("train", _values(eps, "train_acc"), TRAIN), Series("val", _values(eps, "val_acc"), VAL)],
-                    x_max=x_max,
-                    vlines=vlines,
-                    y_min=0.0,
-                    y_max=1.0,
-                )
-            )
-            self.query_one(SkipChart).show(s)
-            last = s.last or {}
-            title = "op weights" + (f" · stage {s.stage_position() + 1} epoch {last.get('epoch')}" if last else "")
-            self.query_one(OpHeatmap).show(last.get("arch_weights") or {}, s.ops, s.active_ops(), title)
-        self.query_one(SystemPanel).memory_note = s.memory_note()
+        self.draw(s)
         if not s.live:
             self._show_idle()
         self._show_failure()
@@ -230,36 +221,6 @@ class MonitorScreen(Screen):
         peak = max((e.get("peak_mem_bytes") or 0 for e in s.epochs), default=0) or None
         text = "engine not running" if s.live is not None else "looking for the engine…"
         self.query_one(SystemPanel).show_idle(text, peak, s.pid)
-
-    def _retrain_info(self) -> Text:
-        s, last = self.state, self.state.last or {}
-        out = Text()
-        best = max((v for v in _values(s.epochs, "top1") if v is not None), default=None)
-        rows = [
-            ("top-1", last.get("top1")),
-            ("best top-1", best),
-            ("top-5", last.get("top5")),
-            ("images/s", last.get("images_per_s")),
-            ("lr", last.get("lr")),
-            ("s/epoch", last.get("seconds")),
-        ]
-        metrics = s.metrics or {}
-        rows += [(k, metrics.get(k)) for k in ("params", "flops") if k in metrics]
-        for k, v in rows:
-            if v is None:
-                continue
-            val = (
-                f"{v:.2%}"
-                if k in ("top-1", "best top-1", "top-5")
-                else (f"{v:,.0f}" if k in ("params", "flops") else f"{v:.4g}")
-            )
-            out.append(f"{k:>11} ", style="bold")
-            out.append(val + "\n")
-        peak = last.get("peak_mem_bytes")
-        if peak:
-            out.append(f"{'peak mem':>11} ", style="bold")
-            out.append(human_bytes(peak))
-        return out if out.plain else Text("waiting for the first epoch…", style="dim")
 
     def _show_failure(self) -> None:
         s = self.state
@@ -286,63 +247,11 @@ class MonitorScreen(Screen):
             self._failure_shown = True
             self.notify("The engine stopped with an error; the run directory is intact.", severity="error")
 
-    # -- steering ------------------------------------------------------------------------------
-    def _proposal_key(self) -> tuple | None:
-        p = self.state.proposal
-        return None if p is None else (p.get("stage"), p.get("time"))
-
-    def _close_stale_prompt(self) -> None:
-        """The proposal on screen was answered elsewhere (`dasvit approve`, another monitor) or the run ended."""
-        shown = self._prune_screen
-        if shown is not None and shown.is_current and shown.proposal is not self.state.proposal:
-            self._prune_screen = None
-            self.app.pop_screen()
-            self.notify("The pruning proposal was answered elsewhere or the run ended.", timeout=4)
-
-    def _maybe_prompt(self) -> None:
-        key = self._proposal_key()
-        if key is None or not self.state.live or key in self._prompted or key in self._answered:
-            return
-        self._prompted.add(key)
-        self.action_prune()
-
+    # -- the keys every monitor has -------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        s = self.state
-        if action == "prune":
-            return bool(s.live) and s.proposal is not None and self._proposal_key() not in self._answered
-        if action == "retrain":
-            return s.kind == "search" and s.status == "finished"
         if action == "stop":
-            return bool(s.live)  # gone from the footer once the engine has ended
+            return bool(self.state.live)  # gone from the footer once the engine has ended
         return True
-
-    def action_prune(self) -> None:
-        s = self.state
-        if s.proposal is None:
-            return
-        weights = s.proposal.get("weights") or (s.last or {}).get("arch_weights") or {}
-        self._prune_screen = PruneScreen(s.proposal, weights, s.ops, len(s.stages) or None, s.stage_position())
-        self.app.push_screen(self._prune_screen, self._answer_proposal)
-
-    def _answer_proposal(self, decision: PruneDecision | None) -> None:
-        self._prune_screen = None
-        if decision is None:
-            self.notify("The run waits for your answer; p brings the proposal back.", timeout=4)
-            return
-        if decision.action == "stop":
-            self.action_stop()
-            return
-        command = {"type": "approve", "stage": decision.stage}
-        if decision.keep is not None:
-            command["keep"] = decision.keep
-        rd.write_control(self.run_dir, command)
-        key = self._proposal_key()
-        if key is not None:
-            self._answered.add(key)
-        self._log().write(
-            Text(f"approved stage {decision.stage}" + (" (edited)" if decision.keep else ""), style="bold green")
-        )
-        self.refresh_bindings()
 
     def action_stop(self) -> None:
         if not self.state.live:
@@ -362,22 +271,6 @@ class MonitorScreen(Screen):
             ),
             answer,
         )
-
-    def action_genotype(self) -> None:
-        from .genotype import GenotypeScreen, search_genotype_screen
-
-        s = self.state
-        if s.kind == "retrain":  # the genotype it trains, kept in its run directory
-            self.app.push_screen(GenotypeScreen(self.run_dir, title="genotype it trains"))
-        elif s.genotype is None:
-            self.notify("No genotype yet: the first one is derived when stage 1 ends.", timeout=4)
-        else:
-            self.app.push_screen(
-                search_genotype_screen(self.run_dir, s.genotype, s.genotype_stage, final=s.status == "finished")
-            )
-
-    def action_retrain(self) -> None:
-        self.app.start_retrain(self.run_dir)
 
     def action_back(self) -> None:
         self.app.back_from(self)

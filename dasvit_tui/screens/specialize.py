@@ -1,26 +1,21 @@
 """`b` on a FocusFormer monitor: specialize the run's supernet for a budget, then retrain what it found.
 
-The dialog takes a FLOPs budget (`1.4G`, `900M`) and an optional params budget, runs `dasvit specialize RUN
---format json` in a subprocess (the UI process never imports torch) and shows its progress from the JSON
-lines it writes on stderr. The answer is read back from the genotype file the engine wrote,
+The dialog takes a FLOPs budget (`1.4G`, `900M`) and an optional params budget and starts a
+`dasvit_tui.specialize_job.SpecializeJob`: `dasvit specialize RUN --format json` in a subprocess (the UI
+process never imports torch), whose progress lines on stderr it shows (the protocol is written down in
+that module). The answer is read back from the genotype file the engine wrote,
 RUN_DIR/specialized/<budget>.json: the per-layer table, FLOPs, params and inherited top-1. `r` retrains it
 (the retrain monitor opens), `g` draws it.
 
-A `SpecializeJob` belongs to the monitor, not to the dialog: closing the dialog leaves it running, and `b`
-shows it again. A budget that does not parse, or one below the space's smallest architecture, is one
+The job belongs to the monitor, not to the dialog: closing the dialog leaves it running, and `b` shows it
+again. A budget that does not parse, or one below the space's smallest architecture, is one
 sentence in the dialog; the run goes on.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
-import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rich.console import Group
@@ -34,16 +29,8 @@ from textual.widgets import Input, Label, ProgressBar, Static
 from dasvit.errors import BudgetError
 from dasvit.fmt import check_budget, count, parse_count
 
+from ..specialize_job import SAMPLES, Budget, SpecializeJob
 from ..state import run_name
-
-SAMPLES = 100  # evaluations per specialization: `dasvit specialize`'s default
-
-
-@dataclass
-class Budget:
-    flops: int
-    params: int | None = None
-    text: str = ""  # as typed, for the log
 
 
 def parse_budget(flops: str, params: str, space: dict[str, Any] | None) -> Budget:
@@ -60,85 +47,6 @@ def parse_budget(flops: str, params: str, space: dict[str, Any] | None) -> Budge
     check_budget(budget.flops, space.get("min_flops"), "the FLOPs budget", "FLOPs")
     check_budget(budget.params, space.get("min_params"), "the params budget", "params")
     return budget
-
-
-@dataclass
-class SpecializeJob:
-    """`dasvit specialize` for one budget, in a subprocess read by a thread; poll its fields from the UI."""
-
-    run_dir: Path
-    budget: Budget
-    samples: int = SAMPLES
-    evaluated: int = 0
-    best_top1: float | None = None
-    best_flops: float | None = None
-    result: dict[str, Any] | None = None  # `--format json`'s answer
-    error: str | None = None  # one sentence: the engine's, or why it failed
-    started: float = field(default_factory=time.monotonic)
-    ended: float | None = None
-    _proc: subprocess.Popen | None = None
-    _cancelled: bool = False
-
-    @property
-    def running(self) -> bool:
-        return self.ended is None
-
-    def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "dasvit_tui.cli", "specialize", str(self.run_dir)]
-        cmd += ["--flops", str(self.budget.flops), "--samples", str(self.samples), "--format", "json"]
-        return cmd + (["--params", str(self.budget.params)] if self.budget.params is not None else [])
-
-    def start(self) -> SpecializeJob:
-        self._proc = subprocess.Popen(
-            self.command(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,  # a Ctrl+C in the TUI is not its business
-        )
-        threading.Thread(target=self._follow, name="specialize", daemon=True).start()
-        return self
-
-    def cancel(self) -> None:
-        if self._proc is not None and self.running:
-            self._cancelled = True
-            self._proc.terminate()
-
-    def _follow(self) -> None:
-        proc = self._proc
-        out: list[str] = []
-        reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)
-        reader.start()
-        tail: list[str] = []
-        for line in proc.stderr:
-            try:
-                p = json.loads(line)
-            except ValueError:
-                p = None
-            if isinstance(p, dict) and "evaluated" in p:
-                self.evaluated, self.samples = int(p["evaluated"]), int(p.get("samples") or self.samples)
-                self.best_top1, self.best_flops = p.get("best_top1"), p.get("best_flops")
-            elif line.strip():
-                tail = (tail + [line.rstrip()])[-20:]
-        rc = proc.wait()
-        reader.join()
-        if rc == 0:
-            try:
-                self.result = json.loads("".join(out))
-            except ValueError:
-                self.error = "dasvit specialize gave no JSON answer."
-        elif self._cancelled:
-            self.error = "cancelled."
-        else:
-            last = tail[-1] if tail else f"dasvit specialize ended with exit code {rc}."
-            self.error = last.removeprefix("dasvit: ") if rc == 2 else f"dasvit specialize failed (exit {rc}): {last}"
-        self.ended = time.monotonic()
-
-    @property
-    def genotype_path(self) -> Path | None:
-        path = (self.result or {}).get("genotype")
-        return Path(path) if path else None
 
 
 def result_view(job: SpecializeJob) -> Group | Text:

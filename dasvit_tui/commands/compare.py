@@ -15,7 +15,7 @@ from dasvit.errors import ConfigError, UserError
 from dasvit.fmt import count_in_table
 from dasvit.limits import MAX_RANDOM_CELLS
 
-from .render import percent
+from ..render import percent
 
 FORMATS = ("rich", "json")
 SET_HELP = "Override a key of the retrain recipe, VALUE parsed as YAML; repeatable. Example: --set retrain.epochs=30"
@@ -154,104 +154,102 @@ def summary_table(summary: dict[str, Any]):
     return table
 
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    def compare(
-        run_dirs: list[Path] = typer.Argument(
-            ..., metavar="RUN_DIR...", help="Finished search run directories (several: one per search seed)."
-        ),
-        overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP, metavar="KEY=VALUE"),
-        random_cells: int = typer.Option(
-            0,
-            "--random",
-            "-r",
-            help="Also retrain N random cells of each run's space (same rules, budget, recipe).",
-            metavar="N",
-        ),
-        summary_path: Path = typer.Option(
-            None, "--summary", help="With several runs: write their mean ± spread and α agreement here (JSON)."
-        ),
-        fmt: str = typer.Option(
-            "rich",
-            "--format",
-            "-f",
-            help="rich (tables) or json (compare.json, or the summary, on stdout; progress on stderr).",
-        ),
-        no_progress: bool = typer.Option(False, "--no-progress", help="Print no per-epoch progress of the retrains."),
-    ) -> None:
-        """Retrain the searched cell, the ViT block and random cells with one recipe; compare them.
+def compare(
+    run_dirs: list[Path] = typer.Argument(
+        ..., metavar="RUN_DIR...", help="Finished search run directories (several: one per search seed)."
+    ),
+    overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP, metavar="KEY=VALUE"),
+    random_cells: int = typer.Option(
+        0,
+        "--random",
+        "-r",
+        help="Also retrain N random cells of each run's space (same rules, budget, recipe).",
+        metavar="N",
+    ),
+    summary_path: Path = typer.Option(
+        None, "--summary", help="With several runs: write their mean ± spread and α agreement here (JSON)."
+    ),
+    fmt: str = typer.Option(
+        "rich",
+        "--format",
+        "-f",
+        help="rich (tables) or json (compare.json, or the summary, on stdout; progress on stderr).",
+    ),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Print no per-epoch progress of the retrains."),
+) -> None:
+    """Retrain the searched cell, the ViT block and random cells with one recipe; compare them.
 
-        With each RUN_DIR's config.yaml (width, data, recipe; --set on top) it trains:
-          equal depth    the searched cell and the ViT block (vit_b16), retrain.depth
-          matched FLOPs  the searched cell at the largest depth whose FLOPs do not
-                         exceed the ViT block's at retrain.depth
-          random (-r N)  N cells drawn from the run's space under the derivation's
-                         rules (inputs per node, a residual path, the first stage's
-                         ops, within search.budget), retrain.depth
-        top-1 is on the test split; each retrain picks its epoch on the validation
-        split (held out of the training set). Finished retrains are reused
-        (RUN_DIR/retrain, RUN_DIR/compare/*): a second compare trains nothing; a
-        stopped one resumes. Writes RUN_DIR/compare.json; `dasvit show RUN_DIR` and
-        `dasvit plot RUN_DIR` show it too. Several RUN_DIRs (one search seed each)
-        are compared one after another, then summarized: mean ± sample std over the
-        runs, the searched cell's rank among the random cells, and how much the
-        runs' α agree at each stage end (Kendall τ).
+    With each RUN_DIR's config.yaml (width, data, recipe; --set on top) it trains:
+      equal depth    the searched cell and the ViT block (vit_b16), retrain.depth
+      matched FLOPs  the searched cell at the largest depth whose FLOPs do not
+                     exceed the ViT block's at retrain.depth
+      random (-r N)  N cells drawn from the run's space under the derivation's
+                     rules (inputs per node, a residual path, the first stage's
+                     ops, within search.budget), retrain.depth
+    top-1 is on the test split; each retrain picks its epoch on the validation
+    split (held out of the training set). Finished retrains are reused
+    (RUN_DIR/retrain, RUN_DIR/compare/*): a second compare trains nothing; a
+    stopped one resumes. Writes RUN_DIR/compare.json; `dasvit show RUN_DIR` and
+    `dasvit plot RUN_DIR` show it too. Several RUN_DIRs (one search seed each)
+    are compared one after another, then summarized: mean ± sample std over the
+    runs, the searched cell's rank among the random cells, and how much the
+    runs' α agree at each stage end (Kendall τ).
 
-        Exit codes: 0 finished, 1 failed, 2 bad input, 130 stopped (finished
-        retrains are kept).
+    Exit codes: 0 finished, 1 failed, 2 bad input, 130 stopped (finished
+    retrains are kept).
 
-        Examples:
-          dasvit compare runs/fashion-s0 --random 5
-          dasvit compare runs/fashion-s0 runs/fashion-s1 runs/fashion-s2 --random 5 --summary results/fashion.json
-        """
-        if not 0 <= random_cells <= MAX_RANDOM_CELLS:
-            raise UserError(f"--random must be between 0 and {MAX_RANDOM_CELLS} cells, got {random_cells:,}.")
-        from dasvit.compare import compare as run_compare
-        from dasvit.runtime import run_engine
+    Examples:
+      dasvit compare runs/fashion-s0 --random 5
+      dasvit compare runs/fashion-s0 runs/fashion-s1 runs/fashion-s2 --random 5 --summary results/fashion.json
+    """
+    if not 0 <= random_cells <= MAX_RANDOM_CELLS:
+        raise UserError(f"--random must be between 0 and {MAX_RANDOM_CELLS} cells, got {random_cells:,}.")
+    from dasvit.compare import compare as run_compare
+    from dasvit.runtime import run_engine
 
-        if fmt not in FORMATS:
-            raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}.")
-        results: list[dict[str, Any]] = []
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}.")
+    results: list[dict[str, Any]] = []
 
-        def body() -> int:
-            # with --format json, stdout carries the JSON alone: progress goes to stderr
-            with contextlib.redirect_stdout(sys.stderr) if fmt == "json" else contextlib.nullcontext():
-                for k, run_dir in enumerate(run_dirs, 1):
-                    if len(run_dirs) > 1:
-                        print(f"== run {k}/{len(run_dirs)}: {run_dir}")
-                    rc, data = run_compare(
-                        run_dir, list(overrides), say=print, progress=not no_progress, random_cells=random_cells
-                    )
-                    if rc != 0:
-                        return rc
-                    results.append(data)
-            return 0
+    def body() -> int:
+        # with --format json, stdout carries the JSON alone: progress goes to stderr
+        with contextlib.redirect_stdout(sys.stderr) if fmt == "json" else contextlib.nullcontext():
+            for k, run_dir in enumerate(run_dirs, 1):
+                if len(run_dirs) > 1:
+                    print(f"== run {k}/{len(run_dirs)}: {run_dir}")
+                rc, data = run_compare(
+                    run_dir, list(overrides), say=print, progress=not no_progress, random_cells=random_cells
+                )
+                if rc != 0:
+                    return rc
+                results.append(data)
+        return 0
 
-        rc = run_engine(body)
-        if rc != 0:
-            raise typer.Exit(rc)
-        summary = None
-        if len(run_dirs) > 1:
-            from dasvit.replicates import summarize
-            from dasvit.rundir import atomic_write_text
+    rc = run_engine(body)
+    if rc != 0:
+        raise typer.Exit(rc)
+    summary = None
+    if len(run_dirs) > 1:
+        from dasvit.replicates import summarize
+        from dasvit.rundir import atomic_write_text
 
-            summary = summarize(list(run_dirs))
+        summary = summarize(list(run_dirs))
+        if summary_path is not None:
+            from dasvit.plot_compare import plot_random
+
+            atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")
+            plot_random(results, [Path(d).name for d in run_dirs], summary_path.parent, summary_path.stem)
+    if fmt == "json":
+        typer.echo(json.dumps(summary if summary is not None else results[0], indent=2))
+    else:
+        from rich.console import Console
+
+        console = Console()
+        for run_dir, out in zip(run_dirs, results):
+            console.print(compare_table(out))
+            console.print(f"written: {Path(run_dir) / 'compare.json'}")
+        if summary is not None:
+            console.print(summary_table(summary))
             if summary_path is not None:
-                from dasvit.plot_compare import plot_random
-
-                atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")
-                plot_random(results, [Path(d).name for d in run_dirs], summary_path.parent, summary_path.stem)
-        if fmt == "json":
-            typer.echo(json.dumps(summary if summary is not None else results[0], indent=2))
-        else:
-            from rich.console import Console
-
-            console = Console()
-            for run_dir, out in zip(run_dirs, results):
-                console.print(compare_table(out))
-                console.print(f"written: {Path(run_dir) / 'compare.json'}")
-            if summary is not None:
-                console.print(summary_table(summary))
-                if summary_path is not None:
-                    console.print(f"written: {summary_path}")
-        raise typer.Exit(0)
+                console.print(f"written: {summary_path}")
+    raise typer.Exit(0)

@@ -249,7 +249,7 @@ def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: O
     genotype = load_genotype(source)
     shown = rd.printable(source, newlines=False)  # a path may hold escape sequences: never to the terminal
     if fmt == "dot":
-        from .render import elastic_cell, to_dot
+        from ..render import elastic_cell, to_dot
 
         typer.echo(to_dot(elastic_cell(genotype), name=Path(shown).stem), nl=False)
         return
@@ -288,11 +288,11 @@ def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: O
     from rich.console import Console
     from rich.text import Text
 
-    from .render import comparison_table, render_cell
+    from ..render import comparison_table, render_cell
 
     console = Console()
     if genotype.version == 2:
-        from .render import elastic_cell, layer_table
+        from ..render import elastic_cell, layer_table
 
         stats = {k: v for k, v in {**sizes, **cost}.items() if k != "edge_params"}  # edge sizes differ per layer
         console.print(render_cell(elastic_cell(genotype), stats, title=f"{shown}  (sizes from {origin})"))
@@ -306,39 +306,37 @@ def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: O
     if hint:
         console.print(Text(rd.printable(hint), style="dim"))
     if compared:
-        from .cmd_compare import compare_table
+        from .compare import compare_table
 
         console.print()
         console.print(compare_table(compared))
 
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    def show(
-        source: str = typer.Argument(
-            ...,
-            metavar="GENOTYPE|RUN_DIR|BUILTIN",
-            help="A genotype.json, a run directory, or a built-in cell (vit_b16).",
-        ),
-        depth: Optional[int] = typer.Option(None, "--depth", help="Cells stacked (default: the run's retrain.depth)."),
-        dim: Optional[int] = typer.Option(None, "--dim", help="Token width (default: the run's space.embed_dim)."),
-        image_size: Optional[int] = typer.Option(None, "--image-size", help="Image side in pixels."),
-        patch: Optional[int] = typer.Option(None, "--patch", help="Patch side in pixels."),
-        classes: Optional[int] = typer.Option(None, "--classes", help="Classifier outputs."),
-        fmt: str = typer.Option(
-            "rich", "--format", "-f", help="rich (drawing and tables), json, or dot (Graphviz source)."
-        ),
-        baseline: Optional[Path] = typer.Option(
-            None, "--baseline", help="A vit_b16 retrain run to compare with (default: RUN_DIR/baseline)."
-        ),
-    ) -> None:
-        """Draw a searched cell with its parameters and FLOPs; compare retrained models.
+def show(
+    source: str = typer.Argument(
+        ...,
+        metavar="GENOTYPE|RUN_DIR|BUILTIN",
+        help="A genotype.json, a run directory, or a built-in cell (vit_b16).",
+    ),
+    depth: Optional[int] = typer.Option(None, "--depth", help="Cells stacked (default: the run's retrain.depth)."),
+    dim: Optional[int] = typer.Option(None, "--dim", help="Token width (default: the run's space.embed_dim)."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Image side in pixels."),
+    patch: Optional[int] = typer.Option(None, "--patch", help="Patch side in pixels."),
+    classes: Optional[int] = typer.Option(None, "--classes", help="Classifier outputs."),
+    fmt: str = typer.Option(
+        "rich", "--format", "-f", help="rich (drawing and tables), json, or dot (Graphviz source)."
+    ),
+    baseline: Optional[Path] = typer.Option(
+        None, "--baseline", help="A vit_b16 retrain run to compare with (default: RUN_DIR/baseline)."
+    ),
+) -> None:
+    """Draw a searched cell with its parameters and FLOPs; compare retrained models.
 
-        FLOPs follow fvcore (one multiply-add is one FLOP; attention included), for one image.
+    FLOPs follow fvcore (one multiply-add is one FLOP; attention included), for one image.
 
-        A version-2 genotype (a FocusFormer architecture) brings its own depth and width and adds a per-layer table.
+    A version-2 genotype (a FocusFormer architecture) brings its own depth and width and adds a per-layer table.
 
-        Example: dasvit show vit_b16 --depth 12 --dim 768 --image-size 224 --patch 16 --classes 1000 --format json
-        """
-        opts = {"depth": depth, "embed_dim": dim, "image_size": image_size, "patch_size": patch, "num_classes": classes}
-        show_main(source, opts, fmt, baseline)
+    Example: dasvit show vit_b16 --depth 12 --dim 768 --image-size 224 --patch 16 --classes 1000 --format json
+    """
+    opts = {"depth": depth, "embed_dim": dim, "image_size": image_size, "patch_size": patch, "num_classes": classes}
+    show_main(source, opts, fmt, baseline)

@@ -68,52 +68,50 @@ def print_table(result: dict[str, Any]) -> None:
     console.print(f"medians over interleaved repeats; {result['seconds']:.0f} s in all")
 
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    def bench(
-        quick: bool = typer.Option(False, "--quick", help="Reduced sizes: about a minute on a 2-core CPU."),
-        device: str = typer.Option("cpu", "--device", "-d", help="cpu or cuda."),
-        json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here."),
-        threads: Optional[int] = typer.Option(
-            None, "--threads", min=1, help="CPU threads for torch (default: as every engine, see dasvit --help)."
-        ),
-        profile: bool = typer.Option(
-            False, "--profile", help="Also print torch.profiler's op table of one naive and one fused search step."
-        ),
-        compile: bool = typer.Option(
-            False,
-            "--compile",
-            help="Also time the torch.compile'd search step (search.compiled_speedup, search.compile_seconds). Compiling costs about 200 s on a 2-core CPU.",
-        ),
-    ) -> None:
-        """Measure the search step (naive against fused, and compiled with --compile), partial-token
-        memory, and the retrained ViT-B/16 cell against timm's (or torchvision's) ViT-B/16, side by side in
-        one process. The search step timed is the one a search runs (dasvit.bilevel.BilevelStep).
+def bench(
+    quick: bool = typer.Option(False, "--quick", help="Reduced sizes: about a minute on a 2-core CPU."),
+    device: str = typer.Option("cpu", "--device", "-d", help="cpu or cuda."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", min=1, help="CPU threads for torch (default: as every engine, see dasvit --help)."
+    ),
+    profile: bool = typer.Option(
+        False, "--profile", help="Also print torch.profiler's op table of one naive and one fused search step."
+    ),
+    compile: bool = typer.Option(
+        False,
+        "--compile",
+        help="Also time the torch.compile'd search step (search.compiled_speedup, search.compile_seconds). Compiling costs about 200 s on a 2-core CPU.",
+    ),
+) -> None:
+    """Measure the search step (naive against fused, and compiled with --compile), partial-token
+    memory, and the retrained ViT-B/16 cell against timm's (or torchvision's) ViT-B/16, side by side in
+    one process. The search step timed is the one a search runs (dasvit.bilevel.BilevelStep).
 
-        Example: dasvit bench --quick --json bench.json
-        """
-        import torch
+    Example: dasvit bench --quick --json bench.json
+    """
+    import torch
 
-        if device not in ("cpu", "cuda"):
-            raise UserError(f"--device must be cpu or cuda, got {device!r}.")
-        if device == "cuda" and not torch.cuda.is_available():
-            raise UserError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu.")
-        import os
+    if device not in ("cpu", "cuda"):
+        raise UserError(f"--device must be cpu or cuda, got {device!r}.")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu.")
+    import os
 
-        from dasvit.threads import ENV, apply_threads
+    from dasvit.threads import ENV, apply_threads
 
-        if threads:
-            if threads > MAX_THREADS:
-                raise UserError(f"--threads is at most {MAX_THREADS:,}, got {threads:,}.")
-            os.environ[ENV] = str(threads)
-        typer.echo(apply_threads().describe(), err=True)
-        from dasvit.bench import FULL, QUICK, profile_search_step, run_bench
+    if threads:
+        if threads > MAX_THREADS:
+            raise UserError(f"--threads is at most {MAX_THREADS:,}, got {threads:,}.")
+        os.environ[ENV] = str(threads)
+    typer.echo(apply_threads().describe(), err=True)
+    from dasvit.bench import FULL, QUICK, profile_search_step, run_bench
 
-        result = run_bench(quick, device, say=lambda s: typer.echo(s, err=True), compile=compile)
-        print_table(result)
-        if profile:
-            typer.echo(profile_search_step(QUICK if quick else FULL, torch.device(device)))
-        if json_path is not None:
-            json_path.parent.mkdir(parents=True, exist_ok=True)
-            json_path.write_text(json.dumps(result, indent=2) + "\n")
-            typer.echo(f"wrote {json_path}")
+    result = run_bench(quick, device, say=lambda s: typer.echo(s, err=True), compile=compile)
+    print_table(result)
+    if profile:
+        typer.echo(profile_search_step(QUICK if quick else FULL, torch.device(device)))
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+        typer.echo(f"wrote {json_path}")

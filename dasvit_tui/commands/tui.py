@@ -31,7 +31,7 @@ def _run_app(app) -> int:
 
 def monitor(run_dir: Path) -> int:
     """Open the monitor on an existing run (live or finished). Exit code 2 if it is not a run directory."""
-    from .app import DasvitApp
+    from ..app import DasvitApp
 
     run_dir = rd.require_run_dir(Path(run_dir))
     code = _run_app(DasvitApp(run_dir=run_dir))
@@ -41,7 +41,7 @@ def monitor(run_dir: Path) -> int:
 
 def browse(root: Path = RUNS_ROOT) -> int:
     """The runs screen over every run under `root`."""
-    from .app import DasvitApp
+    from ..app import DasvitApp
 
     return _run_app(DasvitApp(runs_root=Path(root)))
 
@@ -53,8 +53,8 @@ def start_and_monitor(request: EngineRequest, root: Path = RUNS_ROOT) -> int:
     preset or the overrides is one sentence before any run directory exists; one only the engine finds ends
     the app with the engine's sentence and code 2.
     """
-    from . import launch
-    from .app import DasvitApp
+    from .. import launch
+    from ..app import DasvitApp
 
     if request.preset is not None:
         resolve_preset(request.preset)
@@ -87,37 +87,35 @@ def _discard_if_empty(run_dir: Path) -> None:
         run_dir.rmdir()
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("tui")
-    def tui(
-        run_dir: Optional[Path] = typer.Argument(
-            None, help="A run directory to watch (live or finished).", show_default=False
-        ),
-        preset: Optional[str] = typer.Option(
-            None,
-            "--preset",
-            "-p",
-            help="Start a new run from this preset (name or YAML path) and watch it: a FocusFormer training if "
-            "the preset has a focus: section (focus-demo, ...), else a DASViT search.",
-        ),
-        set_: List[str] = typer.Option([], "--set", help="Override a config key of the new run: dotted.key=VALUE."),
-        runs: Path = typer.Option(RUNS_ROOT, "--runs", help="Where runs live (the runs screen lists them)."),
-    ) -> None:
-        """Watch and steer searches and FocusFormer runs in a terminal UI; the engine runs detached and survives
-        the terminal.
+def tui(
+    run_dir: Optional[Path] = typer.Argument(
+        None, help="A run directory to watch (live or finished).", show_default=False
+    ),
+    preset: Optional[str] = typer.Option(
+        None,
+        "--preset",
+        "-p",
+        help="Start a new run from this preset (name or YAML path) and watch it: a FocusFormer training if "
+        "the preset has a focus: section (focus-demo, ...), else a DASViT search.",
+    ),
+    set_: List[str] = typer.Option([], "--set", help="Override a config key of the new run: dotted.key=VALUE."),
+    runs: Path = typer.Option(RUNS_ROOT, "--runs", help="Where runs live (the runs screen lists them)."),
+) -> None:
+    """Watch and steer searches and FocusFormer runs in a terminal UI; the engine runs detached and survives
+    the terminal.
 
-        dasvit tui --preset demo   starts a search and opens its monitor.
-        dasvit tui --preset focus-demo   starts a FocusFormer training (a preset with a focus: section);
-        in its monitor, b specializes it for a FLOPs budget and r there retrains the result.
-        dasvit tui RUN_DIR         re-attaches to a running or finished run.
-        dasvit tui                 lists every run under runs/.
-        """
-        if run_dir is not None and (preset is not None or set_):
-            raise UserError("give either RUN_DIR to watch a run or --preset/--set to start one, not both.")
-        if preset is not None or set_:
-            code = start_and_monitor(request_for_preset(preset, list(set_)), root=runs)
-        elif run_dir is not None:
-            code = monitor(run_dir)
-        else:
-            code = browse(runs)
-        raise typer.Exit(code)
+    dasvit tui --preset demo   starts a search and opens its monitor.
+    dasvit tui --preset focus-demo   starts a FocusFormer training (a preset with a focus: section);
+    in its monitor, b specializes it for a FLOPs budget and r there retrains the result.
+    dasvit tui RUN_DIR         re-attaches to a running or finished run.
+    dasvit tui                 lists every run under runs/.
+    """
+    if run_dir is not None and (preset is not None or set_):
+        raise UserError("give either RUN_DIR to watch a run or --preset/--set to start one, not both.")
+    if preset is not None or set_:
+        code = start_and_monitor(request_for_preset(preset, list(set_)), root=runs)
+    elif run_dir is not None:
+        code = monitor(run_dir)
+    else:
+        code = browse(runs)
+    raise typer.Exit(code)

@@ -1,0 +1,67 @@
+"""`dasvit focus`: train a FocusFormer supernet and its budget-aware sampler (headless for now)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dasvit.engine_request import FocusRequest, check_preset_engine, presets_for
+from dasvit.errors import UserError
+
+SET_HELP = "Override a config key, VALUE parsed as YAML; repeatable. Example: --set focus.sampler=uniform"
+
+
+def focus(
+    preset: Optional[str] = typer.Option(
+        None,
+        "--preset",
+        "-p",
+        help=f"Preset name ({', '.join(presets_for('focus'))}) or a YAML file with a focus: section. "
+        "Default: focus-demo.",
+    ),
+    overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP, metavar="KEY=VALUE"),
+    run_dir: Optional[Path] = typer.Option(
+        None, "--run-dir", "-o", help="Where the run writes. Default: runs/<preset>-<timestamp>."
+    ),
+    headless: bool = typer.Option(
+        False,
+        "--headless",
+        help="Run in the foreground with progress on stdout (the only mode; dasvit tui --preset opens the monitor).",
+    ),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue RUN_DIR from its last completed epoch."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Processes (one per GPU) under torchrun; gloo on CPU."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Print no progress lines."),
+) -> None:
+    """Train a FocusFormer supernet and its budget-aware architecture sampler.
+
+    The supernet is weight-entangled over an elastic space around a cell:
+    focus.base (vit_b16, a genotype.json or a DASViT search run directory)
+    with the choices of focus.embed_dims, focus.depths, focus.heads and
+    focus.mlp_ratios. focus.sampler: pareto (FocusFormer) or uniform
+    (AutoFormer's training, the baseline). Then: dasvit specialize RUN_DIR
+    --flops 1.4G.
+
+    Exit codes: 0 finished, 1 failed, 2 bad input, 130 stopped (Ctrl-C,
+    SIGTERM or a stop request). A stopped or killed run continues with
+    --resume RUN_DIR from its last completed epoch.
+
+    Example: dasvit focus --headless --preset focus-demo
+    """
+    if not headless:
+        raise UserError(
+            "dasvit focus runs in the foreground only; add --headless, or start it with its monitor: "
+            "dasvit tui --preset PRESET (dasvit tui RUN_DIR watches a headless one)."
+        )
+    if resume is None:
+        check_preset_engine(preset, "focus")
+    request = FocusRequest(preset, list(overrides), run_dir, resume, progress=not no_progress)
+    request = request.resolved()  # every rank writes the same run directory; a bad config stops here
+    if nproc > 1:
+        from ..launch import run_distributed
+
+        raise typer.Exit(run_distributed(request, nproc))
+    from dasvit.focus.train import run
+
+    raise typer.Exit(run(request))

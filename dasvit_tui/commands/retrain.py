@@ -1,0 +1,78 @@
+"""`dasvit retrain`: train a searched cell (or ViT-B/16) from scratch and measure it.
+
+With --headless the engine runs in the foreground (in this process, or under torchrun with --nproc N);
+without it, the monitor starts the engine detached and watches it (`dasvit_tui.commands.tui.start_and_monitor`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dasvit.engine_request import RetrainRequest
+from dasvit.errors import UserError
+
+SET_HELP = "Override a config key, VALUE parsed as YAML; repeatable. Example: --set retrain.epochs=100"
+
+
+def retrain(
+    source: Optional[str] = typer.Argument(
+        None,
+        metavar="GENOTYPE|RUN_DIR|BUILTIN",
+        help="A search run directory (its genotype.json and config.yaml), a genotype.json, or vit_b16.",
+    ),
+    preset: Optional[str] = typer.Option(
+        None,
+        "--preset",
+        "-p",
+        help="Preset name or YAML file. Default: the config.yaml of the run the source comes from.",
+    ),
+    overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP, metavar="KEY=VALUE"),
+    run_dir: Optional[Path] = typer.Option(
+        None, "--run-dir", "-o", help="Where to write. Default: RUN_DIR/retrain, or runs/<name>-retrain-<time>."
+    ),
+    resume: Optional[Path] = typer.Option(
+        None, "--resume", help="Continue a retrain run from its last completed epoch."
+    ),
+    headless: bool = typer.Option(
+        False, "--headless", help="Run in the foreground with progress on stdout instead of opening the monitor."
+    ),
+    nproc: int = typer.Option(1, "--nproc", help="Processes (one per GPU) under torchrun; gloo on CPU."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Print no progress lines."),
+) -> None:
+    """Retrain a searched cell from scratch; report top-1/top-5, params, FLOPs, images/s.
+
+    Writes config.yaml, genotype.json, events.jsonl, checkpoint.pt (each epoch), best.pt, last.pt and
+    metrics.json. Train the ViT-B/16 baseline with the same recipe to compare (see `dasvit show`).
+
+    A version-2 genotype (FocusFormer) trains at its own depth and width; data, image, patch, recipe: the
+    preset, or the FocusFormer run's config for RUN_DIR/specialized/<budget>.json.
+
+    Exit codes: 0 finished, 1 failed, 2 bad input, 130 stopped (continue with --resume DIR).
+
+    Example: dasvit retrain runs/demo-20260101-120000 --headless
+    """
+    from dasvit.retrain import plan_of
+
+    if nproc < 1:
+        raise UserError(f"--nproc must be at least 1, got {nproc}.")
+    request = RetrainRequest(source, preset, list(overrides), run_dir, resume, progress=not no_progress)
+    plan = plan_of(request)  # every mistake: exit 2, now
+    request = replace(request, run_dir=plan.run_dir).resolved()
+    if not headless:
+        if nproc > 1:
+            raise UserError("--nproc runs the ranks in the foreground; add --headless.")
+        from .tui import start_and_monitor
+
+        raise typer.Exit(start_and_monitor(request))
+    if nproc > 1:
+        from ..launch import run_distributed
+
+        raise typer.Exit(run_distributed(request, nproc))
+    from dasvit.retrain import retrain as run_retrain
+    from dasvit.runtime import run_engine
+
+    raise typer.Exit(run_engine(lambda: run_retrain(plan, progress=not no_progress)))

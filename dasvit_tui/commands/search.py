@@ -1,0 +1,315 @@
+"""`dasvit search` (headless or with the monitor) and `dasvit approve`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dasvit import rundir as rd
+from dasvit.engine_request import SearchRequest, check_preset_engine, presets_for
+from dasvit.errors import RunDirError, UserError
+from dasvit.opspec import keep_problem, merge_keep
+
+SET_HELP = "Override a config key, VALUE parsed as YAML; repeatable. Example: --set search.pts.ratio=0.25"
+VERDICT_SECONDS = 10.0
+
+
+def search(
+    preset: Optional[str] = typer.Option(
+        None,
+        "--preset",
+        "-p",
+        help=f"Preset name ({', '.join(presets_for('search'))}) or a YAML file. Default: demo. "
+        "(focus-* presets train a FocusFormer: dasvit focus.)",
+    ),
+    overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP, metavar="KEY=VALUE"),
+    run_dir: Optional[Path] = typer.Option(
+        None, "--run-dir", "-o", help="Where the run writes. Default: runs/<preset>-<timestamp>."
+    ),
+    headless: bool = typer.Option(
+        False,
+        "--headless",
+        help="Run in the foreground with progress on stdout (for scripts and clusters) instead of opening the monitor.",
+    ),
+    approve: Optional[str] = typer.Option(
+        None,
+        "--approve",
+        help="Stage pruning: auto (default when headless) or manual (wait for `dasvit approve` or the monitor).",
+    ),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue RUN_DIR from its last completed epoch."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Processes (one per GPU) under torchrun; gloo on CPU."),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Start nothing: print every stage's memory at its batch (weights, gradients, optimizer state, "
+        "saved activations; fp32 and bf16, with and without PTS, edges stored or checkpointed) and the largest "
+        "batch that fits --gpu-mem.",
+    ),
+    gpu_mem: str = typer.Option(
+        "24G", "--gpu-mem", help="With --dry-run: the card's memory (24G = 24 GiB).", metavar="SIZE"
+    ),
+    json_path: Optional[Path] = typer.Option(
+        None, "--json", help="With --dry-run: also write the estimate as JSON here (dasvit plot --memory draws it)."
+    ),
+    measure_batches: str = typer.Option(
+        "1,2",
+        "--measure-batches",
+        help="With --dry-run: the batches measured; the line goes through the first two, the others check it.",
+        metavar="B1,B2[,...]",
+    ),
+) -> None:
+    """Search a ViT encoder cell with DASViT; opens the monitor unless --headless.
+
+    Progressive three-stage bi-level search with partial token selection and operation fairness.
+
+    torch.compile: --set search.compile=auto|true|false; auto (default) compiles CUDA stages of 2000+ steps.
+    Compiling costs ~200 s per stage on a 2-core CPU (demo: 871 s compiled, 83 s not); see dasvit bench --compile.
+
+    Exit codes: 0 finished, 1 failed, 2 bad input, 130 stopped (Ctrl-C, SIGTERM or a stop request).
+    A stopped or killed run continues with --resume RUN_DIR from its last completed epoch.
+
+    Memory: --dry-run prints each stage's estimate before any training (the monitor and the headless run
+    print the started stage's, and on CUDA the measured peak beside it); --set search.checkpoint_edges=true
+    recomputes the mixed edges in backward instead of storing their activations.
+
+    Example: dasvit search --headless --preset demo --set search.pts.ratio=0.25
+    Example: dasvit search --dry-run --preset imagenet100 --gpu-mem 24G
+    """
+    if approve not in (None, "auto", "manual"):
+        raise UserError(f"--approve must be auto or manual, got {approve!r}.")
+    if resume is None:
+        check_preset_engine(preset, "search")
+    if dry_run:
+        raise typer.Exit(dry_run_memory(preset, list(overrides), resume, gpu_mem, json_path, measure_batches))
+    request = SearchRequest(preset, list(overrides), run_dir, approve, resume)
+    if not headless:
+        if nproc > 1:
+            raise UserError(
+                "--nproc runs the ranks in the foreground; add --headless (and watch with: dasvit tui RUN_DIR)."
+            )
+        from .tui import start_and_monitor
+
+        raise typer.Exit(start_and_monitor(request))
+    request = request.resolved()  # every rank writes the same run directory; a bad config stops here
+    if nproc > 1:
+        from ..launch import run_distributed
+
+        rc = run_distributed(request, nproc)
+    else:
+        from dasvit.search import run
+
+        rc = run(request)
+    if rc == 0 and (Path(request.run_dir) / rd.GENOTYPE).is_file():
+        print_found(Path(request.run_dir))
+    raise typer.Exit(rc)
+
+
+def approve(
+    run_dir: Path = typer.Argument(..., help="The run directory of a search waiting for approval."),
+    keep: Optional[str] = typer.Option(
+        None,
+        "--keep",
+        help="JSON (or a JSON file) mapping edges 'i->j' to the ops to keep; edges it does not name keep the "
+        "proposal. Default: the proposal as is.",
+    ),
+    stop: bool = typer.Option(False, "--stop", help="Stop the run instead of approving."),
+    wait: float = typer.Option(
+        VERDICT_SECONDS, "--wait", min=0, help="Seconds to wait for the engine's verdict (prune or refusal)."
+    ),
+    no_wait: bool = typer.Option(False, "--no-wait", help="Write the answer and return without a verdict."),
+) -> None:
+    """Answer a pending stage-pruning proposal from a script.
+
+    --keep is checked against the proposal before anything is written (exit 2 naming the edge and the op);
+    then the command waits up to --wait seconds for the engine to prune (exit 0) or refuse (exit 2).
+
+    Example: dasvit approve runs/demo-20260101-120000 --keep '{"0->2": ["msa_4", "mlp_4"]}'
+    """
+    rd.require_run_dir(run_dir)  # none of its files a link
+    shown = rd.printable(run_dir, newlines=False)
+    pending = rd.pending_proposal(run_dir)
+    if stop:
+        rd.write_control(run_dir, {"type": "stop"})
+        typer.echo(f"stop requested for {shown}")
+        return
+    if pending is None:
+        raise RunDirError(f"{run_dir} has no pruning proposal waiting for approval.")
+    stage = pending["stage"]
+    cmd: dict = {"type": "approve", "stage": stage}
+    if keep is not None:
+        cmd["keep"] = checked_keep(read_keep(keep), pending)
+    live = rd.is_live(run_dir)
+    if not live:
+        typer.echo(f"note: no engine is running on {shown}; the approval applies when it is resumed.", err=True)
+    tail = rd.JsonlTail(run_dir / rd.EVENTS)
+    tail.read_new()  # the verdict is an event written after this answer
+    rd.write_control(run_dir, cmd)
+    if no_wait or not live or wait <= 0:
+        typer.echo(f"approval of stage {stage} pruning sent to {shown}")
+        return
+    verdict = await_verdict(tail, stage, wait)
+    if verdict is None:
+        typer.echo(
+            f"approval of stage {stage} pruning sent to {shown}; the engine has not answered within "
+            f"{wait:g} s (dasvit tui {run_dir} shows what it does)."
+        )
+    elif verdict["type"] == "prune":
+        asked = cmd.get("keep", pending.get("keep"))
+        how = "as approved" if verdict.get("keep") == asked else "by an answer that came before this one"
+        typer.echo(f"stage {stage} pruned {how} for {shown}: {keep_summary(verdict.get('keep'))}")
+    elif verdict["type"] == "error":
+        why = str(verdict.get("message", "")).removeprefix(f"approve for stage {stage} ignored: ").rstrip(".")
+        raise UserError(f"the engine refused the approval of stage {stage}: {why}.")
+    else:
+        raise RunDirError(f"the run ended ({verdict.get('status', '?')}) before it pruned stage {stage}.")
+
+
+def found_cost(run_dir: Path) -> str:
+    """What the searched cell costs, in the counts people read (3.1M): one cell, from the genotype's own
+    `meta.cost` (the search's cost model at its width and tokens), and the network `dasvit retrain` builds
+    at the run's retrain.depth (the same count as `dasvit show`)."""
+    from dasvit.fmt import count
+    from dasvit.genotype import load_genotype
+
+    from .show import resolve_sizes, sized_network_cost
+
+    genotype = load_genotype(run_dir)
+    sizes, _ = resolve_sizes(str(run_dir), {})
+    net = sized_network_cost(genotype, sizes)
+    cell = genotype.meta.get("cost") if isinstance(genotype.meta.get("cost"), dict) else None
+    parts = []
+    if cell and all(isinstance(cell.get(k), int) for k in ("params", "flops")):
+        parts.append(f"one cell {count(cell['params'])} params, {count(cell['flops'])} FLOPs")
+    parts.append(
+        f"the network at depth {sizes['depth']} (width {sizes['embed_dim']}, {sizes['image_size']} px): "
+        f"{count(net.params)} params, {count(net.flops)} FLOPs"
+    )
+    return "; ".join(parts)
+
+
+def print_found(run_dir: Path) -> None:
+    """The end of a headless search: the cell it found, what it costs, and what to do with it."""
+    from rich.console import Console
+
+    from dasvit.genotype import load_genotype
+
+    from ..render import cell_diagram
+
+    typer.echo(f"found cell ({run_dir / rd.GENOTYPE}):")
+    Console(highlight=False, soft_wrap=True).print(cell_diagram(load_genotype(run_dir)))
+    typer.echo(f"cost: {found_cost(run_dir)}")
+    typer.echo(f"next: dasvit show {run_dir} · dasvit retrain {run_dir} --headless")
+
+
+def read_keep(keep: str) -> object:
+    """--keep: JSON, or a JSON file; read as untrusted input (bounded size and depth)."""
+    try:
+        if keep.lstrip().startswith("{"):
+            return rd.parse_json(keep.encode())
+        if not Path(keep).is_file():
+            raise UserError(f"--keep {keep[:60]!r} is neither JSON nor a JSON file.")
+        return rd.read_json_file(Path(keep), follow=True, max_bytes=1 << 20)
+    except json.JSONDecodeError as e:
+        raise UserError(f"--keep is not valid JSON ({e.msg}).") from None
+    except ValueError as e:
+        raise UserError(f"--keep is not valid JSON ({e}).") from None
+    except OSError as e:
+        raise UserError(f"--keep {keep[:60]!r} cannot be read ({e.strerror or e}).") from None
+
+
+def checked_keep(parsed: object, pending: dict) -> dict:
+    """--keep completed by the proposal (the edges it does not name keep the proposed ops) and checked
+    against the ops each edge still offers (the proposal's `weights`); else one sentence, exit 2."""
+    proposal = pending.get("keep") or {}
+    weights = pending.get("weights")
+    if isinstance(weights, dict) and weights:
+        active = {name: list(ops) if isinstance(ops, dict) else None for name, ops in weights.items()}
+    else:  # a proposal without its weights (an older engine): the edges are known, their ops are not
+        active = {name: None for name in proposal}
+    merged = merge_keep(parsed, proposal)
+    why = keep_problem(merged, active)
+    if why:
+        raise UserError(f"--keep cannot be used: {why}; nothing was sent.")
+    return merged
+
+
+def await_verdict(tail: rd.JsonlTail, stage: int, seconds: float) -> dict | None:
+    """The engine's answer to an approval of `stage`, read from the events after it was sent: its `prune`,
+    the `error` refusing it, or a `run_end`; None after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        for kind, ev in tail.read_new():
+            if kind != "ok":
+                continue
+            if (ev.get("type") in ("prune", "error") and ev.get("stage") == stage) or ev.get("type") == "run_end":
+                return ev
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.1)
+
+
+def keep_summary(keep: object) -> str:
+    """`0->2 msa_4 mlp_4 · 1->2 skip ...`: what each edge keeps, on one line."""
+    if not isinstance(keep, dict):
+        return "?"
+    return " · ".join(f"{name} {' '.join(map(str, ops))}" for name, ops in keep.items())
+
+
+def dry_run_memory(
+    preset: str | None, overrides: list[str], resume: Path | None, gpu_mem: str, json_path: Path | None, batches: str
+) -> int:
+    """`dasvit search --dry-run`: every stage's memory estimate (dasvit.memory), nothing started."""
+    from dasvit.memory import parse_bytes
+
+    gpu_bytes = parse_bytes(gpu_mem)  # a bad size is one sentence before anything loads
+    try:
+        measured = tuple(int(b) for b in batches.split(","))
+    except ValueError:
+        measured = ()
+    if len(measured) < 2 or len(set(measured)) != len(measured) or min(measured) < 1:
+        raise UserError(f"--measure-batches {batches!r} must list at least two different batches, like 1,2 or 1,2,4.")
+    from dasvit.config import load_config, load_run_config
+
+    if resume is not None:
+        rd.require_run_dir(resume)
+        cfg = load_run_config(resume / rd.CONFIG)
+    else:
+        cfg = load_config(preset or "demo", overrides)
+    import torch
+
+    from dasvit.memory import estimate_config, report
+    from dasvit.threads import apply_threads
+
+    typer.echo(apply_threads().describe(), err=True)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    stages = estimate_config(cfg, device, measured, say=lambda s: typer.echo(s, err=True))
+    typer.echo(
+        f"{cfg.preset}: {len(stages)} stage(s), {cfg.data.image_size} px, patch {cfg.space.patch_size}, width "
+        f"{cfg.space.embed_dim}, batch {cfg.data.batch_size} per rank"
+    )
+    typer.echo(report(stages, gpu_bytes))
+    if json_path is not None:
+        from dasvit.bench import machine
+
+        out = {
+            "preset": cfg.preset,
+            "gpu_mem_bytes": gpu_bytes,
+            "machine": machine(torch.device(device)),
+            "config": {
+                "image_size": cfg.data.image_size,
+                "patch_size": cfg.space.patch_size,
+                "embed_dim": cfg.space.embed_dim,
+                "batch_size": cfg.data.batch_size,
+                "fused": cfg.search.fused,
+                "pts_ratio": cfg.search.pts.ratio,
+            },
+            "stages": [m.to_json() for m in stages],
+        }
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(out, indent=2) + "\n")
+        typer.echo(f"wrote {json_path}")
+    return 0
