@@ -36,7 +36,18 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .errors import DiskFullError, RunDirError
-from .events import EPOCH, PRUNE, PRUNE_PROPOSAL, READER_CHECKS, RUN_END, RUN_START, clean_event
+from .events import (
+    EPOCH,
+    PRUNE,
+    PRUNE_PROPOSAL,
+    READER_CHECKS,
+    RUN_END,
+    RUN_START,
+    Event,
+    PruneProposalEvent,
+    RunEndEvent,
+    clean_event,
+)
 
 EVENTS = "events.jsonl"
 CONTROL = "control.jsonl"
@@ -525,14 +536,14 @@ class RunStatus:
     epoch: int = 0
     stage_epochs: int = 0  # epochs of that stage
     best_acc: float | None = None  # best top-1 (retrain) or validation accuracy (search) so far
-    proposal: dict[str, Any] | None = None  # a prune_proposal no answer has followed yet
-    end: dict[str, Any] | None = None  # the run_end of the last engine process, unless one started since
+    proposal: PruneProposalEvent | None = None  # a prune_proposal no answer has followed yet
+    end: RunEndEvent | None = None  # the run_end of the last engine process, unless one started since
     live: bool | None = None  # None: nobody has looked yet
     exit_code: int | None = None
 
     STATUSES = ("loading", "not started", "starting", "running", "waiting", "finished", "stopped", "failed", "crashed")
 
-    def apply(self, ev: dict[str, Any]) -> None:
+    def apply(self, ev: Event) -> None:
         t = ev.get("type")
         time_ = ev.get("time")
         if isinstance(time_, (int, float)):
@@ -610,7 +621,7 @@ class RunSummary(RunStatus):
     path: Path
     last_event: dict[str, Any] = field(default_factory=dict)
 
-    def apply(self, ev: dict[str, Any]) -> None:
+    def apply(self, ev: Event) -> None:
         super().apply(ev)
         self.last_event = ev
 

@@ -21,6 +21,7 @@ from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
 from dasvit import rundir as rd
+from dasvit.events import ERROR, GENOTYPE, PRUNE, PRUNE_PROPOSAL, RUN_END, RUN_START
 from dasvit.fmt import human_bytes
 
 from .. import messages as m
@@ -41,13 +42,13 @@ TRAIN, VAL, THIRD = "dodger_blue1", "orange1", "green3"
 def event_log_line(ev: dict) -> tuple[str, str] | None:
     """(text, style) of the log line an event earns, if any (epochs are in the charts, not the log)."""
     t, stage = ev.get("type"), ev.get("stage")
-    if t == "prune_proposal":
+    if t == PRUNE_PROPOSAL:
         return f"stage {stage} done: pruning proposal", "bold yellow"
-    if t == "prune":
+    if t == PRUNE:
         return f"stage {stage} pruned ({ev.get('by', '?')})", "cyan"
-    if t == "genotype":
+    if t == GENOTYPE:
         return f"stage {stage}: genotype derived (g to see it)", "cyan"
-    if t == "run_end":
+    if t == RUN_END:
         style = {"finished": "bold green", "stopped": "bold"}.get(ev.get("status"), "bold red")
         return f"run {ev.get('status')}: {ev.get('message', '')}".rstrip(": "), style
     return None
@@ -126,9 +127,9 @@ class MonitorScreen(Screen):
         """Every event line: fold it into the state, then say in the log what a person should notice."""
         ev = msg.event
         self.state.apply(ev)
-        if msg.type == "run_start":
+        if msg.type == RUN_START:
             self.set_class(self.state.kind == "retrain", "-retrain")
-        elif msg.type == "error":
+        elif msg.type == ERROR:
             self._log().error(str(ev.get("message", "")), str(ev.get("traceback") or ""))
         else:
             line = event_log_line(ev)
