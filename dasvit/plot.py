@@ -29,6 +29,7 @@ from typing import Any
 
 from . import rundir as rd
 from .errors import RunDirError, UserError
+from .events import EPOCH, PRUNE, RUN_START
 from .opspec import edge_order, parse_op
 
 FORMATS = ("png", "svg")
@@ -90,10 +91,10 @@ def load_series(run_dir: str | Path, label: str | None = None) -> Series:
     """The epochs of `run_dir`; a RunDirError if it is not a run or no epoch has finished."""
     run_dir = rd.require_run_dir(Path(run_dir))
     events, _ = rd.read_events(run_dir)
-    kind = next((e.get("kind", "search") for e in events if e.get("type") == "run_start"), "search")
+    kind = next((e.get("kind", "search") for e in events if e.get("type") == RUN_START), "search")
     by_key: dict[tuple[int, int], dict[str, Any]] = {}
     for e in events:
-        if e.get("type") == "epoch" and isinstance(e.get("epoch"), int):
+        if e.get("type") == EPOCH and isinstance(e.get("epoch"), int):
             by_key[(int(e.get("stage", 1)), e["epoch"])] = e
     if not by_key:
         raise RunDirError(f"{run_dir} has no finished epoch yet; there is nothing to plot.")
@@ -113,7 +114,7 @@ def load_series(run_dir: str | Path, label: str | None = None) -> Series:
             previous = stage
         s.epochs.append({**e, "x": offset + e["epoch"]})
     for e in events:  # what each prune dropped: the ops of the stage's last epoch not in `keep`
-        if e.get("type") == "prune" and isinstance(e.get("keep"), dict):
+        if e.get("type") == PRUNE and isinstance(e.get("keep"), dict):
             stage = int(e.get("stage", 0))
             last = s.of_stage(stage)
             if not last:
@@ -507,7 +508,7 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path | None = None, labels:
             load_series(r.path / rd.RETRAIN, f"{r.label}")
             for r in runs
             if rd.is_run_dir(r.path / rd.RETRAIN)
-            and any(e.get("type") == "epoch" for e in rd.read_events(r.path / rd.RETRAIN)[0])
+            and any(e.get("type") == EPOCH for e in rd.read_events(r.path / rd.RETRAIN)[0])
         ]
         if retrains:
             written += plot_curves(retrains, out, "retrain")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import rundir as rd
+from .events import EPOCH
 from .plot import STYLE, _save
 
 SUPERNET_COLOURS = {"pareto": "#d62728", "uniform": "#1f77b4"}
@@ -26,7 +27,7 @@ def sampler_epochs(run_dir: str | Path) -> list[dict[str, Any]]:
     by_epoch: dict[int, dict[str, Any]] = {}
     for e in events:
         bins = (e.get("sampler") or {}).get("bins") if isinstance(e.get("sampler"), dict) else None
-        if e.get("type") == "epoch" and isinstance(e.get("epoch"), int) and isinstance(bins, list) and bins:
+        if e.get("type") == EPOCH and isinstance(e.get("epoch"), int) and isinstance(bins, list) and bins:
             by_epoch[e["epoch"]] = e
     return [by_epoch[k] for k in sorted(by_epoch)]
 

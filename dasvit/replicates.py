@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import rundir as rd
+from .events import EPOCH
 from .opspec import parse_op
 
 
@@ -50,7 +51,7 @@ def stage_end_weights(run_dir: Path) -> dict[int, dict[str, dict[str, float]]]:
     out: dict[int, dict[str, dict[str, float]]] = {}
     for ev in events:
         w = ev.get("arch_weights")
-        if ev.get("type") == "epoch" and isinstance(ev.get("stage"), int) and isinstance(w, dict):
+        if ev.get("type") == EPOCH and isinstance(ev.get("stage"), int) and isinstance(w, dict):
             out[ev["stage"]] = w
     return out
 

@@ -29,6 +29,7 @@ from .config import Config, load_config, load_run_config, preset_names
 from .data import EpochLoaders, Splits, build_datasets
 from .engine_request import RetrainRequest, retrain_run_dir
 from .errors import ConfigError, RunDirError, UserError
+from .events import EPOCH, RUN_END
 from .fmt import count
 from .genotype import Genotype, load_genotype
 from .network import Network, build_network
@@ -341,7 +342,7 @@ def retrain(plan: Plan, progress: bool = True) -> int:
                         resume_state(epoch + 1, model, optimizer, sched, ema, best, plan),
                         keep_previous=True,
                     )
-                run.emit("epoch", **fields)
+                run.emit(EPOCH, **fields)
                 run.progress.line(
                     f"epoch {epoch + 1}/{r.epochs} train_loss {fields['train_loss']:.4f} val_loss {val_loss:.4f} "
                     f"top1 {top1:.2%} top5 {top5:.2%} {fields['images_per_s']:.0f} img/s {fields['seconds']:.1f}s"
@@ -355,7 +356,7 @@ def retrain(plan: Plan, progress: bool = True) -> int:
                     f"{count(metrics['params'])} params, {count(metrics['flops'])} FLOPs"
                 )
                 run.emit(
-                    "run_end", status="finished", message=f"top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f}"
+                    RUN_END, status="finished", message=f"top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f}"
                 )
             barrier(info)
         except (Stopped, KeyboardInterrupt):

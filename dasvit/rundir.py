@@ -14,6 +14,7 @@ runs/<run-id>/
   retrain/         a search run's retrain (RETRAIN), a run directory of its own
 ```
 
+What an event holds is defined in `dasvit.events` (the schema; `clean_event` is its reader).
 This module imports no torch: front ends use it to read runs without loading a model.
 """
 
@@ -35,8 +36,19 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .errors import DiskFullError, RunDirError
+from .events import (
+    EPOCH,
+    PRUNE,
+    PRUNE_PROPOSAL,
+    READER_CHECKS,
+    RUN_END,
+    RUN_START,
+    Event,
+    PruneProposalEvent,
+    RunEndEvent,
+    clean_event,
+)
 
-EVENT_VERSION = 1
 EVENTS = "events.jsonl"
 CONTROL = "control.jsonl"
 CONFIG = "config.yaml"
@@ -255,10 +267,6 @@ def start_on_a_fresh_line(path: Path) -> None:
         os.close(fd)
 
 
-def make_event(type_: str, **fields: Any) -> dict[str, Any]:
-    return {"v": EVENT_VERSION, "type": type_, "time": time.time(), **fields}
-
-
 @dataclass
 class JsonlTail:
     """Reads complete new lines from a growing JSONL file; keeps a partial last line for later.
@@ -328,56 +336,9 @@ def read_events(run_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     return events, bad
 
 
-# What the fields dasvit writes in events hold: a field of another type is dropped when events are read,
-# so that every reader sees it absent (and keeps its default) instead of tripping over it.
-_NUMS = (int, float)
-
-
-def _is_num(v: Any) -> bool:
-    return type(v) in _NUMS
-
-
-def _is_time(v: Any) -> bool:
-    return type(v) in _NUMS and -1e18 < v < 1e18  # finite: clocks and durations are computed from it
-
-
-def _is_weights(v: Any) -> bool:  # {edge: {op: weight}}
-    return type(v) is dict and all(type(w) is dict and all(type(x) in _NUMS for x in w.values()) for w in v.values())
-
-
-def _is_keep(v: Any) -> bool:  # {edge: [op, ...]}
-    return type(v) is dict and all(type(ops) is list and all(type(o) is str for o in ops) for ops in v.values())
-
-
-def _of(*types: type) -> Callable[[Any], bool]:
-    return lambda v: type(v) in types
-
-
-_EVENT_FIELDS: dict[str, Callable[[Any], bool]] = {
-    "time": _is_time,
-    "arch_weights": _is_weights,
-    "weights": _is_weights,
-    "keep": _is_keep,
-    "budgets": lambda v: type(v) is list and all(type(b) in _NUMS for b in v),
-    "points": _of(list),
-    **dict.fromkeys(("v", "pid", "world_size", "stage", "stages", "epoch", "epochs", "depth"), _of(int)),
-    **dict.fromkeys(("sampler_steps", "decisions"), _of(int)),
-    **dict.fromkeys(("type", "kind", "preset", "device", "host", "status", "message", "traceback"), _of(str)),
-    **dict.fromkeys(("by", "approval", "phase"), _of(str)),
-    **dict.fromkeys(("resumed", "arch_step"), _of(bool)),
-    **dict.fromkeys(("config", "fairness", "sampler", "genotype", "smallest", "largest"), _of(dict)),
-    **dict.fromkeys(("train_loss", "train_acc", "val_loss", "val_acc", "top1", "top5", "lr", "seconds"), _is_num),
-    **dict.fromkeys(("images_per_s", "skip_fraction", "peak_mem_bytes", "val_loss_smallest"), _is_num),
-    **dict.fromkeys(("val_acc_smallest", "min_flops", "max_flops", "min_params", "max_params"), _is_num),
-}
-
-
-def clean_event(ev: dict[str, Any]) -> dict[str, Any]:
-    """`ev` without the fields whose value is of a type dasvit never writes there (`"stage": [1]`, a number
-    as a string): for readers, which then see them absent. Other fields pass as they are."""
-    fields = _EVENT_FIELDS
-    bad = [k for k, v in ev.items() if k in fields and not fields[k](v)]
-    return {k: v for k, v in ev.items() if k not in bad} if bad else ev
+# Whether a control line's time and keep hold what dasvit writes there: the same checks as the event
+# fields of those names (dasvit.events).
+_is_time, _is_keep = READER_CHECKS["time"], READER_CHECKS["keep"]
 
 
 CONTROL_TYPES = ("approve", "stop")
@@ -575,19 +536,19 @@ class RunStatus:
     epoch: int = 0
     stage_epochs: int = 0  # epochs of that stage
     best_acc: float | None = None  # best top-1 (retrain) or validation accuracy (search) so far
-    proposal: dict[str, Any] | None = None  # a prune_proposal no answer has followed yet
-    end: dict[str, Any] | None = None  # the run_end of the last engine process, unless one started since
+    proposal: PruneProposalEvent | None = None  # a prune_proposal no answer has followed yet
+    end: RunEndEvent | None = None  # the run_end of the last engine process, unless one started since
     live: bool | None = None  # None: nobody has looked yet
     exit_code: int | None = None
 
     STATUSES = ("loading", "not started", "starting", "running", "waiting", "finished", "stopped", "failed", "crashed")
 
-    def apply(self, ev: dict[str, Any]) -> None:
+    def apply(self, ev: Event) -> None:
         t = ev.get("type")
         time_ = ev.get("time")
         if isinstance(time_, (int, float)):
             self.last_time = time_
-        if t == "run_start":
+        if t == RUN_START:
             self.kind = str(ev.get("kind", self.kind))
             self.preset = str(ev.get("preset", self.preset))
             self.device = str(ev.get("device", self.device))
@@ -597,7 +558,7 @@ class RunStatus:
             if self.started is None:
                 self.started = time_
             self.end = None  # a resumed run goes on
-        elif t == "epoch":
+        elif t == EPOCH:
             self.stage, self.epoch = ev.get("stage", 0), ev.get("epoch", 0)
             self.stage_epochs = ev.get("epochs", 0)
             acc = ev.get("top1", ev.get("val_acc"))
@@ -605,11 +566,11 @@ class RunStatus:
                 self.best_acc = acc if self.best_acc is None else max(self.best_acc, acc)
             if self.proposal is not None and ev.get("stage") != self.proposal.get("stage"):
                 self.proposal = None
-        elif t == "prune_proposal":
+        elif t == PRUNE_PROPOSAL:
             self.proposal = ev if isinstance(ev.get("stage"), int) else self.proposal
-        elif t == "prune":
+        elif t == PRUNE:
             self.proposal = None
-        elif t == "run_end":
+        elif t == RUN_END:
             self.end = ev
             self.proposal = None
 
@@ -660,7 +621,7 @@ class RunSummary(RunStatus):
     path: Path
     last_event: dict[str, Any] = field(default_factory=dict)
 
-    def apply(self, ev: dict[str, Any]) -> None:
+    def apply(self, ev: Event) -> None:
         super().apply(ev)
         self.last_event = ev
 

@@ -29,6 +29,7 @@ import torch.distributed as dist
 from . import rundir as rd
 from .config import Config, dump_config
 from .errors import USER_ERROR_FILE, CheckpointError, DiskFullError, UserError
+from .events import ERROR, RUN_END, RUN_START, make_event
 from .fmt import clock
 from .rundir import default_run_dir  # noqa: F401  (engines import it from here)
 from .threads import apply_threads
@@ -339,7 +340,7 @@ class Run:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old_handlers[sig] = signal.signal(sig, self._on_signal)
             self.emit(
-                "run_start",
+                RUN_START,
                 kind=self.kind,
                 preset=self.cfg.preset,
                 device=str(self.info.device),
@@ -389,14 +390,16 @@ class Run:
 
     # -- events ---------------------------------------------------------------------------
     def emit(self, type_: str, **fields: Any) -> None:
+        """Append an event (rank 0), built by `events.make_event` against this engine's definition of its
+        type: an event the schema does not allow raises EventSchemaError (a bug)."""
         if self.info.main:
-            rd.append_jsonl(self.dir / rd.EVENTS, rd.make_event(type_, **fields))
+            rd.append_jsonl(self.dir / rd.EVENTS, make_event(type_, self.kind, **fields))
 
     def end(self, status: str, message: str) -> None:
         """The `run_end` event. On a failure path the disk may be what failed (full): then the line is lost
         and the error itself still reaches stderr, so an OSError here does not hide it."""
         try:
-            self.emit("run_end", status=status, message=message)
+            self.emit(RUN_END, status=status, message=message)
         except (OSError, DiskFullError):
             if status == "finished":
                 raise
@@ -427,7 +430,7 @@ class Run:
             why = "it is not a JSON object of a bounded size and depth" if kind == "bad" else rd.control_problem(obj)
             if why:
                 text = obj if kind == "bad" else rd.printable(repr(obj)[:200], False)
-                self.emit("error", message=f"ignored a malformed control line ({why}): {text[:200]}", traceback="")
+                self.emit(ERROR, message=f"ignored a malformed control line ({why}): {text[:200]}", traceback="")
                 continue
             if obj["type"] == "stop" and isinstance(obj.get("time"), (int, float)) and obj["time"] < self.started:
                 continue  # it stopped an earlier process of this run; a resumed run must not stop again
@@ -514,7 +517,7 @@ def drive(
             except BaseException as e:
                 fail_event(run, e)
                 raise
-            run.emit("run_end", status="finished", message=message)
+            run.emit(RUN_END, status="finished", message=message)
             run.progress.line(line)
             return EXIT_OK
     finally:
@@ -527,7 +530,7 @@ def fail_event(run: Run | None, exc: BaseException) -> None:
         return
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
-        run.emit("error", message=f"{type(exc).__name__}: {exc}", traceback=tb)
+        run.emit(ERROR, message=f"{type(exc).__name__}: {exc}", traceback=tb)
     except (OSError, DiskFullError):
         pass
     run.end("failed", f"{type(exc).__name__}: {exc}")

@@ -29,6 +29,7 @@ from .data import EpochLoaders, Splits, build_datasets, image_channels, split_ha
 from .derivation import arch_weights_dict, cell_ops_cost, check_keep, derive_genotype, prune_proposal, space_costs
 from .engine_request import SearchRequest
 from .errors import CheckpointError, UserError
+from .events import EPOCH, ERROR, GENOTYPE, MEMORY, PRUNE, PRUNE_PROPOSAL
 from .fairness import fairness_terms, skip_fraction, type_shares
 from .memory import StageMemory, estimate_stage, gib, summary_line
 from .opspec import merge_keep
@@ -153,7 +154,7 @@ class Searcher:
         m, sc = self.memory, self.cfg.search
         variant = ("bf16" if self.info.device.type == "cuda" else "fp32", sc.pts.enabled, sc.checkpoint_edges)
         self.run.emit(
-            "memory",
+            MEMORY,
             stage=stage + 1,
             estimate_bytes=m.total(*variant),
             parts=m.parts(*variant),
@@ -278,7 +279,7 @@ class Searcher:
             geno.save(self.run.dir / rd.stage_genotype(stage + 1))
             if stage == len(sc.stages) - 1:
                 geno.save(self.run.dir / rd.GENOTYPE)
-        self.run.emit("genotype", stage=stage + 1, genotype=geno.to_json())
+        self.run.emit(GENOTYPE, stage=stage + 1, genotype=geno.to_json())
 
     def check_ranks_agree(self, w: torch.Tensor, stage: int) -> None:
         """Every rank must hold the same α; a divergence is a bug, not something to paper over."""
@@ -308,7 +309,7 @@ class Searcher:
             if keep is None:
                 raise Stopped()
             by = "user"
-        self.run.emit("prune", stage=stage + 1, keep=keep, by=by)
+        self.run.emit(PRUNE, stage=stage + 1, keep=keep, by=by)
         return keep
 
     def _answer(self, stage: int, proposal: dict[str, list[str]], mask: torch.Tensor) -> dict[str, list[str]] | None:
@@ -323,7 +324,7 @@ class Searcher:
             why = check_keep(user_keep, mask, self.ops, self.nodes)
             if why:
                 self.run.emit(
-                    "error", message=f"approve for stage {stage + 1} ignored: {why}", traceback="", stage=stage + 1
+                    ERROR, message=f"approve for stage {stage + 1} ignored: {why}", traceback="", stage=stage + 1
                 )
                 continue
             return {k: list(v) for k, v in user_keep.items()}
@@ -371,7 +372,7 @@ class Searcher:
                     w, mask, self.ops, self.nodes, sc.stages[stage + 1].keep, sc.prune_zero, sc.skip_floor
                 )
                 self.run.emit(
-                    "prune_proposal",
+                    PRUNE_PROPOSAL,
                     stage=stage + 1,
                     keep=proposal,
                     weights=arch_weights_dict(w, mask, self.ops, self.nodes),
@@ -404,7 +405,7 @@ class Searcher:
         if self.info.main and self.memory is not None:
             extra["memory_estimate_bytes"] = self.memory_total()
         self.run.emit(
-            "epoch",
+            EPOCH,
             stage=stage + 1,
             stages=len(sc.stages),
             epoch=epoch + 1,

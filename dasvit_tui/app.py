@@ -19,6 +19,7 @@ from textual.app import App
 from dasvit import rundir as rd
 from dasvit.engine_request import RetrainRequest, request_for_preset
 from dasvit.errors import UserError
+from dasvit.events import RUN_START
 
 from . import launch
 from .screens.focus_monitor import FocusMonitorScreen
@@ -39,7 +40,7 @@ MONITORS: dict[str, type[MonitorScreen]] = {
 def run_kind(run_dir: Path) -> str | None:
     """The kind of a run (search, retrain, focus) from its first run_start event; None before it has one."""
     events, _ = rd.read_events(Path(run_dir))
-    return next((e.get("kind") for e in events if e.get("type") == "run_start"), None)
+    return next((e.get("kind") for e in events if e.get("type") == RUN_START), None)
 
 
 class DasvitApp(App[str | None]):

@@ -12,6 +12,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dasvit.events import (
+    EPOCH,
+    ERROR,
+    GENOTYPE,
+    MEMORY,
+    PRUNE,
+    SPACE,
+    EpochEvent,
+    ErrorEvent,
+    Event,
+    MemoryEvent,
+    PruneEvent,
+    SpaceEvent,
+)
 from dasvit.fmt import human_bytes
 from dasvit.rundir import RETRAIN, SPECIALIZED, RunStatus, printable
 
@@ -40,41 +54,41 @@ class RunState(RunStatus):
     plus what the monitor draws: every epoch, the prunes, the genotype, the errors."""
 
     run_dir: Path
-    epochs: list[dict[str, Any]] = field(default_factory=list)
-    prunes: list[dict[str, Any]] = field(default_factory=list)
+    epochs: list[EpochEvent] = field(default_factory=list)
+    prunes: list[PruneEvent] = field(default_factory=list)
     genotype: dict[str, Any] | None = None
     genotype_stage: Any = None
-    errors: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[ErrorEvent] = field(default_factory=list)
     bad_lines: int = 0
     metrics: dict[str, Any] | None = None
-    space: dict[str, Any] | None = None  # a FocusFormer run's elastic space: FLOPs range and budget bins
-    memory: dict[str, Any] | None = None  # the last `memory` event: the started stage's estimate
+    space: SpaceEvent | None = None  # a FocusFormer run's elastic space: FLOPs range and budget bins
+    memory: MemoryEvent | None = None  # the last `memory` event: the started stage's estimate
     _index: dict[tuple[Any, Any], int] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
         return run_name(self.run_dir)
 
-    def apply(self, ev: dict[str, Any]) -> None:
+    def apply(self, ev: Event) -> None:
         super().apply(ev)
         t = ev.get("type")
-        if t == "epoch":
+        if t == EPOCH:
             key = (ev.get("stage"), ev.get("epoch"))
             if key in self._index:  # an epoch repeated after a resume replaces the first one
                 self.epochs[self._index[key]] = ev
             else:
                 self._index[key] = len(self.epochs)
                 self.epochs.append(ev)
-        elif t == "prune":
+        elif t == PRUNE:
             self.prunes.append(ev)
-        elif t == "genotype":
+        elif t == GENOTYPE:
             self.genotype = ev.get("genotype") if isinstance(ev.get("genotype"), dict) else self.genotype
             self.genotype_stage = ev.get("stage")
-        elif t == "error":
+        elif t == ERROR:
             self.errors.append(ev)
-        elif t == "space":
+        elif t == SPACE:
             self.space = ev
-        elif t == "memory" and isinstance(ev.get("estimate_bytes"), (int, float)):
+        elif t == MEMORY and isinstance(ev.get("estimate_bytes"), (int, float)):
             self.memory = ev
 
     def memory_note(self) -> str:
@@ -138,7 +152,7 @@ class RunState(RunStatus):
         return None
 
     @property
-    def last(self) -> dict[str, Any] | None:
+    def last(self) -> EpochEvent | None:
         return self.epochs[-1] if self.epochs else None
 
     @property
@@ -220,7 +234,7 @@ class RunState(RunStatus):
         return max(0.0, total - max(0.0, since))
 
     @property
-    def failure(self) -> dict[str, Any] | None:
+    def failure(self) -> ErrorEvent | None:
         """The error to show when the run failed or its engine died: the last `error` event."""
         if self.status in ("failed", "crashed") and self.errors:
             return self.errors[-1]

@@ -21,6 +21,7 @@ from typing import Any, Callable, Protocol
 
 from dasvit import rundir as rd
 from dasvit.errors import UserError
+from dasvit.events import RUN_START
 
 from . import messages as m
 
@@ -95,7 +96,7 @@ class RunWatcher:
             if kind == "bad":
                 self.target.post_message(m.BadEventLine(obj))
                 continue
-            if obj.get("type") == "run_start":
+            if obj.get("type") == RUN_START:
                 self._device = str(obj.get("device", ""))
                 self._pid = obj.get("pid") if isinstance(obj.get("pid"), int) else self._pid
             self.target.post_message(m.RunEvent(obj))

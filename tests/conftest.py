@@ -45,6 +45,16 @@ def of_type(evs: list[dict], type_: str) -> list[dict]:
     return [e for e in evs if e["type"] == type_]
 
 
+def schema_problems(run_dir: Path) -> list[str]:
+    """The lines of a run's events.jsonl that its engine's definitions (dasvit.events.SCHEMA) do not allow,
+    each with why: an unknown type, a field missing, undefined or of the wrong type. [] when all are."""
+    from dasvit.events import check_event
+
+    evs = events(run_dir)
+    kind = next(e["kind"] for e in evs if e["type"] == "run_start")
+    return [f"line {i} ({e.get('type')}): {why}" for i, e in enumerate(evs, 1) if (why := check_event(e, kind))]
+
+
 def engine_cmd(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 

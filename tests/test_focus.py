@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, engine_env, events, of_type, sets, start_engine, wait_for
+from conftest import REPO, engine_env, events, of_type, schema_problems, sets, start_engine, wait_for
 from dasvit.genotype import load_genotype
 
 # A whole focus run in a few seconds: 3 epochs (1 of uniform warm-up) of 4 steps, sampler every 2 steps.
@@ -58,6 +58,7 @@ def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
 
 
 def test_focus_run_follows_the_run_directory_contract(tiny_focus):
+    assert schema_problems(tiny_focus) == []  # every event as dasvit.events defines the focus engine's
     evs = events(tiny_focus)
     start = of_type(evs, "run_start")[0]
     assert start["kind"] == "focus" and start["preset"] == "focus-demo" and start["world_size"] == 1

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, engine_env, events, of_type, sets, start_engine, wait_for
+from conftest import REPO, engine_env, events, of_type, schema_problems, sets, start_engine, wait_for
 from dasvit.config import dump_config, load_config
 
 CELL = Path(__file__).parent / "fixtures" / "searched_cell.json"
@@ -66,6 +66,7 @@ def test_retrain_of_a_search_run_writes_the_contract_into_run_dir_retrain(refere
         "last.pt",
         "metrics.json",
     ]
+    assert schema_problems(reference) == []  # every event as dasvit.events defines the retrain's
     evs = events(reference)
     start = of_type(evs, "run_start")[0]
     assert start["kind"] == "retrain" and start["preset"] == "demo" and start["world_size"] == 1

@@ -10,10 +10,11 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, TINY, engine_cmd, engine_env, events, of_type, sets, start_engine, wait_for
+from conftest import REPO, TINY, engine_cmd, engine_env, events, of_type, schema_problems, sets, start_engine, wait_for
 from dasvit import rundir as rd
 from dasvit.config import load_config
 from dasvit.cost import network_cost
+from dasvit.events import make_event
 from dasvit.fmt import count
 from dasvit.genotype import load_genotype
 from dasvit.supernet import edge_list, edge_name
@@ -22,6 +23,7 @@ EDGES = {edge_name(e) for e in edge_list(3)}
 
 
 def test_run_directory_follows_the_contract(tiny_search):
+    assert schema_problems(tiny_search) == []  # every event as dasvit.events defines the search's
     evs = events(tiny_search)
     for e in evs:
         assert e["v"] == 1 and isinstance(e["time"], float)
@@ -210,6 +212,7 @@ def test_manual_approval_waits_and_applies_user_choice(tmp_path):
     assert main(["--resume", str(run), "--approve", "auto", "--no-progress"]) == 0
     assert events(run)[-1]["status"] == "finished"
     assert [p["stage"] for p in of_type(events(run), "prune")] == [1, 2, 3]
+    assert schema_problems(run) == []  # also a user's prune, a refused approval's error, a stop, a resume
 
 
 def test_approve_reports_the_engines_refusal_and_says_when_no_verdict_came(tmp_path):
@@ -248,7 +251,7 @@ def test_approve_reports_the_engines_refusal_and_says_when_no_verdict_came(tmp_p
             why = "edge 0->2 does not offer op 'mlp_16' (its active ops: zero, skip, msa_4)"
             rd.append_jsonl(
                 run / "events.jsonl",
-                rd.make_event("error", message=f"approve for stage 1 ignored: {why}", traceback="", stage=1),
+                make_event("error", message=f"approve for stage 1 ignored: {why}", traceback="", stage=1),
             )
 
         answerer = threading.Thread(target=engine)

@@ -17,6 +17,7 @@ import pytest
 from textual.app import App
 
 from dasvit import rundir as rd
+from dasvit.events import make_event
 from dasvit_tui.app import DasvitApp
 from dasvit_tui.screens.confirm import ConfirmScreen
 from dasvit_tui.screens.help import HelpScreen
@@ -217,7 +218,7 @@ def test_engine_death_shows_the_error_and_traceback_and_stays_open(tmp_path):
     run = shutil.copytree(RECORDED, tmp_path / "crashed")
     lines = [ln for ln in recorded_events() if '"type":"run_end"' not in ln][:8]
     tb = 'Traceback (most recent call last):\n  File "dasvit/search.py", line 1\nRuntimeError: CUDA out of memory\n'
-    lines.append(json.dumps(rd.make_event("error", message="RuntimeError: CUDA out of memory", traceback=tb)))
+    lines.append(json.dumps(make_event("error", message="RuntimeError: CUDA out of memory", traceback=tb)))
     (run / "events.jsonl").write_text("\n".join(lines) + "\n")
     before = sorted((p.name, p.stat().st_size) for p in run.iterdir())
 
@@ -392,7 +393,7 @@ def test_a_proposal_answered_elsewhere_closes_the_modal(tmp_path):
             await until(pilot, lambda: isinstance(app.screen, PruneScreen) and bool(app.screen.query(KeepGrid)))
             # `dasvit approve` from a script; the engine acts on it
             rd.append_jsonl(
-                run / "events.jsonl", rd.make_event("prune", stage=proposal["stage"], keep=proposal["keep"], by="user")
+                run / "events.jsonl", make_event("prune", stage=proposal["stage"], keep=proposal["keep"], by="user")
             )
             await until(pilot, lambda: isinstance(app.screen, MonitorScreen))
             assert app.screen.state.proposal is None and app.screen.state.status == "running"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 from dasvit import rundir as rd
+from dasvit.events import make_event
 from dasvit_tui import messages as m
 from dasvit_tui.state import RunState
 from dasvit_tui.watcher import RunWatcher
@@ -26,6 +28,12 @@ class Inbox:
 
     def of(self, cls) -> list:
         return [x for x in self.messages if isinstance(x, cls)]
+
+
+def fragment(type_: str, **fields) -> dict:
+    """An event with only the fields a test needs, as an old or hand-made run may hold (the engines'
+    `make_event` insists on every field its definition requires)."""
+    return {"v": 1, "type": type_, "time": time.time(), **fields}
 
 
 def fold(inbox: Inbox, run_dir: Path) -> RunState:
@@ -62,8 +70,8 @@ def test_partial_line_waits_and_corrupt_line_is_skipped_with_a_warning(tmp_path)
     run.mkdir()
     (run / "config.yaml").write_text("preset: demo\n")
     events = run / "events.jsonl"
-    start = rd.make_event("run_start", kind="search", preset="demo", device="cpu", pid=1, config={})
-    epoch = rd.make_event("epoch", stage=1, epoch=1, epochs=3, train_loss=1.0, val_acc=0.5)
+    start = fragment("run_start", kind="search", preset="demo", device="cpu", pid=1, config={})
+    epoch = fragment("epoch", stage=1, epoch=1, epochs=3, train_loss=1.0, val_acc=0.5)
     line = json.dumps(epoch)
     events.write_text(
         json.dumps(start) + "\n" + '{"v":1,"type":"epo\n' + line[:20]
@@ -126,7 +134,7 @@ def test_engine_death_without_run_end_is_a_crash_with_its_error(tmp_path):
     cut = [ln for ln in lines if '"type":"run_end"' not in ln]
     cut.append(
         json.dumps(
-            rd.make_event(
+            make_event(
                 "error",
                 message="RuntimeError: boom",
                 traceback="Traceback (most recent call last):\n  File x\nRuntimeError: boom\n",
@@ -160,7 +168,7 @@ def test_every_front_reads_the_same_status_for_any_kind_of_run(tmp_path):
     run.mkdir()
     (run / "config.yaml").write_text("preset: demo\n")
     evs = [
-        rd.make_event(
+        fragment(
             "run_start",
             kind="focus",
             preset="focus-demo",
@@ -168,7 +176,7 @@ def test_every_front_reads_the_same_status_for_any_kind_of_run(tmp_path):
             pid=1,
             config={"focus": {"epochs": 4}, "search": {"stages": [{"epochs": 1}] * 3}},
         ),
-        rd.make_event("epoch", stage=1, epoch=1, epochs=4, val_acc=0.5),
+        fragment("epoch", stage=1, epoch=1, epochs=4, val_acc=0.5),
     ]
     (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evs))
     lock = rd.RunLock(run)
@@ -184,7 +192,7 @@ def test_every_front_reads_the_same_status_for_any_kind_of_run(tmp_path):
     finally:
         lock.release()
     with open(run / "events.jsonl", "a") as f:
-        f.write(json.dumps(rd.make_event("run_end", status="stopped", message="")) + "\n")
+        f.write(json.dumps(make_event("run_end", status="stopped", message="")) + "\n")
     assert rd.summarize(run).status == "stopped"
     assert rd.summarize(run / "nothing-here").status == "not started"
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from .. import rundir as rd
 from ..engine_request import FocusRequest
 from ..errors import UserError
+from ..events import EPOCH, RUN_END
 from ..fmt import count
 from ..replicates import mean_spread
 from ..runtime import run_engine
@@ -50,7 +51,7 @@ PARALLEL = 2  # processes at a time (supernets, retrains), each with OMP_NUM_THR
 
 def _finished(run_dir: Path) -> bool:
     events, _ = rd.read_events(run_dir) if (run_dir / rd.EVENTS).exists() else ([], [])
-    return any(e.get("type") == "run_end" and e.get("status") == "finished" for e in events)
+    return any(e.get("type") == RUN_END and e.get("status") == "finished" for e in events)
 
 
 def run_parallel(jobs: list[tuple[str, list[str], Path]], say) -> None:
@@ -100,7 +101,7 @@ def sampler_history(run_dir: Path, budgets: list[float], bins: list[float]) -> l
     events, _ = rd.read_events(run_dir)
     out = []
     for e in events:
-        if e.get("type") != "epoch":
+        if e.get("type") != EPOCH:
             continue
         state = e["sampler"]["bins"]
         per = []

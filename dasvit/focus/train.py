@@ -35,6 +35,7 @@ from ..config import Config, load_config, load_run_config
 from ..data import EpochLoaders, Splits, build_datasets, image_channels
 from ..engine_request import FocusRequest
 from ..errors import ConfigError
+from ..events import EPOCH, SPACE
 from ..fmt import count
 from ..runtime import (
     DistInfo,
@@ -408,7 +409,7 @@ class FocusTrainer:
                 raise checkpoint_mismatch(self.run.dir, f"it stopped after epoch {start} of focus.epochs {f.epochs}")
         if ckpt is None:
             self.run.emit(
-                "space",
+                SPACE,
                 min_flops=self.min_flops,
                 max_flops=self.max_flops,
                 min_params=self.min_params,
@@ -435,7 +436,7 @@ class FocusTrainer:
             extra = epoch_peak_memory(self.info)
             phase = "sampler" if self.uses_sampler(epoch) else "uniform"
             self.run.emit(
-                "epoch",
+                EPOCH,
                 stage=1,
                 stages=1,
                 epoch=epoch + 1,

@@ -12,6 +12,7 @@ import typer
 from dasvit import rundir as rd
 from dasvit.engine_request import SearchRequest, check_preset_engine, presets_for
 from dasvit.errors import RunDirError, UserError
+from dasvit.events import ERROR, PRUNE, RUN_END
 from dasvit.opspec import keep_problem, merge_keep
 
 SET_HELP = "Override a config key, VALUE parsed as YAML; repeatable. Example: --set search.pts.ratio=0.25"
@@ -157,11 +158,11 @@ def approve(
             f"approval of stage {stage} pruning sent to {shown}; the engine has not answered within "
             f"{wait:g} s (dasvit tui {run_dir} shows what it does)."
         )
-    elif verdict["type"] == "prune":
+    elif verdict["type"] == PRUNE:
         asked = cmd.get("keep", pending.get("keep"))
         how = "as approved" if verdict.get("keep") == asked else "by an answer that came before this one"
         typer.echo(f"stage {stage} pruned {how} for {shown}: {keep_summary(verdict.get('keep'))}")
-    elif verdict["type"] == "error":
+    elif verdict["type"] == ERROR:
         why = str(verdict.get("message", "")).removeprefix(f"approve for stage {stage} ignored: ").rstrip(".")
         raise UserError(f"the engine refused the approval of stage {stage}: {why}.")
     else:
@@ -245,7 +246,7 @@ def await_verdict(tail: rd.JsonlTail, stage: int, seconds: float) -> dict | None
         for kind, ev in tail.read_new():
             if kind != "ok":
                 continue
-            if (ev.get("type") in ("prune", "error") and ev.get("stage") == stage) or ev.get("type") == "run_end":
+            if (ev.get("type") in (PRUNE, ERROR) and ev.get("stage") == stage) or ev.get("type") == RUN_END:
                 return ev
         if time.monotonic() >= deadline:
             return None

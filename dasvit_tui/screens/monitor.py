@@ -34,6 +34,7 @@ from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
 from dasvit import rundir as rd
+from dasvit.events import ERROR, GENOTYPE, PRUNE, PRUNE_PROPOSAL, RUN_END, RUN_START
 
 from .. import messages as m
 from ..state import RunState
@@ -50,13 +51,13 @@ TRAIN, VAL, THIRD = "dodger_blue1", "orange1", "green3"
 def event_log_line(ev: dict) -> tuple[str, str] | None:
     """(text, style) of the log line an event earns, if any (epochs are in the charts, not the log)."""
     t, stage = ev.get("type"), ev.get("stage")
-    if t == "prune_proposal":
+    if t == PRUNE_PROPOSAL:
         return f"stage {stage} done: pruning proposal", "bold yellow"
-    if t == "prune":
+    if t == PRUNE:
         return f"stage {stage} pruned ({ev.get('by', '?')})", "cyan"
-    if t == "genotype":
+    if t == GENOTYPE:
         return f"stage {stage}: genotype derived (g to see it)", "cyan"
-    if t == "run_end":
+    if t == RUN_END:
         style = {"finished": "bold green", "stopped": "bold"}.get(ev.get("status"), "bold red")
         return f"run {ev.get('status')}: {ev.get('message', '')}".rstrip(": "), style
     return None
@@ -154,10 +155,10 @@ class MonitorScreen(Screen):
         ev = msg.event
         first_start = msg.type == "run_start" and self.state.kind == "?"  # the run says its kind
         self.state.apply(ev)
-        if msg.type == "run_start":
+        if msg.type == RUN_START:
             if first_start and self.state.kind != self.KIND:  # opened before the run had said it
                 self.app.reopen(self)
-        elif msg.type == "error":
+        elif msg.type == ERROR:
             self._log().error(str(ev.get("message", "")), str(ev.get("traceback") or ""))
         else:
             line = event_log_line(ev)
