@@ -6,14 +6,15 @@
 # one: one thread. Loaded: one other single-thread CPU-bound process runs beside (another job).
 # Each command is the real one at reduced length, the same in every cell, so the ratios compare.
 # LIMIT (s, default 600): a cell that runs longer is stopped and reported with rc=124.
+# CONDS (default "idle loaded") and NAMES (default "search retrain bench focus") pick the cells.
 set -u
 out=${1:?OUT_DIR}; mkdir -p "$out"; cd "$out" || exit 1
 run_search() { dasvit search --headless --preset demo --run-dir R --set 'search.stages=[{depth: 2, keep: 8, epochs: 2}]' --set search.arch_warmup_epochs=1; }
 run_retrain() { dasvit retrain vit_b16 --headless --preset demo --run-dir R --set retrain.epochs=2; }
 run_bench() { dasvit bench --quick; }
 run_focus() { dasvit focus --headless --preset focus-demo --run-dir R --set focus.epochs=3 --set focus.warmup_epochs=1; }
-names=(search retrain bench focus)
-load() { python - <<'PY' &
+names=(${NAMES:-search retrain bench focus})
+load() { python - > /dev/null 2>&1 <<'PY' &
 import torch
 torch.set_num_threads(1)
 a = torch.randn(512, 512)
@@ -21,7 +22,7 @@ while True:
     a = torch.tanh(a @ a) * 0.5
 PY
 echo $!; }
-for cond in idle loaded; do
+for cond in ${CONDS:-idle loaded}; do
   lp=""; [ "$cond" = loaded ] && { lp=$(load); sleep 3; }
   for i in "${!names[@]}"; do
     for setting in new one old; do
