@@ -4,7 +4,9 @@ Torch's CPU kernels run on an OpenMP thread pool whose idle threads, by default,
 they sleep. On a machine with other work (a second run, data-loader workers, another user) a spinning
 thread holds a core that the thread doing the work needs: measured on 2 cores with other jobs running, a
 demo search stage took 617 s with 2 spinning threads, 46 s with 2 threads that sleep when idle, 99 s with
-one thread (BENCHMARKS.md has the side-by-side figures). So every dasvit process asks OpenMP to let idle
+one thread (BENCHMARKS.md has the side-by-side figures). On an idle machine sleeping threads cost instead
+(a demo search stage 2.0-2.7x slower than with spinning ones, measured there: an idle core wakes slowly);
+`OMP_WAIT_POLICY=ACTIVE` in the environment restores spinning. So every dasvit process asks OpenMP to let idle
 threads sleep (`OMP_WAIT_POLICY=PASSIVE`, unless the environment sets it), which must happen before torch
 loads OpenMP: `dasvit/__init__.py` calls `configure_openmp` on import.
 

@@ -141,6 +141,7 @@ def test_resuming_a_run_with_the_other_engine_is_one_sentence(engine, recorded, 
     assert (run_dir / "events.jsonl").read_bytes() == before
 
 
+@pytest.mark.slow  # torchrun starts two torch processes: 10 s of the default suite's 5 min (pytest -m slow runs it)
 def test_a_user_mistake_under_torchrun_is_still_one_sentence_and_exit_2(tmp_path):
     """torchrun reports a rank's exit 2 as its own failure (exit 1 and a page of traceback); the launcher
     says the rank's sentence instead, so --nproc 2 fails like --nproc 1 does."""

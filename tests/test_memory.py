@@ -57,6 +57,7 @@ def held_after_forward(net, x, y, precision: str) -> int:
     return held
 
 
+@pytest.mark.slow  # 15 s for its two paths: issue 21's acceptance check, run by pytest -m slow
 @pytest.mark.parametrize("fused", [False, True], ids=["reference", "fused"])
 def test_estimated_activations_agree_with_a_measured_run_of_the_stage_within_10_percent(fused):
     cfg = tiny_cfg(f"search.fused={str(fused).lower()}")

@@ -6,6 +6,7 @@ fairness penalty, deciding alone, pruned `skip` from every edge. These tests fai
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from conftest import events, of_type, sets
@@ -26,6 +27,7 @@ DIGITS_TINY = [
 CHANCE = 0.1
 
 
+@pytest.mark.slow  # a whole 3-stage search on real digits: the default suite's longest test (pytest -m slow runs it)
 def test_search_on_real_digits_ends_every_stage_well_above_chance(tmp_path):
     from dasvit.search import main
 

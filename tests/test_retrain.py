@@ -133,6 +133,7 @@ def test_stopped_retrain_resumes_to_the_same_result_as_an_uninterrupted_one(refe
     )
 
 
+@pytest.mark.slow  # two torch processes under torchrun with gloo (pytest -m slow runs it)
 def test_two_gloo_ranks_train_like_one_process_with_the_same_global_batch(reference, search_run, tmp_path):
     run = tmp_path / "ddp"
     # epoch 1 is warm-up only, so a 1-epoch run follows the reference's first epoch exactly

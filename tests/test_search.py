@@ -104,6 +104,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path, capsy
     assert [e["status"] for e in of_type(events(run), "run_end")] == ["finished"]
 
 
+@pytest.mark.slow  # a real search stopped by SIGINT twice over: 15 s (pytest -m slow runs it; the SIGKILL-resume test stays)
 def test_sigint_stops_with_checkpoint_and_exit_130_and_live_run_is_refused(tmp_path):
     run = tmp_path / "run"
     proc = start_engine(

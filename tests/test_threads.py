@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO, events, of_type
 
 PROBE = "import os, dasvit, torch; print(os.environ.get('OMP_WAIT_POLICY'), torch.get_num_threads())"
@@ -21,6 +23,7 @@ def test_importing_dasvit_lets_idle_openmp_threads_sleep_unless_told_otherwise()
     assert _python(PROBE, OMP_WAIT_POLICY="ACTIVE").stdout.split()[0] == "ACTIVE"
 
 
+@pytest.mark.slow  # starts real engines: kept out of the default suite's 5 minutes (pytest -m slow runs it)
 def test_engines_use_the_threads_they_report(tmp_path):
     from dasvit.threads import apply_threads
 

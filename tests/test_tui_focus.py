@@ -354,6 +354,7 @@ def tiny_focus_run(tmp_path_factory) -> Path:
     return run_dir
 
 
+@pytest.mark.slow  # a real specialize child process: 11 s (pytest -m slow runs it; tests/test_specialize_job.py holds the protocol)
 def test_typing_a_budget_specializes_the_run_and_shows_what_the_engine_wrote(tiny_focus_run):
     space = next(e for e in rd.read_events(tiny_focus_run)[0] if e["type"] == "space")
     mid = count(space["budgets"][1])  # a mid budget, as typed: "423K"

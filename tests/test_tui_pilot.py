@@ -10,6 +10,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from dasvit import rundir as rd
 from dasvit.engine_request import SearchRequest
 from dasvit_tui import launch
@@ -89,6 +91,7 @@ def test_pilot_approves_the_first_pruning_proposal_and_sees_the_next_stage(tmp_p
     assert approve["type"] == "approve" and approve["stage"] == 1 and "keep" not in approve
 
 
+@pytest.mark.slow  # starts real engines: kept out of the default suite's 5 minutes (pytest -m slow runs it)
 def test_a_run_started_by_the_launcher_goes_on_after_the_app_exits(tmp_path):
     launched = launch.start_engine(SearchRequest("demo", SMALL + ONE_LONG_STAGE, tmp_path / "run").resolved())
     try:

@@ -94,7 +94,7 @@ def test_runs_screen(snap_compare, run, monkeypatch):
                 and pilot.app.screen.query_one(DataTable).row_count == 3
             ),
         )
-        await pilot.pause(0.3)
+        await pilot.pause(1.0)  # 0.3 s left a loaded 2-core machine mid-render once in a whole suite
 
     try:
         assert snap_compare(DasvitApp(runs_root=root), terminal_size=SIZE, run_before=loaded)
@@ -113,6 +113,6 @@ def test_new_run_dialog(snap_compare, run, monkeypatch):
         await until(pilot, lambda: isinstance(pilot.app.screen, RunsScreen) and pilot.app.screen.loaded)
         await pilot.press("n")
         await until(pilot, lambda: isinstance(pilot.app.screen, PresetScreen))
-        await pilot.pause(0.3)
+        await pilot.pause(1.0)  # 0.3 s left a loaded 2-core machine mid-render once in a whole suite
 
     assert snap_compare(DasvitApp(runs_root=Path("runs")), terminal_size=SIZE, run_before=opened)
