@@ -16,13 +16,13 @@ from pathlib import Path
 import torch
 
 from dasvit import rundir as rd
-from dasvit.config import load_config
+from dasvit.config import load_run_config
 from dasvit.derivation import cell_ops_cost, derive_genotype, space_costs
 from dasvit.genotype import load_genotype
 
 
 def main(run: Path) -> int:
-    cfg = load_config(str(run / "config.yaml"))
+    cfg = load_run_config(run / rd.CONFIG)
     ckpt = torch.load(run / rd.CHECKPOINT, map_location="cpu", weights_only=False)
     alpha, mask = ckpt["model"]["alpha"], ckpt["model"]["mask"].bool()
     w = torch.softmax(alpha.masked_fill(~mask, float("-inf")), dim=-1)
