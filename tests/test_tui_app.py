@@ -214,6 +214,28 @@ def test_a_search_that_finishes_while_watched_offers_retrain_and_no_longer_stop(
         lock.release()
 
 
+def test_the_log_wraps_its_lines_again_when_the_terminal_is_resized(tmp_path):
+    """Lines wrapped for a wide panel would be cut in a narrow one and lose their end (the ETA): the log
+    wraps every line again at the new width, in both directions."""
+    run = shutil.copytree(RECORDED, tmp_path / "run")
+    last = (run / "engine.log").read_text().splitlines()[-1]
+
+    async def scenario():
+        app = DasvitApp(run_dir=run)
+        async with app.run_test(size=(160, 40)) as pilot:
+            log = app.screen.query_one(EngineLog)
+            await until(pilot, lambda: app.screen.caught_up and "".join(last.split()) in on_screen(log))
+            wide = max(strip.cell_length for strip in log.lines)
+            for size in ((80, 24), (60, 20), (140, 30)):
+                await pilot.resize_terminal(*size)
+                await until(pilot, lambda: "".join(last.split()) in on_screen(log))
+                assert max(strip.cell_length for strip in log.lines) <= log.scrollable_content_region.width
+            return wide
+
+    wide = asyncio.run(scenario())
+    assert wide > 60  # the first panel was wider than the narrowest one tried
+
+
 def test_engine_death_shows_the_error_and_traceback_and_stays_open(tmp_path):
     run = shutil.copytree(RECORDED, tmp_path / "crashed")
     lines = [ln for ln in recorded_events() if '"type":"run_end"' not in ln][:8]

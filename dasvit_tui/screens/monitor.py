@@ -163,7 +163,7 @@ class MonitorScreen(Screen):
         else:
             line = event_log_line(ev)
             if line is not None:
-                self._log().write(Text(*line))
+                self._log().add(Text(*line))
 
     def on_bad_event_line(self, msg: m.BadEventLine) -> None:
         self.state.bad_lines += 1
@@ -262,7 +262,7 @@ class MonitorScreen(Screen):
         def answer(yes: bool | None) -> None:
             if yes:
                 rd.write_control(self.run_dir, {"type": "stop"})
-                self._log().write(Text("stop requested: the engine stops after its current step", style="bold"))
+                self._log().add(Text("stop requested: the engine stops after its current step", style="bold"))
 
         self.app.push_screen(
             ConfirmScreen(

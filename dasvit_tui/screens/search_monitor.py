@@ -109,7 +109,7 @@ class SearchMonitorScreen(MonitorScreen):
         key = self._proposal_key()
         if key is not None:
             self._answered.add(key)
-        self._log().write(
+        self._log().add(
             Text(f"approved stage {decision.stage}" + (" (edited)" if decision.keep else ""), style="bold green")
         )
         self.refresh_bindings()
