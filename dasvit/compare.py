@@ -12,6 +12,10 @@ engine (`plan_retrain`, `retrain`), up to three networks:
   `retrain.depth`: the baseline a search has to beat (Li & Talwalkar 2019). The k-th is drawn from
   (search.seed, k), so `--random 3` then `--random 5` adds two and reuses three.
 
+With `repeats` K, every network is retrained K times, with `retrain.seed` s, s+1, ..., s+K-1 (s: the
+recipe's seed); its row holds the mean over the K retrains and each one (`runs`). One retrain is worth
+about ±0.4 points on Fashion-MNIST (RESULTS.md): repeats are what make a difference of that size visible.
+
 A retrain that already exists with the same cell, depth and recipe is reused: RUN_DIR/retrain (from
 `dasvit retrain RUN_DIR`) for the searched cell at `retrain.depth`, and anything under RUN_DIR/compare/
 (`<cell>-d<depth>`, `-2`, `-3`, ... when an older one holds another recipe). A stopped retrain resumes.
@@ -35,6 +39,7 @@ from typing import Any
 from . import rundir as rd
 from .config import Config, load_config, load_run_config
 from .errors import RunDirError, UserError
+from .fmt import count
 from .genotype import Genotype, load_genotype, vit_block
 from .runtime import EXIT_OK, EXIT_STOPPED, Stopped
 
@@ -56,12 +61,14 @@ class Entry:
     genotype: Genotype
     params: int  # planned from the network's shapes
     flops: int
+    repeat: int = 0  # the retrain seed is the recipe's plus this
     run_dir: Path | None = None
     state: str = "new"  # "done" (metrics.json there), "resume" (a checkpoint there), "new"
     trained: bool = False  # trained (or finished) by this call
 
     @property
     def key(self) -> str:
+        """The network (cell at a depth): its repeats share the key and one row of compare.json."""
         return f"{self.cell}@{self.depth}"
 
 
@@ -77,9 +84,15 @@ class ComparePlan:
     matched_depth: int | None  # None: the searched cell at depth 1 already costs more than the ViT block
     next_flops: int | None  # FLOPs of the searched cell at matched_depth + 1 (the depth rule's witness)
     entries: list[Entry]
+    repeats: int = 1
 
-    def entry(self, cell: str, depth: int | None) -> Entry | None:
-        return next((e for e in self.entries if e.cell == cell and e.depth == depth), None)
+    def entry(self, cell: str, depth: int | None, repeat: int = 0) -> Entry | None:
+        return next((e for e in self.entries if (e.cell, e.depth, e.repeat) == (cell, depth, repeat)), None)
+
+    def recipe_for(self, e: Entry) -> Config:
+        """The run's config as `e` is retrained with it: at its depth, with its repeat's seed."""
+        cfg = at_depth(self.cfg, e.depth)
+        return dataclasses.replace(cfg, retrain=dataclasses.replace(cfg.retrain, seed=cfg.retrain.seed + e.repeat))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,12 +168,13 @@ def _state(d: Path) -> str:
 
 def locate(entry: Entry, run_dir: Path, want: Config, depth: int) -> None:
     """Set `entry.run_dir` and `entry.state`: a matching retrain to reuse or resume, else a free directory."""
-    if entry.cell == "searched" and entry.depth == depth:
+    if entry.cell == "searched" and entry.depth == depth and entry.repeat == 0:
         d = run_dir / rd.RETRAIN
         if (d / METRICS).is_file() and _matches(d, want, entry.genotype):
             entry.run_dir, entry.state = d, "done"
             return
-    base = run_dir / COMPARE_DIR / f"{entry.cell}-d{entry.depth}"
+    repeat = f"-r{entry.repeat}" if entry.repeat else ""
+    base = run_dir / COMPARE_DIR / f"{entry.cell}-d{entry.depth}{repeat}"
     names = [base, *(base.with_name(f"{base.name}-{k}") for k in range(2, 1000))]
     for d in names:
         if not d.exists():
@@ -200,7 +214,7 @@ def _num_classes(cfg: Config) -> int:
 
 
 def plan_compare(
-    run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), random_cells: int = 0
+    run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), random_cells: int = 0, repeats: int = 1
 ) -> ComparePlan:
     """Resolve what to retrain and where; every mistake is a one-sentence UserError, before any training."""
     run_dir = rd.require_run_dir(Path(run_dir))
@@ -230,9 +244,13 @@ def plan_compare(
     for k in range(1, random_cells + 1):
         g = random_cell(cfg, k)
         entries.append(Entry(f"{RANDOM}{k}", depth, g, *network_cost(g, cfg, depth, num_classes)))
+    if repeats < 1:
+        raise UserError(f"--repeats takes a number of retrains per network (1 or more), got {repeats}.")
+    entries = [dataclasses.replace(e, repeat=r) for r in range(repeats) for e in entries]  # every network once first
+    plan = ComparePlan(run_dir, overrides, cfg, num_classes, depth, matched, next_flops, entries, repeats)
     for e in entries:
-        locate(e, run_dir, at_depth(cfg, e.depth), depth)
-    return ComparePlan(run_dir, overrides, cfg, num_classes, depth, matched, next_flops, entries)
+        locate(e, run_dir, plan.recipe_for(e), depth)
+    return plan
 
 
 class _Signals:
@@ -276,9 +294,10 @@ def run_retrains(plan: ComparePlan, say: Callable[[str], None] = print, progress
     """
     with _Signals() as signals:
         for i, e in enumerate(plan.entries, 1):
+            seed = f", retrain seed {plan.recipe_for(e).retrain.seed}" if plan.repeats > 1 else ""
             what = (
                 f"[{i}/{len(plan.entries)}] {e.cell} at depth {e.depth} "
-                f"({e.params / 1e6:.3f} M params, {e.flops / 1e6:.2f} MFLOPs)"
+                f"({count(e.params)} params, {count(e.flops)} FLOPs{seed})"
             )
             if e.state == "done":
                 say(f"{what}: reusing {e.run_dir}")
@@ -311,6 +330,8 @@ def _retrain(plan: ComparePlan, e: Entry, progress: bool) -> int:
     else:
         source, preset = e.cell, str(plan.run_dir / rd.CONFIG)
     overrides = [*plan.overrides, f"retrain.depth={e.depth}"]
+    if e.repeat:
+        overrides.append(f"retrain.seed={plan.recipe_for(e).retrain.seed}")
     return retrain(plan_retrain(source, preset, overrides, e.run_dir), progress=progress)
 
 
@@ -329,13 +350,29 @@ def _row(plan: ComparePlan, e: Entry) -> dict[str, Any]:
         "best_epoch": m.get("best_epoch"),
         "dir": str(rel),
         "trained": e.trained,
+        "seed": plan.recipe_for(e).retrain.seed,
     }
+
+
+def _network_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One network's row: its first retrain's fields, top-1 and top-5 the mean over its retrains (`runs`,
+    with their sample std); `dir` is the first retrain's."""
+    row = dict(runs[0])
+    for k in ("top1", "top5"):
+        row[k] = statistics.fmean(r[k] for r in runs)
+    row["top1_std"] = statistics.stdev(r["top1"] for r in runs) if len(runs) > 1 else 0.0
+    row["trained"] = any(r["trained"] for r in runs)
+    row["runs"] = [{k: r[k] for k in ("seed", "top1", "top5", "best_epoch", "dir")} for r in runs]
+    return row
 
 
 def result(plan: ComparePlan) -> dict[str, Any]:
     """compare.json: every retrain's metrics, grouped as the two comparisons."""
     cfg, depth = plan.cfg, plan.depth
-    rows = {e.key: _row(plan, e) for e in plan.entries}
+    retrains: dict[str, list[dict[str, Any]]] = {}
+    for e in plan.entries:
+        retrains.setdefault(e.key, []).append(_row(plan, e))
+    rows = {key: _network_row(runs) for key, runs in retrains.items()}
     vit = rows[f"{VIT}@{depth}"]
     recipe = dataclasses.asdict(cfg.retrain)
     recipe.pop("depth")
@@ -351,6 +388,7 @@ def result(plan: ComparePlan) -> dict[str, Any]:
         "num_classes": plan.num_classes,
         "overrides": plan.overrides,
         "recipe": recipe,
+        "repeats": plan.repeats,  # retrains per network; top1/top5 are their mean
         "models": rows,
         "equal_depth": {"depth": depth, "searched": rows[f"searched@{depth}"], "vit": vit},
         "matched_flops": None,
@@ -393,9 +431,10 @@ def compare(
     say: Callable[[str], None] = print,
     progress: bool = True,
     random_cells: int = 0,
+    repeats: int = 1,
 ) -> tuple[int, dict[str, Any] | None]:
     """Plan, retrain what is missing, write RUN_DIR/compare.json; (exit code, the result or None if stopped)."""
-    plan = plan_compare(run_dir, overrides, random_cells)
+    plan = plan_compare(run_dir, overrides, random_cells, repeats)
     rc = run_retrains(plan, say, progress)
     if rc != EXIT_OK:
         say(f"stopped; finished retrains are kept: run the same compare again to resume ({plan.run_dir}).")

@@ -24,6 +24,7 @@ MAX_COUNT = 1e18  # a FLOPs or params budget (--flops, --params): an exaFLOP per
 MAX_SHOW_PARAMS = 2_000_000_000  # what `dasvit show` builds to count: 8 GiB of float32 weights
 MAX_SAMPLES = 100_000  # architectures `dasvit specialize` evaluates (--samples)
 MAX_RANDOM_CELLS = 100  # random cells `dasvit compare --random` retrains, each a whole retrain
+MAX_REPEATS = 20  # retrains per network of `dasvit compare --repeats`
 MAX_PROCESSES = 256  # --nproc ranks on one machine
 MAX_THREADS = 1024  # torch threads (--threads)
 

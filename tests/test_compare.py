@@ -163,3 +163,30 @@ def test_random_cells_of_the_same_space_are_retrained_and_ranked(first, run, tmp
     assert len(s["runs"]) == 2 and s["searched_top1"]["std"] == 0.0 and s["searched_top1"]["n"] == 2
     assert all(a["tau"] == pytest.approx(1.0) for a in s["alpha_agreement"].values())
     assert "mean ± std" in result.output and "Kendall" in result.output
+
+
+def test_repeats_retrain_each_network_with_other_seeds_and_report_their_mean(first, run, monkeypatch, capsys):
+    """--repeats 2: each network trained again with retrain.seed + 1 (the first retrains reused); a row is the
+    mean of its two retrains, each of which is listed with its seed and metrics."""
+    result = CliRunner().invoke(
+        app, ["compare", str(run), "--repeats", "2", "--format", "json", "--no-progress", *sets(TINY)]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["repeats"] == 2
+    seed = data["recipe"]["seed"]
+    for key, row in data["models"].items():
+        runs = row["runs"]
+        assert [r["seed"] for r in runs] == [seed, seed + 1], key
+        assert runs[0]["dir"] == first["models"][key]["dir"]  # the first compare's retrain, reused
+        metrics = [json.loads((run / r["dir"] / "metrics.json").read_text()) for r in runs]
+        assert [m["top1"] for m in metrics] == [r["top1"] for r in runs]
+        assert row["top1"] == pytest.approx(sum(m["top1"] for m in metrics) / 2)
+        cfg = (run / runs[1]["dir"] / "config.yaml").read_text()
+        assert f"seed: {seed + 1}" in cfg
+    eq = data["equal_depth"]
+    assert eq["searched"]["top1"] == data["models"][f"searched@{eq['depth']}"]["top1"]
+    monkeypatch.setattr(sys, "argv", ["dasvit", "compare", str(run), "--repeats", "0"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2 and "--repeats must be between 1 and" in capsys.readouterr().err

@@ -13,7 +13,7 @@ import typer
 
 from dasvit.errors import ConfigError, UserError
 from dasvit.fmt import count_in_table
-from dasvit.limits import MAX_RANDOM_CELLS
+from dasvit.limits import MAX_RANDOM_CELLS, MAX_REPEATS
 
 from ..render import percent
 
@@ -77,6 +77,13 @@ def compare_table(data: dict[str, Any]):
                 end_section=k == 1 and g < len(groups) - 1,
             )
     notes = ["Δ top-1: percentage points against the ViT block of the same comparison."]
+    repeats = data.get("repeats", 1)
+    if isinstance(repeats, int) and repeats > 1:
+        notes.append(
+            f"each row: the mean of {repeats} retrains (retrain seeds differ); top-1 spread (sample std): "
+            + ", ".join(f"{k} ±{100 * r.get('top1_std', 0):.2f}" for k, r in data.get("models", {}).items())
+            + "."
+        )
     if mf:
         notes.append(
             f"matched FLOPs: {mf['rule']} ({count_in_table(mf['budget_flops'])}); at depth {mf['depth'] + 1} "
@@ -166,6 +173,14 @@ def compare(
         help="Also retrain N random cells of each run's space (same rules, budget, recipe).",
         metavar="N",
     ),
+    repeats: int = typer.Option(
+        1,
+        "--repeats",
+        "-k",
+        help="Retrain every network K times (retrain.seed, +1, ...) and compare their means: one retrain's "
+        "noise (about ±0.4 points on Fashion-MNIST) hides smaller differences.",
+        metavar="K",
+    ),
     summary_path: Path = typer.Option(
         None, "--summary", help="With several runs: write their mean ± spread and α agreement here (JSON)."
     ),
@@ -186,6 +201,8 @@ def compare(
       random (-r N)  N cells drawn from the run's space under the derivation's
                      rules (inputs per node, a residual path, the first stage's
                      ops, within search.budget), retrain.depth
+    With --repeats K every network is retrained K times (retrain seeds s..s+K-1)
+    and its row is the mean (the table says ± the spread over the K).
     top-1 is on the test split; each retrain picks its epoch on the validation
     split (held out of the training set). Finished retrains are reused
     (RUN_DIR/retrain, RUN_DIR/compare/*): a second compare trains nothing; a
@@ -204,6 +221,8 @@ def compare(
     """
     if not 0 <= random_cells <= MAX_RANDOM_CELLS:
         raise UserError(f"--random must be between 0 and {MAX_RANDOM_CELLS} cells, got {random_cells:,}.")
+    if not 1 <= repeats <= MAX_REPEATS:
+        raise UserError(f"--repeats must be between 1 and {MAX_REPEATS} retrains per network, got {repeats:,}.")
     from dasvit.compare import compare as run_compare
     from dasvit.runtime import run_engine
 
@@ -218,7 +237,12 @@ def compare(
                 if len(run_dirs) > 1:
                     print(f"== run {k}/{len(run_dirs)}: {run_dir}")
                 rc, data = run_compare(
-                    run_dir, list(overrides), say=print, progress=not no_progress, random_cells=random_cells
+                    run_dir,
+                    list(overrides),
+                    say=print,
+                    progress=not no_progress,
+                    random_cells=random_cells,
+                    repeats=repeats,
                 )
                 if rc != 0:
                     return rc
