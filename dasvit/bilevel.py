@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .config import FairnessConfig, SearchConfig
+from .cost_objective import CostObjective
 from .fairness import fairness_loss
 from .runtime import DistInfo, all_reduce_mean
 from .supernet import Supernet
@@ -26,15 +27,19 @@ def arch_step(
     y: torch.Tensor,
     info: DistInfo,
     fairness: FairnessConfig | None = None,
+    cost: CostObjective | None = None,
 ) -> torch.Tensor:
-    """One step of α on one batch: ∇α of the validation loss (plus the fairness loss when enabled),
-    averaged over ranks. Only α receives a gradient. Returns the detached loss."""
+    """One step of α on one batch: ∇α of the validation loss (plus the fairness loss when enabled, and the
+    cost term with a budget in the objective), averaged over ranks. Only α receives a gradient. Returns the
+    detached loss."""
     optimizer.zero_grad(set_to_none=True)
     with autocast(info.device):
         logits = net(x)
     loss = cross_entropy(logits, y)
     if fairness is not None and fairness.enabled:
         loss = loss + fairness_loss(net.arch_weights(), net.ops, fairness)
+    if cost is not None:
+        loss = loss + cost(net.arch_weights())
     net.alpha.grad = torch.autograd.grad(loss, net.alpha)[0]
     all_reduce_mean([net.alpha.grad], info)
     optimizer.step()
@@ -63,22 +68,26 @@ class BilevelStep:
     info: DistInfo
     fairness: FairnessConfig | None = None
     grad_clip: float = 0.0
+    cost: CostObjective | None = None
     params: list[torch.Tensor] = field(init=False)
 
     def __post_init__(self) -> None:
         self.params = self.net.weight_parameters()
 
     @classmethod
-    def for_stage(cls, net: Supernet, sc: SearchConfig, total_steps: int, info: DistInfo) -> BilevelStep:
-        """The step a search stage runs, with the config's optimizers, schedule, fairness and clipping."""
+    def for_stage(
+        cls, net: Supernet, sc: SearchConfig, total_steps: int, info: DistInfo, cost: CostObjective | None = None
+    ) -> BilevelStep:
+        """The step a search stage runs, with the config's optimizers, schedule, fairness, clipping and (when
+        the budget is in the objective) cost term."""
         w_opt, a_opt, sched = search_optimizers(net, sc, total_steps)
-        return cls(net, w_opt, a_opt, sched, info, sc.fairness, sc.grad_clip)
+        return cls(net, w_opt, a_opt, sched, info, sc.fairness, sc.grad_clip, cost)
 
     def __call__(
         self, w_batch: tuple[torch.Tensor, torch.Tensor], a_batch: tuple[torch.Tensor, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if a_batch is not None:
-            arch_step(self.net, self.a_opt, *a_batch, self.info, self.fairness)
+            arch_step(self.net, self.a_opt, *a_batch, self.info, self.fairness, self.cost)
         return weight_step(
             self.net, self.params, self.w_opt, *w_batch, self.info, grad_clip=self.grad_clip, scheduler=self.sched
         )

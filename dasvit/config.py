@@ -168,6 +168,12 @@ class SearchConfig:
     # width and tokens: a built-in (vit_b16, the ViT block) or a genotype file; none: no budget. The cell of
     # the largest α weight within it is derived (dasvit.derivation.derive_genotype)
     budget: str = "vit_b16"
+    # where the budget binds: derivation (the cell of the largest α weight within it is derived), objective
+    # (a term of the α objective, cost_weight · Σ max(0, E_α[cell cost] / budget − 1) over FLOPs and params,
+    # as ProxylessNAS prices latency; the strongest cell is derived whatever it costs: dasvit.cost_objective),
+    # or both. Measured on Fashion-MNIST in RESULTS.md (F7)
+    budget_in: Literal["derivation", "objective", "both"] = "derivation"
+    cost_weight: float = 1.0  # λ of the objective's cost term (budget_in objective or both)
     # a stage's supernet starts from the last stage's weights (cell k from cell k mod its depth, the ops still
     # there) instead of afresh (P-DARTS); α starts afresh either way. Fashion-MNIST, stage 2 after 8 epochs:
     # 0.83 validation accuracy inherited against 0.80 afresh (which starts at 0.49; RESULTS.md)
@@ -476,6 +482,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError("search.steps_per_epoch and retrain.steps_per_epoch must be 0 (full pass) or more.")
     if not (0 < se.pts.ratio <= 1) or math.isnan(se.pts.ratio):
         raise ConfigError(f"search.pts.ratio must be in (0, 1], got {se.pts.ratio}.")
+    if not se.cost_weight >= 0 or math.isinf(se.cost_weight):
+        raise ConfigError(f"search.cost_weight must be 0 or more, got {se.cost_weight}.")
+    if se.budget_in != "derivation" and se.budget == "none":
+        raise ConfigError(f"search.budget_in is {se.budget_in}, but search.budget is none: name a budget cell.")
     f = se.fairness
     if not 0 <= f.lower <= f.upper <= 1:
         raise ConfigError(

@@ -116,6 +116,13 @@ class Fairness(TypedDict):
     enabled: bool
 
 
+class ExpectedCost(TypedDict):
+    """E_α[cell cost] relative to search.budget (dasvit.cost_objective): 1.0 is the budget."""
+
+    flops: float
+    params: float
+
+
 class SearchEpochEvent(EpochEvent):
     """A search epoch (dasvit.search.Searcher.emit_epoch)."""
 
@@ -127,6 +134,7 @@ class SearchEpochEvent(EpochEvent):
     fairness: Fairness
     type_shares: dict[str, float]  # W_t per op type
     memory_estimate_bytes: NotRequired[int]  # once the stage has an estimate
+    expected_cost: NotRequired[ExpectedCost]  # with a search.budget: E_α[cell cost] / budget
 
 
 class RetrainEpochEvent(EpochEvent):

@@ -25,6 +25,7 @@ from .augment import describe as describe_augment
 from .augment import train_transform
 from .bilevel import BilevelStep
 from .config import Config, compile_stage, load_config, load_run_config
+from .cost_objective import CostObjective
 from .data import EpochLoaders, Splits, build_datasets, image_channels, split_halves
 from .derivation import arch_weights_dict, cell_ops_cost, check_keep, derive_genotype, prune_proposal, space_costs
 from .engine_request import SearchRequest
@@ -89,6 +90,13 @@ class Searcher:
         self.w_set = torch.utils.data.Subset(train, w_idx)
         self.a_set = torch.utils.data.Subset(train, a_idx)
         self.op_costs, self.budget = space_costs(cfg)  # a budget naming no cell stops before any work
+        sc = cfg.search
+        # E_α[cell cost] against the budget: reported every epoch, a term of the α objective when configured
+        self.cost = (
+            CostObjective(self.ops, self.nodes, cfg.space.edges_per_node, self.op_costs, self.budget, sc.cost_weight)
+            if self.budget is not None
+            else None
+        )
         self.memory: StageMemory | None = None  # the current stage's estimate (rank 0)
         bs = cfg.data.batch_size
         if len(self.w_set) // info.world < bs or len(self.a_set) // info.world < bs:
@@ -127,7 +135,8 @@ class Searcher:
             steps = min(steps, sc.steps_per_epoch)
         if compile_stage(sc, self.info.device.type, steps * st.epochs):
             net.compile()  # in place: parameter names (checkpoints) and attributes stay those of net
-        return StageState(net, BilevelStep.for_stage(net, sc, steps * st.epochs, self.info), steps)
+        cost = self.cost if sc.budget_in != "derivation" else None
+        return StageState(net, BilevelStep.for_stage(net, sc, steps * st.epochs, self.info, cost), steps)
 
     def estimate_memory(self, stage: int, net: Supernet) -> StageMemory:
         """The stage's memory at its batch (dasvit.memory) as it will run: this device's precision (bf16
@@ -268,12 +277,19 @@ class Searcher:
             },
             skip_floor=sc.skip_floor,
             op_costs=self.op_costs,
-            budget=self.budget,
+            budget=self.budget if sc.budget_in != "objective" else None,  # objective: α alone keeps the budget
         )
         cost = cell_ops_cost(geno.edges, self.op_costs)
         geno.meta["cost"] = {"flops": cost.flops, "params": cost.params}
         if self.budget is not None:
-            geno.meta["budget"] = {"cell": sc.budget, "flops": self.budget.flops, "params": self.budget.params}
+            geno.meta["budget"] = {
+                "cell": sc.budget,
+                "flops": self.budget.flops,
+                "params": self.budget.params,
+                "in": sc.budget_in,
+            }
+            if sc.budget_in == "objective" and not cost.within(self.budget):
+                geno.meta["over_budget"] = True
         self.check_ranks_agree(w, stage)
         if self.info.main:
             geno.save(self.run.dir / rd.stage_genotype(stage + 1))
@@ -404,6 +420,9 @@ class Searcher:
         extra = epoch_peak_memory(self.info)
         if self.info.main and self.memory is not None:
             extra["memory_estimate_bytes"] = self.memory_total()
+        if self.cost is not None:
+            flops, params = (float(v) for v in self.cost.expected(w))
+            extra["expected_cost"] = {"flops": flops, "params": params}
         self.run.emit(
             EPOCH,
             stage=stage + 1,
