@@ -224,6 +224,10 @@ def test_specialize_cli_json_and_bad_budgets_exit_2(tiny_focus, monkeypatch, cap
     result = json.loads(out)
     assert result["evaluations"] == 3 and result["best"]["flops"] <= space["max_flops"]
     assert Path(result["genotype"]).is_file()
+    code, out, err = cli(
+        monkeypatch, capsys, "specialize", str(tiny_focus), "--flops", str(space["max_flops"]), "-n", "2"
+    )
+    assert code == 0 and "threads: 1 (DASVIT_THREADS=1" in err  # it honours the thread setting and says so
     for flops, words in [(str(space["min_flops"] - 1), "smallest"), ("1.4X", "1.4G")]:
         code, _, err = cli(monkeypatch, capsys, "specialize", str(tiny_focus), "--flops", flops)
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err

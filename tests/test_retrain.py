@@ -48,9 +48,10 @@ def search_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def reference(search_run) -> Path:
     """`dasvit retrain RUN_DIR --headless`, uninterrupted: the run every other test compares with."""
-    proc = cli("retrain", search_run, "--headless", "--no-progress", *sets(TINY))
+    proc = cli("retrain", search_run, "--headless", *sets(TINY))  # progress: plain lines into a pipe
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
+    (search_run / "cli-output.txt").write_text(out + err)
     return search_run / "retrain"
 
 
@@ -86,6 +87,11 @@ def test_retrain_of_a_search_run_writes_the_contract_into_run_dir_retrain(refere
     assert (m["image_size"], m["epochs"], m["depth"]) == (16, 4, 2)
     assert m["genotype"]["edges"] == json.loads(CELL.read_text())["edges"]
     assert 0 < m["flops"] and 0 < m["params"] and m["images_per_s"] > 0
+    # what a person reads: counts as the count formatter writes them (a 350K-FLOP network was "0.000 GFLOPs")
+    from dasvit.fmt import count
+
+    done = next(ln for ln in (search_run / "cli-output.txt").read_text().splitlines() if ln.startswith("done:"))
+    assert done.endswith(f"{count(m['params'])} params, {count(m['flops'])} FLOPs") and "GFLOPs" not in done
 
 
 def test_load_model_classifies_the_test_split_as_metrics_json_says(reference, search_run):

@@ -154,6 +154,9 @@ def specialize(
         raise UserError(f"--method must be one of {', '.join(METHODS)}, got {method!r}.")
     budget = parse_count(flops, "--flops")
     param_budget = parse_count(params, "--params") if params is not None else None
+    from dasvit.threads import apply_threads
+
+    threads = apply_threads()  # --threads / DASVIT_THREADS, as every engine
 
     def run(on_eval):
         return run_specialize(run_dir, budget, param_budget, samples=samples, method=method, seed=seed, on_eval=on_eval)
@@ -168,3 +171,4 @@ def specialize(
         typer.echo(json.dumps(result.to_json(), indent=2))
     else:
         print_result(result)
+        typer.echo(threads.describe(), err=True)
