@@ -173,19 +173,19 @@ def test_user_mistakes_exit_2_with_one_sentence(reference, search_run):
 
 
 def test_resume_keeps_the_network_of_the_run_it_continues(reference, search_run):
+    from dasvit.engine_request import RetrainRequest
     from dasvit.errors import ConfigError, RunDirError
-    from dasvit.retrain import plan_retrain
 
-    plan = plan_retrain(None, resume=search_run, overrides=["retrain.epochs=8"])  # the search run → its retrain/
-    assert plan.resume and plan.run_dir == reference and plan.cfg.retrain.epochs == 8
+    req = RetrainRequest(resume=search_run, overrides=["retrain.epochs=8"]).resolved()  # the search run → its retrain/
+    assert req.run_dir == reference and req.config.retrain.epochs == 8
     with pytest.raises(ConfigError, match="cannot change the network"):
-        plan_retrain(None, resume=reference, overrides=["retrain.depth=3"])
+        RetrainRequest(resume=reference, overrides=["retrain.depth=3"]).resolved()
     with pytest.raises(ConfigError, match="--preset cannot change"):
-        plan_retrain(None, preset="demo", resume=reference)
+        RetrainRequest(preset="demo", resume=reference).resolved()
     with pytest.raises(ConfigError, match="is not the cell"):
-        plan_retrain("vit_b16", resume=reference)
+        RetrainRequest("vit_b16", resume=reference).resolved()
     with pytest.raises(RunDirError, match="not a retrain run"):
-        plan_retrain(None, resume=_search_only(search_run))
+        RetrainRequest(resume=_search_only(search_run)).resolved()
 
 
 def _search_only(search_run: Path) -> Path:

@@ -27,13 +27,14 @@ from pathlib import Path
 import torch
 
 from .. import rundir as rd
+from ..checkpoint import load_checkpoint
 from ..config import Config, load_run_config
 from ..data import EpochLoaders, build_datasets, image_channels
 from ..errors import RunDirError, UserError
 from ..fmt import check_budget, count
 from ..genotype import arch_genotype
 from ..limits import MAX_SAMPLES
-from ..runtime import DistInfo, load_checkpoint
+from ..runtime import DistInfo
 from .pareto import pareto_front
 from .sampler import ArchSampler, bin_for_budget
 from .scoring import CostTable, EvalBatches, eval_batch, evaluate_arch

@@ -20,10 +20,8 @@ from __future__ import annotations
 import math
 import random
 import sys
-import time
 import warnings
 import zlib
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,36 +29,28 @@ from torch.utils.data import Subset
 
 from .. import rundir as rd
 from ..augment import train_transform
-from ..config import Config, load_config, load_run_config
+from ..checkpoint import checkpoint_mismatch, fitting_checkpoint, load_checkpoint, save_checkpoint
+from ..config import Config
 from ..data import EpochLoaders, Splits, build_datasets, image_channels
 from ..engine_request import FocusRequest
 from ..errors import ConfigError
 from ..events import EPOCH, SPACE
 from ..fmt import count
-from ..runtime import (
-    DistInfo,
-    Run,
-    Stopped,
-    all_reduce_mean,
-    barrier,
-    checkpoint_mismatch,
-    default_run_dir,
-    drive,
-    epoch_peak_memory,
-    fitting_checkpoint,
-    load_checkpoint,
-    reduce_sum,
+from ..runtime import DistInfo, Run, all_reduce_mean, barrier, drive, epoch_peak_memory, run_engine, setup_distributed
+from ..training import (
+    EpochSums,
+    autocast,
+    cross_entropy,
+    mix_seed,
     rng_state,
-    run_engine,
-    save_checkpoint,
     set_rng_state,
-    setup_distributed,
+    warmup_cosine,
+    weight_step,
 )
-from ..training import autocast, cross_entropy, mix_seed, warmup_cosine, weight_step
 from .pareto import pareto_ranks, window_ranks, window_shortfall
 from .sampler import ArchSampler, budget_edges, reinforce_loss
 from .scoring import CostTable, EvalBatches, eval_batch, evaluate_arch
-from .space import Arch, FocusSpace, space_from_config
+from .space import Arch, FocusSpace
 from .supernet import FocusSupernet
 
 REPORT_DRAWS = 32  # architectures drawn per bin for the sampler's state in each epoch event
@@ -159,13 +149,9 @@ class FocusTrainer:
         torch.manual_seed(mix_seed(f.seed, epoch, info.rank))  # drop-path: a resumed epoch replays exactly
         loader = self.w_loaders.epoch(epoch)
         hold = self._held_out_batches(epoch)
-        self.run.progress.start_epoch(f"epoch {epoch + 1}/{f.epochs}", self.steps)
         net.train()
-        loss_sum = torch.zeros((), device=dev)
-        correct = torch.zeros((), device=dev)
-        seen = images = 0
+        sums = EpochSums(self.run, f"epoch {epoch + 1}/{f.epochs}", self.steps)
         lr = self.sched.get_last_lr()[0]
-        t0 = shown = time.time()
         for step, (x, y) in enumerate(loader):
             if step >= self.steps:
                 break
@@ -186,32 +172,11 @@ class FocusTrainer:
                 skip_unused=True,
                 args=(arch,),
             )
-            n = y.shape[0]
-            loss_sum += loss * n
-            correct += (logits.argmax(1) == y).sum()
-            seen += n
-            images += n
+            sums.add(loss, logits, y)
             if self.sampler_learns() and (step + 1) % f.sampler_every == 0:
                 self.sampler_step(next(hold))
-            now = time.time()
-            if now - shown > 0.5 or step + 1 == self.steps:
-                shown = now
-                self.run.progress.step(
-                    step + 1,
-                    f"loss {loss_sum.item() / seen:.3f} acc {correct.item() / seen:.3f} "
-                    f"{images / max(now - t0, 1e-9):.0f} img/s",
-                )
-            if self.run.should_stop(step):
-                raise Stopped()
-        loss_sum, correct, seen, images = reduce_sum([loss_sum.item(), correct.item(), seen, images], info)
-        seconds = time.time() - t0
-        return {
-            "train_loss": loss_sum / max(seen, 1),
-            "train_acc": correct / max(seen, 1),
-            "lr": lr,
-            "seconds": seconds,
-            "images_per_s": images / max(seconds, 1e-9),
-        }
+            sums.step(step)
+        return {**sums.totals(), "lr": lr}
 
     def _held_out_batches(self, epoch: int):
         """Held-out batches for the sampler steps of `epoch`, endlessly (a fixed order per epoch)."""
@@ -471,17 +436,6 @@ def _as_tuple(x: Any) -> Any:
 # the process
 
 
-def prepare(args: FocusRequest) -> tuple[Config, Path, bool]:
-    """Resolve the config and run directory, or raise a UserError before any work."""
-    if args.resume:
-        run_dir = rd.resume_run_dir(args.resume, "focus", args.preset, args.overrides)
-        return load_run_config(run_dir / rd.CONFIG), run_dir, True
-    cfg = load_config(args.preset or FocusRequest.DEFAULT_PRESET, args.overrides)
-    space_from_config(cfg)  # a bad base or space: exit 2 now
-    run_dir = rd.check_new_run_dir(Path(args.run_dir) if args.run_dir else default_run_dir(cfg.preset))
-    return cfg, run_dir, False
-
-
 def main(argv: list[str] | None = None) -> int:
     """`python -m dasvit.focus ARGS` (see `dasvit.engine_request.FocusRequest`)."""
     return run(FocusRequest.parse(argv))
@@ -491,9 +445,9 @@ def run(args: FocusRequest) -> int:
     """Run the FocusFormer training a request asks for, in this process (one rank); returns the exit code."""
 
     def body() -> int:
-        cfg, run_dir, resume = prepare(args)
+        req = args.resolved()  # a bad config, space or run directory: one sentence, before anything starts
+        cfg, run_dir, resume, space = req.config, req.run_dir, req.resume is not None, req.space
         info = setup_distributed()
-        space = space_from_config(cfg, run_dir if resume else None)
         tf, _ = train_transform(cfg, "search")  # the search's light augmentation (search.augment)
         splits = build_datasets(cfg.data, train_transform=tf)  # a missing dataset: no run
         torch.set_float32_matmul_precision("high")
@@ -510,9 +464,7 @@ def run(args: FocusRequest) -> int:
             hint = f"specialize with: dasvit specialize {run_dir} --flops {count((trainer.min_flops + trainer.max_flops) / 2)}"
             return f"supernet and sampler in {run_dir / rd.CHECKPOINT}; {hint}", f"finished; {hint}"
 
-        return drive(
-            run_dir, cfg, "focus", info, resume, args.progress, work, f"dasvit focus --headless --resume {run_dir}"
-        )
+        return drive(req, info, work)
 
     return run_engine(body)
 

@@ -6,7 +6,6 @@ without it, the monitor starts the engine detached and watches it (`dasvit_tui.c
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -55,13 +54,10 @@ def retrain(
 
     Example: dasvit retrain runs/demo-20260101-120000 --headless
     """
-    from dasvit.retrain import plan_of
-
     if nproc < 1:
         raise UserError(f"--nproc must be at least 1, got {nproc}.")
     request = RetrainRequest(source, preset, list(overrides), run_dir, resume, progress=not no_progress)
-    plan = plan_of(request)  # every mistake: exit 2, now
-    request = replace(request, run_dir=plan.run_dir).resolved()
+    request = request.resolved()  # every mistake: exit 2, now
     if not headless:
         if nproc > 1:
             raise UserError("--nproc runs the ranks in the foreground; add --headless.")
@@ -72,7 +68,6 @@ def retrain(
         from ..launch import run_distributed
 
         raise typer.Exit(run_distributed(request, nproc))
-    from dasvit.retrain import retrain as run_retrain
-    from dasvit.runtime import run_engine
+    from dasvit.retrain import run
 
-    raise typer.Exit(run_engine(lambda: run_retrain(plan, progress=not no_progress)))
+    raise typer.Exit(run(request))

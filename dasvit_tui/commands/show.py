@@ -55,7 +55,7 @@ def sized_network_cost(genotype, sizes: dict[str, int]):
 def resolve_sizes(source: str, opts: dict[str, Optional[int]]) -> tuple[dict[str, int], str]:
     """The sizes to measure at, and where they came from (for the header)."""
     from dasvit.config import load_config, load_run_config
-    from dasvit.genotype import BUILTIN_DIMS
+    from dasvit.genotype import BUILTIN_DIMS, network_sizes
 
     run = rd.config_dir_for(source)
     in_chans = 3
@@ -73,14 +73,7 @@ def resolve_sizes(source: str, opts: dict[str, Optional[int]]) -> tuple[dict[str
     else:
         cfg, origin = load_config(None), "config defaults"
         classes = cfg.data.synthetic_classes
-    sizes = {
-        "depth": cfg.retrain.depth,
-        "embed_dim": cfg.space.embed_dim,
-        "image_size": cfg.data.image_size,
-        "patch_size": cfg.space.patch_size,
-        "num_classes": classes,
-        "in_chans": in_chans,
-    }
+    sizes = {**network_sizes(cfg), "num_classes": classes, "in_chans": in_chans}
     if run is None and source in BUILTIN_DIMS:
         sizes.update(BUILTIN_DIMS[source], num_classes=1000)
         origin = f"{source}'s own sizes"
