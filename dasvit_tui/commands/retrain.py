@@ -14,7 +14,7 @@ import typer
 from dasvit.engine_request import RetrainRequest
 from dasvit.errors import UserError
 
-SET_HELP = "Override a config key, VALUE parsed as YAML; repeatable. Example: --set retrain.epochs=100"
+from .options import NoProgress, set_option
 
 
 def retrain(
@@ -29,7 +29,7 @@ def retrain(
         "-p",
         help="Preset name or YAML file. Default: the config.yaml of the run the source comes from.",
     ),
-    overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP, metavar="KEY=VALUE"),
+    overrides: set_option("retrain.epochs=100") = None,
     run_dir: Optional[Path] = typer.Option(
         None, "--run-dir", "-o", help="Where to write. Default: RUN_DIR/retrain, or runs/<name>-retrain-<time>."
     ),
@@ -40,7 +40,7 @@ def retrain(
         False, "--headless", help="Run in the foreground with progress on stdout instead of opening the monitor."
     ),
     nproc: int = typer.Option(1, "--nproc", help="Processes (one per GPU) under torchrun; gloo on CPU."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="Print no progress lines."),
+    no_progress: NoProgress = False,
 ) -> None:
     """Retrain a searched cell from scratch; report top-1/top-5, params, FLOPs, images/s.
 
@@ -56,7 +56,7 @@ def retrain(
     """
     if nproc < 1:
         raise UserError(f"--nproc must be at least 1, got {nproc}.")
-    request = RetrainRequest(source, preset, list(overrides), run_dir, resume, progress=not no_progress)
+    request = RetrainRequest(source, preset, list(overrides or []), run_dir, resume, progress=not no_progress)
     request = request.resolved()  # every mistake: exit 2, now
     if not headless:
         if nproc > 1:
