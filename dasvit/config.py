@@ -261,7 +261,7 @@ class FocusConfig:
     sampler: Literal["pareto", "uniform"] = "pareto"
     epochs: int = 500
     warmup_epochs: int = 20  # epochs of uniform sampling before the sampler takes over
-    uniform_mix: float = 0.1  # after warm-up, the probability that a step's arch is drawn uniformly
+    uniform_mix: float = 0.1  # after warm-up, the probability that a step's subnet is drawn uniformly
     sampler_every: int = 10  # weight steps between sampler steps
     budget_bins: int = 8  # K bins over the space's FLOPs range
     lstm: FocusLSTMConfig = field(default_factory=FocusLSTMConfig)  # the sampler's hyperparameters

@@ -55,7 +55,7 @@ class _EngineRequest:
     engine that either starts a run from a preset or resumes one with its own config (search, focus)."""
 
     KIND: ClassVar[str]
-    COMMAND: ClassVar[str]
+    COMMAND: ClassVar[str]  # the user's command, as the engine's "resume with" line says it
     MODULE: ClassVar[str]
     DESCRIPTION: ClassVar[str]
     DEFAULT_PRESET: ClassVar[str | None] = None
@@ -99,7 +99,7 @@ class SearchRequest(_EngineRequest):
     """A DASViT search: a new one from `preset` + `overrides` into `run_dir`, or `resume` an existing run."""
 
     KIND: ClassVar[str] = "search"
-    COMMAND: ClassVar[str] = "dasvit search"  # the user's command, as the engine's "resume with" line says it
+    COMMAND: ClassVar[str] = "dasvit search"
     MODULE: ClassVar[str] = "dasvit.search"
     DESCRIPTION: ClassVar[str] = "The search engine process; users run `dasvit search`."
     DEFAULT_PRESET: ClassVar[str] = "demo"
@@ -139,7 +139,7 @@ class RetrainRequest(_EngineRequest):
     `resume` a retrain run."""
 
     KIND: ClassVar[str] = "retrain"
-    COMMAND: ClassVar[str] = "dasvit retrain"  # the user's command, as the engine's "resume with" line says it
+    COMMAND: ClassVar[str] = "dasvit retrain"
     MODULE: ClassVar[str] = "dasvit.retrain"
     DESCRIPTION: ClassVar[str] = "The retrain engine process; users run `dasvit retrain`."
 
@@ -252,7 +252,7 @@ class FocusRequest(_EngineRequest):
     or `resume` an existing run."""
 
     KIND: ClassVar[str] = "focus"
-    COMMAND: ClassVar[str] = "dasvit focus --headless"  # the user's command, as the engine's "resume with" line says it
+    COMMAND: ClassVar[str] = "dasvit focus --headless"
     MODULE: ClassVar[str] = "dasvit.focus"
     DESCRIPTION: ClassVar[str] = "The FocusFormer engine process; users run `dasvit focus`."
     DEFAULT_PRESET: ClassVar[str] = "focus-demo"

@@ -261,18 +261,18 @@ def _network_from_json(data: dict, edges: list[Edge], source: str) -> dict[str, 
     return {**sizes, "layers": [list(layer) for layer in layers]}
 
 
-def arch_genotype(space, arch, meta: dict[str, Any] | None = None) -> Genotype:
-    """The version-2 genotype of FocusFormer architecture `arch` (a `dasvit.focus.space.Arch`) in `space`."""
+def subnet_genotype(space, subnet, meta: dict[str, Any] | None = None) -> Genotype:
+    """The version-2 genotype of FocusFormer architecture `subnet` (a `dasvit.focus.space.Subnet`) in `space`."""
     base = space.base
     return Genotype(
         nodes=base.nodes,
         edges=list(base.edges),
         output=list(base.output),
         meta=dict(meta or {}),
-        embed_dim=arch.embed_dim,
-        depth=arch.depth,
+        embed_dim=subnet.embed_dim,
+        depth=subnet.depth,
         head_dim=space.head_dim,
-        layers=[list(layer) for layer in arch.layers],
+        layers=[list(layer) for layer in subnet.layers],
     )
 
 

@@ -411,8 +411,8 @@ def inherit_weights(net: Supernet, prev: Supernet) -> int:
     """Start a stage's supernet from the last one's weights: stem, head, and cell k from cell k mod the last
     depth, each op that is still there (pruned ops are gone, α starts afresh). Returns the tensors copied.
 
-    Each node stores its ops fused (`NodeEdges`), so the mixed edges are copied op by op through the views
-    `NodeEdges.op_tensors` gives of both supernets; everything else by name."""
+    Each node stores its ops fused (`MixedEdges`), so the mixed edges are copied op by op through the views
+    `MixedEdges.op_tensors` gives of both supernets; everything else by name."""
     old = prev.state_dict()
     depth = len(prev.cells)
     copied = 0

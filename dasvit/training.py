@@ -107,7 +107,7 @@ def weight_step(
 
     A parameter of `params` the forward did not use gets a zero gradient (the optimizer still decays it and
     its moments still move it), or with `skip_unused` none, so the optimizer leaves it alone: a FocusFormer
-    supernet's layers past the drawn depth. Every rank must then use the same parameters (the same arch)."""
+    supernet's layers past the drawn depth. Every rank must then use the same parameters (the same subnet)."""
     optimizer.zero_grad(set_to_none=True)
     with autocast(info.device):
         logits = model(x, *args)

@@ -153,10 +153,10 @@ def measure(runs: dict[str, Path], samples: int, seed: int, say) -> dict:
                 "flops": r.best.flops,
                 "params": r.best.params,
                 "mean_top1": sum(c.top1 for c in order) / len(order),
-                "top1_on_other": loaded[other].evaluate(r.best.arch)[1],
+                "top1_on_other": loaded[other].evaluate(r.best.subnet)[1],
                 "anytime": anytime,
                 "seconds": time.time() - t0,
-                "arch": r.best.arch.to_json(),
+                "arch": r.best.subnet.to_json(),
                 "evaluated": [[c.flops, c.top1] for c in order],
             }
             table.append(row)
@@ -185,11 +185,11 @@ def retrain_picks(result: dict, out: Path, say) -> None:
             continue
         name = f"{count(budget)}-{method}-{sampler}"
         geno, run_dir = out / "picks" / f"{name}.json", out / "picks" / f"{name}-retrain"
-        arch = json.dumps(r.best.arch.to_json(), sort_keys=True)
-        if arch in first:  # the same network picked twice (another budget or method): one retrain serves both
-            where[(budget, method, sampler)] = first[arch]
+        subnet = json.dumps(r.best.subnet.to_json(), sort_keys=True)
+        if subnet in first:  # the same network picked twice (another budget or method): one retrain serves both
+            where[(budget, method, sampler)] = first[subnet]
             continue
-        first[arch] = where[(budget, method, sampler)] = run_dir
+        first[subnet] = where[(budget, method, sampler)] = run_dir
         if (run_dir / rd.METRICS).is_file():
             say(f"{run_dir}: retrained already, reused")
             continue
