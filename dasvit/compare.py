@@ -35,6 +35,7 @@ from typing import Any
 from . import rundir as rd
 from .config import Config, load_config, load_run_config
 from .errors import RunDirError, UserError
+from .fmt import count
 from .genotype import Genotype, load_genotype, vit_block
 from .runtime import EXIT_OK, EXIT_STOPPED, Stopped
 
@@ -278,7 +279,7 @@ def run_retrains(plan: ComparePlan, say: Callable[[str], None] = print, progress
         for i, e in enumerate(plan.entries, 1):
             what = (
                 f"[{i}/{len(plan.entries)}] {e.cell} at depth {e.depth} "
-                f"({e.params / 1e6:.3f} M params, {e.flops / 1e6:.2f} MFLOPs)"
+                f"({count(e.params)} params, {count(e.flops)} FLOPs)"
             )
             if e.state == "done":
                 say(f"{what}: reusing {e.run_dir}")

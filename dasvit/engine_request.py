@@ -13,6 +13,7 @@ This module imports no torch: the launcher uses it.
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -74,6 +75,10 @@ class _EngineRequest:
     @classmethod
     def parse(cls, argv: list[str] | None = None):
         return cls(**vars(cls.parser().parse_args(argv)))
+
+    def command(self) -> list[str]:
+        """The engine's whole command line: this Python, `-m MODULE`, then `argv()`."""
+        return [sys.executable, "-m", self.MODULE, *self.argv()]
 
     def _config(self) -> tuple[Config, Path | None]:
         """The run's config and, when resuming, its checked run directory: a resumed run's own config.yaml

@@ -386,8 +386,8 @@ class FocusTrainer:
             )
             self.checkpoint(0)  # a stop during the first epoch can still be resumed
         self.run.progress.line(
-            f"space: {self.min_flops / 1e6:.2f}-{self.max_flops / 1e6:.2f} MFLOPs, "
-            f"{self.min_params / 1e6:.3f}-{self.max_params / 1e6:.3f} M params; {f.epochs} epochs of {self.steps} "
+            f"space: {count(self.min_flops)}-{count(self.max_flops)} FLOPs, "
+            f"{count(self.min_params)}-{count(self.max_params)} params; {f.epochs} epochs of {self.steps} "
             f"steps, sampler {f.sampler}"
         )
         for epoch in range(start, f.epochs):

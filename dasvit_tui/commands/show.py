@@ -23,6 +23,7 @@ import typer
 from dasvit import limits as lim
 from dasvit import rundir as rd
 from dasvit.errors import ConfigError, RunDirError, UserError
+from dasvit.fmt import count
 
 FORMATS = ("rich", "json", "dot")
 
@@ -131,8 +132,8 @@ def check_network(genotype, sizes: dict[str, int]) -> None:
         params = sized_network_cost(genotype, sizes).params
     if params > lim.MAX_SHOW_PARAMS:
         raise ConfigError(
-            f"this network would have {params / 1e9:,.1f}G params; dasvit show builds networks of at most "
-            f"{lim.MAX_SHOW_PARAMS / 1e9:.0f}G params (8 GiB of weights) to count them: lower --depth or --dim."
+            f"this network would have {count(params)} params; dasvit show builds networks of at most "
+            f"{count(lim.MAX_SHOW_PARAMS)} params (8 GiB of weights) to count them: lower --depth or --dim."
         )
 
 
