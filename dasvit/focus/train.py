@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import random
 import sys
-import warnings
 import zlib
 from typing import Any
 
@@ -322,13 +321,7 @@ class FocusTrainer:
     def restore(self, ckpt: dict[str, Any]) -> int:
         self.net.load_state_dict(ckpt["model"])
         self.w_opt.load_state_dict(ckpt["w_opt"])
-        if "sched" in ckpt:
-            self.sched.load_state_dict(ckpt["sched"])
-        else:  # a checkpoint from before the schedule was kept: its step count gives the same schedule
-            with warnings.catch_warnings():  # "scheduler stepped before the optimizer": on purpose
-                warnings.simplefilter("ignore", UserWarning)
-                self.sched.last_epoch = ckpt["epoch"] * self.steps - 1
-                self.sched.step()
+        self.sched.load_state_dict(ckpt["sched"])
         self.sampler.load_state_dict(ckpt["sampler"])
         self.s_opt.load_state_dict(ckpt["s_opt"])
         self.sampler_steps = ckpt["sampler_steps"]

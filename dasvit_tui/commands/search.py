@@ -225,11 +225,8 @@ def checked_keep(parsed: object, pending: dict) -> dict:
     """--keep completed by the proposal (the edges it does not name keep the proposed ops) and checked
     against the ops each edge still offers (the proposal's `weights`); else one sentence, exit 2."""
     proposal = pending.get("keep") or {}
-    weights = pending.get("weights")
-    if isinstance(weights, dict) and weights:
-        active = {name: list(ops) if isinstance(ops, dict) else None for name, ops in weights.items()}
-    else:  # a proposal without its weights (an older engine): the edges are known, their ops are not
-        active = {name: None for name in proposal}
+    weights = pending.get("weights") if isinstance(pending.get("weights"), dict) else {}
+    active = {name: list(ops) if isinstance(ops, dict) else None for name, ops in weights.items()}
     merged = merge_keep(parsed, proposal)
     why = keep_problem(merged, active)
     if why:
