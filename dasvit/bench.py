@@ -28,7 +28,7 @@ from .bilevel import BilevelStep
 from .config import DEFAULT_OPS, SearchConfig
 from .fused import disable_fused, enable_fused
 from .runtime import DistInfo
-from .supernet import NodeEdges, Supernet
+from .supernet import MixedEdges, Supernet
 from .training import autocast
 
 
@@ -200,7 +200,7 @@ def search_speed(plan: BenchPlan, device: torch.device, compile: bool = False) -
     s = plan.search
     net = build_supernet(s, device)
     step = BenchStep(net, s, device)
-    mixes = [(ne, ne.fused_mix) for ne in enable_fused(net).modules() if isinstance(ne, NodeEdges)]
+    mixes = [(ne, ne.fused_mix) for ne in enable_fused(net).modules() if isinstance(ne, MixedEdges)]
 
     def naive():
         disable_fused(net)
@@ -255,7 +255,7 @@ def profile_search_step(plan: BenchPlan, device: torch.device, steps: int = 3, r
     s = plan.search
     net = build_supernet(s, device)
     step = BenchStep(net, s, device)
-    mixes = [(ne, ne.fused_mix) for ne in enable_fused(net).modules() if isinstance(ne, NodeEdges)]
+    mixes = [(ne, ne.fused_mix) for ne in enable_fused(net).modules() if isinstance(ne, MixedEdges)]
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     tables = {}

@@ -1,7 +1,7 @@
 """The paper's comparison at our scale: the searched cell against the ViT block, same width, recipe and data.
 
 `compare(RUN_DIR)` retrains with the run's config.yaml (and `--set` overrides on top), through the retrain
-engine (`plan_retrain`, `retrain`), up to three networks:
+engine (`RetrainRequest`, `retrain`), up to three networks:
 
 - the searched cell (RUN_DIR/genotype.json) and the ViT block (the `vit_b16` genotype) at `retrain.depth`:
   the comparison at equal depth;
@@ -314,10 +314,11 @@ def run_retrains(plan: ComparePlan, say: Callable[[str], None] = print, progress
 
 def _retrain(plan: ComparePlan, e: Entry, progress: bool) -> int:
     """One retrain through the retrain engine: resumed from its checkpoint, or from scratch."""
-    from .retrain import plan_retrain, retrain
+    from .engine_request import RetrainRequest
+    from .retrain import retrain
 
     if e.state == "resume":
-        return retrain(plan_retrain(None, resume=e.run_dir), progress=progress)
+        return retrain(RetrainRequest(resume=e.run_dir, progress=progress))
     if e.run_dir.exists():  # a retrain stopped before its first epoch ended: nothing in it worth keeping
         if rd.is_live(e.run_dir):
             raise RunDirError(f"{e.run_dir} is in use by a live engine process; wait for it or stop it.")
@@ -332,7 +333,7 @@ def _retrain(plan: ComparePlan, e: Entry, progress: bool) -> int:
     overrides = [*plan.overrides, f"retrain.depth={e.depth}"]
     if e.repeat:
         overrides.append(f"retrain.seed={plan.recipe_for(e).retrain.seed}")
-    return retrain(plan_retrain(source, preset, overrides, e.run_dir), progress=progress)
+    return retrain(RetrainRequest(source, preset, overrides, e.run_dir, progress=progress))
 
 
 def _row(plan: ComparePlan, e: Entry) -> dict[str, Any]:

@@ -61,9 +61,8 @@ class AugmentConfig:
     what the images are (dasvit.augment.resolve_policy: their size and channels, `ImageInfo`), not from
     the dataset's name: `flip` is horizontal where a mirror image keeps its label (colour photographs,
     clothing) and none for digits, grayscale image folders and the synthetic task; `crop` is never applied
-    in the search (a ViT's patch grid is not shift-equivariant: measured in RESULTS.md, a pad-and-crop
-    cost the Fashion-MNIST supernet 15 points of validation accuracy at stage 1), and in the retrain is the
-    random-resized crop for images of at least 64 px, pad-and-crop below. The search's default is light
+    in the search (a ViT's patch grid is not shift-equivariant; RESULTS.md has what a crop cost the
+    supernet), and in the retrain is the random-resized crop for images of at least 64 px, pad-and-crop below. The search's default is light
     (a flip at most), the retrain's the strong DeiT recipe (RandAugment m9, Mixup 0.8, CutMix 1.0, random
     erasing 0.25), which presets for small data turn down.
     """
@@ -82,10 +81,6 @@ class AugmentConfig:
 def strong_augment() -> AugmentConfig:
     """The retrain's default: DeiT's recipe."""
     return AugmentConfig(randaugment=True, random_erasing=0.25, mixup=0.8, cutmix=1.0)
-
-
-# keys of the retrain section that moved into retrain.augment (run directories written before still load)
-LEGACY_RETRAIN_AUGMENT = ("randaugment", "mixup", "cutmix", "random_erasing")
 
 
 @dataclass
@@ -158,8 +153,7 @@ class SearchConfig:
     approval: Literal["auto", "manual"] = "auto"
     # how `zero` takes part in a stage-end pruning: compete (ranked with the others for the stage's `keep`
     # slots, as P-DARTS), free (kept on every edge outside the slots: `keep` counts the other ops), or
-    # drop (removed at the first pruning; `keep` counts the other ops). compete: on digits `free` searched
-    # more real ops per edge, yet its cells retrained 0.8 points lower in both seeds measured (RESULTS.md)
+    # drop (removed at the first pruning; `keep` counts the other ops). RESULTS.md has how they compared
     prune_zero: Literal["compete", "free", "drop"] = "compete"
     # when a pruning would strip `skip` from every edge, keep it on the edge leaving a cell input where it
     # weighs most, unless even there it is below skip_floor times its fair share 1/n (0: off)
@@ -175,8 +169,7 @@ class SearchConfig:
     budget_in: Literal["derivation", "objective", "both"] = "derivation"
     cost_weight: float = 1.0  # λ of the objective's cost term (budget_in objective or both)
     # a stage's supernet starts from the last stage's weights (cell k from cell k mod its depth, the ops still
-    # there) instead of afresh (P-DARTS); α starts afresh either way. Fashion-MNIST, stage 2 after 8 epochs:
-    # 0.83 validation accuracy inherited against 0.80 afresh (which starts at 0.49; RESULTS.md)
+    # there) instead of afresh (P-DARTS); α starts afresh either way. RESULTS.md has the two compared
     inherit_weights: bool = True
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # light: crop and flip only
     seed: int = 0
@@ -187,15 +180,14 @@ class SearchConfig:
     arch_weight_decay: float = 1e-3
     grad_clip: float = 5.0
     steps_per_epoch: int = 0  # 0: a full pass over the weights half
-    # the fused mixed edges (dasvit.fused). Off: on a 2-core CPU they measured 1.02x the per-op path at `dasvit
-    # bench --quick` (noise under load: 0.8-1.2x), not the 1.3x that would earn a default; unmeasured on CUDA
+    # the fused mixed edges (dasvit.fused); off until they measure faster than the per-op path (BENCHMARKS.md)
     fused: bool = False
     # activation checkpointing of the mixed edges: each node's edges (with PTS: gather, edges and gate) save only
     # their inputs and are recomputed in backward (torch.utils.checkpoint); see `dasvit search --dry-run`
     checkpoint_edges: bool = False
-    # torch.compile of each stage's supernet. It costs a compilation at the start of every stage (about 200 s
-    # on a 2-core CPU for 1.7-2.2x the steps per second afterwards: the demo took 871 s instead of 83 s), so
-    # "auto" compiles only on CUDA and only stages of at least COMPILE_MIN_STEPS steps; true always, false never.
+    # torch.compile of each stage's supernet. It costs a compilation at the start of every stage (what it costs
+    # and earns: BENCHMARKS.md), so "auto" compiles only on CUDA and only stages of at least COMPILE_MIN_STEPS
+    # steps; true always, false never.
     compile: Literal["auto", True, False] = "auto"
 
 
@@ -269,7 +261,7 @@ class FocusConfig:
     sampler: Literal["pareto", "uniform"] = "pareto"
     epochs: int = 500
     warmup_epochs: int = 20  # epochs of uniform sampling before the sampler takes over
-    uniform_mix: float = 0.1  # after warm-up, the probability that a step's arch is drawn uniformly
+    uniform_mix: float = 0.1  # after warm-up, the probability that a step's subnet is drawn uniformly
     sampler_every: int = 10  # weight steps between sampler steps
     budget_bins: int = 8  # K bins over the space's FLOPs range
     lstm: FocusLSTMConfig = field(default_factory=FocusLSTMConfig)  # the sampler's hyperparameters
@@ -363,35 +355,16 @@ def parse_override(text: str) -> dict[str, Any]:
     return out
 
 
-def _migrate(data: dict[str, Any]) -> dict[str, Any]:
-    """Read the retrain keys that moved into retrain.augment (randaugment, mixup, cutmix, random_erasing)
-    under their new names, so older presets, run directories and `--set retrain.mixup=0` still work."""
-    r = data.get("retrain")
-    if not isinstance(r, dict) or not any(k in r for k in LEGACY_RETRAIN_AUGMENT):
-        return data
-    r = dict(r)
-    aug = r.get("augment")
-    aug = dict(aug) if isinstance(aug, dict) else {}
-    for k in LEGACY_RETRAIN_AUGMENT:
-        if k in r:
-            v = r.pop(k)
-            if k in aug and aug[k] != v:
-                raise ConfigError(f"retrain.{k} is the old name of retrain.augment.{k}; give only one of the two.")
-            aug[k] = v
-    r["augment"] = aug
-    return {**data, "retrain": r}
-
-
 def load_config(preset: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Build a validated `Config` from a preset (name or path) and `--set` overrides."""
     data: dict[str, Any] = {}
     name = "custom"
     if preset is not None:
         path = resolve_preset(preset)
-        data = _migrate(_read_yaml(path))
+        data = _read_yaml(path)
         name = data.pop("preset", None) or path.stem
     for o in overrides:
-        data = merge(data, _migrate(parse_override(o)))
+        data = merge(data, parse_override(o))
     data.setdefault("preset", name)
     cfg = build(Config, data)
     validate(cfg)
@@ -400,7 +373,7 @@ def load_config(preset: str | None = None, overrides: list[str] | tuple[str, ...
 
 def config_from_dict(data: dict[str, Any]) -> Config:
     """Rebuild a config written by `Config.to_dict` (a run directory's config.yaml)."""
-    cfg = build(Config, _migrate(data))
+    cfg = build(Config, data)
     validate(cfg)
     return cfg
 

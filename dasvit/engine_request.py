@@ -2,9 +2,10 @@
 
 A front (the CLI, the TUI) builds a request; `argv()` is the engine's command line and `parse()` reads it
 back in the engine (`python -m dasvit.search`, `dasvit.retrain`, `dasvit.focus`, or the same under torchrun), so
-the argument list is written in one place and read in one place. `resolved()` fixes what every rank and
-the watching front must agree on before the engine starts: the run directory. A new engine adds a request
-class here and an entry in `REQUESTS`.
+the argument list is written in one place and read in one place. `resolved()` is the one place a run is
+resolved, in the front and in the engine alike: it loads and checks the config (and the cell or space the
+engine builds on) and fixes the run directory, which every rank and the watching front must agree on before
+the engine starts. A new engine adds a request class here and an entry in `REQUESTS`.
 
 This module imports no torch: the launcher uses it.
 """
@@ -12,11 +13,17 @@ This module imports no torch: the launcher uses it.
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from . import rundir as rd
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .focus.space import FocusSpace
+    from .genotype import Genotype
 
 
 def _common(p: argparse.ArgumentParser, presets: str = "demo, cifar10, ...") -> None:
@@ -44,12 +51,63 @@ def _argv_common(
     return argv
 
 
+class _EngineRequest:
+    """What the three requests share: their engine's parser, `parse`, and the config resolution of an
+    engine that either starts a run from a preset or resumes one with its own config (search, focus)."""
+
+    KIND: ClassVar[str]
+    COMMAND: ClassVar[str]  # the user's command, as the engine's "resume with" line says it
+    MODULE: ClassVar[str]
+    DESCRIPTION: ClassVar[str]
+    DEFAULT_PRESET: ClassVar[str | None] = None
+    PRESETS: ClassVar[str] = "demo, cifar10, ..."
+
+    @classmethod
+    def parser(cls) -> argparse.ArgumentParser:
+        p = argparse.ArgumentParser(prog=f"python -m {cls.MODULE}", description=cls.DESCRIPTION)
+        cls._arguments(p)
+        return p
+
+    @classmethod
+    def _arguments(cls, p: argparse.ArgumentParser) -> None:
+        _common(p, cls.PRESETS)
+
+    @classmethod
+    def parse(cls, argv: list[str] | None = None):
+        return cls(**vars(cls.parser().parse_args(argv)))
+
+    def command(self) -> list[str]:
+        """The engine's whole command line: this Python, `-m MODULE`, then `argv()`."""
+        return [sys.executable, "-m", self.MODULE, *self.argv()]
+
+    def _config(self) -> tuple[Config, Path | None]:
+        """The run's config and, when resuming, its checked run directory: a resumed run's own config.yaml
+        (no --preset or --set), else the preset (or the default) with the overrides."""
+        from .config import load_config, load_run_config
+
+        if self.resume is not None:
+            run_dir = rd.resume_run_dir(self.resume, self.KIND, self.preset, self.overrides)
+            return load_run_config(run_dir / rd.CONFIG), run_dir
+        return load_config(self.preset or self.DEFAULT_PRESET, self.overrides), None
+
+    def _new_run_dir(self, cfg: Config, root: Path) -> Path:
+        """A new run's directory, checked: --run-dir, else runs/<preset>-<time>."""
+        return rd.check_new_run_dir(Path(self.run_dir or rd.default_run_dir(cfg.preset, root)))
+
+
+# Set by `resolved()` only, so neither on the command line nor in comparisons of requests.
+_RESOLVED = {"default": None, "kw_only": True, "compare": False, "repr": False}
+
+
 @dataclass
-class SearchRequest:
+class SearchRequest(_EngineRequest):
     """A DASViT search: a new one from `preset` + `overrides` into `run_dir`, or `resume` an existing run."""
 
     KIND: ClassVar[str] = "search"
+    COMMAND: ClassVar[str] = "dasvit search"
     MODULE: ClassVar[str] = "dasvit.search"
+    DESCRIPTION: ClassVar[str] = "The search engine process; users run `dasvit search`."
+    DEFAULT_PRESET: ClassVar[str] = "demo"
 
     preset: str | None = None
     overrides: list[str] = field(default_factory=list)
@@ -57,42 +115,38 @@ class SearchRequest:
     approve: str | None = None  # auto | manual; None: the config's (presets: auto)
     resume: Path | None = None
     progress: bool = True
+    config: Config | None = field(**_RESOLVED)  # the resolved config, --approve applied
 
     @classmethod
-    def parser(cls) -> argparse.ArgumentParser:
-        p = argparse.ArgumentParser(
-            prog=f"python -m {cls.MODULE}", description="The search engine process; users run `dasvit search`."
-        )
+    def _arguments(cls, p: argparse.ArgumentParser) -> None:
         _common(p)
         p.add_argument("--approve", choices=["auto", "manual"], default=None)
-        return p
-
-    @classmethod
-    def parse(cls, argv: list[str] | None = None) -> SearchRequest:
-        return cls(**vars(cls.parser().parse_args(argv)))
 
     def argv(self) -> list[str]:
         argv = _argv_common(self.preset, self.overrides, self.run_dir, self.resume, self.progress)
         return argv + (["--approve", self.approve] if self.approve else [])
 
     def resolved(self, root: Path = Path("runs")) -> SearchRequest:
-        """The run directory fixed (a resumed run's own; else runs/<preset>-<time>); the config is checked
-        first, so a mistake is one sentence before any directory exists."""
-        if self.resume is not None:
-            return replace(self, run_dir=Path(self.resume))
-        from .config import load_config
-
-        cfg = load_config(self.preset or "demo", self.overrides)
-        return replace(self, run_dir=Path(self.run_dir or rd.default_run_dir(cfg.preset, root)))
+        """The config loaded and checked, and the run directory fixed and checked (a resumed run's own; else
+        --run-dir or runs/<preset>-<time>, which must not hold a run): a mistake is one sentence before any
+        directory exists. A resolved request is returned as it is."""
+        if self.config is not None:
+            return self
+        cfg, run_dir = self._config()
+        if self.approve:
+            cfg.search.approval = self.approve
+        return replace(self, run_dir=run_dir or self._new_run_dir(cfg, root), config=cfg)
 
 
 @dataclass
-class RetrainRequest:
+class RetrainRequest(_EngineRequest):
     """Retrain a cell: `source` is a search run directory, a genotype file or a built-in (vit_b16); or
     `resume` a retrain run."""
 
     KIND: ClassVar[str] = "retrain"
+    COMMAND: ClassVar[str] = "dasvit retrain"
     MODULE: ClassVar[str] = "dasvit.retrain"
+    DESCRIPTION: ClassVar[str] = "The retrain engine process; users run `dasvit retrain`."
 
     source: str | None = None
     preset: str | None = None
@@ -100,33 +154,90 @@ class RetrainRequest:
     run_dir: Path | None = None
     resume: Path | None = None
     progress: bool = True
+    genotype: Genotype | None = field(**_RESOLVED)  # the cell to train
+    config: Config | None = field(**_RESOLVED)
 
     @classmethod
-    def parser(cls) -> argparse.ArgumentParser:
-        p = argparse.ArgumentParser(
-            prog=f"python -m {cls.MODULE}", description="The retrain engine process; users run `dasvit retrain`."
-        )
+    def _arguments(cls, p: argparse.ArgumentParser) -> None:
         p.add_argument("source", nargs="?", help="genotype.json, a search run directory, or a built-in (vit_b16)")
         _common(p)
-        return p
-
-    @classmethod
-    def parse(cls, argv: list[str] | None = None) -> RetrainRequest:
-        return cls(**vars(cls.parser().parse_args(argv)))
 
     def argv(self) -> list[str]:
         head = [self.source] if self.source is not None else []
         return head + _argv_common(self.preset, self.overrides, self.run_dir, self.resume, self.progress)
 
     def resolved(self, root: Path = Path("runs")) -> RetrainRequest:
-        """The run directory fixed: a resumed run's own, else `retrain_run_dir`. A source that names an
-        existing file or directory is made absolute (a detached engine may start elsewhere)."""
+        """The config, the cell and the run directory, each checked (a mistake is one sentence, before any
+        directory exists). A resolved request is returned as it is.
+
+        The config is `--preset` if given, else the config.yaml of the run the source comes from (a search run
+        directory, or a FocusFormer run for its specialized/<budget>.json); `--set` applies on top. A new run
+        goes to --run-dir, else `retrain_run_dir`. `--resume DIR` (a search run: its retrain/) continues DIR
+        with its own config.yaml and genotype.json; `--set` still applies, but not to the network or the data.
+        A source that names an existing file or directory is made absolute (a detached engine may start
+        elsewhere)."""
+        if self.config is not None:
+            return self
+        from .config import load_config, preset_names
+        from .errors import ConfigError
+        from .genotype import load_genotype
+
         source = self.source
         if source is not None and Path(source).exists():
             source = str(Path(source).absolute())
         if self.resume is not None:
-            return replace(self, source=source, run_dir=self.run_dir or Path(self.resume))
-        return replace(self, source=source, run_dir=Path(self.run_dir or retrain_run_dir(source, root)))
+            run_dir, cfg, genotype = self._resumed()
+            return replace(self, source=source, run_dir=run_dir, config=cfg, genotype=genotype)
+        if source is None:
+            raise ConfigError("name what to retrain: a genotype file, a search run directory or a built-in (vit_b16).")
+        genotype = load_genotype(self.source)
+        # the run directory, or the run of a file it wrote (specialized/<budget>.json)
+        config_dir = rd.config_dir_for(self.source)
+        if self.preset is None and config_dir is None:
+            raise ConfigError(
+                f"{self.source} carries no configuration; pass --preset ({', '.join(preset_names())} or a YAML file)."
+            )
+        cfg = load_config(self.preset if self.preset is not None else str(config_dir / rd.CONFIG), self.overrides)
+        # a run killed before its first epoch may start again in its directory
+        run_dir = rd.check_new_run_dir(Path(self.run_dir or retrain_run_dir(self.source, root)))
+        return replace(self, source=source, run_dir=run_dir, config=cfg, genotype=genotype)
+
+    def _resumed(self) -> tuple[Path, Config, Genotype]:
+        """The retrain run `--resume` names, checked, with its config (--set on top) and its cell."""
+        from .config import load_config, load_run_config
+        from .errors import ConfigError, RunDirError
+        from .genotype import load_genotype
+
+        rdir = Path(self.resume)
+        if rd.is_run_dir(rdir / rd.RETRAIN):  # a search run: resume its retrain
+            rdir = rdir / rd.RETRAIN
+        rd.require_run_dir(rdir)
+        if rd.summarize(rdir).kind != "retrain":
+            raise RunDirError(f"{rdir} is not a retrain run; --resume takes the directory a retrain writes.")
+        if self.preset is not None:
+            raise ConfigError(f"--preset cannot change the config of {rdir}, which is being resumed; use --set.")
+        if self.run_dir is not None and Path(self.run_dir).resolve() != rdir.resolve():
+            raise ConfigError("--run-dir and --resume name different directories; --resume alone is enough.")
+        if not (rdir / rd.CHECKPOINT).is_file():
+            raise RunDirError(f"{rdir} has no {rd.CHECKPOINT} yet; no epoch finished, so start it afresh.")
+        cfg = load_config(str(rdir / rd.CONFIG), self.overrides)
+        if _resume_sizes(cfg) != _resume_sizes(load_run_config(rdir / rd.CONFIG)):
+            raise ConfigError(
+                "--set cannot change the network or the data of a run being resumed "
+                "(retrain.depth, space.embed_dim, space.patch_size, data.name, data.image_size); start a new run instead."
+            )
+        genotype = load_genotype(rdir / rd.GENOTYPE)
+        if self.source is not None and not load_genotype(self.source).same_cell(genotype):
+            raise ConfigError(f"{self.source} is not the cell that {rdir} trains; leave it out to resume.")
+        rd.ensure_writable(rdir)
+        return rdir, cfg, genotype
+
+
+def _resume_sizes(cfg: Config) -> tuple:
+    """What a resumed retrain's --set must leave alone: the network's sizes and the data."""
+    from .genotype import network_sizes
+
+    return network_sizes(cfg), cfg.data.name, cfg.data.channels
 
 
 def retrain_run_dir(source: str | None, root: Path = Path("runs")) -> Path:
@@ -141,47 +252,39 @@ def retrain_run_dir(source: str | None, root: Path = Path("runs")) -> Path:
 
 
 @dataclass
-class FocusRequest:
+class FocusRequest(_EngineRequest):
     """A FocusFormer training (supernet and sampler): a new one from `preset` + `overrides` into `run_dir`,
     or `resume` an existing run."""
 
     KIND: ClassVar[str] = "focus"
+    COMMAND: ClassVar[str] = "dasvit focus --headless"
     MODULE: ClassVar[str] = "dasvit.focus"
+    DESCRIPTION: ClassVar[str] = "The FocusFormer engine process; users run `dasvit focus`."
     DEFAULT_PRESET: ClassVar[str] = "focus-demo"
+    PRESETS: ClassVar[str] = "focus-demo, focus-cifar100, ..."
 
     preset: str | None = None
     overrides: list[str] = field(default_factory=list)
     run_dir: Path | None = None
     resume: Path | None = None
     progress: bool = True
-
-    @classmethod
-    def parser(cls) -> argparse.ArgumentParser:
-        p = argparse.ArgumentParser(
-            prog=f"python -m {cls.MODULE}", description="The FocusFormer engine process; users run `dasvit focus`."
-        )
-        _common(p, presets="focus-demo, focus-cifar100, ...")
-        return p
-
-    @classmethod
-    def parse(cls, argv: list[str] | None = None) -> FocusRequest:
-        return cls(**vars(cls.parser().parse_args(argv)))
+    space: FocusSpace | None = field(**_RESOLVED)  # the elastic space around the run's base cell
+    config: Config | None = field(**_RESOLVED)
 
     def argv(self) -> list[str]:
         return _argv_common(self.preset, self.overrides, self.run_dir, self.resume, self.progress)
 
     def resolved(self, root: Path = Path("runs")) -> FocusRequest:
-        """The run directory fixed (a resumed run's own; else runs/<preset>-<time>); the config and the
-        elastic space around its base cell are checked first, so a mistake is one sentence before any
-        directory exists."""
-        if self.resume is not None:
-            return replace(self, run_dir=Path(self.resume))
-        from .config import load_config
+        """The config, the elastic space around its base cell (a resumed run's own copy of the cell) and the
+        run directory, each checked (a mistake is one sentence, before any directory exists). A resolved
+        request is returned as it is."""
+        if self.config is not None:
+            return self
         from .focus.space import space_from_config
 
-        cfg = load_config(self.preset or self.DEFAULT_PRESET, self.overrides)
-        space_from_config(cfg)
-        return replace(self, run_dir=Path(self.run_dir or rd.default_run_dir(cfg.preset, root)))
+        cfg, run_dir = self._config()
+        space = space_from_config(cfg, run_dir)
+        return replace(self, run_dir=run_dir or self._new_run_dir(cfg, root), config=cfg, space=space)
 
 
 def preset_engine(preset: str | None) -> str:

@@ -185,7 +185,7 @@ class SpaceEvent(Event):
     max_params: float
     budgets: list[float]  # the K bin budgets (FLOPs)
     decisions: int
-    smallest: dict[str, Any]  # architectures (Arch.to_json)
+    smallest: dict[str, Any]  # architectures (Subnet.to_json)
     largest: dict[str, Any]
 
 

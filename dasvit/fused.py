@@ -2,7 +2,7 @@
 
 All the edges that leave a node read the same state x, so (per node, across all its outgoing edges):
 
-- x is normalised once (the ops' LayerNorms have no affine: see `dasvit.supernet.NodeEdges`).
+- x is normalised once (the ops' LayerNorms have no affine: see `dasvit.supernet.MixedEdges`).
 - The QKV projections of every `msa_h` with the same head count are one matmul with the node's stored
   `qkv_weight_h{h}` [k, 3D, D], and their heads go through one `scaled_dot_product_attention` call side
   by side (heads are independent); the first layers of every `mlp_r` are one matmul with `fc1_weight`.
@@ -12,7 +12,7 @@ All the edges that leave a node read the same state x, so (per node, across all 
   (`scaled_linear`). `skip` adds w·x, `zero` adds nothing.
 
 The weights are the node's parameters as they are stored: nothing is concatenated, stacked or folded in
-a forward or a backward, and `NodeEdges.mix_reference`, the plain per-op path, reads views of the same
+a forward or a backward, and `MixedEdges.mix_reference`, the plain per-op path, reads views of the same
 parameters, so it stays the reference on identical parameters. Pruned ops have no parameters. Activation
 memory is the activations' only (no per-op LayerNorm outputs, no per-op outputs kept for ∂α).
 """
@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .supernet import NodeEdges, Supernet
+from .supernet import MixedEdges, Supernet
 
 
 class _ScaledLinear(torch.autograd.Function):
@@ -90,13 +90,13 @@ def scaled_linear(h: torch.Tensor, s: torch.Tensor, wt: torch.Tensor, acc: torch
 
 
 class FusedNodeMix:
-    """The fused `NodeEdges.fused_mix` of one node: x [B, N, D], w [n_out, n_ops] → [n_out, B, N, D].
+    """The fused `MixedEdges.fused_mix` of one node: x [B, N, D], w [n_out, n_ops] → [n_out, B, N, D].
 
     Args:
         ne: the node's mixed edges; it holds the parameters, this only reads them.
     """
 
-    def __init__(self, ne: NodeEdges):
+    def __init__(self, ne: MixedEdges):
         self.ne = ne
         d = ne.dim
         # per edge: its msa outputs as (head count, member) in the order of its rows of proj_weight_t
@@ -167,7 +167,7 @@ class FusedNodeMix:
 def enable_fused(net: Supernet) -> Supernet:
     """Compute every node's mixed edges with the fused path (same parameters as the reference)."""
     for ne in net.modules():
-        if isinstance(ne, NodeEdges):
+        if isinstance(ne, MixedEdges):
             ne.fused_mix = FusedNodeMix(ne)
     return net
 
@@ -175,6 +175,6 @@ def enable_fused(net: Supernet) -> Supernet:
 def disable_fused(net: Supernet) -> Supernet:
     """Back to the plain per-op reference path."""
     for ne in net.modules():
-        if isinstance(ne, NodeEdges):
+        if isinstance(ne, MixedEdges):
             ne.fused_mix = None
     return net

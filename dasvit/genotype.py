@@ -67,6 +67,14 @@ class Genotype:
         edges = [Edge(e.src, e.dst, op) for e, op in zip(self.edges, self.layers[k])]
         return Genotype(nodes=self.nodes, edges=edges, output=list(self.output), meta=dict(self.meta))
 
+    def same_cell(self, other: Genotype) -> bool:
+        """The same network (edges, output, and a version-2 genotype's sizes), whatever the meta and order."""
+
+        def key(g: Genotype) -> tuple:
+            return g.nodes, sorted(g.edges, key=str), sorted(g.output), g.layers, g.embed_dim, g.head_dim
+
+        return key(self) == key(other)
+
     def incoming(self, node: int) -> list[Edge]:
         return [e for e in self.edges if e.dst == node]
 
@@ -97,6 +105,22 @@ class Genotype:
         from .rundir import atomic_write_text
 
         atomic_write_text(Path(path), json.dumps(self.to_json(), indent=2) + "\n")
+
+
+def network_sizes(cfg, genotype: Genotype | None = None) -> dict[str, int]:
+    """The sizes a cell's network is built at under a config: `retrain.depth` cells of width `space.embed_dim`
+    (a version-2 genotype brings its own depth and width), on `data.image_size` images cut into
+    `space.patch_size` patches. The one place these sizes are read (the network, a retrain's metrics, a
+    resume's check, `dasvit show`)."""
+    sizes = {
+        "depth": cfg.retrain.depth,
+        "embed_dim": cfg.space.embed_dim,
+        "image_size": cfg.data.image_size,
+        "patch_size": cfg.space.patch_size,
+    }
+    if genotype is not None and genotype.layers is not None:
+        sizes.update(depth=genotype.depth, embed_dim=genotype.embed_dim)
+    return sizes
 
 
 def feeding_nodes(output: list[int], edges: list[Edge]) -> list[int]:
@@ -237,18 +261,18 @@ def _network_from_json(data: dict, edges: list[Edge], source: str) -> dict[str, 
     return {**sizes, "layers": [list(layer) for layer in layers]}
 
 
-def arch_genotype(space, arch, meta: dict[str, Any] | None = None) -> Genotype:
-    """The version-2 genotype of FocusFormer architecture `arch` (a `dasvit.focus.space.Arch`) in `space`."""
+def subnet_genotype(space, subnet, meta: dict[str, Any] | None = None) -> Genotype:
+    """The version-2 genotype of FocusFormer architecture `subnet` (a `dasvit.focus.space.Subnet`) in `space`."""
     base = space.base
     return Genotype(
         nodes=base.nodes,
         edges=list(base.edges),
         output=list(base.output),
         meta=dict(meta or {}),
-        embed_dim=arch.embed_dim,
-        depth=arch.depth,
+        embed_dim=subnet.embed_dim,
+        depth=subnet.depth,
         head_dim=space.head_dim,
-        layers=[list(layer) for layer in arch.layers],
+        layers=[list(layer) for layer in subnet.layers],
     )
 
 

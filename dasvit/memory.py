@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import UserError
+from .fmt import count
 
 FP32 = 4  # bytes per fp32 element: master weights, gradients and both optimizer moments are fp32
 PRECISIONS = ("fp32", "bf16")
@@ -193,8 +194,8 @@ def describe_stage(m: StageMemory) -> str:
     ops = "every op on every edge" if m.assumed is None else f"each edge keeps {', '.join(m.assumed)}"
     s = m.states(True)
     head = (
-        f"stage {m.stage}: depth {m.depth}, {ops}, batch {m.batch}; {m.params / 1e6:,.1f} M weights "
-        f"(+{m.selector_params / 1e6:.2f} M with PTS): weights {gib(s['weights'])}, gradients {gib(s['gradients'])}, "
+        f"stage {m.stage}: depth {m.depth}, {ops}, batch {m.batch}; {count(m.params)} weights "
+        f"(+{count(m.selector_params)} with PTS): weights {gib(s['weights'])}, gradients {gib(s['gradients'])}, "
         f"AdamW/Adam state {gib(s['optimizer'])}"
     )
     if m.assumed is not None:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
-from .genotype import Genotype
+from .genotype import Genotype, network_sizes
 from .ops import Head, PatchEmbed, build_op, init_vit_weights, parse_op
 
 
@@ -143,20 +143,20 @@ class Network(nn.Module):
 def build_network(
     genotype: Genotype, cfg, num_classes: int, drop_path: float | None = None, in_chans: int | None = None
 ) -> Network:
-    """The network of `genotype` at a config's sizes (`retrain.depth`, `space.*`, `data.image_size`,
-    `data.channels` resolved by dasvit.data.image_channels unless `in_chans` is given); a version-2
-    genotype brings its own depth and width."""
+    """The network of `genotype` at a config's sizes (`dasvit.genotype.network_sizes`: a version-2 genotype
+    brings its own depth and width), with `data.channels` resolved by dasvit.data.image_channels unless
+    `in_chans` is given."""
     if in_chans is None:
         from .data import image_channels
 
         in_chans = image_channels(cfg.data)
-    v2 = genotype.layers is not None
+    sizes = network_sizes(cfg, genotype)
     return Network(
         genotype,
-        depth=genotype.depth if v2 else cfg.retrain.depth,
-        dim=genotype.embed_dim if v2 else cfg.space.embed_dim,
-        image_size=cfg.data.image_size,
-        patch_size=cfg.space.patch_size,
+        depth=sizes["depth"],
+        dim=sizes["embed_dim"],
+        image_size=sizes["image_size"],
+        patch_size=sizes["patch_size"],
         num_classes=num_classes,
         drop_path=cfg.retrain.drop_path if drop_path is None else drop_path,
         in_chans=in_chans,

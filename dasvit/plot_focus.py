@@ -16,6 +16,7 @@ from typing import Any
 
 from . import rundir as rd
 from .events import EPOCH
+from .focus.pareto import pareto_front
 from .plot import STYLE, _save
 
 SUPERNET_COLOURS = {"pareto": "#d62728", "uniform": "#1f77b4"}
@@ -81,16 +82,6 @@ def plot_sampler(run_dir: str | Path, out: Path, stem: str = "sampler", label: s
             plt.close(fig)
 
 
-def front(points: list[list[float]]) -> list[tuple[float, float]]:
-    """The (FLOPs, top-1) points no other beats on both (fewer FLOPs, higher top-1), by FLOPs."""
-    best, out = -1.0, []
-    for f, t in sorted(points, key=lambda p: (p[0], -p[1])):
-        if t > best:
-            out.append((f, t))
-            best = t
-    return out
-
-
 def plot_claim(result: dict[str, Any], out: Path, stem: str = "claim") -> list[Path]:
     """The claim figure from claim.json's content (see the module docstring)."""
     import matplotlib
@@ -105,7 +96,7 @@ def plot_claim(result: dict[str, Any], out: Path, stem: str = "claim") -> list[P
         for i, (seed, res) in enumerate(per_seed.items()):
             for sup, colour in SUPERNET_COLOURS.items():
                 pts = [p for r in res["rows"] if r["supernet"] == sup for p in r.get("evaluated", [])]
-                fr = front(pts)
+                fr = pareto_front(pts)  # the (FLOPs, top-1) points no other beats
                 if fr:
                     xs, ys = zip(*fr)
                     ax.step(

@@ -1,5 +1,6 @@
 """What every engine process shares: distributed setup, the run directory's writer, progress on stdout,
-signals, checkpoints, and the mapping of outcomes to exit codes.
+signals, the driver every engine runs under (`drive`), and the mapping of outcomes to exit codes.
+Checkpoint files are `dasvit.checkpoint`'s.
 
 Exit codes: 0 finished, 1 failed (a bug: traceback in the log and an `error` event), 2 bad input
 (one sentence), 130 stopped (Ctrl-C, SIGTERM or a `stop` control line).
@@ -9,29 +10,25 @@ from __future__ import annotations
 
 import datetime
 import errno
-import io
 import os
-import pickle
 import signal
 import socket
 import sys
 import time
 import traceback
-import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
 
 from . import rundir as rd
 from .config import Config, dump_config
-from .errors import USER_ERROR_FILE, CheckpointError, DiskFullError, UserError
+from .engine_request import EngineRequest
+from .errors import USER_ERROR_FILE, DiskFullError, UserError
 from .events import ERROR, RUN_END, RUN_START, make_event
 from .fmt import clock
-from .rundir import default_run_dir  # noqa: F401  (engines import it from here)
 from .threads import apply_threads
 
 EXIT_OK, EXIT_USER, EXIT_STOPPED = 0, 2, 130  # a bug exits 1, with its traceback (Python's own)
@@ -123,120 +120,6 @@ def broadcast_object(obj: Any, info: DistInfo) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
-
-
-# ---------------------------------------------------------------------------------------------
-# checkpoints
-
-
-def save_checkpoint(path: Path, state: dict[str, Any], keep_previous: bool = False) -> None:
-    """torch.save to a temp file, then rename: a crash leaves the previous checkpoint intact.
-
-    `keep_previous` (the resume checkpoint) also keeps the file it replaces as `<stem>.prev.pt`, which
-    `load_checkpoint` falls back on when the last one is damaged. A full disk is one sentence
-    (`DiskFullError`) that says which file, how much space it needed, and that --resume goes on."""
-    path = Path(path)
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    try:
-        rd.atomic_write_bytes(path, buf.getvalue(), previous=previous_checkpoint(path) if keep_previous else None)
-    except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        raise DiskFullError(
-            f"no space left on the device for {path} ({buf.tell() / 2**20:.1f} MiB needed); the checkpoint of the "
-            f"last good epoch is intact: free some space and --resume {path.parent} continues from it."
-        ) from None
-
-
-def previous_checkpoint(path: Path) -> Path:
-    """checkpoint.pt -> checkpoint.prev.pt: the epoch before, kept by `save_checkpoint(keep_previous=True)`."""
-    path = Path(path)
-    return path.with_name(f"{path.stem}.prev{path.suffix}")
-
-
-class _Damaged(Exception):
-    """A checkpoint file that does not load (truncated, corrupt): the reason, for one sentence."""
-
-
-def _read_checkpoint(path: Path, map_location: Any) -> dict[str, Any]:
-    """The checkpoint at `path`; CheckpointError if it names code to run (a pickled global: hostile), _Damaged
-    if it does not load for any other reason (truncated, random bytes, bit flips: unreadable)."""
-    try:
-        with warnings.catch_warnings():  # torch warns about the pickle protocol of a damaged file
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "Unsupported global" in str(e):  # weights_only refused a global: the file holds pickled code
-            raise CheckpointError(
-                f"{path} holds pickled code, which dasvit refuses to load (its own checkpoints hold only tensors "
-                f"and numbers); resume from a checkpoint this run wrote."
-            ) from None
-        raise _Damaged("it is not a checkpoint torch can read") from None
-    except Exception as e:  # whatever else a damaged file makes torch raise
-        raise _Damaged(rd.printable(str(e).splitlines()[0][:120], False) if str(e) else type(e).__name__) from None
-    if not isinstance(state, dict):
-        raise _Damaged(f"it holds a {type(state).__name__}, not a checkpoint")
-    return state
-
-
-def load_checkpoint(path: Path, map_location: Any = "cpu", warn: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """The checkpoint at `path`; if it is damaged (a truncated write, a bad disk), the previous epoch's
-    (`checkpoint.prev.pt`) with a warning; otherwise one sentence saying the checkpoint is damaged."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path} does not exist; the run has no completed epoch to resume from.")
-    try:
-        return _read_checkpoint(path, map_location)
-    except _Damaged as e:
-        why = e
-    prev = previous_checkpoint(path)
-    try:
-        state = _read_checkpoint(prev, map_location) if prev.is_file() else None
-    except _Damaged:
-        state = None
-    if state is None:
-        raise CheckpointError(
-            f"{path} is damaged ({why}) and no earlier checkpoint is left to fall back on; start the run again."
-        )
-    (warn or (lambda text: print(f"warning: {text}", file=sys.stderr)))(
-        f"{path} is damaged ({why}); resuming from {prev.name}, one epoch earlier."
-    )
-    return state
-
-
-def checkpoint_mismatch(run_dir: Path, why: str) -> CheckpointError:
-    """The sentence for a checkpoint its run's config.yaml no longer fits (edited between two runs)."""
-    return CheckpointError(
-        f"{Path(run_dir) / rd.CHECKPOINT} does not fit {Path(run_dir) / rd.CONFIG} ({why}); the config was changed "
-        "since the run started: put it back (the run_start event in events.jsonl holds it) or start a new run."
-    )
-
-
-@contextmanager
-def fitting_checkpoint(run_dir: Path) -> Iterator[None]:
-    """Around restoring a checkpoint (load_state_dict, its fields): what does not fit is `checkpoint_mismatch`."""
-    try:
-        yield
-    except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as e:
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
-        why = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]  # torch: "Error(s) in ...:"
-        if isinstance(e, KeyError):
-            why = f"it has no {e}"
-        raise checkpoint_mismatch(run_dir, rd.printable(why[:200], False)) from None
-
-
-def rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -489,27 +372,19 @@ def run_engine(body: Callable[[], int]) -> int:
         return EXIT_STOPPED
 
 
-def drive(
-    run_dir: Path,
-    cfg: Config,
-    kind: str,
-    info: DistInfo,
-    resume: bool,
-    progress: bool,
-    work: Callable[[Run], tuple[str, str]],
-    resume_command: str,
-) -> int:
-    """Run an engine's `work(run)` inside its run directory, as every engine does: a stop (Ctrl-C, SIGTERM,
-    a `stop` line) ends the run "stopped" with how to resume it (exit 130), a user error "failed" with its
-    sentence, anything else "failed" with an `error` event and the traceback. `work` returns the finished
-    run's `run_end` message and the line to print. The process group, if any, is left at the end."""
+def drive(req: EngineRequest, info: DistInfo, work: Callable[[Run], tuple[str, str]]) -> int:
+    """Run an engine's `work(run)` inside the run directory of a resolved request, as every engine does: a
+    stop (Ctrl-C, SIGTERM, a `stop` line) ends the run "stopped" with how to resume it (exit 130), a user
+    error "failed" with its sentence, anything else "failed" with an `error` event and the traceback. `work`
+    returns the finished run's `run_end` message and the line to print. The process group, if any, is left
+    at the end."""
     try:
-        with Run(run_dir, cfg, kind, info, resume=resume, progress=progress) as run:
+        with Run(req.run_dir, req.config, req.KIND, info, resume=req.resume is not None, progress=req.progress) as run:
             try:
                 message, line = work(run)
             except (Stopped, KeyboardInterrupt):
                 run.end("stopped", "stopped by the user; resume with --resume")
-                run.progress.line(f"stopped; resume with: {resume_command}")
+                run.progress.line(f"stopped; resume with: {req.COMMAND} --resume {req.run_dir}")
                 return EXIT_STOPPED
             except UserError as e:
                 run.end("failed", str(e))

@@ -24,7 +24,8 @@ from . import rundir as rd
 from .augment import describe as describe_augment
 from .augment import train_transform
 from .bilevel import BilevelStep
-from .config import Config, compile_stage, load_config, load_run_config
+from .checkpoint import checkpoint_mismatch, fitting_checkpoint, load_checkpoint, save_checkpoint
+from .config import Config, compile_stage
 from .cost_objective import CostObjective
 from .data import EpochLoaders, Splits, build_datasets, image_channels, split_halves
 from .derivation import arch_weights_dict, cell_ops_cost, check_keep, derive_genotype, prune_proposal, space_costs
@@ -40,21 +41,13 @@ from .runtime import (
     Stopped,
     barrier,
     broadcast_object,
-    checkpoint_mismatch,
-    default_run_dir,
     drive,
     epoch_peak_memory,
-    fitting_checkpoint,
-    load_checkpoint,
-    reduce_sum,
-    rng_state,
     run_engine,
-    save_checkpoint,
-    set_rng_state,
     setup_distributed,
 )
 from .supernet import Supernet, edge_list, mask_from_keep
-from .training import evaluate, mix_seed
+from .training import EpochSums, evaluate, mix_seed, rng_state, set_rng_state
 
 
 @dataclass
@@ -188,13 +181,8 @@ class Searcher:
         w_loader, a_loader = (loader.epoch(epoch) for loader in self.loaders(stage))
         arch_on = epoch >= sc.arch_warmup_epochs
         label = f"stage {stage + 1}/{len(sc.stages)} epoch {epoch + 1}/{sc.stages[stage].epochs}"
-        self.run.progress.start_epoch(label, s.steps_per_epoch)
         net.train()
-        # running sums stay on the device: no host sync per step (only for the display, twice a second)
-        loss_sum = torch.zeros((), device=dev)
-        correct = torch.zeros((), device=dev)
-        seen = images = 0
-        t0 = shown = time.time()
+        sums = EpochSums(self.run, label, s.steps_per_epoch)
         for step, ((xw, yw), (xa, ya)) in enumerate(zip(w_loader, a_loader)):
             if step >= s.steps_per_epoch:
                 break
@@ -202,31 +190,10 @@ class Searcher:
             a_batch = None
             if arch_on:  # the architecture step's batch, from the α half
                 a_batch = xa.to(dev, non_blocking=True), ya.to(dev, non_blocking=True)
-                images += xa.shape[0]
             loss, logits = s.step((xw, yw), a_batch)
-            n = yw.shape[0]
-            loss_sum += loss * n
-            correct += (logits.argmax(1) == yw).sum()
-            seen += n
-            images += n
-            now = time.time()
-            if now - shown > 0.5 or step + 1 == s.steps_per_epoch:
-                shown = now
-                self.run.progress.step(
-                    step + 1,
-                    f"loss {loss_sum.item() / seen:.3f} acc {correct.item() / seen:.3f} "
-                    f"{images / max(now - t0, 1e-9):.0f} img/s",
-                )
-            if self.run.should_stop(step):
-                raise Stopped()
-        loss_sum, correct, seen, images = reduce_sum([loss_sum.item(), correct.item(), seen, images], self.info)
-        seconds = time.time() - t0
-        return {
-            "train_loss": loss_sum / max(seen, 1),
-            "train_acc": correct / max(seen, 1),
-            "seconds": seconds,
-            "images_per_s": images / max(seconds, 1e-9),
-        }
+            sums.add(loss, logits, yw, images=xa.shape[0] if arch_on else 0)
+            sums.step(step)
+        return sums.totals()
 
     def evaluate(self, net: Supernet) -> dict[str, float]:
         d, i = self.cfg.data, self.info
@@ -364,6 +331,7 @@ class Searcher:
             first = 0
             if ckpt is not None and stage == start_stage:
                 with fitting_checkpoint(self.run.dir):
+                    check_supernet_layout(ckpt["model"], self.run.dir / rd.CHECKPOINT)
                     s.net.load_state_dict(ckpt["model"])
                     s.w_opt.load_state_dict(ckpt["w_opt"])
                     s.a_opt.load_state_dict(ckpt["a_opt"])
@@ -462,8 +430,8 @@ def inherit_weights(net: Supernet, prev: Supernet) -> int:
     """Start a stage's supernet from the last one's weights: stem, head, and cell k from cell k mod the last
     depth, each op that is still there (pruned ops are gone, α starts afresh). Returns the tensors copied.
 
-    Each node stores its ops fused (`NodeEdges`), so the mixed edges are copied op by op through the views
-    `NodeEdges.op_tensors` gives of both supernets; everything else by name."""
+    Each node stores its ops fused (`MixedEdges`), so the mixed edges are copied op by op through the views
+    `MixedEdges.op_tensors` gives of both supernets; everything else by name."""
     old = prev.state_dict()
     depth = len(prev.cells)
     copied = 0
@@ -500,21 +468,6 @@ def check_supernet_layout(model: dict[str, Any], path: Path) -> None:
         )
 
 
-def prepare(args: SearchRequest) -> tuple[Config, Path, bool]:
-    """Resolve the config and run directory, or raise a UserError before any work."""
-    if args.resume:
-        run_dir = rd.resume_run_dir(args.resume, "search", args.preset, args.overrides)
-        cfg = load_run_config(run_dir / rd.CONFIG)
-        if args.approve:
-            cfg.search.approval = args.approve
-        return cfg, run_dir, True
-    cfg = load_config(args.preset or "demo", args.overrides)
-    if args.approve:
-        cfg.search.approval = args.approve
-    run_dir = rd.check_new_run_dir(Path(args.run_dir) if args.run_dir else default_run_dir(cfg.preset))
-    return cfg, run_dir, False
-
-
 def main(argv: list[str] | None = None) -> int:
     """`python -m dasvit.search ARGS` (see `dasvit.engine_request.SearchRequest`)."""
     return run(SearchRequest.parse(argv))
@@ -524,7 +477,8 @@ def run(args: SearchRequest) -> int:
     """Run the search a request asks for, in this process (one rank); returns the exit code."""
 
     def body() -> int:
-        cfg, run_dir, resume = prepare(args)
+        req = args.resolved()  # a bad config or run directory: one sentence, before anything starts
+        cfg, run_dir, resume = req.config, req.run_dir, req.resume is not None
         info = setup_distributed(long_waits=cfg.search.approval == "manual")
         tf, notes = train_transform(cfg, "search")  # light: search.augment
         splits = build_datasets(cfg.data, train_transform=tf)  # a missing dataset stops first
@@ -541,7 +495,7 @@ def run(args: SearchRequest) -> int:
                 raise RuntimeError(f"the search ended without writing {run_dir / rd.GENOTYPE}")
             return f"genotype written to {run_dir / rd.GENOTYPE}", f"finished: {run_dir / rd.GENOTYPE}"
 
-        return drive(run_dir, cfg, "search", info, resume, args.progress, work, f"dasvit search --resume {run_dir}")
+        return drive(req, info, work)
 
     return run_engine(body)
 

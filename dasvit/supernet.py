@@ -6,11 +6,11 @@ row of α, one `nn.Parameter` of shape [edges, ops] shared by every cell. Pruned
 the softmax and have no modules at all. The cell output is the sum of the intermediate nodes.
 
 All edges leaving a node share that node's state as input, so they are computed together by
-`NodeEdges`: with partial token selection a `TokenSelector` picks the tokens once per node, the edges
+`MixedEdges`: with partial token selection a `TokenSelector` picks the tokens once per node, the edges
 compute on those only, and the other tokens pass through unchanged (as PC-DARTS passes channels).
-`NodeEdges.mix_reference` is the plain per-op path; a fused path (dasvit/fused.py) must match it. Each
-node stores its ops' weights fused, as the fused path multiplies them (see `NodeEdges`), and the per-op
-path reads views of them; `NodeEdges.op_tensors` names an op's views in `nn.Linear` terms.
+`MixedEdges.mix_reference` is the plain per-op path; a fused path (dasvit/fused.py) must match it. Each
+node stores its ops' weights fused, as the fused path multiplies them (see `MixedEdges`), and the per-op
+path reads views of them; `MixedEdges.op_tensors` names an op's views in `nn.Linear` terms.
 """
 
 from __future__ import annotations
@@ -75,8 +75,14 @@ def gather_tokens(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
-class NodeEdges(nn.Module):
+class MixedEdges(nn.Module):
     """The mixed edges leaving one node: out_e = Σ_o w[e, o] · op_{e,o}(x) over each edge's active ops.
+
+    A mixed edge is the paper's (DARTS's `MixedOp`): every candidate op of an edge, weighted by softmax(α)
+    of its row. One module holds all the mixed edges that leave a node, not one edge, because they read the
+    same normalised input (and, with partial token selection, the same kept tokens) and their weights are
+    stored together; the cell keeps them per source node in `SearchCell.node_edges` (a name the
+    checkpoints' parameter keys carry).
 
     The parameters are stored fused, as the fused path (dasvit/fused.py) multiplies them, and each op
     reads views of them (`op_tensors`); nothing is concatenated or folded in a forward or a backward:
@@ -282,7 +288,7 @@ class SearchCell(nn.Module):
         for i in range(nodes + 1):  # nodes with outgoing edges: 0 .. M
             out = [(r, e) for r, e in enumerate(edges) if e[0] == i]
             active = [[o for c, o in enumerate(ops) if mask[r, c]] for r, _ in out]
-            self.node_edges.append(NodeEdges(dim, ops, [e[1] for _, e in out], [r for r, _ in out], active))
+            self.node_edges.append(MixedEdges(dim, ops, [e[1] for _, e in out], [r for r, _ in out], active))
             self.selectors.append(TokenSelector(dim, pts_ratio, pts_dim) if pts_ratio is not None else nn.Identity())
         self.has_selectors = pts_ratio is not None
         self.use_pts = self.has_selectors  # dasvit.memory switches it off to measure plain DARTS on the same net
@@ -354,13 +360,13 @@ class Supernet(nn.Module):
 
     @property
     def checkpoint_edges(self) -> bool:
-        return any(ne.checkpoint for ne in self.modules() if isinstance(ne, NodeEdges))
+        return any(ne.checkpoint for ne in self.modules() if isinstance(ne, MixedEdges))
 
     def set_checkpoint_edges(self, on: bool) -> Supernet:
         """search.checkpoint_edges: each node's mixed edges (with PTS: the gather, the edges and the gate)
         save only their inputs for backward and are recomputed there (`torch.utils.checkpoint`)."""
         for ne in self.modules():
-            if isinstance(ne, NodeEdges):
+            if isinstance(ne, MixedEdges):
                 ne.checkpoint = bool(on)
         return self
 

@@ -1,5 +1,6 @@
-"""The training pieces every engine shares: one seed-mixing rule, one autocast, one learning-rate
-schedule, one weight step, one evaluation.
+"""The training pieces every engine shares: one seed-mixing rule, the random state a checkpoint keeps,
+one autocast, one learning-rate schedule, one weight step, one evaluation, and one epoch's running sums
+and progress (`EpochSums`).
 
 The search (`dasvit.search`, through `dasvit.bilevel`), the retrain, `dasvit bench` and the profile all
 call these, so a change here changes what every one of them runs and measures. Nothing here knows about
@@ -9,14 +10,16 @@ call these, so a change here changes what every one of them runs and measures. N
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .runtime import DistInfo, all_reduce_mean, reduce_sum
+from .runtime import DistInfo, Run, Stopped, all_reduce_mean, reduce_sum
 
 SEED_MODULUS = 2**31 - 1
 
@@ -28,6 +31,19 @@ def mix_seed(*parts: int) -> int:
     for p in parts:
         s = (s * 1_000_003 + int(p) + 1) % SEED_MODULUS
     return s
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def autocast(device: torch.device | str) -> AbstractContextManager:
@@ -91,7 +107,7 @@ def weight_step(
 
     A parameter of `params` the forward did not use gets a zero gradient (the optimizer still decays it and
     its moments still move it), or with `skip_unused` none, so the optimizer leaves it alone: a FocusFormer
-    supernet's layers past the drawn depth. Every rank must then use the same parameters (the same arch)."""
+    supernet's layers past the drawn depth. Every rank must then use the same parameters (the same subnet)."""
     optimizer.zero_grad(set_to_none=True)
     with autocast(info.device):
         logits = model(x, *args)
@@ -143,3 +159,57 @@ def evaluate(
     model.train(was_training)
     n = max(n, 1.0)
     return {"val_loss": loss_sum / n, "top1": c1 / n, "top5": c5 / n}
+
+
+class EpochSums:
+    """One training epoch's running sums and its progress, as every engine's `train_epoch` keeps them.
+
+    The sums (loss x images, correct predictions, images) stay on the device: no host sync per step but
+    the progress line's, twice a second. `step` also checks for a stop (agreed across ranks every 16th
+    step) and raises `Stopped`; `totals` sums over ranks.
+    """
+
+    def __init__(self, run: Run, label: str, steps: int):
+        self.run, self.steps = run, steps
+        device = run.info.device
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device)
+        self.seen = self.images = 0
+        run.progress.start_epoch(label, steps)
+        self.t0 = self._shown = time.time()
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, target: torch.Tensor, images: int = 0) -> None:
+        """One step's batch: its mean loss, logits and (hard) targets; `images` more that the step used
+        (the α step's batch), counted in images/s only."""
+        n = target.shape[0]
+        self.loss_sum += loss * n
+        self.correct += (logits.argmax(1) == target).sum()
+        self.seen += n
+        self.images += n + images
+
+    def step(self, step: int) -> None:
+        """After step `step` (0-based): the progress line, then the stop check."""
+        now = time.time()
+        if now - self._shown > 0.5 or step + 1 == self.steps:
+            self._shown = now
+            seen = max(self.seen, 1)
+            self.run.progress.step(
+                step + 1,
+                f"loss {self.loss_sum.item() / seen:.3f} acc {self.correct.item() / seen:.3f} "
+                f"{self.images / max(now - self.t0, 1e-9):.0f} img/s",
+            )
+        if self.run.should_stop(step):
+            raise Stopped()
+
+    def totals(self) -> dict[str, float]:
+        """train_loss, train_acc (over every rank's images), seconds and images_per_s (the epoch's training)."""
+        loss_sum, correct, seen, images = reduce_sum(
+            [self.loss_sum.item(), self.correct.item(), self.seen, self.images], self.run.info
+        )
+        seconds = time.time() - self.t0
+        return {
+            "train_loss": loss_sum / max(seen, 1),
+            "train_acc": correct / max(seen, 1),
+            "seconds": seconds,
+            "images_per_s": images / max(seconds, 1e-9),
+        }

@@ -17,7 +17,7 @@ from textual import work
 from textual.app import App
 
 from dasvit import rundir as rd
-from dasvit.engine_request import RetrainRequest, request_for_preset
+from dasvit.engine_request import RetrainRequest, request_for_preset, retrain_run_dir
 from dasvit.errors import UserError
 from dasvit.events import RUN_START
 
@@ -112,13 +112,13 @@ class DasvitApp(App[str | None]):
     def start_retrain(self, source: Path) -> None:
         """Retrain a finished search's cell (into SEARCH/retrain) or a specialized genotype (into
         FOCUS/specialized/<budget>-retrain); one that has its retrain already is shown instead."""
-        request = RetrainRequest(str(source)).resolved(self.runs_root)
-        if rd.is_run_dir(request.run_dir) or rd.is_live(request.run_dir):
+        run_dir = retrain_run_dir(str(Path(source).absolute()), self.runs_root)
+        if rd.is_run_dir(run_dir) or rd.is_live(run_dir):
             self.notify("This has a retrain already; showing it.", timeout=4)
-            self.open_run(request.run_dir)
+            self.open_run(run_dir)
             return
         self.notify("starting the retrain…", timeout=3)
-        self._launch(lambda: launch.start_engine(request))
+        self._launch(lambda: launch.start_engine(RetrainRequest(str(source)).resolved(self.runs_root)))
 
     @work(thread=True, group="launch")
     def _launch(self, start: Callable[[], launch.Launched]) -> None:

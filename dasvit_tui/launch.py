@@ -1,4 +1,5 @@
-"""Starting engine processes that outlive the terminal, and engines in the foreground under torchrun.
+"""Starting engine processes that outlive the terminal, engines in the foreground under torchrun, and the
+command line of every child process a front starts (`cli_command`, a request's `command()`).
 
 An engine runs as `python -m <request.MODULE> <request.argv()>` (`dasvit.engine_request`: one typed request
 per engine) in a session of its own (no SIGHUP when the terminal or the SSH connection goes), with stdin
@@ -29,8 +30,10 @@ class Launched:
     kind: str | None = None  # the engine's: search, retrain, focus
 
 
-def engine_command(request: EngineRequest) -> list[str]:
-    return [sys.executable, "-m", request.MODULE, *request.argv()]
+def cli_command(*args: str) -> list[str]:
+    """A `dasvit` command run as a child process of this front (`dasvit show`, `dasvit specialize`), with
+    this Python. An engine's is its request's `command()`."""
+    return [sys.executable, "-m", "dasvit_tui.cli", *args]
 
 
 def start_engine(request: EngineRequest) -> Launched:
@@ -52,7 +55,7 @@ def start_engine(request: EngineRequest) -> Launched:
     log_fd = rd.open_run_file(run_dir / rd.ENGINE_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # not through a link
     with os.fdopen(log_fd, "ab") as log:
         proc = subprocess.Popen(
-            engine_command(request),
+            request.command(),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -39,12 +39,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .launch import cli_command
 
 SAMPLES = 100  # evaluations per specialization: `dasvit specialize`'s default
 TEXT_LINES = 20  # the stderr text lines kept: the last one says why a child failed
@@ -94,9 +95,9 @@ class SpecializeJob:
         return self.ended is None
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "dasvit_tui.cli", "specialize", str(self.run_dir)]
-        cmd += ["--flops", str(self.budget.flops), "--samples", str(self.samples), "--format", "json"]
-        return cmd + (["--params", str(self.budget.params)] if self.budget.params is not None else [])
+        args = ["specialize", str(self.run_dir), "--flops", str(self.budget.flops), "--samples", str(self.samples)]
+        args += ["--format", "json"] + (["--params", str(self.budget.params)] if self.budget.params is not None else [])
+        return cli_command(*args)
 
     def start(self) -> SpecializeJob:
         self._proc = subprocess.Popen(

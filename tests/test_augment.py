@@ -97,13 +97,11 @@ def test_digits_search_transform_neither_flips_nor_loses_the_digit():
         assert (col < 8).all()
 
 
-def test_legacy_retrain_keys_still_load_and_set():
-    cfg = load_run_config(REPO / "tests" / "recorded_run" / "config.yaml")  # written before retrain.augment
+def test_augmentation_keys_load_from_a_run_and_set_and_bad_ones_are_refused():
+    cfg = load_run_config(REPO / "tests" / "recorded_run" / "config.yaml")
     assert cfg.retrain.augment.randaugment is False and cfg.retrain.augment.mixup == 0.0
-    cfg = load_config("demo", ["retrain.mixup=0.5", "retrain.randaugment=true"])
+    cfg = load_config("demo", ["retrain.augment.mixup=0.5", "retrain.augment.randaugment=true"])
     assert cfg.retrain.augment.mixup == 0.5 and cfg.retrain.augment.randaugment is True
-    with pytest.raises(ConfigError, match="old name"):
-        load_config("demo", ["retrain={mixup: 0.5, augment: {mixup: 0.2}}"])
     with pytest.raises(ConfigError, match="hard labels"):
         load_config("digits", ["search.augment.mixup=0.8"])
     with pytest.raises(ConfigError, match="crop_scale"):

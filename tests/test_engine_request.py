@@ -27,15 +27,29 @@ def test_a_request_survives_the_engine_command_line(request_):
 
 
 def test_resolving_fixes_the_run_directory_and_checks_the_config_first(tmp_path):
-    new = SearchRequest("demo").resolved(tmp_path)
+    from dasvit.errors import RunDirError
+
+    new = SearchRequest("demo", approve="manual").resolved(tmp_path)
     assert new.run_dir.parent == tmp_path and new.run_dir.name.startswith("demo-") and not new.run_dir.exists()
-    assert SearchRequest(resume=tmp_path / "old").resolved().run_dir == tmp_path / "old"
+    assert new.config.preset == "demo" and new.config.search.approval == "manual"
+    assert new.resolved() is new  # resolved once: the engine in the same process takes it as it is
     with pytest.raises(ConfigError):
         SearchRequest("demo", ["search.lr=-1"]).resolved(tmp_path)
-    search = tmp_path / "search"
-    search.mkdir()
-    (search / "config.yaml").write_text("preset: demo\n")
-    assert RetrainRequest(str(search)).resolved().run_dir == search.absolute() / "retrain"
+    with pytest.raises(RunDirError, match="does not exist"):
+        SearchRequest(resume=tmp_path / "old").resolved()
+    search = shutil.copytree(Path(__file__).parent / "recorded_run", tmp_path / "search", ignore=_no_retrain)
+    (search / "checkpoint.pt").write_bytes(b"")  # resolving checks that it is there, not what it holds
+    assert SearchRequest(resume=search).resolved().run_dir == search
+    with pytest.raises(RunDirError, match="drop --preset and --set"):
+        SearchRequest(resume=search, overrides=["search.lr=1"]).resolved()
+    retrain = RetrainRequest(str(search)).resolved()
+    assert retrain.run_dir == search.absolute() / "retrain" and retrain.genotype is not None
+    with pytest.raises(RunDirError, match="already holds a run"):
+        RetrainRequest(str(Path(__file__).parent / "recorded_run")).resolved()
+
+
+def _no_retrain(folder, names):
+    return ["retrain"] if "retrain" in names else []
 
 
 def test_a_focus_request_checks_its_space_before_any_directory(tmp_path):
@@ -59,4 +73,4 @@ def test_a_specialized_genotype_retrains_next_to_it_by_default(tmp_path):
     assert RetrainRequest(str(genotype)).resolved(tmp_path / "runs").run_dir == run / "specialized" / "423K-retrain"
     loose = tmp_path / "423K.json"
     shutil.copy(genotype, loose)
-    assert RetrainRequest(str(loose)).resolved(tmp_path / "runs").run_dir.parent == tmp_path / "runs"
+    assert RetrainRequest(str(loose), "demo").resolved(tmp_path / "runs").run_dir.parent == tmp_path / "runs"

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from conftest import TINY, events, of_type, sets
+from dasvit.checkpoint import load_checkpoint, save_checkpoint
 from dasvit.errors import DiskFullError
-from dasvit.runtime import load_checkpoint, save_checkpoint
 
 
 def _search(*args: str) -> int:
@@ -104,6 +104,17 @@ def test_checkpoint_holding_pickled_code_is_refused_in_one_sentence(finished, tm
     torch.save({"epoch": 1, "payload": NotWeights()}, run / "checkpoint.pt")
     assert _search("--resume", str(run)) == 2
     assert "pickled code" in _one_sentence(capsys.readouterr().err)
+
+
+def test_checkpoint_of_the_per_op_supernet_layout_is_refused_in_one_sentence(finished, tmp_path, capsys):
+    """A supernet checkpoint that holds one module per op (the layout before the mixed edges were stored
+    fused) is named for what it is, not taken for a changed config."""
+    run = _copy(finished, tmp_path)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    state["model"] = {k.replace(".node_edges.", ".edges."): v for k, v in state["model"].items()}
+    torch.save(state, run / "checkpoint.pt")
+    assert _search("--resume", str(run)) == 2
+    assert "per-op parameter layout" in _one_sentence(capsys.readouterr().err)
 
 
 def test_full_disk_keeps_the_last_good_checkpoint_and_says_how_much_was_needed(tiny_disk):

@@ -1,5 +1,6 @@
 """Operation fairness regularisation against values computed by hand."""
 
+import pytest
 import torch
 
 from dasvit.config import FairnessConfig
@@ -40,3 +41,15 @@ def test_skip_is_penalised_only_above_its_threshold_share_of_the_active_ops():
     assert abs(t["skip"].item() - (0.5 - 0.25) / 2) < 1e-6
     t["skip"].backward()
     assert w.grad[0, 1] > 0 and w.grad[1, 1] == 0  # no push on skip at or below its fair share
+
+
+def test_the_skip_chart_reads_the_engines_type_shares_and_works_them_out_only_for_older_runs():
+    from dasvit.fairness import type_shares
+    from dasvit_tui.widgets.skip import type_share
+
+    w = torch.softmax(torch.randn(5, len(OPS)), 1)
+    shares = type_shares(w, OPS)
+    weights = {f"{e}->9": {op: float(w[e, c]) for c, op in enumerate(OPS)} for e in range(5)}
+    assert type_share({"type_shares": shares, "arch_weights": weights}, "msa") == shares["msa"]
+    assert type_share({"arch_weights": weights}, "msa") == pytest.approx(shares["msa"])  # a run without them
+    assert type_share({}, "mlp") is None

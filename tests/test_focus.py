@@ -196,7 +196,7 @@ def test_specialize_writes_a_v2_genotype_under_the_budget(tiny_focus):
         assert all(c.flops <= budget for c in r.evaluated)
         assert r.best.top1 == max(c.top1 for c in r.evaluated) and r.best in r.front
         geno = load_genotype(r.path)
-        assert geno.version == 2 and geno.depth == r.best.arch.depth and geno.embed_dim == r.best.arch.embed_dim
+        assert geno.version == 2 and geno.depth == r.best.subnet.depth and geno.embed_dim == r.best.subnet.embed_dim
         assert geno.meta["flops"] <= budget and geno.meta["top1_inherited"] == r.best.top1
         assert geno.meta["method"] == method and geno.meta["evaluations"] == 6
     assert results["sampler"].path.name.endswith(".json") and "-" not in results["sampler"].path.stem

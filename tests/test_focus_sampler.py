@@ -6,9 +6,9 @@ import math
 
 import torch
 
-from dasvit.focus.cost import arch_cost
+from dasvit.focus.cost import subnet_cost
 from dasvit.focus.pareto import pareto_ranks, window_ranks, window_shortfall
-from dasvit.focus.sampler import ArchSampler, bin_for_budget, budget_edges, reinforce_loss
+from dasvit.focus.sampler import SubnetSampler, bin_for_budget, budget_edges, reinforce_loss
 from dasvit.focus.space import FocusSpace, load_base
 
 
@@ -18,24 +18,24 @@ def demo_space() -> FocusSpace:
     )
 
 
-def flops(space, arch) -> int:
-    return arch_cost(space, arch, 16, 4, 4)[0]
+def flops(space, subnet) -> int:
+    return subnet_cost(space, subnet, 16, 4, 4)[0]
 
 
 def test_draws_are_archs_of_the_space_with_finite_log_prob_and_entropy():
     space = demo_space()
     torch.manual_seed(0)
-    sampler = ArchSampler(space, bins=4, hidden=16)
+    sampler = SubnetSampler(space, bins=4, hidden=16)
     draw = sampler(torch.tensor([0, 1, 2, 3] * 4), torch.Generator().manual_seed(0))
-    assert len(draw.archs) == 16 and all(space.contains(a) for a in draw.archs)
+    assert len(draw.subnets) == 16 and all(space.contains(a) for a in draw.subnets)
     assert torch.isfinite(draw.log_prob).all() and (draw.log_prob < 0).all()
     assert torch.isfinite(draw.entropy).all() and (draw.entropy > 0).all()
-    # only the decisions of layers the depth reaches count: a 2-deep arch has fewer than a 4-deep one
+    # only the decisions of layers the depth reaches count: a 2-deep subnet has fewer than a 4-deep one
     per_layer = 2 * math.log(3)  # at most log(options) per decision; two elastic edges of <= 3 options
-    for a, h in zip(draw.archs, draw.entropy.tolist()):
+    for a, h in zip(draw.subnets, draw.entropy.tolist()):
         assert h <= 2 * math.log(3) + a.depth * per_layer + 1e-4
     again = sampler(torch.tensor([0, 1, 2, 3] * 4), torch.Generator().manual_seed(0))
-    assert again.archs == draw.archs  # a seeded generator gives the same draws (every rank draws alike)
+    assert again.subnets == draw.subnets  # a seeded generator gives the same draws (every rank draws alike)
 
 
 def test_pareto_ranking_puts_feasible_first_then_by_loss_and_infeasible_by_flops():
@@ -58,19 +58,19 @@ def test_reinforce_steps_move_the_low_budget_draws_under_the_budget():
     lo, hi = flops(space, space.smallest()), flops(space, space.largest())
     edges = budget_edges(lo, hi, 4)
     torch.manual_seed(0)
-    sampler = ArchSampler(space, bins=4, hidden=16)
+    sampler = SubnetSampler(space, bins=4, hidden=16)
     opt = torch.optim.Adam(sampler.parameters(), lr=0.02)
     gen = torch.Generator().manual_seed(1)
 
     def feasible() -> float:
         with torch.no_grad():
-            archs = sampler(torch.zeros(64, dtype=torch.long), torch.Generator().manual_seed(2)).archs
-        return sum(flops(space, a) <= edges[0] for a in archs) / len(archs)
+            subnets = sampler(torch.zeros(64, dtype=torch.long), torch.Generator().manual_seed(2)).subnets
+        return sum(flops(space, a) <= edges[0] for a in subnets) / len(subnets)
 
     before = feasible()
     for _ in range(15):
         draw = sampler(torch.zeros(8, dtype=torch.long), gen)
-        f = [flops(space, a) for a in draw.archs]
+        f = [flops(space, a) for a in draw.subnets]
         # a stand-in for the loss: larger networks fit better (as a trained supernet's do)
         ranks = pareto_ranks(f, [-x for x in f], edges[0])
         opt.zero_grad()
@@ -94,7 +94,7 @@ def test_cost_steps_alone_teach_every_bin_where_its_networks_lie():
     lo, hi = flops(space, space.smallest()), flops(space, space.largest())
     edges = budget_edges(lo, hi, 4)
     torch.manual_seed(0)
-    sampler = ArchSampler(space, bins=4, hidden=16)
+    sampler = SubnetSampler(space, bins=4, hidden=16)
     opt = torch.optim.Adam(sampler.parameters(), lr=0.02)
     gen = torch.Generator().manual_seed(1)
     every = torch.arange(4).repeat_interleave(16)
@@ -102,7 +102,7 @@ def test_cost_steps_alone_teach_every_bin_where_its_networks_lie():
     def state():
         with torch.no_grad():
             d = sampler(torch.arange(4).repeat_interleave(64), torch.Generator().manual_seed(2))
-        f = [flops(space, a) for a in d.archs]
+        f = [flops(space, a) for a in d.subnets]
         per = [f[k * 64 : (k + 1) * 64] for k in range(4)]
         return [sum(x <= edges[k] for x in per[k]) / 64 for k in range(4)], [sum(p) / 64 for p in per]
 
@@ -113,7 +113,7 @@ def test_cost_steps_alone_teach_every_bin_where_its_networks_lie():
         for k in range(4):
             sl = slice(16 * k, 16 * (k + 1))
             low = edges[k - 1] if k else -math.inf
-            out = window_shortfall([flops(space, a) for a in d.archs[sl]], low, edges[k], hi - lo)
+            out = window_shortfall([flops(space, a) for a in d.subnets[sl]], low, edges[k], hi - lo)
             loss = loss + reinforce_loss(d.log_prob[sl], d.entropy[sl], out, 0.15)
         opt.zero_grad()
         loss.backward()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dasvit.errors import ConfigError, GenotypeError
-from dasvit.focus.space import Arch, FocusSpace, load_base
+from dasvit.focus.space import FocusSpace, Subnet, load_base
 from dasvit.genotype import load_genotype
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -33,8 +33,8 @@ def test_vit_b16_with_autoformer_ti_values_is_autoformer_ti_space():
     assert d[0] == ("depth", [12, 13, 14]) and d[1] == ("embed_dim", [192, 216, 240])
     assert len(d) == 2 + 14 * 2
     assert d[2] == ("layer0.edge1", ["msa_3", "msa_4"]) and d[3] == ("layer0.edge3", ["mlp_3.5", "mlp_4"])
-    assert space.smallest() == Arch(192, 12, (("skip", "msa_3", "skip", "mlp_3.5"),) * 12)
-    assert space.largest() == Arch(240, 14, (("skip", "msa_4", "skip", "mlp_4"),) * 14)
+    assert space.smallest() == Subnet(192, 12, (("skip", "msa_3", "skip", "mlp_3.5"),) * 12)
+    assert space.largest() == Subnet(240, 14, (("skip", "msa_4", "skip", "mlp_4"),) * 14)
 
 
 def test_searched_cell_has_one_decision_per_elastic_edge_per_layer():
@@ -43,8 +43,8 @@ def test_searched_cell_has_one_decision_per_elastic_edge_per_layer():
     kinds = [e.op.split("_")[0] for e in base.edges]
     assert space.elastic == [i for i, k in enumerate(kinds) if k in ("msa", "mlp")]
     assert len(space.decisions()) == 2 + 3 * len(space.elastic)
-    arch = space.sample(random.Random(0))
-    for layer in arch.layers:
+    subnet = space.sample(random.Random(0))
+    for layer in subnet.layers:
         for e, op in enumerate(layer):
             assert op.split("_")[0] == kinds[e]
             if e not in space.elastic:
@@ -55,11 +55,11 @@ def test_decode_encode_round_trip_and_json():
     space = autoformer_ti()
     rng = random.Random(1)
     for _ in range(50):
-        arch = space.sample(rng)
-        assert space.contains(arch)
-        assert len(arch.layers) == arch.depth
-        assert space.decode(space.encode(arch)) == arch
-        assert Arch.from_json(json.loads(json.dumps(arch.to_json()))) == arch
+        subnet = space.sample(rng)
+        assert space.contains(subnet)
+        assert len(subnet.layers) == subnet.depth
+        assert space.decode(space.encode(subnet)) == subnet
+        assert Subnet.from_json(json.loads(json.dumps(subnet.to_json()))) == subnet
     enc = space.encode(space.smallest())
     assert enc == [0] * len(space.decisions())
 
@@ -69,9 +69,9 @@ def test_sample_covers_every_choice():
     rng = random.Random(2)
     seen = [set() for _ in space.decisions()]
     for _ in range(200):
-        arch = space.sample(rng)
-        for k, (i, _) in enumerate(zip(space.encode(arch), seen)):
-            if k < 2 + arch.depth * len(space.elastic):
+        subnet = space.sample(rng)
+        for k, (i, _) in enumerate(zip(space.encode(subnet), seen)):
+            if k < 2 + subnet.depth * len(space.elastic):
                 seen[k].add(i)
     assert all(s == set(range(len(v))) for s, (_, v) in zip(seen, space.decisions()))
 
@@ -79,14 +79,14 @@ def test_sample_covers_every_choice():
 def test_contains_rejects_archs_outside_the_space():
     space = autoformer_ti()
     a = space.smallest()
-    assert not space.contains(Arch(200, a.depth, a.layers))
-    assert not space.contains(Arch(a.embed_dim, 13, a.layers))
+    assert not space.contains(Subnet(200, a.depth, a.layers))
+    assert not space.contains(Subnet(a.embed_dim, 13, a.layers))
     bad_op = (("skip", "msa_5", "skip", "mlp_4"),) + a.layers[1:]
-    assert not space.contains(Arch(a.embed_dim, a.depth, bad_op))
+    assert not space.contains(Subnet(a.embed_dim, a.depth, bad_op))
     fixed_changed = (("mlp_4", "msa_3", "skip", "mlp_4"),) + a.layers[1:]
-    assert not space.contains(Arch(a.embed_dim, a.depth, fixed_changed))
+    assert not space.contains(Subnet(a.embed_dim, a.depth, fixed_changed))
     with pytest.raises(ValueError):
-        space.encode(Arch(200, a.depth, a.layers))
+        space.encode(Subnet(200, a.depth, a.layers))
 
 
 def test_mutate_and_crossover_stay_in_the_space():

@@ -35,14 +35,14 @@ def test_extracted_network_computes_what_the_supernet_computes(base):
     supernet = FocusSupernet(space, num_classes=5, image_size=16, patch_size=4).eval()
     x = torch.randn(3, 3, 16, 16)
     rng = random.Random(0)
-    archs = [space.smallest(), space.largest()] + [space.sample(rng) for _ in range(4)]
+    subnets = [space.smallest(), space.largest()] + [space.sample(rng) for _ in range(4)]
     outs = []
-    for arch in archs:
-        net = supernet.extract(arch).eval()
-        assert isinstance(net, Network) and len(net.cells) == arch.depth
-        assert net.genotype.layers == [list(layer) for layer in arch.layers]
+    for subnet in subnets:
+        net = supernet.extract(subnet).eval()
+        assert isinstance(net, Network) and len(net.cells) == subnet.depth
+        assert net.genotype.layers == [list(layer) for layer in subnet.layers]
         with torch.no_grad():
-            y = supernet(x, arch)
+            y = supernet(x, subnet)
             assert (y - net(x)).abs().max().item() <= 1e-5
         outs.append(y)
     assert not torch.allclose(outs[0], outs[1])  # different sub-networks compute different things
@@ -70,9 +70,11 @@ def test_a_training_step_moves_only_the_weights_the_arch_uses():
     torch.manual_seed(0)
     supernet = FocusSupernet(space, num_classes=5, image_size=16, patch_size=4)
     before = {k: v.clone() for k, v in supernet.state_dict().items()}
-    arch = space.smallest()  # depth 2 of 4, width 20 of 32
+    subnet = space.smallest()  # depth 2 of 4, width 20 of 32
     opt = torch.optim.SGD(supernet.parameters(), lr=0.1)
-    torch.nn.functional.cross_entropy(supernet(torch.randn(4, 3, 16, 16), arch), torch.tensor([0, 1, 2, 3])).backward()
+    torch.nn.functional.cross_entropy(
+        supernet(torch.randn(4, 3, 16, 16), subnet), torch.tensor([0, 1, 2, 3])
+    ).backward()
     opt.step()
     after = supernet.state_dict()
     assert torch.equal(before["cells.3.ops.1.qkv.weight"], after["cells.3.ops.1.qkv.weight"])  # layer past depth
@@ -85,12 +87,12 @@ def test_drop_path_draws_match_the_extracted_network():
     space = tiny_space(str(FIXTURES / "searched_cell.json"))
     torch.manual_seed(0)
     supernet = FocusSupernet(space, num_classes=5, image_size=16, patch_size=4, drop_path=0.5).train()
-    arch = space.sample(random.Random(1))
-    net = supernet.extract(arch)
+    subnet = space.sample(random.Random(1))
+    net = supernet.extract(subnet)
     assert net.training
     x = torch.randn(6, 3, 16, 16)
     torch.manual_seed(7)
-    a = supernet(x, arch)
+    a = supernet(x, subnet)
     torch.manual_seed(7)
     b = net(x)
     assert (a - b).abs().max().item() <= 1e-5

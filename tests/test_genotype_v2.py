@@ -13,8 +13,8 @@ from rich.console import Console
 
 from conftest import REPO, engine_env
 from dasvit.errors import ConfigError, GenotypeError
-from dasvit.focus.space import Arch, FocusSpace, load_base
-from dasvit.genotype import arch_genotype, genotype_from_json, load_genotype
+from dasvit.focus.space import FocusSpace, Subnet, load_base
+from dasvit.genotype import genotype_from_json, load_genotype, subnet_genotype
 from dasvit.network import Network
 from dasvit.profile import profile_genotype
 
@@ -47,18 +47,18 @@ def space() -> FocusSpace:
 
 def v2_doc() -> dict:
     s = space()
-    return arch_genotype(s, s.sample(random.Random(5)), META).to_json()
+    return subnet_genotype(s, s.sample(random.Random(5)), META).to_json()
 
 
 def test_v2_round_trips_and_v1_stays_v1(tmp_path):
     s = space()
-    arch = s.sample(random.Random(5))
-    g = arch_genotype(s, arch, META)
+    subnet = s.sample(random.Random(5))
+    g = subnet_genotype(s, subnet, META)
     g.save(tmp_path / "a.json")
     back = load_genotype(tmp_path / "a.json")
     assert back.version == 2 and back.to_json() == g.to_json()
-    assert (back.embed_dim, back.depth, back.head_dim) == (arch.embed_dim, arch.depth, 8)
-    assert Arch(back.embed_dim, back.depth, tuple(map(tuple, back.layers))) == arch
+    assert (back.embed_dim, back.depth, back.head_dim) == (subnet.embed_dim, subnet.depth, 8)
+    assert Subnet(back.embed_dim, back.depth, tuple(map(tuple, back.layers))) == subnet
     d = json.loads((tmp_path / "a.json").read_text())
     assert d["version"] == 2 and set(d["ops"]) >= {op for layer in d["layers"] for op in layer}
     v1 = load_genotype(CELL)

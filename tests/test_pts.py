@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from dasvit.supernet import NodeEdges, TokenSelector
+from dasvit.supernet import MixedEdges, TokenSelector
 
 OPS = ["zero", "skip", "msa_2", "mlp_2"]
 
@@ -24,7 +24,7 @@ def test_selector_keeps_class_token_and_top_ratio():
 
 def test_unselected_tokens_pass_through_and_selector_learns():
     torch.manual_seed(0)
-    ne = NodeEdges(16, OPS, dsts=[2, 3], rows=[0, 1], active=[OPS, OPS])
+    ne = MixedEdges(16, OPS, dsts=[2, 3], rows=[0, 1], active=[OPS, OPS])
     sel = TokenSelector(16, ratio=0.5, qk_dim=8)
     x = torch.randn(2, 9, 16)
     w = torch.softmax(torch.randn(2, 4), -1)

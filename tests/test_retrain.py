@@ -179,19 +179,19 @@ def test_user_mistakes_exit_2_with_one_sentence(reference, search_run):
 
 
 def test_resume_keeps_the_network_of_the_run_it_continues(reference, search_run):
+    from dasvit.engine_request import RetrainRequest
     from dasvit.errors import ConfigError, RunDirError
-    from dasvit.retrain import plan_retrain
 
-    plan = plan_retrain(None, resume=search_run, overrides=["retrain.epochs=8"])  # the search run → its retrain/
-    assert plan.resume and plan.run_dir == reference and plan.cfg.retrain.epochs == 8
+    req = RetrainRequest(resume=search_run, overrides=["retrain.epochs=8"]).resolved()  # the search run → its retrain/
+    assert req.run_dir == reference and req.config.retrain.epochs == 8
     with pytest.raises(ConfigError, match="cannot change the network"):
-        plan_retrain(None, resume=reference, overrides=["retrain.depth=3"])
+        RetrainRequest(resume=reference, overrides=["retrain.depth=3"]).resolved()
     with pytest.raises(ConfigError, match="--preset cannot change"):
-        plan_retrain(None, preset="demo", resume=reference)
+        RetrainRequest(preset="demo", resume=reference).resolved()
     with pytest.raises(ConfigError, match="is not the cell"):
-        plan_retrain("vit_b16", resume=reference)
+        RetrainRequest("vit_b16", resume=reference).resolved()
     with pytest.raises(RunDirError, match="not a retrain run"):
-        plan_retrain(None, resume=_search_only(search_run))
+        RetrainRequest(resume=_search_only(search_run)).resolved()
 
 
 def _search_only(search_run: Path) -> Path:
@@ -224,9 +224,9 @@ def test_the_whole_recipe_runs_ema_mixup_cutmix_erasing_drop_path(tmp_path):
                     "data.synthetic_val=32",
                     "retrain.ema=true",
                     "retrain.ema_decay=0.5",
-                    "retrain.mixup=0.8",
-                    "retrain.cutmix=1.0",
-                    "retrain.random_erasing=0.5",
+                    "retrain.augment.mixup=0.8",
+                    "retrain.augment.cutmix=1.0",
+                    "retrain.augment.random_erasing=0.5",
                     "retrain.drop_path=0.1",
                     "retrain.label_smoothing=0.1",
                 ]
@@ -263,15 +263,17 @@ def test_augmentation_is_switchable_from_the_config():
 
     from dasvit.augment import batch_mixer, train_transform
 
-    full, _ = train_transform(load_config("cifar10", ["retrain.random_erasing=0.25"]))
+    full, _ = train_transform(load_config("cifar10", ["retrain.augment.random_erasing=0.25"]))
     kinds = [type(t) for t in full.transforms]
     assert kinds.index(T.RandAugment) < kinds.index(T.ToDtype) < kinds.index(T.RandomErasing)
-    plain, _ = train_transform(load_config("cifar10", ["retrain.randaugment=false", "retrain.random_erasing=0"]))
+    plain, _ = train_transform(
+        load_config("cifar10", ["retrain.augment.randaugment=false", "retrain.augment.random_erasing=0"])
+    )
     assert T.RandAugment not in map(type, plain.transforms) and T.RandomErasing not in map(type, plain.transforms)
-    _, notes = train_transform(load_config("demo", ["retrain.randaugment=true"]))
+    _, notes = train_transform(load_config("demo", ["retrain.augment.randaugment=true"]))
     assert "RandAugment does not apply" in notes[0]
 
     assert batch_mixer(load_config("demo"), 4) is None
-    mixer = batch_mixer(load_config("demo", ["retrain.mixup=0.8", "retrain.cutmix=1.0"]), 4)
+    mixer = batch_mixer(load_config("demo", ["retrain.augment.mixup=0.8", "retrain.augment.cutmix=1.0"]), 4)
     x, y = mixer(torch.rand(8, 3, 16, 16), torch.arange(8) % 4)
     assert y.shape == (8, 4) and torch.allclose(y.sum(1), torch.ones(8))

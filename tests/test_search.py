@@ -218,8 +218,9 @@ def test_manual_approval_waits_and_applies_user_choice(tmp_path):
 
 def test_approve_reports_the_engines_refusal_and_says_when_no_verdict_came(tmp_path):
     """The verdict `dasvit approve` waits for, on the recorded demo run cut at its first proposal (its lock held
-    as a waiting engine holds it). A proposal without `weights` (an older engine) cannot be checked op by op:
-    the engine's refusal is then what the command reports (exit 2); with no answer it says so after --wait."""
+    as a waiting engine holds it). An answer the command's own check lets through (the proposal's `weights`
+    are made to offer an op) and the engine refuses: the engine's refusal is what the command reports (exit 2);
+    with no answer it says so after --wait."""
     import shutil
     import threading
     from pathlib import Path
@@ -233,7 +234,7 @@ def test_approve_reports_the_engines_refusal_and_says_when_no_verdict_came(tmp_p
     lines = (run / "events.jsonl").read_text().splitlines()
     cut = next(i for i, ln in enumerate(lines) if json.loads(ln)["type"] == "prune_proposal")
     proposal = json.loads(lines[cut])
-    del proposal["weights"]
+    proposal["weights"]["0->2"]["mlp_16"] = 0.0  # offered in the proposal: only the (fake) engine refuses it
     (run / "events.jsonl").write_text("\n".join([*lines[:cut], json.dumps(proposal)]) + "\n")
     (run / "control.jsonl").unlink()
     lock = rd.RunLock(run)

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from .. import rundir as rd
-from ..engine_request import FocusRequest
+from ..engine_request import FocusRequest, RetrainRequest
 from ..errors import UserError
 from ..events import EPOCH, RUN_END
 from ..fmt import count
@@ -55,15 +55,16 @@ def _finished(run_dir: Path) -> bool:
 
 
 def run_parallel(jobs: list[tuple[str, list[str], Path]], say) -> None:
-    """Run (what, argv, log) jobs as child processes, PARALLEL at a time; a failure is one sentence."""
+    """Run (what, command, log) jobs as child processes (an engine request's `command()`), PARALLEL at a
+    time; a failure is one sentence."""
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     pending, running = list(jobs), []
     while pending or running:
         while pending and len(running) < PARALLEL:
-            what, argv, log = pending.pop(0)
+            what, command, log = pending.pop(0)
             log.parent.mkdir(parents=True, exist_ok=True)
             with open(log, "ab") as f:  # the child keeps its own copy of the descriptor
-                proc = subprocess.Popen([sys.executable, *argv], stdout=f, stderr=subprocess.STDOUT, env=env)
+                proc = subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, env=env)
             running.append((what, proc, log))
             say(f"{what} (log: {log})")
         what, proc, log = running.pop(0)
@@ -88,7 +89,7 @@ def train_both(preset: str, overrides: list[str], out: Path, say) -> dict[str, P
         jobs.append(
             (
                 f"training the {sampler} supernet in {run_dir}",
-                ["-m", request.MODULE, *request.argv()],
+                request.command(),
                 run_dir / "claim-train.log",
             )
         )
@@ -153,10 +154,10 @@ def measure(runs: dict[str, Path], samples: int, seed: int, say) -> dict:
                 "flops": r.best.flops,
                 "params": r.best.params,
                 "mean_top1": sum(c.top1 for c in order) / len(order),
-                "top1_on_other": loaded[other].evaluate(r.best.arch)[1],
+                "top1_on_other": loaded[other].evaluate(r.best.subnet)[1],
                 "anytime": anytime,
                 "seconds": time.time() - t0,
-                "arch": r.best.arch.to_json(),
+                "arch": r.best.subnet.to_json(),
                 "evaluated": [[c.flops, c.top1] for c in order],
             }
             table.append(row)
@@ -185,28 +186,28 @@ def retrain_picks(result: dict, out: Path, say) -> None:
             continue
         name = f"{count(budget)}-{method}-{sampler}"
         geno, run_dir = out / "picks" / f"{name}.json", out / "picks" / f"{name}-retrain"
-        arch = json.dumps(r.best.arch.to_json(), sort_keys=True)
-        if arch in first:  # the same network picked twice (another budget or method): one retrain serves both
-            where[(budget, method, sampler)] = first[arch]
+        subnet = json.dumps(r.best.subnet.to_json(), sort_keys=True)
+        if subnet in first:  # the same network picked twice (another budget or method): one retrain serves both
+            where[(budget, method, sampler)] = first[subnet]
             continue
-        first[arch] = where[(budget, method, sampler)] = run_dir
+        first[subnet] = where[(budget, method, sampler)] = run_dir
         if (run_dir / rd.METRICS).is_file():
             say(f"{run_dir}: retrained already, reused")
             continue
         write_genotype(loaded[sampler], r, geno)
         config = str(loaded[sampler].dir / rd.CONFIG)
         if (run_dir / rd.CHECKPOINT).is_file():
-            argv = ["-m", "dasvit.retrain", "--resume", str(run_dir), "--no-progress"]
+            request = RetrainRequest(resume=run_dir, progress=False)
         else:
             if run_dir.exists():  # stopped before its first epoch ended: nothing worth keeping
                 import shutil
 
                 shutil.rmtree(run_dir)
-            argv = ["-m", "dasvit.retrain", str(geno), "--preset", config, "--run-dir", str(run_dir), "--no-progress"]
+            request = RetrainRequest(str(geno), config, run_dir=run_dir, progress=False)
         jobs.append(
             (
                 f"retraining the {method} pick on the {sampler} supernet at {count(budget)}",
-                argv,
+                request.command(),
                 out / "picks" / f"{name}.log",
             )
         )

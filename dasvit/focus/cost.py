@@ -12,7 +12,7 @@ from weakref import WeakKeyDictionary
 
 from ..cost import Cost, op_cost, stem_head_cost
 from ..opspec import mlp_name, msa_name
-from .space import Arch, FocusSpace
+from .space import FocusSpace, Subnet
 
 _MODELS: WeakKeyDictionary[FocusSpace, dict[tuple, CostModel]] = WeakKeyDictionary()
 
@@ -37,12 +37,12 @@ class CostModel:
             table.update({mlp_name(r): op_cost(mlp_name(r), e, n) for r in space.mlp_ratios})
             self.op[e] = table
 
-    def __call__(self, arch: Arch) -> tuple[int, int]:
-        """(FLOPs, params) of `arch`."""
-        fixed = self.fixed[arch.embed_dim]
+    def __call__(self, subnet: Subnet) -> tuple[int, int]:
+        """(FLOPs, params) of `subnet`."""
+        fixed = self.fixed[subnet.embed_dim]
         flops, params = fixed.flops, fixed.params
-        table, elastic = self.op[arch.embed_dim], self.space.elastic
-        for layer in arch.layers:
+        table, elastic = self.op[subnet.embed_dim], self.space.elastic
+        for layer in subnet.layers:
             for i in elastic:
                 c = table[layer[i]]
                 flops += c.flops
@@ -50,14 +50,14 @@ class CostModel:
         return flops, params
 
 
-def arch_cost(
-    space: FocusSpace, arch: Arch, image_size: int, patch_size: int, num_classes: int, in_chans: int = 3
+def subnet_cost(
+    space: FocusSpace, subnet: Subnet, image_size: int, patch_size: int, num_classes: int, in_chans: int = 3
 ) -> tuple[int, int]:
-    """(FLOPs, params) of `arch` in `space` at these sizes: FLOPs as fvcore counts the extracted `Network`
+    """(FLOPs, params) of `subnet` in `space` at these sizes: FLOPs as fvcore counts the extracted `Network`
     (attention included), params exact. The tables are built on the first call for a space and these sizes."""
     models = _MODELS.setdefault(space, {})
     key = (image_size, patch_size, num_classes, in_chans)
     model = models.get(key)
     if model is None:
         model = models[key] = CostModel(space, *key)
-    return model(arch)
+    return model(subnet)

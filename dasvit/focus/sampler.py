@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .space import Arch, FocusSpace
+from .space import FocusSpace, Subnet
 
 _LAYER = re.compile(r"^layer(\d+)\.")
 
@@ -41,14 +41,14 @@ def bin_for_budget(budget: float, edges: list[float]) -> int:
 class Draw:
     """Architectures drawn for a batch of budget bins, with what REINFORCE needs."""
 
-    archs: list[Arch]
+    subnets: list[Subnet]
     choices: torch.Tensor  # [n, decisions] option index per decision
     log_prob: torch.Tensor  # [n], differentiable; decisions of layers past the depth not counted
     entropy: torch.Tensor  # [n], summed over the counted decisions
     max_entropy: torch.Tensor  # [n], the uniform draw's entropy over the same decisions (log of option counts)
 
 
-class ArchSampler(nn.Module):
+class SubnetSampler(nn.Module):
     """An LSTM that draws architectures of `space` for a budget bin.
 
     Args:
@@ -98,8 +98,8 @@ class ArchSampler(nn.Module):
         counted = (self.layer_of[None, :] < depth[:, None]).float()  # [n, decisions]
         log_prob = (torch.stack(logps, 1) * counted).sum(1)
         entropy = (torch.stack(ents, 1) * counted).sum(1)
-        archs = [self.space.decode(row) for row in choice.tolist()]
-        return Draw(archs, choice, log_prob, entropy, (self.log_options[None, :] * counted).sum(1))
+        subnets = [self.space.decode(row) for row in choice.tolist()]
+        return Draw(subnets, choice, log_prob, entropy, (self.log_options[None, :] * counted).sum(1))
 
 
 def reinforce_loss(

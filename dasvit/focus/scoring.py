@@ -6,8 +6,8 @@ from __future__ import annotations
 from ..data import EpochLoaders
 from ..runtime import DistInfo
 from ..training import evaluate
-from .cost import arch_cost
-from .space import Arch, FocusSpace
+from .cost import subnet_cost
+from .space import FocusSpace, Subnet
 from .supernet import FocusSupernet
 
 
@@ -17,16 +17,16 @@ class CostTable:
     def __init__(self, space: FocusSpace, image_size: int, patch_size: int, num_classes: int, in_chans: int):
         self.space = space
         self.args = (image_size, patch_size, num_classes, in_chans)
-        self._memo: dict[Arch, tuple[int, int]] = {}
+        self._memo: dict[Subnet, tuple[int, int]] = {}
 
-    def __call__(self, arch: Arch) -> tuple[int, int]:
-        hit = self._memo.get(arch)
+    def __call__(self, subnet: Subnet) -> tuple[int, int]:
+        hit = self._memo.get(subnet)
         if hit is None:
-            hit = self._memo[arch] = arch_cost(self.space, arch, *self.args)
+            hit = self._memo[subnet] = subnet_cost(self.space, subnet, *self.args)
         return hit
 
-    def flops(self, arch: Arch) -> int:
-        return self(arch)[0]
+    def flops(self, subnet: Subnet) -> int:
+        return self(subnet)[0]
 
 
 def eval_batch(batch_size: int) -> int:
@@ -49,8 +49,10 @@ class EvalBatches:
         return iter(self.cached if self.cached is not None else self.loaders.epoch(0))
 
 
-def evaluate_arch(net: FocusSupernet, arch: Arch, batches, info: DistInfo, max_batches: int = 0) -> tuple[float, float]:
+def evaluate_subnet(
+    net: FocusSupernet, subnet: Subnet, batches, info: DistInfo, max_batches: int = 0
+) -> tuple[float, float]:
     """(loss, top-1) of one architecture with inherited weights over `batches` (all of them when
-    `max_batches` is 0), summed over ranks: the shared `training.evaluate` with the arch in the forward."""
-    m = evaluate(net, batches, info, args=(arch,), max_batches=max_batches)
+    `max_batches` is 0), summed over ranks: the shared `training.evaluate` with the subnet in the forward."""
+    m = evaluate(net, batches, info, args=(subnet,), max_batches=max_batches)
     return m["val_loss"], m["top1"]

@@ -1,4 +1,4 @@
-"""FocusFormer's elastic space around a base cell, and one sub-network of it (`Arch`).
+"""FocusFormer's elastic space around a base cell, and one sub-network of it (`Subnet`).
 
 The base cell is a version-1 genotype (`vit_b16`, or a DASViT search's cell). A sub-network picks one
 `embed_dim` for the whole network, a `depth`, and per layer the size of every elastic edge of the cell:
@@ -27,8 +27,10 @@ from ..opspec import mlp_name, msa_name, parse_op
 
 
 @dataclass(frozen=True)
-class Arch:
-    """One sub-network of the elastic space.
+class Subnet:
+    """One sub-network of the elastic space: what FocusFormer calls an architecture. (In this code "arch"
+    is DASViT's α: `arch_weights`, `arch_step`, `arch_lr`; a FocusFormer draw is a `Subnet`. Files and events
+    keep their field names: a checkpoint's `arch_digest`, a result's `arch`.)
 
     Args:
         embed_dim: token width of the whole network.
@@ -45,9 +47,9 @@ class Arch:
         return {"embed_dim": self.embed_dim, "depth": self.depth, "layers": [list(layer) for layer in self.layers]}
 
     @staticmethod
-    def from_json(d: dict[str, Any]) -> Arch:
+    def from_json(d: dict[str, Any]) -> Subnet:
         layers = tuple(tuple(str(op) for op in layer) for layer in d["layers"])
-        return Arch(int(d["embed_dim"]), int(d["depth"]), layers)
+        return Subnet(int(d["embed_dim"]), int(d["depth"]), layers)
 
 
 def _choices(key: str, values: list, kind: type, positive: bool = True) -> tuple:
@@ -128,7 +130,7 @@ class FocusSpace:
         `(f"layer{l}.edge{e}", op names)`."""
         return [(name, list(values)) for name, values in self._decisions]
 
-    def decode(self, choice: list[int]) -> Arch:
+    def decode(self, choice: list[int]) -> Subnet:
         """The architecture of one index per decision (`choice[i]` indexes `decisions()[i]`)."""
         n = 2 + max(self.depths) * len(self.elastic)
         if len(choice) != n:
@@ -141,24 +143,24 @@ class FocusSpace:
                 ops[e] = self._edge_choices[e][choice[k]]
                 k += 1
             layers.append(tuple(ops))
-        return Arch(embed, depth, tuple(layers))
+        return Subnet(embed, depth, tuple(layers))
 
-    def encode(self, arch: Arch) -> list[int]:
+    def encode(self, subnet: Subnet) -> list[int]:
         """The inverse of `decode`; layers past the depth get index 0."""
-        if not self.contains(arch):
-            raise ValueError(f"{arch} is not in {self}")
-        out = [self.depths.index(arch.depth), self.embed_dims.index(arch.embed_dim)]
+        if not self.contains(subnet):
+            raise ValueError(f"{subnet} is not in {self}")
+        out = [self.depths.index(subnet.depth), self.embed_dims.index(subnet.embed_dim)]
         for layer in range(max(self.depths)):
             for e in self.elastic:
-                out.append(self._index[e][arch.layers[layer][e]] if layer < arch.depth else 0)
+                out.append(self._index[e][subnet.layers[layer][e]] if layer < subnet.depth else 0)
         return out
 
-    def contains(self, arch: Arch) -> bool:
-        if not isinstance(arch, Arch) or arch.embed_dim not in self.embed_dims or arch.depth not in self.depths:
+    def contains(self, subnet: Subnet) -> bool:
+        if not isinstance(subnet, Subnet) or subnet.embed_dim not in self.embed_dims or subnet.depth not in self.depths:
             return False
-        if len(arch.layers) != arch.depth:
+        if len(subnet.layers) != subnet.depth:
             return False
-        for layer in arch.layers:
+        for layer in subnet.layers:
             if len(layer) != len(self.base_ops):
                 return False
             for e, op in enumerate(layer):
@@ -171,28 +173,28 @@ class FocusSpace:
 
     # ---- sampling and evolution ----
 
-    def sample(self, rng: random.Random) -> Arch:
+    def sample(self, rng: random.Random) -> Subnet:
         """Uniform over each decision (every layer up to max(depths) is drawn, so the draw count is fixed)."""
         return self.decode([rng.randrange(len(values)) for _, values in self._decisions])
 
-    def smallest(self) -> Arch:
+    def smallest(self) -> Subnet:
         """Least depth, width, heads and ratios: the space's cheapest architecture."""
         return self.decode([0 for _ in self.decisions()])
 
-    def largest(self) -> Arch:
+    def largest(self) -> Subnet:
         """Greatest depth, width, heads and ratios: the space's most expensive architecture."""
         return self.decode([len(values) - 1 for _, values in self._decisions])
 
-    def _genes(self, arch: Arch) -> list[int | None]:
+    def _genes(self, subnet: Subnet) -> list[int | None]:
         """Like `encode`, but layers past the depth are None (unset), for crossover."""
-        enc = self.encode(arch)
+        enc = self.encode(subnet)
         per = len(self.elastic)
-        return enc[:2] + [v if k < arch.depth * per else None for k, v in enumerate(enc[2:])]
+        return enc[:2] + [v if k < subnet.depth * per else None for k, v in enumerate(enc[2:])]
 
-    def mutate(self, arch: Arch, rng: random.Random, prob: float) -> Arch:
+    def mutate(self, subnet: Subnet, rng: random.Random, prob: float) -> Subnet:
         """AutoFormer's mutation: each decision (depth, width, every layer's op sizes) is redrawn uniformly
         with probability `prob`; layers a deeper depth adds are drawn uniformly."""
-        genes = self._genes(arch)
+        genes = self._genes(subnet)
         out = []
         for g, (_, values) in zip(genes, self._decisions):
             if g is None or rng.random() < prob:
@@ -200,7 +202,7 @@ class FocusSpace:
             out.append(g)
         return self.decode(out)
 
-    def crossover(self, a: Arch, b: Arch, rng: random.Random) -> Arch:
+    def crossover(self, a: Subnet, b: Subnet, rng: random.Random) -> Subnet:
         """AutoFormer's crossover: every decision from either parent with equal odds (a layer only one
         parent has comes from that parent)."""
         out = []

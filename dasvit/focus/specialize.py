@@ -27,17 +27,18 @@ from pathlib import Path
 import torch
 
 from .. import rundir as rd
+from ..checkpoint import load_checkpoint
 from ..config import Config, load_run_config
 from ..data import EpochLoaders, build_datasets, image_channels
 from ..errors import RunDirError, UserError
 from ..fmt import check_budget, count
-from ..genotype import arch_genotype
+from ..genotype import subnet_genotype
 from ..limits import MAX_SAMPLES
-from ..runtime import DistInfo, load_checkpoint
+from ..runtime import DistInfo
 from .pareto import pareto_front
-from .sampler import ArchSampler, bin_for_budget
-from .scoring import CostTable, EvalBatches, eval_batch, evaluate_arch
-from .space import Arch, FocusSpace, space_from_config
+from .sampler import SubnetSampler, bin_for_budget
+from .scoring import CostTable, EvalBatches, eval_batch, evaluate_subnet
+from .space import FocusSpace, Subnet, space_from_config
 from .supernet import FocusSupernet
 
 METHODS = ("sampler", "evolution", "random")
@@ -47,7 +48,7 @@ METHODS = ("sampler", "evolution", "random")
 class Candidate:
     """One evaluated architecture: its cost and its inherited-weight accuracy on the validation split."""
 
-    arch: Arch
+    subnet: Subnet
     flops: int
     params: int
     val_loss: float
@@ -61,7 +62,7 @@ class Candidate:
             "val_loss": self.val_loss,
             "top1": self.top1,
             "evaluation": self.order,
-            "arch": self.arch.to_json(),
+            "arch": self.subnet.to_json(),
         }
 
 
@@ -125,7 +126,7 @@ class FocusRun:
         self.net = FocusSupernet(self.space, num_classes, image, patch, in_chans=chans).to(dev)
         self.net.load_state_dict(ckpt["model"])
         self.net.eval()
-        self.sampler = ArchSampler(self.space, self.cfg.focus.budget_bins, self.cfg.focus.lstm.hidden)
+        self.sampler = SubnetSampler(self.space, self.cfg.focus.budget_bins, self.cfg.focus.lstm.hidden)
         self.sampler.load_state_dict(ckpt["sampler"])
         self.budgets: list[float] = list(ckpt["budgets"])
         self.cost = CostTable(self.space, image, patch, num_classes, chans)
@@ -135,8 +136,8 @@ class FocusRun:
             )
         )
 
-    def evaluate(self, arch: Arch) -> tuple[float, float]:
-        return evaluate_arch(self.net, arch, self.val, self.info)
+    def evaluate(self, subnet: Subnet) -> tuple[float, float]:
+        return evaluate_subnet(self.net, subnet, self.val, self.info)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,24 +156,24 @@ class Evaluations:
         on_eval: Callable[[Candidate], None] | None = None,
     ):
         self.run, self.flops, self.params, self.limit = run, flops, params, limit
-        self.done: dict[Arch, Candidate] = {}
+        self.done: dict[Subnet, Candidate] = {}
         self.on_eval = on_eval
 
-    def fits(self, arch: Arch) -> bool:
-        f, p = self.run.cost(arch)
+    def fits(self, subnet: Subnet) -> bool:
+        f, p = self.run.cost(subnet)
         return f <= self.flops and (self.params is None or p <= self.params)
 
     @property
     def full(self) -> bool:
         return len(self.done) >= self.limit
 
-    def __call__(self, arch: Arch) -> Candidate | None:
-        """Evaluate `arch` (None if seen before or out of evaluations)."""
-        if arch in self.done or self.full:
+    def __call__(self, subnet: Subnet) -> Candidate | None:
+        """Evaluate `subnet` (None if seen before or out of evaluations)."""
+        if subnet in self.done or self.full:
             return None
-        loss, top1 = self.run.evaluate(arch)
-        f, p = self.run.cost(arch)
-        c = self.done[arch] = Candidate(arch, f, p, loss, top1, len(self.done) + 1)
+        loss, top1 = self.run.evaluate(subnet)
+        f, p = self.run.cost(subnet)
+        c = self.done[subnet] = Candidate(subnet, f, p, loss, top1, len(self.done) + 1)
         if self.on_eval is not None:
             self.on_eval(c)
         return c
@@ -187,18 +188,18 @@ def search_sampler(run: FocusRun, ev: Evaluations, rng: random.Random) -> None:
     k = bin_for_budget(ev.flops, run.budgets)
     gen = torch.Generator().manual_seed(rng.randrange(2**31))
     with torch.no_grad():
-        first = run.sampler(torch.tensor([k]), greedy=True).archs[0]
+        first = run.sampler(torch.tensor([k]), greedy=True).subnets[0]
         if ev.fits(first):
             ev(first)
         tries = 0
         while not ev.full and tries < _draws_limit(ev.limit):
-            batch = run.sampler(torch.full((64,), k), gen).archs
+            batch = run.sampler(torch.full((64,), k), gen).subnets
             tries += len(batch)
-            for arch in batch:
+            for subnet in batch:
                 if ev.full:
                     break
-                if arch not in ev.done and ev.fits(arch):
-                    ev(arch)
+                if subnet not in ev.done and ev.fits(subnet):
+                    ev(subnet)
 
 
 def search_random(run: FocusRun, ev: Evaluations, rng: random.Random) -> None:
@@ -206,9 +207,9 @@ def search_random(run: FocusRun, ev: Evaluations, rng: random.Random) -> None:
     tries = 0
     while not ev.full and tries < _draws_limit(ev.limit):
         tries += 1
-        arch = run.space.sample(rng)
-        if arch not in ev.done and ev.fits(arch):
-            ev(arch)
+        subnet = run.space.sample(rng)
+        if subnet not in ev.done and ev.fits(subnet):
+            ev(subnet)
 
 
 def evolution_sizes(samples: int) -> tuple[int, int, int]:
@@ -229,13 +230,13 @@ def search_evolution(run: FocusRun, ev: Evaluations, rng: random.Random, mutate_
     tries = 0
     while len(ev.done) < pop and not ev.full and tries < _draws_limit(pop):
         tries += 1
-        arch = space.sample(rng)
-        if arch not in ev.done and ev.fits(arch):
-            ev(arch)
+        subnet = space.sample(rng)
+        if subnet not in ev.done and ev.fits(subnet):
+            ev(subnet)
     for _ in range(gens - 1):
         if ev.full or not ev.done:
             break
-        parents = [c.arch for c in sorted(ev.done.values(), key=lambda c: -c.top1)[:top]]
+        parents = [c.subnet for c in sorted(ev.done.values(), key=lambda c: -c.top1)[:top]]
         made, tries, cross_tries = 0, 0, 0
         while made < pop and not ev.full and tries < _draws_limit(pop):
             tries += 1
@@ -283,7 +284,7 @@ def write_genotype(run: FocusRun, result: Result, path: Path) -> None:
         "num_classes": run.num_classes,
         "in_chans": run.in_chans,
     }
-    arch_genotype(run.space, best.arch, meta).save(path)
+    subnet_genotype(run.space, best.subnet, meta).save(path)
 
 
 def specialize(

@@ -7,7 +7,7 @@ each of Q, K and V (and those columns of the output projection); an `mlp` with r
 `mlp_hidden(E, r)` hidden units. Layers past the architecture's depth are skipped.
 
 The wiring is `dasvit.network`'s (node j = Σ of its incoming edges, cell output = Σ of the output nodes,
-cell k reads cells k-2 and k-1), so `extract(arch)` — a plain `Network` with the slices copied in — computes
+cell k reads cells k-2 and k-1), so `extract(subnet)` — a plain `Network` with the slices copied in — computes
 what the supernet computes for that architecture.
 """
 
@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..genotype import arch_genotype
+from ..genotype import subnet_genotype
 from ..network import Network, check_sizes, drop_path
 from ..ops import Head, PatchEmbed, init_vit_weights, mlp_hidden, parse_op
-from .space import Arch, FocusSpace
+from .space import FocusSpace, Subnet
 
 
 @cache
@@ -155,7 +155,7 @@ class ElasticCell(nn.Module):
 
 
 class FocusSupernet(nn.Module):
-    """Patch embedding, max(depths) elastic cells and the head, all at their largest sizes; `forward(x, arch)`
+    """Patch embedding, max(depths) elastic cells and the head, all at their largest sizes; `forward(x, subnet)`
     runs one architecture on leading slices.
 
     Args:
@@ -178,7 +178,7 @@ class FocusSupernet(nn.Module):
         drop_path: float = 0.0,
     ):
         super().__init__()
-        check_sizes(arch_genotype(space, space.largest()), max(space.embed_dims), image_size, patch_size)
+        check_sizes(subnet_genotype(space, space.largest()), max(space.embed_dims), image_size, patch_size)
         self.space = space
         self.num_classes, self.image_size, self.patch_size = num_classes, image_size, patch_size
         self.in_chans = in_chans
@@ -200,18 +200,18 @@ class FocusSupernet(nn.Module):
         cls = p.cls_token[..., :e].expand(x.shape[0], -1, -1)
         return torch.cat([cls, x], dim=1) + p.pos_embed[..., :e]
 
-    def forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
-        e, depth = arch.embed_dim, arch.depth
+    def forward(self, x: torch.Tensor, subnet: Subnet) -> torch.Tensor:
+        e, depth = subnet.embed_dim, subnet.depth
         s0 = s1 = self._embed(x, e)
         for k in range(depth):
             rate = self.drop_path * k / max(depth - 1, 1)
-            s0, s1 = s1, self.cells[k](s0, s1, arch.layers[k], rate)
+            s0, s1 = s1, self.cells[k](s0, s1, subnet.layers[k], rate)
         y = _layer_norm(self.head.norm, s1, e)[:, 0]
         return F.linear(y, self.head.fc.weight[:, :e], self.head.fc.bias)
 
-    def sliced_state(self, arch: Arch) -> dict[str, torch.Tensor]:
-        """The weights of `arch`'s `Network`, by its parameter names (views into the supernet's weights)."""
-        e = arch.embed_dim
+    def sliced_state(self, subnet: Subnet) -> dict[str, torch.Tensor]:
+        """The weights of `subnet`'s `Network`, by its parameter names (views into the supernet's weights)."""
+        e = subnet.embed_dim
         p = self.embed
         out = {
             "embed.proj.weight": p.proj.weight[:e],
@@ -223,10 +223,10 @@ class FocusSupernet(nn.Module):
             "head.fc.weight": self.head.fc.weight[:, :e],
             "head.fc.bias": self.head.fc.bias,
         }
-        for k in range(arch.depth):
+        for k in range(subnet.depth):
             cell = self.cells[k]
             for pos, ((i, _), mod) in enumerate(zip(cell.edges, cell.ops)):
-                kind, size = _size(arch.layers[k][i])
+                kind, size = _size(subnet.layers[k][i])
                 if kind == "skip":
                     continue
                 sub = mod.sliced(e, int(size)) if kind == "msa" else mod.sliced(e, size)
@@ -234,14 +234,14 @@ class FocusSupernet(nn.Module):
         return out
 
     @torch.no_grad()
-    def extract(self, arch: Arch) -> Network:
-        """A plain `Network` of `arch` (a version-2 genotype) with the supernet's slices copied in."""
-        genotype = arch_genotype(self.space, arch, meta={})
+    def extract(self, subnet: Subnet) -> Network:
+        """A plain `Network` of `subnet` (a version-2 genotype) with the supernet's slices copied in."""
+        genotype = subnet_genotype(self.space, subnet, meta={})
         with torch.device("meta"):
             net = Network(
                 genotype,
-                arch.depth,
-                arch.embed_dim,
+                subnet.depth,
+                subnet.embed_dim,
                 self.image_size,
                 self.patch_size,
                 self.num_classes,
@@ -250,5 +250,5 @@ class FocusSupernet(nn.Module):
             )
         ref = self.embed.proj.weight
         net = net.to_empty(device=ref.device).to(ref.dtype)
-        net.load_state_dict({k: v.detach().clone() for k, v in self.sliced_state(arch).items()}, strict=True)
+        net.load_state_dict({k: v.detach().clone() for k, v in self.sliced_state(subnet).items()}, strict=True)
         return net.train(self.training)

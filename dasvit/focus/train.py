@@ -20,10 +20,7 @@ from __future__ import annotations
 import math
 import random
 import sys
-import time
-import warnings
 import zlib
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,36 +28,28 @@ from torch.utils.data import Subset
 
 from .. import rundir as rd
 from ..augment import train_transform
-from ..config import Config, load_config, load_run_config
+from ..checkpoint import checkpoint_mismatch, fitting_checkpoint, load_checkpoint, save_checkpoint
+from ..config import Config
 from ..data import EpochLoaders, Splits, build_datasets, image_channels
 from ..engine_request import FocusRequest
 from ..errors import ConfigError
 from ..events import EPOCH, SPACE
 from ..fmt import count
-from ..runtime import (
-    DistInfo,
-    Run,
-    Stopped,
-    all_reduce_mean,
-    barrier,
-    checkpoint_mismatch,
-    default_run_dir,
-    drive,
-    epoch_peak_memory,
-    fitting_checkpoint,
-    load_checkpoint,
-    reduce_sum,
+from ..runtime import DistInfo, Run, all_reduce_mean, barrier, drive, epoch_peak_memory, run_engine, setup_distributed
+from ..training import (
+    EpochSums,
+    autocast,
+    cross_entropy,
+    mix_seed,
     rng_state,
-    run_engine,
-    save_checkpoint,
     set_rng_state,
-    setup_distributed,
+    warmup_cosine,
+    weight_step,
 )
-from ..training import autocast, cross_entropy, mix_seed, warmup_cosine, weight_step
 from .pareto import pareto_ranks, window_ranks, window_shortfall
-from .sampler import ArchSampler, budget_edges, reinforce_loss
-from .scoring import CostTable, EvalBatches, eval_batch, evaluate_arch
-from .space import Arch, FocusSpace, space_from_config
+from .sampler import SubnetSampler, budget_edges, reinforce_loss
+from .scoring import CostTable, EvalBatches, eval_batch, evaluate_subnet
+from .space import FocusSpace, Subnet
 from .supernet import FocusSupernet
 
 REPORT_DRAWS = 32  # architectures drawn per bin for the sampler's state in each epoch event
@@ -126,13 +115,13 @@ class FocusTrainer:
             [{"params": decay, "weight_decay": f.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=f.lr
         )
         self.sched = warmup_cosine(self.w_opt, f.epochs * self.steps, f.lr_warmup_epochs * self.steps, f.min_lr)
-        self.sampler = ArchSampler(space, f.budget_bins, f.lstm.hidden)  # tiny: lives on the CPU
+        self.sampler = SubnetSampler(space, f.budget_bins, f.lstm.hidden)  # tiny: lives on the CPU
         self.s_opt = torch.optim.Adam(self.sampler.parameters(), lr=f.lstm.lr)
-        # identical on every rank: which bin, uniform or not, which arch
+        # identical on every rank: which bin, uniform or not, which subnet
         self.rng = random.Random(mix_seed(f.seed, 7))
         self.gen = torch.Generator().manual_seed(mix_seed(f.seed, 8))
         self.sampler_steps = 0
-        self.arch_digest = 0  # a running checksum of every architecture trained (ranks compare them)
+        self.subnet_digest = 0  # a running checksum of every architecture trained (ranks compare them)
 
     # -- drawing ------------------------------------------------------------------------------
     def uses_sampler(self, epoch: int) -> bool:
@@ -144,14 +133,14 @@ class FocusTrainer:
         the sampler learns where each budget's networks lie (which needs no trained weights)."""
         return self.cfg.focus.sampler == "pareto"
 
-    def draw(self, epoch: int) -> tuple[int, Arch]:
+    def draw(self, epoch: int) -> tuple[int, Subnet]:
         """The budget bin and architecture of one weight step (the same on every rank)."""
         k = self.rng.randrange(len(self.budgets))
         mix = self.rng.random()
         if not self.uses_sampler(epoch) or mix < self.cfg.focus.uniform_mix:
             return k, self.space.sample(self.rng)
         with torch.no_grad():
-            return k, self.sampler(torch.tensor([k]), self.gen).archs[0]
+            return k, self.sampler(torch.tensor([k]), self.gen).subnets[0]
 
     # -- one epoch ----------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -159,21 +148,17 @@ class FocusTrainer:
         torch.manual_seed(mix_seed(f.seed, epoch, info.rank))  # drop-path: a resumed epoch replays exactly
         loader = self.w_loaders.epoch(epoch)
         hold = self._held_out_batches(epoch)
-        self.run.progress.start_epoch(f"epoch {epoch + 1}/{f.epochs}", self.steps)
         net.train()
-        loss_sum = torch.zeros((), device=dev)
-        correct = torch.zeros((), device=dev)
-        seen = images = 0
+        sums = EpochSums(self.run, f"epoch {epoch + 1}/{f.epochs}", self.steps)
         lr = self.sched.get_last_lr()[0]
-        t0 = shown = time.time()
         for step, (x, y) in enumerate(loader):
             if step >= self.steps:
                 break
             lr = self.sched.get_last_lr()[0]  # this step's
-            _, arch = self.draw(epoch)
-            self.arch_digest = zlib.crc32(repr(arch).encode(), self.arch_digest)
+            _, subnet = self.draw(epoch)
+            self.subnet_digest = zlib.crc32(repr(subnet).encode(), self.subnet_digest)
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            # the layers past the arch's depth get no gradient, so AdamW leaves them alone (the same on every rank)
+            # the layers past the subnet's depth get no gradient, so AdamW leaves them alone (the same on every rank)
             loss, logits = weight_step(
                 net,
                 self.params,
@@ -184,34 +169,13 @@ class FocusTrainer:
                 grad_clip=f.grad_clip,
                 scheduler=self.sched,
                 skip_unused=True,
-                args=(arch,),
+                args=(subnet,),
             )
-            n = y.shape[0]
-            loss_sum += loss * n
-            correct += (logits.argmax(1) == y).sum()
-            seen += n
-            images += n
+            sums.add(loss, logits, y)
             if self.sampler_learns() and (step + 1) % f.sampler_every == 0:
                 self.sampler_step(next(hold))
-            now = time.time()
-            if now - shown > 0.5 or step + 1 == self.steps:
-                shown = now
-                self.run.progress.step(
-                    step + 1,
-                    f"loss {loss_sum.item() / seen:.3f} acc {correct.item() / seen:.3f} "
-                    f"{images / max(now - t0, 1e-9):.0f} img/s",
-                )
-            if self.run.should_stop(step):
-                raise Stopped()
-        loss_sum, correct, seen, images = reduce_sum([loss_sum.item(), correct.item(), seen, images], info)
-        seconds = time.time() - t0
-        return {
-            "train_loss": loss_sum / max(seen, 1),
-            "train_acc": correct / max(seen, 1),
-            "lr": lr,
-            "seconds": seconds,
-            "images_per_s": images / max(seconds, 1e-9),
-        }
+            sums.step(step)
+        return {**sums.totals(), "lr": lr}
 
     def _held_out_batches(self, epoch: int):
         """Held-out batches for the sampler steps of `epoch`, endlessly (a fixed order per epoch)."""
@@ -231,8 +195,8 @@ class FocusTrainer:
         losses = []
         self.net.eval()
         with torch.no_grad(), autocast(info.device):
-            for arch in draw.archs:
-                losses.append(cross_entropy(self.net(x, arch), y))
+            for subnet in draw.subnets:
+                losses.append(cross_entropy(self.net(x, subnet), y))
         self.net.train()
         losses_t = torch.stack(losses).float()
         all_reduce_mean([losses_t], info)  # every rank ranks the same numbers
@@ -240,7 +204,7 @@ class FocusTrainer:
         total = torch.zeros(())
         for g, k in enumerate(bins):
             sl = slice(g * lstm.archs, (g + 1) * lstm.archs)
-            flops = [self.cost.flops(a) for a in draw.archs[sl]]
+            flops = [self.cost.flops(a) for a in draw.subnets[sl]]
             if lstm.rank == "window":
                 low = self.budgets[k - 1] if k > 0 else -math.inf
                 ranks = window_ranks(flops, losses_l[sl], low, self.budgets[k])
@@ -257,7 +221,7 @@ class FocusTrainer:
             for k in range(len(self.budgets)):
                 sl = slice(k * lstm.cost_archs, (k + 1) * lstm.cost_archs)
                 low = self.budgets[k - 1] if k > 0 else -math.inf
-                out = window_shortfall([self.cost.flops(a) for a in d.archs[sl]], low, self.budgets[k], span)
+                out = window_shortfall([self.cost.flops(a) for a in d.subnets[sl]], low, self.budgets[k], span)
                 term = reinforce_loss(
                     d.log_prob[sl], d.entropy[sl], out, lstm.entropy, lstm.entropy_floor, d.max_entropy[sl]
                 )
@@ -270,7 +234,7 @@ class FocusTrainer:
     # -- what an epoch event reports -------------------------------------------------------------
     @torch.no_grad()
     def sampler_state(self, epoch: int) -> list[dict[str, float]]:
-        """Per bin: budget, mean FLOPs of the archs the training draws at that budget, the fraction within
+        """Per bin: budget, mean FLOPs of the subnets the training draws at that budget, the fraction within
         budget, and the entropy of the draw (the sampler's; with uniform sampling, the uniform draw's)."""
         gen = torch.Generator().manual_seed(mix_seed(self.cfg.focus.seed, epoch, 55))  # not the training's draws
         rng = random.Random(mix_seed(self.cfg.focus.seed, epoch, 56))
@@ -279,13 +243,13 @@ class FocusTrainer:
         for k, budget in enumerate(self.budgets):
             if self.sampler_learns():  # during the warm-up too: what it has learnt so far
                 d = self.sampler(torch.full((REPORT_DRAWS,), k), gen)
-                archs, entropy = d.archs, float(d.entropy.mean())
+                subnets, entropy = d.subnets, float(d.entropy.mean())
             else:
                 if uniform is None:
-                    archs = [self.space.sample(rng) for _ in range(REPORT_DRAWS)]
-                    uniform = (archs, self.uniform_entropy(archs))
-                archs, entropy = uniform
-            flops = [self.cost.flops(a) for a in archs]
+                    subnets = [self.space.sample(rng) for _ in range(REPORT_DRAWS)]
+                    uniform = (subnets, self.uniform_entropy(subnets))
+                subnets, entropy = uniform
+            flops = [self.cost.flops(a) for a in subnets]
             out.append(
                 {
                     "budget_flops": budget,
@@ -296,16 +260,16 @@ class FocusTrainer:
             )
         return out
 
-    def uniform_entropy(self, archs: list[Arch]) -> float:
-        """Mean entropy of the uniform draw over the decisions each arch uses (nats)."""
+    def uniform_entropy(self, subnets: list[Subnet]) -> float:
+        """Mean entropy of the uniform draw over the decisions each subnet uses (nats)."""
         sizes = {name: len(opts) for name, opts in self.space.decisions()}
         total = 0.0
-        for a in archs:
+        for a in subnets:
             for name, n in sizes.items():
                 layer = int(name[5:].split(".")[0]) if name.startswith("layer") else -1
                 if layer < a.depth:
                     total += math.log(n)
-        return total / len(archs)
+        return total / len(subnets)
 
     def points(self, epoch: int) -> list[dict[str, float]]:
         """One architecture per bin (the sampler's, or uniform under the budget), scored on the validation split."""
@@ -317,15 +281,15 @@ class FocusTrainer:
         for k, budget in enumerate(self.budgets):
             if self.uses_sampler(epoch):
                 with torch.no_grad():
-                    arch = self.sampler(torch.tensor([k]), gen).archs[0]
+                    subnet = self.sampler(torch.tensor([k]), gen).subnets[0]
             else:
-                arch = self.space.sample(rng)
+                subnet = self.space.sample(rng)
                 for _ in range(200):
-                    if self.cost.flops(arch) <= budget:
+                    if self.cost.flops(subnet) <= budget:
                         break
-                    arch = self.space.sample(rng)
-            loss, acc = evaluate_arch(self.net, arch, val, self.info, f.eval_batches)
-            flops, params = self.cost(arch)
+                    subnet = self.space.sample(rng)
+            loss, acc = evaluate_subnet(self.net, subnet, val, self.info, f.eval_batches)
+            flops, params = self.cost(subnet)
             out.append({"flops": flops, "params": params, "val_loss": loss, "val_acc": acc, "bin": k})
         return out
 
@@ -346,7 +310,7 @@ class FocusTrainer:
                 "sampler": self.sampler.state_dict(),
                 "s_opt": self.s_opt.state_dict(),
                 "sampler_steps": self.sampler_steps,
-                "arch_digest": self.arch_digest,
+                "arch_digest": self.subnet_digest,
                 "rng": {**rng_state(), "python": self.rng.getstate(), "sampler": self.gen.get_state()},
                 "budgets": self.budgets,
                 "num_classes": self.num_classes,
@@ -357,17 +321,11 @@ class FocusTrainer:
     def restore(self, ckpt: dict[str, Any]) -> int:
         self.net.load_state_dict(ckpt["model"])
         self.w_opt.load_state_dict(ckpt["w_opt"])
-        if "sched" in ckpt:
-            self.sched.load_state_dict(ckpt["sched"])
-        else:  # a checkpoint from before the schedule was kept: its step count gives the same schedule
-            with warnings.catch_warnings():  # "scheduler stepped before the optimizer": on purpose
-                warnings.simplefilter("ignore", UserWarning)
-                self.sched.last_epoch = ckpt["epoch"] * self.steps - 1
-                self.sched.step()
+        self.sched.load_state_dict(ckpt["sched"])
         self.sampler.load_state_dict(ckpt["sampler"])
         self.s_opt.load_state_dict(ckpt["s_opt"])
         self.sampler_steps = ckpt["sampler_steps"]
-        self.arch_digest = ckpt["arch_digest"]
+        self.subnet_digest = ckpt["arch_digest"]
         rng = ckpt["rng"]
         set_rng_state(rng)
         self.rng.setstate(_as_tuple(rng["python"]))
@@ -384,13 +342,13 @@ class FocusTrainer:
             [
                 float(sum(p.detach().double().sum() for p in self.sampler.parameters())),
                 float(sum(p.detach().double().sum() for p in self.net.parameters())),
-                float(self.arch_digest),
+                float(self.subnet_digest),
             ],
             dtype=torch.float64,
         )
         gathered = [torch.zeros_like(mine) for _ in range(self.info.world)]
         torch.distributed.all_gather_object(gathered, mine)
-        if any(int(g[2]) != self.arch_digest for g in gathered):
+        if any(int(g[2]) != self.subnet_digest for g in gathered):
             raise RuntimeError("ranks trained different architectures")
         worst = max(float(((g - mine).abs() / mine.abs().clamp(min=1.0))[:2].max()) for g in gathered)
         if worst > 1e-6:
@@ -421,8 +379,8 @@ class FocusTrainer:
             )
             self.checkpoint(0)  # a stop during the first epoch can still be resumed
         self.run.progress.line(
-            f"space: {self.min_flops / 1e6:.2f}-{self.max_flops / 1e6:.2f} MFLOPs, "
-            f"{self.min_params / 1e6:.3f}-{self.max_params / 1e6:.3f} M params; {f.epochs} epochs of {self.steps} "
+            f"space: {count(self.min_flops)}-{count(self.max_flops)} FLOPs, "
+            f"{count(self.min_params)}-{count(self.max_params)} params; {f.epochs} epochs of {self.steps} "
             f"steps, sampler {f.sampler}"
         )
         for epoch in range(start, f.epochs):
@@ -430,8 +388,8 @@ class FocusTrainer:
             bins = self.sampler_state(epoch)
             points = self.points(epoch)
             val = self.val_batches
-            largest = evaluate_arch(self.net, self.space.largest(), val, self.info, f.eval_batches)
-            smallest = evaluate_arch(self.net, self.space.smallest(), val, self.info, f.eval_batches)
+            largest = evaluate_subnet(self.net, self.space.largest(), val, self.info, f.eval_batches)
+            smallest = evaluate_subnet(self.net, self.space.smallest(), val, self.info, f.eval_batches)
             self.checkpoint(epoch + 1)
             extra = epoch_peak_memory(self.info)
             phase = "sampler" if self.uses_sampler(epoch) else "uniform"
@@ -471,17 +429,6 @@ def _as_tuple(x: Any) -> Any:
 # the process
 
 
-def prepare(args: FocusRequest) -> tuple[Config, Path, bool]:
-    """Resolve the config and run directory, or raise a UserError before any work."""
-    if args.resume:
-        run_dir = rd.resume_run_dir(args.resume, "focus", args.preset, args.overrides)
-        return load_run_config(run_dir / rd.CONFIG), run_dir, True
-    cfg = load_config(args.preset or FocusRequest.DEFAULT_PRESET, args.overrides)
-    space_from_config(cfg)  # a bad base or space: exit 2 now
-    run_dir = rd.check_new_run_dir(Path(args.run_dir) if args.run_dir else default_run_dir(cfg.preset))
-    return cfg, run_dir, False
-
-
 def main(argv: list[str] | None = None) -> int:
     """`python -m dasvit.focus ARGS` (see `dasvit.engine_request.FocusRequest`)."""
     return run(FocusRequest.parse(argv))
@@ -491,9 +438,9 @@ def run(args: FocusRequest) -> int:
     """Run the FocusFormer training a request asks for, in this process (one rank); returns the exit code."""
 
     def body() -> int:
-        cfg, run_dir, resume = prepare(args)
+        req = args.resolved()  # a bad config, space or run directory: one sentence, before anything starts
+        cfg, run_dir, resume, space = req.config, req.run_dir, req.resume is not None, req.space
         info = setup_distributed()
-        space = space_from_config(cfg, run_dir if resume else None)
         tf, _ = train_transform(cfg, "search")  # the search's light augmentation (search.augment)
         splits = build_datasets(cfg.data, train_transform=tf)  # a missing dataset: no run
         torch.set_float32_matmul_precision("high")
@@ -510,9 +457,7 @@ def run(args: FocusRequest) -> int:
             hint = f"specialize with: dasvit specialize {run_dir} --flops {count((trainer.min_flops + trainer.max_flops) / 2)}"
             return f"supernet and sampler in {run_dir / rd.CHECKPOINT}; {hint}", f"finished; {hint}"
 
-        return drive(
-            run_dir, cfg, "focus", info, resume, args.progress, work, f"dasvit focus --headless --resume {run_dir}"
-        )
+        return drive(req, info, work)
 
     return run_engine(body)
 

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 
 from dasvit.errors import UserError
-from dasvit.fmt import human_bytes
+from dasvit.fmt import count, human_bytes
 from dasvit.limits import MAX_THREADS
 
 
@@ -41,7 +41,7 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
         (f"retrain: peer images/s ({r['peer']})", f"{r['images_per_s']['peer']:,.1f}", ""),
         (
             "retrain: FLOPs/image ours / peer (fvcore)",
-            f"{r['flops_per_image']['ours'] / 1e9:.2f} G / {r['flops_per_image']['peer'] / 1e9:.2f} G",
+            f"{count(r['flops_per_image']['ours'])} / {count(r['flops_per_image']['peer'])}",
             "",
         ),
         ("retrain: per-FLOP speed, ours / peer", f"{r['per_flop_vs_peer']:.3f}", "≥ 0.95"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -10,7 +9,7 @@ import typer
 from dasvit.engine_request import FocusRequest, check_preset_engine, presets_for
 from dasvit.errors import UserError
 
-SET_HELP = "Override a config key, VALUE parsed as YAML; repeatable. Example: --set focus.sampler=uniform"
+from .options import NewRunDir, NoProgress, Nproc, Resume, set_option
 
 
 def focus(
@@ -21,18 +20,16 @@ def focus(
         help=f"Preset name ({', '.join(presets_for('focus'))}) or a YAML file with a focus: section. "
         "Default: focus-demo.",
     ),
-    overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP, metavar="KEY=VALUE"),
-    run_dir: Optional[Path] = typer.Option(
-        None, "--run-dir", "-o", help="Where the run writes. Default: runs/<preset>-<timestamp>."
-    ),
+    overrides: set_option("focus.sampler=uniform") = None,
+    run_dir: NewRunDir = None,
     headless: bool = typer.Option(
         False,
         "--headless",
         help="Run in the foreground with progress on stdout (the only mode; dasvit tui --preset opens the monitor).",
     ),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue RUN_DIR from its last completed epoch."),
-    nproc: int = typer.Option(1, "--nproc", min=1, help="Processes (one per GPU) under torchrun; gloo on CPU."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="Print no progress lines."),
+    resume: Resume = None,
+    nproc: Nproc = 1,
+    no_progress: NoProgress = False,
 ) -> None:
     """Train a FocusFormer supernet and its budget-aware architecture sampler.
 
@@ -56,7 +53,7 @@ def focus(
         )
     if resume is None:
         check_preset_engine(preset, "focus")
-    request = FocusRequest(preset, list(overrides), run_dir, resume, progress=not no_progress)
+    request = FocusRequest(preset, list(overrides or []), run_dir, resume, progress=not no_progress)
     request = request.resolved()  # every rank writes the same run directory; a bad config stops here
     if nproc > 1:
         from ..launch import run_distributed

@@ -6,7 +6,6 @@ without it, the monitor starts the engine detached and watches it (`dasvit_tui.c
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -15,7 +14,7 @@ import typer
 from dasvit.engine_request import RetrainRequest
 from dasvit.errors import UserError
 
-SET_HELP = "Override a config key, VALUE parsed as YAML; repeatable. Example: --set retrain.epochs=100"
+from .options import NoProgress, set_option
 
 
 def retrain(
@@ -30,7 +29,7 @@ def retrain(
         "-p",
         help="Preset name or YAML file. Default: the config.yaml of the run the source comes from.",
     ),
-    overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP, metavar="KEY=VALUE"),
+    overrides: set_option("retrain.epochs=100") = None,
     run_dir: Optional[Path] = typer.Option(
         None, "--run-dir", "-o", help="Where to write. Default: RUN_DIR/retrain, or runs/<name>-retrain-<time>."
     ),
@@ -41,7 +40,7 @@ def retrain(
         False, "--headless", help="Run in the foreground with progress on stdout instead of opening the monitor."
     ),
     nproc: int = typer.Option(1, "--nproc", help="Processes (one per GPU) under torchrun; gloo on CPU."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="Print no progress lines."),
+    no_progress: NoProgress = False,
 ) -> None:
     """Retrain a searched cell from scratch; report top-1/top-5, params, FLOPs, images/s.
 
@@ -55,13 +54,10 @@ def retrain(
 
     Example: dasvit retrain runs/demo-20260101-120000 --headless
     """
-    from dasvit.retrain import plan_of
-
     if nproc < 1:
         raise UserError(f"--nproc must be at least 1, got {nproc}.")
-    request = RetrainRequest(source, preset, list(overrides), run_dir, resume, progress=not no_progress)
-    plan = plan_of(request)  # every mistake: exit 2, now
-    request = replace(request, run_dir=plan.run_dir).resolved()
+    request = RetrainRequest(source, preset, list(overrides or []), run_dir, resume, progress=not no_progress)
+    request = request.resolved()  # every mistake: exit 2, now
     if not headless:
         if nproc > 1:
             raise UserError("--nproc runs the ranks in the foreground; add --headless.")
@@ -72,7 +68,6 @@ def retrain(
         from ..launch import run_distributed
 
         raise typer.Exit(run_distributed(request, nproc))
-    from dasvit.retrain import retrain as run_retrain
-    from dasvit.runtime import run_engine
+    from dasvit.retrain import run
 
-    raise typer.Exit(run_engine(lambda: run_retrain(plan, progress=not no_progress)))
+    raise typer.Exit(run(request))

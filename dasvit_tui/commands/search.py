@@ -15,7 +15,8 @@ from dasvit.errors import RunDirError, UserError
 from dasvit.events import ERROR, PRUNE, RUN_END
 from dasvit.opspec import keep_problem, merge_keep
 
-SET_HELP = "Override a config key, VALUE parsed as YAML; repeatable. Example: --set search.pts.ratio=0.25"
+from .options import NewRunDir, Nproc, Resume, set_option
+
 VERDICT_SECONDS = 10.0
 
 
@@ -27,10 +28,8 @@ def search(
         help=f"Preset name ({', '.join(presets_for('search'))}) or a YAML file. Default: demo. "
         "(focus-* presets train a FocusFormer: dasvit focus.)",
     ),
-    overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP, metavar="KEY=VALUE"),
-    run_dir: Optional[Path] = typer.Option(
-        None, "--run-dir", "-o", help="Where the run writes. Default: runs/<preset>-<timestamp>."
-    ),
+    overrides: set_option("search.pts.ratio=0.25") = None,
+    run_dir: NewRunDir = None,
     headless: bool = typer.Option(
         False,
         "--headless",
@@ -41,8 +40,8 @@ def search(
         "--approve",
         help="Stage pruning: auto (default when headless) or manual (wait for `dasvit approve` or the monitor).",
     ),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue RUN_DIR from its last completed epoch."),
-    nproc: int = typer.Option(1, "--nproc", min=1, help="Processes (one per GPU) under torchrun; gloo on CPU."),
+    resume: Resume = None,
+    nproc: Nproc = 1,
     dry_run: bool = typer.Option(
         False,
         "--dry-run",
@@ -85,8 +84,8 @@ def search(
     if resume is None:
         check_preset_engine(preset, "search")
     if dry_run:
-        raise typer.Exit(dry_run_memory(preset, list(overrides), resume, gpu_mem, json_path, measure_batches))
-    request = SearchRequest(preset, list(overrides), run_dir, approve, resume)
+        raise typer.Exit(dry_run_memory(preset, list(overrides or []), resume, gpu_mem, json_path, measure_batches))
+    request = SearchRequest(preset, list(overrides or []), run_dir, approve, resume)
     if not headless:
         if nproc > 1:
             raise UserError(
@@ -226,11 +225,8 @@ def checked_keep(parsed: object, pending: dict) -> dict:
     """--keep completed by the proposal (the edges it does not name keep the proposed ops) and checked
     against the ops each edge still offers (the proposal's `weights`); else one sentence, exit 2."""
     proposal = pending.get("keep") or {}
-    weights = pending.get("weights")
-    if isinstance(weights, dict) and weights:
-        active = {name: list(ops) if isinstance(ops, dict) else None for name, ops in weights.items()}
-    else:  # a proposal without its weights (an older engine): the edges are known, their ops are not
-        active = {name: None for name in proposal}
+    weights = pending.get("weights") if isinstance(pending.get("weights"), dict) else {}
+    active = {name: list(ops) if isinstance(ops, dict) else None for name, ops in weights.items()}
     merged = merge_keep(parsed, proposal)
     why = keep_problem(merged, active)
     if why:

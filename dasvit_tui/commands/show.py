@@ -23,6 +23,7 @@ import typer
 from dasvit import limits as lim
 from dasvit import rundir as rd
 from dasvit.errors import ConfigError, RunDirError, UserError
+from dasvit.fmt import count
 
 FORMATS = ("rich", "json", "dot")
 
@@ -55,7 +56,7 @@ def sized_network_cost(genotype, sizes: dict[str, int]):
 def resolve_sizes(source: str, opts: dict[str, Optional[int]]) -> tuple[dict[str, int], str]:
     """The sizes to measure at, and where they came from (for the header)."""
     from dasvit.config import load_config, load_run_config
-    from dasvit.genotype import BUILTIN_DIMS
+    from dasvit.genotype import BUILTIN_DIMS, network_sizes
 
     run = rd.config_dir_for(source)
     in_chans = 3
@@ -73,14 +74,7 @@ def resolve_sizes(source: str, opts: dict[str, Optional[int]]) -> tuple[dict[str
     else:
         cfg, origin = load_config(None), "config defaults"
         classes = cfg.data.synthetic_classes
-    sizes = {
-        "depth": cfg.retrain.depth,
-        "embed_dim": cfg.space.embed_dim,
-        "image_size": cfg.data.image_size,
-        "patch_size": cfg.space.patch_size,
-        "num_classes": classes,
-        "in_chans": in_chans,
-    }
+    sizes = {**network_sizes(cfg), "num_classes": classes, "in_chans": in_chans}
     if run is None and source in BUILTIN_DIMS:
         sizes.update(BUILTIN_DIMS[source], num_classes=1000)
         origin = f"{source}'s own sizes"
@@ -138,8 +132,8 @@ def check_network(genotype, sizes: dict[str, int]) -> None:
         params = sized_network_cost(genotype, sizes).params
     if params > lim.MAX_SHOW_PARAMS:
         raise ConfigError(
-            f"this network would have {params / 1e9:,.1f}G params; dasvit show builds networks of at most "
-            f"{lim.MAX_SHOW_PARAMS / 1e9:.0f}G params (8 GiB of weights) to count them: lower --depth or --dim."
+            f"this network would have {count(params)} params; dasvit show builds networks of at most "
+            f"{count(lim.MAX_SHOW_PARAMS)} params (8 GiB of weights) to count them: lower --depth or --dim."
         )
 
 

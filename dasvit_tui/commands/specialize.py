@@ -45,7 +45,9 @@ def print_result(result) -> None:
     ]:
         table.add_column(col, justify=just)
     for c in result.front:
-        ops = " ".join("·".join(_short(op) for op in layer if op_type(op) in ("msa", "mlp")) for layer in c.arch.layers)
+        ops = " ".join(
+            "·".join(_short(op) for op in layer if op_type(op) in ("msa", "mlp")) for layer in c.subnet.layers
+        )
         table.add_row(
             "*" if c is result.best else "",
             str(c.order),
@@ -53,8 +55,8 @@ def print_result(result) -> None:
             count(c.params),
             f"{c.top1:.2%}",
             f"{c.val_loss:.3f}",
-            str(c.arch.depth),
-            str(c.arch.embed_dim),
+            str(c.subnet.depth),
+            str(c.subnet.embed_dim),
             ops,
         )
     console = Console()

@@ -60,11 +60,10 @@ def start_and_monitor(request: EngineRequest, root: Path = RUNS_ROOT) -> int:
         resolve_preset(request.preset)
     for o in request.overrides:
         parse_override(o)
-    request = request.resolved(root)  # a search's whole config is checked here
-    if rd.is_live(request.run_dir):
-        raise UserError(
-            f"{request.run_dir} is in use by a live engine process; watch it with: dasvit tui {request.run_dir}"
-        )
+    for named in (request.run_dir, request.resume):  # before resolving, which would say "stop it first"
+        _refuse_live(named)
+    request = request.resolved(root)  # the whole config is checked here
+    _refuse_live(request.run_dir)  # a search run's retrain/, resumed
     launched = launch.start_engine(request)
     app = DasvitApp(run_dir=launched.run_dir, process=launched.process, exit_on_user_error=True, kind=launched.kind)
     code = _run_app(app)
@@ -73,6 +72,11 @@ def start_and_monitor(request: EngineRequest, root: Path = RUNS_ROOT) -> int:
         raise UserError(str(app.return_value or "the engine refused its input.").removeprefix("dasvit: "))
     _farewell(launched.run_dir)
     return code
+
+
+def _refuse_live(run_dir: Path | None) -> None:
+    if run_dir is not None and rd.is_live(run_dir):
+        raise UserError(f"{run_dir} is in use by a live engine process; watch it with: dasvit tui {run_dir}")
 
 
 def _discard_if_empty(run_dir: Path) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from dasvit.errors import UserError
 from dasvit.fmt import count_in_table
 from dasvit.rundir import GENOTYPE, read_json_file, stage_genotype
 
+from ..launch import cli_command
 from ..state import run_name
 
 SHOW_TIMEOUT = 180
@@ -143,7 +143,7 @@ def search_genotype_screen(run_dir: Path, genotype: dict[str, Any], stage: Any, 
 
 def measure(target: Path) -> tuple[dict[str, Any] | None, str]:
     """Params/FLOPs from `dasvit show TARGET --format json` in a subprocess, or why not."""
-    cmd = [sys.executable, "-m", "dasvit_tui.cli", "show", str(target), "--format", "json"]
+    cmd = cli_command("show", str(target), "--format", "json")
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=SHOW_TIMEOUT, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:

@@ -16,15 +16,21 @@ from ..state import RunState
 from .charts import ChartData, LineChart, Series
 
 
-def type_share(weights: dict[str, dict[str, float]], type_: str) -> float | None:
-    """W_t: mean over edges of the summed weight on ops of one type."""
+def type_share(ev: dict[str, Any], type_: str) -> float | None:
+    """W_t of an epoch: the share the engine reports (`type_shares`). A run written before the engine
+    reported it has only its `arch_weights`: then the same mean over edges of the summed weight on the ops
+    of that type, worked out here."""
+    shares = ev.get("type_shares")
+    if isinstance(shares, dict) and isinstance(shares.get(type_), (int, float)):
+        return float(shares[type_])
+    weights = ev.get("arch_weights") or {}
     if not weights:
         return None
     sums = [sum(v for op, v in w.items() if op_type(op) == type_) for w in weights.values()]
     return sum(sums) / len(sums)
 
 
-def fairness_terms(ev: dict[str, Any] | None, width: int | None = None) -> str:
+def fairness_words(ev: dict[str, Any] | None, width: int | None = None) -> str:
     """The fairness loss of the latest epoch in words, the longest wording that fits `width`: its skip term
     (skip weight above its fair-share threshold), its type term (msa / mlp shares outside their bounds) and
     the weighted total the α step adds to its loss."""
@@ -55,21 +61,20 @@ class SkipChart(LineChart):
         self._last: dict[str, Any] | None = None
 
     def _subtitle(self) -> None:
-        self.border_subtitle = fairness_terms(self._last, self.size.width - 4 if self.size.width else None)
+        self.border_subtitle = fairness_words(self._last, self.size.width - 4 if self.size.width else None)
 
     def on_resize(self) -> None:
         self._subtitle()
 
     def show(self, state: RunState) -> None:
         eps = state.epochs
-        weights = [e.get("arch_weights") or {} for e in eps]
         skip = [e.get("skip_fraction") if isinstance(e.get("skip_fraction"), (int, float)) else None for e in eps]
         bounds = state.fairness_bounds
         self.plot(
             ChartData(
                 series=[
-                    Series("msa", [type_share(w, "msa") for w in weights], "dodger_blue1"),
-                    Series("mlp", [type_share(w, "mlp") for w in weights], "green3"),
+                    Series("msa", [type_share(e, "msa") for e in eps], "dodger_blue1"),
+                    Series("mlp", [type_share(e, "mlp") for e in eps], "green3"),
                     Series("skip", skip, "orange1"),
                 ],
                 x_max=state.total_epochs,
