@@ -404,6 +404,54 @@ def test_sizes_and_counts_beyond_their_bound_are_one_sentence_naming_it(tmp_path
     assert not (tmp_path / "run").exists()
 
 
+# every integer key of the config that reached the allocator, a loop or a fork (and the others, bounded alike)
+BIG = 10**12
+CONFIG_BOUNDS = [
+    ("search", "search.pts.dim", 10**9, "at most 8,192"),  # RuntimeError in supernet.py, the run dir left
+    ("search", "data.workers", BIG, "at most 256"),  # forked loader workers until killed
+    ("search", "data.batch_size", BIG, "at most 65,536"),
+    ("search", "search.arch_warmup_epochs", BIG, "at most 1,000,000"),
+    ("search", "search.steps_per_epoch", BIG, "at most 1,000,000,000"),
+    ("search", "search.stages=[{depth: 1, keep: 8, epochs: 1000000000000}]", None, "at most 1,000,000"),
+    ("search", "search.seed", 10**30, "between -4,294,967,295 and 4,294,967,295"),
+    ("search", "data.seed", -(10**30), "between -4,294,967,295 and 4,294,967,295"),  # ValueError: Overflow
+    ("search", "space.ops=[" + ", ".join(f"mlp_{1 + i / 100:g}" for i in range(300)) + "]", None, "at most 256 values"),
+    ("retrain", "retrain.epochs", BIG, "at most 1,000,000"),
+    ("retrain", "retrain.batch_size", BIG, "at most 65,536"),
+    ("retrain", "retrain.steps_per_epoch", BIG, "at most 1,000,000,000"),
+    ("retrain", "retrain.seed", 10**30, "between -4,294,967,295"),
+    ("focus", "focus.lstm.hidden", BIG, "at most 4,096"),  # OOM at 23 GB
+    ("focus", "focus.budget_bins", BIG, "at most 256"),  # OOM
+    ("focus", "focus.lstm.archs", BIG, "at most 4,096"),  # OOM
+    ("focus", "focus.lstm.budgets", BIG, "at most 4,096"),  # MemoryError
+    ("focus", "focus.lstm.cost_archs", BIG, "at most 4,096"),  # RuntimeError from the allocator
+    ("focus", "focus.lstm.batch_size", BIG, "at most 65,536"),
+    ("focus", "focus.batch_size", BIG, "at most 65,536"),  # refused only after the run dir was made
+    ("focus", "focus.epochs", BIG, "at most 1,000,000"),
+    ("focus", "focus.sampler_every", BIG, "at most 1,000,000,000"),
+    ("focus", "focus.eval_batches", BIG, "at most 1,000,000,000"),
+    ("focus", "focus.seed", 10**30, "between -4,294,967,295"),  # ValueError: Overflow
+    ("focus", "focus.embed_dims=[" + ", ".join(map(str, range(8, 2408, 8))) + "]", None, "at most 256 values"),
+]
+ENGINE_ARGS = {
+    "search": ["search", "--headless", "--preset", "demo"],
+    "retrain": ["retrain", "vit_b16", "--headless", "--preset", "demo"],
+    "focus": ["focus", "--headless", "--preset", "focus-demo"],
+}
+
+
+@pytest.mark.parametrize("engine, key, value, words", CONFIG_BOUNDS, ids=[c[1][:30] for c in CONFIG_BOUNDS])
+def test_config_sizes_beyond_their_bound_are_one_sentence_before_any_run_dir(
+    tmp_path, capsys, engine, key, value, words
+):
+    setting = key if value is None else f"{key}={value}"
+    start = time.monotonic()
+    code, _, err = cli(capsys, *ENGINE_ARGS[engine], "--set", setting, "--run-dir", tmp_path / "run")
+    line = one_sentence(err)
+    assert code == 2 and words in line and key.split("=")[0] in line and time.monotonic() - start < 5
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_genotype_asking_for_1e30_nodes_is_refused_at_once(tmp_path, capsys):
     """Its validation looped over every node."""
     g = json.loads((RECORDED / "genotype.json").read_text())
