@@ -15,7 +15,8 @@ Types mean what JSON holds: `int` a whole number, `float` any number (an int too
   or one of the wrong type raises `EventSchemaError`: each is a bug of the engine, found by the first
   test that runs it.
 - **Readers** pass every line through `clean_event`, which drops each field whose value is not of its
-  type (`"stage": [1]`, a number as a string), so that a reader sees it absent and keeps its default.
+  type (`"stage": [1]`, a number as a string), so that a reader sees it absent and keeps its default;
+  within a field with parts (a sampler's bins, the scored points) it drops the parts' fields likewise.
   A reader must still treat every field as possibly absent: runs written by older versions lack some
   (`threads`, `type_shares`, `memory_estimate_bytes`), and a run directory may hold anything. Readers
   switch on the type names below (`EPOCH`, `RUN_END`, ...).
@@ -344,6 +345,56 @@ FIELD_TYPES: dict[str, Any] = _field_types()
 # what clean_event checks each field name against (the same in every event type, and in unknown ones)
 READER_CHECKS: dict[str, Callable[[Any], bool]] = {k: _check(a, strict=False) for k, a in FIELD_TYPES.items()}
 
+_DROP = object()  # a _reader's answer for a value that is not even of its field's kind
+
+
+def _has_parts(ann: Any) -> bool:
+    return _is_typeddict(ann) or (get_origin(ann) is list and _is_typeddict(get_args(ann)[0]))
+
+
+def _reader(ann: Any) -> Callable[[Any], Any]:
+    """What a reader keeps of a value for `ann`: the value itself when it holds what `ann` says (no copy),
+    else _DROP; but a TypedDict part is kept as an object of its fields that are of their type (recursively,
+    other keys as they are), and a list of such parts as a list of them, an item that is not an object read
+    as {} (so that positions, a sampler's bins, stay)."""
+    if _is_typeddict(ann):
+        fields = {k: _reader(a) for k, a in _hints(ann).items()}
+
+        def part(v: Any) -> Any:
+            if not isinstance(v, dict):
+                return _DROP
+            out = None
+            for k, x in v.items():
+                keep = fields[k](x) if k in fields else x
+                if keep is not x:
+                    out = dict(v) if out is None else out
+                    if keep is _DROP:
+                        del out[k]
+                    else:
+                        out[k] = keep
+            return v if out is None else out
+
+        return part
+    if _has_parts(ann):
+        item = _reader(get_args(ann)[0])
+
+        def parts(v: Any) -> Any:
+            if not isinstance(v, list):
+                return _DROP
+            kept = [item(x) for x in v]
+            if all(k is x for k, x in zip(kept, v)):
+                return v
+            return [{} if k is _DROP else k for k in kept]
+
+        return parts
+    check = _check(ann, strict=False)
+    return lambda v: v if check(v) else _DROP
+
+
+# the fields whose value has parts (a sampler's bins, the scored points, the fairness terms): clean_event
+# cleans those field by field instead of only checking that they are an object or a list
+_PART_READERS: dict[str, Callable[[Any], Any]] = {k: _reader(a) for k, a in FIELD_TYPES.items() if _has_parts(a)}
+
 
 # ---------------------------------------------------------------------------------------------
 # writing and reading
@@ -384,8 +435,23 @@ def check_event(ev: dict[str, Any], engine: str | None = None, complete: bool = 
 
 def clean_event(ev: dict[str, Any]) -> Event:
     """`ev` (an object read from a line) without the fields whose value is not of the type the schema gives
-    that field name (FIELD_TYPES): for readers, which then see them absent. Other fields pass as they are,
-    so an event type this version does not know is still shown as far as it can be."""
-    checks = READER_CHECKS
-    bad = [k for k, v in ev.items() if k in checks and not checks[k](v)]
-    return {k: v for k, v in ev.items() if k not in bad} if bad else ev  # type: ignore[return-value]
+    that field name (FIELD_TYPES): for readers, which then see them absent. A field with parts (`sampler`,
+    `points`, `fairness`) is cleaned the same way within: `{"bins": [1, {"budget_flops": "x"}]}` is read as
+    `{"bins": [{}, {}]}`. Other fields pass as they are, so an event type this version does not know is
+    still shown as far as it can be. An event with nothing to clean is returned as it is."""
+    checks, parts = READER_CHECKS, _PART_READERS
+    out = None
+    for k, v in ev.items():
+        if k in parts:
+            keep = parts[k](v)
+        elif k in checks:
+            keep = v if checks[k](v) else _DROP
+        else:
+            continue
+        if keep is not v:
+            out = dict(ev) if out is None else out
+            if keep is _DROP:
+                del out[k]
+            else:
+                out[k] = keep
+    return ev if out is None else out  # type: ignore[return-value]

@@ -162,6 +162,7 @@ FIXED_LINES = [
     b'{"type":"epoch","stage":1,"epoch":2,"epochs":3,"points":[1,{"flops":NaN,"val_acc":"x"},'
     b'{"flops":1e300,"val_acc":1e300},{"flops":1e299,"val_acc":-1e299}],"sampler":{"bins":[1,'
     b'{"budget_flops":0,"mean_flops":NaN},{"budget_flops":1,"mean_flops":1e308,"feasible":"x","entropy":NaN}]}}',
+    b'{"type":"epoch","stage":1,"epoch":3,"epochs":3,"sampler":{"bins":[{"budget_flops":"x","mean_flops":"y"}]}}',
     b'{"type":"genotype","stage":1,"genotype":{"format":"dasvit-genotype","edges":[1,{"to":[2]}],"output":"x"}}',
     b'{"type":"epoch","stage":1,"epoch":1,"epochs":1,"fairness":{"skip":"x","total":NaN},"skip_fraction":[1]}',
     b'{"type": "approve"}',  # a control line in the event log
@@ -620,7 +621,9 @@ def hostile_runs(root: Path) -> list[Path]:
 
 
 def test_fuzzed_event_logs_never_raise_in_approve_plot_or_the_run_readers(mini, tmp_path, capsys):
-    for run in hostile_runs(tmp_path / "runs"):
+    """`plot` of a FocusFormer run raised on a sampler bin that is not an object, or whose numbers are strings."""
+    runs = hostile_runs(tmp_path / "runs")
+    for run in runs:
         evs, bad = rd.read_events(run)
         assert len(bad) >= NOT_OBJECTS and all(isinstance(e, dict) for e in evs)
         assert not any(ch in json.dumps(evs, ensure_ascii=False) for ch in ESCAPES)
@@ -633,6 +636,9 @@ def test_fuzzed_event_logs_never_raise_in_approve_plot_or_the_run_readers(mini, 
     code, out, err = cli(capsys, "plot", small_search(mini, tmp_path / "plotted"), "--out", tmp_path / "figures")
     assert code == 0, err
     assert {Path(p).name for p in out.split()} >= {"curves.png", "op_weights.svg", "skip.png"}
+    code, out, err = cli(capsys, "plot", runs[1], "--out", tmp_path / "focus-figures")  # the focus run
+    assert code == 0, err
+    assert {Path(p).name for p in out.split()} >= {"curves.png", "sampler.png", "sampler.svg"}
 
 
 def small_search(mini: Path, dst: Path) -> Path:
