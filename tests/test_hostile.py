@@ -454,11 +454,17 @@ def test_config_sizes_beyond_their_bound_are_one_sentence_before_any_run_dir(
 
 
 def test_a_genotype_asking_for_1e30_nodes_is_refused_at_once(tmp_path, capsys):
-    """Its validation looped over every node."""
+    """Its validation looped over every node; an output of 100,000 nodes was a MemoryError in `show`."""
     g = json.loads((RECORDED / "genotype.json").read_text())
     cases = [
         ("nodes", 10**30, "'nodes' must be between 1 and 32"),
         ("edges", [g["edges"][0]] * 5000, "at most 4,096"),
+        ("output", [2] * 100_000, "'output' lists 100,000 nodes; a cell of 3 intermediate nodes has at most 3"),
+        (
+            "ops",
+            {f"mlp_{1 + i / 1000:g}": {"type": "mlp", "ratio": 1 + i / 1000} for i in range(5000)},
+            "at most 4,096",
+        ),
     ]
     for key, value, words in cases:
         path = tmp_path / f"{key}.json"
