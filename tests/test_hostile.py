@@ -717,3 +717,55 @@ def test_the_runs_list_and_every_monitor_stay_up_on_hostile_runs(tmp_path):
     text = "\n".join(seen)
     assert "[/bold]" in text and "[bold]x" in text  # names and presets shown as they are, never as markup
     assert not any(ch in text for ch in ESCAPES)
+
+
+def waiting_run(mini: Path, dst: Path) -> Path:
+    """A copy of `mini` cut just after its first prune_proposal: a run that waits for an answer."""
+    run = copy(mini, dst)
+    lines = lines_of(run / rd.EVENTS)
+    cut = next(i for i, ln in enumerate(lines) if json.loads(ln)["type"] == "prune_proposal")
+    (run / rd.EVENTS).write_bytes(b"\n".join(lines[: cut + 1]) + b"\n")
+    return run
+
+
+def test_the_monitor_stays_up_when_its_answer_or_stop_cannot_be_written(mini, tmp_path):
+    """A live run whose control.jsonl is a link: `a` in the prune modal and `s` `y` in the monitor raised
+    RunDirError out of the app (rd.write_control). Now each is its sentence in the log and a notification."""
+    from dasvit_tui.app import DasvitApp
+    from dasvit_tui.screens.monitor import MonitorScreen
+    from dasvit_tui.screens.prune import KeepGrid, PruneScreen
+    from dasvit_tui.widgets.log import EngineLog
+
+    victim = tmp_path / "someone-elses-file"
+    victim.write_text("precious\n")
+    run = waiting_run(mini, tmp_path / "run")
+    (run / rd.CONTROL).unlink(missing_ok=True)
+    (run / rd.CONTROL).symlink_to(victim)
+    lock = rd.RunLock(run)  # the engine's lock, held here: the run is live
+    lock.acquire()
+    logged: list[str] = []
+
+    async def scenario():
+        app = DasvitApp(run_dir=run, poll_interval=0.05)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, PruneScreen) and bool(app.screen.query(KeepGrid)))
+            monitor = app.screen_stack[-2]
+            assert isinstance(monitor, MonitorScreen)
+            await pilot.press("a")
+            await until(pilot, lambda: app.screen is monitor)
+            await pilot.press("s")
+            await until(pilot, lambda: app.screen is not monitor)
+            await pilot.press("y")
+            await until(pilot, lambda: app.screen is monitor)
+            await pilot.pause(0.1)
+            logged.extend(text.plain for text in monitor.query_one(EngineLog)._entries)  # the lines unwrapped
+            assert app.is_running and monitor.state.status == "waiting"
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        lock.release()
+    refused = [line for line in logged if "not sent" in line]
+    assert [line.split(":")[0] for line in refused] == ["approve not sent", "stop not sent"], logged
+    assert all("control.jsonl is a symbolic link" in line for line in refused)
+    assert victim.read_text() == "precious\n"
