@@ -110,7 +110,7 @@ def plan_retrain(
     if resume is not None:
         rdir = Path(resume)
         if rd.is_run_dir(rdir / rd.RETRAIN):  # a search run: resume its retrain
-            rdir = rdir / rd.RETRAIN
+            rdir = rd.run_subdir(rdir, rd.RETRAIN)
         rd.require_run_dir(rdir)
         if rd.summarize(rdir).kind != "retrain":
             raise RunDirError(f"{rdir} is not a retrain run; --resume takes the directory a retrain writes.")

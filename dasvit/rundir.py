@@ -63,6 +63,7 @@ METRICS = "metrics.json"  # a finished retrain: top-1/top-5 of BEST, params, FLO
 BEST, LAST = "best.pt", "last.pt"  # a retrain's weights: the best epoch's and the last epoch's
 COMPARE_JSON = "compare.json"  # `dasvit compare`'s table
 RETRAIN = "retrain"  # a search run's retrain: SEARCH/retrain/, a run directory of its own
+FIGURES = "figures"  # `dasvit plot`'s default output
 # the files an engine writes or reads in its run directory: none of them may be a link
 RUN_FILES = (EVENTS, CONTROL, CONFIG, CHECKPOINT, CHECKPOINT_PREV, GENOTYPE, LOCK, ENGINE_LOG, BASE_GENOTYPE)
 RUN_FILES += (METRICS, BEST, LAST, COMPARE_JSON)
@@ -393,6 +394,21 @@ def check_no_links(run_dir: Path) -> Path:
                 "through links: remove it."
             )
     return run_dir
+
+
+def run_subdir(run_dir: Path, *names: str) -> Path:
+    """RUN_DIR/<names...>, a folder dasvit writes into (figures, specialized, retrain, compare), none of whose
+    steps below RUN_DIR is a symbolic link, else one sentence: a planted link would have dasvit write, or
+    remove, files in its target."""
+    path = Path(run_dir)
+    for name in names:
+        path = path / name
+        if path.is_symlink():
+            raise RunDirError(
+                f"{printable(path, False)} is a symbolic link; dasvit writes nothing of a run directory through "
+                "links: remove it."
+            )
+    return path
 
 
 def require_run_dir(path: Path) -> Path:

@@ -538,6 +538,44 @@ def test_planted_links_in_a_run_dir_are_refused_and_their_targets_untouched(mini
     assert victim.read_text() == "precious\n"
 
 
+@pytest.fixture(scope="module")
+def tiny_focus(tmp_path_factory) -> Path:
+    """A FocusFormer run of one step (a checkpoint to specialize): a second and a half."""
+    from dasvit.focus.train import main
+
+    run = tmp_path_factory.mktemp("hostile-focus") / "run"
+    tiny = ["focus.epochs=1", "focus.warmup_epochs=0", "focus.lr_warmup_epochs=0", "focus.steps_per_epoch=1"]
+    tiny += ["focus.batch_size=16", "focus.lstm.batch_size=16", "focus.eval_batches=1"]
+    tiny += ["data.synthetic_train=64", "data.synthetic_val=16"]
+    assert main(["--preset", "focus-demo", "--run-dir", str(run), "--no-progress", *sets(tiny)]) == 0
+    return run
+
+
+@pytest.mark.parametrize("folder", ["figures", "retrain", "compare", "specialized"])
+def test_a_run_dirs_subfolder_that_is_a_link_is_refused_and_its_target_untouched(request, tmp_path, capsys, folder):
+    """`ln -s /victimdir RUN/figures; dasvit plot RUN` overwrote files in the target; retrain, compare and
+    specialize wrote into theirs likewise."""
+    victim = tmp_path / "victim"
+    (victim / "searched-d4").mkdir(parents=True)
+    (victim / "precious.txt").write_text("precious\n")
+    before = sorted(str(p.relative_to(victim)) for p in victim.rglob("*"))
+    src = request.getfixturevalue("tiny_focus" if folder == "specialized" else "mini")
+    run = copy(src, tmp_path / "run")
+    shutil.rmtree(run / folder, ignore_errors=True)
+    (run / folder).symlink_to(victim, target_is_directory=True)
+    args = {
+        "figures": ["plot", run],
+        "retrain": ["retrain", run, "--headless", "--set", "retrain.epochs=1", "--set", "retrain.depth=1"],
+        "compare": ["compare", run, "--set", "retrain.epochs=1"],
+        "specialized": ["specialize", run, "--flops", "1G", "--samples", "2"],
+    }[folder]
+    start = time.monotonic()
+    code, _, err = cli(capsys, *args)
+    assert code == 2 and f"{folder} is a symbolic link" in one_sentence(err) and time.monotonic() - start < 5
+    assert sorted(str(p.relative_to(victim)) for p in victim.rglob("*")) == before
+    assert (victim / "precious.txt").read_text() == "precious\n"
+
+
 def test_escape_sequences_in_a_run_dir_name_or_its_files_never_reach_show(mini, tmp_path, capsys):
     run = copy(mini, tmp_path / "r\x1b]0;pwned\x07[/bold]\x9b2J")
     meta = json.loads((run / "genotype.json").read_text())
