@@ -621,6 +621,29 @@ def test_a_symlink_loop_in_an_image_folder_is_read_once(tmp_path):
     assert any("skipped 2 directory link(s)" in n for n in splits.notes)
 
 
+def test_a_link_to_an_ancestor_of_the_data_folder_is_skipped_even_when_that_ancestor_is_the_root(tmp_path, monkeypatch):
+    """A class folder's link resolving to / was walked: its check read `top.startswith("//")`, so the whole
+    file system would be listed. A link to an ancestor of the data folder, as it is and then with that
+    ancestor seen as / (realpath answering as in a container whose data lies at the root)."""
+    from dasvit import data
+
+    root = _image_folder(tmp_path / "images", {"cat": 3, "dog": 2})
+    cat = root / "train" / "cat"
+    (cat / "up").symlink_to(tmp_path, target_is_directory=True)
+    (tmp_path / "elsewhere").mkdir()  # the rest of the "file system"
+    shutil.copy(cat / "0.png", tmp_path / "elsewhere" / "not-a-cat.png")
+    assert data._walk_images(str(cat), lambda f: f.endswith(".png")) == ([str(cat / f"{i}.png") for i in range(3)], 1)
+    real, base = os.path.realpath, os.path.realpath(tmp_path)
+
+    def with_tmp_path_as_root(path, *args, **kw):
+        rel = os.path.relpath(real(path, *args, **kw), base)
+        return real(path, *args, **kw) if rel.startswith("..") else "/" if rel == "." else "/" + rel
+
+    monkeypatch.setattr(data.os.path, "realpath", with_tmp_path_as_root)
+    files, skipped = data._walk_images(str(cat), lambda f: f.endswith(".png"))
+    assert files == [str(cat / f"{i}.png") for i in range(3)] and skipped == 1
+
+
 def test_unreadable_images_are_skipped_with_a_warning_naming_them_and_a_damaged_folder_is_one_sentence(
     tmp_path, capsys
 ):
