@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -319,9 +320,18 @@ def resolve_preset(name_or_path: str) -> Path:
     return candidate
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_yaml(path: Path, run_file: bool = False) -> dict[str, Any]:
+    """A YAML mapping; a `run_file` (a run directory's config.yaml) is read as one: never through a link, and
+    only if it is a regular file (a FIFO would block), else one sentence."""
     try:
-        data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+        if run_file:
+            from .rundir import open_run_file
+
+            with os.fdopen(open_run_file(Path(path), os.O_RDONLY), "rb") as f:
+                raw = f.read()
+        else:
+            raw = path.read_bytes()
+        data = yaml.safe_load(raw.decode("utf-8")) or {}
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path} is not UTF-8 text (byte {e.start}); save it as UTF-8.") from None
     except OSError as e:
@@ -398,7 +408,7 @@ def config_from_dict(data: dict[str, Any]) -> Config:
 
 
 def load_run_config(path: Path) -> Config:
-    return config_from_dict(_read_yaml(path))
+    return config_from_dict(_read_yaml(path, run_file=True))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -155,12 +155,30 @@ def parse_line(raw: bytes) -> dict[str, Any] | None:
 
 def open_run_file(path: Path, flags: int, mode: int = 0o644) -> int:
     """os.open of a run directory's file that never follows a link (a planted link would have dasvit write
-    through it). A link, a full disk and a file that cannot be written are each one sentence."""
+    through it) and is a regular file: a FIFO would block the open or the read (it is opened with O_NONBLOCK,
+    which a regular file ignores), a directory or a device is no run file. A link, anything but a regular
+    file, a full disk and a file that cannot be written are each one sentence."""
     path = Path(path)
     try:
-        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode)
     except OSError as e:
         raise _run_file_error(path, e, writing=bool(flags & (os.O_WRONLY | os.O_RDWR))) from None
+    st_mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(st_mode):
+        os.close(fd)
+        raise not_regular(path, st_mode)
+    return fd
+
+
+def not_regular(path: Path, st_mode: int | None = None) -> RunDirError:
+    """The sentence for a run directory's file that is not a regular file (`st_mode` says what it is)."""
+    kinds = [(stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a directory"), (stat.S_ISSOCK, "a socket")]
+    kinds += [(stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")]
+    kind = next((name for test, name in kinds if st_mode is not None and test(st_mode)), "not a regular file")
+    return RunDirError(
+        f"{printable(path, False)} is {kind}; a run directory's files are regular files (dasvit neither reads nor "
+        "writes anything else there): remove it."
+    )
 
 
 def _run_file_error(path: Path, e: OSError, writing: bool) -> Exception:
@@ -169,6 +187,11 @@ def _run_file_error(path: Path, e: OSError, writing: bool) -> Exception:
             f"{path} is a symbolic link; dasvit neither reads nor writes a run directory's files through links: "
             "remove it."
         )
+    if e.errno in (errno.EISDIR, errno.ENXIO):  # a directory opened for writing; a FIFO no one reads
+        try:
+            return not_regular(path, os.lstat(path).st_mode)
+        except OSError:
+            return not_regular(path)
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return disk_full(path)
     if writing and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -384,15 +407,22 @@ def is_run_dir(path: Path) -> bool:
 
 
 def check_no_links(run_dir: Path) -> Path:
-    """A run directory none of whose files (RUN_FILES) is a symbolic link, else one sentence: a planted link
-    would have the engine or a front write, or read, through it."""
+    """A run directory none of whose files (RUN_FILES) is a symbolic link or anything but a regular file,
+    else one sentence: a planted link would have the engine or a front write, or read, through it; a FIFO
+    would block whoever opens or reads it, a directory fail them."""
     run_dir = Path(run_dir)
     for name in RUN_FILES:
-        if (run_dir / name).is_symlink():
+        try:
+            st_mode = os.lstat(run_dir / name).st_mode
+        except OSError:  # none (or no run directory): nothing to refuse
+            continue
+        if stat.S_ISLNK(st_mode):
             raise RunDirError(
                 f"{run_dir / name} is a symbolic link; dasvit neither reads nor writes a run directory's files "
                 "through links: remove it."
             )
+        if not stat.S_ISREG(st_mode):
+            raise not_regular(run_dir / name, st_mode)
     return run_dir
 
 

@@ -576,6 +576,29 @@ def test_a_run_dirs_subfolder_that_is_a_link_is_refused_and_its_target_untouched
     assert (victim / "precious.txt").read_text() == "precious\n"
 
 
+@pytest.mark.timeout(60)  # a FIFO blocked the open for good
+@pytest.mark.parametrize(
+    "name, kind, command",
+    [
+        ("config.yaml", "a FIFO", "search --headless --resume RUN"),  # hung reading it
+        ("control.jsonl", "a FIFO", "approve RUN --stop"),  # hung: the O_WRONLY open blocks
+        (".lock", "a FIFO", "search --headless --resume RUN"),  # OSError (ftruncate) traceback
+        (".lock", "a directory", "search --headless --resume RUN"),  # IsADirectoryError traceback
+        ("events.jsonl", "a directory", "approve RUN --stop"),
+    ],
+)
+def test_a_run_file_that_is_a_fifo_or_a_directory_is_one_sentence_never_a_hang(
+    mini, tmp_path, capsys, name, kind, command
+):
+    run = copy(mini, tmp_path / "run")
+    (run / name).unlink(missing_ok=True)
+    os.mkfifo(run / name) if kind == "a FIFO" else (run / name).mkdir()
+    start = time.monotonic()
+    code, _, err = cli(capsys, *(run if arg == "RUN" else arg for arg in command.split()))
+    assert code == 2 and f"{name} is {kind}; a run directory's files are regular files" in one_sentence(err)
+    assert time.monotonic() - start < 5
+
+
 def test_escape_sequences_in_a_run_dir_name_or_its_files_never_reach_show(mini, tmp_path, capsys):
     run = copy(mini, tmp_path / "r\x1b]0;pwned\x07[/bold]\x9b2J")
     meta = json.loads((run / "genotype.json").read_text())
