@@ -365,6 +365,46 @@ def test_a_config_edited_so_the_checkpoint_no_longer_fits_is_one_sentence_never_
     assert of_type(events(run), "run_end")[-1]["status"] != "finished"
 
 
+@pytest.fixture(scope="module")
+def tiny_retrain(tmp_path_factory) -> Path:
+    """A finished retrain of two one-step epochs of a one-layer ViT block: a second."""
+    from dasvit.retrain import main
+
+    run = tmp_path_factory.mktemp("hostile-retrain") / "run"
+    tiny = ["retrain.epochs=2", "retrain.warmup_epochs=0", "retrain.depth=1", "retrain.steps_per_epoch=1"]
+    tiny += ["retrain.batch_size=16", "data.synthetic_train=64", "data.synthetic_val=16", "space.embed_dim=24"]
+    assert main(["vit_b16", "--preset", "demo", "--run-dir", str(run), "--no-progress", *sets(tiny)]) == 0
+    return run
+
+
+@pytest.mark.parametrize(
+    "engine, edit, words",
+    [
+        ("retrain", lambda c: c["space"].update(embed_dim=48), "size mismatch"),
+        ("retrain", lambda c: c["retrain"].update(depth=2), "Missing key"),
+        ("retrain", lambda c: c["retrain"].update(epochs=1), "it stopped after epoch 2 of retrain.epochs 1"),
+        ("focus", lambda c: c["focus"].update(embed_dims=[16, 24, 48]), "size mismatch"),
+        ("focus", lambda c: c["focus"]["lstm"].update(hidden=8), "size mismatch"),
+        ("focus", lambda c: c["focus"].update(budget_bins=3), "size mismatch"),
+    ],
+    ids=["retrain width", "retrain depth", "retrain epochs cut", "focus widths", "focus lstm.hidden", "focus bins"],
+)
+def test_a_config_edited_so_a_retrain_or_focus_checkpoint_no_longer_fits_is_one_sentence(
+    request, tmp_path, capsys, engine, edit, words
+):
+    run = copy(request.getfixturevalue(f"tiny_{engine}"), tmp_path / "run")
+    cfg = yaml.safe_load((run / rd.CONFIG).read_text())
+    edit(cfg)
+    (run / rd.CONFIG).write_text(yaml.safe_dump(cfg))
+    before = len(lines_of(run / rd.EVENTS))
+    start = time.monotonic()
+    code, _, err = cli(capsys, engine, "--headless", "--resume", run)
+    line = one_sentence(err)
+    assert code == 2 and "does not fit" in line and words in line and "config.yaml" in line, line
+    assert time.monotonic() - start < 5
+    assert not any(e["type"] == "epoch" for e in events(run)[before:])  # nothing trained on the edited config
+
+
 def test_a_space_that_cannot_make_a_cell_is_refused_before_any_work(tmp_path, capsys):
     run = tmp_path / "run"
     stages = "search.stages=[{depth: 1, keep: 1, epochs: 1}]"
