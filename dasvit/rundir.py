@@ -474,16 +474,30 @@ def resume_run_dir(resume: Path, kind: str, preset: str | None, overrides: list[
     return ensure_writable(run_dir)
 
 
+# a temporary file of atomic_write_bytes: .<name>.<mkstemp's 8 characters>.tmp, or .<name>.<pid>.tmp (the
+# hard link rotated into checkpoint.prev.pt)
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]+\.tmp")
+_STAGE_GENOTYPE = re.compile(r"genotype-stage[0-9]+\.json")
+
+
+def is_leftover(name: str) -> bool:
+    """Whether `name` is a temporary file dasvit's atomic writes make in a run directory: one of its own
+    files' (RUN_FILES, genotype-stage<k>.json). Anything else is someone else's, and stays."""
+    m = _TEMPORARY.fullmatch(name)
+    return m is not None and (m["name"] in RUN_FILES or _STAGE_GENOTYPE.fullmatch(m["name"]) is not None)
+
+
 def remove_leftovers(run_dir: Path) -> list[str]:
-    """Remove the temporary files of atomic writes a killed process left (`.checkpoint.pt.*.tmp`, ...); call
-    with the run's lock held, so no writer is mid-write. Returns their names."""
+    """Remove the temporary files of atomic writes a killed process left (`.checkpoint.pt.*.tmp`, ...: only
+    names dasvit writes, `is_leftover`); call with the run's lock held, so no writer is mid-write. Returns
+    their names."""
     removed = []
     try:
         entries = list(os.scandir(run_dir))
     except OSError:
         return removed
     for entry in entries:
-        if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file(follow_symlinks=False):
+        if is_leftover(entry.name) and entry.is_file(follow_symlinks=False):
             try:
                 os.unlink(entry.path)
                 removed.append(entry.name)

@@ -330,6 +330,25 @@ def test_a_resume_after_a_truncated_event_line_starts_on_a_fresh_line_and_cleans
     assert resumed["resumed"] is True and not (run / ".checkpoint.pt.abcd.tmp").exists()
 
 
+def test_only_dasvits_own_temporary_files_are_removed_as_leftovers(tmp_path):
+    """remove_leftovers deleted any `.*.tmp` of the run directory, someone else's too."""
+    import tempfile
+
+    ours = [".checkpoint.pt.k1ll3d.tmp", ".checkpoint.prev.pt.4242.tmp", ".genotype-stage3.json.x_7q2m0a.tmp"]
+    ours += [".config.yaml.abcdefgh.tmp", ".metrics.json.12345678.tmp", ".best.pt.00000000.tmp"]
+    for name in ("checkpoint.pt", "events.jsonl"):  # what atomic_write_bytes' mkstemp really names them
+        fd, made = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=tmp_path)
+        os.close(fd)
+        ours.append(Path(made).name)
+    theirs = [".notes.tmp", ".my-data.abc.tmp", ".checkpoint.pt.tmp", ".checkpoint.pt.a.b.tmp", ".tmp", "x.tmp"]
+    theirs += [".genotype-stage.json.abc.tmp", ".checkpoint.pt.UPPER.tmp"]
+    for name in ours + theirs:
+        (tmp_path / name).write_text("x")
+    (tmp_path / ".genotype.json.dir.tmp").mkdir()  # not a file: kept
+    assert sorted(rd.remove_leftovers(tmp_path)) == sorted(ours)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*theirs, ".genotype.json.dir.tmp"])
+
+
 def test_a_checkpoint_of_random_bytes_is_damaged_not_hostile_and_the_previous_one_is_used(mini, tmp_path, capsys):
     run = copy(mini, tmp_path / "run")
     (run / "checkpoint.pt").write_bytes(random.Random(1).randbytes(50_000))
