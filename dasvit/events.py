@@ -259,6 +259,11 @@ def _is_typeddict(ann: Any) -> bool:
     return isinstance(ann, type) and issubclass(ann, dict) and hasattr(ann, "__required_keys__")
 
 
+# the JSON types a plain annotation admits, checked as `type(v) in ...` (a set lookup, no call): what _check
+# accepts of what json.loads makes; anything else (a float subclass...) still goes through the full check
+_PLAIN_TYPES = {int: frozenset({int}), float: frozenset({int, float}), bool: frozenset({bool}), str: frozenset({str})}
+
+
 def _check(ann: Any, strict: bool) -> Callable[[Any], bool]:
     """A predicate: does a value hold what `ann` says? Built once per field.
 
@@ -292,9 +297,19 @@ def _check(ann: Any, strict: bool) -> Callable[[Any], bool]:
         if not strict and _is_typeddict(args[0]):
             return lambda v: isinstance(v, list)
         item = _check(args[0], strict)
+        if args[0] in _PLAIN_TYPES:  # the same, without a call per item (a FLOPs list, a layer's ops)
+            types = _PLAIN_TYPES[args[0]]
+            return lambda v: isinstance(v, list) and all(type(x) in types or item(x) for x in v)
         return lambda v: isinstance(v, list) and all(item(x) for x in v)
     if origin is dict:
         key, value = (_check(a, strict) for a in args)
+        if args[0] is str and args[1] in _PLAIN_TYPES:  # the same, without a call per item (an edge's α)
+            types = _PLAIN_TYPES[args[1]]
+            return lambda v: (
+                isinstance(v, dict)
+                and all(isinstance(k, str) for k in v)
+                and all(type(x) in types or value(x) for x in v.values())
+            )
         return lambda v: isinstance(v, dict) and all(key(k) and value(x) for k, x in v.items())
     raise TypeError(f"events: no check for the annotation {ann!r}")
 
@@ -345,11 +360,57 @@ FIELD_TYPES: dict[str, Any] = _field_types()
 # what clean_event checks each field name against (the same in every event type, and in unknown ones)
 READER_CHECKS: dict[str, Callable[[Any], bool]] = {k: _check(a, strict=False) for k, a in FIELD_TYPES.items()}
 
-_DROP = object()  # a _reader's answer for a value that is not even of its field's kind
+_DROP = object()  # a reader's answer for a value that is not even of its field's kind
 
 
 def _has_parts(ann: Any) -> bool:
     return _is_typeddict(ann) or (get_origin(ann) is list and _is_typeddict(get_args(ann)[0]))
+
+
+class _Fields:
+    """How a reader cleans an object of named fields (an event, or a part of one such as a sampler bin):
+    each field checked against its annotation, one of a wrong type dropped, a part cleaned within (`_reader`).
+    Fields it does not know pass as they are."""
+
+    def __init__(self, hints: dict[str, Any]):
+        self.plain = {k: (_PLAIN_TYPES[a], _check(a, strict=False)) for k, a in hints.items() if a in _PLAIN_TYPES}
+        self.other = {k: _reader(a) for k, a in hints.items() if k not in self.plain}
+        # the fast pass: field -> the types it admits, outright (the plain fields) or never (the others)
+        self.fast = {**{k: types for k, (types, _) in self.plain.items()}, **dict.fromkeys(self.other, frozenset())}
+
+    def clean(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """`obj` itself when nothing is to be dropped or cleaned (no copy), else a cleaned copy."""
+        admits, reader = self.fast.get, self.other.get
+        for k, v in obj.items():  # the fast pass: nothing to drop or clean, nothing copied
+            types = admits(k)
+            if types is None or type(v) in types:  # unknown, or plain and of a plain type
+                continue
+            read = reader(k)
+            if read is None or read(v) is not v:
+                return self._clean(obj)
+        return obj
+
+    def _clean(self, obj: dict[str, Any]) -> dict[str, Any]:
+        out = None
+        plain, other = self.plain, self.other
+        for k, v in obj.items():
+            if k in plain:
+                types, check = plain[k]
+                if type(v) in types or check(v):
+                    continue
+                keep = _DROP
+            elif k in other:
+                keep = other[k](v)
+                if keep is v:
+                    continue
+            else:
+                continue
+            out = dict(obj) if out is None else out
+            if keep is _DROP:
+                del out[k]
+            else:
+                out[k] = keep
+        return obj if out is None else out
 
 
 def _reader(ann: Any) -> Callable[[Any], Any]:
@@ -358,42 +419,27 @@ def _reader(ann: Any) -> Callable[[Any], Any]:
     other keys as they are), and a list of such parts as a list of them, an item that is not an object read
     as {} (so that positions, a sampler's bins, stay)."""
     if _is_typeddict(ann):
-        fields = {k: _reader(a) for k, a in _hints(ann).items()}
-
-        def part(v: Any) -> Any:
-            if not isinstance(v, dict):
-                return _DROP
-            out = None
-            for k, x in v.items():
-                keep = fields[k](x) if k in fields else x
-                if keep is not x:
-                    out = dict(v) if out is None else out
-                    if keep is _DROP:
-                        del out[k]
-                    else:
-                        out[k] = keep
-            return v if out is None else out
-
-        return part
+        clean = _Fields(_hints(ann)).clean
+        return lambda v: clean(v) if isinstance(v, dict) else _DROP
     if _has_parts(ann):
-        item = _reader(get_args(ann)[0])
+        clean = _Fields(_hints(get_args(ann)[0])).clean
 
         def parts(v: Any) -> Any:
             if not isinstance(v, list):
                 return _DROP
-            kept = [item(x) for x in v]
-            if all(k is x for k, x in zip(kept, v)):
-                return v
-            return [{} if k is _DROP else k for k in kept]
+            for x in v:
+                if not isinstance(x, dict) or clean(x) is not x:
+                    return [clean(y) if isinstance(y, dict) else {} for y in v]
+            return v
 
         return parts
     check = _check(ann, strict=False)
     return lambda v: v if check(v) else _DROP
 
 
-# the fields whose value has parts (a sampler's bins, the scored points, the fairness terms): clean_event
-# cleans those field by field instead of only checking that they are an object or a list
-_PART_READERS: dict[str, Callable[[Any], Any]] = {k: _reader(a) for k, a in FIELD_TYPES.items() if _has_parts(a)}
+# how clean_event reads every field name of every event (the same in each type, and in unknown ones); the
+# fields with parts (a sampler's bins, the scored points, the fairness terms) are cleaned within
+_EVENT_FIELDS = _Fields(FIELD_TYPES)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -439,19 +485,4 @@ def clean_event(ev: dict[str, Any]) -> Event:
     `points`, `fairness`) is cleaned the same way within: `{"bins": [1, {"budget_flops": "x"}]}` is read as
     `{"bins": [{}, {}]}`. Other fields pass as they are, so an event type this version does not know is
     still shown as far as it can be. An event with nothing to clean is returned as it is."""
-    checks, parts = READER_CHECKS, _PART_READERS
-    out = None
-    for k, v in ev.items():
-        if k in parts:
-            keep = parts[k](v)
-        elif k in checks:
-            keep = v if checks[k](v) else _DROP
-        else:
-            continue
-        if keep is not v:
-            out = dict(ev) if out is None else out
-            if keep is _DROP:
-                del out[k]
-            else:
-                out[k] = keep
-    return ev if out is None else out  # type: ignore[return-value]
+    return _EVENT_FIELDS.clean(ev)  # type: ignore[return-value]
