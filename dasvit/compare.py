@@ -169,14 +169,15 @@ def _state(d: Path) -> str:
 def locate(entry: Entry, run_dir: Path, want: Config, depth: int) -> None:
     """Set `entry.run_dir` and `entry.state`: a matching retrain to reuse or resume, else a free directory."""
     if entry.cell == "searched" and entry.depth == depth and entry.repeat == 0:
-        d = run_dir / rd.RETRAIN
+        d = rd.run_subdir(run_dir, rd.RETRAIN)
         if (d / METRICS).is_file() and _matches(d, want, entry.genotype):
             entry.run_dir, entry.state = d, "done"
             return
     repeat = f"-r{entry.repeat}" if entry.repeat else ""
-    base = run_dir / COMPARE_DIR / f"{entry.cell}-d{entry.depth}{repeat}"
+    base = rd.run_subdir(run_dir, COMPARE_DIR) / f"{entry.cell}-d{entry.depth}{repeat}"
     names = [base, *(base.with_name(f"{base.name}-{k}") for k in range(2, 1000))]
     for d in names:
+        rd.run_subdir(d.parent, d.name)  # a retrain's own folder a link: rmtree or a retrain would go through it
         if not d.exists():
             entry.run_dir, entry.state = d, "new"
             return

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -319,9 +320,18 @@ def resolve_preset(name_or_path: str) -> Path:
     return candidate
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_yaml(path: Path, run_file: bool = False) -> dict[str, Any]:
+    """A YAML mapping; a `run_file` (a run directory's config.yaml) is read as one: never through a link, and
+    only if it is a regular file (a FIFO would block), else one sentence."""
     try:
-        data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+        if run_file:
+            from .rundir import open_run_file
+
+            with os.fdopen(open_run_file(Path(path), os.O_RDONLY), "rb") as f:
+                raw = f.read()
+        else:
+            raw = path.read_bytes()
+        data = yaml.safe_load(raw.decode("utf-8")) or {}
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path} is not UTF-8 text (byte {e.start}); save it as UTF-8.") from None
     except OSError as e:
@@ -379,7 +389,7 @@ def config_from_dict(data: dict[str, Any]) -> Config:
 
 
 def load_run_config(path: Path) -> Config:
-    return config_from_dict(_read_yaml(path))
+    return config_from_dict(_read_yaml(path, run_file=True))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,6 +403,7 @@ def _positive(value: float, key: str) -> None:
 
 def validate(cfg: Config) -> None:
     d, s, se, r = cfg.data, cfg.space, cfg.search, cfg.retrain
+    _validate_lengths(cfg)
     for key, v in [
         ("data.image_size", d.image_size),
         ("data.batch_size", d.batch_size),
@@ -568,36 +579,81 @@ def dump_config(cfg: Config) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
 
 
+def _validate_lengths(cfg: Config) -> None:
+    """The config's lists (their items are checked one by one after this)."""
+    from .limits import MAX_CHOICES
+
+    s, f = cfg.space, cfg.focus
+    for key, values in [
+        ("space.ops", s.ops),
+        ("search.stages", cfg.search.stages),
+        *((f"focus.{k}", getattr(f, k)) for k in ("embed_dims", "depths", "heads", "mlp_ratios")),
+    ]:
+        if len(values) > MAX_CHOICES:
+            raise ConfigError(f"{key} lists at most {MAX_CHOICES:,} values, got {len(values):,}.")
+
+
 def _validate_sizes(cfg: Config) -> None:
     """What the config may ask for (dasvit.limits): sizes that would reach the allocator, or never end."""
     from .limits import (
+        MAX_BATCH,
+        MAX_BUDGET_BINS,
         MAX_CLASSES,
         MAX_DEPTH,
         MAX_EMBED_DIM,
+        MAX_EPOCHS,
         MAX_HEADS,
         MAX_IMAGE_SIZE,
+        MAX_LSTM_HIDDEN,
         MAX_MLP_RATIO,
         MAX_NODES,
+        MAX_SAMPLER_DRAWS,
+        MAX_SEED,
+        MAX_STEPS,
         MAX_TOKENS,
+        MAX_WORKERS,
         check_at_most,
     )
 
-    d, s, f = cfg.data, cfg.space, cfg.focus
+    d, s, se, r, f = cfg.data, cfg.space, cfg.search, cfg.retrain, cfg.focus
     for key, value, bound in [
         ("data.image_size", d.image_size, MAX_IMAGE_SIZE),
         ("space.embed_dim", s.embed_dim, MAX_EMBED_DIM),
         ("space.nodes", s.nodes, MAX_NODES),
         ("space.edges_per_node", s.edges_per_node, MAX_NODES + 1),
-        ("retrain.depth", cfg.retrain.depth, MAX_DEPTH),
+        ("retrain.depth", r.depth, MAX_DEPTH),
         ("focus.head_dim", f.head_dim, MAX_EMBED_DIM),
         ("data.synthetic_classes", d.synthetic_classes, MAX_CLASSES),
-        *((f"search.stages[{i}].depth", st.depth, MAX_DEPTH) for i, st in enumerate(cfg.search.stages)),
+        ("search.pts.dim", se.pts.dim, MAX_EMBED_DIM),
+        ("data.workers", d.workers, MAX_WORKERS),
+        ("data.batch_size", d.batch_size, MAX_BATCH),
+        ("retrain.batch_size", r.batch_size, MAX_BATCH),
+        ("focus.batch_size", f.batch_size, MAX_BATCH),
+        ("focus.lstm.batch_size", f.lstm.batch_size, MAX_BATCH),
+        ("focus.lstm.hidden", f.lstm.hidden, MAX_LSTM_HIDDEN),
+        ("focus.budget_bins", f.budget_bins, MAX_BUDGET_BINS),
+        ("focus.lstm.archs", f.lstm.archs, MAX_SAMPLER_DRAWS),
+        ("focus.lstm.budgets", f.lstm.budgets, MAX_SAMPLER_DRAWS),
+        ("focus.lstm.cost_archs", f.lstm.cost_archs, MAX_SAMPLER_DRAWS),
+        ("search.arch_warmup_epochs", se.arch_warmup_epochs, MAX_EPOCHS),
+        ("retrain.epochs", r.epochs, MAX_EPOCHS),
+        ("focus.epochs", f.epochs, MAX_EPOCHS),
+        ("search.steps_per_epoch", se.steps_per_epoch, MAX_STEPS),
+        ("retrain.steps_per_epoch", r.steps_per_epoch, MAX_STEPS),
+        ("focus.steps_per_epoch", f.steps_per_epoch, MAX_STEPS),
+        ("focus.sampler_every", f.sampler_every, MAX_STEPS),
+        ("focus.eval_batches", f.eval_batches, MAX_STEPS),
+        *((f"search.stages[{i}].depth", st.depth, MAX_DEPTH) for i, st in enumerate(se.stages)),
+        *((f"search.stages[{i}].epochs", st.epochs, MAX_EPOCHS) for i, st in enumerate(se.stages)),
         *(("focus.embed_dims", v, MAX_EMBED_DIM) for v in f.embed_dims),
         *(("focus.depths", v, MAX_DEPTH) for v in f.depths),
         *(("focus.heads", v, MAX_HEADS) for v in f.heads),
         *(("focus.mlp_ratios", v, MAX_MLP_RATIO) for v in f.mlp_ratios),
     ]:
         check_at_most(value, bound, key)
+    for key, seed in [("data", d.seed), ("search", se.seed), ("retrain", r.seed), ("focus", f.seed)]:
+        if abs(seed) > MAX_SEED:
+            raise ConfigError(f"{key}.seed is between -{MAX_SEED:,} and {MAX_SEED:,}, got {seed:,}.")
     tokens = (d.image_size // s.patch_size) ** 2 + 1
     if tokens > MAX_TOKENS:
         raise ConfigError(

@@ -77,7 +77,7 @@ def _walk_images(class_dir: str, is_valid: Callable[[str], bool]) -> tuple[list[
         kept = []
         for d in dirs:
             real = os.path.realpath(os.path.join(root, d))
-            if real in seen or top.startswith(real + os.sep):
+            if real in seen or Path(top).is_relative_to(real):  # "/" too (real + os.sep would be "//")
                 skipped += 1
                 continue
             seen.add(real)

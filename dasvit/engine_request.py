@@ -210,7 +210,7 @@ class RetrainRequest(_EngineRequest):
 
         rdir = Path(self.resume)
         if rd.is_run_dir(rdir / rd.RETRAIN):  # a search run: resume its retrain
-            rdir = rdir / rd.RETRAIN
+            rdir = rd.run_subdir(rdir, rd.RETRAIN)
         rd.require_run_dir(rdir)
         if rd.summarize(rdir).kind != "retrain":
             raise RunDirError(f"{rdir} is not a retrain run; --resume takes the directory a retrain writes.")
@@ -245,9 +245,10 @@ def retrain_run_dir(source: str | None, root: Path = Path("runs")) -> Path:
     FOCUS_RUN/specialized/<budget>-retrain for a genotype `dasvit specialize` wrote there, else
     runs/<name>-retrain-<time>."""
     if source is not None and Path(source).is_dir() and (Path(source) / rd.CONFIG).is_file():
-        return Path(source) / rd.RETRAIN
-    if source is not None and Path(source).is_file() and rd.specialized_run(source) is not None:
-        return Path(source).with_name(f"{Path(source).stem}-retrain")
+        return rd.run_subdir(Path(source), rd.RETRAIN)
+    focus_run = rd.specialized_run(source) if source is not None and Path(source).is_file() else None
+    if focus_run is not None:
+        return rd.run_subdir(focus_run, rd.SPECIALIZED, f"{Path(source).stem}-retrain")
     return rd.default_run_dir(f"{Path(source or 'custom').stem}-retrain", root)
 
 

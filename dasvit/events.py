@@ -15,7 +15,8 @@ Types mean what JSON holds: `int` a whole number, `float` any number (an int too
   or one of the wrong type raises `EventSchemaError`: each is a bug of the engine, found by the first
   test that runs it.
 - **Readers** pass every line through `clean_event`, which drops each field whose value is not of its
-  type (`"stage": [1]`, a number as a string), so that a reader sees it absent and keeps its default.
+  type (`"stage": [1]`, a number as a string), so that a reader sees it absent and keeps its default;
+  within a field with parts (a sampler's bins, the scored points) it drops the parts' fields likewise.
   A reader must still treat every field as possibly absent: runs written by older versions lack some
   (`threads`, `type_shares`, `memory_estimate_bytes`), and a run directory may hold anything. Readers
   switch on the type names below (`EPOCH`, `RUN_END`, ...).
@@ -266,6 +267,11 @@ def _is_typeddict(ann: Any) -> bool:
     return isinstance(ann, type) and issubclass(ann, dict) and hasattr(ann, "__required_keys__")
 
 
+# the JSON types a plain annotation admits, checked as `type(v) in ...` (a set lookup, no call): what _check
+# accepts of what json.loads makes; anything else (a float subclass...) still goes through the full check
+_PLAIN_TYPES = {int: frozenset({int}), float: frozenset({int, float}), bool: frozenset({bool}), str: frozenset({str})}
+
+
 def _check(ann: Any, strict: bool) -> Callable[[Any], bool]:
     """A predicate: does a value hold what `ann` says? Built once per field.
 
@@ -299,9 +305,19 @@ def _check(ann: Any, strict: bool) -> Callable[[Any], bool]:
         if not strict and _is_typeddict(args[0]):
             return lambda v: isinstance(v, list)
         item = _check(args[0], strict)
+        if args[0] in _PLAIN_TYPES:  # the same, without a call per item (a FLOPs list, a layer's ops)
+            types = _PLAIN_TYPES[args[0]]
+            return lambda v: isinstance(v, list) and all(type(x) in types or item(x) for x in v)
         return lambda v: isinstance(v, list) and all(item(x) for x in v)
     if origin is dict:
         key, value = (_check(a, strict) for a in args)
+        if args[0] is str and args[1] in _PLAIN_TYPES:  # the same, without a call per item (an edge's α)
+            types = _PLAIN_TYPES[args[1]]
+            return lambda v: (
+                isinstance(v, dict)
+                and all(isinstance(k, str) for k in v)
+                and all(type(x) in types or value(x) for x in v.values())
+            )
         return lambda v: isinstance(v, dict) and all(key(k) and value(x) for k, x in v.items())
     raise TypeError(f"events: no check for the annotation {ann!r}")
 
@@ -352,6 +368,87 @@ FIELD_TYPES: dict[str, Any] = _field_types()
 # what clean_event checks each field name against (the same in every event type, and in unknown ones)
 READER_CHECKS: dict[str, Callable[[Any], bool]] = {k: _check(a, strict=False) for k, a in FIELD_TYPES.items()}
 
+_DROP = object()  # a reader's answer for a value that is not even of its field's kind
+
+
+def _has_parts(ann: Any) -> bool:
+    return _is_typeddict(ann) or (get_origin(ann) is list and _is_typeddict(get_args(ann)[0]))
+
+
+class _Fields:
+    """How a reader cleans an object of named fields (an event, or a part of one such as a sampler bin):
+    each field checked against its annotation, one of a wrong type dropped, a part cleaned within (`_reader`).
+    Fields it does not know pass as they are."""
+
+    def __init__(self, hints: dict[str, Any]):
+        self.plain = {k: (_PLAIN_TYPES[a], _check(a, strict=False)) for k, a in hints.items() if a in _PLAIN_TYPES}
+        self.other = {k: _reader(a) for k, a in hints.items() if k not in self.plain}
+        # the fast pass: field -> the types it admits, outright (the plain fields) or never (the others)
+        self.fast = {**{k: types for k, (types, _) in self.plain.items()}, **dict.fromkeys(self.other, frozenset())}
+
+    def clean(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """`obj` itself when nothing is to be dropped or cleaned (no copy), else a cleaned copy."""
+        admits, reader = self.fast.get, self.other.get
+        for k, v in obj.items():  # the fast pass: nothing to drop or clean, nothing copied
+            types = admits(k)
+            if types is None or type(v) in types:  # unknown, or plain and of a plain type
+                continue
+            read = reader(k)
+            if read is None or read(v) is not v:
+                return self._clean(obj)
+        return obj
+
+    def _clean(self, obj: dict[str, Any]) -> dict[str, Any]:
+        out = None
+        plain, other = self.plain, self.other
+        for k, v in obj.items():
+            if k in plain:
+                types, check = plain[k]
+                if type(v) in types or check(v):
+                    continue
+                keep = _DROP
+            elif k in other:
+                keep = other[k](v)
+                if keep is v:
+                    continue
+            else:
+                continue
+            out = dict(obj) if out is None else out
+            if keep is _DROP:
+                del out[k]
+            else:
+                out[k] = keep
+        return obj if out is None else out
+
+
+def _reader(ann: Any) -> Callable[[Any], Any]:
+    """What a reader keeps of a value for `ann`: the value itself when it holds what `ann` says (no copy),
+    else _DROP; but a TypedDict part is kept as an object of its fields that are of their type (recursively,
+    other keys as they are), and a list of such parts as a list of them, an item that is not an object read
+    as {} (so that positions, a sampler's bins, stay)."""
+    if _is_typeddict(ann):
+        clean = _Fields(_hints(ann)).clean
+        return lambda v: clean(v) if isinstance(v, dict) else _DROP
+    if _has_parts(ann):
+        clean = _Fields(_hints(get_args(ann)[0])).clean
+
+        def parts(v: Any) -> Any:
+            if not isinstance(v, list):
+                return _DROP
+            for x in v:
+                if not isinstance(x, dict) or clean(x) is not x:
+                    return [clean(y) if isinstance(y, dict) else {} for y in v]
+            return v
+
+        return parts
+    check = _check(ann, strict=False)
+    return lambda v: v if check(v) else _DROP
+
+
+# how clean_event reads every field name of every event (the same in each type, and in unknown ones); the
+# fields with parts (a sampler's bins, the scored points, the fairness terms) are cleaned within
+_EVENT_FIELDS = _Fields(FIELD_TYPES)
+
 
 # ---------------------------------------------------------------------------------------------
 # writing and reading
@@ -392,8 +489,8 @@ def check_event(ev: dict[str, Any], engine: str | None = None, complete: bool = 
 
 def clean_event(ev: dict[str, Any]) -> Event:
     """`ev` (an object read from a line) without the fields whose value is not of the type the schema gives
-    that field name (FIELD_TYPES): for readers, which then see them absent. Other fields pass as they are,
-    so an event type this version does not know is still shown as far as it can be."""
-    checks = READER_CHECKS
-    bad = [k for k, v in ev.items() if k in checks and not checks[k](v)]
-    return {k: v for k, v in ev.items() if k not in bad} if bad else ev  # type: ignore[return-value]
+    that field name (FIELD_TYPES): for readers, which then see them absent. A field with parts (`sampler`,
+    `points`, `fairness`) is cleaned the same way within: `{"bins": [1, {"budget_flops": "x"}]}` is read as
+    `{"bins": [{}, {}]}`. Other fields pass as they are, so an event type this version does not know is
+    still shown as far as it can be. An event with nothing to clean is returned as it is."""
+    return _EVENT_FIELDS.clean(ev)  # type: ignore[return-value]

@@ -173,6 +173,8 @@ def genotype_from_json(data: Any, source: str = "genotype") -> Genotype:
     declared = data.get("ops", {})
     if not isinstance(declared, dict):
         raise GenotypeError(f"{source}: 'ops' must be an object mapping op names to their parameters.")
+    if len(declared) > MAX_EDGES:
+        raise GenotypeError(f"{source}: 'ops' declares {len(declared):,} ops; a genotype has at most {MAX_EDGES:,}.")
     edges: list[Edge] = []
     for i, e in enumerate(raw_edges):
         where = f"{source}: edge {i}"
@@ -206,6 +208,10 @@ def genotype_from_json(data: Any, source: str = "genotype") -> Genotype:
         or not all(isinstance(o, int) and not isinstance(o, bool) for o in output)
     ):
         raise GenotypeError(f"{source}: 'output' must be a non-empty list of node numbers.")
+    if len(output) > nodes:
+        raise GenotypeError(
+            f"{source}: 'output' lists {len(output):,} nodes; a cell of {nodes} intermediate nodes has at most {nodes}."
+        )
     for o in output:
         if not 2 <= o <= last:
             raise GenotypeError(f"{source}: output node {o} does not exist; intermediate nodes are 2..{last}.")

@@ -27,6 +27,15 @@ MAX_RANDOM_CELLS = 100  # random cells `dasvit compare --random` retrains, each 
 MAX_REPEATS = 20  # retrains per network of `dasvit compare --repeats`
 MAX_PROCESSES = 256  # --nproc ranks on one machine
 MAX_THREADS = 1024  # torch threads (--threads)
+MAX_WORKERS = 256  # data-loading processes (data.workers): each one is a process
+MAX_BATCH = 65_536  # images per batch (data.batch_size, retrain.batch_size, focus.batch_size, focus.lstm.batch_size)
+MAX_EPOCHS = 1_000_000  # epochs of a stage or a run, and their warm-ups
+MAX_STEPS = 1_000_000_000  # steps_per_epoch, focus.sampler_every, focus.eval_batches
+MAX_SEED = 2**32 - 1  # every seed (torch's generators take 64 bits, and the data seed is multiplied)
+MAX_LSTM_HIDDEN = 4096  # focus.lstm.hidden: the sampler's LSTM width (FocusFormer's is 64)
+MAX_BUDGET_BINS = 256  # focus.budget_bins: each bin is an architecture scored every epoch
+MAX_CHOICES = 256  # a config's lists: space.ops, search.stages, focus.embed_dims/depths/heads/mlp_ratios
+MAX_SAMPLER_DRAWS = 4096  # focus.lstm.archs, .budgets, .cost_archs: draws of one sampler step, per bin or budget
 
 
 def check_at_most(value: Any, bound: float, key: str, error: type[UserError] = ConfigError) -> None:

@@ -476,7 +476,7 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path | None = None, labels:
     kinds = {r.kind for r in runs}
     if len(kinds) > 1:
         raise UserError(f"cannot overlay a {runs[0].kind} run with a {runs[1].kind} run; give two of the same kind.")
-    out = Path(out) if out is not None else Path(run_dirs[0]) / "figures"
+    out = Path(out) if out is not None else rd.run_subdir(run_dirs[0], rd.FIGURES)
     rd.ensure_writable(out, "the figures folder", "write them elsewhere with --out")
     import matplotlib
 

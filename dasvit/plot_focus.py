@@ -17,6 +17,7 @@ from typing import Any
 from . import rundir as rd
 from .events import EPOCH
 from .focus.pareto import pareto_front
+from .limits import MAX_BUDGET_BINS
 from .plot import STYLE, _save
 
 SUPERNET_COLOURS = {"pareto": "#d62728", "uniform": "#1f77b4"}
@@ -53,7 +54,8 @@ def plot_sampler(run_dir: str | Path, out: Path, stem: str = "sampler", label: s
     epochs = sampler_epochs(run_dir)
     if not epochs:
         return []
-    k = len(epochs[0]["sampler"]["bins"])
+    # the bins of any epoch (a damaged line may hold fewer or more), at most as many as a run may have
+    k = min(max(len(e["sampler"]["bins"]) for e in epochs), MAX_BUDGET_BINS)
     colours = _colours(k)
     x = [e["epoch"] for e in epochs]
     with plt.rc_context(STYLE):
@@ -62,7 +64,7 @@ def plot_sampler(run_dir: str | Path, out: Path, stem: str = "sampler", label: s
             _shade_warmup(ax, epochs)
         for b in range(k):
             series = [e["sampler"]["bins"][b] if b < len(e["sampler"]["bins"]) else {} for e in epochs]
-            budget = series[-1].get("budget_flops")
+            budget = next((s["budget_flops"] for s in reversed(series) if "budget_flops" in s), None)
             mean = [s.get("mean_flops") for s in series]
             axes[0].plot(x, [m / 1e6 if m is not None else None for m in mean], color=colours[b], lw=1.2)
             if budget:

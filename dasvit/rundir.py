@@ -63,6 +63,7 @@ METRICS = "metrics.json"  # a finished retrain: top-1/top-5 of BEST, params, FLO
 BEST, LAST = "best.pt", "last.pt"  # a retrain's weights: the best epoch's and the last epoch's
 COMPARE_JSON = "compare.json"  # `dasvit compare`'s table
 RETRAIN = "retrain"  # a search run's retrain: SEARCH/retrain/, a run directory of its own
+FIGURES = "figures"  # `dasvit plot`'s default output
 # the files an engine writes or reads in its run directory: none of them may be a link
 RUN_FILES = (EVENTS, CONTROL, CONFIG, CHECKPOINT, CHECKPOINT_PREV, GENOTYPE, LOCK, ENGINE_LOG, BASE_GENOTYPE)
 RUN_FILES += (METRICS, BEST, LAST, COMPARE_JSON)
@@ -154,12 +155,30 @@ def parse_line(raw: bytes) -> dict[str, Any] | None:
 
 def open_run_file(path: Path, flags: int, mode: int = 0o644) -> int:
     """os.open of a run directory's file that never follows a link (a planted link would have dasvit write
-    through it). A link, a full disk and a file that cannot be written are each one sentence."""
+    through it) and is a regular file: a FIFO would block the open or the read (it is opened with O_NONBLOCK,
+    which a regular file ignores), a directory or a device is no run file. A link, anything but a regular
+    file, a full disk and a file that cannot be written are each one sentence."""
     path = Path(path)
     try:
-        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode)
     except OSError as e:
         raise _run_file_error(path, e, writing=bool(flags & (os.O_WRONLY | os.O_RDWR))) from None
+    st_mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(st_mode):
+        os.close(fd)
+        raise not_regular(path, st_mode)
+    return fd
+
+
+def not_regular(path: Path, st_mode: int | None = None) -> RunDirError:
+    """The sentence for a run directory's file that is not a regular file (`st_mode` says what it is)."""
+    kinds = [(stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a directory"), (stat.S_ISSOCK, "a socket")]
+    kinds += [(stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")]
+    kind = next((name for test, name in kinds if st_mode is not None and test(st_mode)), "not a regular file")
+    return RunDirError(
+        f"{printable(path, False)} is {kind}; a run directory's files are regular files (dasvit neither reads nor "
+        "writes anything else there): remove it."
+    )
 
 
 def _run_file_error(path: Path, e: OSError, writing: bool) -> Exception:
@@ -168,6 +187,11 @@ def _run_file_error(path: Path, e: OSError, writing: bool) -> Exception:
             f"{path} is a symbolic link; dasvit neither reads nor writes a run directory's files through links: "
             "remove it."
         )
+    if e.errno in (errno.EISDIR, errno.ENXIO):  # a directory opened for writing; a FIFO no one reads
+        try:
+            return not_regular(path, os.lstat(path).st_mode)
+        except OSError:
+            return not_regular(path)
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return disk_full(path)
     if writing and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -383,16 +407,38 @@ def is_run_dir(path: Path) -> bool:
 
 
 def check_no_links(run_dir: Path) -> Path:
-    """A run directory none of whose files (RUN_FILES) is a symbolic link, else one sentence: a planted link
-    would have the engine or a front write, or read, through it."""
+    """A run directory none of whose files (RUN_FILES) is a symbolic link or anything but a regular file,
+    else one sentence: a planted link would have the engine or a front write, or read, through it; a FIFO
+    would block whoever opens or reads it, a directory fail them."""
     run_dir = Path(run_dir)
     for name in RUN_FILES:
-        if (run_dir / name).is_symlink():
+        try:
+            st_mode = os.lstat(run_dir / name).st_mode
+        except OSError:  # none (or no run directory): nothing to refuse
+            continue
+        if stat.S_ISLNK(st_mode):
             raise RunDirError(
                 f"{run_dir / name} is a symbolic link; dasvit neither reads nor writes a run directory's files "
                 "through links: remove it."
             )
+        if not stat.S_ISREG(st_mode):
+            raise not_regular(run_dir / name, st_mode)
     return run_dir
+
+
+def run_subdir(run_dir: Path, *names: str) -> Path:
+    """RUN_DIR/<names...>, a folder dasvit writes into (figures, specialized, retrain, compare), none of whose
+    steps below RUN_DIR is a symbolic link, else one sentence: a planted link would have dasvit write, or
+    remove, files in its target."""
+    path = Path(run_dir)
+    for name in names:
+        path = path / name
+        if path.is_symlink():
+            raise RunDirError(
+                f"{printable(path, False)} is a symbolic link; dasvit writes nothing of a run directory through "
+                "links: remove it."
+            )
+    return path
 
 
 def require_run_dir(path: Path) -> Path:
@@ -428,16 +474,30 @@ def resume_run_dir(resume: Path, kind: str, preset: str | None, overrides: list[
     return ensure_writable(run_dir)
 
 
+# a temporary file of atomic_write_bytes: .<name>.<mkstemp's 8 characters>.tmp, or .<name>.<pid>.tmp (the
+# hard link rotated into checkpoint.prev.pt)
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]+\.tmp")
+_STAGE_GENOTYPE = re.compile(r"genotype-stage[0-9]+\.json")
+
+
+def is_leftover(name: str) -> bool:
+    """Whether `name` is a temporary file dasvit's atomic writes make in a run directory: one of its own
+    files' (RUN_FILES, genotype-stage<k>.json). Anything else is someone else's, and stays."""
+    m = _TEMPORARY.fullmatch(name)
+    return m is not None and (m["name"] in RUN_FILES or _STAGE_GENOTYPE.fullmatch(m["name"]) is not None)
+
+
 def remove_leftovers(run_dir: Path) -> list[str]:
-    """Remove the temporary files of atomic writes a killed process left (`.checkpoint.pt.*.tmp`, ...); call
-    with the run's lock held, so no writer is mid-write. Returns their names."""
+    """Remove the temporary files of atomic writes a killed process left (`.checkpoint.pt.*.tmp`, ...: only
+    names dasvit writes, `is_leftover`); call with the run's lock held, so no writer is mid-write. Returns
+    their names."""
     removed = []
     try:
         entries = list(os.scandir(run_dir))
     except OSError:
         return removed
     for entry in entries:
-        if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file(follow_symlinks=False):
+        if is_leftover(entry.name) and entry.is_file(follow_symlinks=False):
             try:
                 os.unlink(entry.path)
                 removed.append(entry.name)

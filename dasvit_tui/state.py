@@ -27,6 +27,7 @@ from dasvit.events import (
     SpaceEvent,
 )
 from dasvit.fmt import human_bytes
+from dasvit.limits import MAX_BUDGET_BINS
 from dasvit.rundir import RETRAIN, SPECIALIZED, RunStatus, printable
 
 
@@ -116,7 +117,7 @@ class RunState(RunStatus):
     def sampler_bins(self) -> list[dict[str, Any]]:
         """The last epoch's sampler state per budget bin: budget_flops, mean_flops, feasible, entropy."""
         bins = ((self.last or {}).get("sampler") or {}).get("bins")
-        return [b for b in bins if isinstance(b, dict)] if isinstance(bins, list) else []
+        return [b for b in bins[:MAX_BUDGET_BINS] if isinstance(b, dict)] if isinstance(bins, list) else []
 
     def scored_points(self) -> list[tuple[int, dict[str, Any]]]:
         """(epoch index, point) of every architecture the sampler scored, each with flops and val_acc."""

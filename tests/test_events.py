@@ -109,14 +109,22 @@ def test_the_reader_drops_wrong_typed_fields_and_keeps_the_rest():
         "train_loss": float("nan"),  # a diverged run: a number still
         "val_acc": "0.5",
         "arch_weights": {"0->2": {"skip": "x"}},
-        "points": [1, {"flops": "x"}],  # a list: readers check the points they draw themselves
-        "fairness": {"skip": "x"},  # an object, likewise
+        "points": [1, {"flops": "x", "val_acc": 0.5}],  # parts: each item an object, its fields of their type
+        "fairness": {"skip": "x", "total": 0.1},  # likewise
         "resumed": 1,
         "newer_field": {"anything": 1},
     }
     clean = ev.clean_event(line)
     assert set(line) - set(clean) == {"time", "stage", "val_acc", "arch_weights", "resumed"}
-    assert clean["points"] == line["points"] and clean["newer_field"] == line["newer_field"]
+    assert clean["points"] == [{}, {"val_acc": 0.5}] and clean["fairness"] == {"total": 0.1}
+    assert clean["newer_field"] == line["newer_field"]
+    sampler = {"bins": [{"budget_flops": 1.0, "mean_flops": 0.5, "feasible": 1.0, "entropy": 0.1}]}
+    whole = {"type": "epoch", "sampler": sampler, "points": [{"flops": 1.0}], "fairness": {"skip": 0.1}}
+    assert ev.clean_event(whole) is whole and ev.clean_event(whole)["sampler"] is sampler  # nothing copied
+    assert ev.clean_event({"sampler": {"bins": [1, {"budget_flops": "x", "mean_flops": "y"}]}}) == {
+        "sampler": {"bins": [{}, {}]}
+    }
+    assert ev.clean_event({"sampler": {"bins": "x"}, "points": {}}) == {"sampler": {}}
     good = ev.make_event(ev.RUN_END, status="finished", message="")
     assert ev.clean_event(good) is good
     assert ev.clean_event({"type": "approve", "stage": "1"}) == {"type": "approve"}  # a type it does not know

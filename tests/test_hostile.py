@@ -162,6 +162,7 @@ FIXED_LINES = [
     b'{"type":"epoch","stage":1,"epoch":2,"epochs":3,"points":[1,{"flops":NaN,"val_acc":"x"},'
     b'{"flops":1e300,"val_acc":1e300},{"flops":1e299,"val_acc":-1e299}],"sampler":{"bins":[1,'
     b'{"budget_flops":0,"mean_flops":NaN},{"budget_flops":1,"mean_flops":1e308,"feasible":"x","entropy":NaN}]}}',
+    b'{"type":"epoch","stage":1,"epoch":3,"epochs":3,"sampler":{"bins":[{"budget_flops":"x","mean_flops":"y"}]}}',
     b'{"type":"genotype","stage":1,"genotype":{"format":"dasvit-genotype","edges":[1,{"to":[2]}],"output":"x"}}',
     b'{"type":"epoch","stage":1,"epoch":1,"epochs":1,"fairness":{"skip":"x","total":NaN},"skip_fraction":[1]}',
     b'{"type": "approve"}',  # a control line in the event log
@@ -329,6 +330,25 @@ def test_a_resume_after_a_truncated_event_line_starts_on_a_fresh_line_and_cleans
     assert resumed["resumed"] is True and not (run / ".checkpoint.pt.abcd.tmp").exists()
 
 
+def test_only_dasvits_own_temporary_files_are_removed_as_leftovers(tmp_path):
+    """remove_leftovers deleted any `.*.tmp` of the run directory, someone else's too."""
+    import tempfile
+
+    ours = [".checkpoint.pt.k1ll3d.tmp", ".checkpoint.prev.pt.4242.tmp", ".genotype-stage3.json.x_7q2m0a.tmp"]
+    ours += [".config.yaml.abcdefgh.tmp", ".metrics.json.12345678.tmp", ".best.pt.00000000.tmp"]
+    for name in ("checkpoint.pt", "events.jsonl"):  # what atomic_write_bytes' mkstemp really names them
+        fd, made = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=tmp_path)
+        os.close(fd)
+        ours.append(Path(made).name)
+    theirs = [".notes.tmp", ".my-data.abc.tmp", ".checkpoint.pt.tmp", ".checkpoint.pt.a.b.tmp", ".tmp", "x.tmp"]
+    theirs += [".genotype-stage.json.abc.tmp", ".checkpoint.pt.UPPER.tmp"]
+    for name in ours + theirs:
+        (tmp_path / name).write_text("x")
+    (tmp_path / ".genotype.json.dir.tmp").mkdir()  # not a file: kept
+    assert sorted(rd.remove_leftovers(tmp_path)) == sorted(ours)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*theirs, ".genotype.json.dir.tmp"])
+
+
 def test_a_checkpoint_of_random_bytes_is_damaged_not_hostile_and_the_previous_one_is_used(mini, tmp_path, capsys):
     run = copy(mini, tmp_path / "run")
     (run / "checkpoint.pt").write_bytes(random.Random(1).randbytes(50_000))
@@ -362,6 +382,46 @@ def test_a_config_edited_so_the_checkpoint_no_longer_fits_is_one_sentence_never_
     assert "does not fit" in line and words in line and "config.yaml" in line
     assert not (run / "genotype.json").exists()
     assert of_type(events(run), "run_end")[-1]["status"] != "finished"
+
+
+@pytest.fixture(scope="module")
+def tiny_retrain(tmp_path_factory) -> Path:
+    """A finished retrain of two one-step epochs of a one-layer ViT block: a second."""
+    from dasvit.retrain import main
+
+    run = tmp_path_factory.mktemp("hostile-retrain") / "run"
+    tiny = ["retrain.epochs=2", "retrain.warmup_epochs=0", "retrain.depth=1", "retrain.steps_per_epoch=1"]
+    tiny += ["retrain.batch_size=16", "data.synthetic_train=64", "data.synthetic_val=16", "space.embed_dim=24"]
+    assert main(["vit_b16", "--preset", "demo", "--run-dir", str(run), "--no-progress", *sets(tiny)]) == 0
+    return run
+
+
+@pytest.mark.parametrize(
+    "engine, edit, words",
+    [
+        ("retrain", lambda c: c["space"].update(embed_dim=48), "size mismatch"),
+        ("retrain", lambda c: c["retrain"].update(depth=2), "Missing key"),
+        ("retrain", lambda c: c["retrain"].update(epochs=1), "it stopped after epoch 2 of retrain.epochs 1"),
+        ("focus", lambda c: c["focus"].update(embed_dims=[16, 24, 48]), "size mismatch"),
+        ("focus", lambda c: c["focus"]["lstm"].update(hidden=8), "size mismatch"),
+        ("focus", lambda c: c["focus"].update(budget_bins=3), "size mismatch"),
+    ],
+    ids=["retrain width", "retrain depth", "retrain epochs cut", "focus widths", "focus lstm.hidden", "focus bins"],
+)
+def test_a_config_edited_so_a_retrain_or_focus_checkpoint_no_longer_fits_is_one_sentence(
+    request, tmp_path, capsys, engine, edit, words
+):
+    run = copy(request.getfixturevalue(f"tiny_{engine}"), tmp_path / "run")
+    cfg = yaml.safe_load((run / rd.CONFIG).read_text())
+    edit(cfg)
+    (run / rd.CONFIG).write_text(yaml.safe_dump(cfg))
+    before = len(lines_of(run / rd.EVENTS))
+    start = time.monotonic()
+    code, _, err = cli(capsys, engine, "--headless", "--resume", run)
+    line = one_sentence(err)
+    assert code == 2 and "does not fit" in line and words in line and "config.yaml" in line, line
+    assert time.monotonic() - start < 5
+    assert not any(e["type"] == "epoch" for e in events(run)[before:])  # nothing trained on the edited config
 
 
 def test_a_space_that_cannot_make_a_cell_is_refused_before_any_work(tmp_path, capsys):
@@ -404,12 +464,66 @@ def test_sizes_and_counts_beyond_their_bound_are_one_sentence_naming_it(tmp_path
     assert not (tmp_path / "run").exists()
 
 
+# every integer key of the config that reached the allocator, a loop or a fork (and the others, bounded alike)
+BIG = 10**12
+CONFIG_BOUNDS = [
+    ("search", "search.pts.dim", 10**9, "at most 8,192"),  # RuntimeError in supernet.py, the run dir left
+    ("search", "data.workers", BIG, "at most 256"),  # forked loader workers until killed
+    ("search", "data.batch_size", BIG, "at most 65,536"),
+    ("search", "search.arch_warmup_epochs", BIG, "at most 1,000,000"),
+    ("search", "search.steps_per_epoch", BIG, "at most 1,000,000,000"),
+    ("search", "search.stages=[{depth: 1, keep: 8, epochs: 1000000000000}]", None, "at most 1,000,000"),
+    ("search", "search.seed", 10**30, "between -4,294,967,295 and 4,294,967,295"),
+    ("search", "data.seed", -(10**30), "between -4,294,967,295 and 4,294,967,295"),  # ValueError: Overflow
+    ("search", "space.ops=[" + ", ".join(f"mlp_{1 + i / 100:g}" for i in range(300)) + "]", None, "at most 256 values"),
+    ("retrain", "retrain.epochs", BIG, "at most 1,000,000"),
+    ("retrain", "retrain.batch_size", BIG, "at most 65,536"),
+    ("retrain", "retrain.steps_per_epoch", BIG, "at most 1,000,000,000"),
+    ("retrain", "retrain.seed", 10**30, "between -4,294,967,295"),
+    ("focus", "focus.lstm.hidden", BIG, "at most 4,096"),  # OOM at 23 GB
+    ("focus", "focus.budget_bins", BIG, "at most 256"),  # OOM
+    ("focus", "focus.lstm.archs", BIG, "at most 4,096"),  # OOM
+    ("focus", "focus.lstm.budgets", BIG, "at most 4,096"),  # MemoryError
+    ("focus", "focus.lstm.cost_archs", BIG, "at most 4,096"),  # RuntimeError from the allocator
+    ("focus", "focus.lstm.batch_size", BIG, "at most 65,536"),
+    ("focus", "focus.batch_size", BIG, "at most 65,536"),  # refused only after the run dir was made
+    ("focus", "focus.epochs", BIG, "at most 1,000,000"),
+    ("focus", "focus.sampler_every", BIG, "at most 1,000,000,000"),
+    ("focus", "focus.eval_batches", BIG, "at most 1,000,000,000"),
+    ("focus", "focus.seed", 10**30, "between -4,294,967,295"),  # ValueError: Overflow
+    ("focus", "focus.embed_dims=[" + ", ".join(map(str, range(8, 2408, 8))) + "]", None, "at most 256 values"),
+]
+ENGINE_ARGS = {
+    "search": ["search", "--headless", "--preset", "demo"],
+    "retrain": ["retrain", "vit_b16", "--headless", "--preset", "demo"],
+    "focus": ["focus", "--headless", "--preset", "focus-demo"],
+}
+
+
+@pytest.mark.parametrize("engine, key, value, words", CONFIG_BOUNDS, ids=[c[1][:30] for c in CONFIG_BOUNDS])
+def test_config_sizes_beyond_their_bound_are_one_sentence_before_any_run_dir(
+    tmp_path, capsys, engine, key, value, words
+):
+    setting = key if value is None else f"{key}={value}"
+    start = time.monotonic()
+    code, _, err = cli(capsys, *ENGINE_ARGS[engine], "--set", setting, "--run-dir", tmp_path / "run")
+    line = one_sentence(err)
+    assert code == 2 and words in line and key.split("=")[0] in line and time.monotonic() - start < 5
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_genotype_asking_for_1e30_nodes_is_refused_at_once(tmp_path, capsys):
-    """Its validation looped over every node."""
+    """Its validation looped over every node; an output of 100,000 nodes was a MemoryError in `show`."""
     g = json.loads((RECORDED / "genotype.json").read_text())
     cases = [
         ("nodes", 10**30, "'nodes' must be between 1 and 32"),
         ("edges", [g["edges"][0]] * 5000, "at most 4,096"),
+        ("output", [2] * 100_000, "'output' lists 100,000 nodes; a cell of 3 intermediate nodes has at most 3"),
+        (
+            "ops",
+            {f"mlp_{1 + i / 1000:g}": {"type": "mlp", "ratio": 1 + i / 1000} for i in range(5000)},
+            "at most 4,096",
+        ),
     ]
     for key, value, words in cases:
         path = tmp_path / f"{key}.json"
@@ -483,6 +597,67 @@ def test_planted_links_in_a_run_dir_are_refused_and_their_targets_untouched(mini
     assert victim.read_text() == "precious\n"
 
 
+@pytest.fixture(scope="module")
+def tiny_focus(tmp_path_factory) -> Path:
+    """A FocusFormer run of one step (a checkpoint to specialize): a second and a half."""
+    from dasvit.focus.train import main
+
+    run = tmp_path_factory.mktemp("hostile-focus") / "run"
+    tiny = ["focus.epochs=1", "focus.warmup_epochs=0", "focus.lr_warmup_epochs=0", "focus.steps_per_epoch=1"]
+    tiny += ["focus.batch_size=16", "focus.lstm.batch_size=16", "focus.eval_batches=1"]
+    tiny += ["data.synthetic_train=64", "data.synthetic_val=16"]
+    assert main(["--preset", "focus-demo", "--run-dir", str(run), "--no-progress", *sets(tiny)]) == 0
+    return run
+
+
+@pytest.mark.parametrize("folder", ["figures", "retrain", "compare", "specialized"])
+def test_a_run_dirs_subfolder_that_is_a_link_is_refused_and_its_target_untouched(request, tmp_path, capsys, folder):
+    """`ln -s /victimdir RUN/figures; dasvit plot RUN` overwrote files in the target; retrain, compare and
+    specialize wrote into theirs likewise."""
+    victim = tmp_path / "victim"
+    (victim / "searched-d4").mkdir(parents=True)
+    (victim / "precious.txt").write_text("precious\n")
+    before = sorted(str(p.relative_to(victim)) for p in victim.rglob("*"))
+    src = request.getfixturevalue("tiny_focus" if folder == "specialized" else "mini")
+    run = copy(src, tmp_path / "run")
+    shutil.rmtree(run / folder, ignore_errors=True)
+    (run / folder).symlink_to(victim, target_is_directory=True)
+    args = {
+        "figures": ["plot", run],
+        "retrain": ["retrain", run, "--headless", "--set", "retrain.epochs=1", "--set", "retrain.depth=1"],
+        "compare": ["compare", run, "--set", "retrain.epochs=1"],
+        "specialized": ["specialize", run, "--flops", "1G", "--samples", "2"],
+    }[folder]
+    start = time.monotonic()
+    code, _, err = cli(capsys, *args)
+    assert code == 2 and f"{folder} is a symbolic link" in one_sentence(err) and time.monotonic() - start < 5
+    assert sorted(str(p.relative_to(victim)) for p in victim.rglob("*")) == before
+    assert (victim / "precious.txt").read_text() == "precious\n"
+
+
+@pytest.mark.timeout(60)  # a FIFO blocked the open for good
+@pytest.mark.parametrize(
+    "name, kind, command",
+    [
+        ("config.yaml", "a FIFO", "search --headless --resume RUN"),  # hung reading it
+        ("control.jsonl", "a FIFO", "approve RUN --stop"),  # hung: the O_WRONLY open blocks
+        (".lock", "a FIFO", "search --headless --resume RUN"),  # OSError (ftruncate) traceback
+        (".lock", "a directory", "search --headless --resume RUN"),  # IsADirectoryError traceback
+        ("events.jsonl", "a directory", "approve RUN --stop"),
+    ],
+)
+def test_a_run_file_that_is_a_fifo_or_a_directory_is_one_sentence_never_a_hang(
+    mini, tmp_path, capsys, name, kind, command
+):
+    run = copy(mini, tmp_path / "run")
+    (run / name).unlink(missing_ok=True)
+    os.mkfifo(run / name) if kind == "a FIFO" else (run / name).mkdir()
+    start = time.monotonic()
+    code, _, err = cli(capsys, *(run if arg == "RUN" else arg for arg in command.split()))
+    assert code == 2 and f"{name} is {kind}; a run directory's files are regular files" in one_sentence(err)
+    assert time.monotonic() - start < 5
+
+
 def test_escape_sequences_in_a_run_dir_name_or_its_files_never_reach_show(mini, tmp_path, capsys):
     run = copy(mini, tmp_path / "r\x1b]0;pwned\x07[/bold]\x9b2J")
     meta = json.loads((run / "genotype.json").read_text())
@@ -526,6 +701,29 @@ def test_a_symlink_loop_in_an_image_folder_is_read_once(tmp_path):
     splits = build_datasets(_data(root))
     assert len(splits.train) == 6 and sorted(y for _, y in splits.train) == [0, 0, 0, 1, 1, 1]
     assert any("skipped 2 directory link(s)" in n for n in splits.notes)
+
+
+def test_a_link_to_an_ancestor_of_the_data_folder_is_skipped_even_when_that_ancestor_is_the_root(tmp_path, monkeypatch):
+    """A class folder's link resolving to / was walked: its check read `top.startswith("//")`, so the whole
+    file system would be listed. A link to an ancestor of the data folder, as it is and then with that
+    ancestor seen as / (realpath answering as in a container whose data lies at the root)."""
+    from dasvit import data
+
+    root = _image_folder(tmp_path / "images", {"cat": 3, "dog": 2})
+    cat = root / "train" / "cat"
+    (cat / "up").symlink_to(tmp_path, target_is_directory=True)
+    (tmp_path / "elsewhere").mkdir()  # the rest of the "file system"
+    shutil.copy(cat / "0.png", tmp_path / "elsewhere" / "not-a-cat.png")
+    assert data._walk_images(str(cat), lambda f: f.endswith(".png")) == ([str(cat / f"{i}.png") for i in range(3)], 1)
+    real, base = os.path.realpath, os.path.realpath(tmp_path)
+
+    def with_tmp_path_as_root(path, *args, **kw):
+        rel = os.path.relpath(real(path, *args, **kw), base)
+        return real(path, *args, **kw) if rel.startswith("..") else "/" if rel == "." else "/" + rel
+
+    monkeypatch.setattr(data.os.path, "realpath", with_tmp_path_as_root)
+    files, skipped = data._walk_images(str(cat), lambda f: f.endswith(".png"))
+    assert files == [str(cat / f"{i}.png") for i in range(3)] and skipped == 1
 
 
 def test_unreadable_images_are_skipped_with_a_warning_naming_them_and_a_damaged_folder_is_one_sentence(
@@ -572,7 +770,9 @@ def hostile_runs(root: Path) -> list[Path]:
 
 
 def test_fuzzed_event_logs_never_raise_in_approve_plot_or_the_run_readers(mini, tmp_path, capsys):
-    for run in hostile_runs(tmp_path / "runs"):
+    """`plot` of a FocusFormer run raised on a sampler bin that is not an object, or whose numbers are strings."""
+    runs = hostile_runs(tmp_path / "runs")
+    for run in runs:
         evs, bad = rd.read_events(run)
         assert len(bad) >= NOT_OBJECTS and all(isinstance(e, dict) for e in evs)
         assert not any(ch in json.dumps(evs, ensure_ascii=False) for ch in ESCAPES)
@@ -585,6 +785,9 @@ def test_fuzzed_event_logs_never_raise_in_approve_plot_or_the_run_readers(mini, 
     code, out, err = cli(capsys, "plot", small_search(mini, tmp_path / "plotted"), "--out", tmp_path / "figures")
     assert code == 0, err
     assert {Path(p).name for p in out.split()} >= {"curves.png", "op_weights.svg", "skip.png"}
+    code, out, err = cli(capsys, "plot", runs[1], "--out", tmp_path / "focus-figures")  # the focus run
+    assert code == 0, err
+    assert {Path(p).name for p in out.split()} >= {"curves.png", "sampler.png", "sampler.svg"}
 
 
 def small_search(mini: Path, dst: Path) -> Path:
@@ -657,3 +860,55 @@ def test_the_runs_list_and_every_monitor_stay_up_on_hostile_runs(tmp_path):
     text = "\n".join(seen)
     assert "[/bold]" in text and "[bold]x" in text  # names and presets shown as they are, never as markup
     assert not any(ch in text for ch in ESCAPES)
+
+
+def waiting_run(mini: Path, dst: Path) -> Path:
+    """A copy of `mini` cut just after its first prune_proposal: a run that waits for an answer."""
+    run = copy(mini, dst)
+    lines = lines_of(run / rd.EVENTS)
+    cut = next(i for i, ln in enumerate(lines) if json.loads(ln)["type"] == "prune_proposal")
+    (run / rd.EVENTS).write_bytes(b"\n".join(lines[: cut + 1]) + b"\n")
+    return run
+
+
+def test_the_monitor_stays_up_when_its_answer_or_stop_cannot_be_written(mini, tmp_path):
+    """A live run whose control.jsonl is a link: `a` in the prune modal and `s` `y` in the monitor raised
+    RunDirError out of the app (rd.write_control). Now each is its sentence in the log and a notification."""
+    from dasvit_tui.app import DasvitApp
+    from dasvit_tui.screens.monitor import MonitorScreen
+    from dasvit_tui.screens.prune import KeepGrid, PruneScreen
+    from dasvit_tui.widgets.log import EngineLog
+
+    victim = tmp_path / "someone-elses-file"
+    victim.write_text("precious\n")
+    run = waiting_run(mini, tmp_path / "run")
+    (run / rd.CONTROL).unlink(missing_ok=True)
+    (run / rd.CONTROL).symlink_to(victim)
+    lock = rd.RunLock(run)  # the engine's lock, held here: the run is live
+    lock.acquire()
+    logged: list[str] = []
+
+    async def scenario():
+        app = DasvitApp(run_dir=run, poll_interval=0.05)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, PruneScreen) and bool(app.screen.query(KeepGrid)))
+            monitor = app.screen_stack[-2]
+            assert isinstance(monitor, MonitorScreen)
+            await pilot.press("a")
+            await until(pilot, lambda: app.screen is monitor)
+            await pilot.press("s")
+            await until(pilot, lambda: app.screen is not monitor)
+            await pilot.press("y")
+            await until(pilot, lambda: app.screen is monitor)
+            await pilot.pause(0.1)
+            logged.extend(text.plain for text in monitor.query_one(EngineLog)._entries)  # the lines unwrapped
+            assert app.is_running and monitor.state.status == "waiting"
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        lock.release()
+    refused = [line for line in logged if "not sent" in line]
+    assert [line.split(":")[0] for line in refused] == ["approve not sent", "stop not sent"], logged
+    assert all("control.jsonl is a symbolic link" in line for line in refused)
+    assert victim.read_text() == "precious\n"

@@ -305,6 +305,8 @@ def specialize(
         raise UserError(f"--samples must be between 1 and {MAX_SAMPLES:,}, got {samples:,}.")
     if not isinstance(run, FocusRun):
         run = FocusRun(run)
+    if write:
+        rd.run_subdir(run.dir, rd.SPECIALIZED)  # before the evaluations: a planted link is refused at once
     smallest = run.space.smallest()
     min_flops, min_params = run.cost(smallest)
     check_budget(flops, min_flops, "--flops", "FLOPs")
@@ -333,7 +335,7 @@ def specialize(
     )
     if write:
         name = budget_label(flops, params) + ("" if method == "sampler" else f"-{method}") + ".json"
-        path = run.dir / rd.SPECIALIZED / name
+        path = rd.run_subdir(run.dir, rd.SPECIALIZED) / name
         write_genotype(run, result, path)
         result.path = path
     return result

@@ -34,6 +34,7 @@ from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
 from dasvit import rundir as rd
+from dasvit.errors import UserError
 from dasvit.events import ERROR, GENOTYPE, PRUNE, PRUNE_PROPOSAL, RUN_END, RUN_START
 
 from .. import messages as m
@@ -260,8 +261,7 @@ class MonitorScreen(Screen):
             return
 
         def answer(yes: bool | None) -> None:
-            if yes:
-                rd.write_control(self.run_dir, {"type": "stop"})
+            if yes and self.send_control({"type": "stop"}):
                 self._log().add(Text("stop requested: the engine stops after its current step", style="bold"))
 
         self.app.push_screen(
@@ -272,6 +272,22 @@ class MonitorScreen(Screen):
             ),
             answer,
         )
+
+    def send_control(self, command: dict) -> bool:
+        """Append a control line (stop, approve) for the engine. A run directory that cannot take it (its
+        control.jsonl a planted link or not a file, read-only, full) is that sentence in the log and a
+        notification, and the monitor stays; False then."""
+        try:
+            rd.write_control(self.run_dir, command)
+        except (UserError, OSError) as e:
+            why = (
+                str(e) if isinstance(e, UserError) else f"cannot write {self.run_dir / rd.CONTROL} ({e.strerror or e})."
+            )
+            why = rd.printable(f"{command.get('type')} not sent: {why}", newlines=False)
+            self._log().add(Text(why, style="bold red"))
+            self.notify(why, severity="error", timeout=8, markup=False)
+            return False
+        return True
 
     def action_back(self) -> None:
         self.app.back_from(self)

@@ -8,8 +8,6 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 
-from dasvit import rundir as rd
-
 from ..state import RunState
 from ..widgets.charts import LineChart
 from ..widgets.heatmap import OpHeatmap
@@ -105,7 +103,8 @@ class SearchMonitorScreen(MonitorScreen):
         command = {"type": "approve", "stage": decision.stage}
         if decision.keep is not None:
             command["keep"] = decision.keep
-        rd.write_control(self.run_dir, command)
+        if not self.send_control(command):
+            return
         key = self._proposal_key()
         if key is not None:
             self._answered.add(key)
