@@ -1,18 +1,20 @@
-"""How an engine process uses the CPU: OpenMP's wait policy and the number of intra-op threads.
+"""How an engine process uses the CPU: the number of intra-op threads and OpenMP's wait policy.
 
-Torch's CPU kernels run on an OpenMP thread pool whose idle threads, by default, spin for a while before
-they sleep. On a machine with other work (a second run, data-loader workers, another user) a spinning
-thread holds a core that the thread doing the work needs: measured on 2 cores with other jobs running, a
-demo search stage took 617 s with 2 spinning threads, 46 s with 2 threads that sleep when idle, 99 s with
-one thread (BENCHMARKS.md has the side-by-side figures). On an idle machine sleeping threads cost instead
-(a demo search stage 2.0-2.7x slower than with spinning ones, measured there: an idle core wakes slowly);
-`OMP_WAIT_POLICY=ACTIVE` in the environment restores spinning. So every dasvit process asks OpenMP to let idle
-threads sleep (`OMP_WAIT_POLICY=PASSIVE`, unless the environment sets it), which must happen before torch
-loads OpenMP: `dasvit/__init__.py` calls `configure_openmp` on import.
+Torch's CPU kernels run on an OpenMP thread pool. The engines' work on a CPU is many small ops (tiny
+ViTs, a few thousand tokens a batch), which a second thread speeds up little, and an idle thread of the
+pool either spins (holding a core another job needs) or sleeps (and wakes slowly for the next op).
+Measured on 2 cores, idle and beside another job, for a demo search stage, a FocusFormer run and `dasvit
+bench --quick` (BENCHMARKS.md, "threads"): one thread was the fastest setting or within 1.2x of it in every
+case; two threads that sleep when idle were up to 2.9x slower on the idle machine, two that spin up to
+4x slower on the loaded one. So `auto`, the default, is one thread a process; `all` is the cores this
+process may run on (shared by the ranks torchrun starts on this machine), for a machine and a workload
+where more threads pay (measure with `dasvit --threads all bench --quick`).
 
-The number of threads is `--threads` on the command line or `DASVIT_THREADS` (an engine started by the
-CLI or the monitor inherits it), else `OMP_NUM_THREADS`, else `auto`: the cores this process may run on,
-shared by the ranks torchrun starts on this machine. Every engine prints what it chose.
+The setting is `--threads` on the command line or `DASVIT_THREADS` (an engine started by the CLI or the
+monitor inherits it), else `OMP_NUM_THREADS`, else `auto`. Every engine prints what it chose. With more
+than one thread, idle OpenMP threads sleep (`OMP_WAIT_POLICY=PASSIVE`, unless the environment sets it: on
+a machine with other work a spinning thread holds the core the working one needs); that must be set
+before torch loads OpenMP, so `dasvit/__init__.py` calls `configure_openmp` on import.
 
 Torch-free: the CLI imports it to check `--threads` before any engine starts.
 """
@@ -45,14 +47,20 @@ def cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def parse_threads(value: str | int | None, source: str = "--threads") -> int | None:
-    """A thread setting: None or "auto" (choose), else a whole number from 1 to MAX_THREADS."""
+ALL = "all"
+
+
+def parse_threads(value: str | int | None, source: str = "--threads") -> int | str | None:
+    """A thread setting: None or "auto" (choose: one thread), "all" (this process's cores), else a whole
+    number from 1 to MAX_THREADS."""
     if value is None or str(value).strip().lower() in ("", "auto"):
         return None
+    if str(value).strip().lower() == ALL:
+        return ALL
     try:
         n = int(str(value).strip())
     except ValueError:
-        raise ConfigError(f"{source} must be auto or a number of threads, got {value!r}.") from None
+        raise ConfigError(f"{source} must be auto, all or a number of threads, got {value!r}.") from None
     if not 1 <= n <= MAX_THREADS:
         raise ConfigError(f"{source} must be between 1 and {MAX_THREADS} threads (or auto), got {n}.")
     return n
@@ -73,12 +81,13 @@ def choose_threads() -> ThreadChoice:
     for name in (ENV, "OMP_NUM_THREADS"):
         raw = os.environ.get(name)
         n = parse_threads(raw, name)
+        if n == ALL:
+            local_ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+            shared = f", shared by {local_ranks} ranks" if local_ranks > 1 else ""
+            return ThreadChoice(max(1, cores() // local_ranks), f"{name}=all: {cores()} cores{shared}")
         if n is not None:
             return ThreadChoice(n, f"{name}={n}")
-    local_ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
-    n = max(1, cores() // local_ranks)
-    shared = f", shared by {local_ranks} ranks" if local_ranks > 1 else ""
-    return ThreadChoice(n, f"auto: {cores()} cores{shared}")
+    return ThreadChoice(1, "auto: one thread a process, the fastest on small ops; --threads all or N for more")
 
 
 def apply_threads() -> ThreadChoice:

@@ -35,10 +35,11 @@ def _global(
     threads: str = typer.Option(
         None,
         "--threads",
-        help="CPU threads of every engine this command runs: auto (this process's cores, shared by the ranks of "
-        "--nproc) or a number. Default: $DASVIT_THREADS, else $OMP_NUM_THREADS, else auto. Idle OpenMP threads "
-        "sleep (OMP_WAIT_POLICY=PASSIVE) unless the environment says otherwise.",
-        metavar="auto|N",
+        help="CPU threads of every engine this command runs: auto (one a process: measured the fastest, or within "
+        "1.2x of it, on small ops, idle or beside other jobs), all (this process's cores, shared by the ranks of "
+        "--nproc) or a number. Default: $DASVIT_THREADS, else $OMP_NUM_THREADS, else auto. With more than one, "
+        "idle OpenMP threads sleep (OMP_WAIT_POLICY=PASSIVE) unless the environment says otherwise.",
+        metavar="auto|all|N",
     ),
 ) -> None:
     """Differentiable architecture search for Vision Transformers (DASViT)."""

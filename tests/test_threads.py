@@ -30,8 +30,9 @@ def test_engines_use_the_threads_they_report(tmp_path):
     code = "import dasvit.threads as t; c = t.apply_threads(); import torch; print(c.threads, torch.get_num_threads())"
     assert _python(code, DASVIT_THREADS="1").stdout.split() == ["1", "1"]
     assert _python(code, OMP_NUM_THREADS="1").stdout.split() == ["1", "1"]
-    auto = _python(code).stdout.split()
-    assert auto[0] == auto[1] and int(auto[0]) == len(os.sched_getaffinity(0))
+    assert _python(code).stdout.split() == ["1", "1"]  # auto: one thread a process
+    every = _python(code, DASVIT_THREADS="all").stdout.split()
+    assert every[0] == every[1] and int(every[0]) == len(os.sched_getaffinity(0))
     bad = subprocess.run(
         [sys.executable, "-m", "dasvit_tui.cli", "--threads", "zero", "search", "--headless", "--preset", "demo"],
         cwd=REPO,
