@@ -12,9 +12,12 @@ engine (`RetrainRequest`, `retrain`), up to three networks:
   `retrain.depth`: the baseline a search has to beat (Li & Talwalkar 2019). The k-th is drawn from
   (search.seed, k), so `--random 3` then `--random 5` adds two and reuses three.
 
-With `repeats` K, every network is retrained K times, with `retrain.seed` s, s+1, ..., s+K-1 (s: the
-recipe's seed); its row holds the mean over the K retrains and each one (`runs`). One retrain is worth
-about ±0.4 points on Fashion-MNIST (RESULTS.md): repeats are what make a difference of that size visible.
+With `repeats` K, the searched cell and the ViT block (the head-to-head comparisons) are each retrained K
+times, with `retrain.seed` s, s+1, ..., s+K-1 (s: the recipe's seed); a row holds the mean over its
+retrains and each one (`runs`). One retrain is worth about ±0.4 points on Fashion-MNIST (RESULTS.md):
+repeats are what make a difference of that size visible. Random cells are retrained once each: the
+baseline is their median over N cells, which already averages the retrains' noise, and N more cells say
+more about the space than a second retrain of each.
 
 A retrain that already exists with the same cell, depth and recipe is reused: RUN_DIR/retrain (from
 `dasvit retrain RUN_DIR`) for the searched cell at `retrain.depth`, and anything under RUN_DIR/compare/
@@ -194,6 +197,11 @@ def locate(entry: Entry, run_dir: Path, want: Config, depth: int) -> None:
 RANDOM = "random"
 
 
+def is_repeated(cell: str) -> bool:
+    """Whether `--repeats` retrains this cell again: the searched cell and the ViT block, not random cells."""
+    return not cell.startswith(RANDOM)
+
+
 def random_cell(cfg: Config, k: int) -> Genotype:
     """The k-th random cell (1-based) of `cfg`'s space, under the derivation's rules and the search's budget."""
     import random
@@ -247,7 +255,8 @@ def plan_compare(
         entries.append(Entry(f"{RANDOM}{k}", depth, g, *network_cost(g, cfg, depth, num_classes)))
     if repeats < 1:
         raise UserError(f"--repeats takes a number of retrains per network (1 or more), got {repeats}.")
-    entries = [dataclasses.replace(e, repeat=r) for r in range(repeats) for e in entries]  # every network once first
+    # every network once first, then the repeats of the searched cell and the ViT block
+    entries += [dataclasses.replace(e, repeat=r) for r in range(1, repeats) for e in entries if is_repeated(e.cell)]
     plan = ComparePlan(run_dir, overrides, cfg, num_classes, depth, matched, next_flops, entries, repeats)
     for e in entries:
         locate(e, run_dir, plan.recipe_for(e), depth)
@@ -390,7 +399,7 @@ def result(plan: ComparePlan) -> dict[str, Any]:
         "num_classes": plan.num_classes,
         "overrides": plan.overrides,
         "recipe": recipe,
-        "repeats": plan.repeats,  # retrains per network; top1/top5 are their mean
+        "repeats": plan.repeats,  # retrains of the searched cell and the ViT block; top1/top5 are their mean
         "models": rows,
         "equal_depth": {"depth": depth, "searched": rows[f"searched@{depth}"], "vit": vit},
         "matched_flops": None,

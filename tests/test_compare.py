@@ -166,15 +166,19 @@ def test_random_cells_of_the_same_space_are_retrained_and_ranked(first, run, tmp
 
 
 def test_repeats_retrain_each_network_with_other_seeds_and_report_their_mean(first, run, monkeypatch, capsys):
-    """--repeats 2: each network trained again with retrain.seed + 1 (the first retrains reused); a row is the
-    mean of its two retrains, each of which is listed with its seed and metrics."""
+    """--repeats 2: the searched cell and the ViT block trained again with retrain.seed + 1 (the first
+    retrains reused), a random cell once; a row is the mean of its retrains, each listed with its seed and
+    metrics."""
     result = CliRunner().invoke(
-        app, ["compare", str(run), "--repeats", "2", "--format", "json", "--no-progress", *sets(TINY)]
+        app, ["compare", str(run), "--repeats", "2", "-r", "1", "--format", "json", "--no-progress", *sets(TINY)]
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["repeats"] == 2
     seed = data["recipe"]["seed"]
+    random1 = data["models"].pop(f"random1@{data['equal_depth']['depth']}")
+    assert [r["seed"] for r in random1["runs"]] == [seed] and random1["top1"] == random1["runs"][0]["top1"]
+    assert data["random"]["cells"] == [random1]
     for key, row in data["models"].items():
         runs = row["runs"]
         assert [r["seed"] for r in runs] == [seed, seed + 1], key

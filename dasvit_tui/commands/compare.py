@@ -80,8 +80,13 @@ def compare_table(data: dict[str, Any]):
     repeats = data.get("repeats", 1)
     if isinstance(repeats, int) and repeats > 1:
         notes.append(
-            f"each row: the mean of {repeats} retrains (retrain seeds differ); top-1 spread (sample std): "
-            + ", ".join(f"{k} ±{100 * r.get('top1_std', 0):.2f}" for k, r in data.get("models", {}).items())
+            f"searched and ViT rows: the mean of {repeats} retrains (retrain seeds differ); top-1 spread (sample "
+            "std): "
+            + ", ".join(
+                f"{k} ±{100 * r.get('top1_std', 0):.2f}"
+                for k, r in data.get("models", {}).items()
+                if len(r.get("runs", [])) > 1
+            )
             + "."
         )
     if mf:
@@ -177,8 +182,9 @@ def compare(
         1,
         "--repeats",
         "-k",
-        help="Retrain every network K times (retrain.seed, +1, ...) and compare their means: one retrain's "
-        "noise (about ±0.4 points on Fashion-MNIST) hides smaller differences.",
+        help="Retrain the searched cell and the ViT block K times each (retrain.seed, +1, ...) and compare their "
+        "means: one retrain's noise (about ±0.4 points on Fashion-MNIST) hides smaller differences. Random cells "
+        "are retrained once each (their median over N cells averages that noise).",
         metavar="K",
     ),
     summary_path: Path = typer.Option(
@@ -201,8 +207,9 @@ def compare(
       random (-r N)  N cells drawn from the run's space under the derivation's
                      rules (inputs per node, a residual path, the first stage's
                      ops, within search.budget), retrain.depth
-    With --repeats K every network is retrained K times (retrain seeds s..s+K-1)
-    and its row is the mean (the table says ± the spread over the K).
+    With --repeats K the searched cell and the ViT block are retrained K times
+    (retrain seeds s..s+K-1) and each row is the mean (the table says ± the
+    spread over the K); random cells are retrained once each.
     top-1 is on the test split; each retrain picks its epoch on the validation
     split (held out of the training set). Finished retrains are reused
     (RUN_DIR/retrain, RUN_DIR/compare/*): a second compare trains nothing; a
