@@ -319,11 +319,22 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m dasvit.focus.claim", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--preset", default="focus-fashion")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--out", default="runs/focus-claim", help="folder for the runs and the results")
-    p.add_argument("--samples", type=int, default=100, help="evaluations per method and budget")
-    p.add_argument("--seeds", default="0", help="comma-separated focus.seed values, one pair of supernets each")
+    p.add_argument("--preset", default="focus-fashion", help="a focus preset or YAML file (default: focus-fashion)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key of the runs (both supernets, and so their picks' retrains), VALUE parsed as YAML; repeatable",
+    )
+    p.add_argument(
+        "--out", default="runs/focus-claim", help="folder for the runs and the results (default: runs/focus-claim)"
+    )
+    p.add_argument("--samples", type=int, default=100, help="evaluations per method and budget (default: 100)")
+    p.add_argument(
+        "--seeds", default="0", help="comma-separated focus.seed values, one pair of supernets each (default: 0)"
+    )
     p.add_argument("--no-retrain", action="store_true", help="skip retraining the picks from scratch")
     args = p.parse_args(argv)
 

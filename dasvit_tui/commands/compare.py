@@ -175,7 +175,7 @@ def compare(
         0,
         "--random",
         "-r",
-        help="Also retrain N random cells of each run's space (same rules, budget, recipe).",
+        help="Also retrain N random cells of each run's space (same rules, budget, recipe); at most 100.",
         metavar="N",
     ),
     repeats: int = typer.Option(
@@ -184,11 +184,11 @@ def compare(
         "-k",
         help="Retrain the searched cell and the ViT block K times each (retrain.seed, +1, ...) and compare their "
         "means: one retrain's noise (about ±0.4 points on Fashion-MNIST) hides smaller differences. Random cells "
-        "are retrained once each (their median over N cells averages that noise).",
+        "are retrained once each (their median over N cells averages that noise). At most 20.",
         metavar="K",
     ),
     summary_path: Path = typer.Option(
-        None, "--summary", help="With several runs: write their mean ± spread and α agreement here (JSON)."
+        None, "--summary", help="With several runs: write their mean ± sample std and α agreement here (JSON)."
     ),
     fmt: str = typer.Option(
         "rich",
@@ -208,8 +208,8 @@ def compare(
                      rules (inputs per node, a residual path, the first stage's
                      ops, within search.budget), retrain.depth
     With --repeats K the searched cell and the ViT block are retrained K times
-    (retrain seeds s..s+K-1) and each row is the mean (the table says ± the
-    spread over the K); random cells are retrained once each.
+    (retrain seeds s..s+K-1) and each row is the mean (the table says ± their
+    sample std); random cells are retrained once each.
     top-1 is on the test split; each retrain picks its epoch on the validation
     split (held out of the training set). Finished retrains are reused
     (RUN_DIR/retrain, RUN_DIR/compare/*): a second compare trains nothing; a

@@ -31,10 +31,17 @@ def retrain(
     ),
     overrides: set_option("retrain.epochs=100") = None,
     run_dir: Optional[Path] = typer.Option(
-        None, "--run-dir", "-o", help="Where to write. Default: RUN_DIR/retrain, or runs/<name>-retrain-<time>."
+        None,
+        "--run-dir",
+        "-o",
+        help="Where to write. Default: RUN_DIR/retrain for a search run directory, "
+        "FOCUS_RUN/specialized/<budget>-retrain for a file dasvit specialize wrote, else runs/<name>-retrain-<time>.",
     ),
     resume: Optional[Path] = typer.Option(
-        None, "--resume", help="Continue a retrain run from its last completed epoch."
+        None,
+        "--resume",
+        help="Continue a retrain run (or a search run's retrain/) from its last completed epoch; --set still "
+        "applies, except to the network's sizes and the data.",
     ),
     headless: bool = typer.Option(
         False, "--headless", help="Run in the foreground with progress on stdout instead of opening the monitor."

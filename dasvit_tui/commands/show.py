@@ -314,9 +314,13 @@ def show(
     ),
     depth: Optional[int] = typer.Option(None, "--depth", help="Cells stacked (default: the run's retrain.depth)."),
     dim: Optional[int] = typer.Option(None, "--dim", help="Token width (default: the run's space.embed_dim)."),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="Image side in pixels."),
-    patch: Optional[int] = typer.Option(None, "--patch", help="Patch side in pixels."),
-    classes: Optional[int] = typer.Option(None, "--classes", help="Classifier outputs."),
+    image_size: Optional[int] = typer.Option(
+        None, "--image-size", help="Image side in pixels (default: the run's data.image_size)."
+    ),
+    patch: Optional[int] = typer.Option(
+        None, "--patch", help="Patch side in pixels (default: the run's space.patch_size)."
+    ),
+    classes: Optional[int] = typer.Option(None, "--classes", help="Classifier outputs (default: the run's dataset's)."),
     fmt: str = typer.Option(
         "rich", "--format", "-f", help="rich (drawing and tables), json, or dot (Graphviz source)."
     ),
@@ -327,6 +331,10 @@ def show(
     """Draw a searched cell with its parameters and FLOPs; compare retrained models.
 
     FLOPs follow fvcore (one multiply-add is one FLOP; attention included), for one image.
+
+    Sizes: a run directory (or a file in one) brings its config.yaml's; vit_b16 alone is ViT-B/16's own
+    (depth 12, width 768, 224 px, patch 16, 1000 classes); any other file the config defaults (depth 12,
+    width 192, 32 px, patch 4, 10 classes). An option overrides each.
 
     A version-2 genotype (a FocusFormer architecture) brings its own depth and width and adds a per-layer table.
 

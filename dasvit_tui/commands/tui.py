@@ -102,7 +102,12 @@ def tui(
         help="Start a new run from this preset (name or YAML path) and watch it: a FocusFormer training if "
         "the preset has a focus: section (focus-demo, ...), else a DASViT search.",
     ),
-    set_: List[str] = typer.Option([], "--set", help="Override a config key of the new run: dotted.key=VALUE."),
+    set_: List[str] = typer.Option(
+        [],
+        "--set",
+        help="Override a config key of the new run, VALUE parsed as YAML; repeatable. Example: --set search.pts.ratio=0.25",
+        metavar="KEY=VALUE",
+    ),
     runs: Path = typer.Option(RUNS_ROOT, "--runs", help="Where runs live (the runs screen lists them)."),
 ) -> None:
     """Watch and steer searches and FocusFormer runs in a terminal UI; the engine runs detached and survives
