@@ -10,7 +10,9 @@ import typer
 
 def plot(
     run_dirs: Optional[list[Path]] = typer.Argument(
-        None, metavar="RUN_DIR [RUN_DIR2]", help="A search or retrain run directory; a second one is overlaid."
+        None,
+        metavar="RUN_DIR [RUN_DIR2]",
+        help="A search, retrain or FocusFormer run directory; a second one of the same kind is overlaid.",
     ),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write. Default: RUN_DIR/figures."),
     labels: Optional[str] = typer.Option(
@@ -39,9 +41,12 @@ def plot(
       skip        skip fraction per epoch and at each stage's end
       retrain     loss, top-1 and top-5 of RUN_DIR/retrain, when it exists
       compare     the same for the retrains of `dasvit compare`, when it ran
+      random      the searched cell among the random cells, after compare --random
     With RUN_DIR2 the runs are overlaid; op_weights-<label> for each run, and
     skip_edges: each edge's weight on skip, run against run.
-    A retrain run directory gives retrain only.
+    A retrain run directory gives retrain only. A FocusFormer run gives curves
+    and sampler: per budget bin and epoch, the mean FLOPs of the sampler's draws
+    against the budget, the fraction within it and the entropy.
 
     Everything comes from events.jsonl, so a running search can be plotted too.
     Prints the files written.
