@@ -10,7 +10,6 @@ import typer
 
 from dasvit.errors import UserError
 from dasvit.fmt import count, human_bytes
-from dasvit.limits import MAX_THREADS
 
 
 def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -72,8 +71,12 @@ def bench(
     quick: bool = typer.Option(False, "--quick", help="Reduced sizes: about a minute on a 2-core CPU."),
     device: str = typer.Option("cpu", "--device", "-d", help="cpu or cuda."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here."),
-    threads: Optional[int] = typer.Option(
-        None, "--threads", min=1, help="CPU threads for torch (default: as every engine, see dasvit --help)."
+    threads: Optional[str] = typer.Option(
+        None,
+        "--threads",
+        help="CPU threads for torch: auto (one), all (this process's cores) or a number; default: as every engine "
+        "(dasvit --threads).",
+        metavar="auto|all|N",
     ),
     profile: bool = typer.Option(
         False, "--profile", help="Also print torch.profiler's op table of one naive and one fused search step."
@@ -98,12 +101,11 @@ def bench(
         raise UserError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu.")
     import os
 
-    from dasvit.threads import ENV, apply_threads
+    from dasvit.threads import ENV, apply_threads, parse_threads
 
-    if threads:
-        if threads > MAX_THREADS:
-            raise UserError(f"--threads is at most {MAX_THREADS:,}, got {threads:,}.")
-        os.environ[ENV] = str(threads)
+    if threads is not None:
+        parse_threads(threads)  # a bad value is one sentence
+        os.environ[ENV] = threads.strip()
     typer.echo(apply_threads().describe(), err=True)
     from dasvit.bench import FULL, QUICK, profile_search_step, run_bench
 
