@@ -62,7 +62,7 @@ def parse_threads(value: str | int | None, source: str = "--threads") -> int | s
     except ValueError:
         raise ConfigError(f"{source} must be auto, all or a number of threads, got {value!r}.") from None
     if not 1 <= n <= MAX_THREADS:
-        raise ConfigError(f"{source} must be between 1 and {MAX_THREADS} threads (or auto), got {n}.")
+        raise ConfigError(f"{source} must be between 1 and {MAX_THREADS} threads (or auto or all), got {n}.")
     return n
 
 
