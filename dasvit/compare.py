@@ -51,8 +51,9 @@ COMPARE_DIR = "compare"
 METRICS = "metrics.json"
 VIT = "vit_b16"
 MAX_DEPTH_FACTOR = 4  # the matched-FLOPs depth is looked for up to 4 x retrain.depth
-# config keys that do not change what a retrain learns: a retrain differing only in them is reused
-IGNORED_KEYS = {"preset": None, "search": None, "data": ("workers", "download"), "retrain": ("compile",)}
+# config keys that do not change what a retrain learns: a retrain differing only in them is reused (the
+# search's and FocusFormer's settings among them: runs made before a default changed share their retrains)
+IGNORED_KEYS = {"preset": None, "search": None, "focus": None, "data": ("workers", "download"), "retrain": ("compile",)}
 
 
 @dataclass

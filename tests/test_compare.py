@@ -109,6 +109,9 @@ def test_a_finished_retrain_with_the_same_recipe_is_reused_and_another_recipe_is
     other = plan_compare(run, ["retrain.epochs=2", "retrain.steps_per_epoch=2"])
     assert all(e.state == "new" and e.run_dir.parent == run / "compare" for e in other.entries)
     assert other.entry("vit_b16", 4).run_dir.name == "vit_b16-d4-2"  # vit_b16-d4 holds the 1-epoch recipe
+    # the search's and FocusFormer's settings do not change what a retrain learns: still reused
+    unrelated = plan_compare(run, [*TINY, "search.seed=7", "search.budget_in=objective", "focus.lstm.entropy=0.2"])
+    assert all(e.state == "done" for e in unrelated.entries)
 
 
 def test_a_run_without_genotype_or_a_retrain_run_is_a_one_sentence_error(tmp_path, monkeypatch, capsys):
