@@ -47,6 +47,15 @@ def test_pareto_ranking_puts_feasible_first_then_by_loss_and_infeasible_by_flops
     assert reinforce_loss(torch.zeros(5, requires_grad=True), torch.ones(5), ranks, 0.0).requires_grad
 
 
+def fresh_sampler():
+    """The demo space, its 4 budget bins' upper edges, a seeded untrained sampler, its optimizer, a generator."""
+    space = demo_space()
+    edges = budget_edges(flops(space, space.smallest()), flops(space, space.largest()), 4)
+    torch.manual_seed(0)
+    sampler = SubnetSampler(space, bins=4, hidden=16)
+    return space, edges, sampler, torch.optim.Adam(sampler.parameters(), lr=0.02), torch.Generator().manual_seed(1)
+
+
 def test_budget_bins_span_the_flops_range():
     edges = budget_edges(100, 500, 4)
     assert edges == [200, 300, 400, 500]
@@ -54,13 +63,7 @@ def test_budget_bins_span_the_flops_range():
 
 
 def test_reinforce_steps_move_the_low_budget_draws_under_the_budget():
-    space = demo_space()
-    lo, hi = flops(space, space.smallest()), flops(space, space.largest())
-    edges = budget_edges(lo, hi, 4)
-    torch.manual_seed(0)
-    sampler = SubnetSampler(space, bins=4, hidden=16)
-    opt = torch.optim.Adam(sampler.parameters(), lr=0.02)
-    gen = torch.Generator().manual_seed(1)
+    space, edges, sampler, opt, gen = fresh_sampler()
 
     def feasible() -> float:
         with torch.no_grad():
@@ -90,13 +93,8 @@ def test_window_ranking_asks_each_bin_for_the_best_network_of_its_own_cost():
 
 
 def test_cost_steps_alone_teach_every_bin_where_its_networks_lie():
-    space = demo_space()
-    lo, hi = flops(space, space.smallest()), flops(space, space.largest())
-    edges = budget_edges(lo, hi, 4)
-    torch.manual_seed(0)
-    sampler = SubnetSampler(space, bins=4, hidden=16)
-    opt = torch.optim.Adam(sampler.parameters(), lr=0.02)
-    gen = torch.Generator().manual_seed(1)
+    space, edges, sampler, opt, gen = fresh_sampler()
+    span = edges[-1] - flops(space, space.smallest())  # the FLOPs range the bins cover
     every = torch.arange(4).repeat_interleave(16)
 
     def state():
@@ -113,7 +111,7 @@ def test_cost_steps_alone_teach_every_bin_where_its_networks_lie():
         for k in range(4):
             sl = slice(16 * k, 16 * (k + 1))
             low = edges[k - 1] if k else -math.inf
-            out = window_shortfall([flops(space, a) for a in d.subnets[sl]], low, edges[k], hi - lo)
+            out = window_shortfall([flops(space, a) for a in d.subnets[sl]], low, edges[k], span)
             loss = loss + reinforce_loss(d.log_prob[sl], d.entropy[sl], out, 0.15)
         opt.zero_grad()
         loss.backward()
