@@ -17,7 +17,15 @@ from typing import Any
 from .plot import STYLE, _save
 
 
-def _column(ax, x: float, c: dict[str, Any], label: bool) -> None:
+def _column(ax, x: float, c: dict[str, Any], seen: set[str]) -> None:
+    """Draw one run's column; each kind of mark gets its legend entry the first time it is drawn."""
+
+    def label(name: str) -> str | None:
+        if name in seen:
+            return None
+        seen.add(name)
+        return name
+
     eq = c["equal_depth"]
     rnd = (c.get("random") or {}).get("cells") or []
     tops = [100 * r["top1"] for r in rnd]
@@ -28,7 +36,7 @@ def _column(ax, x: float, c: dict[str, Any], label: bool) -> None:
             s=12,
             color="0.55",
             zorder=2,
-            label="random cells" if label else None,
+            label=label("random cells"),
         )
         ax.hlines(
             statistics.median(tops),
@@ -37,7 +45,7 @@ def _column(ax, x: float, c: dict[str, Any], label: bool) -> None:
             color="0.35",
             lw=1.5,
             zorder=3,
-            label="median of the random cells" if label else None,
+            label=label("median of the random cells"),
         )
     ax.scatter(
         [x],
@@ -46,7 +54,7 @@ def _column(ax, x: float, c: dict[str, Any], label: bool) -> None:
         s=30,
         color="#1f77b4",
         zorder=4,
-        label="ViT block" if label else None,
+        label=label("ViT block"),
     )
     ax.scatter(
         [x],
@@ -55,7 +63,7 @@ def _column(ax, x: float, c: dict[str, Any], label: bool) -> None:
         s=90,
         color="#d62728",
         zorder=5,
-        label="searched cell" if label else None,
+        label=label("searched cell"),
     )
     mf = c.get("matched_flops")
     if mf and mf["depth"] != eq["depth"]:
@@ -67,7 +75,7 @@ def _column(ax, x: float, c: dict[str, Any], label: bool) -> None:
             facecolor="none",
             edgecolor="#d62728",
             zorder=5,
-            label="searched, matched FLOPs" if label else None,
+            label=label("searched cell, matched FLOPs (deeper)"),
         )
 
 
@@ -86,8 +94,9 @@ def plot_random(compares: list[dict[str, Any]], labels: list[str], out: Path, st
         return []
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(max(3.8, 1.6 + 1.1 * len(compares)), 3.6), constrained_layout=True)
+        seen: set[str] = set()
         for i, c in enumerate(compares):
-            _column(ax, i, c, label=i == 0)
+            _column(ax, i, c, seen)
         ax.set_xticks(range(len(compares)), labels)
         ax.set_xlim(-0.6, len(compares) - 0.4)
         first = compares[0]

@@ -197,3 +197,23 @@ def test_repeats_retrain_each_network_with_other_seeds_and_report_their_mean(fir
     with pytest.raises(SystemExit) as exit_:
         main()
     assert exit_.value.code == 2 and "--repeats must be between 1 and" in capsys.readouterr().err
+
+
+def test_the_random_figure_names_each_mark_even_when_the_first_run_lacks_it(tmp_path):
+    from dasvit.plot_compare import plot_random
+
+    def compare(matched_depth: int) -> dict:
+        eq = {"depth": 4, "searched": {"top1": 0.85}, "vit": {"top1": 0.84, "epochs": 30}}
+        return {
+            "dataset": "fashion-mnist",
+            "embed_dim": 48,
+            "equal_depth": eq,
+            "matched_flops": {"depth": matched_depth, "searched": {"top1": 0.86}},
+            "random": {"cells": [{"top1": t} for t in (0.83, 0.84, 0.85)]},
+        }
+
+    # the first run's matched-FLOPs depth is its equal depth (no hollow star); the second's is deeper
+    written = plot_random([compare(4), compare(5)], ["s0", "s1"], tmp_path)
+    svg = next(p for p in written if p.suffix == ".svg").read_text()
+    assert svg.count("searched cell, matched FLOPs (deeper)") == 1  # its legend entry, once
+    assert svg.count("median of the random cells") == 1
