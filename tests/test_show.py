@@ -223,3 +223,40 @@ def test_rich_comparison_table_and_missing_baseline_hint(tmp_path):
     assert both.exit_code == 0, both.output
     assert "81.25 %" in both.output and "75.00 %" in both.output and "151.00 k" in both.output
     assert "no ViT-B/16 baseline" not in both.output
+
+
+@pytest.mark.parametrize(
+    "meta, said",
+    [
+        (
+            {
+                "cost": {"flops": 565_488, "params": 28_512},
+                "budget": {"cell": "vit_b16", "flops": 505_920, "params": 28_272},
+            },
+            "over its budget",
+        ),
+        (
+            {
+                "cost": {"flops": 420_240, "params": 21_480},
+                "budget": {"cell": "vit_b16", "flops": 505_920, "params": 28_272},
+            },
+            "within its budget",
+        ),
+        ({"cost": {"flops": "many", "params": None}, "budget": ["vit_b16"]}, None),  # damaged: nothing said, no crash
+    ],
+)
+def test_show_says_whether_a_searched_cell_is_within_its_search_budget(tmp_path, meta, said):
+    from typer.testing import CliRunner
+
+    from dasvit_tui.cli import app
+
+    geno = json.loads(CELL.read_text())
+    geno["meta"] = {**geno.get("meta", {}), **meta}
+    path = tmp_path / "genotype.json"
+    path.write_text(json.dumps(geno))
+    result = CliRunner().invoke(app, ["show", str(path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    if said:
+        assert said in result.output and "vit_b16's 506K and 28.3K" in result.output
+    else:
+        assert "budget" not in result.output

@@ -235,6 +235,25 @@ def per_layer(genotype, layer_costs: list[dict[str, int]]) -> list[dict[str, Any
     return out
 
 
+def budget_line(meta: dict[str, Any]) -> Optional[str]:
+    """What a searched cell costs against the budget its search had (genotype meta, untrusted), or None."""
+    cost, budget = meta.get("cost"), meta.get("budget")
+    if not (isinstance(cost, dict) and isinstance(budget, dict)):
+        return None
+    nums = [cost.get("flops"), cost.get("params"), budget.get("flops"), budget.get("params")]
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in nums):
+        return None
+    cell = rd.printable(str(budget.get("cell", "the budget")), newlines=False)[:40]
+    flops, params, b_flops, b_params = nums
+    costs = f"one cell costs {count(flops)} FLOPs and {count(params)} params, {cell}'s {count(b_flops)} and {count(b_params)}"
+    if flops <= b_flops and params <= b_params:
+        return f"within its budget: {costs}."
+    return (
+        f"over its budget: {costs} (search.budget_in: objective keeps the cell α expects within the budget, "
+        "not the derived one; budget_in: both bounds it too)."
+    )
+
+
 def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: Optional[Path]) -> None:
     from dasvit.genotype import load_genotype
 
@@ -294,6 +313,9 @@ def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: O
         console.print(layer_table(genotype, cost["layers"]))
     else:
         console.print(render_cell(genotype, {**sizes, **cost}, title=f"{shown}  (sizes from {origin})"))
+    line = budget_line(genotype.meta)
+    if line:
+        console.print(Text(line, style="bold red" if line.startswith("over") else "dim"))
     if rows:
         console.print()
         console.print(comparison_table(rows))
