@@ -83,6 +83,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path, capsy
     assert f"one cell {count(cost['params'])} params, {count(cost['flops'])} FLOPs" in said
     assert demo.data.synthetic_classes == 10
     assert f"the network at depth 4 (width 24, 16 px): {count(net.params)} params, {count(net.flops)} FLOPs" in said
+    assert f"its budget: one cell costs {count(cost['flops'])} FLOPs" in said  # within or over it, and why
 
     run = tmp_path / "killed"
     proc = start_engine("dasvit.search", "--preset", "demo", "--run-dir", str(run), "--no-progress", *sets(cfg))

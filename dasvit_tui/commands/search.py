@@ -198,10 +198,15 @@ def print_found(run_dir: Path) -> None:
     from dasvit.genotype import load_genotype
 
     from ..render import cell_diagram
+    from .show import budget_line
 
+    genotype = load_genotype(run_dir)
     typer.echo(f"found cell ({run_dir / rd.GENOTYPE}):")
-    Console(highlight=False, soft_wrap=True).print(cell_diagram(load_genotype(run_dir)))
+    Console(highlight=False, soft_wrap=True).print(cell_diagram(genotype))
     typer.echo(f"cost: {found_cost(run_dir)}")
+    budget = budget_line(genotype.meta)
+    if budget:
+        typer.echo(budget)
     typer.echo(f"next: dasvit show {run_dir} · dasvit retrain {run_dir} --headless")
 
 

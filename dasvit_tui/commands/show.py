@@ -248,10 +248,13 @@ def budget_line(meta: dict[str, Any]) -> Optional[str]:
     costs = f"one cell costs {count(flops)} FLOPs and {count(params)} params, {cell}'s {count(b_flops)} and {count(b_params)}"
     if flops <= b_flops and params <= b_params:
         return f"within its budget: {costs}."
-    return (
-        f"over its budget: {costs} (search.budget_in: objective keeps the cell α expects within the budget, "
-        "not the derived one; budget_in: both bounds it too)."
-    )
+    if budget.get("in") == "objective":
+        why = (
+            "search.budget_in: objective keeps the cell α expects within it, not the derived one; both bounds that too"
+        )
+    else:
+        why = "no cell of the ops the last stage kept fits it, so the cheapest was taken"
+    return f"over its budget: {costs} ({why})."
 
 
 def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: Optional[Path]) -> None:
