@@ -125,7 +125,7 @@ def test_a_derived_cell_keeps_attention_because_without_it_the_image_never_reach
     no_msa = mask.clone()
     no_msa[:, OPS.index("msa_4")] = False
     g = derive_genotype(w, no_msa, OPS, 3, 2)
-    assert not mixes_tokens(g)
+    assert not mixes_tokens(g) and g.meta["no_attention"]  # none left to take: the cell says so
     net = Network(g, depth=2, dim=DIM, image_size=28, patch_size=7, num_classes=10, in_chans=1).eval()
     x = torch.randn(2, 1, 28, 28)
     with torch.no_grad():
@@ -155,3 +155,29 @@ def test_the_residual_rule_does_not_take_the_cells_only_attention_edge():
     mask = torch.ones_like(w, dtype=torch.bool)
     g = derive_genotype(w, mask, OPS, 3, 2, skip_floor=0.5)
     assert Edge(0, 2, "msa_4") in g.edges and mixes_tokens(g) and has_residual_path(g)
+
+
+def test_pruning_keeps_one_attention_op_where_the_proposal_would_drop_them_all():
+    """Plain DARTS on fashion (seed 2) pruned every msa op after stage 2, and stage 3 sat at chance; the
+    proposal keeps the attention op strongest relative to its edge's fair share, in place of the weakest."""
+    from dasvit.derivation import prune_proposal
+
+    w = torch.tensor([[0.05, 0.35, 0.1, 0.2, 0.3]] * len(edge_list(3)))  # msa_4 last but one on every edge
+    w[edge_list(3).index((2, 3)), OPS.index("msa_4")] = 0.12  # the least bad place for attention
+    mask = torch.ones_like(w, dtype=torch.bool)
+    proposal = prune_proposal(w, mask, OPS, 3, 3)
+    kept = {e: ops for e, ops in proposal.items() if "msa_4" in ops}
+    assert kept == {"2->3": ["skip", "mlp_4", "msa_4"]}  # mlp_0.5, its weakest kept op, gave way
+    assert all(len(ops) == 3 for ops in proposal.values())
+    # attention already kept somewhere: the proposal is the plain top-k
+    w[edge_list(3).index((0, 2)), OPS.index("msa_4")] = 0.5
+    proposal = prune_proposal(w, mask, OPS, 3, 3)
+    assert [e for e, ops in proposal.items() if "msa_4" in ops] == ["0->2"]
+    # the cell's only residual path is not what gives way: attention is strongest on the one edge that keeps
+    # skip, in a one-op stage, so it goes to the next-strongest place
+    w = torch.tensor([[0.0, 0.0, 0.1, 0.5, 0.4]] * len(edge_list(3)))
+    w[edge_list(3).index((1, 2))] = torch.tensor([0.0, 0.6, 0.3, 0.05, 0.05])
+    w[edge_list(3).index((0, 3)), OPS.index("msa_4")] = 0.15
+    proposal = prune_proposal(w, mask, OPS, 3, 1)
+    assert proposal["1->2"] == ["skip"] and proposal["0->3"] == ["msa_4"]
+    assert sum("msa_4" in ops for ops in proposal.values()) == 1
