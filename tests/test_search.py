@@ -349,3 +349,31 @@ def test_a_stage_can_start_from_the_last_stages_weights():
         twin.alpha.copy_(old.alpha)
     x = torch.randn(2, 3, 16, 16)
     assert torch.allclose(twin(x), old(x))
+
+
+def test_approve_warns_when_the_answer_keeps_no_attention_anywhere(tmp_path):
+    """An answer that prunes every msa op is sent (it is the user's call) with a warning that the next
+    stage cannot see the image; one that keeps an msa op somewhere gets none."""
+    import shutil
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from dasvit.opspec import op_type
+    from dasvit_tui.cli import app
+
+    run = shutil.copytree(Path(__file__).parent / "recorded_run", tmp_path / "run")
+    lines = (run / "events.jsonl").read_text().splitlines()
+    cut = next(i for i, ln in enumerate(lines) if json.loads(ln)["type"] == "prune_proposal")
+    proposal = json.loads(lines[cut])
+    (run / "events.jsonl").write_text("\n".join(lines[: cut + 1]) + "\n")
+    (run / "control.jsonl").unlink()
+    no_msa = {e: [o for o in ops if op_type(o) not in ("msa", "zero")] for e, ops in proposal["weights"].items()}
+    assert all(no_msa.values())
+    warned = CliRunner().invoke(app, ["approve", str(run), "--keep", json.dumps(no_msa)])
+    assert warned.exit_code == 0, warned.output
+    assert "keeps no attention (msa) op on any edge" in warned.output
+    assert json.loads((run / "control.jsonl").read_text().splitlines()[-1])["keep"] == no_msa  # sent all the same
+    one = {**no_msa, "0->2": [o for o in proposal["weights"]["0->2"] if op_type(o) == "msa"][:1]}
+    quiet = CliRunner().invoke(app, ["approve", str(run), "--keep", json.dumps(one)])
+    assert quiet.exit_code == 0 and "attention" not in quiet.output

@@ -13,7 +13,7 @@ from dasvit import rundir as rd
 from dasvit.engine_request import SearchRequest, check_preset_engine, presets_for
 from dasvit.errors import RunDirError, UserError
 from dasvit.events import ERROR, PRUNE, RUN_END
-from dasvit.opspec import keep_problem, merge_keep
+from dasvit.opspec import keep_problem, merge_keep, op_type
 
 from .options import NewRunDir, Nproc, Resume, set_option
 
@@ -236,6 +236,13 @@ def checked_keep(parsed: object, pending: dict) -> dict:
     why = keep_problem(merged, active)
     if why:
         raise UserError(f"--keep cannot be used: {why}; nothing was sent.")
+    offered = any(op_type(o) == "msa" for ops in active.values() for o in ops or ())
+    if offered and not any(op_type(o) == "msa" for ops in merged.values() for o in ops):
+        typer.echo(
+            "warning: this answer keeps no attention (msa) op on any edge: without one the class token never "
+            "sees the image and the next stage stays at chance (the engine's own proposals keep one).",
+            err=True,
+        )
     return merged
 
 
