@@ -244,7 +244,7 @@ def test_a_search_emits_each_stages_estimate_before_it_trains_and_the_monitor_sh
 
 def test_memory_figure_from_a_dry_runs_json(tmp_path):
     from dasvit.errors import UserError
-    from dasvit.plot import plot_memory
+    from dasvit.plot_memory import plot_memory
 
     m = StageMemory(1, 2, 8, 64, params=400_000_000, selector_params=100_000, alpha=72, activations={}, image_size=224)
     for key, per_image in (("fp32/plain", 4e8), ("bf16/plain", 2.4e8), ("fp32/pts", 2.2e8), ("bf16/pts", 1.3e8)):
@@ -257,4 +257,7 @@ def test_memory_figure_from_a_dry_runs_json(tmp_path):
     assert "plain DARTS, fp32" in svg and "24 GiB card" in svg and "Figure 1" in svg
     src.write_text("{}")
     with pytest.raises(UserError, match="holds no stage estimates"):
+        plot_memory(src, tmp_path)
+    src.write_text('{"stages": [')  # cut short: one sentence, not a traceback
+    with pytest.raises(UserError, match="is not a JSON file written by dasvit search --dry-run"):
         plot_memory(src, tmp_path)

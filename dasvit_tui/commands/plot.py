@@ -60,7 +60,7 @@ def plot(
     if memory is not None:
         from dasvit.errors import UserError
         from dasvit.memory import parse_bytes
-        from dasvit.plot import plot_memory
+        from dasvit.plot_memory import plot_memory
 
         if run_dirs:
             raise UserError("--memory draws a dry run's estimate, not a run; give it without RUN_DIR.")
