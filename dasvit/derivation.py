@@ -62,7 +62,7 @@ def keep_one_attention(
     the cell derived from it has no attention (measured: plain DARTS on the fashion preset, seed 2, pruned
     every msa op after stage 2 and its stage 3 sat at 0.10; RESULTS.md N4). The op given way is never the
     only skip left on the edges leaving a cell input (the residual path `keep_one_skip` keeps)."""
-    msa = [c for c, o in enumerate(ops) if _is_msa(o)]
+    msa = _msa_columns(ops, mask)
     if not msa or any(_is_msa(o) for kept in proposal.values() for o in kept):
         return proposal
     inputs = [edge_name(e) for e in edge_list(nodes) if e[0] <= 1]
