@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 import signal
 import socket
@@ -41,7 +42,7 @@ from typing import Any
 
 from . import rundir as rd
 from .config import Config, load_config, load_run_config
-from .errors import RunDirError, UserError
+from .errors import BudgetError, RunDirError, UserError
 from .fmt import count
 from .genotype import Genotype, load_genotype, vit_block
 from .runtime import EXIT_OK, EXIT_STOPPED, Stopped
@@ -50,6 +51,7 @@ COMPARE_JSON = "compare.json"
 COMPARE_DIR = "compare"
 METRICS = "metrics.json"
 VIT = "vit_b16"
+DEFAULT_TOLERANCE = 0.05  # --match-cost: ±5 % of the searched cell's FLOPs and params
 MAX_DEPTH_FACTOR = 4  # the matched-FLOPs depth is looked for up to 4 x retrain.depth
 # config keys that do not change what a retrain learns: a retrain differing only in them is reused (the
 # search's and FocusFormer's settings among them: runs made before a default changed share their retrains)
@@ -89,6 +91,9 @@ class ComparePlan:
     next_flops: int | None  # FLOPs of the searched cell at matched_depth + 1 (the depth rule's witness)
     entries: list[Entry]
     repeats: int = 1
+    match_cost: bool = False
+    tolerance: float = DEFAULT_TOLERANCE
+    same: dict[str, str] = dataclasses.field(default_factory=dict)  # a selection rule's cell trained as another row
 
     def entry(self, cell: str, depth: int | None, repeat: int = 0) -> Entry | None:
         return next((e for e in self.entries if (e.cell, e.depth, e.repeat) == (cell, depth, repeat)), None)
@@ -196,25 +201,66 @@ def locate(entry: Entry, run_dir: Path, want: Config, depth: int) -> None:
 
 
 RANDOM = "random"
+MATCHED = "matched"  # random cells of the searched cell's cost (--match-cost)
+
+
+def is_random(cell: str) -> bool:
+    return cell.startswith((RANDOM, MATCHED))
 
 
 def is_repeated(cell: str) -> bool:
-    """Whether `--repeats` retrains this cell again: the searched cell and the ViT block, not random cells."""
-    return not cell.startswith(RANDOM)
+    """Whether `--repeats` retrains this cell again: the searched cells and the ViT block, not random cells."""
+    return not is_random(cell)
 
 
-def random_cell(cfg: Config, k: int) -> Genotype:
-    """The k-th random cell (1-based) of `cfg`'s space, under the derivation's rules and the search's budget."""
+def random_cell(cfg: Config, k: int, matched: Genotype | None = None, tolerance: float = DEFAULT_TOLERANCE) -> Genotype:
+    """The k-th random cell (1-based) of `cfg`'s space, under the derivation's rules and the search's budget;
+    with `matched`, the k-th of those whose FLOPs and params lie within ±`tolerance` of that cell's."""
     import random
 
-    from .derivation import random_genotype, space_costs
+    from .cost import Cost
+    from .derivation import cell_ops_cost, random_genotype, space_costs
     from .training import mix_seed
 
     op_costs, budget = space_costs(cfg)
-    rng = random.Random(mix_seed(cfg.search.seed, 0x5EED, k))
-    meta = {"random": k, "seed": cfg.search.seed, "budget": cfg.search.budget}
     s = cfg.space
-    return random_genotype(s.ops, s.nodes, s.edges_per_node, rng, op_costs, budget, meta=meta)
+    if matched is None:
+        rng = random.Random(mix_seed(cfg.search.seed, 0x5EED, k))
+        meta = {"random": k, "seed": cfg.search.seed, "budget": cfg.search.budget}
+        return random_genotype(s.ops, s.nodes, s.edges_per_node, rng, op_costs, budget, meta=meta)
+    c = cell_ops_cost([e for e in matched.edges if e.dst in set(matched.live_nodes())], op_costs)
+    low = Cost(math.ceil(c.flops * (1 - tolerance)), math.ceil(c.params * (1 - tolerance)))
+    high = Cost(int(c.flops * (1 + tolerance)), int(c.params * (1 + tolerance)))
+    if budget is not None and cfg.search.budget_in != "objective" and c.within(budget):
+        high = Cost(min(high.flops, budget.flops), min(high.params, budget.params))  # within it, as the searched
+    rng = random.Random(mix_seed(cfg.search.seed, 0x3A7C, k))
+    meta = {"matched": k, "seed": cfg.search.seed, "budget": cfg.search.budget, "tolerance": tolerance}
+    meta["to"] = {"flops": c.flops, "params": c.params}
+    try:
+        return random_genotype(s.ops, s.nodes, s.edges_per_node, rng, op_costs, high, meta=meta, floor=low)
+    except BudgetError:
+        raise UserError(
+            f"no random cell of the space costs within ±{100 * tolerance:g} % of the searched cell "
+            f"({count(c.flops)} FLOPs, {count(c.params)} params per layer); widen --tolerance."
+        ) from None
+
+
+def selection_cell(run_dir: Path, rule: str, overrides: list[str], say: Callable[[str], None]) -> tuple[str, Genotype]:
+    """The cell rule `rule` takes from the run's last stage-end supernet (RUN/derived/<name>.json, taken now
+    if it is not there yet) and its name."""
+    from .config import load_config, parse_selection
+    from .selection import derive_from_run, derived_path, rule_name
+
+    base, implied = parse_selection(rule)
+    sel = load_config(str(run_dir / rd.CONFIG), [*overrides, *implied]).search.selection
+    name = rule_name(base, sel.max_skips)
+    path = derived_path(run_dir, name)
+    if path.is_file():
+        return name, load_genotype(path)
+    say(f"selecting the {name} cell from the run's supernet ...")
+    geno, path = derive_from_run(run_dir, rule, overrides, say=say)
+    say(f"{name}: written {path}")
+    return name, geno
 
 
 def _num_classes(cfg: Config) -> int:
@@ -224,7 +270,14 @@ def _num_classes(cfg: Config) -> int:
 
 
 def plan_compare(
-    run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), random_cells: int = 0, repeats: int = 1
+    run_dir: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    random_cells: int = 0,
+    repeats: int = 1,
+    match_cost: bool = False,
+    tolerance: float = DEFAULT_TOLERANCE,
+    selections: list[str] | tuple[str, ...] = (),
+    say: Callable[[str], None] = print,
 ) -> ComparePlan:
     """Resolve what to retrain and where; every mistake is a one-sentence UserError, before any training."""
     run_dir = rd.require_run_dir(Path(run_dir))
@@ -251,14 +304,32 @@ def plan_compare(
     next_flops = searched_cost(matched + 1)[1] if matched is not None and matched < MAX_DEPTH_FACTOR * depth else None
     if random_cells < 0:
         raise UserError(f"--random takes a number of random cells (0 or more), got {random_cells}.")
+    if not 0 < tolerance <= 1:
+        raise UserError(f"--tolerance is a fraction of the searched cell's cost in (0, 1], got {tolerance}.")
+    same: dict[str, str] = {}  # a rule's cell that another row already trains: rule name -> that row's cell
+    for rule in dict.fromkeys(selections):
+        if rule == "argmax" and cfg.search.selection.rule == "argmax":  # the searched cell itself
+            continue
+        name, g = selection_cell(run_dir, rule, overrides, say)
+        twin = next((e.cell for e in entries if e.depth == depth and e.genotype.same_cell(g)), None)
+        if twin is not None:
+            same[name] = twin
+            say(f"{name}: the same cell as {twin}, trained once")
+            continue
+        entries.append(Entry(name, depth, g, *network_cost(g, cfg, depth, num_classes)))
     for k in range(1, random_cells + 1):
         g = random_cell(cfg, k)
         entries.append(Entry(f"{RANDOM}{k}", depth, g, *network_cost(g, cfg, depth, num_classes)))
+        if match_cost:
+            g = random_cell(cfg, k, matched=searched, tolerance=tolerance)
+            entries.append(Entry(f"{MATCHED}{k}", depth, g, *network_cost(g, cfg, depth, num_classes)))
     if repeats < 1:
         raise UserError(f"--repeats takes a number of retrains per network (1 or more), got {repeats}.")
     # every network once first, then the repeats of the searched cell and the ViT block
     entries += [dataclasses.replace(e, repeat=r) for r in range(1, repeats) for e in entries if is_repeated(e.cell)]
-    plan = ComparePlan(run_dir, overrides, cfg, num_classes, depth, matched, next_flops, entries, repeats)
+    plan = ComparePlan(
+        run_dir, overrides, cfg, num_classes, depth, matched, next_flops, entries, repeats, match_cost, tolerance, same
+    )
     for e in entries:
         locate(e, run_dir, plan.recipe_for(e), depth)
     return plan
@@ -336,11 +407,11 @@ def _retrain(plan: ComparePlan, e: Entry, progress: bool) -> int:
         shutil.rmtree(e.run_dir)
     if e.cell == "searched":
         source, preset = str(plan.run_dir), None
-    elif e.cell.startswith(RANDOM):  # the drawn cell, kept beside its retrain
+    elif e.cell == VIT:
+        source, preset = e.cell, str(plan.run_dir / rd.CONFIG)
+    else:  # a drawn or selected cell, kept beside its retrain
         source, preset = str(e.run_dir.parent / f"{e.cell}.json"), str(plan.run_dir / rd.CONFIG)
         e.genotype.save(source)
-    else:
-        source, preset = e.cell, str(plan.run_dir / rd.CONFIG)
     overrides = [*plan.overrides, f"retrain.depth={e.depth}"]
     if e.repeat:
         overrides.append(f"retrain.seed={plan.recipe_for(e).retrain.seed}")
@@ -418,23 +489,66 @@ def result(plan: ComparePlan) -> dict[str, Any]:
         out["note"] = (
             f"the searched cell costs more at depth 1 than the ViT block at depth {depth}; no matched-FLOPs comparison."
         )
+    searched = rows[f"searched@{depth}"]
     randoms = [row for key, row in rows.items() if key.startswith(RANDOM)]
     if randoms:
-        searched = rows[f"searched@{depth}"]["top1"]
-        tops = sorted(r["top1"] for r in randoms)
-        out["random"] = {
-            "rule": "cells drawn uniformly from the run's space: the derivation's inputs per node, a residual path, "
+        out["random"] = _baseline(
+            randoms,
+            searched["top1"],
+            "cells drawn uniformly from the run's space: the derivation's inputs per node, a residual path, "
             "the first stage's ops, within search.budget; same depth and recipe",
-            "depth": depth,
-            "budget": plan.cfg.search.budget,
-            "cells": randoms,
-            "median_top1": statistics.median(tops),
-            "best_top1": tops[-1],
-            # 1 is the best: how many random cells did better, plus one
-            "searched_rank": 1 + sum(t > searched for t in tops),
-            "of": len(tops) + 1,
-        }
+        )
+        out["random"].update(depth=depth, budget=plan.cfg.search.budget)
+    matched = [row for key, row in rows.items() if key.startswith(MATCHED)]
+    if matched:
+        out["matched_cost"] = _baseline(
+            matched,
+            searched["top1"],
+            f"random cells as above whose FLOPs and params per layer lie within ±{100 * plan.tolerance:g} % of the "
+            "searched cell's",
+        )
+        out["matched_cost"].update(depth=depth, tolerance=plan.tolerance, budget=plan.cfg.search.budget)
+    selected = {
+        key.split("@")[0]: row
+        for key, row in rows.items()
+        if row["depth"] == depth and not is_random(row["cell"]) and row["cell"] != VIT
+    }
+    if plan.same:
+        out["same_cell"] = dict(plan.same)  # e.g. {"oneshot": "searched"}: the rule took the searched cell
+        selected.update({name: rows[f"{twin}@{depth}"] for name, twin in plan.same.items()})
+    if randoms or matched:
+        from .ranking import cost_trend
+
+        trend = cost_trend(randoms + matched, {**selected, VIT: vit}, plan.tolerance)
+        if trend is not None:
+            out["cost_trend"] = trend
     return out
+
+
+def _baseline(cells: list[dict[str, Any]], searched_top1: float, rule: str) -> dict[str, Any]:
+    """A row of random cells: each, their median and best top-1, and the searched cell's rank among them."""
+    tops = sorted(r["top1"] for r in cells)
+    return {
+        "rule": rule,
+        "cells": cells,
+        "median_top1": statistics.median(tops),
+        "best_top1": tops[-1],
+        # 1 is the best: how many random cells did better, plus one
+        "searched_rank": 1 + sum(t > searched_top1 for t in tops),
+        "of": len(tops) + 1,
+    }
+
+
+def ranking(plan: ComparePlan, out: dict[str, Any], say: Callable[[str], None] = print) -> dict[str, Any] | None:
+    """The supernet's ranking of the networks the comparison retrained at equal depth (dasvit.ranking)."""
+    from .ranking import supernet_ranking
+
+    cells = {
+        key.split("@")[0]: (e.genotype, out["models"][key]["top1"])
+        for key, e in {e.key: e for e in plan.entries}.items()
+        if e.depth == plan.depth
+    }
+    return supernet_ranking(plan.run_dir, plan.cfg, cells, say)
 
 
 def compare(
@@ -444,14 +558,18 @@ def compare(
     progress: bool = True,
     random_cells: int = 0,
     repeats: int = 1,
+    match_cost: bool = False,
+    tolerance: float = DEFAULT_TOLERANCE,
+    selections: list[str] | tuple[str, ...] = (),
 ) -> tuple[int, dict[str, Any] | None]:
     """Plan, retrain what is missing, write RUN_DIR/compare.json; (exit code, the result or None if stopped)."""
-    plan = plan_compare(run_dir, overrides, random_cells, repeats)
+    plan = plan_compare(run_dir, overrides, random_cells, repeats, match_cost, tolerance, selections, say)
     rc = run_retrains(plan, say, progress)
     if rc != EXIT_OK:
         say(f"stopped; finished retrains are kept: run the same compare again to resume ({plan.run_dir}).")
         return rc, None
     out = result(plan)
+    out["ranking"] = ranking(plan, out, say)
     rd.atomic_write_text(plan.run_dir / COMPARE_JSON, json.dumps(out, indent=2) + "\n")
     return EXIT_OK, out
 

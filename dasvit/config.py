@@ -113,6 +113,35 @@ class PTSConfig:
     dim: int = 64
 
 
+SELECTIONS = ("argmax", "skip-limit", "perturbation", "oneshot")
+
+
+def parse_selection(text: str) -> tuple[str, list[str]]:
+    """A selection rule as a command takes it: one of SELECTIONS, or skip-limit-<M> (skip-limit with that M);
+    (the rule, the config overrides it implies). A misspelt one is one sentence."""
+    head, _, m = text.rpartition("-")
+    if head == "skip-limit" and m.isdigit() and len(m) <= 4:
+        return "skip-limit", [f"search.selection.max_skips={int(m)}"]
+    if text in SELECTIONS:
+        return text, []
+    raise ConfigError(f"a selection rule is one of {', '.join(SELECTIONS)} or skip-limit-<M>, got {text[:80]!r}.")
+
+
+@dataclass
+class SelectionConfig:
+    """How the final cell is taken from the last stage's supernet (dasvit.selection); every rule keeps the
+    derivation's rules (edges per node, the budget, an attention edge, a residual path)."""
+
+    # argmax: the cell of the largest α weight (DARTS, the paper); skip-limit: the same with at most
+    # max_skips skip edges (P-DARTS's M); perturbation: per edge the op whose removal costs the supernet most
+    # validation accuracy, with a short tune between decisions (Wang et al. 2021); oneshot: the best of
+    # `candidates` cells sampled from α, each scored with the supernet's weights on the validation split
+    rule: Literal["argmax", "skip-limit", "perturbation", "oneshot"] = "argmax"
+    max_skips: int = 2
+    tune_steps: int = 20  # perturbation: weight steps on the weights half between two edge decisions
+    candidates: int = 32  # oneshot: cells sampled from α (the argmax cell is always one of them)
+
+
 @dataclass
 class FairnessConfig:
     """Operation fairness regularisation: L = beta_skip * L_skip + beta_type * L_type.
@@ -151,6 +180,7 @@ class SearchConfig:
     arch_warmup_epochs: int = 5
     pts: PTSConfig = field(default_factory=PTSConfig)
     fairness: FairnessConfig = field(default_factory=FairnessConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
     approval: Literal["auto", "manual"] = "auto"
     # how `zero` takes part in a stage-end pruning: compete (ranked with the others for the stage's `keep`
     # slots, as P-DARTS), free (kept on every edge outside the slots: `keep` counts the other ops), or
@@ -462,6 +492,12 @@ def validate(cfg: Config) -> None:
         prev_keep = st.keep
     if se.skip_floor < 0:
         raise ConfigError(f"search.skip_floor must be 0 (off) or more, got {se.skip_floor}.")
+    sel = se.selection
+    if sel.max_skips < 0 or sel.tune_steps < 0 or sel.candidates < 1:
+        raise ConfigError(
+            "search.selection.max_skips and .tune_steps must be 0 or more and .candidates at least 1, got "
+            f"{sel.max_skips}, {sel.tune_steps} and {sel.candidates}."
+        )
     if se.arch_warmup_epochs < 0:
         raise ConfigError(f"search.arch_warmup_epochs must be 0 or more, got {se.arch_warmup_epochs}.")
     if se.steps_per_epoch < 0 or r.steps_per_epoch < 0:
@@ -600,6 +636,7 @@ def _validate_sizes(cfg: Config) -> None:
         MAX_BUDGET_BINS,
         MAX_CLASSES,
         MAX_DEPTH,
+        MAX_EDGES,
         MAX_EMBED_DIM,
         MAX_EPOCHS,
         MAX_HEADS,
@@ -608,6 +645,7 @@ def _validate_sizes(cfg: Config) -> None:
         MAX_MLP_RATIO,
         MAX_NODES,
         MAX_SAMPLER_DRAWS,
+        MAX_SAMPLES,
         MAX_SEED,
         MAX_STEPS,
         MAX_TOKENS,
@@ -636,6 +674,9 @@ def _validate_sizes(cfg: Config) -> None:
         ("focus.lstm.budgets", f.lstm.budgets, MAX_SAMPLER_DRAWS),
         ("focus.lstm.cost_archs", f.lstm.cost_archs, MAX_SAMPLER_DRAWS),
         ("search.arch_warmup_epochs", se.arch_warmup_epochs, MAX_EPOCHS),
+        ("search.selection.max_skips", se.selection.max_skips, MAX_EDGES),
+        ("search.selection.tune_steps", se.selection.tune_steps, MAX_STEPS),
+        ("search.selection.candidates", se.selection.candidates, MAX_SAMPLES),
         ("retrain.epochs", r.epochs, MAX_EPOCHS),
         ("focus.epochs", f.epochs, MAX_EPOCHS),
         ("search.steps_per_epoch", se.steps_per_epoch, MAX_STEPS),

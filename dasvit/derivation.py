@@ -223,6 +223,45 @@ def derive_genotype(
     return geno
 
 
+def derive_cell(
+    cfg,
+    w: torch.Tensor,
+    mask: torch.Tensor,
+    op_costs: dict[str, Cost],
+    budget: Cost | None,
+    meta: dict[str, Any] | None = None,
+) -> Genotype:
+    """The cell a search with config `cfg` derives from weights w (any score matrix [edges, ops] that is
+    larger for the better op) under the config's rules, with its `meta.cost` and `meta.budget`: what a stage
+    end writes and what every selection rule (dasvit.selection) ends with."""
+    sc = cfg.search
+    geno = derive_genotype(
+        w,
+        mask,
+        list(cfg.space.ops),
+        cfg.space.nodes,
+        cfg.space.edges_per_node,
+        meta=meta,
+        skip_floor=sc.skip_floor,
+        op_costs=op_costs,
+        budget=budget if sc.budget_in != "objective" else None,  # objective: α alone keeps the budget
+    )
+    return annotate(cfg, geno, op_costs, budget)
+
+
+def annotate(cfg, geno: Genotype, op_costs: dict[str, Cost], budget: Cost | None) -> Genotype:
+    """Add a derived cell's `meta.cost` (one layer) and, with a budget, `meta.budget` (and `meta.over_budget`
+    when the budget binds in the α objective only and the cell is over it)."""
+    sc = cfg.search
+    cost = cell_ops_cost(geno.edges, op_costs)
+    geno.meta["cost"] = {"flops": cost.flops, "params": cost.params}
+    if budget is not None:
+        geno.meta["budget"] = {"cell": sc.budget, "flops": budget.flops, "params": budget.params, "in": sc.budget_in}
+        if sc.budget_in == "objective" and not cost.within(budget):
+            geno.meta["over_budget"] = True
+    return geno
+
+
 def space_costs(cfg) -> tuple[dict[str, Cost], Cost | None]:
     """Each op's cost in `cfg`'s space (width, tokens) and the search's cell budget (`search.budget`: the
     cost of that cell at the same sizes), None without one. A budget that names no cell is one sentence."""
@@ -341,10 +380,13 @@ def random_genotype(
     residual: bool = True,
     meta: dict[str, Any] | None = None,
     tries: int = 100_000,
+    floor: Cost | None = None,
 ) -> Genotype:
     """A cell drawn uniformly from the space under the derivation's rules: `edges_per_node` distinct
     incoming edges per node, each with a non-zero op of `ops`; with `residual`, a residual path (when `skip`
-    is an op); an attention edge (when msa is an op); within `budget` when one is given. Rejection sampling: `tries` draws at most."""
+    is an op); an attention edge (when msa is an op); within `budget` when one is given, and costing at
+    least `floor` (FLOPs and params) when one is given: `budget` and `floor` together draw a cell of a
+    matched cost. Rejection sampling: `tries` draws at most."""
     nonzero = [o for o in ops if o != "zero"]
     for _ in range(tries):
         edges = []
@@ -356,10 +398,13 @@ def random_genotype(
             continue
         if any(_is_msa(o) for o in nonzero) and not mixes_tokens(geno):
             continue
-        if budget is not None and not cell_ops_cost(edges, op_costs).within(budget):
-            continue
+        if budget is not None or floor is not None:
+            cost = cell_ops_cost(edges, op_costs)
+            if (budget is not None and not cost.within(budget)) or (floor is not None and not floor.within(cost)):
+                continue
         return geno
-    raise BudgetError(f"no cell of the ops {', '.join(nonzero)} fits the budget; {tries:,} random cells were drawn.")
+    what = "fits the budget" if floor is None else "costs between the two bounds"
+    raise BudgetError(f"no cell of the ops {', '.join(nonzero)} {what}; {tries:,} random cells were drawn.")
 
 
 def has_residual_path(genotype: Genotype) -> bool:

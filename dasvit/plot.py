@@ -518,9 +518,13 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path | None = None, labels:
                 title = f"dasvit compare {runs[0].label}: searched cell vs ViT block, same recipe"
                 written += plot_curves(compared, out, "compare", title)
                 from .compare import read_compare
-                from .plot_compare import plot_random
+                from .plot_compare import plot_cost, plot_random, plot_ranking
 
-                written += plot_random([read_compare(runs[0].path)], [runs[0].label], out)
+                data = read_compare(runs[0].path)
+                if data is not None:
+                    written += plot_random([data], [runs[0].label], out)
+                    written += plot_cost(data, runs[0].label, out)
+                    written += plot_ranking(data, runs[0].label, out)
     return written
 
 

@@ -77,6 +77,12 @@ def stage_genotype(stage: int) -> str:
     return f"genotype-stage{stage}.json"
 
 
+def stage_supernet(stage: int) -> str:
+    """supernet-stage<k>.pt: the supernet (weights, α, mask) a search's stage k (from 1) ended with, for
+    re-deriving a cell and scoring cells one-shot without a new search."""
+    return f"supernet-stage{stage}.pt"
+
+
 _UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it)
 os.umask(_UMASK)
 
@@ -477,14 +483,14 @@ def resume_run_dir(resume: Path, kind: str, preset: str | None, overrides: list[
 # a temporary file of atomic_write_bytes: .<name>.<mkstemp's 8 characters>.tmp, or .<name>.<pid>.tmp (the
 # hard link rotated into checkpoint.prev.pt)
 _TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]+\.tmp")
-_STAGE_GENOTYPE = re.compile(r"genotype-stage[0-9]+\.json")
+_STAGE_FILE = re.compile(r"(genotype-stage[0-9]+\.json|supernet-stage[0-9]+\.pt)")
 
 
 def is_leftover(name: str) -> bool:
     """Whether `name` is a temporary file dasvit's atomic writes make in a run directory: one of its own
-    files' (RUN_FILES, genotype-stage<k>.json). Anything else is someone else's, and stays."""
+    files' (RUN_FILES, genotype-stage<k>.json, supernet-stage<k>.pt). Anything else is someone else's, and stays."""
     m = _TEMPORARY.fullmatch(name)
-    return m is not None and (m["name"] in RUN_FILES or _STAGE_GENOTYPE.fullmatch(m["name"]) is not None)
+    return m is not None and (m["name"] in RUN_FILES or _STAGE_FILE.fullmatch(m["name"]) is not None)
 
 
 def remove_leftovers(run_dir: Path) -> list[str]:

@@ -28,11 +28,12 @@ from .checkpoint import checkpoint_mismatch, fitting_checkpoint, load_checkpoint
 from .config import Config, compile_stage
 from .cost_objective import CostObjective
 from .data import EpochLoaders, Splits, build_datasets, image_channels, split_halves
-from .derivation import arch_weights_dict, cell_ops_cost, check_keep, derive_genotype, prune_proposal, space_costs
+from .derivation import arch_weights_dict, check_keep, derive_cell, prune_proposal, space_costs
 from .engine_request import SearchRequest
 from .errors import CheckpointError, UserError
 from .events import EPOCH, ERROR, GENOTYPE, MEMORY, PRUNE, PRUNE_PROPOSAL
 from .fairness import fairness_terms, skip_fraction, type_shares
+from .genotype import Genotype
 from .memory import StageMemory, estimate_stage, gib, summary_line
 from .opspec import merge_keep
 from .runtime import (
@@ -225,44 +226,63 @@ class Searcher:
             )
         save_checkpoint(self.run.dir / rd.CHECKPOINT, state, keep_previous=True)
 
+    def save_stage_supernet(self, stage: int, mask: torch.Tensor, net: Supernet) -> None:
+        """supernet-stage<k>.pt: the stage's last weights, α and mask (what `dasvit derive` and the ranking
+        diagnostic read; the resume checkpoint moves on to the next stage)."""
+        if self.info.main:
+            state = {"version": 1, "stage": stage, "mask": mask.cpu(), "model": net.state_dict()}
+            save_checkpoint(self.run.dir / rd.stage_supernet(stage + 1), state)
+
     # -- stage end ------------------------------------------------------------------------
     def stage_genotype(self, stage: int, net: Supernet) -> None:
         sc = self.cfg.search
         w = net.arch_weights().detach().cpu()
-        geno = derive_genotype(
-            w,
-            net.mask.cpu(),
-            self.ops,
-            self.nodes,
-            self.cfg.space.edges_per_node,
-            meta={
-                "dataset": self.cfg.data.name,
-                "run": self.run.dir.name,
-                "stage": stage + 1,
-                "stage_depths": [st.depth for st in sc.stages],
-                "preset": self.cfg.preset,
-            },
-            skip_floor=sc.skip_floor,
-            op_costs=self.op_costs,
-            budget=self.budget if sc.budget_in != "objective" else None,  # objective: α alone keeps the budget
-        )
-        cost = cell_ops_cost(geno.edges, self.op_costs)
-        geno.meta["cost"] = {"flops": cost.flops, "params": cost.params}
-        if self.budget is not None:
-            geno.meta["budget"] = {
-                "cell": sc.budget,
-                "flops": self.budget.flops,
-                "params": self.budget.params,
-                "in": sc.budget_in,
-            }
-            if sc.budget_in == "objective" and not cost.within(self.budget):
-                geno.meta["over_budget"] = True
+        meta = {
+            "dataset": self.cfg.data.name,
+            "run": self.run.dir.name,
+            "stage": stage + 1,
+            "stage_depths": [st.depth for st in sc.stages],
+            "preset": self.cfg.preset,
+        }
+        geno = derive_cell(self.cfg, w, net.mask.cpu(), self.op_costs, self.budget, meta)
         self.check_ranks_agree(w, stage)
         if self.info.main:
             geno.save(self.run.dir / rd.stage_genotype(stage + 1))
-            if stage == len(sc.stages) - 1:
-                geno.save(self.run.dir / rd.GENOTYPE)
         self.run.emit(GENOTYPE, stage=stage + 1, genotype=geno.to_json())
+        if stage == len(sc.stages) - 1:
+            if sc.selection.rule != "argmax":
+                geno = self.select_final(stage, net, meta)
+            if self.info.main:
+                geno.save(self.run.dir / rd.GENOTYPE)
+
+    def select_final(self, stage: int, net: Supernet, meta: dict[str, Any]) -> Genotype:
+        """The run's cell by search.selection.rule (dasvit.selection), taken on rank 0 (the others wait) with
+        the validation split and the weights half; also written to derived/<rule>.json."""
+        from .selection import Selector, derived_path
+
+        rule = self.cfg.search.selection.rule
+        geno = None
+        if self.info.main:
+            d = self.cfg.data
+            val = EpochLoaders(self.val_set, d.batch_size, d.workers, 0, 0, 1, shuffle=False, drop_last=False)
+            local = DistInfo(device=self.info.device, threads=self.info.threads)
+            selector = Selector(
+                self.cfg,
+                net,
+                local,
+                val=lambda: val.epoch(0),
+                tune_batches=lambda seed: EpochLoaders(self.w_set, d.batch_size, d.workers, seed, 0, 1).epoch(0),
+                say=self.run.progress.line,
+            )
+            self.run.progress.line(f"selecting the cell by {rule} (search.selection.rule) ...")
+            geno = selector.select(rule).genotype
+            geno.meta = {**meta, **geno.meta}
+            path = derived_path(self.run.dir, geno.meta["selection"]["name"])
+            path.parent.mkdir(exist_ok=True)
+            geno.save(path)
+        geno = broadcast_object(geno, self.info)
+        self.run.emit(GENOTYPE, stage=stage + 1, genotype=geno.to_json())
+        return geno
 
     def check_ranks_agree(self, w: torch.Tensor, stage: int) -> None:
         """Every rank must hold the same α; a divergence is a bug, not something to paper over."""
@@ -350,6 +370,7 @@ class Searcher:
                     self.emit_epoch(stage, epoch, s, metrics)
                 self.stage_genotype(stage, s.net)
                 self.checkpoint(stage, st.epochs, "proposal", mask, s)
+                self.save_stage_supernet(stage, mask, s.net)
             if stage + 1 < len(sc.stages):
                 w = s.net.arch_weights().detach().cpu()
                 proposal = prune_proposal(

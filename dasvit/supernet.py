@@ -370,8 +370,10 @@ class Supernet(nn.Module):
                 ne.checkpoint = bool(on)
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.arch_weights()
+    def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of images x, each edge mixing its ops by softmax(α), or by `weights` [edges, ops] when given
+        (one-shot evaluation of a discrete cell: one op per edge at weight 1, `dasvit.selection`)."""
+        w = self.arch_weights() if weights is None else weights
         h = self.stem(x)
         s0 = s1 = h
         for cell in self.cells:

@@ -14,7 +14,7 @@ import typer
 from dasvit.errors import UserError
 from dasvit.rundir import printable
 
-from .commands import bench, compare, focus, plot, retrain, search, show, specialize, tui
+from .commands import bench, compare, derive, focus, plot, retrain, search, show, specialize, tui
 
 app = typer.Typer(
     name="dasvit",
@@ -61,6 +61,7 @@ COMMANDS = (
     bench.bench,
     plot.plot,
     compare.compare,
+    derive.derive,
     focus.focus,
     specialize.specialize,
 )

@@ -110,6 +110,90 @@ def compare_table(data: dict[str, Any]):
     return table
 
 
+def _pts(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:+.2f}"
+
+
+def standing_table(data: dict[str, Any]):
+    """Where each searched cell (every selection rule's) and the ViT block stand against the random cells of
+    their cost (compare.json's cost_trend), or None when the comparison has no random cells."""
+    from rich import box
+    from rich.table import Table
+
+    trend = data.get("cost_trend")
+    if not isinstance(trend, dict) or not isinstance(trend.get("cells"), dict):
+        return None
+    table = Table(
+        title=f"against the random cells' accuracy-FLOPs trend ({trend.get('randoms')} random cells)",
+        title_justify="left",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for col in ("cell", "top-1", "FLOPs", "trend", "Δ trend", "near", "median", "rank"):
+        table.add_column(col, justify="left" if col == "cell" else "right", no_wrap=True)
+    same = data.get("same_cell") if isinstance(data.get("same_cell"), dict) else {}
+    for name, c in trend["cells"].items():
+        n = c.get("neighbours") or 0
+        table.add_row(
+            f"{name} (= {same[name]})" if name in same else name,
+            _pct(c.get("top1")),
+            count_in_table(c.get("flops")),
+            _pct(c.get("trend_top1")),
+            _pts(c.get("residual")),
+            str(n),
+            _pct(c.get("neighbour_median_top1")) if n else "",
+            f"{c.get('neighbour_rank')}/{n + 1}" if n else "",
+        )
+    spread = trend.get("residual_std")
+    notes = [
+        f"trend: least squares of the random cells' top-1 on FLOPs ({100 * trend.get('slope_per_mflop', 0):+.2f} "
+        f"points per MFLOP); the random cells scatter about it by ±{100 * spread:.2f} points (std)."
+        if isinstance(spread, float)
+        else "trend: least squares of the random cells' top-1 on FLOPs.",
+        "Δ trend: top-1 minus the trend's at the cell's FLOPs, in points; near: random cells within "
+        f"±{100 * trend.get('tolerance', 0):g} % of its FLOPs, their median top-1 and its rank among them (1 is best).",
+    ]
+    mc = data.get("matched_cost")
+    if isinstance(mc, dict):
+        notes.append(
+            f"matched cost ({len(mc.get('cells', []))} random cells within ±{100 * mc.get('tolerance', 0):g} % of the "
+            f"searched cell's FLOPs and params): median {_pct(mc.get('median_top1'))}, best {_pct(mc.get('best_top1'))}; "
+            f"the searched cell ranks {mc.get('searched_rank')} of {mc.get('of')}."
+        )
+    for line in ranking_lines(data.get("ranking")):
+        notes.append(line)
+    table.caption = "\n".join(notes)
+    table.caption_justify = "left"
+    return table
+
+
+def ranking_lines(ranking: Any) -> list[str]:
+    """compare.json's supernet ranking, a line per stage end: Kendall τ and Spearman ρ with their intervals."""
+    if not isinstance(ranking, dict) or not isinstance(ranking.get("stages"), dict):
+        return []
+
+    def corr(c: Any) -> str:
+        if not isinstance(c, dict):
+            return "too few cells"
+        k, s = c.get("kendall") or {}, c.get("spearman") or {}
+
+        def ci(d: dict) -> str:
+            lo, hi = d.get("low"), d.get("high")
+            return f" [{lo:+.2f}, {hi:+.2f}]" if isinstance(lo, float) and isinstance(hi, float) else ""
+
+        return f"τ {k.get('tau', 0):+.2f}{ci(k)}, ρ {s.get('rho', 0):+.2f}{ci(s)} (n {c.get('n')})"
+
+    lines = ["can the supernet rank them? its scores against the retrained top-1 (95 % bootstrap intervals):"]
+    for stage, st in sorted(ranking["stages"].items()):
+        if isinstance(st, dict):
+            lines.append(
+                f"  stage {stage} (depth {st.get('depth')}): one-shot {corr(st.get('oneshot'))}; α {corr(st.get('alpha'))}"
+            )
+    return lines
+
+
 def _pm(ms: dict[str, float] | None, scale: float = 100.0) -> str:
     return "" if not ms else f"{scale * ms['mean']:.2f} ± {scale * ms['std']:.2f}"
 
@@ -187,6 +271,24 @@ def compare(
         "are retrained once each (their median over N cells averages that noise). At most 20.",
         metavar="K",
     ),
+    match_cost: bool = typer.Option(
+        False,
+        "--match-cost",
+        help="With --random N: also retrain N random cells whose FLOPs and params per layer lie within ±--tolerance "
+        "of the searched cell's (same rules, recipe and depth): a baseline the searched cell cannot beat or lose "
+        "to by its cost alone.",
+    ),
+    tolerance: float = typer.Option(
+        0.05, "--tolerance", help="--match-cost's band, a fraction of the searched cell's cost.", metavar="FRACTION"
+    ),
+    selections: list[str] = typer.Option(
+        [],
+        "--selection",
+        help="Also retrain the cell this rule takes from the run's last stage-end supernet: skip-limit (or "
+        "skip-limit-M), perturbation or oneshot (argmax is the searched cell); repeatable. The cell is taken first if "
+        "RUN_DIR/derived/ lacks it (dasvit derive).",
+        metavar="RULE",
+    ),
     summary_path: Path = typer.Option(
         None, "--summary", help="With several runs: write their mean ± sample std and α agreement here (JSON)."
     ),
@@ -230,6 +332,12 @@ def compare(
         raise UserError(f"--random must be between 0 and {MAX_RANDOM_CELLS} cells, got {random_cells:,}.")
     if not 1 <= repeats <= MAX_REPEATS:
         raise UserError(f"--repeats must be between 1 and {MAX_REPEATS} retrains per network, got {repeats:,}.")
+    if match_cost and not random_cells:
+        raise UserError("--match-cost draws as many cells as --random N: give --random too.")
+    from dasvit.config import parse_selection
+
+    for rule in selections:
+        parse_selection(rule)  # a misspelt rule: one sentence before anything trains
     from dasvit.compare import compare as run_compare
     from dasvit.runtime import run_engine
 
@@ -250,6 +358,9 @@ def compare(
                     progress=not no_progress,
                     random_cells=random_cells,
                     repeats=repeats,
+                    match_cost=match_cost,
+                    tolerance=tolerance,
+                    selections=selections,
                 )
                 if rc != 0:
                     return rc
@@ -278,6 +389,9 @@ def compare(
         console = Console()
         for run_dir, out in zip(run_dirs, results):
             console.print(compare_table(out))
+            standing = standing_table(out)
+            if standing is not None:
+                console.print(standing)
             console.print(f"written: {Path(run_dir) / 'compare.json'}")
         if summary is not None:
             console.print(summary_table(summary))

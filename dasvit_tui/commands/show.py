@@ -325,10 +325,13 @@ def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: O
     if hint:
         console.print(Text(rd.printable(hint), style="dim"))
     if compared:
-        from .compare import compare_table
+        from .compare import compare_table, standing_table
 
         console.print()
         console.print(compare_table(compared))
+        standing = standing_table(compared)
+        if standing is not None:
+            console.print(standing)
 
 
 def show(
