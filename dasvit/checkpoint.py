@@ -4,7 +4,6 @@ that no longer fits its run's config."""
 
 from __future__ import annotations
 
-import errno
 import io
 import pickle
 import sys
@@ -30,9 +29,7 @@ def save_checkpoint(path: Path, state: dict[str, Any], keep_previous: bool = Fal
     torch.save(state, buf)
     try:
         rd.atomic_write_bytes(path, buf.getvalue(), previous=previous_checkpoint(path) if keep_previous else None)
-    except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
+    except DiskFullError:
         raise DiskFullError(
             f"no space left on the device for {path} ({buf.tell() / 2**20:.1f} MiB needed); the checkpoint of the "
             f"last good epoch is intact: free some space and --resume {path.parent} continues from it."

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import shutil
 import signal
 import socket
@@ -45,6 +46,7 @@ from .config import Config, load_config, load_run_config
 from .errors import BudgetError, RunDirError, UserError
 from .fmt import count
 from .genotype import Genotype, load_genotype, vit_block
+from .limits import MAX_DEPTH
 from .runtime import EXIT_OK, EXIT_STOPPED, Stopped
 
 COMPARE_JSON = "compare.json"
@@ -170,7 +172,15 @@ def _matches(d: Path, want: Config, genotype: Genotype) -> bool:
 
 
 def _state(d: Path) -> str:
-    if (d / METRICS).is_file():
+    """done (metrics.json there, and whole), resume (a checkpoint there) or new. A damaged metrics.json is
+    one sentence before anything trains (dasvit.records)."""
+    from .records import DamagedRecord, read_metrics
+
+    if (d / METRICS).exists() or (d / METRICS).is_symlink():
+        try:
+            read_metrics(d)
+        except (FileNotFoundError, DamagedRecord) as e:
+            raise RunDirError(f"{e} Remove {rd.printable(d, False)} to retrain it.") from None
         return "done"
     return "resume" if (d / rd.CHECKPOINT).is_file() else "new"
 
@@ -180,7 +190,7 @@ def locate(entry: Entry, run_dir: Path, want: Config, depth: int) -> None:
     if entry.cell == "searched" and entry.depth == depth and entry.repeat == 0:
         d = rd.run_subdir(run_dir, rd.RETRAIN)
         if (d / METRICS).is_file() and _matches(d, want, entry.genotype):
-            entry.run_dir, entry.state = d, "done"
+            entry.run_dir, entry.state = d, _state(d)
             return
     repeat = f"-r{entry.repeat}" if entry.repeat else ""
     base = rd.run_subdir(run_dir, COMPARE_DIR) / f"{entry.cell}-d{entry.depth}{repeat}"
@@ -288,6 +298,11 @@ def plan_compare(
     overrides = list(overrides)
     cfg = load_config(str(run_dir / rd.CONFIG), overrides)
     searched, vit = load_genotype(run_dir / rd.GENOTYPE), vit_block()
+    if searched.version != 1:
+        raise RunDirError(
+            f"{run_dir / rd.GENOTYPE} is a version-2 genotype (a network with its own depth and width); compare "
+            "takes a search run, whose genotype.json is a cell."
+        )
     depth, num_classes = cfg.retrain.depth, _num_classes(cfg)
     costs: dict[int, tuple[int, int]] = {}
 
@@ -298,10 +313,11 @@ def plan_compare(
 
     vit_params, vit_flops = network_cost(vit, cfg, depth, num_classes)
     entries = [Entry("searched", depth, searched, *searched_cost(depth)), Entry(VIT, depth, vit, vit_params, vit_flops)]
-    matched = matched_depth(lambda d: searched_cost(d)[1], vit_flops, MAX_DEPTH_FACTOR * depth)
+    most = min(MAX_DEPTH_FACTOR * depth, MAX_DEPTH)  # a depth a retrain accepts (dasvit.limits)
+    matched = matched_depth(lambda d: searched_cost(d)[1], vit_flops, most)
     if matched is not None and matched != depth:
         entries.append(Entry("searched", matched, searched, *searched_cost(matched)))
-    next_flops = searched_cost(matched + 1)[1] if matched is not None and matched < MAX_DEPTH_FACTOR * depth else None
+    next_flops = searched_cost(matched + 1)[1] if matched is not None and matched < most else None
     if random_cells < 0:
         raise UserError(f"--random takes a number of random cells (0 or more), got {random_cells}.")
     if not 0 < tolerance <= 1:
@@ -332,6 +348,10 @@ def plan_compare(
     )
     for e in entries:
         locate(e, run_dir, plan.recipe_for(e), depth)
+        if e.cell not in ("searched", VIT):  # its genotype is kept beside its retrain: a file, or nothing yet
+            sidecar = e.run_dir.parent / f"{e.cell}.json"
+            if os.path.lexists(sidecar) and not sidecar.is_file():
+                raise rd.not_regular(sidecar, os.lstat(sidecar).st_mode)
     return plan
 
 
@@ -419,7 +439,9 @@ def _retrain(plan: ComparePlan, e: Entry, progress: bool) -> int:
 
 
 def _row(plan: ComparePlan, e: Entry) -> dict[str, Any]:
-    m = json.loads((e.run_dir / METRICS).read_text())
+    from .records import read_metrics
+
+    m = read_metrics(e.run_dir)
     rel = e.run_dir.relative_to(plan.run_dir) if e.run_dir.is_relative_to(plan.run_dir) else e.run_dir
     return {
         "cell": e.cell,
@@ -575,9 +597,8 @@ def compare(
 
 
 def read_compare(run_dir: str | Path) -> dict[str, Any] | None:
-    """RUN_DIR/compare.json, or None if there is none (or it cannot be read)."""
-    try:
-        data = rd.read_json_file(Path(run_dir) / COMPARE_JSON)  # untrusted: bounded, never through a link
-    except (OSError, ValueError, UserError):
-        return None
-    return data if isinstance(data, dict) and data.get("format") == "dasvit-compare" else None
+    """RUN_DIR/compare.json held to its type (dasvit.records.CompareFile), None if there is none;
+    `records.DamagedRecord` (one sentence) if it is not one."""
+    from .records import read_compare_file
+
+    return read_compare_file(Path(run_dir))

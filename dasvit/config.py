@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -339,8 +340,11 @@ def resolve_preset(name_or_path: str) -> Path:
     p = Path(name_or_path)
     candidate = PRESET_DIR / f"{name_or_path}.yaml"
     if p.suffix in (".yaml", ".yml") or p.is_file() or (p.exists() and not candidate.is_file()):
-        if not p.is_file():
+        if not p.exists():
             raise ConfigError(f"preset file {p} does not exist.")
+        if not p.is_file():
+            kind = "a directory" if p.is_dir() else "not a regular file (a device, a FIFO...)"
+            raise ConfigError(f"--preset {p} is {kind}; give a built-in preset's name or a YAML file.")
         return p
     if not candidate.is_file():
         raise ConfigError(
@@ -350,18 +354,44 @@ def resolve_preset(name_or_path: str) -> Path:
     return candidate
 
 
+MAX_YAML_BYTES = 1 << 20  # a config file or preset: a whole search's is under 4 KiB
+MAX_YAML_ALIASES = 64  # *aliases in one YAML document: each may stand for a whole tree (an alias bomb)
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing more than MAX_YAML_ALIASES aliases: nine levels of nine aliases make a
+    billion-node tree from a line of text, which merging and checking it would then walk."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self._aliases = getattr(self, "_aliases", 0) + 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise yaml.YAMLError(f"more than {MAX_YAML_ALIASES} aliases (*name)")
+        return super().compose_node(parent, index)
+
+
+def yaml_load(text: str) -> Any:
+    """Untrusted YAML (a preset, a config.yaml, a --set value) as plain data: the safe loader, few aliases."""
+    return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def _read_yaml(path: Path, run_file: bool = False) -> dict[str, Any]:
     """A YAML mapping; a `run_file` (a run directory's config.yaml) is read as one: never through a link, and
-    only if it is a regular file (a FIFO would block), else one sentence."""
+    only if it is a regular file (a FIFO would block), else one sentence. At most MAX_YAML_BYTES."""
     try:
         if run_file:
             from .rundir import open_run_file
 
-            with os.fdopen(open_run_file(Path(path), os.O_RDONLY), "rb") as f:
-                raw = f.read()
+            fd = open_run_file(Path(path), os.O_RDONLY)
         else:
-            raw = path.read_bytes()
-        data = yaml.safe_load(raw.decode("utf-8")) or {}
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ConfigError(f"{path} is not a regular file; a config is a YAML file.")
+            raw = f.read(MAX_YAML_BYTES + 1)
+        if len(raw) > MAX_YAML_BYTES:
+            raise ConfigError(f"{path} is larger than {MAX_YAML_BYTES >> 20} MiB; a config is a few KiB of YAML.")
+        data = yaml_load(raw.decode("utf-8")) or {}
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path} is not UTF-8 text (byte {e.start}); save it as UTF-8.") from None
     except OSError as e:
@@ -383,9 +413,10 @@ def parse_override(text: str) -> dict[str, Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set {text!r} has an empty key; write dotted.key=VALUE.")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        raise ConfigError(f"--set {key}: the value {raw!r} is not valid YAML.") from None
+        value = yaml_load(raw) if raw.strip() else ""
+    except (yaml.YAMLError, RecursionError) as e:
+        why = str(e).splitlines()[0][:120] if isinstance(e, yaml.YAMLError) else "it nests too deep"
+        raise ConfigError(f"--set {key}: the value {raw[:80]!r} is not valid YAML ({why}).") from None
     out: dict[str, Any] = {}
     cur = out
     parts = key.split(".")
@@ -492,6 +523,17 @@ def validate(cfg: Config) -> None:
         prev_keep = st.keep
     if se.skip_floor < 0:
         raise ConfigError(f"search.skip_floor must be 0 (off) or more, got {se.skip_floor}.")
+    for key, v in [
+        ("search.min_lr", se.min_lr),
+        ("search.weight_decay", se.weight_decay),
+        ("search.arch_weight_decay", se.arch_weight_decay),
+        ("search.grad_clip", se.grad_clip),
+        ("retrain.min_lr", r.min_lr),
+        ("retrain.weight_decay", r.weight_decay),
+        ("retrain.grad_clip", r.grad_clip),
+    ]:
+        if v < 0:
+            raise ConfigError(f"{key} must be 0 or more, got {v}.")
     sel = se.selection
     if sel.max_skips < 0 or sel.tune_steps < 0 or sel.candidates < 1:
         raise ConfigError(

@@ -61,6 +61,15 @@ def _first_images(directory: Path, n: int = 16) -> list[Path]:
     return []
 
 
+def _class_samples(directory: Path, classes: int) -> list[Path]:
+    """The first image file of each of the first `classes` class folders (walked as the dataset walks them)."""
+    out = []
+    for class_dir in sorted(p for p in directory.iterdir() if p.is_dir())[:classes]:
+        files = _walk_images(str(class_dir), _has_image_suffix)[0][:1]
+        out += [Path(f) for f in files]
+    return out
+
+
 def _has_image_suffix(path: str) -> bool:
     return path.lower().endswith(IMAGE_SUFFIXES)
 
@@ -206,8 +215,24 @@ KNOWN_IMAGES = {
 }
 
 
+def _is_gray(im) -> bool:
+    """Whether an image is grayscale: a grayscale mode, or colour channels that are equal at every pixel (a
+    scan or a glyph saved as RGB, as many real datasets are stored)."""
+    from PIL import ImageChops
+
+    if im.mode in GRAY_MODES:
+        return True
+    r, g, b = im.convert("RGB").split()
+    return ImageChops.difference(r, g).getbbox() is None and ImageChops.difference(g, b).getbbox() is None
+
+
+GRAY_SAMPLE = 8  # images an image folder's `auto` looks at: the first of each of the first 8 classes
+
+
 def image_info(cfg: DataConfig) -> ImageInfo:
-    """The images of `cfg`'s dataset (see ImageInfo); an image folder's from its first training image."""
+    """The images of `cfg`'s dataset (see ImageInfo); an image folder's from its first training images: their
+    size from the first readable one, grayscale when every one looked at is (`_is_gray`: by its pixels, not
+    its file mode)."""
     if cfg.name == "synthetic":
         return ImageInfo(cfg.image_size, 3, False, tensor=True)
     if cfg.name in KNOWN_IMAGES:
@@ -221,9 +246,18 @@ def image_info(cfg: DataConfig) -> ImageInfo:
     for first in candidates:  # the first readable one (the loader warns about the others when it meets them)
         try:
             with Image.open(first) as im:
-                return ImageInfo(min(im.size), 1 if im.mode in GRAY_MODES else 3)
+                size, gray = min(im.size), _is_gray(im)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
             continue
+        for path in _class_samples(train, GRAY_SAMPLE) if gray else []:  # one colour image makes it colour
+            try:
+                with Image.open(path) as im:
+                    gray = _is_gray(im)
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+                continue
+            if not gray:
+                break
+        return ImageInfo(size, 1 if gray else 3)
     raise DataError(
         f"{printable(candidates[0], newlines=False)} and the {len(candidates) - 1} images after it cannot be read; "
         "the image folder looks damaged: check it."

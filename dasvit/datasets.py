@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import zlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -153,26 +154,33 @@ def _as_images(x: torch.Tensor) -> list:
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (optionally gzip-compressed) as an array; a damaged file is a DataError naming it."""
+    """An IDX file (optionally gzip-compressed) as an array; a damaged file is a DataError naming it. Only
+    what its header promises is read (a small gzip may hold gigabytes of zeros)."""
+
+    def damaged(why: str) -> DataError:
+        return DataError(f"{path} is damaged: {why}; fetch it again.")
+
     try:
-        raw = path.read_bytes()
-        if path.suffix == ".gz":
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        with open(path, "rb") as f, gzip.open(f) if path.suffix == ".gz" else f as data:
+            head = data.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in IDX_DTYPES or not 1 <= head[3] <= 4:
+                raise DataError(f"{path} is not an IDX file (its first four bytes are {head.hex()}); fetch it again.")
+            ndim, dtype = head[3], np.dtype(IDX_DTYPES[head[2]])
+            shape = data.read(4 * ndim)
+            if len(shape) < 4 * ndim:
+                raise damaged("its header is cut short")
+            dims = [int.from_bytes(shape[4 * k : 4 * k + 4], "big") for k in range(ndim)]
+            size = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+            if size > IDX_MAX_BYTES:
+                raise damaged(f"its header promises {dims} values, more than {IDX_MAX_BYTES >> 20} MiB")
+            raw = data.read(size + 1)
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise DataError(f"{path} cannot be read ({type(e).__name__}: {e}); fetch the file again.") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES or not 1 <= raw[3] <= 4:
-        raise DataError(f"{path} is not an IDX file (its first four bytes are {raw[:4].hex()}); fetch it again.")
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * k : 8 + 4 * k], "big") for k in range(ndim)]
-    dtype = np.dtype(IDX_DTYPES[raw[2]])
-    start = 4 + 4 * ndim
-    count = int(np.prod(dims, dtype=np.int64))
-    if count * dtype.itemsize > IDX_MAX_BYTES or len(raw) != start + count * dtype.itemsize:
-        raise DataError(
-            f"{path} is damaged: its header promises {dims} values of {dtype.itemsize} byte(s), "
-            f"the file holds {len(raw) - start} bytes after it; fetch it again."
+    if len(raw) != size:
+        raise damaged(
+            f"its header promises {dims} values of {dtype.itemsize} byte(s), the file holds {'more' if len(raw) > size else len(raw)} bytes after it"
         )
-    return np.frombuffer(raw, dtype=dtype, offset=start).reshape(dims)
+    return np.frombuffer(raw, dtype=dtype).reshape(dims)
 
 
 def _idx_file(folder: Path, name: str) -> Path | None:

@@ -90,6 +90,11 @@ class _EngineRequest:
             return load_run_config(run_dir / rd.CONFIG), run_dir
         return load_config(self.preset or self.DEFAULT_PRESET, self.overrides), None
 
+    def load_config(self) -> Config:
+        """The config this request would run with, every check of `resolved()` on it (a resumed run's kind,
+        its --preset and --set refused), without fixing a new run directory: `dasvit search --dry-run`."""
+        return self._config()[0]
+
     def _new_run_dir(self, cfg: Config, root: Path) -> Path:
         """A new run's directory, checked: --run-dir, else runs/<preset>-<time>."""
         return rd.check_new_run_dir(Path(self.run_dir or rd.default_run_dir(cfg.preset, root)))

@@ -38,3 +38,16 @@ class BudgetError(UserError):
 # Under torchrun the launcher names a file in this environment variable; a rank that meets a user mistake
 # leaves its sentence there, so that the launcher can say it (torchrun reports exit 2 as its own failure).
 USER_ERROR_FILE = "DASVIT_USER_ERROR_FILE"
+
+
+class TrainingDiverged(UserError):
+    """A loss that is no longer a finite number: the run ends "failed" with one sentence naming the epoch,
+    never "finished" (a too large learning rate, a broken input)."""
+
+    @classmethod
+    def of(cls, what: str, value: float) -> "TrainingDiverged":
+        return cls(
+            f"{what} is {value} (not a finite number): the run stops here. A learning rate too large for this "
+            "network, or a broken input, makes a loss diverge; lower the learning rate or check the data and start "
+            "a new run."
+        )

@@ -7,8 +7,7 @@ says which engine writes which type (the `epoch` of each engine is its own class
 Units: accuracies are fractions in [0, 1], times seconds, memory bytes, FLOPs fvcore's (one
 multiply-add is one FLOP); edges are named "i->j".
 
-Types mean what JSON holds: `int` a whole number, `float` any number (an int too; never a bool), `str`,
-`bool`, `dict[str, X]` an object whose values are all X, `list[X]`, `Any` anything.
+Types mean what JSON holds, as `dasvit.schema` checks them (finite numbers, 64-bit integers).
 
 - **Writers** build events with `make_event(type, engine, **fields)` (`runtime.Run.emit`). An unknown
   type, a type this engine does not write, a missing required field, a field the type does not define
@@ -26,12 +25,14 @@ This module imports no torch: fronts read runs through it without loading a mode
 
 import sys
 import time
-from typing import Annotated, Any, Callable, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Callable
+
+from .schema import Fields, check, describe, hints
 
 if sys.version_info >= (3, 11):
-    from typing import NotRequired, Required, TypedDict
+    from typing import NotRequired, TypedDict
 else:  # typing_extensions comes with torch
-    from typing_extensions import NotRequired, Required, TypedDict
+    from typing_extensions import NotRequired, TypedDict
 
 EVENT_VERSION = 1
 ENGINES = ("search", "retrain", "focus")  # the `kind` of a run_start: which engine wrote the run
@@ -250,84 +251,7 @@ class EventSchemaError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------------
-# checking a value against an annotation
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    """A TypedDict's fields and their annotations (NotRequired/Required taken off)."""
-    out = {}
-    for name, ann in get_type_hints(cls, include_extras=True).items():
-        while get_origin(ann) in (Required, NotRequired):
-            ann = get_args(ann)[0]
-        out[name] = ann
-    return out
-
-
-def _is_typeddict(ann: Any) -> bool:
-    return isinstance(ann, type) and issubclass(ann, dict) and hasattr(ann, "__required_keys__")
-
-
-# the JSON types a plain annotation admits, checked as `type(v) in ...` (a set lookup, no call): what _check
-# accepts of what json.loads makes; anything else (a float subclass...) still goes through the full check
-_PLAIN_TYPES = {int: frozenset({int}), float: frozenset({int, float}), bool: frozenset({bool}), str: frozenset({str})}
-
-
-def _check(ann: Any, strict: bool) -> Callable[[Any], bool]:
-    """A predicate: does a value hold what `ann` says? Built once per field.
-
-    Not `strict` (reading): a TypedDict part is only checked to be an object, a list of them only to be a
-    list, since readers check the parts they use themselves. `strict` (writing): all of it, and a TypedDict
-    part must have its required keys and no others."""
-    if ann is Any:
-        return lambda v: True
-    if get_origin(ann) is Annotated:
-        base, *preds = get_args(ann)
-        inner = _check(base, strict)
-        return lambda v: inner(v) and all(p(v) for p in preds)
-    if ann is bool:
-        return lambda v: v is True or v is False
-    if ann is int:
-        return lambda v: isinstance(v, int) and not isinstance(v, bool)
-    if ann is float:
-        return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-    if ann is str:
-        return lambda v: isinstance(v, str)
-    if _is_typeddict(ann):
-        if not strict:
-            return lambda v: isinstance(v, dict)
-        fields = {k: _check(a, strict) for k, a in _hints(ann).items()}
-        required = ann.__required_keys__
-        return lambda v: (
-            isinstance(v, dict) and required <= v.keys() and all(k in fields and fields[k](x) for k, x in v.items())
-        )
-    origin, args = get_origin(ann), get_args(ann)
-    if origin is list:
-        if not strict and _is_typeddict(args[0]):
-            return lambda v: isinstance(v, list)
-        item = _check(args[0], strict)
-        if args[0] in _PLAIN_TYPES:  # the same, without a call per item (a FLOPs list, a layer's ops)
-            types = _PLAIN_TYPES[args[0]]
-            return lambda v: isinstance(v, list) and all(type(x) in types or item(x) for x in v)
-        return lambda v: isinstance(v, list) and all(item(x) for x in v)
-    if origin is dict:
-        key, value = (_check(a, strict) for a in args)
-        if args[0] is str and args[1] in _PLAIN_TYPES:  # the same, without a call per item (an edge's α)
-            types = _PLAIN_TYPES[args[1]]
-            return lambda v: (
-                isinstance(v, dict)
-                and all(isinstance(k, str) for k in v)
-                and all(type(x) in types or value(x) for x in v.values())
-            )
-        return lambda v: isinstance(v, dict) and all(key(k) and value(x) for k, x in v.items())
-    raise TypeError(f"events: no check for the annotation {ann!r}")
-
-
-def _describe(ann: Any) -> str:
-    if get_origin(ann) is Annotated:
-        return _describe(get_args(ann)[0])
-    if isinstance(ann, type) and not get_args(ann):
-        return ann.__name__
-    return str(ann).replace("typing.", "")
+# the definitions as checks (dasvit.schema)
 
 
 class _Definition:
@@ -335,9 +259,9 @@ class _Definition:
 
     def __init__(self, cls: type):
         self.cls = cls
-        self.hints = {k: a for k, a in _hints(cls).items() if k not in ENVELOPE}
+        self.hints = {k: a for k, a in hints(cls).items() if k not in ENVELOPE}
         self.required = frozenset(cls.__required_keys__) - set(ENVELOPE)
-        self.checks = {k: _check(a, strict=True) for k, a in self.hints.items()}
+        self.checks = {k: check(a, strict=True) for k, a in self.hints.items()}
 
     def problem(self, fields: dict[str, Any], complete: bool = True) -> str | None:
         missing = sorted(self.required - fields.keys())
@@ -347,7 +271,7 @@ class _Definition:
             if k not in self.checks:
                 return f"{self.cls.__name__} has no field {k!r}"
             if not self.checks[k](v):
-                return f"its {k} is not of type {_describe(self.hints[k])}: {v!r:.200}"
+                return f"its {k} is not {describe(self.hints[k])}: {v!r:.200}"
         return None
 
 
@@ -356,7 +280,7 @@ _DEFINITIONS = {cls: _Definition(cls) for engines in SCHEMA.values() for cls in 
 
 def _field_types() -> dict[str, Any]:
     """Every field name of every event, with its one annotation (a name means one thing in every event)."""
-    out: dict[str, Any] = dict(_hints(Event))
+    out: dict[str, Any] = dict(hints(Event))
     for d in _DEFINITIONS.values():
         for name, ann in d.hints.items():
             if out.setdefault(name, ann) != ann:
@@ -366,88 +290,11 @@ def _field_types() -> dict[str, Any]:
 
 FIELD_TYPES: dict[str, Any] = _field_types()
 # what clean_event checks each field name against (the same in every event type, and in unknown ones)
-READER_CHECKS: dict[str, Callable[[Any], bool]] = {k: _check(a, strict=False) for k, a in FIELD_TYPES.items()}
-
-_DROP = object()  # a reader's answer for a value that is not even of its field's kind
-
-
-def _has_parts(ann: Any) -> bool:
-    return _is_typeddict(ann) or (get_origin(ann) is list and _is_typeddict(get_args(ann)[0]))
-
-
-class _Fields:
-    """How a reader cleans an object of named fields (an event, or a part of one such as a sampler bin):
-    each field checked against its annotation, one of a wrong type dropped, a part cleaned within (`_reader`).
-    Fields it does not know pass as they are."""
-
-    def __init__(self, hints: dict[str, Any]):
-        self.plain = {k: (_PLAIN_TYPES[a], _check(a, strict=False)) for k, a in hints.items() if a in _PLAIN_TYPES}
-        self.other = {k: _reader(a) for k, a in hints.items() if k not in self.plain}
-        # the fast pass: field -> the types it admits, outright (the plain fields) or never (the others)
-        self.fast = {**{k: types for k, (types, _) in self.plain.items()}, **dict.fromkeys(self.other, frozenset())}
-
-    def clean(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """`obj` itself when nothing is to be dropped or cleaned (no copy), else a cleaned copy."""
-        admits, reader = self.fast.get, self.other.get
-        for k, v in obj.items():  # the fast pass: nothing to drop or clean, nothing copied
-            types = admits(k)
-            if types is None or type(v) in types:  # unknown, or plain and of a plain type
-                continue
-            read = reader(k)
-            if read is None or read(v) is not v:
-                return self._clean(obj)
-        return obj
-
-    def _clean(self, obj: dict[str, Any]) -> dict[str, Any]:
-        out = None
-        plain, other = self.plain, self.other
-        for k, v in obj.items():
-            if k in plain:
-                types, check = plain[k]
-                if type(v) in types or check(v):
-                    continue
-                keep = _DROP
-            elif k in other:
-                keep = other[k](v)
-                if keep is v:
-                    continue
-            else:
-                continue
-            out = dict(obj) if out is None else out
-            if keep is _DROP:
-                del out[k]
-            else:
-                out[k] = keep
-        return obj if out is None else out
-
-
-def _reader(ann: Any) -> Callable[[Any], Any]:
-    """What a reader keeps of a value for `ann`: the value itself when it holds what `ann` says (no copy),
-    else _DROP; but a TypedDict part is kept as an object of its fields that are of their type (recursively,
-    other keys as they are), and a list of such parts as a list of them, an item that is not an object read
-    as {} (so that positions, a sampler's bins, stay)."""
-    if _is_typeddict(ann):
-        clean = _Fields(_hints(ann)).clean
-        return lambda v: clean(v) if isinstance(v, dict) else _DROP
-    if _has_parts(ann):
-        clean = _Fields(_hints(get_args(ann)[0])).clean
-
-        def parts(v: Any) -> Any:
-            if not isinstance(v, list):
-                return _DROP
-            for x in v:
-                if not isinstance(x, dict) or clean(x) is not x:
-                    return [clean(y) if isinstance(y, dict) else {} for y in v]
-            return v
-
-        return parts
-    check = _check(ann, strict=False)
-    return lambda v: v if check(v) else _DROP
-
+READER_CHECKS: dict[str, Callable[[Any], bool]] = {k: check(a, strict=False) for k, a in FIELD_TYPES.items()}
 
 # how clean_event reads every field name of every event (the same in each type, and in unknown ones); the
 # fields with parts (a sampler's bins, the scored points, the fairness terms) are cleaned within
-_EVENT_FIELDS = _Fields(FIELD_TYPES)
+_EVENT_FIELDS = Fields(FIELD_TYPES)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -136,7 +136,10 @@ def feeding_nodes(output: list[int], edges: list[Edge]) -> list[int]:
 
 
 def _short(v: Any) -> str:
-    """A value for a sentence: its repr, cut (a hostile file may hold a huge one)."""
+    """A value for a sentence: its repr, cut (a hostile file may hold a huge one); JSON's null, which is also
+    what a number too large to hold reads as (dasvit.rundir.parse_json)."""
+    if v is None:
+        return "null (or a number too large)"
     text = repr(v)
     return text if len(text) <= 60 else text[:57] + "..."
 

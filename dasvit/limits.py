@@ -22,6 +22,7 @@ MAX_IMAGE_SIZE = 4096  # pixels on a side
 MAX_CLASSES = 1_000_000
 MAX_COUNT = 1e18  # a FLOPs or params budget (--flops, --params): an exaFLOP per image
 MAX_SHOW_PARAMS = 2_000_000_000  # what `dasvit show` builds to count: 8 GiB of float32 weights
+MAX_SHOW_OPS = 65_536  # edges x layers `dasvit show` builds (a module each): ViT-22B's 48 layers have 96
 MAX_SAMPLES = 100_000  # architectures `dasvit specialize` evaluates (--samples)
 MAX_RANDOM_CELLS = 100  # random cells `dasvit compare --random` retrains, each a whole retrain
 MAX_REPEATS = 20  # retrains per network of `dasvit compare --repeats`

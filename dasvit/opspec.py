@@ -159,10 +159,12 @@ def keep_problem(keep: object, active: dict[str, list[str] | None]) -> str | Non
     for name, act in active.items():
         chosen = keep.get(name)
         if not isinstance(chosen, list) or not chosen:
-            return f"edge {name} must keep a list of at least one op, got {chosen!r}"
+            return f"edge {name} must keep a list of at least one op, got {str(chosen)[:60]!r}"
         for o in chosen:
             if act is not None and o not in act:
-                return f"edge {name} does not offer op {o!r} (its active ops: {', '.join(act)})"
+                return f"edge {name} does not offer op {str(o)[:40]!r} (its active ops: {', '.join(act)})"
+        if len(set(map(str, chosen))) != len(chosen):
+            return f"edge {name} lists an op twice ({', '.join(map(str, chosen))[:120]}); name each op once"
         if all(o == "zero" for o in chosen):
             return f"edge {name} must keep an op other than zero"
     return None

@@ -25,7 +25,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import rundir as rd
 from .errors import RunDirError, UserError
@@ -46,6 +46,8 @@ STYLE = {
     "axes.spines.top": False,
     "axes.spines.right": False,
     "svg.fonttype": "none",
+    # every text is literal: labels, run names and strings read from files may hold $ (no mathtext)
+    "text.parse_math": False,
     "figure.dpi": 100,
     "savefig.dpi": 200,
 }
@@ -100,8 +102,8 @@ def load_series(run_dir: str | Path, label: str | None = None) -> Series:
         raise RunDirError(f"{run_dir} has no finished epoch yet; there is nothing to plot.")
     epochs = [by_key[k] for k in sorted(by_key)]
     default = f"{run_dir.parent.name}/{rd.RETRAIN}" if run_dir.name == rd.RETRAIN else run_dir.name
-    # a name read from a path: printable, and its $ literal (matplotlib would parse $...$ as mathtext)
-    s = Series(run_dir, label or rd.printable(default, newlines=False).replace("$", r"\$"), kind, [])
+    # a name read from a path: printable (STYLE keeps its $ literal: no mathtext)
+    s = Series(run_dir, label or rd.printable(default, newlines=False), kind, [])
     offset, previous = 0, None
     for e in epochs:
         stage = int(e.get("stage", 1))
@@ -461,10 +463,16 @@ def plot_skip_edges(runs: list[Series], out: Path, stem: str = "skip_edges") -> 
         plt.close(fig)
 
 
-def plot_runs(run_dirs: list[str | Path], out: str | Path | None = None, labels: list[str] | None = None) -> list[Path]:
+def plot_runs(
+    run_dirs: list[str | Path],
+    out: str | Path | None = None,
+    labels: list[str] | None = None,
+    note: Callable[[str], None] = lambda text: None,
+) -> list[Path]:
     """Write every figure of one run, or of two runs overlaid, into `out` (default RUN_DIR/figures).
 
-    Returns the files written. Two runs must be of the same kind (two searches or two retrains).
+    Returns the files written; `note` hears of what was passed over (a damaged compare.json). Two runs must
+    be of the same kind (two searches or two retrains).
     """
     if not 1 <= len(run_dirs) <= 2:
         raise UserError(f"plot takes one or two run directories, got {len(run_dirs)}.")
@@ -513,30 +521,31 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path | None = None, labels:
         if retrains:
             written += plot_curves(retrains, out, "retrain")
         if len(runs) == 1:
-            compared = compare_series(runs[0].path)
-            if compared:
-                title = f"dasvit compare {runs[0].label}: searched cell vs ViT block, same recipe"
-                written += plot_curves(compared, out, "compare", title)
-                from .compare import read_compare
+            from .compare import read_compare
+            from .records import DamagedRecord
+
+            try:
+                data = read_compare(runs[0].path)
+            except DamagedRecord as e:
+                note(f"no comparison figures: {e}")
+                data = None
+            if data is not None:
                 from .plot_compare import plot_cost, plot_random, plot_ranking
 
-                data = read_compare(runs[0].path)
-                if data is not None:
-                    written += plot_random([data], [runs[0].label], out)
-                    written += plot_cost(data, runs[0].label, out)
-                    written += plot_ranking(data, runs[0].label, out)
+                compared = compare_series(runs[0].path, data)
+                if compared:
+                    title = f"dasvit compare {runs[0].label}: searched cell vs ViT block, same recipe"
+                    written += plot_curves(compared, out, "compare", title)
+                written += plot_random([data], [runs[0].label], out)
+                written += plot_cost(data, runs[0].label, out)
+                written += plot_ranking(data, runs[0].label, out)
     return written
 
 
-def compare_series(run_dir: Path) -> list[Series]:
-    """The retrains of the searched cell and the ViT block that `dasvit compare` made (RUN_DIR/compare.json),
-    labelled by cell and depth; [] if none."""
-    try:
-        data = rd.read_json_file(Path(run_dir) / rd.COMPARE_JSON)
-        models = data["models"]
-        rows = [r for r in models.values() if isinstance(r, dict) and isinstance(r.get("dir"), str)]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, UserError):
-        return []
+def compare_series(run_dir: Path, data: dict[str, Any]) -> list[Series]:
+    """The retrains of the searched cell and the ViT block that `dasvit compare` made (its compare.json,
+    `data`, read whole), labelled by cell and depth."""
+    rows = list(data["models"].values())
     names = {"searched": "searched cell", "vit_b16": "ViT block"}
     out = []
     for row in rows:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import rundir as rd
 from .errors import UserError
 from .plot import STYLE, _save
 
@@ -22,17 +21,17 @@ MEMORY_LINES = (  # (precision, PTS, checkpointed edges, colour, line style, lab
 
 
 def load_memory(path: str | Path) -> dict[str, Any]:
-    """A `dasvit search --dry-run --json` file, or one sentence why it is not one."""
+    """A `dasvit search --dry-run --json` file held to its type (dasvit.records.MemoryFile: finite numbers,
+    at most 64 stages), or one sentence why it is not one."""
+    from .records import DamagedRecord, MemoryFile, read_record
+
     p = Path(path)
-    if not p.exists():
-        raise UserError(f"{p} does not exist; write it with dasvit search --dry-run --json {p}.")
-    try:
-        data = rd.read_json_file(p, follow=True)  # a path the user named: bounded, untrusted
-    except (OSError, ValueError, UserError):
-        raise UserError(f"{p} is not a JSON file written by dasvit search --dry-run --json.") from None
-    if not isinstance(data, dict) or not isinstance(data.get("stages"), list) or not data["stages"]:
-        raise UserError(f"{p} holds no stage estimates; write it with dasvit search --dry-run --json.")
-    return data
+    try:  # a path the user named: followed, but bounded and untrusted
+        return read_record(p, MemoryFile, "a memory estimate written by dasvit search --dry-run --json", follow=True)
+    except FileNotFoundError:
+        raise UserError(f"{p} does not exist; write it with dasvit search --dry-run --json {p}.") from None
+    except DamagedRecord as e:
+        raise UserError(f"{e} Write it anew with dasvit search --dry-run --json.") from None
 
 
 def plot_memory(path: str | Path, out: str | Path, gpu_bytes: int | None = None, max_batch: int = 128) -> list[Path]:

@@ -35,7 +35,7 @@ from .fmt import count
 from .genotype import load_genotype, network_sizes
 from .network import Network, build_network
 from .profile import count_flops, count_params, images_per_second
-from .runtime import DistInfo, Run, barrier, broadcast_object, drive, run_engine, setup_distributed
+from .runtime import DistInfo, Run, allocating, barrier, broadcast_object, drive, run_engine, setup_distributed
 from .training import EpochSums, evaluate, mix_seed, warmup_cosine, weight_step
 
 BEST, LAST, METRICS = rd.BEST, rd.LAST, rd.METRICS
@@ -150,7 +150,8 @@ def retrain(req: RetrainRequest) -> int:
     mixer = batch_mixer(cfg, num_classes)
 
     torch.manual_seed(r.seed)
-    model = build_network(req.genotype, cfg, num_classes).to(info.device)
+    with allocating("the network", "retrain.depth or space.embed_dim"):
+        model = build_network(req.genotype, cfg, num_classes).to(info.device)
     optimizer = torch.optim.AdamW(param_groups(model, r.weight_decay), lr=r.lr, betas=(0.9, 0.999))
     sched = warmup_cosine(optimizer, r.epochs * steps, r.warmup_epochs * steps, r.min_lr)
     ema = None

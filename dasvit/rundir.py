@@ -25,6 +25,7 @@ import errno
 import fcntl
 import itertools
 import json
+import math
 import os
 import re
 import shutil
@@ -92,6 +93,7 @@ os.umask(_UMASK)
 
 MAX_LINE_BYTES = 8 << 20  # one JSONL line; dasvit's longest (an epoch event of a 32-node space) is ~0.2 MiB
 MAX_JSON_DEPTH = 64  # nesting of one line or JSON file; dasvit writes at most 6
+MAX_INT = 2**63  # a JSON integer of a run file: a larger one is read as null (dasvit.schema's int)
 MAX_JSON_FILE_BYTES = 64 << 20  # a JSON file of a run (metrics.json, compare.json, a genotype)
 _READ_CHUNK = 1 << 20
 
@@ -132,13 +134,33 @@ def _shallow(raw: bytes) -> bool:
     return max(itertools.accumulate(array.array("b", steps)), default=0) <= MAX_JSON_DEPTH
 
 
+# what may hold a number that is not a finite float or a 64-bit integer: a long run of digits, a large
+# exponent, NaN or Infinity (json.loads takes all three); only then are the numbers parsed one by one
+_ODD_NUMBER = re.compile(rb"[0-9]{19}|[eE][+]?[0-9]{3}|NaN|Infinity")
+
+
+def _int_or_null(text: str) -> int | None:
+    v = int(text) if len(text) < 40 else None
+    return v if v is not None and -MAX_INT <= v < MAX_INT else None
+
+
+def _float_or_null(text: str) -> float | None:
+    v = float(text)
+    return v if math.isfinite(v) else None
+
+
 def parse_json(raw: bytes) -> Any:
-    """A JSON document read as untrusted input: at most MAX_JSON_DEPTH deep, its strings printable; a
-    ValueError saying why for anything else (not JSON, not UTF-8, too deep, a number too long)."""
+    """A JSON document read as untrusted input: at most MAX_JSON_DEPTH deep, its strings printable, every
+    number finite (one that is not a finite float or a 64-bit integer, NaN and Infinity among them, is read
+    as null: a reader then sees a value of the wrong type); a ValueError saying why for anything else (not
+    JSON, not UTF-8, too deep)."""
     if not _shallow(raw):
         raise ValueError(f"it nests deeper than {MAX_JSON_DEPTH} levels")
     try:
-        obj = json.loads(raw)
+        if _ODD_NUMBER.search(raw):
+            obj = json.loads(raw, parse_int=_int_or_null, parse_float=_float_or_null, parse_constant=lambda _: None)
+        else:
+            obj = json.loads(raw)
     except RecursionError:  # unbalanced brackets can pass the depth check; json still refuses them
         raise ValueError(f"it nests deeper than {MAX_JSON_DEPTH} levels") from None
     # strict JSON has no raw control characters in strings: only escapes (\\u001b), DEL and C1 (\\xc2..) bring them
@@ -236,12 +258,23 @@ def atomic_write_bytes(path: Path, data: bytes, previous: Path | None = None) ->
 
     With `previous`, the old file (if any) becomes `previous` first, by a hard link renamed into place, so
     at every moment `path` is whole and `previous` is whole (the file before it, or the one before that).
+    A full disk, a folder that cannot be written and a `path` that is a directory (or anything but a file)
+    are each one sentence, with nothing left behind.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; a kept file gets the mode open() would give it
     try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise _write_error(path, e, len(data)) from None
+    if st is not None and not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+        raise not_regular(path, st.st_mode)  # a directory: os.replace would fail after the whole write
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; a kept file gets the mode open() would give it
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -255,12 +288,31 @@ def atomic_write_bytes(path: Path, data: bytes, previous: Path | None = None) ->
                 shutil.copyfile(path, link)
             os.replace(link, previous)
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except BaseException as e:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+        if isinstance(e, OSError):
+            raise _write_error(path, e, len(data)) from None
         raise
+
+
+def _write_error(path: Path, e: OSError, size: int) -> Exception:
+    """One sentence for what stopped a write of `path` (full disk, no permission, not a file), else `e`."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(
+            f"no space left on the device for {printable(path, False)} ({size / 2**20:.1f} MiB needed); nothing was "
+            "changed there: free some space and run the command again."
+        )
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return RunDirError(
+            f"cannot write {printable(path, False)} ({e.strerror}); make {printable(path.parent, False)} writable."
+        )
+    if e.errno in (errno.EISDIR, errno.ENOTDIR):
+        return RunDirError(f"cannot write {printable(path, False)}: {e.strerror.lower()} on the way there.")
+    return e
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -405,6 +457,24 @@ def ensure_writable(run_dir: Path, what: str = "the run directory", hint: str = 
     if why:
         raise RunDirError(f"cannot write {what} {run_dir} ({why}); {hint}.")
     return run_dir
+
+
+def ensure_writable_file(path: Path, option: str) -> Path:
+    """Check, before any work, that the file `path` (named by `option`, e.g. --json) can be written: not a
+    directory or another non-file, in a folder that can be made and written; else one sentence."""
+    path = Path(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise RunDirError(f"{option} {printable(path, False)}: {e.strerror or e}.") from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise RunDirError(f"{option} {printable(path, False)} is a directory; {option} takes a file name.")
+    if st is not None and not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+        raise not_regular(path, st.st_mode)
+    ensure_writable(path.parent, f"the folder of {option}", f"give {option} a path you can write")
+    return path
 
 
 def is_run_dir(path: Path) -> bool:

@@ -8,8 +8,10 @@ Exit codes: 0 finished, 1 failed (a bug: traceback in the log and an `error` eve
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import errno
+import math
 import os
 import signal
 import socket
@@ -26,8 +28,8 @@ import torch.distributed as dist
 from . import rundir as rd
 from .config import Config, dump_config
 from .engine_request import EngineRequest
-from .errors import USER_ERROR_FILE, DiskFullError, UserError
-from .events import ERROR, RUN_END, RUN_START, make_event
+from .errors import USER_ERROR_FILE, DiskFullError, TrainingDiverged, UserError
+from .events import EPOCH, ERROR, RUN_END, RUN_START, make_event
 from .fmt import clock
 from .threads import apply_threads
 
@@ -274,7 +276,14 @@ class Run:
     # -- events ---------------------------------------------------------------------------
     def emit(self, type_: str, **fields: Any) -> None:
         """Append an event (rank 0), built by `events.make_event` against this engine's definition of its
-        type: an event the schema does not allow raises EventSchemaError (a bug)."""
+        type: an event the schema does not allow raises EventSchemaError (a bug). An epoch whose loss is not
+        a finite number ends the run instead (TrainingDiverged, one sentence naming the epoch)."""
+        if type_ == EPOCH:
+            for key in ("train_loss", "val_loss"):
+                v = fields.get(key)
+                if isinstance(v, float) and not math.isfinite(v):
+                    where = f"stage {fields.get('stage')} epoch {fields.get('epoch')}/{fields.get('epochs')}"
+                    raise TrainingDiverged.of(f"the {key.replace('_', ' ')} of {where}", v)
         if self.info.main:
             rd.append_jsonl(self.dir / rd.EVENTS, make_event(type_, self.kind, **fields))
 
@@ -370,6 +379,39 @@ def run_engine(body: Callable[[], int]) -> int:
         return EXIT_USER
     except (Stopped, KeyboardInterrupt):
         return EXIT_STOPPED
+
+
+TRAINING_BYTES_PER_PARAM = 16  # fp32 weights, gradients and two AdamW moments
+
+
+def check_fits(params: int, what: str, lower: str) -> None:
+    """Refuse, before anything is allocated, a model whose weights, gradients and optimizer state alone
+    exceed this machine's memory (each config key within its bound can still, combined, ask for that): one
+    sentence naming `what` and the keys to `lower`."""
+    import psutil
+
+    need = TRAINING_BYTES_PER_PARAM * params
+    have = psutil.virtual_memory().total
+    if need > have:
+        raise UserError(
+            f"{what} would have {params:,} parameters, {need / 2**30:,.1f} GiB with their gradients and optimizer "
+            f"state, more than this machine's {have / 2**30:,.1f} GiB; lower {lower}."
+        )
+
+
+@contextlib.contextmanager
+def allocating(what: str, lower: str):
+    """An allocation that fails while building `what` (a CPU allocator's or CUDA's out-of-memory) is one
+    sentence, not a traceback."""
+    oom = tuple(c for c in (MemoryError, getattr(torch, "OutOfMemoryError", None)) if c is not None)
+    try:
+        yield
+    except oom as e:
+        raise UserError(f"{what} does not fit in memory ({str(e).splitlines()[0][:120]}); lower {lower}.") from None
+    except RuntimeError as e:
+        if "alloc" not in str(e).lower():
+            raise
+        raise UserError(f"{what} does not fit in memory ({str(e).splitlines()[0][:120]}); lower {lower}.") from None
 
 
 def drive(req: EngineRequest, info: DistInfo, work: Callable[[Run], tuple[str, str]]) -> int:

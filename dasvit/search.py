@@ -40,14 +40,16 @@ from .runtime import (
     DistInfo,
     Run,
     Stopped,
+    allocating,
     barrier,
     broadcast_object,
+    check_fits,
     drive,
     epoch_peak_memory,
     run_engine,
     setup_distributed,
 )
-from .supernet import Supernet, edge_list, mask_from_keep
+from .supernet import Supernet, edge_list, mask_from_keep, stage_params
 from .training import EpochSums, evaluate, mix_seed, rng_state, set_rng_state
 
 
@@ -104,19 +106,11 @@ class Searcher:
         cfg, sc = self.cfg, self.cfg.search
         st = sc.stages[stage]
         torch.manual_seed(mix_seed(sc.seed, stage, 999))  # fresh weights and α, the same on every rank
-        net = Supernet(
-            self.num_classes,
-            cfg.data.image_size,
-            cfg.space.patch_size,
-            cfg.space.embed_dim,
-            self.nodes,
-            self.ops,
-            st.depth,
-            mask=mask,
-            pts_ratio=sc.pts.ratio if sc.pts.enabled else None,
-            pts_dim=sc.pts.dim,
-            in_chans=image_channels(cfg.data),
-        ).to(self.info.device)
+        what, lower = f"stage {stage + 1}'s supernet", "space.embed_dim, the stage's depth or space.ops"
+        check_fits(stage_params(cfg, stage + 1, mask), what, lower)
+        with allocating(what, lower):
+            net = Supernet.of_stage(cfg, stage + 1, mask, self.num_classes, image_channels(cfg.data))
+            net = net.to(self.info.device)
         if sc.fused:
             from .fused import enable_fused
 

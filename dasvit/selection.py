@@ -69,24 +69,6 @@ def stage_files(run_dir: Path) -> dict[int, Path]:
     return out
 
 
-def build_supernet(cfg: Config, stage: int, mask: torch.Tensor, num_classes: int, in_chans: int) -> Supernet:
-    """The supernet of search stage `stage` (from 1) of `cfg`, with `mask`'s ops, untrained."""
-    sc = cfg.search
-    return Supernet(
-        num_classes,
-        cfg.data.image_size,
-        cfg.space.patch_size,
-        cfg.space.embed_dim,
-        cfg.space.nodes,
-        list(cfg.space.ops),
-        sc.stages[stage - 1].depth,
-        mask=mask,
-        pts_ratio=sc.pts.ratio if sc.pts.enabled else None,
-        pts_dim=sc.pts.dim,
-        in_chans=in_chans,
-    )
-
-
 def load_stage_supernet(
     run_dir: Path, cfg: Config, stage: int, num_classes: int | None = None, in_chans: int | None = None
 ) -> Supernet:
@@ -107,7 +89,7 @@ def load_stage_supernet(
         mask = state["mask"].bool()
         if tuple(mask.shape) != (n_e, n_o) or not 1 <= stage <= len(cfg.search.stages):
             raise ValueError("its mask or stage does not fit")
-        net = build_supernet(cfg, stage, mask, num_classes, in_chans)
+        net = Supernet.of_stage(cfg, stage, mask, num_classes, in_chans)
         net.load_state_dict(state["model"])
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
         raise CheckpointError(

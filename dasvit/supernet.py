@@ -351,6 +351,24 @@ class Supernet(nn.Module):
         init_vit_weights(self.cells)
         init_vit_weights(self.head)
 
+    @classmethod
+    def of_stage(cls, cfg, stage: int, mask: torch.Tensor, num_classes: int, in_chans: int) -> Supernet:
+        """The supernet of search stage `stage` (from 1) of config `cfg`, with `mask`'s ops, untrained."""
+        sc = cfg.search
+        return cls(
+            num_classes,
+            cfg.data.image_size,
+            cfg.space.patch_size,
+            cfg.space.embed_dim,
+            cfg.space.nodes,
+            list(cfg.space.ops),
+            sc.stages[stage - 1].depth,
+            mask=mask,
+            pts_ratio=sc.pts.ratio if sc.pts.enabled else None,
+            pts_dim=sc.pts.dim,
+            in_chans=in_chans,
+        )
+
     def arch_weights(self) -> torch.Tensor:
         """softmax(α) over each edge's active ops; pruned ops get exactly 0."""
         return torch.softmax(self.alpha.masked_fill(~self.mask, float("-inf")), dim=-1)
@@ -379,6 +397,18 @@ class Supernet(nn.Module):
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, w)
         return self.head(s1)
+
+
+def stage_params(cfg, stage: int, mask: torch.Tensor) -> int:
+    """About the parameters of `Supernet.of_stage` (dasvit.cost's op formulas, which count an affine LayerNorm
+    the search ops do not have; the stem and head left out), without building it."""
+    from .cost import op_cost, tokens_of
+
+    d, n = cfg.space.embed_dim, tokens_of(cfg.data.image_size, cfg.space.patch_size)
+    per_op = {o: op_cost(o, d, n).params for o in cfg.space.ops}
+    cell = sum(per_op[o] for r in range(mask.shape[0]) for c, o in enumerate(cfg.space.ops) if mask[r, c])
+    selectors = (cfg.space.nodes + 1) * 2 * d * cfg.search.pts.dim if cfg.search.pts.enabled else 0
+    return cfg.search.stages[stage - 1].depth * (cell + selectors)
 
 
 def mask_from_keep(keep: dict[str, list[str]], ops: list[str], nodes: int) -> torch.Tensor:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import TrainingDiverged
 from .runtime import DistInfo, Run, Stopped, all_reduce_mean, reduce_sum
 
 SEED_MODULUS = 2**31 - 1
@@ -161,6 +162,12 @@ def evaluate(
     return {"val_loss": loss_sum / n, "top1": c1 / n, "top5": c5 / n}
 
 
+def check_finite(value: float, what: str) -> None:
+    """A loss that is NaN or infinite ends the run with one sentence (TrainingDiverged), not a success."""
+    if not math.isfinite(value):
+        raise TrainingDiverged.of(what, value)
+
+
 class EpochSums:
     """One training epoch's running sums and its progress, as every engine's `train_epoch` keeps them.
 
@@ -170,7 +177,7 @@ class EpochSums:
     """
 
     def __init__(self, run: Run, label: str, steps: int):
-        self.run, self.steps = run, steps
+        self.run, self.steps, self.label = run, steps, label
         device = run.info.device
         self.loss_sum = torch.zeros((), device=device)
         self.correct = torch.zeros((), device=device)
@@ -206,6 +213,7 @@ class EpochSums:
         loss_sum, correct, seen, images = reduce_sum(
             [self.loss_sum.item(), self.correct.item(), self.seen, self.images], self.run.info
         )
+        check_finite(loss_sum / max(seen, 1), f"the training loss of {self.label}")
         seconds = time.time() - self.t0
         return {
             "train_loss": loss_sum / max(seen, 1),

@@ -7,11 +7,21 @@ dataclasses. A value of the wrong type or an unknown key is a ConfigError naming
 from __future__ import annotations
 
 import dataclasses
+import math
+import reprlib
 import types
 import typing
 from typing import Any, Literal
 
 from .errors import ConfigError
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict = 60, 60, 2, 4, 4
+
+
+def short(value: Any) -> str:
+    """A value for a sentence: its repr, cut short however large or deep it is (a YAML alias tree)."""
+    return _SHORT.repr(value)
 
 
 def _yaml_word(value: Any) -> str:
@@ -35,35 +45,37 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a mapping, got {value!r}.")
+            raise ConfigError(f"{key} must be a mapping, got {short(value)}.")
         return build(tp, value, key)
     if origin is Literal:
         allowed = typing.get_args(tp)
         if not any(value == a and type(value) is type(a) for a in allowed):
-            raise ConfigError(f"{key} must be one of {', '.join(map(_yaml_word, allowed))}; got {value!r}.")
+            raise ConfigError(f"{key} must be one of {', '.join(map(_yaml_word, allowed))}; got {short(value)}.")
         return value
     if origin is list:
         (inner,) = typing.get_args(tp)
         if not isinstance(value, list):
-            raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}.")
+            raise ConfigError(f"{key} must be {_type_name(tp)}, got {short(value)}.")
         return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin in (typing.Union, types.UnionType):
         raise TypeError(f"unsupported annotation {tp} for {key}")
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key} must be true or false, got {value!r}.")
+            raise ConfigError(f"{key} must be true or false, got {short(value)}.")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key} must be an integer, got {value!r}.")
+            raise ConfigError(f"{key} must be an integer, got {short(value)}.")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key} must be a number, got {value!r}.")
+            raise ConfigError(f"{key} must be a number, got {short(value)}.")
+        if not math.isfinite(value) or abs(value) > 1e300:
+            raise ConfigError(f"{key} must be a finite number, got {short(value)}.")
         return float(value)
     if tp is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{key} must be a string, got {value!r}.")
+            raise ConfigError(f"{key} must be a string, got {short(value)}.")
         return str(value)
     raise TypeError(f"unsupported annotation {tp} for {key}")
 

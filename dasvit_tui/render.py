@@ -87,6 +87,13 @@ def edge_key(e) -> str:
     return f"{edge_name((e.src, e.dst))} {e.op}"
 
 
+def plain(x: Any) -> str:
+    """A string read from a file or a path, for a Rich string: printable on one line, its [markup] literal."""
+    from rich.markup import escape
+
+    return escape(printable(str(x), newlines=False))
+
+
 def percent(x: float | None) -> str:
     return "–" if x is None or x < 0 else f"{100 * x:.2f} %"
 

@@ -87,3 +87,12 @@ def tiny_search(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("search") / "run"
     assert main(["--preset", "demo", "--run-dir", str(run_dir), "--no-progress", *sets(TINY)]) == 0
     return run_dir
+
+
+@pytest.fixture
+def mounts(tmp_path):
+    """The file systems a test mounts (a full or read-only tmpfs), unmounted after it."""
+    made: list[Path] = []
+    yield made
+    for m in reversed(made):
+        subprocess.run(["umount", "-l", str(m)], check=False)

@@ -166,3 +166,25 @@ def test_grayscale_imagefolder_is_read_as_one_channel_and_networks_take_it(tmp_p
     assert net(x[None]).shape == (1, 2) and count_flops(net, 16) > 0
     sup = Supernet(classes, 16, 4, 24, 3, cfg.space.ops, 1, pts_dim=8, in_chans=1)
     assert sup(x[None]).shape == (1, 2)
+
+
+def test_gray_images_saved_as_rgb_are_read_as_grayscale_and_not_mirrored(tmp_path):
+    """Handwritten digits stored as RGB PNGs (every pixel gray, as many real datasets are) were taken for
+    colour photographs and mirrored (retrained ViT block 87.2 % against 97.2 % unmirrored). `auto` looks at
+    the pixels: equal channels are grayscale, read as one channel, and not flipped; one colour image among
+    the classes looked at makes the folder colour."""
+    from PIL import Image
+
+    from dasvit.data import build_datasets, image_channels
+
+    _image_tree(tmp_path / "gray", 28, "L")
+    for png in (tmp_path / "gray").rglob("*.png"):  # the same gray pixels, saved in RGB mode
+        Image.open(png).convert("RGB").save(png)
+    assert Image.open(next((tmp_path / "gray").rglob("*.png"))).mode == "RGB"
+    gray = ["data.name=imagefolder", f"data.root={tmp_path / 'gray'}", "data.image_size=28", "space.patch_size=7"]
+    cfg = load_config("digits", gray)
+    assert image_channels(cfg.data) == 1 and build_datasets(cfg.data).train[0][0].shape == (1, 28, 28)
+    assert not _policy("digits", "search", *gray).flip and not _policy("digits", "retrain", *gray).flip
+    # a colour photograph in the second class: the folder is colour, and mirrored
+    Image.new("RGB", (28, 28), (200, 30, 30)).save(sorted((tmp_path / "gray" / "train").iterdir())[1] / "0.png")
+    assert image_channels(load_config("digits", gray).data) == 3 and _policy("digits", "retrain", *gray).flip

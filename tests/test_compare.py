@@ -92,7 +92,7 @@ def test_a_second_compare_reuses_every_retrain(first, run):
 def test_plot_draws_the_compared_retrains(first, run, tmp_path):
     from dasvit.plot import compare_series, plot_curves
 
-    series = compare_series(run)
+    series = compare_series(run, first)
     names = {"vit_b16": "ViT block", "searched": "searched cell"}
     assert sorted(s.label for s in series) == sorted(
         f"{names[r['cell']]}, depth {r['depth']}" for r in first["models"].values()

@@ -76,12 +76,12 @@ def test_the_writer_builds_an_event_its_definition_allows():
         (ev.MEMORY, "focus", {}, "the focus engine writes no memory event"),
         (ev.EPOCH, "search", {k: v for k, v in SEARCH_EPOCH.items() if k != "depth"}, "lacks depth"),
         (ev.EPOCH, "search", {**SEARCH_EPOCH, "top1": 0.5}, "no field 'top1'"),  # a retrain's, not a search's
-        (ev.EPOCH, "search", {**SEARCH_EPOCH, "stage": "1"}, "its stage is not of type int"),
-        (ev.EPOCH, "search", {**SEARCH_EPOCH, "stage": True}, "its stage is not of type int"),
-        (ev.EPOCH, "search", {**SEARCH_EPOCH, "lr": None}, "its lr is not of type float"),
+        (ev.EPOCH, "search", {**SEARCH_EPOCH, "stage": "1"}, "its stage is not a whole number"),
+        (ev.EPOCH, "search", {**SEARCH_EPOCH, "stage": True}, "its stage is not a whole number"),
+        (ev.EPOCH, "search", {**SEARCH_EPOCH, "lr": None}, "its lr is not a finite number"),
         (ev.EPOCH, "search", {**SEARCH_EPOCH, "arch_weights": {"0->2": {"skip": "0.5"}}}, "its arch_weights"),
         (ev.EPOCH, "search", {**SEARCH_EPOCH, "fairness": {"skip": 0.0, "type": 0.1, "total": 0.0}}, "fairness"),
-        (ev.ERROR, "search", {"message": "x", "traceback": "", "stage": 1.0}, "its stage is not of type int"),
+        (ev.ERROR, "search", {"message": "x", "traceback": "", "stage": 1.0}, "its stage is not a whole number"),
         (ev.PRUNE, "search", {"stage": 1, "keep": {"0->2": "skip"}, "by": "auto"}, "its keep"),
     ],
 )
@@ -106,7 +106,8 @@ def test_the_reader_drops_wrong_typed_fields_and_keeps_the_rest():
         "time": 1e999,
         "stage": [1],
         "epoch": 2,
-        "train_loss": float("nan"),  # a diverged run: a number still
+        "train_loss": float("nan"),  # written by an older dasvit; read as null: every number read is finite
+        "seconds": 10**400,  # read as null too (beyond a 64-bit integer)
         "val_acc": "0.5",
         "arch_weights": {"0->2": {"skip": "x"}},
         "points": [1, {"flops": "x", "val_acc": 0.5}],  # parts: each item an object, its fields of their type
@@ -114,8 +115,10 @@ def test_the_reader_drops_wrong_typed_fields_and_keeps_the_rest():
         "resumed": 1,
         "newer_field": {"anything": 1},
     }
-    clean = ev.clean_event(line)
-    assert set(line) - set(clean) == {"time", "stage", "val_acc", "arch_weights", "resumed"}
+    from dasvit.rundir import parse_line
+
+    clean = ev.clean_event(parse_line(json.dumps(line).encode()))  # as every reader reads a line
+    assert set(line) - set(clean) == {"time", "stage", "val_acc", "arch_weights", "resumed", "train_loss", "seconds"}
     assert clean["points"] == [{}, {"val_acc": 0.5}] and clean["fairness"] == {"total": 0.1}
     assert clean["newer_field"] == line["newer_field"]
     sampler = {"bins": [{"budget_flops": 1.0, "mean_flops": 0.5, "feasible": 1.0, "entropy": 0.1}]}

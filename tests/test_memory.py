@@ -256,8 +256,8 @@ def test_memory_figure_from_a_dry_runs_json(tmp_path):
     svg = (tmp_path / "figs" / "memory.svg").read_text()
     assert "plain DARTS, fp32" in svg and "24 GiB card" in svg and "Figure 1" in svg
     src.write_text("{}")
-    with pytest.raises(UserError, match="holds no stage estimates"):
+    with pytest.raises(UserError, match="is not a memory estimate written by dasvit search --dry-run --json: it lacks stages"):
         plot_memory(src, tmp_path)
     src.write_text('{"stages": [')  # cut short: one sentence, not a traceback
-    with pytest.raises(UserError, match="is not a JSON file written by dasvit search --dry-run"):
+    with pytest.raises(UserError, match=r"is not a memory estimate written by dasvit search --dry-run --json \(Expecting value"):
         plot_memory(src, tmp_path)

@@ -212,10 +212,12 @@ def retrain_picks(result: dict, out: Path, say) -> None:
             )
         )
     run_parallel(jobs, say)
+    from ..records import read_metrics
+
     for row in result["rows"]:
         d = where.get((row["budget_flops"], row["method"], row["supernet"]))
         if d is not None:
-            m = json.loads((d / rd.METRICS).read_text())
+            m = read_metrics(d)
             row.update(retrain_top1=m["top1"], retrain_dir=str(d), retrain_epoch=m["best_epoch"])
 
 

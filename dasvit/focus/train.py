@@ -35,7 +35,17 @@ from ..engine_request import FocusRequest
 from ..errors import ConfigError
 from ..events import EPOCH, SPACE
 from ..fmt import count
-from ..runtime import DistInfo, Run, all_reduce_mean, barrier, drive, epoch_peak_memory, run_engine, setup_distributed
+from ..runtime import (
+    DistInfo,
+    Run,
+    all_reduce_mean,
+    allocating,
+    barrier,
+    drive,
+    epoch_peak_memory,
+    run_engine,
+    setup_distributed,
+)
 from ..training import (
     EpochSums,
     autocast,
@@ -105,9 +115,9 @@ class FocusTrainer:
         self.budgets = budget_edges(self.min_flops, self.max_flops, f.budget_bins)
 
         torch.manual_seed(mix_seed(f.seed, 999))  # the same initial weights on every rank
-        self.net = FocusSupernet(space, self.num_classes, image, patch, in_chans=chans, drop_path=f.drop_path).to(
-            info.device
-        )
+        with allocating("the FocusFormer supernet", "focus.embed_dims or focus.depths"):
+            self.net = FocusSupernet(space, self.num_classes, image, patch, in_chans=chans, drop_path=f.drop_path)
+            self.net = self.net.to(info.device)
         self.params = list(self.net.parameters())
         decay = [p for p in self.params if p.ndim > 1]
         no_decay = [p for p in self.params if p.ndim <= 1]

@@ -15,7 +15,7 @@ from dasvit.errors import ConfigError, UserError
 from dasvit.fmt import count_in_table
 from dasvit.limits import MAX_RANDOM_CELLS, MAX_REPEATS
 
-from ..render import percent
+from ..render import percent, plain
 
 FORMATS = ("rich", "json")
 SET_HELP = "Override a key of the retrain recipe, VALUE parsed as YAML; repeatable. Example: --set retrain.epochs=30"
@@ -40,7 +40,7 @@ def compare_table(data: dict[str, Any]):
     eq, mf = data["equal_depth"], data.get("matched_flops")
     epochs = eq["vit"].get("epochs")
     title = (
-        f"searched cell vs ViT block: {data.get('dataset')}, {data.get('image_size')} px, width "
+        f"searched cell vs ViT block: {plain(data.get('dataset'))}, {data.get('image_size')} px, width "
         f"{data.get('embed_dim')}, {epochs} epoch{'s' if epochs != 1 else ''}"
     )
     table = Table(
@@ -83,7 +83,7 @@ def compare_table(data: dict[str, Any]):
             f"searched and ViT rows: the mean of {repeats} retrains (retrain seeds differ); top-1 spread (sample "
             "std): "
             + ", ".join(
-                f"{k} ±{100 * r.get('top1_std', 0):.2f}"
+                f"{plain(k)} ±{100 * r.get('top1_std', 0):.2f}"
                 for k, r in data.get("models", {}).items()
                 if len(r.get("runs", [])) > 1
             )
@@ -91,20 +91,20 @@ def compare_table(data: dict[str, Any]):
         )
     if mf:
         notes.append(
-            f"matched FLOPs: {mf['rule']} ({count_in_table(mf['budget_flops'])}); at depth {mf['depth'] + 1} "
+            f"matched FLOPs: {plain(mf['rule'])} ({count_in_table(mf['budget_flops'])}); at depth {mf['depth'] + 1} "
             f"it would cost {count_in_table(mf.get('next_depth_flops'))}."
         )
     elif data.get("note"):
-        notes.append(data["note"])
+        notes.append(plain(data["note"]))
     rnd = data.get("random")
     if rnd:
         notes.append(
-            f"random cells ({len(rnd['cells'])}, depth {rnd['depth']}, within {rnd['budget']}): median "
+            f"random cells ({len(rnd['cells'])}, depth {rnd.get('depth')}, within {plain(rnd.get('budget'))}): median "
             f"{_pct(rnd['median_top1'])}, best {_pct(rnd['best_top1'])}, each "
             + " ".join(_pct(c["top1"]) for c in rnd["cells"])
             + f"; the searched cell ranks {rnd['searched_rank']} of {rnd['of']}."
         )
-    notes.append("runs: " + ", ".join(f"{k} {r['dir']}" for k, r in data.get("models", {}).items()))
+    notes.append("runs: " + ", ".join(f"{plain(k)} {plain(r['dir'])}" for k, r in data.get("models", {}).items()))
     table.caption = "\n".join(notes)
     table.caption_justify = "left"
     return table
@@ -137,7 +137,7 @@ def standing_table(data: dict[str, Any]):
     for name, c in trend["cells"].items():
         n = c.get("neighbours") or 0
         table.add_row(
-            f"{name} (= {same[name]})" if name in same else name,
+            f"{plain(name)} (= {plain(same[name])})" if name in same else plain(name),
             _pct(c.get("top1")),
             count_in_table(c.get("flops")),
             _pct(c.get("trend_top1")),
@@ -215,7 +215,7 @@ def summary_table(summary: dict[str, Any]):
     for r in summary["runs"]:
         med = r.get("random_median_top1")
         table.add_row(
-            Path(r["run"]).name,
+            plain(Path(r["run"]).name),
             _pct(r["searched_top1"]),
             _pct(r["vit_top1"]),
             _pct(med) if med is not None else "",
@@ -332,6 +332,12 @@ def compare(
         raise UserError(f"--random must be between 0 and {MAX_RANDOM_CELLS} cells, got {random_cells:,}.")
     if not 1 <= repeats <= MAX_REPEATS:
         raise UserError(f"--repeats must be between 1 and {MAX_REPEATS} retrains per network, got {repeats:,}.")
+    if summary_path is not None:
+        if len(run_dirs) < 2:
+            raise UserError("--summary summarizes several runs (one per search seed); give two or more RUN_DIRs.")
+        from dasvit.rundir import ensure_writable_file
+
+        ensure_writable_file(summary_path, "--summary")  # before the retrains, not after them
     if match_cost and not random_cells:
         raise UserError("--match-cost draws as many cells as --random N: give --random too.")
     from dasvit.config import parse_selection

@@ -75,5 +75,5 @@ def plot(
     from dasvit.plot import plot_runs
 
     names = [s.strip() for s in labels.split(",")] if labels is not None else None
-    for path in plot_runs(list(run_dirs), out, names):
+    for path in plot_runs(list(run_dirs), out, names, note=lambda text: typer.echo(f"note: {text}", err=True)):
         typer.echo(str(path))

@@ -131,6 +131,7 @@ def approve(
     """
     rd.require_run_dir(run_dir)  # none of its files a link
     shown = rd.printable(run_dir, newlines=False)
+    parsed = read_keep(keep) if keep is not None and not stop else None  # a malformed answer: said first
     pending = rd.pending_proposal(run_dir)
     if stop:
         rd.write_control(run_dir, {"type": "stop"})
@@ -141,7 +142,7 @@ def approve(
     stage = pending["stage"]
     cmd: dict = {"type": "approve", "stage": stage}
     if keep is not None:
-        cmd["keep"] = checked_keep(read_keep(keep), pending)
+        cmd["keep"] = checked_keep(parsed, pending)
     live = rd.is_live(run_dir)
     if not live:
         typer.echo(f"note: no engine is running on {shown}; the approval applies when it is resumed.", err=True)
@@ -213,8 +214,14 @@ def print_found(run_dir: Path) -> None:
 def read_keep(keep: str) -> object:
     """--keep: JSON, or a JSON file; read as untrusted input (bounded size and depth)."""
     try:
-        if keep.lstrip().startswith("{"):
-            return rd.parse_json(keep.encode())
+        if keep.lstrip().startswith(("{", "[", '"')) or keep.strip() in ("null", "true", "false"):
+            parsed = rd.parse_json(keep.encode())
+            if not isinstance(parsed, dict):
+                raise UserError(
+                    f"--keep {keep[:60]!r} is JSON, but not an object: give edges and the ops each keeps, like "
+                    '{"0->2": ["skip", "msa_4"]}.'
+                )
+            return parsed
         if not Path(keep).is_file():
             raise UserError(f"--keep {keep[:60]!r} is neither JSON nor a JSON file.")
         return rd.read_json_file(Path(keep), follow=True, max_bytes=1 << 20)
@@ -272,22 +279,25 @@ def dry_run_memory(
     preset: str | None, overrides: list[str], resume: Path | None, gpu_mem: str, json_path: Path | None, batches: str
 ) -> int:
     """`dasvit search --dry-run`: every stage's memory estimate (dasvit.memory), nothing started."""
+    from dasvit.limits import MAX_BATCH
     from dasvit.memory import parse_bytes
 
     gpu_bytes = parse_bytes(gpu_mem)  # a bad size is one sentence before anything loads
     try:
-        measured = tuple(int(b) for b in batches.split(","))
+        measured = tuple(int(b) for b in batches.split(",")) if len(batches) < 200 else ()
     except ValueError:
         measured = ()
     if len(measured) < 2 or len(set(measured)) != len(measured) or min(measured) < 1:
-        raise UserError(f"--measure-batches {batches!r} must list at least two different batches, like 1,2 or 1,2,4.")
-    from dasvit.config import load_config, load_run_config
-
-    if resume is not None:
-        rd.require_run_dir(resume)
-        cfg = load_run_config(resume / rd.CONFIG)
-    else:
-        cfg = load_config(preset or "demo", overrides)
+        raise UserError(
+            f"--measure-batches {batches[:80]!r} must list at least two different batches, like 1,2 or 1,2,4."
+        )
+    if max(measured) > MAX_BATCH or len(measured) > 16:
+        raise UserError(
+            f"--measure-batches lists at most 16 batches of at most {MAX_BATCH:,} images, got {batches[:80]!r}."
+        )
+    if json_path is not None:
+        rd.ensure_writable_file(json_path, "--json")  # before the estimate runs, not after
+    cfg = SearchRequest(preset, overrides, resume=resume).load_config()  # a resume's checks: its kind, no --set
     import torch
 
     from dasvit.memory import estimate_config, report
@@ -318,7 +328,6 @@ def dry_run_memory(
             },
             "stages": [m.to_json() for m in stages],
         }
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(out, indent=2) + "\n")
+        rd.atomic_write_text(json_path, json.dumps(out, indent=2) + "\n")
         typer.echo(f"wrote {json_path}")
     return 0

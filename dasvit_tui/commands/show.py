@@ -28,20 +28,19 @@ from dasvit.fmt import count
 FORMATS = ("rich", "json", "dot")
 
 
-def _read_metrics(path: Path) -> dict[str, Any] | None:
-    try:
-        data = rd.read_json_file(path)
-    except (OSError, ValueError, UserError):
-        return None
-    return data if isinstance(data, dict) else None
+def _retrain_metrics(d: Path, notes: list[str] | None = None) -> tuple[Path, dict[str, Any]] | None:
+    """metrics.json of a retrain run given as its own directory or as the search run holding it; a damaged
+    one is passed over, with a note in `notes` (dasvit.records)."""
+    from dasvit.records import DamagedRecord, read_metrics
 
-
-def _retrain_metrics(d: Path) -> tuple[Path, dict[str, Any]] | None:
-    """metrics.json of a retrain run given as its own directory or as the search run holding it."""
     for cand in (d, d / rd.RETRAIN):
-        m = _read_metrics(cand / rd.METRICS)
-        if m is not None:
-            return cand, m
+        try:
+            return cand, read_metrics(cand)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except DamagedRecord as e:
+            if notes is not None:
+                notes.append(f"not shown: {e}")
     return None
 
 
@@ -105,11 +104,16 @@ def check_sizes(sizes: dict[str, int]) -> None:
     for key, (option, bound) in SIZE_OPTIONS.items():
         if not 1 <= sizes[key] <= bound:
             raise ConfigError(f"{option} must be between 1 and {bound:,}, got {sizes[key]:,}.")
-    tokens = (sizes["image_size"] // sizes["patch_size"]) ** 2 + 1
-    if sizes["image_size"] % sizes["patch_size"] or tokens > lim.MAX_TOKENS:
+    if sizes["image_size"] % sizes["patch_size"]:
         raise ConfigError(
-            f"--image-size {sizes['image_size']} must be a multiple of --patch {sizes['patch_size']} giving at most "
-            f"{lim.MAX_TOKENS - 1:,} patches, got {tokens - 1:,}."
+            f"--image-size {sizes['image_size']} must be a multiple of --patch {sizes['patch_size']}: the patches "
+            "tile the image."
+        )
+    tokens = (sizes["image_size"] // sizes["patch_size"]) ** 2 + 1
+    if tokens > lim.MAX_TOKENS:
+        raise ConfigError(
+            f"--image-size {sizes['image_size']} over --patch {sizes['patch_size']} makes {tokens - 1:,} patches; at "
+            f"most {lim.MAX_TOKENS - 1:,}: raise --patch or lower --image-size."
         )
 
 
@@ -130,34 +134,41 @@ def check_network(genotype, sizes: dict[str, int]) -> None:
         )
     else:
         params = sized_network_cost(genotype, sizes).params
+    resize = "lower --depth or --dim" if genotype.version == 1 else "it is a version-2 genotype: lower its depth"
     if params > lim.MAX_SHOW_PARAMS:
         raise ConfigError(
             f"this network would have {count(params)} params; dasvit show builds networks of at most "
-            f"{count(lim.MAX_SHOW_PARAMS)} params (8 GiB of weights) to count them: lower --depth or --dim."
+            f"{count(lim.MAX_SHOW_PARAMS)} params (8 GiB of weights) to count them: {resize}."
+        )
+    ops = len(genotype.edges) * sizes["depth"]
+    if ops > lim.MAX_SHOW_OPS:
+        raise ConfigError(
+            f"this network has {ops:,} edges ({len(genotype.edges):,} a layer, {sizes['depth']:,} layers); dasvit show "
+            f"builds networks of at most {lim.MAX_SHOW_OPS:,} to count them: {resize}."
         )
 
 
 def comparison(
-    source: str, baseline: Optional[Path], compared: bool = False
+    source: str, baseline: Optional[Path], compared: bool = False, notes: list[str] | None = None
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Rows (searched retrain, ViT-B/16 baseline) that exist, and a hint when the baseline is missing (none
     when `dasvit compare` has compared the run: its table has the ViT block)."""
     rows: list[dict[str, Any]] = []
     src = Path(source)
-    searched = _retrain_metrics(src) if src.is_dir() else None
+    searched = _retrain_metrics(src, notes) if src.is_dir() else None
     # the search run that owns the retrain: SOURCE itself, or its parent when SOURCE is RUN_DIR/retrain
     root = src.parent if searched is not None and searched[0] == src else src
     if searched is not None:
         name = (searched[1].get("genotype") or {}).get("meta", {}).get("builtin") or "searched cell"
         rows.append({"name": f"{name} ({searched[0]})", "dir": str(searched[0]), **_row(searched[1])})
     if baseline is not None:
-        base = _retrain_metrics(baseline)
+        base = _retrain_metrics(baseline, notes)
         if base is None:
             raise RunDirError(
                 f"--baseline {baseline} holds no finished retrain (no {rd.METRICS} in it or in its retrain/)."
             )
     else:
-        base = _retrain_metrics(root / "baseline") if searched is not None else None
+        base = _retrain_metrics(root / "baseline", notes) if searched is not None else None
     if base is not None:
         rows.append({"name": f"vit_b16 ({base[0]})", "dir": str(base[0]), **_row(base[1])})
     hint = None
@@ -213,6 +224,11 @@ def v2_sizes(
         if opts.get(key) is None and isinstance(v, int) and not isinstance(v, bool) and v > 0:
             sizes[key] = v
             named.append(label)
+    if len(named) > 2:  # the genotype's own sizes: held to the bounds the options have
+        try:
+            check_sizes(sizes)
+        except ConfigError as e:
+            raise ConfigError(f"the genotype's meta asks for sizes dasvit does not build: {e}") from None
     return sizes, f"{origin}; {', '.join(named)} from the genotype"
 
 
@@ -286,9 +302,15 @@ def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: O
         sizes["in_chans"],
     )
     from dasvit.compare import read_compare
+    from dasvit.records import DamagedRecord
 
-    compared = read_compare(source) if Path(source).is_dir() else None  # `dasvit compare`'s result
-    rows, hint = comparison(source, baseline, compared=compared is not None)
+    compared, notes = None, []
+    if Path(source).is_dir():  # `dasvit compare`'s result
+        try:
+            compared = read_compare(source)
+        except DamagedRecord as e:
+            notes.append(f"not shown: {e}")
+    rows, hint = comparison(source, baseline, compared=compared is not None, notes=notes)
     if fmt == "json":
         out = {**genotype.to_json(), "params": cost["params"], "flops": cost["flops"], **sizes}
         if genotype.version == 2:
@@ -299,6 +321,8 @@ def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: O
             ]
         if compared:
             out["compare"] = compared
+        if notes:
+            out["notes"] = notes
         typer.echo(json.dumps(out, indent=2))
         return
     from rich.console import Console
@@ -332,6 +356,8 @@ def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: O
         standing = standing_table(compared)
         if standing is not None:
             console.print(standing)
+    for note in notes:
+        console.print(Text(rd.printable(note), style="dim"))
 
 
 def show(

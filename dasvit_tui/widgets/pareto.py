@@ -110,6 +110,7 @@ class ParetoPlot(Widget):
         super().__init__(id=id, classes=classes)
         self.data = ParetoData()
         self.border_title = f"Pareto [{NOW}]● now[/] [{EARLIER}]● before[/] [{FRONT}]◆ front[/] [{BUDGET}]┊ budget[/]"
+        self.border_subtitle = "x: FLOPs of one image · y: validation top-1"  # the axes' names
 
     def plot(self, data: ParetoData) -> None:
         self.data = data
