@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 def load_model(run_dir, device="cpu"):
     """The trained network of a retrain run (RUN_DIR or RUN_DIR/retrain), in eval mode."""
-    from .retrain import load_model as _load
+    from .train.retrain import load_model as _load
 
     return _load(run_dir, device=device)
 

@@ -16,18 +16,17 @@ from typing import Callable
 from textual import work
 from textual.app import App
 
-from dasvit import rundir as rd
-from dasvit.engine_request import RetrainRequest, request_for_preset, retrain_run_dir
 from dasvit.errors import UserError
-from dasvit.events import RUN_START
-
-from . import launch
-from .screens.focus_monitor import FocusMonitorScreen
-from .screens.help import HelpScreen
-from .screens.monitor import MonitorScreen
-from .screens.retrain_monitor import RetrainMonitorScreen
-from .screens.runs import RunsScreen
-from .screens.search_monitor import SearchMonitorScreen
+from dasvit.run import jsonl, layout, runlock
+from dasvit.run.events import RUN_START
+from dasvit.run.requests import RetrainRequest, request_for_preset, retrain_run_dir
+from dasvit_tui import launch
+from dasvit_tui.screens.focus_monitor import FocusMonitorScreen
+from dasvit_tui.screens.help import HelpScreen
+from dasvit_tui.screens.monitor import MonitorScreen
+from dasvit_tui.screens.retrain_monitor import RetrainMonitorScreen
+from dasvit_tui.screens.runs import RunsScreen
+from dasvit_tui.screens.search_monitor import SearchMonitorScreen
 
 MONITORS: dict[str, type[MonitorScreen]] = {
     "search": SearchMonitorScreen,
@@ -39,7 +38,7 @@ MONITORS: dict[str, type[MonitorScreen]] = {
 
 def run_kind(run_dir: Path) -> str | None:
     """The kind of a run (search, retrain, focus) from its first run_start event; None before it has one."""
-    events, _ = rd.read_events(Path(run_dir))
+    events, _ = jsonl.read_events(Path(run_dir))
     return next((e.get("kind") for e in events if e.get("type") == RUN_START), None)
 
 
@@ -113,7 +112,7 @@ class DasvitApp(App[str | None]):
         """Retrain a finished search's cell (into SEARCH/retrain) or a specialized genotype (into
         FOCUS/specialized/<budget>-retrain); one that has its retrain already is shown instead."""
         run_dir = retrain_run_dir(str(Path(source).absolute()), self.runs_root)
-        if rd.is_run_dir(run_dir) or rd.is_live(run_dir):
+        if layout.is_run_dir(run_dir) or runlock.is_live(run_dir):
             self.notify("This has a retrain already; showing it.", timeout=4)
             self.open_run(run_dir)
             return

@@ -12,9 +12,8 @@ import sys
 import typer
 
 from dasvit.errors import UserError
-from dasvit.rundir import printable
-
-from .commands import bench, compare, derive, focus, plot, retrain, search, show, specialize, tui
+from dasvit.run.jsonio import printable
+from dasvit_tui.commands import bench, compare, derive, focus, plot, retrain, search, show, specialize, tui
 
 app = typer.Typer(
     name="dasvit",

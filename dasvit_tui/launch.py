@@ -17,10 +17,10 @@ import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from dasvit import rundir as rd
-from dasvit.engine_request import EngineRequest, SearchRequest
 from dasvit.errors import USER_ERROR_FILE, RunDirError, UserError
 from dasvit.limits import MAX_PROCESSES
+from dasvit.run import jsonio, layout, runlock
+from dasvit.run.requests import EngineRequest, SearchRequest
 
 
 @dataclass
@@ -46,13 +46,15 @@ def start_engine(request: EngineRequest) -> Launched:
         request = replace(request, approve="manual")
     run_dir = Path(request.run_dir).absolute()
     request = replace(request, run_dir=run_dir) if request.resume is None else request
-    if rd.is_live(run_dir):
+    if runlock.is_live(run_dir):
         raise RunDirError(f"{run_dir} is in use by a live engine process; open it with: dasvit tui {run_dir}")
-    rd.ensure_writable(run_dir)
+    layout.ensure_writable(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    rd.check_no_links(run_dir)
+    layout.check_no_links(run_dir)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    log_fd = rd.open_run_file(run_dir / rd.ENGINE_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # not through a link
+    log_fd = jsonio.open_run_file(
+        run_dir / layout.ENGINE_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT
+    )  # not through a link
     with os.fdopen(log_fd, "ab") as log:
         proc = subprocess.Popen(
             request.command(),

@@ -24,8 +24,8 @@ from rich.table import Table
 from rich.text import Text
 
 from dasvit.fmt import count_in_table
-from dasvit.opspec import edge_name, elastic_name, op_type, parse_op
-from dasvit.rundir import printable
+from dasvit.model.opspec import edge_name, elastic_name, op_type, parse_op
+from dasvit.run.jsonio import printable
 
 OP_STYLES = {"msa": "bold magenta", "mlp": "bold cyan", "skip": "green", "zero": "dim"}
 OP_WIDTH = 12  # longest usual op name (mlp_0.5, msa_12) plus the rule after it
@@ -156,7 +156,7 @@ def elastic_cell(genotype):
     chosen per layer (`layer_table`); a version-1 genotype is returned as it is."""
     if getattr(genotype, "layers", None) is None:
         return genotype
-    from dasvit.genotype import Edge, Genotype
+    from dasvit.model.genotype import Edge, Genotype
 
     edges = [
         Edge(e.src, e.dst, e.op if op_type(e.op) not in ("msa", "mlp") else elastic_name(op_type(e.op)))

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .launch import cli_command
+from dasvit_tui.launch import cli_command
 
 SAMPLES = 100  # evaluations per specialization: `dasvit specialize`'s default
 TEXT_LINES = 20  # the stderr text lines kept: the last one says why a child failed

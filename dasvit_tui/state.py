@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dasvit.events import (
+from dasvit.fmt import human_bytes
+from dasvit.limits import MAX_BUDGET_BINS
+from dasvit.run.events import (
     EPOCH,
     ERROR,
     GENOTYPE,
@@ -26,9 +28,9 @@ from dasvit.events import (
     PruneEvent,
     SpaceEvent,
 )
-from dasvit.fmt import human_bytes
-from dasvit.limits import MAX_BUDGET_BINS
-from dasvit.rundir import RETRAIN, SPECIALIZED, RunStatus, printable
+from dasvit.run.jsonio import printable
+from dasvit.run.layout import RETRAIN, SPECIALIZED
+from dasvit.run.runstatus import RunStatus
 
 
 def run_name(path: Path) -> str:

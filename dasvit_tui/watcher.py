@@ -19,11 +19,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from dasvit import rundir as rd
 from dasvit.errors import UserError
-from dasvit.events import RUN_START
-
-from . import messages as m
+from dasvit.run import events, jsonio, jsonl, layout, runlock
+from dasvit.run.events import RUN_START
+from dasvit_tui import messages as m
 
 POLL_SECONDS = 0.2  # new events reach the screen well within 0.5 s
 STATS_SECONDS = 2.0
@@ -52,7 +51,9 @@ class RunWatcher:
         self.process = process
         self.interval = interval
         self.stats_interval = stats_interval
-        self._events = rd.JsonlTail(self.run_dir / rd.EVENTS, clean=rd.clean_event)  # untrusted: rd.parse_line
+        self._events = jsonl.JsonlTail(
+            self.run_dir / layout.EVENTS, clean=events.clean_event
+        )  # untrusted: jsonio.parse_line
         self._log_offset: int | None = None
         self._log_partial = b""
         self._live: tuple[bool, int | None] | None = None
@@ -103,7 +104,7 @@ class RunWatcher:
         return len(items)
 
     def _read_log(self) -> int:
-        path = self.run_dir / rd.ENGINE_LOG
+        path = self.run_dir / layout.ENGINE_LOG
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:  # none yet, or a link: nothing to show
@@ -129,7 +130,7 @@ class RunWatcher:
             self._log_partial = b""
         if skip_first and lines:
             lines = lines[1:]
-        text = [rd.printable(ln.decode("utf-8", "replace").rstrip("\r").rsplit("\r", 1)[-1], False) for ln in lines]
+        text = [jsonio.printable(ln.decode("utf-8", "replace").rstrip("\r").rsplit("\r", 1)[-1], False) for ln in lines]
         text = [t for t in text if t.strip()][-MAX_LOG_LINES_PER_PASS:]
         if text:
             self.target.post_message(m.LogLines(text))
@@ -141,12 +142,12 @@ class RunWatcher:
         if not partial or (self._live and self._live[0]) or partial == self._warned_partial:
             return 0
         self._warned_partial = partial
-        self.target.post_message(m.BadEventLine(rd.printable(partial[:1000].decode("utf-8", "replace"), False)))
+        self.target.post_message(m.BadEventLine(jsonio.printable(partial[:1000].decode("utf-8", "replace"), False)))
         return 1
 
     def _check_live(self) -> None:
         exit_code = self.process.poll() if self.process is not None else None
-        live = rd.is_live(self.run_dir) or (self.process is not None and exit_code is None)
+        live = runlock.is_live(self.run_dir) or (self.process is not None and exit_code is None)
         if (live, exit_code) != self._live:
             self._live = (live, exit_code)
             self.target.post_message(m.EngineStatus(live, exit_code))
@@ -154,7 +155,7 @@ class RunWatcher:
     def _sample_system(self) -> None:
         if not (self._live and self._live[0]):
             return
-        pid = rd.engine_pid(self.run_dir) or self._pid or (self.process.pid if self.process else None)
+        pid = runlock.engine_pid(self.run_dir) or self._pid or (self.process.pid if self.process else None)
         if pid is None:
             return
         import psutil
@@ -182,12 +183,12 @@ class RunWatcher:
         self.target.post_message(m.SystemSample(pid, cpu, rss, threads, ram, gpus))
 
     def _check_metrics(self) -> None:
-        path = self.run_dir / rd.METRICS
+        path = self.run_dir / layout.METRICS
         try:
             mtime = path.stat().st_mtime
             if mtime == self._metrics_mtime:
                 return
-            data = rd.read_json_file(path)
+            data = jsonio.read_json_file(path)
         except (OSError, ValueError, UserError):
             return
         self._metrics_mtime = mtime

@@ -48,7 +48,7 @@ def of_type(evs: list[dict], type_: str) -> list[dict]:
 def schema_problems(run_dir: Path) -> list[str]:
     """The lines of a run's events.jsonl that its engine's definitions (dasvit.events.SCHEMA) do not allow,
     each with why: an unknown type, a field missing, undefined or of the wrong type. [] when all are."""
-    from dasvit.events import check_event
+    from dasvit.run.events import check_event
 
     evs = events(run_dir)
     kind = next(e["kind"] for e in evs if e["type"] == "run_start")
@@ -82,7 +82,7 @@ def start_engine(module: str, *args: str) -> subprocess.Popen:
 @pytest.fixture(scope="session")
 def tiny_search(tmp_path_factory) -> Path:
     """A finished tiny three-stage search run directory (real engine, in-process)."""
-    from dasvit.search import main
+    from dasvit.search.searcher import main
 
     run_dir = tmp_path_factory.mktemp("search") / "run"
     assert main(["--preset", "demo", "--run-dir", str(run_dir), "--no-progress", *sets(TINY)]) == 0

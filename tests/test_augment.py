@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from conftest import REPO
-from dasvit.config import load_config, load_run_config
 from dasvit.errors import ConfigError, DataError
+from dasvit.run.config import load_config, load_run_config
 
 
 def _types(transform) -> list[str]:
@@ -17,7 +17,7 @@ def _types(transform) -> list[str]:
 
 
 def _policy(preset, phase, *sets):
-    from dasvit.augment import resolve_policy
+    from dasvit.train.augment import resolve_policy
 
     cfg = load_config(preset, list(sets))
     return resolve_policy(cfg.search.augment if phase == "search" else cfg.retrain.augment, cfg, phase)
@@ -80,7 +80,7 @@ def test_auto_policy_of_an_image_folder_follows_its_images_not_its_name(tmp_path
 
 
 def test_digits_search_transform_neither_flips_nor_loses_the_digit():
-    from dasvit.augment import train_transform
+    from dasvit.train.augment import train_transform
 
     cfg = load_config("digits")
     search, _ = train_transform(cfg, "search")
@@ -111,7 +111,7 @@ def test_augmentation_keys_load_from_a_run_and_set_and_bad_ones_are_refused():
 
 
 def test_digits_are_a_stratified_seeded_split_read_as_one_channel():
-    from dasvit.data import build_datasets, dataset_targets, image_channels
+    from dasvit.train.data import build_datasets, dataset_targets, image_channels
 
     cfg = load_config("digits").data
     s = build_datasets(cfg)
@@ -138,7 +138,7 @@ def test_digits_are_a_stratified_seeded_split_read_as_one_channel():
 
 
 def test_missing_scikit_learn_is_a_data_error(monkeypatch):
-    from dasvit.data import build_datasets
+    from dasvit.train.data import build_datasets
 
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # what an install without scikit-learn sees
     with pytest.raises(DataError, match="scikit-learn"):
@@ -146,11 +146,11 @@ def test_missing_scikit_learn_is_a_data_error(monkeypatch):
 
 
 def test_grayscale_imagefolder_is_read_as_one_channel_and_networks_take_it(tmp_path):
-    from dasvit.data import build_datasets, image_channels
-    from dasvit.genotype import load_genotype
-    from dasvit.network import build_network
-    from dasvit.profile import count_flops
-    from dasvit.supernet import Supernet
+    from dasvit.model.genotype import load_genotype
+    from dasvit.model.network import build_network
+    from dasvit.model.profile import count_flops
+    from dasvit.search.supernet import Supernet
+    from dasvit.train.data import build_datasets, image_channels
 
     _image_tree(tmp_path, 20, "L")
     cfg = load_config("digits", ["data.name=imagefolder", f"data.root={tmp_path}"])
@@ -175,7 +175,7 @@ def test_gray_images_saved_as_rgb_are_read_as_grayscale_and_not_mirrored(tmp_pat
     the classes looked at makes the folder colour."""
     from PIL import Image
 
-    from dasvit.data import build_datasets, image_channels
+    from dasvit.train.data import build_datasets, image_channels
 
     _image_tree(tmp_path / "gray", 28, "L")
     for png in (tmp_path / "gray").rglob("*.png"):  # the same gray pixels, saved in RGB mode

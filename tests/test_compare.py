@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dasvit.compare import plan_compare
 from dasvit.errors import RunDirError
-from dasvit.genotype import load_genotype
-from dasvit.profile import profile_genotype
+from dasvit.model.genotype import load_genotype
+from dasvit.model.profile import profile_genotype
+from dasvit.reports.compare import plan_compare
 from dasvit_tui.cli import app, main
 
 RECORDED = Path(__file__).parent / "recorded_run"
@@ -90,7 +90,7 @@ def test_a_second_compare_reuses_every_retrain(first, run):
 
 
 def test_plot_draws_the_compared_retrains(first, run, tmp_path):
-    from dasvit.plot import compare_series, plot_curves
+    from dasvit.reports.plot import compare_series, plot_curves
 
     series = compare_series(run, first)
     names = {"vit_b16": "ViT block", "searched": "searched cell"}
@@ -129,9 +129,9 @@ def test_a_run_without_genotype_or_a_retrain_run_is_a_one_sentence_error(tmp_pat
 
 
 def test_random_cells_of_the_same_space_are_retrained_and_ranked(first, run, tmp_path):
-    from dasvit.config import load_run_config
-    from dasvit.cost import Cost
-    from dasvit.derivation import cell_ops_cost, has_residual_path, space_costs
+    from dasvit.model.cost import Cost
+    from dasvit.run.config import load_run_config
+    from dasvit.search.derivation import cell_ops_cost, has_residual_path, space_costs
 
     result = CliRunner().invoke(
         app, ["compare", str(run), "--random", "2", "--format", "json", "--no-progress", *sets(TINY)]
@@ -147,7 +147,7 @@ def test_random_cells_of_the_same_space_are_retrained_and_ranked(first, run, tmp
         assert row["top1"] == json.loads((run / row["dir"] / "metrics.json").read_text())["top1"]
     searched = data["equal_depth"]["searched"]["top1"]
     assert rnd["searched_rank"] == 1 + sum(r["top1"] > searched for r in rnd["cells"])
-    from dasvit.plot import plot_runs
+    from dasvit.reports.plot import plot_runs
 
     written = plot_runs([run], tmp_path / "figures")
     assert tmp_path / "figures" / "random.svg" in written
@@ -200,7 +200,7 @@ def test_repeats_retrain_each_network_with_other_seeds_and_report_their_mean(fir
 
 
 def test_the_random_figure_names_each_mark_even_when_the_first_run_lacks_it(tmp_path):
-    from dasvit.plot_compare import plot_random
+    from dasvit.reports.plot_compare import plot_random
 
     def compare(matched_depth: int) -> dict:
         eq = {"depth": 4, "searched": {"top1": 0.85}, "vit": {"top1": 0.84, "epochs": 30}}

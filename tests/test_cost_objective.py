@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from conftest import TINY, events, of_type, schema_problems, sets
-from dasvit.config import load_config
-from dasvit.cost_objective import CostObjective
-from dasvit.derivation import cell_ops_cost, derive_genotype, space_costs
-from dasvit.opspec import edge_list
+from dasvit.model.opspec import edge_list
+from dasvit.run.config import load_config
+from dasvit.search.cost_objective import CostObjective
+from dasvit.search.derivation import cell_ops_cost, derive_genotype, space_costs
 
 OPS = ["zero", "skip", "msa_4", "msa_8", "msa_12", "mlp_0.5", "mlp_2", "mlp_4"]
 NODES, K = 3, 2
@@ -75,8 +75,8 @@ def test_the_term_pulls_an_over_budget_alpha_within_the_budget_and_leaves_one_wi
 
 
 def test_a_search_with_the_budget_in_the_objective_reports_its_expected_cost(tmp_path):
-    from dasvit.genotype import load_genotype
-    from dasvit.search import main
+    from dasvit.model.genotype import load_genotype
+    from dasvit.search.searcher import main
 
     run = tmp_path / "run"
     args = ["--preset", "demo", "--run-dir", str(run), "--no-progress"]

@@ -8,11 +8,11 @@ import random
 import pytest
 import torch
 
-from dasvit.config import load_config
-from dasvit.cost import Cost, cell_cost, network_cost, op_cost
-from dasvit.derivation import cell_ops_cost, derive_genotype, has_residual_path, random_genotype, space_costs
-from dasvit.genotype import Edge, Genotype, load_genotype
-from dasvit.opspec import edge_list
+from dasvit.model.cost import Cost, cell_cost, network_cost, op_cost
+from dasvit.model.genotype import Edge, Genotype, load_genotype
+from dasvit.model.opspec import edge_list
+from dasvit.run.config import load_config
+from dasvit.search.derivation import cell_ops_cost, derive_genotype, has_residual_path, random_genotype, space_costs
 
 OPS = ["zero", "skip", "msa_4", "mlp_0.5", "mlp_4"]
 DIM, TOKENS = 48, 17
@@ -81,8 +81,8 @@ def test_the_residual_rule_keeps_the_budget():
 
 
 def test_costs_are_what_fvcore_counts_on_the_built_network():
-    from dasvit.network import build_network
-    from dasvit.profile import count_flops, count_params
+    from dasvit.model.network import build_network
+    from dasvit.model.profile import count_flops, count_params
 
     for cell in ("vit_b16", "tests/fixtures/searched_cell.json"):
         g = load_genotype(cell)
@@ -106,8 +106,8 @@ def test_random_cells_follow_the_rules_and_the_budget():
 
 
 def test_a_derived_cell_keeps_attention_because_without_it_the_image_never_reaches_the_head():
-    from dasvit.derivation import mixes_tokens
-    from dasvit.network import Network
+    from dasvit.model.network import Network
+    from dasvit.search.derivation import mixes_tokens
 
     # skips and MLPs weigh most on every edge; attention is still active everywhere
     w = torch.tensor([[0.0, 0.4, 0.1, 0.2, 0.3]] * len(edge_list(3)))
@@ -137,14 +137,14 @@ def test_a_derived_cell_keeps_attention_because_without_it_the_image_never_reach
 
 
 def test_random_cells_have_attention_when_the_space_has_it():
-    from dasvit.derivation import mixes_tokens
+    from dasvit.search.derivation import mixes_tokens
 
     rng = random.Random(0)
     assert all(mixes_tokens(random_genotype(OPS, 3, 2, rng)) for _ in range(200))
 
 
 def test_the_residual_rule_does_not_take_the_cells_only_attention_edge():
-    from dasvit.derivation import mixes_tokens
+    from dasvit.search.derivation import mixes_tokens
 
     col = {o: c for c, o in enumerate(OPS)}
     w = torch.zeros(len(edge_list(3)), len(OPS))
@@ -160,7 +160,7 @@ def test_the_residual_rule_does_not_take_the_cells_only_attention_edge():
 def test_pruning_keeps_one_attention_op_where_the_proposal_would_drop_them_all():
     """Plain DARTS on fashion (seed 2) pruned every msa op after stage 2, and stage 3 sat at chance; the
     proposal keeps the attention op strongest relative to its edge's fair share, in place of the weakest."""
-    from dasvit.derivation import prune_proposal
+    from dasvit.search.derivation import prune_proposal
 
     w = torch.tensor([[0.05, 0.35, 0.1, 0.2, 0.3]] * len(edge_list(3)))  # msa_4 last but one on every edge
     w[edge_list(3).index((2, 3)), OPS.index("msa_4")] = 0.12  # the least bad place for attention

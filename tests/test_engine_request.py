@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dasvit.engine_request import REQUESTS, FocusRequest, RetrainRequest, SearchRequest
 from dasvit.errors import ConfigError
+from dasvit.run.requests import REQUESTS, FocusRequest, RetrainRequest, SearchRequest
 
 
 @pytest.mark.parametrize(

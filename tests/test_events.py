@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dasvit import events as ev
-from dasvit import rundir as rd
+from dasvit.run import events as ev
+from dasvit.run import jsonl, layout
 
 HERE = Path(__file__).parent
 RECORDED = [HERE / "recorded_run", HERE / "recorded_run" / "retrain", HERE / "recorded_focus_run"]
@@ -115,7 +115,7 @@ def test_the_reader_drops_wrong_typed_fields_and_keeps_the_rest():
         "resumed": 1,
         "newer_field": {"anything": 1},
     }
-    from dasvit.rundir import parse_line
+    from dasvit.run.jsonio import parse_line
 
     clean = ev.clean_event(parse_line(json.dumps(line).encode()))  # as every reader reads a line
     assert set(line) - set(clean) == {"time", "stage", "val_acc", "arch_weights", "resumed", "train_loss", "seconds"}
@@ -137,9 +137,9 @@ def test_the_reader_drops_wrong_typed_fields_and_keeps_the_rest():
 def test_old_runs_still_read_every_event_whole(run):
     """The recorded runs (an older version wrote them): every type known, every field defined and of its
     type, nothing dropped on reading; only fields added since (run_start's threads, ...) may be missing."""
-    evs, bad = rd.read_events(run)
+    evs, bad = jsonl.read_events(run)
     assert evs and not bad
-    raw = [json.loads(line) for line in (run / rd.EVENTS).read_text().splitlines() if line.strip()]
+    raw = [json.loads(line) for line in (run / layout.EVENTS).read_text().splitlines() if line.strip()]
     assert evs == raw
     kind = raw[0]["kind"]
     for e in raw:
@@ -147,5 +147,5 @@ def test_old_runs_still_read_every_event_whole(run):
 
 
 def test_the_schema_imports_no_torch():
-    code = "import sys, dasvit.events; assert 'torch' not in sys.modules"
+    code = "import sys, dasvit.run.events; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=HERE.parent)

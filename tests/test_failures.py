@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from conftest import TINY, events, of_type, sets
-from dasvit.checkpoint import load_checkpoint, save_checkpoint
 from dasvit.errors import DiskFullError
+from dasvit.run.checkpoint import load_checkpoint, save_checkpoint
 
 
 def _search(*args: str) -> int:
-    from dasvit.search import main
+    from dasvit.search.searcher import main
 
     return main([*args, "--no-progress"])
 
@@ -68,7 +68,7 @@ def test_unwritable_run_dir_is_one_sentence_before_any_work(tmp_path, capsys):
     line = _one_sentence(capsys.readouterr().err)
     assert str(bad) in line and "--run-dir" in line
 
-    from dasvit.retrain import main as retrain_main
+    from dasvit.train.retrain import main as retrain_main
 
     assert retrain_main(["vit_b16", "--preset", "demo", "--run-dir", str(bad), "--no-progress"]) == 2
     assert str(bad) in _one_sentence(capsys.readouterr().err)
@@ -138,7 +138,7 @@ def test_search_on_a_full_disk_ends_in_one_sentence(tiny_disk, capsys):
 
 @pytest.mark.parametrize(
     "engine, recorded, kind",
-    [("dasvit.search", "recorded_focus_run", "search"), ("dasvit.focus.train", "recorded_run", "focus")],
+    [("dasvit.search.searcher", "recorded_focus_run", "search"), ("dasvit.focus.train", "recorded_run", "focus")],
 )
 def test_resuming_a_run_with_the_other_engine_is_one_sentence(engine, recorded, kind, tmp_path, capsys):
     """`dasvit search --resume` of a FocusFormer run (and the reverse) names the mistake; nothing is written."""

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from dasvit.config import FairnessConfig
-from dasvit.fairness import fairness_terms
+from dasvit.run.config import FairnessConfig
+from dasvit.search.fairness import fairness_terms
 
 OPS = ["zero", "skip", "msa_4", "mlp_2"]
 
@@ -44,7 +44,7 @@ def test_skip_is_penalised_only_above_its_threshold_share_of_the_active_ops():
 
 
 def test_the_skip_chart_reads_the_engines_type_shares_and_works_them_out_only_for_older_runs():
-    from dasvit.fairness import type_shares
+    from dasvit.search.fairness import type_shares
     from dasvit_tui.widgets.skip import type_share
 
     w = torch.softmax(torch.randn(5, len(OPS)), 1)

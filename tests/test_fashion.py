@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from dasvit.config import load_config
 from dasvit.errors import ConfigError, DataError
+from dasvit.run.config import load_config
 
 PER_CLASS = {"train": 12, "test": 3}
 
@@ -50,13 +50,13 @@ def fashion(root, *sets: str):
 @pytest.fixture
 def no_debian(monkeypatch, tmp_path):
     """This machine may have Debian's copy installed; these tests are about data.root alone."""
-    import dasvit.data
+    import dasvit.train.data
 
-    monkeypatch.setattr(dasvit.data, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
+    monkeypatch.setattr(dasvit.train.data, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
 
 
 def test_idx_files_load_from_a_read_only_folder_with_stratified_splits(tmp_path, no_debian):
-    from dasvit.data import build_datasets, dataset_targets
+    from dasvit.train.data import build_datasets, dataset_targets
 
     write_idx(tmp_path / "fm")
     for f in (tmp_path / "fm").iterdir():
@@ -81,7 +81,7 @@ def test_idx_files_load_from_a_read_only_folder_with_stratified_splits(tmp_path,
 
 
 def test_torchvision_layout_and_plain_files_load_too(tmp_path, no_debian):
-    from dasvit.data import build_datasets
+    from dasvit.train.data import build_datasets
 
     write_idx(tmp_path / "FashionMNIST" / "raw", compress=False)
     s = build_datasets(fashion(tmp_path, "data.image_size=32", "space.patch_size=8").data)
@@ -89,7 +89,7 @@ def test_torchvision_layout_and_plain_files_load_too(tmp_path, no_debian):
 
 
 def test_missing_or_damaged_fashion_mnist_is_one_sentence(tmp_path, no_debian):
-    from dasvit.data import build_datasets
+    from dasvit.train.data import build_datasets
 
     with pytest.raises(DataError) as e:
         build_datasets(fashion(tmp_path / "empty", "data.download=false").data)
@@ -111,10 +111,10 @@ def test_missing_or_damaged_fashion_mnist_is_one_sentence(tmp_path, no_debian):
 
 
 def test_debian_copy_is_used_when_data_root_lacks_it(tmp_path, monkeypatch):
-    import dasvit.data
-    from dasvit.data import build_datasets
+    import dasvit.train.data
+    from dasvit.train.data import build_datasets
 
     write_idx(tmp_path / "debian")
-    monkeypatch.setattr(dasvit.data, "DEBIAN_FASHION_MNIST", tmp_path / "debian")
+    monkeypatch.setattr(dasvit.train.data, "DEBIAN_FASHION_MNIST", tmp_path / "debian")
     s = build_datasets(fashion(tmp_path / "nothing-here", "data.download=false").data)
     assert len(s.test) == 30 and any("Debian" in n and str(tmp_path / "debian") in n for n in s.notes)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from conftest import REPO, engine_env, events, of_type, schema_problems, sets, start_engine, wait_for
-from dasvit.genotype import load_genotype
+from dasvit.model.genotype import load_genotype
 
 # A whole focus run in a few seconds: 3 epochs (1 of uniform warm-up) of 4 steps, sampler every 2 steps.
 TINY_FOCUS = [
@@ -286,7 +286,7 @@ def test_a_dasvit_search_cell_becomes_a_focus_space_then_a_specialized_network(t
     result = specialize(run, (space["min_flops"] + space["max_flops"]) // 2, samples=4)
     geno = load_genotype(result.path)
     assert geno.version == 2 and [(e.src, e.dst) for e in geno.edges] == [(e.src, e.dst) for e in base.edges]
-    from dasvit.retrain import main as retrain_main
+    from dasvit.train.retrain import main as retrain_main
 
     assert (
         retrain_main(

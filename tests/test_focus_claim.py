@@ -23,7 +23,7 @@ TINY = [
 
 @pytest.mark.slow
 def test_the_claim_compares_both_supernets_over_seeds_and_retrains_the_picks(tmp_path):
-    from dasvit.focus.claim import RETRAINED, ROWS, main
+    from experiments.focus_claim import RETRAINED, ROWS, main
 
     out = tmp_path / "claim"
     args = ["--preset", "focus-demo", "--out", str(out), "--seeds", "0,1", "--samples", "3"]

@@ -10,8 +10,8 @@ import pytest
 
 from dasvit.focus.cost import subnet_cost
 from dasvit.focus.space import FocusSpace, load_base
-from dasvit.genotype import subnet_genotype
-from dasvit.profile import profile_genotype
+from dasvit.model.genotype import subnet_genotype
+from dasvit.model.profile import profile_genotype
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -77,7 +77,7 @@ def test_cost_prices_at_least_10k_archs_per_second():
 
 def test_edges_off_the_path_to_the_output_are_neither_elastic_nor_counted():
     from dasvit.focus.supernet import FocusSupernet
-    from dasvit.genotype import genotype_from_json
+    from dasvit.model.genotype import genotype_from_json
 
     base = genotype_from_json(
         {

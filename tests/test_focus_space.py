@@ -10,7 +10,7 @@ import pytest
 
 from dasvit.errors import ConfigError, GenotypeError
 from dasvit.focus.space import FocusSpace, Subnet, load_base
-from dasvit.genotype import load_genotype
+from dasvit.model.genotype import load_genotype
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

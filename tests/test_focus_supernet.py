@@ -10,8 +10,8 @@ import torch
 
 from dasvit.focus.space import FocusSpace, load_base
 from dasvit.focus.supernet import FocusSupernet
-from dasvit.network import Network
-from dasvit.profile import count_params
+from dasvit.model.network import Network
+from dasvit.model.profile import count_params
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dasvit.bench import BenchPlan, RetrainSizes, SearchSizes, build_supernet, run_bench, saved_tensor_bytes
-from dasvit.config import DEFAULT_OPS
-from dasvit.cost import op_cost
-from dasvit.fused import disable_fused, enable_fused
-from dasvit.supernet import Supernet, edge_list
+from dasvit.model.cost import op_cost
+from dasvit.reports.bench import BenchPlan, RetrainSizes, SearchSizes, build_supernet, run_bench, saved_tensor_bytes
+from dasvit.run.config import DEFAULT_OPS
+from dasvit.search.fused import disable_fused, enable_fused
+from dasvit.search.supernet import Supernet, edge_list
 from dasvit_tui.commands.bench import print_table
 
 TOL = 1e-5

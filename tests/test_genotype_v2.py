@@ -14,9 +14,9 @@ from rich.console import Console
 from conftest import REPO, engine_env
 from dasvit.errors import ConfigError, GenotypeError
 from dasvit.focus.space import FocusSpace, Subnet, load_base
-from dasvit.genotype import genotype_from_json, load_genotype, subnet_genotype
-from dasvit.network import Network
-from dasvit.profile import profile_genotype
+from dasvit.model.genotype import genotype_from_json, load_genotype, subnet_genotype
+from dasvit.model.network import Network
+from dasvit.model.profile import profile_genotype
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CELL = FIXTURES / "searched_cell.json"
@@ -181,7 +181,7 @@ def test_show_draws_the_cell_once_and_a_table_per_layer(cli_runs):
 
 
 def test_retrain_trains_a_v2_genotype_at_its_own_sizes(cli_runs):
-    from dasvit.retrain import load_model
+    from dasvit.train.retrain import load_model
 
     g = genotype_from_json(v2_doc())
     (rc, _out, err), tmp = cli_runs["retrain"]
@@ -189,7 +189,7 @@ def test_retrain_trains_a_v2_genotype_at_its_own_sizes(cli_runs):
     assert rc == 0, err
     m = json.loads((run / "metrics.json").read_text())
     assert (m["depth"], m["embed_dim"]) == (g.depth, g.embed_dim)  # from the file, not the preset (4 x 48)
-    from dasvit.config import load_config
+    from dasvit.run.config import load_config
 
     classes = load_config("demo").data.synthetic_classes  # the classifier reads the preset's data
     assert m["num_classes"] == classes
@@ -200,7 +200,7 @@ def test_retrain_trains_a_v2_genotype_at_its_own_sizes(cli_runs):
 
 
 def test_show_sizes_a_specialized_genotype_from_its_run_config(tmp_path):
-    from dasvit.config import dump_config, load_config
+    from dasvit.run.config import dump_config, load_config
     from dasvit_tui.commands.show import resolve_sizes, v2_sizes
 
     run = tmp_path / "focus-run"

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from conftest import events, of_type, sets
-from dasvit import rundir as rd
+from dasvit.run import jsonl, layout, runlock, runstatus
 
 HERE = Path(__file__).parent
 RECORDED, RECORDED_FOCUS = HERE / "recorded_run", HERE / "recorded_focus_run"
@@ -45,7 +45,7 @@ ESCAPES = ("\x1b", "\x07", "\x9b", "\r")
 
 
 def search(*args: str) -> int:
-    from dasvit.search import main
+    from dasvit.search.searcher import main
 
     return main([*map(str, args), "--no-progress"])
 
@@ -208,7 +208,7 @@ def hostile_lines(seed: int, n: int, too_long: bool = False) -> list[bytes]:
 
 def with_hostile_lines(src: Path, dst: Path, seed: int, n: int = 150, too_long: bool = False) -> Path:
     run = copy(src, dst)
-    with open(run / rd.EVENTS, "ab") as f:
+    with open(run / layout.EVENTS, "ab") as f:
         f.write(b"\n".join(hostile_lines(seed, n, too_long)) + b"\n")
     return run
 
@@ -247,8 +247,8 @@ def test_hostile_control_lines_appended_to_a_live_run_each_get_an_error_event_an
     def append_when_waiting() -> None:
         deadline = time.time() + 60
         while time.time() < deadline:
-            if (run / rd.EVENTS).exists() and b'"prune_proposal"' in (run / rd.EVENTS).read_bytes():
-                with open(run / rd.CONTROL, "ab") as f:
+            if (run / layout.EVENTS).exists() and b'"prune_proposal"' in (run / layout.EVENTS).read_bytes():
+                with open(run / layout.CONTROL, "ab") as f:
                     f.write(b"\n".join([*hostile, b'{"type": "approve"}']) + b"\n")
                 return
             time.sleep(0.05)
@@ -264,13 +264,13 @@ def test_hostile_control_lines_appended_to_a_live_run_each_get_an_error_event_an
 
 
 def test_fuzzed_control_lines_never_raise_in_the_engine_and_each_malformed_one_is_an_error_event(tmp_path):
-    from dasvit.config import load_config
-    from dasvit.runtime import DistInfo, Run
+    from dasvit.run.config import load_config
+    from dasvit.run.runtime import DistInfo, Run
 
     run_dir = tmp_path / "run"
     with Run(run_dir, load_config("demo"), "search", DistInfo(), progress=False) as run:
         lines = hostile_lines(seed=18, n=300, too_long=True)
-        with open(run_dir / rd.CONTROL, "ab") as f:
+        with open(run_dir / layout.CONTROL, "ab") as f:
             f.write(b"\n".join(lines) + b"\n")
         run.poll_control()
         taken = run.take_control("approve") + run.take_control("stop")
@@ -299,12 +299,12 @@ def test_a_run_killed_before_its_first_checkpoint_can_be_started_again_on_a_fres
         "genotype-stage2.json",
     ):
         (run / name).unlink()
-    first, second = lines_of(run / rd.EVENTS)[:2]
-    (run / rd.EVENTS).write_bytes(first + b"\n" + second[:40])  # killed mid-write
+    first, second = lines_of(run / layout.EVENTS)[:2]
+    (run / layout.EVENTS).write_bytes(first + b"\n" + second[:40])  # killed mid-write
     (run / ".checkpoint.pt.k1ll3d.tmp").write_bytes(b"half a checkpoint")
     (run / ".checkpoint.prev.pt.4242.tmp").write_bytes(b"a link being rotated")
     assert search("--preset", "demo", "--run-dir", run, *sets(MINI), "--set", ONE_STAGE) == 0
-    lines = lines_of(run / rd.EVENTS)
+    lines = lines_of(run / layout.EVENTS)
     assert [ln for ln in lines if not parses(ln)] == [second[:40]]
     assert [json.loads(ln)["type"] for ln in lines if parses(ln)][-1] == "run_end"
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")] and (run / "genotype.json").is_file()
@@ -312,11 +312,11 @@ def test_a_run_killed_before_its_first_checkpoint_can_be_started_again_on_a_fres
 
 def test_a_resume_after_a_truncated_event_line_starts_on_a_fresh_line_and_cleans_leftovers(mini, tmp_path):
     run = copy(mini, tmp_path / "run")
-    data = (run / rd.EVENTS).read_bytes()
-    (run / rd.EVENTS).write_bytes(data[:-25])  # a full disk cut the last line
+    data = (run / layout.EVENTS).read_bytes()
+    (run / layout.EVENTS).write_bytes(data[:-25])  # a full disk cut the last line
     (run / ".checkpoint.pt.abcd.tmp").write_bytes(b"x")
     assert search("--resume", run) == 0
-    lines = lines_of(run / rd.EVENTS)
+    lines = lines_of(run / layout.EVENTS)
     assert sum(not parses(ln) for ln in lines) == 1
     resumed = [json.loads(ln) for ln in lines if parses(ln) and json.loads(ln)["type"] == "run_start"][-1]
     assert resumed["resumed"] is True and not (run / ".checkpoint.pt.abcd.tmp").exists()
@@ -337,7 +337,7 @@ def test_only_dasvits_own_temporary_files_are_removed_as_leftovers(tmp_path):
     for name in ours + theirs:
         (tmp_path / name).write_text("x")
     (tmp_path / ".genotype.json.dir.tmp").mkdir()  # not a file: kept
-    assert sorted(rd.remove_leftovers(tmp_path)) == sorted(ours)
+    assert sorted(layout.remove_leftovers(tmp_path)) == sorted(ours)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*theirs, ".genotype.json.dir.tmp"])
 
 
@@ -366,9 +366,9 @@ def test_a_config_edited_so_the_checkpoint_no_longer_fits_is_one_sentence_never_
     traceback from load_state_dict."""
     run = copy(mini, tmp_path / "run")
     (run / "genotype.json").unlink()
-    cfg = yaml.safe_load((run / rd.CONFIG).read_text())
+    cfg = yaml.safe_load((run / layout.CONFIG).read_text())
     edit(cfg)
-    (run / rd.CONFIG).write_text(yaml.safe_dump(cfg))
+    (run / layout.CONFIG).write_text(yaml.safe_dump(cfg))
     assert search("--resume", run) == 2
     line = one_sentence(capsys.readouterr().err)
     assert "does not fit" in line and words in line and "config.yaml" in line
@@ -379,7 +379,7 @@ def test_a_config_edited_so_the_checkpoint_no_longer_fits_is_one_sentence_never_
 @pytest.fixture(scope="module")
 def tiny_retrain(tmp_path_factory) -> Path:
     """A finished retrain of two one-step epochs of a one-layer ViT block: a second."""
-    from dasvit.retrain import main
+    from dasvit.train.retrain import main
 
     run = tmp_path_factory.mktemp("hostile-retrain") / "run"
     tiny = ["retrain.epochs=2", "retrain.warmup_epochs=0", "retrain.depth=1", "retrain.steps_per_epoch=1"]
@@ -404,10 +404,10 @@ def test_a_config_edited_so_a_retrain_or_focus_checkpoint_no_longer_fits_is_one_
     request, tmp_path, capsys, engine, edit, words
 ):
     run = copy(request.getfixturevalue(f"tiny_{engine}"), tmp_path / "run")
-    cfg = yaml.safe_load((run / rd.CONFIG).read_text())
+    cfg = yaml.safe_load((run / layout.CONFIG).read_text())
     edit(cfg)
-    (run / rd.CONFIG).write_text(yaml.safe_dump(cfg))
-    before = len(lines_of(run / rd.EVENTS))
+    (run / layout.CONFIG).write_text(yaml.safe_dump(cfg))
+    before = len(lines_of(run / layout.EVENTS))
     start = time.monotonic()
     code, _, err = cli(capsys, engine, "--headless", "--resume", run)
     line = one_sentence(err)
@@ -560,7 +560,7 @@ def test_a_disk_full_before_a_run_starts_or_resumes_is_one_sentence(mini, tmp_pa
     rc = search("--resume", run) if resume else search("--preset", "demo", "--run-dir", run, *sets(MINI))
     line = one_sentence(capsys.readouterr().err)
     assert rc == 2 and "no space left on the device" in line and f"--resume {run}" in line
-    assert not rd.is_live(run)  # the lock is let go: once there is room, the same process may go on
+    assert not runlock.is_live(run)  # the lock is let go: once there is room, the same process may go on
 
 
 # ---------------------------------------------------------------------------------------------
@@ -573,17 +573,17 @@ def test_planted_links_in_a_run_dir_are_refused_and_their_targets_untouched(mini
     victim = tmp_path / "someone-elses-file"
     victim.write_text("precious\n")
     run = copy(mini, tmp_path / "run")
-    (run / rd.LOCK).symlink_to(victim)
+    (run / layout.LOCK).symlink_to(victim)
     assert search("--resume", run) == 2
     assert ".lock is a symbolic link" in one_sentence(capsys.readouterr().err)
     fresh = tmp_path / "fresh"
     fresh.mkdir()
-    (fresh / rd.LOCK).symlink_to(victim)
+    (fresh / layout.LOCK).symlink_to(victim)
     assert search("--preset", "demo", "--run-dir", fresh, *sets(MINI)) == 2
     assert "symbolic link" in one_sentence(capsys.readouterr().err)
-    (run / rd.LOCK).unlink()
-    (run / rd.CONTROL).unlink()
-    (run / rd.CONTROL).symlink_to(victim)
+    (run / layout.LOCK).unlink()
+    (run / layout.CONTROL).unlink()
+    (run / layout.CONTROL).symlink_to(victim)
     code, _, err = cli(capsys, "approve", run, "--stop")
     assert code == 2 and "control.jsonl is a symbolic link" in one_sentence(err)
     code, _, err = cli(capsys, "plot", run)
@@ -678,14 +678,14 @@ def _image_folder(root: Path, images: dict[str, int]) -> Path:
 
 
 def _data(root: Path, **kw):
-    from dasvit.config import DataConfig
+    from dasvit.run.config import DataConfig
 
     return DataConfig(name="imagefolder", root=str(root), image_size=8, holdout=0, workers=0, **kw)
 
 
 def test_a_symlink_loop_in_an_image_folder_is_read_once(tmp_path):
     """A class folder holding a link to its parent trained on 41x duplicates."""
-    from dasvit.data import build_datasets
+    from dasvit.train.data import build_datasets
 
     root = _image_folder(tmp_path / "images", {"cat": 3, "dog": 2})
     (root / "train" / "cat" / "loop").symlink_to("..")  # train/cat/loop -> train/
@@ -701,7 +701,7 @@ def test_a_link_to_an_ancestor_of_the_data_folder_is_skipped_even_when_that_ance
     """A class folder's link resolving to / was walked: its check read `top.startswith("//")`, so the whole
     file system would be listed. A link to an ancestor of the data folder, as it is and then with that
     ancestor seen as / (realpath answering as in a container whose data lies at the root)."""
-    from dasvit import data
+    from dasvit.train import data
 
     root = _image_folder(tmp_path / "images", {"cat": 3, "dog": 2})
     cat = root / "train" / "cat"
@@ -723,8 +723,8 @@ def test_a_link_to_an_ancestor_of_the_data_folder_is_skipped_even_when_that_ance
 def test_unreadable_images_are_skipped_with_a_warning_naming_them_and_a_damaged_folder_is_one_sentence(
     tmp_path, capsys
 ):
-    from dasvit.data import EpochLoaders, build_datasets
     from dasvit.errors import DataError
+    from dasvit.train.data import EpochLoaders, build_datasets
 
     root = _image_folder(tmp_path / "images", {"cat": 3, "dog": 3})
     (root / "train" / "cat" / "1.png").write_bytes(b"")  # zero bytes
@@ -767,15 +767,15 @@ def test_fuzzed_event_logs_never_raise_in_approve_plot_or_the_run_readers(mini, 
     """`plot` of a FocusFormer run raised on a sampler bin that is not an object, or whose numbers are strings."""
     runs = hostile_runs(tmp_path / "runs")
     for run in runs:
-        evs, bad = rd.read_events(run)
+        evs, bad = jsonl.read_events(run)
         assert len(bad) >= NOT_OBJECTS and all(isinstance(e, dict) for e in evs)
         assert not any(ch in json.dumps(evs, ensure_ascii=False) for ch in ESCAPES)
-        assert isinstance(rd.summarize(run).status, str)
+        assert isinstance(runstatus.summarize(run).status, str)
         code, _, err = cli(capsys, "approve", run)  # a proposal may be pending, or none: never a traceback
         assert code in (0, 2) and (code == 0 or one_sentence(err))
         code, _, err = cli(capsys, "approve", run, "--stop")
         assert code == 0, err
-    assert len(list(rd.iter_runs(tmp_path / "runs"))) == 4  # the search's retrain too; not the link nor the file
+    assert len(list(runstatus.iter_runs(tmp_path / "runs"))) == 4  # the search's retrain too; not the link nor the file
     code, out, err = cli(capsys, "plot", small_search(mini, tmp_path / "plotted"), "--out", tmp_path / "figures")
     assert code == 0, err
     assert {Path(p).name for p in out.split()} >= {"curves.png", "op_weights.svg", "skip.png"}
@@ -796,7 +796,7 @@ def small_search(mini: Path, dst: Path) -> Path:
             ev["keep"] = {"0->2": ["mlp_4"]}
             ev.pop("weights", None)
         evs.append(json.dumps(ev).encode())
-    (run / rd.EVENTS).write_bytes(b"\n".join([*evs, *hostile_lines(seed=5, n=40)]) + b"\n")
+    (run / layout.EVENTS).write_bytes(b"\n".join([*evs, *hostile_lines(seed=5, n=40)]) + b"\n")
     return run
 
 
@@ -859,15 +859,15 @@ def test_the_runs_list_and_every_monitor_stay_up_on_hostile_runs(tmp_path):
 def waiting_run(mini: Path, dst: Path) -> Path:
     """A copy of `mini` cut just after its first prune_proposal: a run that waits for an answer."""
     run = copy(mini, dst)
-    lines = lines_of(run / rd.EVENTS)
+    lines = lines_of(run / layout.EVENTS)
     cut = next(i for i, ln in enumerate(lines) if json.loads(ln)["type"] == "prune_proposal")
-    (run / rd.EVENTS).write_bytes(b"\n".join(lines[: cut + 1]) + b"\n")
+    (run / layout.EVENTS).write_bytes(b"\n".join(lines[: cut + 1]) + b"\n")
     return run
 
 
 def test_the_monitor_stays_up_when_its_answer_or_stop_cannot_be_written(mini, tmp_path):
     """A live run whose control.jsonl is a link: `a` in the prune modal and `s` `y` in the monitor raised
-    RunDirError out of the app (rd.write_control). Now each is its sentence in the log and a notification."""
+    RunDirError out of the app (controls.write_control). Now each is its sentence in the log and a notification."""
     from dasvit_tui.app import DasvitApp
     from dasvit_tui.screens.monitor import MonitorScreen
     from dasvit_tui.screens.prune import KeepGrid, PruneScreen
@@ -876,9 +876,9 @@ def test_the_monitor_stays_up_when_its_answer_or_stop_cannot_be_written(mini, tm
     victim = tmp_path / "someone-elses-file"
     victim.write_text("precious\n")
     run = waiting_run(mini, tmp_path / "run")
-    (run / rd.CONTROL).unlink(missing_ok=True)
-    (run / rd.CONTROL).symlink_to(victim)
-    lock = rd.RunLock(run)  # the engine's lock, held here: the run is live
+    (run / layout.CONTROL).unlink(missing_ok=True)
+    (run / layout.CONTROL).symlink_to(victim)
+    lock = runlock.RunLock(run)  # the engine's lock, held here: the run is live
     lock.acquire()
     logged: list[str] = []
 

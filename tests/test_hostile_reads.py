@@ -21,7 +21,7 @@ import pytest
 from test_hostile import RECORDED, cli, copy, fill, mount_tmpfs, one_sentence
 
 from conftest import sets
-from dasvit import rundir as rd
+from dasvit.run import jsonio, layout
 
 TINY_RETRAIN = ["retrain.epochs=1", "retrain.steps_per_epoch=2", "data.synthetic_val=32"]
 HOSTILE_VALUES = [
@@ -121,12 +121,12 @@ def render(data) -> str:
 def test_fuzzed_metrics_and_compare_json_are_read_whole_or_refused_in_one_sentence(compared, tmp_path, capsys):
     """Each reader a damaged file reached before (compare's metrics and compare.json readers, show's
     metrics reader, plot's compare.json reader), on 150 damaged copies; then the commands end to end."""
-    from dasvit.plot_compare import plot_cost, plot_random, plot_ranking
-    from dasvit.records import DamagedRecord, read_compare_file, read_metrics
+    from dasvit.reports.plot_compare import plot_cost, plot_random, plot_ranking
+    from dasvit.run.records import DamagedRecord, read_compare_file, read_metrics
 
     run = copy(compared, tmp_path / "run")
-    metrics = run / "compare" / "searched-d4" / rd.METRICS
-    compare_json = run / rd.COMPARE_JSON
+    metrics = run / "compare" / "searched-d4" / layout.METRICS
+    compare_json = run / layout.COMPARE_JSON
     read = {metrics: lambda: read_metrics(metrics.parent), compare_json: lambda: read_compare_file(run)}
     outcomes = {"read": 0, "refused": 0}
     for path in (metrics, compare_json):
@@ -151,7 +151,7 @@ def test_fuzzed_metrics_and_compare_json_are_read_whole_or_refused_in_one_senten
     metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "top1": "high"}))
     code, _, err = cli(capsys, "compare", run, "--random", "1", "--no-progress", *sets(TINY_RETRAIN))
     assert code == 2 and "searched-d4" in one_sentence(err) and "retrain it" in err
-    (run / "retrain" / rd.METRICS).write_text(json.dumps({"top1": 0.5, "genotype": {"meta": [1]}}))
+    (run / "retrain" / layout.METRICS).write_text(json.dumps({"top1": 0.5, "genotype": {"meta": [1]}}))
     compare_json.write_text(json.dumps({"format": "dasvit-compare", "dataset": "[/bold]"}))
     code, out, err = cli(capsys, "show", run)
     assert code == 0 and out.count("not shown") == 2 and "compare.json" in out and "Traceback" not in err
@@ -161,7 +161,7 @@ def test_fuzzed_metrics_and_compare_json_are_read_whole_or_refused_in_one_senten
 
 def test_a_metrics_file_that_is_a_link_or_huge_is_refused_and_never_read_through(compared, tmp_path, capsys):
     run = copy(compared, tmp_path / "run")
-    metrics = run / "compare" / "vit_b16-d4" / rd.METRICS
+    metrics = run / "compare" / "vit_b16-d4" / layout.METRICS
     big = tmp_path / "sparse"
     with open(big, "wb") as f:
         f.truncate(3 << 30)  # a 3 GB sparse file: read unbounded it was a MemoryError
@@ -173,7 +173,7 @@ def test_a_metrics_file_that_is_a_link_or_huge_is_refused_and_never_read_through
     shutil.copyfile(__file__, metrics)  # text, not JSON
     code, _, err = cli(capsys, "compare", run, "--random", "1", "--no-progress", *sets(TINY_RETRAIN))
     assert code == 2 and "vit_b16-d4" in one_sentence(err)
-    shutil.copyfile(compared / "compare" / "vit_b16-d4" / rd.METRICS, metrics)
+    shutil.copyfile(compared / "compare" / "vit_b16-d4" / layout.METRICS, metrics)
     (run / "compare" / "random1.json").unlink()
     (run / "compare" / "random1.json").mkdir()  # where the drawn cell is kept
     code, _, err = cli(capsys, "compare", run, "--random", "1", "--no-progress", *sets(TINY_RETRAIN))
@@ -208,18 +208,18 @@ def test_fuzzed_memory_estimates_are_drawn_or_refused_in_one_sentence(memory_fil
 
 
 def test_event_numbers_beyond_a_64_bit_integer_or_a_finite_float_are_read_as_absent(tmp_path, capsys):
-    from dasvit.events import clean_event
+    from dasvit.run.events import clean_event
 
     run = copy(RECORDED, tmp_path / "run")
-    lines = (run / rd.EVENTS).read_text().splitlines()
+    lines = (run / layout.EVENTS).read_text().splitlines()
     epoch = next(i for i, ln in enumerate(lines) if '"type":"epoch"' in ln.replace(" ", ""))
     ev = json.loads(lines[epoch])
     for key, huge in (("epoch", "1" + "0" * 400), ("val_acc", "1e400"), ("train_loss", "NaN"), ("lr", "-Infinity")):
         text = json.dumps({**ev, key: "__X__"}).replace('"__X__"', huge)
-        read = clean_event(rd.parse_line(text.encode()))
+        read = clean_event(jsonio.parse_line(text.encode()))
         assert key not in read and read["stage"] == ev["stage"]
         lines.append(text)
-    (run / rd.EVENTS).write_text("\n".join(lines) + "\n")
+    (run / layout.EVENTS).write_text("\n".join(lines) + "\n")
     code, _, err = cli(capsys, "plot", run, "--out", tmp_path / "fig")
     assert code == 0 and "Traceback" not in err
 
@@ -229,7 +229,7 @@ def float_keys() -> list[str]:
     import dataclasses
     import typing
 
-    from dasvit.config import Config
+    from dasvit.run.config import Config
 
     out = []
 
@@ -262,9 +262,9 @@ def test_a_loss_that_diverges_ends_the_run_failed_with_one_sentence_naming_the_e
     code, out, err = cli(capsys, "retrain", RECORDED, "--headless", "--no-progress", "--run-dir", run, *sets(over))
     line = one_sentence(err)
     assert code == 2 and "the training loss of epoch 1/2 is nan" in line
-    last = json.loads((run / rd.EVENTS).read_text().splitlines()[-1])
+    last = json.loads((run / layout.EVENTS).read_text().splitlines()[-1])
     assert last["type"] == "run_end" and last["status"] == "failed" and "nan" in last["message"]
-    assert not (run / rd.METRICS).exists()
+    assert not (run / layout.METRICS).exists()
 
 
 def test_a_yaml_alias_bomb_is_refused_at_once_and_the_sentence_stays_short(capsys):
@@ -318,8 +318,8 @@ def test_a_full_disk_under_plot_or_compare_is_one_sentence(compared, tmp_path, c
 
 
 def test_compare_refuses_while_planning_what_it_would_refuse_after_training(compared, tmp_path, capsys):
-    from dasvit.compare import plan_compare
     from dasvit.limits import MAX_DEPTH
+    from dasvit.reports.compare import plan_compare
 
     plan = plan_compare(compared, [*TINY_RETRAIN, "retrain.depth=1000"], say=lambda s: None)
     assert all(e.depth <= MAX_DEPTH for e in plan.entries)
@@ -353,7 +353,7 @@ def test_a_preset_that_is_a_directory_fifo_or_device_says_what_it_is(tmp_path, c
 def test_approve_keep_says_what_a_json_non_object_or_a_repeated_op_is(tmp_path, capsys):
     code, _, err = cli(capsys, "approve", RECORDED, "--keep", "[1, 2]")
     assert code == 2 and "is JSON, but not an object" in one_sentence(err)
-    from dasvit.opspec import keep_problem
+    from dasvit.model.opspec import keep_problem
 
     why = keep_problem({"0->2": ["msa_4"] * 7}, {"0->2": ["msa_4", "skip"]})
     assert why is not None and "lists an op twice" in why
@@ -381,8 +381,8 @@ def test_show_says_divisibility_and_holds_a_v2_genotypes_own_sizes_to_the_bounds
 
 
 def test_an_idx_gzip_bomb_is_refused_without_decompressing_it_all(tmp_path):
-    from dasvit.datasets import read_idx
     from dasvit.errors import DataError
+    from dasvit.train.datasets import read_idx
 
     bomb = tmp_path / "train-images-idx3-ubyte.gz"
     header = bytes([0, 0, 8, 3]) + (60000).to_bytes(4, "big") + (28).to_bytes(4, "big") + (28).to_bytes(4, "big")

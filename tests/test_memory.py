@@ -10,11 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from dasvit.bilevel import BilevelStep
-from dasvit.config import DEFAULT_OPS, load_config
-from dasvit.data import num_classes
-from dasvit.fused import disable_fused, enable_fused
-from dasvit.memory import (
+from dasvit.reports.memory import (
     Activations,
     MemorySizeError,
     StageMemory,
@@ -26,8 +22,12 @@ from dasvit.memory import (
     set_variant,
     variant_key,
 )
-from dasvit.runtime import DistInfo
-from dasvit.supernet import Supernet
+from dasvit.run.config import DEFAULT_OPS, load_config
+from dasvit.run.runtime import DistInfo
+from dasvit.search.bilevel import BilevelStep
+from dasvit.search.fused import disable_fused, enable_fused
+from dasvit.search.supernet import Supernet
+from dasvit.train.data import num_classes
 
 TINY = [
     "data.image_size=16",
@@ -244,7 +244,7 @@ def test_a_search_emits_each_stages_estimate_before_it_trains_and_the_monitor_sh
 
 def test_memory_figure_from_a_dry_runs_json(tmp_path):
     from dasvit.errors import UserError
-    from dasvit.plot_memory import plot_memory
+    from dasvit.reports.plot_memory import plot_memory
 
     m = StageMemory(1, 2, 8, 64, params=400_000_000, selector_params=100_000, alpha=72, activations={}, image_size=224)
     for key, per_image in (("fp32/plain", 4e8), ("bf16/plain", 2.4e8), ("fp32/pts", 2.2e8), ("bf16/pts", 1.3e8)):
@@ -256,8 +256,12 @@ def test_memory_figure_from_a_dry_runs_json(tmp_path):
     svg = (tmp_path / "figs" / "memory.svg").read_text()
     assert "plain DARTS, fp32" in svg and "24 GiB card" in svg and "Figure 1" in svg
     src.write_text("{}")
-    with pytest.raises(UserError, match="is not a memory estimate written by dasvit search --dry-run --json: it lacks stages"):
+    with pytest.raises(
+        UserError, match="is not a memory estimate written by dasvit search --dry-run --json: it lacks stages"
+    ):
         plot_memory(src, tmp_path)
     src.write_text('{"stages": [')  # cut short: one sentence, not a traceback
-    with pytest.raises(UserError, match=r"is not a memory estimate written by dasvit search --dry-run --json \(Expecting value"):
+    with pytest.raises(
+        UserError, match=r"is not a memory estimate written by dasvit search --dry-run --json \(Expecting value"
+    ):
         plot_memory(src, tmp_path)

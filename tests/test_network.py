@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from dasvit.errors import ConfigError
-from dasvit.genotype import genotype_from_json, load_genotype
-from dasvit.network import DropPath, Network
-from dasvit.profile import count_params
+from dasvit.model.genotype import genotype_from_json, load_genotype
+from dasvit.model.network import DropPath, Network
+from dasvit.model.profile import count_params
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from dasvit.supernet import MixedEdges, TokenSelector
+from dasvit.search.supernet import MixedEdges, TokenSelector
 
 OPS = ["zero", "skip", "msa_2", "mlp_2"]
 

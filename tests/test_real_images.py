@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from conftest import events, of_type, sets
-from dasvit.config import DEFAULT_OPS
-from dasvit.derivation import prune_proposal
-from dasvit.supernet import edge_list, edge_name
+from dasvit.run.config import DEFAULT_OPS
+from dasvit.search.derivation import prune_proposal
+from dasvit.search.supernet import edge_list, edge_name
 
 # Three stages on real digits in seconds: native 8 px, patches of 4 px (4 tokens), width 24.
 DIGITS_TINY = [
@@ -29,7 +29,7 @@ CHANCE = 0.1
 
 @pytest.mark.slow  # a whole 3-stage search on real digits: the default suite's longest test (pytest -m slow runs it)
 def test_search_on_real_digits_ends_every_stage_well_above_chance(tmp_path):
-    from dasvit.search import main
+    from dasvit.search.searcher import main
 
     run = tmp_path / "digits"
     assert main(["--preset", "digits", "--run-dir", str(run), "--no-progress", *sets(DIGITS_TINY)]) == 0
@@ -77,7 +77,7 @@ def test_zero_competes_for_a_slot_or_stays_outside_the_slots_or_goes():
 
 
 def test_derivation_keeps_a_residual_path_unless_the_data_pushed_skip_down():
-    from dasvit.derivation import derive_genotype, has_residual_path
+    from dasvit.search.derivation import derive_genotype, has_residual_path
 
     w, mask = _weights(skip=0.115)  # every other op outweighs skip: the plain derivation picks no skip
     plain = derive_genotype(w, mask, DEFAULT_OPS, 3, 2)

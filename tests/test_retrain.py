@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import REPO, engine_env, events, of_type, schema_problems, sets, start_engine, wait_for
-from dasvit.config import dump_config, load_config
+from dasvit.run.config import dump_config, load_config
 
 CELL = Path(__file__).parent / "fixtures" / "searched_cell.json"
 # on top of the search run's demo config: 4 short epochs of a 2-cell network, on 4 of the generated classes
@@ -96,8 +96,8 @@ def test_retrain_of_a_search_run_writes_the_contract_into_run_dir_retrain(refere
 
 def test_load_model_classifies_the_test_split_as_metrics_json_says(reference, search_run):
     import dasvit
-    from dasvit.config import load_run_config
-    from dasvit.data import build_datasets
+    from dasvit.run.config import load_run_config
+    from dasvit.train.data import build_datasets
 
     model = dasvit.load_model(search_run)  # the search run directory: its retrain/ is found
     assert not model.training
@@ -115,10 +115,10 @@ def test_load_model_classifies_the_test_split_as_metrics_json_says(reference, se
 
 
 def test_stopped_retrain_resumes_to_the_same_result_as_an_uninterrupted_one(reference, search_run, tmp_path):
-    from dasvit.retrain import main
+    from dasvit.train.retrain import main
 
     run = tmp_path / "stopped"
-    proc = start_engine("dasvit.retrain", str(search_run), "--run-dir", str(run), "--no-progress", *sets(TINY))
+    proc = start_engine("dasvit.train.retrain", str(search_run), "--run-dir", str(run), "--no-progress", *sets(TINY))
     wait_for(lambda: (run / "events.jsonl").exists() and of_type(events(run), "epoch"), timeout=120, interval=0.01)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 130, proc.stderr.read()
@@ -150,7 +150,7 @@ def test_two_gloo_ranks_train_like_one_process_with_the_same_global_batch(refere
         "--standalone",
         "--nproc_per_node=2",
         "-m",
-        "dasvit.retrain",
+        "dasvit.train.retrain",
         str(search_run),
         "--run-dir",
         str(run),
@@ -179,8 +179,8 @@ def test_user_mistakes_exit_2_with_one_sentence(reference, search_run):
 
 
 def test_resume_keeps_the_network_of_the_run_it_continues(reference, search_run):
-    from dasvit.engine_request import RetrainRequest
     from dasvit.errors import ConfigError, RunDirError
+    from dasvit.run.requests import RetrainRequest
 
     req = RetrainRequest(resume=search_run, overrides=["retrain.epochs=8"]).resolved()  # the search run → its retrain/
     assert req.run_dir == reference and req.config.retrain.epochs == 8
@@ -205,7 +205,7 @@ def _search_only(search_run: Path) -> Path:
 
 
 def test_the_whole_recipe_runs_ema_mixup_cutmix_erasing_drop_path(tmp_path):
-    from dasvit.retrain import BEST, main
+    from dasvit.train.retrain import BEST, main
 
     run = tmp_path / "recipe"
     rc = main(
@@ -244,7 +244,7 @@ def test_the_whole_recipe_runs_ema_mixup_cutmix_erasing_drop_path(tmp_path):
 
 
 def test_learning_rate_warms_up_linearly_then_follows_a_cosine():
-    from dasvit.training import warmup_cosine
+    from dasvit.train.loop import warmup_cosine
 
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     sched = warmup_cosine(opt, total=100, warmup=10, min_lr=0.01)
@@ -261,7 +261,7 @@ def test_learning_rate_warms_up_linearly_then_follows_a_cosine():
 def test_augmentation_is_switchable_from_the_config():
     import torchvision.transforms.v2 as T
 
-    from dasvit.augment import batch_mixer, train_transform
+    from dasvit.train.augment import batch_mixer, train_transform
 
     full, _ = train_transform(load_config("cifar10", ["retrain.augment.random_erasing=0.25"]))
     kinds = [type(t) for t in full.transforms]

@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from conftest import REPO, TINY, engine_cmd, engine_env, events, of_type, schema_problems, sets, start_engine, wait_for
-from dasvit import rundir as rd
-from dasvit.config import load_config
-from dasvit.cost import network_cost
-from dasvit.events import make_event
 from dasvit.fmt import count
-from dasvit.genotype import load_genotype
-from dasvit.supernet import edge_list, edge_name
+from dasvit.model.cost import network_cost
+from dasvit.model.genotype import load_genotype
+from dasvit.run import controls, jsonl, runlock
+from dasvit.run.config import load_config
+from dasvit.run.events import make_event
+from dasvit.search.supernet import edge_list, edge_name
 
 EDGES = {edge_name(e) for e in edge_list(3)}
 
@@ -63,7 +63,7 @@ def _final_alpha(run_dir):
 
 
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path, capsys, monkeypatch):
-    from dasvit.search import main
+    from dasvit.search.searcher import main
     from dasvit_tui import cli
 
     cfg = [*TINY, "search.steps_per_epoch=6"]
@@ -194,11 +194,11 @@ def test_manual_approval_waits_and_applies_user_choice(tmp_path):
         # another front's answers, written as they come: a bad one is refused with the stage named, a
         # partial one is completed by the proposal
         second = wait_for(lambda: of_type(events(run), "prune_proposal")[1:], timeout=60)[0]
-        rd.write_control(run, {"type": "approve", "stage": 2, "keep": {"1->2": ["mlp_16"]}})
+        controls.write_control(run, {"type": "approve", "stage": 2, "keep": {"1->2": ["mlp_16"]}})
         error = wait_for(lambda: [e for e in of_type(events(run), "error") if e.get("stage") == 2], timeout=30)[0]
         assert "edge 1->2 does not offer op 'mlp_16'" in error["message"]
         one = [o for o in second["weights"]["1->2"] if o != "zero"][:1]
-        rd.write_control(run, {"type": "approve", "stage": 2, "keep": {"1->2": one}})
+        controls.write_control(run, {"type": "approve", "stage": 2, "keep": {"1->2": one}})
         prune2 = wait_for(lambda: of_type(events(run), "prune")[1:], timeout=30)[0]
         assert prune2["keep"] == {**second["keep"], "1->2": one}
         # stop while waiting for the third approval
@@ -209,7 +209,7 @@ def test_manual_approval_waits_and_applies_user_choice(tmp_path):
     finally:
         proc.kill()
     # resuming does not obey the old stop line again; it finishes
-    from dasvit.search import main
+    from dasvit.search.searcher import main
 
     assert main(["--resume", str(run), "--approve", "auto", "--no-progress"]) == 0
     assert events(run)[-1]["status"] == "finished"
@@ -238,7 +238,7 @@ def test_approve_reports_the_engines_refusal_and_says_when_no_verdict_came(tmp_p
     proposal["weights"]["0->2"]["mlp_16"] = 0.0  # offered in the proposal: only the (fake) engine refuses it
     (run / "events.jsonl").write_text("\n".join([*lines[:cut], json.dumps(proposal)]) + "\n")
     (run / "control.jsonl").unlink()
-    lock = rd.RunLock(run)
+    lock = runlock.RunLock(run)
     lock.acquire()
     try:
         # unknown edges are still refused before anything is written
@@ -252,7 +252,7 @@ def test_approve_reports_the_engines_refusal_and_says_when_no_verdict_came(tmp_p
         def engine() -> None:  # what the engine does with an answer naming an op the edge does not offer
             wait_for(lambda: len((run / "control.jsonl").read_text().splitlines()) == 2)  # after the first answer
             why = "edge 0->2 does not offer op 'mlp_16' (its active ops: zero, skip, msa_4)"
-            rd.append_jsonl(
+            jsonl.append_jsonl(
                 run / "events.jsonl",
                 make_event("error", message=f"approve for stage 1 ignored: {why}", traceback="", stage=1),
             )
@@ -300,7 +300,7 @@ def test_two_ranks_with_gloo_agree_on_the_genotype(tmp_path):
 
 
 def test_ablation_plain_darts_runs_without_either_mechanism(tmp_path):
-    from dasvit.search import main
+    from dasvit.search.searcher import main
 
     run = tmp_path / "darts"
     overrides = [
@@ -318,8 +318,8 @@ def test_ablation_plain_darts_runs_without_either_mechanism(tmp_path):
 
 
 def test_a_stage_can_start_from_the_last_stages_weights():
-    from dasvit.search import inherit_weights
-    from dasvit.supernet import Supernet, mask_from_keep
+    from dasvit.search.searcher import inherit_weights
+    from dasvit.search.supernet import Supernet, mask_from_keep
 
     ops = ["zero", "skip", "msa_4", "mlp_2"]
     torch.manual_seed(0)
@@ -359,7 +359,7 @@ def test_approve_warns_when_the_answer_keeps_no_attention_anywhere(tmp_path):
 
     from typer.testing import CliRunner
 
-    from dasvit.opspec import op_type
+    from dasvit.model.opspec import op_type
     from dasvit_tui.cli import app
 
     run = shutil.copytree(Path(__file__).parent / "recorded_run", tmp_path / "run")

@@ -13,13 +13,20 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import events, schema_problems, sets
-from dasvit.compare import random_cell
-from dasvit.config import load_run_config
-from dasvit.cost import Cost
-from dasvit.derivation import cell_ops_cost, has_residual_path, mixes_tokens, space_costs
-from dasvit.genotype import load_genotype
-from dasvit.ranking import correlation, cost_trend
-from dasvit.selection import Selector, alpha_score, cell_weights, derive_from_run, load_stage_supernet, stage_files
+from dasvit.model.cost import Cost
+from dasvit.model.genotype import load_genotype
+from dasvit.reports.compare import random_cell
+from dasvit.reports.ranking import correlation, cost_trend
+from dasvit.run.config import load_run_config
+from dasvit.search.derivation import cell_ops_cost, has_residual_path, mixes_tokens, space_costs
+from dasvit.search.selection import (
+    Selector,
+    alpha_score,
+    cell_weights,
+    derive_from_run,
+    load_stage_supernet,
+    stage_files,
+)
 from dasvit_tui.cli import app
 
 RECORDED = Path(__file__).parent / "recorded_run"
@@ -105,10 +112,10 @@ def test_each_selection_rule_derives_a_valid_cell_from_a_recorded_supernet(tiny_
 def trained_supernet(tiny_search, steps: int = 160):
     """The recorded run's first-stage supernet (every op on every edge), trained further for `steps` weight
     steps on a larger synthetic set, so that it tells classes apart on a validation split of 256 images held out of 1,024."""
-    from dasvit.config import load_config
-    from dasvit.data import EpochLoaders, build_datasets
-    from dasvit.runtime import DistInfo
-    from dasvit.training import weight_step
+    from dasvit.run.config import load_config
+    from dasvit.run.runtime import DistInfo
+    from dasvit.train.data import EpochLoaders, build_datasets
+    from dasvit.train.loop import weight_step
 
     cfg = load_config(str(tiny_search / "config.yaml"), ["data.synthetic_train=1024", "data.holdout=256"])
     splits = build_datasets(cfg.data)
@@ -169,7 +176,7 @@ def test_the_alpha_score_is_the_log_weight_of_the_cells_ops_and_none_for_a_prune
     assert alpha_score(net, g) == pytest.approx(expected)
     r = net.edge_pairs.index((0, 2))
     pruned = next(o for c, o in enumerate(net.ops) if not bool(net.mask[r, c]) and o != "zero")  # on edge 0->2
-    from dasvit.genotype import Edge, Genotype
+    from dasvit.model.genotype import Edge, Genotype
 
     edges = [Edge(0, 2, pruned), *(e for e in g.edges if (e.src, e.dst) != (0, 2))]
     other = Genotype(nodes=g.nodes, edges=edges, output=list(g.output))
@@ -203,7 +210,7 @@ def test_compare_reports_matched_cost_cells_selection_rules_and_the_supernet_ran
             assert acc is None or 0 <= acc <= 1
             assert (acc is None) == (cell["alpha"][stage] is None)  # scored exactly where its ops are active
     assert ranking["cells"]["searched"]["oneshot"]["3"] is not None  # the last stage can score its own cell
-    from dasvit.plot import plot_runs
+    from dasvit.reports.plot import plot_runs
 
     written = {p.name for p in plot_runs([run], tmp_path / "figures")}
     assert {"cost.svg", "ranking.svg"} <= written
@@ -215,7 +222,7 @@ def test_compare_reports_matched_cost_cells_selection_rules_and_the_supernet_ran
 
 def test_a_search_ends_with_the_cell_its_selection_rule_takes(tmp_path):
     from conftest import TINY
-    from dasvit.search import main
+    from dasvit.search.searcher import main
 
     run = tmp_path / "run"
     rule = ["search.selection.rule=oneshot", "search.selection.candidates=3"]

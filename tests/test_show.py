@@ -12,10 +12,10 @@ import pytest
 from rich.console import Console
 
 from conftest import REPO, engine_env
-from dasvit.config import dump_config, load_config
-from dasvit.genotype import load_genotype
-from dasvit.network import Network
-from dasvit.profile import SDPA_OP, count_flops, flop_analysis
+from dasvit.model.genotype import load_genotype
+from dasvit.model.network import Network
+from dasvit.model.profile import SDPA_OP, count_flops, flop_analysis
+from dasvit.run.config import dump_config, load_config
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CELL = FIXTURES / "searched_cell.json"

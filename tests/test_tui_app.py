@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from textual.app import App
 
-from dasvit import rundir as rd
-from dasvit.events import make_event
+from dasvit.run import jsonl, runlock
+from dasvit.run.events import make_event
 from dasvit_tui.app import DasvitApp
 from dasvit_tui.screens.confirm import ConfirmScreen
 from dasvit_tui.screens.help import HelpScreen
@@ -63,7 +63,7 @@ def log_text(app: App) -> str:
 def test_proposal_opens_the_modal_and_an_edited_approval_goes_to_control(tmp_path):
     run = waiting_run(tmp_path)
     proposal = json.loads((run / "events.jsonl").read_text().splitlines()[-1])
-    lock = rd.RunLock(run)
+    lock = runlock.RunLock(run)
     lock.acquire()
 
     async def scenario():
@@ -125,7 +125,7 @@ def test_each_edge_keeps_at_least_one_op():
 
 def test_stop_asks_first_then_writes_a_stop_line(tmp_path):
     run = waiting_run(tmp_path)
-    lock = rd.RunLock(run)
+    lock = runlock.RunLock(run)
     lock.acquire()
 
     async def scenario():
@@ -175,7 +175,7 @@ def test_a_search_that_finishes_while_watched_offers_retrain_and_no_longer_stop(
     log_lines = (run / "engine.log").read_text().splitlines(keepends=True)
     cut = max(i for i, ln in enumerate(log_lines) if " eta " in ln) + 1  # the log ends with a progress line
     (run / "engine.log").write_text("".join(log_lines[:cut]))
-    lock = rd.RunLock(run)
+    lock = runlock.RunLock(run)
     lock.acquire()
 
     async def scenario():
@@ -194,7 +194,7 @@ def test_a_search_that_finishes_while_watched_offers_retrain_and_no_longer_stop(
             await until(pilot, lambda: "Stop" in footer_keys(app))
             keys = footer_keys(app)
             assert keys.get("Stop") is True and "Retrain" not in keys
-            rd.append_jsonl(run / "events.jsonl", json.loads(lines[end]))
+            jsonl.append_jsonl(run / "events.jsonl", json.loads(lines[end]))
             lock.release()  # the engine exits
             await until(pilot, lambda: screen.state.status == "finished" and screen.state.live is False)
             await until(pilot, lambda: "Retrain" in footer_keys(app))
@@ -320,7 +320,7 @@ def test_a_new_epoch_reaches_the_screen_within_half_a_second(tmp_path):
     run = waiting_run(tmp_path)
     lines = recorded_events()
     (run / "events.jsonl").write_text(lines[0] + "\n")  # run_start; lines 1-3 are the first three epochs
-    lock = rd.RunLock(run)
+    lock = runlock.RunLock(run)
     lock.acquire()
 
     async def scenario():
@@ -333,7 +333,7 @@ def test_a_new_epoch_reaches_the_screen_within_half_a_second(tmp_path):
                 seen = len(screen.state.epochs)
                 await pilot.pause(0.1)
                 t0 = time.monotonic()
-                rd.append_jsonl(run / "events.jsonl", json.loads(line))
+                jsonl.append_jsonl(run / "events.jsonl", json.loads(line))
                 await until(pilot, lambda seen=seen: len(screen.state.epochs) > seen, timeout=2)
                 delays.append(time.monotonic() - t0)
         return delays
@@ -410,7 +410,7 @@ def test_n_starts_a_search_from_a_chosen_preset(tmp_path):
 def test_a_proposal_answered_elsewhere_closes_the_modal(tmp_path):
     run = waiting_run(tmp_path)
     proposal = json.loads((run / "events.jsonl").read_text().splitlines()[-1])
-    lock = rd.RunLock(run)
+    lock = runlock.RunLock(run)
     lock.acquire()
 
     async def scenario():
@@ -418,7 +418,7 @@ def test_a_proposal_answered_elsewhere_closes_the_modal(tmp_path):
         async with app.run_test(size=(80, 24)) as pilot:
             await until(pilot, lambda: isinstance(app.screen, PruneScreen) and bool(app.screen.query(KeepGrid)))
             # `dasvit approve` from a script; the engine acts on it
-            rd.append_jsonl(
+            jsonl.append_jsonl(
                 run / "events.jsonl", make_event("prune", stage=proposal["stage"], keep=proposal["keep"], by="user")
             )
             await until(pilot, lambda: isinstance(app.screen, MonitorScreen))
@@ -484,7 +484,7 @@ def test_the_fairness_line_says_what_it_is_in_words(tmp_path):
 def test_new_run_dirs_are_timestamped_and_never_reused(tmp_path):
     import re
 
-    from dasvit.rundir import default_run_dir
+    from dasvit.run.layout import default_run_dir
 
     first = default_run_dir("demo", tmp_path)
     assert first.parent == tmp_path and re.fullmatch(r"demo-\d{8}-\d{6}", first.name)

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from dasvit import rundir as rd
-from dasvit.engine_request import FocusRequest, SearchRequest, preset_engine, request_for_preset
 from dasvit.fmt import count
 from dasvit.focus.pareto import pareto_front
+from dasvit.run import controls, jsonl, runlock, runstatus
+from dasvit.run.requests import FocusRequest, SearchRequest, preset_engine, request_for_preset
 from dasvit_tui import launch
 from dasvit_tui.app import DasvitApp
 from dasvit_tui.screens.focus_monitor import FocusMonitorScreen, pareto_data
@@ -53,7 +53,7 @@ def run(tmp_path) -> Path:
 
 
 def recorded_events() -> list[dict]:
-    events, bad = rd.read_events(RECORDED)
+    events, bad = jsonl.read_events(RECORDED)
     assert not bad
     return events
 
@@ -138,7 +138,7 @@ def test_a_focus_run_that_ends_while_watched_shows_no_cpu_figure_and_keeps_the_p
     (run / "events.jsonl").write_text("\n".join(lines[:-1]) + "\n")
     assert json.loads(lines[-1])["type"] == "run_end"
     pid = json.loads(lines[0])["pid"]
-    lock = rd.RunLock(run)
+    lock = runlock.RunLock(run)
     lock.acquire()
 
     def system(app) -> str:
@@ -151,7 +151,7 @@ def test_a_focus_run_that_ends_while_watched_shows_no_cpu_figure_and_keeps_the_p
         app = DasvitApp(run_dir=run)
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: "cpu" in system(app) and "Stop" in footer(app))
-            rd.append_jsonl(run / "events.jsonl", json.loads(lines[-1]))
+            jsonl.append_jsonl(run / "events.jsonl", json.loads(lines[-1]))
             lock.release()
             await until(pilot, lambda: app.screen.state.status == "finished" and "Stop" not in footer(app))
             await pilot.pause(2.5)  # a system sample is due every 2 s while the engine lives: none comes now
@@ -220,7 +220,7 @@ def test_the_runs_list_shows_a_specialized_retrain_below_its_focus_run(run):
 
     shutil.copytree(Path(__file__).parent / "recorded_run" / "retrain", run / "specialized" / "423K-retrain")
     root = run.parent
-    listed = [rd.summarize(p) for p in rd.iter_runs(root)]
+    listed = [runstatus.summarize(p) for p in runstatus.iter_runs(root)]
     labels = [run_label(s, root, prev) for s, prev in zip(listed, [None] + listed)]
     assert labels == [run.name, " └ specialized/423K-retrain"]
     assert [s.kind for s in listed] == ["focus", "retrain"]
@@ -245,7 +245,7 @@ def test_closing_the_tui_leaves_a_focus_run_going_and_reattaching_shows_its_hist
         return state
 
     def epochs_written() -> int:
-        return sum(e["type"] == "epoch" for e in rd.read_events(launched.run_dir)[0])
+        return sum(e["type"] == "epoch" for e in jsonl.read_events(launched.run_dir)[0])
 
     try:
         asyncio.run(watch(1))
@@ -255,7 +255,7 @@ def test_closing_the_tui_leaves_a_focus_run_going_and_reattaching_shows_its_hist
             assert launched.process.poll() is None, "the focus engine ended with the app"
             assert time.monotonic() < deadline, "no epoch written after the app closed"
             time.sleep(0.2)
-        assert rd.is_live(launched.run_dir)
+        assert runlock.is_live(launched.run_dir)
 
         async def reattach():  # `dasvit tui RUN_DIR`: no process handle, the kind read from the run
             app = DasvitApp(run_dir=launched.run_dir)
@@ -277,7 +277,7 @@ def test_closing_the_tui_leaves_a_focus_run_going_and_reattaching_shows_its_hist
         assert launched.process.wait(timeout=60) == 130  # stopped from the re-attached monitor
     finally:
         if launched.process.poll() is None:
-            rd.write_control(launched.run_dir, {"type": "stop"})
+            controls.write_control(launched.run_dir, {"type": "stop"})
             launched.process.wait(timeout=60)
 
 
@@ -356,7 +356,7 @@ def tiny_focus_run(tmp_path_factory) -> Path:
 
 @pytest.mark.slow  # a real specialize child process: 11 s (pytest -m slow runs it; tests/test_specialize_job.py holds the protocol)
 def test_typing_a_budget_specializes_the_run_and_shows_what_the_engine_wrote(tiny_focus_run):
-    space = next(e for e in rd.read_events(tiny_focus_run)[0] if e["type"] == "space")
+    space = next(e for e in jsonl.read_events(tiny_focus_run)[0] if e["type"] == "space")
     mid = count(space["budgets"][1])  # a mid budget, as typed: "423K"
 
     async def scenario():

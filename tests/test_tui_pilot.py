@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dasvit import rundir as rd
-from dasvit.engine_request import SearchRequest
+from dasvit.run import controls, jsonl, runlock
+from dasvit.run.requests import SearchRequest
 from dasvit_tui import launch
 from dasvit_tui.app import DasvitApp
 from dasvit_tui.screens.monitor import MonitorScreen
@@ -34,7 +34,7 @@ ONE_LONG_STAGE = ["search.stages=[{depth: 1, keep: 8, epochs: 200}]"]
 
 
 def epochs_written(run: Path) -> int:
-    events, _ = rd.read_events(run)
+    events, _ = jsonl.read_events(run)
     return sum(e["type"] == "epoch" for e in events)
 
 
@@ -42,7 +42,7 @@ def finish(launched: launch.Launched, timeout: float = 60) -> int:
     """Stop the engine through its control file if it still runs, and reap it."""
     proc = launched.process
     if proc.poll() is None:
-        rd.write_control(launched.run_dir, {"type": "stop"})
+        controls.write_control(launched.run_dir, {"type": "stop"})
     try:
         return proc.wait(timeout=timeout)
     except Exception:
@@ -110,9 +110,9 @@ def test_a_run_started_by_the_launcher_goes_on_after_the_app_exits(tmp_path):
             assert time.monotonic() < deadline, "no epoch written after the app closed"
             assert launched.process.poll() is None, "the engine ended with the app"
             time.sleep(0.2)
-        assert rd.is_live(launched.run_dir)
+        assert runlock.is_live(launched.run_dir)
     finally:
         code = finish(launched)
     assert code == 130
-    events, _ = rd.read_events(launched.run_dir)
+    events, _ = jsonl.read_events(launched.run_dir)
     assert events[-1]["type"] == "run_end" and events[-1]["status"] == "stopped"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable
 
-from dasvit import rundir as rd
+from dasvit.run import jsonl, runlock
 from dasvit_tui.app import DasvitApp
 from dasvit_tui.screens.genotype import GenotypeScreen
 from dasvit_tui.screens.prune import KeepGrid, PruneScreen
@@ -47,7 +47,7 @@ def test_monitor(snap_compare, run):
 
 
 def test_prune_modal(snap_compare, run):
-    events, _ = rd.read_events(run)
+    events, _ = jsonl.read_events(run)
     proposal = next(e for e in events if e["type"] == "prune_proposal")
 
     async def open_modal(pilot) -> None:
@@ -80,7 +80,7 @@ def test_runs_screen(snap_compare, run, monkeypatch):
     lines = (waiting / "events.jsonl").read_text().splitlines()
     cut = next(i for i, ln in enumerate(lines) if json.loads(ln)["type"] == "prune_proposal")
     (waiting / "events.jsonl").write_text("\n".join(lines[: cut + 1]) + "\n")
-    lock = rd.RunLock(waiting)  # held as its engine would hold it while waiting for an answer
+    lock = runlock.RunLock(waiting)  # held as its engine would hold it while waiting for an answer
     lock.acquire()
     os.utime(run, (1_700_000_000, 1_700_000_000))  # the list is newest first
     os.utime(waiting, (1_700_000_100, 1_700_000_100))

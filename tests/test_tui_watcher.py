@@ -7,8 +7,8 @@ import shutil
 import time
 from pathlib import Path
 
-from dasvit import rundir as rd
-from dasvit.events import make_event
+from dasvit.run import jsonl, layout, runlock, runstatus
+from dasvit.run.events import make_event
 from dasvit_tui import messages as m
 from dasvit_tui.state import RunState
 from dasvit_tui.watcher import RunWatcher
@@ -78,7 +78,7 @@ def test_partial_line_waits_and_corrupt_line_is_skipped_with_a_warning(tmp_path)
     )  # a crash mid-write, then half a line
     inbox = Inbox()
     watcher = RunWatcher(run, inbox)
-    lock = rd.RunLock(run)  # a live engine is still writing
+    lock = runlock.RunLock(run)  # a live engine is still writing
     lock.acquire()
     try:
         watcher.poll()
@@ -101,7 +101,7 @@ def test_partial_line_waits_and_corrupt_line_is_skipped_with_a_warning(tmp_path)
 def test_engine_log_lines_arrive_whole(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    log = run / rd.ENGINE_LOG
+    log = run / layout.ENGINE_LOG
     log.write_text("stage 1/3 epoch 1/3 step 4/8\nhalf a li")
     inbox = Inbox()
     watcher = RunWatcher(run, inbox)
@@ -118,7 +118,7 @@ def test_liveness_follows_the_engine_lock(tmp_path):
     inbox = Inbox()
     watcher = RunWatcher(run, inbox)
     watcher.poll()
-    lock = rd.RunLock(run)
+    lock = runlock.RunLock(run)
     lock.acquire()
     try:
         watcher.poll()
@@ -179,10 +179,10 @@ def test_every_front_reads_the_same_status_for_any_kind_of_run(tmp_path):
         fragment("epoch", stage=1, epoch=1, epochs=4, val_acc=0.5),
     ]
     (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evs))
-    lock = rd.RunLock(run)
+    lock = runlock.RunLock(run)
     lock.acquire()
     try:
-        summary = rd.summarize(run)
+        summary = runstatus.summarize(run)
         state = RunState(run)
         for e in evs:
             state.apply(e)
@@ -193,8 +193,8 @@ def test_every_front_reads_the_same_status_for_any_kind_of_run(tmp_path):
         lock.release()
     with open(run / "events.jsonl", "a") as f:
         f.write(json.dumps(make_event("run_end", status="stopped", message="")) + "\n")
-    assert rd.summarize(run).status == "stopped"
-    assert rd.summarize(run / "nothing-here").status == "not started"
+    assert runstatus.summarize(run).status == "stopped"
+    assert runstatus.summarize(run / "nothing-here").status == "not started"
 
 
 def test_a_real_focus_run_reads_the_same_in_the_runs_list_and_the_monitor_state(tmp_path):
@@ -236,14 +236,14 @@ def test_a_real_focus_run_reads_the_same_in_the_runs_list_and_the_monitor_state(
         )
         == 0
     )
-    assert list(rd.iter_runs(tmp_path / "runs")) == [run]
-    summary = rd.summarize(run)
+    assert list(runstatus.iter_runs(tmp_path / "runs")) == [run]
+    summary = runstatus.summarize(run)
     inbox = Inbox()
     RunWatcher(run, inbox).poll()
     state = fold(inbox, run)
     assert summary.kind == state.kind == "focus" and summary.status == state.status == "finished"
     assert summary.planned_stages == state.stages == [{"depth": 1, "keep": 1, "epochs": 2}]
-    val_acc = [e["val_acc"] for e in rd.read_events(run)[0] if e["type"] == "epoch"]
+    val_acc = [e["val_acc"] for e in jsonl.read_events(run)[0] if e["type"] == "epoch"]
     assert (summary.epoch, summary.stage_epochs, summary.best_acc) == (2, 2, max(val_acc))
     cells = row_cells(summary, "focus")
     assert [str(c) for c in cells[1:3]] == ["focus", "focus-demo"] and str(cells[3]) == "finished" and cells[5] == "2/2"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from weakref import WeakKeyDictionary
 
-from ..cost import Cost, op_cost, stem_head_cost
-from ..opspec import mlp_name, msa_name
+from ..model.cost import Cost, op_cost, stem_head_cost
+from ..model.opspec import mlp_name, msa_name
 from .space import FocusSpace, Subnet
 
 _MODELS: WeakKeyDictionary[FocusSpace, dict[tuple, CostModel]] = WeakKeyDictionary()

@@ -3,9 +3,9 @@ inherited weights. The sampler's training (`train.py`) and specialization (`spec
 
 from __future__ import annotations
 
-from ..data import EpochLoaders
-from ..runtime import DistInfo
-from ..training import evaluate
+from ..run.runtime import DistInfo
+from ..train.data import EpochLoaders
+from ..train.loop import evaluate
 from .cost import subnet_cost
 from .space import FocusSpace, Subnet
 from .supernet import FocusSupernet

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import rundir as rd
-from ..config import Config
 from ..errors import ConfigError, GenotypeError
-from ..genotype import Genotype, load_genotype
-from ..opspec import mlp_name, msa_name, parse_op
+from ..model.genotype import Genotype, load_genotype
+from ..model.opspec import mlp_name, msa_name, parse_op
+from ..run import layout
+from ..run.config import Config
 
 
 @dataclass(frozen=True)
@@ -219,8 +219,8 @@ def space_from_config(cfg: Config, run_dir: Path | None = None) -> FocusSpace:
     """The elastic space `cfg.focus` describes. `focus.base` is a built-in (vit_b16), a genotype.json or a
     DASViT run directory; a focus run directory keeps its own copy of the base cell (`rundir.BASE_GENOTYPE`), used when given."""
     f = cfg.focus
-    if run_dir is not None and (Path(run_dir) / rd.BASE_GENOTYPE).is_file():
-        base = load_base(Path(run_dir) / rd.BASE_GENOTYPE)
+    if run_dir is not None and (Path(run_dir) / layout.BASE_GENOTYPE).is_file():
+        base = load_base(Path(run_dir) / layout.BASE_GENOTYPE)
     else:
         base = load_base(f.base)
     return FocusSpace(base, list(f.embed_dims), list(f.depths), list(f.heads), list(f.mlp_ratios), f.head_dim)

@@ -26,15 +26,15 @@ from pathlib import Path
 
 import torch
 
-from .. import rundir as rd
-from ..checkpoint import load_checkpoint
-from ..config import Config, load_run_config
-from ..data import EpochLoaders, build_datasets, image_channels
 from ..errors import RunDirError, UserError
 from ..fmt import check_budget, count
-from ..genotype import subnet_genotype
 from ..limits import MAX_SAMPLES
-from ..runtime import DistInfo
+from ..model.genotype import subnet_genotype
+from ..run import layout, runstatus
+from ..run.checkpoint import load_checkpoint
+from ..run.config import Config, load_run_config
+from ..run.runtime import DistInfo
+from ..train.data import EpochLoaders, build_datasets, image_channels
 from .pareto import pareto_front
 from .sampler import SubnetSampler, bin_for_budget
 from .scoring import CostTable, EvalBatches, eval_batch, evaluate_subnet
@@ -106,17 +106,17 @@ class FocusRun:
     """A focus run directory's supernet, sampler, space, cost model and validation split."""
 
     def __init__(self, run_dir: str | Path, device: str | torch.device | None = None):
-        run_dir = rd.require_run_dir(Path(run_dir))
-        if rd.summarize(run_dir).kind != "focus":
+        run_dir = layout.require_run_dir(Path(run_dir))
+        if runstatus.summarize(run_dir).kind != "focus":
             raise RunDirError(f"{run_dir} is not a focus run (dasvit focus writes those); nothing to specialize.")
-        if not (run_dir / rd.CHECKPOINT).is_file():
-            raise RunDirError(f"{run_dir} has no {rd.CHECKPOINT} yet; let its first epoch finish.")
+        if not (run_dir / layout.CHECKPOINT).is_file():
+            raise RunDirError(f"{run_dir} has no {layout.CHECKPOINT} yet; let its first epoch finish.")
         self.dir = run_dir
-        self.cfg: Config = load_run_config(run_dir / rd.CONFIG)
+        self.cfg: Config = load_run_config(run_dir / layout.CONFIG)
         self.space: FocusSpace = space_from_config(self.cfg, run_dir)
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.info = DistInfo(device=dev)
-        ckpt = load_checkpoint(run_dir / rd.CHECKPOINT, map_location=dev)
+        ckpt = load_checkpoint(run_dir / layout.CHECKPOINT, map_location=dev)
         self.epoch = ckpt["epoch"]
         splits = build_datasets(self.cfg.data)
         val, num_classes = splits.selection, splits.num_classes
@@ -306,7 +306,7 @@ def specialize(
     if not isinstance(run, FocusRun):
         run = FocusRun(run)
     if write:
-        rd.run_subdir(run.dir, rd.SPECIALIZED)  # before the evaluations: a planted link is refused at once
+        layout.run_subdir(run.dir, layout.SPECIALIZED)  # before the evaluations: a planted link is refused at once
     smallest = run.space.smallest()
     min_flops, min_params = run.cost(smallest)
     check_budget(flops, min_flops, "--flops", "FLOPs")
@@ -335,7 +335,7 @@ def specialize(
     )
     if write:
         name = budget_label(flops, params) + ("" if method == "sampler" else f"-{method}") + ".json"
-        path = rd.run_subdir(run.dir, rd.SPECIALIZED) / name
+        path = layout.run_subdir(run.dir, layout.SPECIALIZED) / name
         write_genotype(run, result, path)
         result.path = path
     return result

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..genotype import subnet_genotype
-from ..network import Network, check_sizes, drop_path
-from ..ops import Head, PatchEmbed, init_vit_weights, mlp_hidden, parse_op
+from ..model.genotype import subnet_genotype
+from ..model.network import Network, check_sizes, drop_path
+from ..model.ops import Head, PatchEmbed, init_vit_weights, mlp_hidden, parse_op
 from .space import FocusSpace, Subnet
 
 

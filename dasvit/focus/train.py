@@ -26,16 +26,14 @@ from typing import Any
 import torch
 from torch.utils.data import Subset
 
-from .. import rundir as rd
-from ..augment import train_transform
-from ..checkpoint import checkpoint_mismatch, fitting_checkpoint, load_checkpoint, save_checkpoint
-from ..config import Config
-from ..data import EpochLoaders, Splits, build_datasets, image_channels
-from ..engine_request import FocusRequest
 from ..errors import ConfigError
-from ..events import EPOCH, SPACE
 from ..fmt import count
-from ..runtime import (
+from ..run import layout
+from ..run.checkpoint import checkpoint_mismatch, fitting_checkpoint, load_checkpoint, save_checkpoint
+from ..run.config import Config
+from ..run.events import EPOCH, SPACE
+from ..run.requests import FocusRequest
+from ..run.runtime import (
     DistInfo,
     Run,
     all_reduce_mean,
@@ -46,7 +44,9 @@ from ..runtime import (
     run_engine,
     setup_distributed,
 )
-from ..training import (
+from ..train.augment import train_transform
+from ..train.data import EpochLoaders, Splits, build_datasets, image_channels
+from ..train.loop import (
     EpochSums,
     autocast,
     cross_entropy,
@@ -308,7 +308,7 @@ class FocusTrainer:
         if not self.info.main:
             return
         save_checkpoint(
-            self.run.dir / rd.CHECKPOINT,
+            self.run.dir / layout.CHECKPOINT,
             {
                 "version": 1,
                 "kind": "focus",
@@ -457,15 +457,15 @@ def run(args: FocusRequest) -> int:
 
         def work(run: Run) -> tuple[str, str]:
             if info.main and not resume:
-                space.base.save(run_dir / rd.BASE_GENOTYPE)
+                space.base.save(run_dir / layout.BASE_GENOTYPE)
             if info.main:
                 for line in [f"run directory: {run_dir}", splits.describe(), *splits.notes]:
                     run.progress.line(line)
             trainer = FocusTrainer(cfg, run, info, splits, space)
-            ckpt = load_checkpoint(run_dir / rd.CHECKPOINT, warn=run.warn) if resume else None
+            ckpt = load_checkpoint(run_dir / layout.CHECKPOINT, warn=run.warn) if resume else None
             trainer.train(ckpt)
             hint = f"specialize with: dasvit specialize {run_dir} --flops {count((trainer.min_flops + trainer.max_flops) / 2)}"
-            return f"supernet and sampler in {run_dir / rd.CHECKPOINT}; {hint}", f"finished; {hint}"
+            return f"supernet and sampler in {run_dir / layout.CHECKPOINT}; {hint}", f"finished; {hint}"
 
         return drive(req, info, work)
 

@@ -107,15 +107,15 @@ def bench(
         parse_threads(threads)  # a bad value is one sentence
         os.environ[ENV] = threads.strip()
     typer.echo(apply_threads().describe(), err=True)
-    from dasvit import rundir as rd
-    from dasvit.bench import FULL, QUICK, profile_search_step, run_bench
+    from dasvit.reports.bench import FULL, QUICK, profile_search_step, run_bench
+    from dasvit.run import jsonio, layout
 
     if json_path is not None:
-        rd.ensure_writable_file(json_path, "--json")  # before the benchmark runs, not after
+        layout.ensure_writable_file(json_path, "--json")  # before the benchmark runs, not after
     result = run_bench(quick, device, say=lambda s: typer.echo(s, err=True), compile=compile)
     print_table(result)
     if profile:
         typer.echo(profile_search_step(QUICK if quick else FULL, torch.device(device)))
     if json_path is not None:
-        rd.atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
+        jsonio.atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
         typer.echo(f"wrote {json_path}")

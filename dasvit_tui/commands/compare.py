@@ -14,8 +14,7 @@ import typer
 from dasvit.errors import ConfigError, UserError
 from dasvit.fmt import count_in_table
 from dasvit.limits import MAX_RANDOM_CELLS, MAX_REPEATS
-
-from ..render import percent, plain
+from dasvit_tui.render import percent, plain
 
 FORMATS = ("rich", "json")
 SET_HELP = "Override a key of the retrain recipe, VALUE parsed as YAML; repeatable. Example: --set retrain.epochs=30"
@@ -335,17 +334,17 @@ def compare(
     if summary_path is not None:
         if len(run_dirs) < 2:
             raise UserError("--summary summarizes several runs (one per search seed); give two or more RUN_DIRs.")
-        from dasvit.rundir import ensure_writable_file
+        from dasvit.run.layout import ensure_writable_file
 
         ensure_writable_file(summary_path, "--summary")  # before the retrains, not after them
     if match_cost and not random_cells:
         raise UserError("--match-cost draws as many cells as --random N: give --random too.")
-    from dasvit.config import parse_selection
+    from dasvit.run.config import parse_selection
 
     for rule in selections:
         parse_selection(rule)  # a misspelt rule: one sentence before anything trains
-    from dasvit.compare import compare as run_compare
-    from dasvit.runtime import run_engine
+    from dasvit.reports.compare import compare as run_compare
+    from dasvit.run.runtime import run_engine
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}.")
@@ -378,12 +377,12 @@ def compare(
         raise typer.Exit(rc)
     summary = None
     if len(run_dirs) > 1:
-        from dasvit.replicates import summarize
-        from dasvit.rundir import atomic_write_text
+        from dasvit.reports.replicates import summarize
+        from dasvit.run.jsonio import atomic_write_text
 
         summary = summarize(list(run_dirs))
         if summary_path is not None:
-            from dasvit.plot_compare import plot_random
+            from dasvit.reports.plot_compare import plot_random
 
             atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")
             plot_random(results, [Path(d).name for d in run_dirs], summary_path.parent, summary_path.stem)

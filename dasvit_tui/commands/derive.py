@@ -9,8 +9,7 @@ from typing import Optional
 import typer
 
 from dasvit.errors import ConfigError
-
-from .options import set_option
+from dasvit_tui.commands.options import set_option
 
 FORMATS = ("rich", "json")
 
@@ -46,13 +45,13 @@ def derive(
       dasvit derive runs/fashion-s0 --selection perturbation
       dasvit derive runs/fashion-s0 --selection skip-limit --set search.selection.max_skips=1
     """
-    from dasvit.config import parse_selection
+    from dasvit.run.config import parse_selection
 
     parse_selection(selection)  # a misspelt rule: one sentence before anything loads
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}.")
-    from dasvit.runtime import run_engine
-    from dasvit.selection import derive_from_run
+    from dasvit.run.runtime import run_engine
+    from dasvit.search.selection import derive_from_run
 
     found = {}
 
@@ -70,8 +69,8 @@ def derive(
         raise typer.Exit(0)
     from rich.console import Console
 
-    from ..render import cell_diagram
-    from .show import budget_line
+    from dasvit_tui.commands.show import budget_line
+    from dasvit_tui.render import cell_diagram
 
     sel = geno.meta.get("selection", {})
     typer.echo(

@@ -6,10 +6,9 @@ from typing import Optional
 
 import typer
 
-from dasvit.engine_request import FocusRequest, check_preset_engine, presets_for
 from dasvit.errors import UserError
-
-from .options import NewRunDir, NoProgress, Nproc, Resume, set_option
+from dasvit.run.requests import FocusRequest, check_preset_engine, presets_for
+from dasvit_tui.commands.options import NewRunDir, NoProgress, Nproc, Resume, set_option
 
 
 def focus(
@@ -56,7 +55,7 @@ def focus(
     request = FocusRequest(preset, list(overrides or []), run_dir, resume, progress=not no_progress)
     request = request.resolved()  # every rank writes the same run directory; a bad config stops here
     if nproc > 1:
-        from ..launch import run_distributed
+        from dasvit_tui.launch import run_distributed
 
         raise typer.Exit(run_distributed(request, nproc))
     from dasvit.focus.train import run

@@ -59,8 +59,8 @@ def plot(
     """
     if memory is not None:
         from dasvit.errors import UserError
-        from dasvit.memory import parse_bytes
-        from dasvit.plot_memory import plot_memory
+        from dasvit.reports.memory import parse_bytes
+        from dasvit.reports.plot_memory import plot_memory
 
         if run_dirs:
             raise UserError("--memory draws a dry run's estimate, not a run; give it without RUN_DIR.")
@@ -72,7 +72,7 @@ def plot(
         from dasvit.errors import UserError
 
         raise UserError("give a run directory to plot (or --memory FILE for a dry run's estimate).")
-    from dasvit.plot import plot_runs
+    from dasvit.reports.plot import plot_runs
 
     names = [s.strip() for s in labels.split(",")] if labels is not None else None
     for path in plot_runs(list(run_dirs), out, names, note=lambda text: typer.echo(f"note: {text}", err=True)):

@@ -11,10 +11,9 @@ from typing import Optional
 
 import typer
 
-from dasvit.engine_request import RetrainRequest
 from dasvit.errors import UserError
-
-from .options import NoProgress, set_option
+from dasvit.run.requests import RetrainRequest
+from dasvit_tui.commands.options import NoProgress, set_option
 
 
 def retrain(
@@ -68,13 +67,13 @@ def retrain(
     if not headless:
         if nproc > 1:
             raise UserError("--nproc runs the ranks in the foreground; add --headless.")
-        from .tui import start_and_monitor
+        from dasvit_tui.commands.tui import start_and_monitor
 
         raise typer.Exit(start_and_monitor(request))
     if nproc > 1:
-        from ..launch import run_distributed
+        from dasvit_tui.launch import run_distributed
 
         raise typer.Exit(run_distributed(request, nproc))
-    from dasvit.retrain import run
+    from dasvit.train.retrain import run
 
     raise typer.Exit(run(request))

@@ -9,13 +9,12 @@ from typing import Optional
 
 import typer
 
-from dasvit import rundir as rd
-from dasvit.engine_request import SearchRequest, check_preset_engine, presets_for
 from dasvit.errors import RunDirError, UserError
-from dasvit.events import ERROR, PRUNE, RUN_END
-from dasvit.opspec import keep_problem, merge_keep, op_type
-
-from .options import NewRunDir, Nproc, Resume, set_option
+from dasvit.model.opspec import keep_problem, merge_keep, op_type
+from dasvit.run import controls, jsonio, jsonl, layout, runlock, runstatus
+from dasvit.run.events import ERROR, PRUNE, RUN_END
+from dasvit.run.requests import SearchRequest, check_preset_engine, presets_for
+from dasvit_tui.commands.options import NewRunDir, Nproc, Resume, set_option
 
 VERDICT_SECONDS = 10.0
 
@@ -91,19 +90,19 @@ def search(
             raise UserError(
                 "--nproc runs the ranks in the foreground; add --headless (and watch with: dasvit tui RUN_DIR)."
             )
-        from .tui import start_and_monitor
+        from dasvit_tui.commands.tui import start_and_monitor
 
         raise typer.Exit(start_and_monitor(request))
     request = request.resolved()  # every rank writes the same run directory; a bad config stops here
     if nproc > 1:
-        from ..launch import run_distributed
+        from dasvit_tui.launch import run_distributed
 
         rc = run_distributed(request, nproc)
     else:
-        from dasvit.search import run
+        from dasvit.search.searcher import run
 
         rc = run(request)
-    if rc == 0 and (Path(request.run_dir) / rd.GENOTYPE).is_file():
+    if rc == 0 and (Path(request.run_dir) / layout.GENOTYPE).is_file():
         print_found(Path(request.run_dir))
     raise typer.Exit(rc)
 
@@ -129,12 +128,12 @@ def approve(
 
     Example: dasvit approve runs/demo-20260101-120000 --keep '{"0->2": ["msa_4", "mlp_4"]}'
     """
-    rd.require_run_dir(run_dir)  # none of its files a link
-    shown = rd.printable(run_dir, newlines=False)
+    layout.require_run_dir(run_dir)  # none of its files a link
+    shown = jsonio.printable(run_dir, newlines=False)
     parsed = read_keep(keep) if keep is not None and not stop else None  # a malformed answer: said first
-    pending = rd.pending_proposal(run_dir)
+    pending = runstatus.pending_proposal(run_dir)
     if stop:
-        rd.write_control(run_dir, {"type": "stop"})
+        controls.write_control(run_dir, {"type": "stop"})
         typer.echo(f"stop requested for {shown}")
         return
     if pending is None:
@@ -143,12 +142,12 @@ def approve(
     cmd: dict = {"type": "approve", "stage": stage}
     if keep is not None:
         cmd["keep"] = checked_keep(parsed, pending)
-    live = rd.is_live(run_dir)
+    live = runlock.is_live(run_dir)
     if not live:
         typer.echo(f"note: no engine is running on {shown}; the approval applies when it is resumed.", err=True)
-    tail = rd.JsonlTail(run_dir / rd.EVENTS)
+    tail = jsonl.JsonlTail(run_dir / layout.EVENTS)
     tail.read_new()  # the verdict is an event written after this answer
-    rd.write_control(run_dir, cmd)
+    controls.write_control(run_dir, cmd)
     if no_wait or not live or wait <= 0:
         typer.echo(f"approval of stage {stage} pruning sent to {shown}")
         return
@@ -174,9 +173,8 @@ def found_cost(run_dir: Path) -> str:
     `meta.cost` (the search's cost model at its width and tokens), and the network `dasvit retrain` builds
     at the run's retrain.depth (the same count as `dasvit show`)."""
     from dasvit.fmt import count
-    from dasvit.genotype import load_genotype
-
-    from .show import resolve_sizes, sized_network_cost
+    from dasvit.model.genotype import load_genotype
+    from dasvit_tui.commands.show import resolve_sizes, sized_network_cost
 
     genotype = load_genotype(run_dir)
     sizes, _ = resolve_sizes(str(run_dir), {})
@@ -196,13 +194,12 @@ def print_found(run_dir: Path) -> None:
     """The end of a headless search: the cell it found, what it costs, and what to do with it."""
     from rich.console import Console
 
-    from dasvit.genotype import load_genotype
-
-    from ..render import cell_diagram
-    from .show import budget_line
+    from dasvit.model.genotype import load_genotype
+    from dasvit_tui.commands.show import budget_line
+    from dasvit_tui.render import cell_diagram
 
     genotype = load_genotype(run_dir)
-    typer.echo(f"found cell ({run_dir / rd.GENOTYPE}):")
+    typer.echo(f"found cell ({run_dir / layout.GENOTYPE}):")
     Console(highlight=False, soft_wrap=True).print(cell_diagram(genotype))
     typer.echo(f"cost: {found_cost(run_dir)}")
     budget = budget_line(genotype.meta)
@@ -215,7 +212,7 @@ def read_keep(keep: str) -> object:
     """--keep: JSON, or a JSON file; read as untrusted input (bounded size and depth)."""
     try:
         if keep.lstrip().startswith(("{", "[", '"')) or keep.strip() in ("null", "true", "false"):
-            parsed = rd.parse_json(keep.encode())
+            parsed = jsonio.parse_json(keep.encode())
             if not isinstance(parsed, dict):
                 raise UserError(
                     f"--keep {keep[:60]!r} is JSON, but not an object: give edges and the ops each keeps, like "
@@ -224,7 +221,7 @@ def read_keep(keep: str) -> object:
             return parsed
         if not Path(keep).is_file():
             raise UserError(f"--keep {keep[:60]!r} is neither JSON nor a JSON file.")
-        return rd.read_json_file(Path(keep), follow=True, max_bytes=1 << 20)
+        return jsonio.read_json_file(Path(keep), follow=True, max_bytes=1 << 20)
     except json.JSONDecodeError as e:
         raise UserError(f"--keep is not valid JSON ({e.msg}).") from None
     except ValueError as e:
@@ -253,7 +250,7 @@ def checked_keep(parsed: object, pending: dict) -> dict:
     return merged
 
 
-def await_verdict(tail: rd.JsonlTail, stage: int, seconds: float) -> dict | None:
+def await_verdict(tail: jsonl.JsonlTail, stage: int, seconds: float) -> dict | None:
     """The engine's answer to an approval of `stage`, read from the events after it was sent: its `prune`,
     the `error` refusing it, or a `run_end`; None after `seconds`."""
     deadline = time.monotonic() + seconds
@@ -280,7 +277,7 @@ def dry_run_memory(
 ) -> int:
     """`dasvit search --dry-run`: every stage's memory estimate (dasvit.memory), nothing started."""
     from dasvit.limits import MAX_BATCH
-    from dasvit.memory import parse_bytes
+    from dasvit.reports.memory import parse_bytes
 
     gpu_bytes = parse_bytes(gpu_mem)  # a bad size is one sentence before anything loads
     try:
@@ -296,11 +293,11 @@ def dry_run_memory(
             f"--measure-batches lists at most 16 batches of at most {MAX_BATCH:,} images, got {batches[:80]!r}."
         )
     if json_path is not None:
-        rd.ensure_writable_file(json_path, "--json")  # before the estimate runs, not after
+        layout.ensure_writable_file(json_path, "--json")  # before the estimate runs, not after
     cfg = SearchRequest(preset, overrides, resume=resume).load_config()  # a resume's checks: its kind, no --set
     import torch
 
-    from dasvit.memory import estimate_config, report
+    from dasvit.reports.memory import estimate_config, report
     from dasvit.threads import apply_threads
 
     typer.echo(apply_threads().describe(), err=True)
@@ -312,7 +309,7 @@ def dry_run_memory(
     )
     typer.echo(report(stages, gpu_bytes))
     if json_path is not None:
-        from dasvit.bench import machine
+        from dasvit.reports.bench import machine
 
         out = {
             "preset": cfg.preset,
@@ -328,6 +325,6 @@ def dry_run_memory(
             },
             "stages": [m.to_json() for m in stages],
         }
-        rd.atomic_write_text(json_path, json.dumps(out, indent=2) + "\n")
+        jsonio.atomic_write_text(json_path, json.dumps(out, indent=2) + "\n")
         typer.echo(f"wrote {json_path}")
     return 0

@@ -21,9 +21,9 @@ from typing import Any, Optional
 import typer
 
 from dasvit import limits as lim
-from dasvit import rundir as rd
 from dasvit.errors import ConfigError, RunDirError, UserError
 from dasvit.fmt import count
+from dasvit.run import jsonio, layout
 
 FORMATS = ("rich", "json", "dot")
 
@@ -31,9 +31,9 @@ FORMATS = ("rich", "json", "dot")
 def _retrain_metrics(d: Path, notes: list[str] | None = None) -> tuple[Path, dict[str, Any]] | None:
     """metrics.json of a retrain run given as its own directory or as the search run holding it; a damaged
     one is passed over, with a note in `notes` (dasvit.records)."""
-    from dasvit.records import DamagedRecord, read_metrics
+    from dasvit.run.records import DamagedRecord, read_metrics
 
-    for cand in (d, d / rd.RETRAIN):
+    for cand in (d, d / layout.RETRAIN):
         try:
             return cand, read_metrics(cand)
         except (FileNotFoundError, NotADirectoryError):
@@ -46,7 +46,7 @@ def _retrain_metrics(d: Path, notes: list[str] | None = None) -> tuple[Path, dic
 
 def sized_network_cost(genotype, sizes: dict[str, int]):
     """The `Cost` of a version-1 genotype's network at the sizes `resolve_sizes` gives."""
-    from dasvit.cost import network_cost
+    from dasvit.model.cost import network_cost
 
     keys = ("depth", "embed_dim", "image_size", "patch_size", "in_chans", "num_classes")
     return network_cost(genotype, *(sizes[k] for k in keys))
@@ -54,20 +54,20 @@ def sized_network_cost(genotype, sizes: dict[str, int]):
 
 def resolve_sizes(source: str, opts: dict[str, Optional[int]]) -> tuple[dict[str, int], str]:
     """The sizes to measure at, and where they came from (for the header)."""
-    from dasvit.config import load_config, load_run_config
-    from dasvit.genotype import BUILTIN_DIMS, network_sizes
+    from dasvit.model.genotype import BUILTIN_DIMS, network_sizes
+    from dasvit.run.config import load_config, load_run_config
 
-    run = rd.config_dir_for(source)
+    run = layout.config_dir_for(source)
     in_chans = 3
     if run is not None:
-        from dasvit.data import image_channels
+        from dasvit.train.data import image_channels
 
-        cfg, origin = load_run_config(run / rd.CONFIG), f"{run / rd.CONFIG}"
+        cfg, origin = load_run_config(run / layout.CONFIG), f"{run / layout.CONFIG}"
         in_chans = image_channels(cfg.data)  # digits, a grayscale image folder: 1
         found = _retrain_metrics(run)
         classes = found[1].get("num_classes") if found else None
         if not classes:
-            from dasvit.data import num_classes
+            from dasvit.train.data import num_classes
 
             classes = num_classes(cfg.data)
     else:
@@ -119,7 +119,7 @@ def check_sizes(sizes: dict[str, int]) -> None:
 
 def check_network(genotype, sizes: dict[str, int]) -> None:
     """Refuse, before building it, a network larger than `dasvit show` counts (lim.MAX_SHOW_PARAMS)."""
-    from dasvit.cost import op_cost, stem_head_cost, tokens_of
+    from dasvit.model.cost import op_cost, stem_head_cost, tokens_of
 
     if genotype.version == 2:
         n = tokens_of(sizes["image_size"], sizes["patch_size"])
@@ -165,7 +165,7 @@ def comparison(
         base = _retrain_metrics(baseline, notes)
         if base is None:
             raise RunDirError(
-                f"--baseline {baseline} holds no finished retrain (no {rd.METRICS} in it or in its retrain/)."
+                f"--baseline {baseline} holds no finished retrain (no {layout.METRICS} in it or in its retrain/)."
             )
     else:
         base = _retrain_metrics(root / "baseline", notes) if searched is not None else None
@@ -191,11 +191,11 @@ def _row(m: dict[str, Any]) -> dict[str, Any]:
 
 def _preset_of(*runs: Path) -> str:
     """The preset a run was made with, for the hint; P when no run says."""
-    from dasvit.config import load_run_config
+    from dasvit.run.config import load_run_config
 
     for run in runs:
         try:
-            return load_run_config(run / rd.CONFIG).preset
+            return load_run_config(run / layout.CONFIG).preset
         except (OSError, UserError):  # only a hint: a missing or broken config must not hide the rest
             continue
     return "P"
@@ -235,7 +235,7 @@ def v2_sizes(
 def per_layer(genotype, layer_costs: list[dict[str, int]]) -> list[dict[str, Any]]:
     """Per layer of a version-2 genotype: width, heads of each msa edge and ratio of each mlp edge (in edge
     order), params and FLOPs."""
-    from dasvit.opspec import parse_op
+    from dasvit.model.opspec import parse_op
 
     out = []
     for layer, cost in zip(genotype.layers, layer_costs):
@@ -259,7 +259,7 @@ def budget_line(meta: dict[str, Any]) -> Optional[str]:
     nums = [cost.get("flops"), cost.get("params"), budget.get("flops"), budget.get("params")]
     if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in nums):
         return None
-    cell = rd.printable(str(budget.get("cell", "the budget")), newlines=False)[:40]
+    cell = jsonio.printable(str(budget.get("cell", "the budget")), newlines=False)[:40]
     flops, params, b_flops, b_params = nums
     costs = f"one cell costs {count(flops)} FLOPs and {count(params)} params, {cell}'s {count(b_flops)} and {count(b_params)}"
     if flops <= b_flops and params <= b_params:
@@ -274,14 +274,14 @@ def budget_line(meta: dict[str, Any]) -> Optional[str]:
 
 
 def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: Optional[Path]) -> None:
-    from dasvit.genotype import load_genotype
+    from dasvit.model.genotype import load_genotype
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}.")
     genotype = load_genotype(source)
-    shown = rd.printable(source, newlines=False)  # a path may hold escape sequences: never to the terminal
+    shown = jsonio.printable(source, newlines=False)  # a path may hold escape sequences: never to the terminal
     if fmt == "dot":
-        from ..render import elastic_cell, to_dot
+        from dasvit_tui.render import elastic_cell, to_dot
 
         typer.echo(to_dot(elastic_cell(genotype), name=Path(shown).stem), nl=False)
         return
@@ -289,8 +289,8 @@ def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: O
     if genotype.version == 2:
         sizes, origin = v2_sizes(genotype, opts, sizes, origin)
     check_network(genotype, sizes)
-    origin = rd.printable(origin, newlines=False)
-    from dasvit.profile import profile_genotype
+    origin = jsonio.printable(origin, newlines=False)
+    from dasvit.model.profile import profile_genotype
 
     cost = profile_genotype(
         genotype,
@@ -301,8 +301,8 @@ def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: O
         sizes["num_classes"],
         sizes["in_chans"],
     )
-    from dasvit.compare import read_compare
-    from dasvit.records import DamagedRecord
+    from dasvit.reports.compare import read_compare
+    from dasvit.run.records import DamagedRecord
 
     compared, notes = None, []
     if Path(source).is_dir():  # `dasvit compare`'s result
@@ -328,11 +328,11 @@ def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: O
     from rich.console import Console
     from rich.text import Text
 
-    from ..render import comparison_table, render_cell
+    from dasvit_tui.render import comparison_table, render_cell
 
     console = Console()
     if genotype.version == 2:
-        from ..render import elastic_cell, layer_table
+        from dasvit_tui.render import elastic_cell, layer_table
 
         stats = {k: v for k, v in {**sizes, **cost}.items() if k != "edge_params"}  # edge sizes differ per layer
         console.print(render_cell(elastic_cell(genotype), stats, title=f"{shown}  (sizes from {origin})"))
@@ -347,9 +347,9 @@ def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: O
         console.print()
         console.print(comparison_table(rows))
     if hint:
-        console.print(Text(rd.printable(hint), style="dim"))
+        console.print(Text(jsonio.printable(hint), style="dim"))
     if compared:
-        from .compare import compare_table, standing_table
+        from dasvit_tui.commands.compare import compare_table, standing_table
 
         console.print()
         console.print(compare_table(compared))
@@ -357,7 +357,7 @@ def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: O
         if standing is not None:
             console.print(standing)
     for note in notes:
-        console.print(Text(rd.printable(note), style="dim"))
+        console.print(Text(jsonio.printable(note), style="dim"))
 
 
 def show(

@@ -12,7 +12,7 @@ import typer
 
 from dasvit.errors import UserError
 from dasvit.fmt import count, parse_count
-from dasvit.opspec import op_type, parse_op
+from dasvit.model.opspec import op_type, parse_op
 
 
 def _short(op: str) -> str:
@@ -79,7 +79,7 @@ def json_progress(samples: int) -> Callable:
     """One progress line on stderr per evaluation, the protocol the monitor's specialize dialog reads
     (`dasvit_tui.specialize_job`): {"evaluated": n, "samples": N, "flops": …, "top1": …, "best_top1": …,
     "best_flops": …}."""
-    from ..specialize_job import progress_line
+    from dasvit_tui.specialize_job import progress_line
 
     best: list = []
 

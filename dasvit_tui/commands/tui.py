@@ -11,16 +11,16 @@ from typing import List, Optional
 
 import typer
 
-from dasvit import rundir as rd
-from dasvit.config import parse_override, resolve_preset
-from dasvit.engine_request import EngineRequest, request_for_preset
 from dasvit.errors import UserError
+from dasvit.run import layout, runlock
+from dasvit.run.config import parse_override, resolve_preset
+from dasvit.run.requests import EngineRequest, request_for_preset
 
 RUNS_ROOT = Path("runs")
 
 
 def _farewell(run_dir: Path) -> None:
-    if rd.is_live(run_dir):
+    if runlock.is_live(run_dir):
         print(f"The run goes on in {run_dir}; watch it again with: dasvit tui {run_dir}", file=sys.stderr)
 
 
@@ -31,9 +31,9 @@ def _run_app(app) -> int:
 
 def monitor(run_dir: Path) -> int:
     """Open the monitor on an existing run (live or finished). Exit code 2 if it is not a run directory."""
-    from ..app import DasvitApp
+    from dasvit_tui.app import DasvitApp
 
-    run_dir = rd.require_run_dir(Path(run_dir))
+    run_dir = layout.require_run_dir(Path(run_dir))
     code = _run_app(DasvitApp(run_dir=run_dir))
     _farewell(run_dir)
     return code
@@ -41,7 +41,7 @@ def monitor(run_dir: Path) -> int:
 
 def browse(root: Path = RUNS_ROOT) -> int:
     """The runs screen over every run under `root`."""
-    from ..app import DasvitApp
+    from dasvit_tui.app import DasvitApp
 
     return _run_app(DasvitApp(runs_root=Path(root)))
 
@@ -53,8 +53,8 @@ def start_and_monitor(request: EngineRequest, root: Path = RUNS_ROOT) -> int:
     preset or the overrides is one sentence before any run directory exists; one only the engine finds ends
     the app with the engine's sentence and code 2.
     """
-    from .. import launch
-    from ..app import DasvitApp
+    from dasvit_tui import launch
+    from dasvit_tui.app import DasvitApp
 
     if request.preset is not None:
         resolve_preset(request.preset)
@@ -75,7 +75,7 @@ def start_and_monitor(request: EngineRequest, root: Path = RUNS_ROOT) -> int:
 
 
 def _refuse_live(run_dir: Path | None) -> None:
-    if run_dir is not None and rd.is_live(run_dir):
+    if run_dir is not None and runlock.is_live(run_dir):
         raise UserError(f"{run_dir} is in use by a live engine process; watch it with: dasvit tui {run_dir}")
 
 
@@ -85,7 +85,7 @@ def _discard_if_empty(run_dir: Path) -> None:
         entries = {p.name for p in run_dir.iterdir()}
     except FileNotFoundError:
         return
-    if entries <= {rd.ENGINE_LOG, rd.LOCK}:
+    if entries <= {layout.ENGINE_LOG, layout.LOCK}:
         for name in entries:
             (run_dir / name).unlink(missing_ok=True)
         run_dir.rmdir()

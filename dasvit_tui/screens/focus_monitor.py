@@ -11,14 +11,13 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 
-from dasvit import rundir as rd
-
-from ..specialize_job import SpecializeJob
-from ..state import RunState, drawable
-from ..widgets.charts import LineChart
-from ..widgets.pareto import ParetoData, ParetoPlot, SamplerTable
-from .monitor import MonitorScreen, train_val
-from .specialize import SpecializeScreen
+from dasvit.run import layout
+from dasvit_tui.screens.monitor import MonitorScreen, train_val
+from dasvit_tui.screens.specialize import SpecializeScreen
+from dasvit_tui.specialize_job import SpecializeJob
+from dasvit_tui.state import RunState, drawable
+from dasvit_tui.widgets.charts import LineChart
+from dasvit_tui.widgets.pareto import ParetoData, ParetoPlot, SamplerTable
 
 
 def pareto_data(state) -> ParetoData:
@@ -85,17 +84,17 @@ class FocusMonitorScreen(MonitorScreen):
 
     def action_genotype(self) -> None:
         """The newest specialized architecture (a version-2 genotype); the base cell before there is one."""
-        from .genotype import GenotypeScreen
+        from dasvit_tui.screens.genotype import GenotypeScreen
 
         job = self.specialize_job
         newest = job.genotype_path if job is not None else None
         if newest is None:
-            found = sorted((self.run_dir / rd.SPECIALIZED).glob("*.json"), key=lambda p: p.stat().st_mtime)
+            found = sorted((self.run_dir / layout.SPECIALIZED).glob("*.json"), key=lambda p: p.stat().st_mtime)
             newest = found[-1] if found else None
         if newest is not None:
             self.app.push_screen(GenotypeScreen(newest, title="specialized architecture"))
-        elif (self.run_dir / rd.BASE_GENOTYPE).is_file():
+        elif (self.run_dir / layout.BASE_GENOTYPE).is_file():
             self.notify("Nothing specialized yet (b does it); this is the base cell the space sizes.", timeout=5)
-            self.app.push_screen(GenotypeScreen(self.run_dir / rd.BASE_GENOTYPE, title="base cell"))
+            self.app.push_screen(GenotypeScreen(self.run_dir / layout.BASE_GENOTYPE, title="base cell"))
         else:
             self.notify("No genotype yet: the base cell is written when the run starts.", timeout=4)

@@ -22,10 +22,10 @@ from textual.widgets import Footer, Static
 
 from dasvit.errors import UserError
 from dasvit.fmt import count_in_table
-from dasvit.rundir import GENOTYPE, read_json_file, stage_genotype
-
-from ..launch import cli_command
-from ..state import run_name
+from dasvit.run.jsonio import read_json_file
+from dasvit.run.layout import GENOTYPE, stage_genotype
+from dasvit_tui.launch import cli_command
+from dasvit_tui.state import run_name
 
 SHOW_TIMEOUT = 180
 
@@ -161,7 +161,7 @@ def render(genotype: dict[str, Any], stats: dict[str, Any] | None = None) -> Ren
     """The shared renderer of `dasvit show` (dasvit_tui.render.render_cell); a plain listing and the reason
     when the genotype does not validate."""
     from dasvit.errors import UserError
-    from dasvit.genotype import genotype_from_json
+    from dasvit.model.genotype import genotype_from_json
     from dasvit_tui.render import render_cell
 
     try:

@@ -33,18 +33,17 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
-from dasvit import rundir as rd
 from dasvit.errors import UserError
-from dasvit.events import ERROR, GENOTYPE, PRUNE, PRUNE_PROPOSAL, RUN_END, RUN_START
-
-from .. import messages as m
-from ..state import RunState
-from ..watcher import RunWatcher
-from ..widgets.charts import ChartData, Series
-from ..widgets.header import RunHeader
-from ..widgets.log import EngineLog
-from ..widgets.system import SystemPanel
-from .confirm import ConfirmScreen
+from dasvit.run import controls, jsonio, layout
+from dasvit.run.events import ERROR, GENOTYPE, PRUNE, PRUNE_PROPOSAL, RUN_END, RUN_START
+from dasvit_tui import messages as m
+from dasvit_tui.screens.confirm import ConfirmScreen
+from dasvit_tui.state import RunState
+from dasvit_tui.watcher import RunWatcher
+from dasvit_tui.widgets.charts import ChartData, Series
+from dasvit_tui.widgets.header import RunHeader
+from dasvit_tui.widgets.log import EngineLog
+from dasvit_tui.widgets.system import SystemPanel
 
 TRAIN, VAL, THIRD = "dodger_blue1", "orange1", "green3"
 
@@ -278,12 +277,14 @@ class MonitorScreen(Screen):
         control.jsonl a planted link or not a file, read-only, full) is that sentence in the log and a
         notification, and the monitor stays; False then."""
         try:
-            rd.write_control(self.run_dir, command)
+            controls.write_control(self.run_dir, command)
         except (UserError, OSError) as e:
             why = (
-                str(e) if isinstance(e, UserError) else f"cannot write {self.run_dir / rd.CONTROL} ({e.strerror or e})."
+                str(e)
+                if isinstance(e, UserError)
+                else f"cannot write {self.run_dir / layout.CONTROL} ({e.strerror or e})."
             )
-            why = rd.printable(f"{command.get('type')} not sent: {why}", newlines=False)
+            why = jsonio.printable(f"{command.get('type')} not sent: {why}", newlines=False)
             self._log().add(Text(why, style="bold red"))
             self.notify(why, severity="error", timeout=8, markup=False)
             return False

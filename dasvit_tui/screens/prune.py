@@ -19,9 +19,8 @@ from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Button, Label
 
-from dasvit.opspec import edge_order
-
-from ..widgets.heatmap import short_op
+from dasvit.model.opspec import edge_order
+from dasvit_tui.widgets.heatmap import short_op
 
 
 @dataclass

@@ -10,10 +10,9 @@ from textual.binding import Binding
 from textual.widgets import Static
 
 from dasvit.fmt import human_bytes
-
-from ..state import RunState
-from ..widgets.charts import ChartData, LineChart, Series
-from .monitor import THIRD, TRAIN, VAL, MonitorScreen, _values, train_val
+from dasvit_tui.screens.monitor import THIRD, TRAIN, VAL, MonitorScreen, _values, train_val
+from dasvit_tui.state import RunState
+from dasvit_tui.widgets.charts import ChartData, LineChart, Series
 
 
 class RetrainMonitorScreen(MonitorScreen):
@@ -72,6 +71,6 @@ class RetrainMonitorScreen(MonitorScreen):
         return out if out.plain else Text("waiting for the first epoch…", style="dim")
 
     def action_genotype(self) -> None:
-        from .genotype import GenotypeScreen
+        from dasvit_tui.screens.genotype import GenotypeScreen
 
         self.app.push_screen(GenotypeScreen(self.run_dir, title="genotype it trains"))  # kept in its run directory

@@ -16,8 +16,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Label, OptionList, Static
 
-from dasvit import rundir as rd
-from dasvit.rundir import RunSummary, iter_runs, summarize
+from dasvit.run import jsonio, layout
+from dasvit.run.runstatus import RunSummary, iter_runs, summarize
 
 REFRESH_SECONDS = 2.0
 STATUS = {
@@ -34,16 +34,16 @@ STATUS = {
 def run_label(summary: RunSummary, root: Path, previous: RunSummary | None = None) -> str:
     """The run's path under root; a retrain listed right below its run is `└ retrain` (a search's) or
     `└ specialized/<budget>-retrain` (a focus run's specialized architecture)."""
-    if previous is not None and summary.path.name == rd.RETRAIN and summary.path.parent == previous.path:
-        return f" └ {rd.RETRAIN}"
-    if previous is not None and summary.path.parent.name == rd.SPECIALIZED:
+    if previous is not None and summary.path.name == layout.RETRAIN and summary.path.parent == previous.path:
+        return f" └ {layout.RETRAIN}"
+    if previous is not None and summary.path.parent.name == layout.SPECIALIZED:
         owner = summary.path.parent.parent
         if owner in (previous.path, previous.path.parent.parent):  # below its focus run or a sibling retrain
-            return f" └ {rd.SPECIALIZED}/{rd.printable(summary.path.name, newlines=False)}"
+            return f" └ {layout.SPECIALIZED}/{jsonio.printable(summary.path.name, newlines=False)}"
     try:
-        return rd.printable(summary.path.relative_to(root), newlines=False)
+        return jsonio.printable(summary.path.relative_to(root), newlines=False)
     except ValueError:
-        return rd.printable(summary.path, newlines=False)
+        return jsonio.printable(summary.path, newlines=False)
 
 
 def row_cells(s: RunSummary, label: str) -> list:
@@ -79,7 +79,7 @@ class RunsScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Static(
-            Text.assemble(("dasvit", "bold"), f" · runs under {rd.printable(self.root, False)}/"), id="runs-title"
+            Text.assemble(("dasvit", "bold"), f" · runs under {jsonio.printable(self.root, False)}/"), id="runs-title"
         )
         table: DataTable = DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         table.add_columns("run", "kind", "preset", "status", "stage", "epoch", "best acc")
@@ -112,7 +112,7 @@ class RunsScreen(Screen):
         self.summaries = summaries
         waiting = sum(s.status == "waiting" for s in summaries)
         hint = (
-            f"no runs yet under {rd.printable(self.root, False)}/ — press n to start a search"
+            f"no runs yet under {jsonio.printable(self.root, False)}/ — press n to start a search"
             if not summaries
             else f"{len(summaries)} runs"
             + (f" · {waiting} waiting for your approval" if waiting else "")
@@ -139,7 +139,7 @@ class PresetScreen(ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def compose(self) -> ComposeResult:
-        from dasvit.config import preset_names
+        from dasvit.run.config import preset_names
 
         with Vertical(id="dialog"):
             yield Label("[b]New run[/b]: choose a preset. A focus-* preset trains a FocusFormer; the others search.")

@@ -8,13 +8,13 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 
-from ..state import RunState
-from ..widgets.charts import LineChart
-from ..widgets.heatmap import OpHeatmap
-from ..widgets.skip import SkipChart
-from ..widgets.system import SystemPanel
-from .monitor import MonitorScreen, train_val
-from .prune import PruneDecision, PruneScreen
+from dasvit_tui.screens.monitor import MonitorScreen, train_val
+from dasvit_tui.screens.prune import PruneDecision, PruneScreen
+from dasvit_tui.state import RunState
+from dasvit_tui.widgets.charts import LineChart
+from dasvit_tui.widgets.heatmap import OpHeatmap
+from dasvit_tui.widgets.skip import SkipChart
+from dasvit_tui.widgets.system import SystemPanel
 
 
 class SearchMonitorScreen(MonitorScreen):
@@ -114,7 +114,7 @@ class SearchMonitorScreen(MonitorScreen):
         self.refresh_bindings()
 
     def action_genotype(self) -> None:
-        from .genotype import search_genotype_screen
+        from dasvit_tui.screens.genotype import search_genotype_screen
 
         s = self.state
         if s.genotype is None:

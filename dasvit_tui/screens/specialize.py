@@ -28,9 +28,8 @@ from textual.widgets import Input, Label, ProgressBar, Static
 
 from dasvit.errors import BudgetError
 from dasvit.fmt import check_budget, count, parse_count
-
-from ..specialize_job import SAMPLES, Budget, SpecializeJob
-from ..state import run_name
+from dasvit_tui.specialize_job import SAMPLES, Budget, SpecializeJob
+from dasvit_tui.state import run_name
 
 
 def parse_budget(flops: str, params: str, space: dict[str, Any] | None) -> Budget:
@@ -53,9 +52,8 @@ def result_view(job: SpecializeJob) -> Group | Text:
     """What the engine wrote, read back from the genotype file: the budget and what the chosen architecture
     costs, its inherited top-1, and the per-layer sizes."""
     from dasvit.errors import UserError
-    from dasvit.genotype import load_genotype
-
-    from ..render import layer_table
+    from dasvit.model.genotype import load_genotype
+    from dasvit_tui.render import layer_table
 
     path = job.genotype_path
     try:
@@ -236,6 +234,6 @@ class SpecializeScreen(ModalScreen[None]):
     def action_genotype(self) -> None:
         path = self.job.genotype_path if self.job else None
         if path is not None:
-            from .genotype import GenotypeScreen
+            from dasvit_tui.screens.genotype import GenotypeScreen
 
             self.app.push_screen(GenotypeScreen(path, title=f"specialized for {count(self.job.budget.flops)} FLOPs"))

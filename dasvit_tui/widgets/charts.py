@@ -12,7 +12,7 @@ from typing import Sequence
 from rich.text import Text
 from textual.widget import Widget
 
-from ..state import drawable
+from dasvit_tui.state import drawable
 
 # braille dot bits, indexed [row 0..3][column 0..1]
 _DOTS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))

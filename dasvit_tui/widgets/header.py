@@ -6,8 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from dasvit.fmt import clock
-
-from ..state import RunState
+from dasvit_tui.state import RunState
 
 STATUS_STYLE = {
     "running": ("● running", "bold green"),

@@ -10,7 +10,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.widget import Widget
 
-from dasvit.opspec import edge_order, read_op
+from dasvit.model.opspec import edge_order, read_op
 
 LOW = Color.from_rgb(28, 32, 44)
 HIGH = Color.from_rgb(240, 170, 40)

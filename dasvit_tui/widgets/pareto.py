@@ -16,9 +16,8 @@ from textual.widgets import Static
 
 from dasvit.fmt import count
 from dasvit.focus.pareto import pareto_front
-
-from ..state import drawable
-from .charts import AXIS_WIDTH, BrailleCanvas
+from dasvit_tui.state import drawable
+from dasvit_tui.widgets.charts import AXIS_WIDTH, BrailleCanvas
 
 NOW, EARLIER, FRONT, BUDGET = "bold orange1", "grey50", "green3", "grey42"
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from dasvit.opspec import op_type
-
-from ..state import RunState
-from .charts import ChartData, LineChart, Series
+from dasvit.model.opspec import op_type
+from dasvit_tui.state import RunState
+from dasvit_tui.widgets.charts import ChartData, LineChart, Series
 
 
 def type_share(ev: dict[str, Any], type_: str) -> float | None:

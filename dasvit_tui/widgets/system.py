@@ -6,8 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from dasvit.fmt import human_bytes
-
-from ..messages import SystemSample
+from dasvit_tui.messages import SystemSample
 
 
 def describe(sample: SystemSample, width: int | None = None) -> Text:

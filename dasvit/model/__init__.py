@@ -1,0 +1,1 @@
+"""The networks: op names, genotypes, what they cost, the discrete network."""

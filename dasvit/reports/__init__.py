@@ -1,0 +1,1 @@
+"""Reports: comparisons, rankings, memory estimates, benchmarks and figures."""

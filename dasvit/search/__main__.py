@@ -1,0 +1,5 @@
+import sys
+
+from .searcher import main
+
+sys.exit(main())

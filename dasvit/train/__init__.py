@@ -1,0 +1,1 @@
+"""Training: data, augmentation, the shared training loop, retraining a cell from scratch."""
