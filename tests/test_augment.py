@@ -146,8 +146,8 @@ def test_missing_scikit_learn_is_a_data_error(monkeypatch):
 
 
 def test_grayscale_imagefolder_is_read_as_one_channel_and_networks_take_it(tmp_path):
+    from dasvit.model.build import build_network
     from dasvit.model.genotype import load_genotype
-    from dasvit.model.network import build_network
     from dasvit.model.profile import count_flops
     from dasvit.search.supernet import Supernet
     from dasvit.train.data import build_datasets, image_channels

@@ -81,7 +81,7 @@ def test_the_residual_rule_keeps_the_budget():
 
 
 def test_costs_are_what_fvcore_counts_on_the_built_network():
-    from dasvit.model.network import build_network
+    from dasvit.model.build import build_network
     from dasvit.model.profile import count_flops, count_params
 
     for cell in ("vit_b16", "tests/fixtures/searched_cell.json"):

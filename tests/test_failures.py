@@ -106,15 +106,15 @@ def test_checkpoint_holding_pickled_code_is_refused_in_one_sentence(finished, tm
     assert "pickled code" in _one_sentence(capsys.readouterr().err)
 
 
-def test_checkpoint_of_the_per_op_supernet_layout_is_refused_in_one_sentence(finished, tmp_path, capsys):
-    """A supernet checkpoint that holds one module per op (the layout before the mixed edges were stored
-    fused) is named for what it is, not taken for a changed config."""
+def test_a_checkpoint_of_dasvit_0_1_is_refused_in_one_sentence(finished, tmp_path, capsys):
+    """A search checkpoint of dasvit 0.1, whose supernet stored each node's ops fused (its optimizer state
+    belongs to those tensors), is named for what it is, not taken for a changed config."""
     run = _copy(finished, tmp_path)
     state = torch.load(run / "checkpoint.pt", weights_only=True)
-    state["model"] = {k.replace(".node_edges.", ".edges."): v for k, v in state["model"].items()}
+    state["model"] = {k.replace(".edges.", ".node_edges."): v for k, v in state["model"].items()}
     torch.save(state, run / "checkpoint.pt")
     assert _search("--resume", str(run)) == 2
-    assert "per-op parameter layout" in _one_sentence(capsys.readouterr().err)
+    assert "fused parameter layout of dasvit 0.1" in _one_sentence(capsys.readouterr().err)
 
 
 def test_full_disk_keeps_the_last_good_checkpoint_and_says_how_much_was_needed(tiny_disk):

@@ -14,6 +14,7 @@ from rich.console import Console
 from conftest import REPO, engine_env
 from dasvit.errors import ConfigError, GenotypeError
 from dasvit.focus.space import FocusSpace, Subnet, load_base
+from dasvit.model.build import network
 from dasvit.model.genotype import genotype_from_json, load_genotype, subnet_genotype
 from dasvit.model.network import Network
 from dasvit.model.profile import profile_genotype
@@ -71,12 +72,12 @@ def test_v2_network_has_the_file_sizes_and_per_layer_ops():
     net = Network(g, g.depth, g.embed_dim, 16, 4, 4)
     assert len(net.cells) == g.depth
     for cell, layer in zip(net.cells, g.layers):
-        assert [e.op for e in cell.edges] == layer
-        for e, op in zip(cell.edges, cell.ops):
-            if e.op.startswith("msa_"):  # head width fixed: QKV width = heads x head_dim, not the width
-                assert op.qkv.weight.shape == (3 * int(e.op[4:]) * g.head_dim, g.embed_dim)
+        assert [op for _, _, op in cell.edges] == layer
+        for (_, _, name), op in zip(cell.edges, cell.ops):
+            if name.startswith("msa_"):  # head width fixed: QKV width = heads x head_dim, not the width
+                assert op.qkv.weight.shape == (3 * int(name[4:]) * g.head_dim, g.embed_dim)
     with pytest.raises(ConfigError, match="version-2"):
-        Network(g, g.depth + 1, g.embed_dim, 16, 4, 4)
+        network(g, g.depth + 1, g.embed_dim, 16, 4, 4)
     # a version-1 cell is built as before: heads split the width (QKV width = D)
     v1 = Network(load_genotype(CELL), 2, 24, 16, 4, 4)
     assert v1.cells[0].ops[0].qkv.weight.shape == (3 * 24, 24) and v1.cells[0].ops[0].head_dim == 24 // 4
@@ -196,7 +197,7 @@ def test_retrain_trains_a_v2_genotype_at_its_own_sizes(cli_runs):
     assert m["params"] == profile_genotype(g, g.depth, g.embed_dim, 16, 4, classes)["params"]
     assert load_genotype(run / "genotype.json").to_json() == g.to_json()
     net = load_model(run)
-    assert [[e.op for e in c.edges] for c in net.cells] == g.layers
+    assert [[op for _, _, op in c.edges] for c in net.cells] == g.layers
 
 
 def test_show_sizes_a_specialized_genotype_from_its_run_config(tmp_path):

@@ -25,7 +25,6 @@ from dasvit.reports.memory import (
 from dasvit.run.config import DEFAULT_OPS, load_config
 from dasvit.run.runtime import DistInfo
 from dasvit.search.bilevel import BilevelStep
-from dasvit.search.fused import disable_fused, enable_fused
 from dasvit.search.supernet import Supernet
 from dasvit.train.data import num_classes
 
@@ -58,9 +57,8 @@ def held_after_forward(net, x, y, precision: str) -> int:
 
 
 @pytest.mark.slow  # 15 s for its two paths: issue 21's acceptance check, run by pytest -m slow
-@pytest.mark.parametrize("fused", [False, True], ids=["reference", "fused"])
-def test_estimated_activations_agree_with_a_measured_run_of_the_stage_within_10_percent(fused):
-    cfg = tiny_cfg(f"search.fused={str(fused).lower()}")
+def test_estimated_activations_agree_with_a_measured_run_of_the_stage_within_10_percent():
+    cfg = tiny_cfg()
     mask, assumed = assumed_mask(cfg, 0)
     net = build_stage_net(cfg, 0, mask)
     classes = num_classes(cfg.data)
@@ -158,14 +156,12 @@ def test_gpu_mem_sizes():
             parse_bytes(bad)
 
 
-@pytest.mark.parametrize("fused", [False, True], ids=["reference", "fused"])
 @pytest.mark.parametrize("pts", [None, 0.5], ids=["pts-off", "pts-0.5"])
-def test_checkpointed_edges_give_the_same_outputs_and_gradients(fused, pts):
+def test_checkpointed_edges_give_the_same_outputs_and_gradients(pts):
     torch.manual_seed(0)
     net = Supernet(10, 16, 4, 24, 3, DEFAULT_OPS, depth=2, pts_ratio=pts, pts_dim=8)
     with torch.no_grad():
         net.alpha.normal_()
-    (enable_fused if fused else disable_fused)(net)
     x, y = torch.randn(3, 3, 16, 16), torch.tensor([1, 4, 7])
     params = [net.alpha] + net.weight_parameters()
     results = {}

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from dasvit.errors import ConfigError
+from dasvit.model.build import network
 from dasvit.model.genotype import genotype_from_json, load_genotype
 from dasvit.model.network import DropPath, Network
 from dasvit.model.profile import count_params
@@ -38,7 +39,7 @@ def test_vit_b16_genotype_is_the_pre_norm_vit_block():
     x = torch.randn(2, 3, 8, 8)
     h = net.embed(x)
     for c in net.cells:
-        ops = {(e.src, e.dst, e.op): op for e, op in zip(c.edges, c.ops)}
+        ops = dict(zip(c.edges, c.ops))  # (from, to, op) -> its module
         h = h + ops[(1, 2, "msa_12")](h)  # x = x + attn(norm1(x))
         h = h + ops[(2, 3, "mlp_4")](h)  # x = x + mlp(norm2(x))
     torch.testing.assert_close(net(x), net.head(h))
@@ -66,7 +67,7 @@ def test_nodes_off_the_path_to_the_output_are_not_built():
 
 def test_drop_path_acts_on_non_skip_edges_only_and_only_in_training():
     net = tiny(load_genotype("vit_b16"), depth=4, drop_path=0.5)
-    kinds = {(e.op, type(d).__name__) for c in net.cells for e, d in zip(c.edges, c.drop)}
+    kinds = {(e[2], type(d).__name__) for c in net.cells for e, d in zip(c.edges, c.drop)}
     assert kinds == {("skip", "Identity"), ("msa_12", "DropPath"), ("mlp_4", "DropPath")}
     rates = [c.drop[1].p for c in net.cells]
     assert rates == pytest.approx([0.0, 0.5 / 3, 1.0 / 3, 0.5])  # rises linearly to drop_path
@@ -94,6 +95,6 @@ def test_searched_cell_classifies_a_batch():
 def test_impossible_sizes_are_one_sentence_config_errors():
     g = load_genotype("vit_b16")
     with pytest.raises(ConfigError, match="divisible by 12 heads"):
-        Network(g, depth=1, dim=20, image_size=8, patch_size=4, num_classes=3)
+        network(g, depth=1, dim=20, image_size=8, patch_size=4, num_classes=3)
     with pytest.raises(ConfigError, match="multiple of the patch size"):
-        Network(g, depth=1, dim=24, image_size=10, patch_size=4, num_classes=3)
+        network(g, depth=1, dim=24, image_size=10, patch_size=4, num_classes=3)

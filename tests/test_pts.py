@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from dasvit.search.supernet import MixedEdges, TokenSelector
+from dasvit.search.supernet import MixedEdge, SearchCell, TokenSelector
 
 OPS = ["zero", "skip", "msa_2", "mlp_2"]
 
@@ -22,13 +22,23 @@ def test_selector_keeps_class_token_and_top_ratio():
     assert torch.equal(idx[:, 1:].sort(1).values, (full.topk(3, 1).indices + 1).sort(1).values)
 
 
+def test_a_mixed_edge_is_the_weighted_sum_of_its_ops():
+    torch.manual_seed(0)
+    edge = MixedEdge(OPS, [0, 1, 2, 3], 16)
+    x, w = torch.randn(2, 5, 16), torch.softmax(torch.randn(4), -1)
+    ops = dict(edge.ops.items())
+    expected = w[1] * x + w[2] * ops["2"](x) + w[3] * ops["3"](x)  # zero adds nothing
+    assert torch.allclose(edge(x, w), expected, atol=1e-6)
+    assert torch.equal(MixedEdge(OPS, [0], 16)(x, w), torch.zeros_like(x))  # zero alone: no connection
+
+
 def test_unselected_tokens_pass_through_and_selector_learns():
     torch.manual_seed(0)
-    ne = MixedEdges(16, OPS, dsts=[2, 3], rows=[0, 1], active=[OPS, OPS])
-    sel = TokenSelector(16, ratio=0.5, qk_dim=8)
+    cell = SearchCell(16, 2, OPS, torch.ones(5, 4, dtype=torch.bool), pts_ratio=0.5, pts_dim=8)
+    sel = cell.selectors[0]
     x = torch.randn(2, 9, 16)
-    w = torch.softmax(torch.randn(2, 4), -1)
-    out = ne(x, w, sel)
+    w = torch.softmax(torch.randn(2, 4), -1)  # the rows of node 0's two edges (0->2, 0->3)
+    out = cell.leave(x, w, 0)
     idx, _ = sel(x)
     dropped = torch.ones(2, 9, dtype=torch.bool)
     dropped.scatter_(1, idx, False)

@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..model.build import check_sizes
 from ..model.genotype import subnet_genotype
-from ..model.network import Network, check_sizes, drop_path
-from ..model.ops import Head, PatchEmbed, init_vit_weights, mlp_hidden, parse_op
+from ..model.network import Head, Network, PatchEmbed, attention, drop_path, init_vit_weights, mlp, mlp_hidden
+from ..model.opspec import parse_op
 from .space import FocusSpace, Subnet
 
 
@@ -67,12 +68,10 @@ class ElasticAttention(nn.Module):
         }
 
     def forward(self, x: torch.Tensor, h: int) -> torch.Tensor:
-        b, n, e = x.shape
+        e = x.shape[-1]
         w = self.sliced(e, h)
         y = F.layer_norm(x, (e,), w["norm.weight"], w["norm.bias"], self.norm.eps)
-        qkv = F.linear(y, w["qkv.weight"], w["qkv.bias"]).view(b, n, 3, h, self.head_dim).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
-        return F.linear(y.transpose(1, 2).reshape(b, n, h * self.head_dim), w["proj.weight"], w["proj.bias"])
+        return attention(y, w["qkv.weight"], w["qkv.bias"], w["proj.weight"], w["proj.bias"], h, self.head_dim)
 
 
 class ElasticMlp(nn.Module):
@@ -105,7 +104,7 @@ class ElasticMlp(nn.Module):
         e = x.shape[-1]
         w = self.sliced(e, ratio)
         y = F.layer_norm(x, (e,), w["norm.weight"], w["norm.bias"], self.norm.eps)
-        return F.linear(F.gelu(F.linear(y, w["fc1.weight"], w["fc1.bias"])), w["fc2.weight"], w["fc2.bias"])
+        return mlp(y, w["fc1.weight"], w["fc1.bias"], w["fc2.weight"], w["fc2.bias"])
 
 
 class ElasticCell(nn.Module):

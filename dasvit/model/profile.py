@@ -85,7 +85,7 @@ def count_flops(model: nn.Module, image_size: int, in_chans: int | None = None) 
 def edge_params(model: Network) -> dict[str, int]:
     """Parameters of each edge's op in one cell, keyed `"i->j op"` (an edge may carry two ops)."""
     cell = model.cells[0]
-    return {f"{e.src}->{e.dst} {e.op}": count_params(op) for e, op in zip(cell.edges, cell.ops)}
+    return {f"{src}->{dst} {op}": count_params(mod) for (src, dst, op), mod in zip(cell.edges, cell.ops)}
 
 
 def profile_genotype(

@@ -1,9 +1,10 @@
 """`dasvit bench`: the search and retrain variants side by side, in one process, measured.
 
-- search: the search's bi-level step (`dasvit.bilevel.BilevelStep`: α step + weight step) on one
-  supernet, one pair of batches and one α, with the per-op reference path, the fused path and the
-  reference path with checkpointed edges (search.checkpoint_edges), interleaved repeat by repeat; medians. Bytes saved for backward (`saved_tensors_hooks`) with
-  partial token selection off, at 0.5 and at 0.25; on CUDA also the peak memory of each.
+- search: the search's bi-level step (`dasvit.search.bilevel.BilevelStep`: α step + weight step) on one
+  supernet, one pair of batches and one α, with its edges stored and checkpointed (search.checkpoint_edges;
+  with --compile also compiled), interleaved repeat by repeat; medians. Bytes saved for backward
+  (`saved_tensors_hooks`) with partial token selection off, at 0.5 and at 0.25; on CUDA also the peak
+  memory of each.
 - retrain: a training step of the discrete network of `vit_b16` against timm's
   `vit_base_patch16_224` (torchvision's `vit_b_16` without timm), same size and precision; per FLOP
   (fvcore, with the SDPA handle) ours over the peer's.
@@ -27,8 +28,7 @@ from torch import nn
 from ..run.config import DEFAULT_OPS, SearchConfig
 from ..run.runtime import DistInfo
 from ..search.bilevel import BilevelStep
-from ..search.fused import disable_fused, enable_fused
-from ..search.supernet import MixedEdges, Supernet
+from ..search.supernet import Supernet
 from ..train.loop import autocast
 
 
@@ -134,10 +134,7 @@ class BenchStep:
 
 
 def saved_tensor_bytes(fn: Callable[[], object], exclude: list[torch.Tensor] = ()) -> int:
-    """Bytes of the distinct storages autograd saves for backward while `fn` runs (parameters excluded), and
-    those the supernet's checkpointed edges keep for their recomputation (search.checkpoint_edges)."""
-    from ..search.supernet import CHECKPOINT_OBSERVERS
-
+    """Bytes of the distinct storages autograd saves for backward while `fn` runs (parameters excluded)."""
     skip = {t.untyped_storage().data_ptr() for t in exclude}
     seen: dict[int, int] = {}
 
@@ -149,23 +146,17 @@ def saved_tensor_bytes(fn: Callable[[], object], exclude: list[torch.Tensor] = (
         # autograd graph that nothing frees (measured: every forward's activations leaked)
         return t.detach()
 
-    CHECKPOINT_OBSERVERS.append(pack)
-    try:
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            fn()
-    finally:
-        CHECKPOINT_OBSERVERS.remove(pack)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
     return sum(seen.values())
 
 
-def search_memory(s: SearchSizes, device: torch.device, fused: bool = True) -> dict:
+def search_memory(s: SearchSizes, device: torch.device) -> dict:
     """Saved-for-backward bytes of the weight step's forward (and on CUDA the peak of a whole step)
     with partial token selection off, at ratio 0.5 and at 0.25."""
     saved, peak = {}, {}
     for key, ratio in (("off", None), ("0.5", 0.5), ("0.25", 0.25)):
         net = build_supernet(s, device, ratio)
-        if fused:
-            enable_fused(net)
         step = BenchStep(net, s, device)
 
         def forward(net=net, step=step):
@@ -192,38 +183,27 @@ def cuda_peak_bytes(fn: Callable[[], object], device: torch.device) -> int:
 
 
 def search_speed(plan: BenchPlan, device: torch.device, compile: bool = False) -> dict:
-    """Images per second of one bi-level step (2 batches), reference path against fused path.
+    """Images per second of one bi-level step (2 batches): its edges stored, and checkpointed.
 
-    With `compile`, also `torch.compile` of the supernet as `search.compile` compiles it (on the path the
-    default config runs): `compile_seconds` is the first step (compilation included) and `compiled_speedup`
-    the steady-state images/s over the per-op reference path's."""
+    With `compile`, also `torch.compile` of the supernet as `search.compile` compiles it: `compile_seconds` is
+    the first step (compilation included) and `compiled_speedup` the steady-state images/s over the stored
+    step's."""
     s = plan.search
     net = build_supernet(s, device)
     step = BenchStep(net, s, device)
-    mixes = [(ne, ne.fused_mix) for ne in enable_fused(net).modules() if isinstance(ne, MixedEdges)]
 
-    def naive():
-        disable_fused(net)
+    def stored():
         net.set_checkpoint_edges(False)
         step()
 
-    def fused():
-        for ne, mix in mixes:
-            ne.fused_mix = mix
-        net.set_checkpoint_edges(False)
-        step()
-
-    def checkpointed():  # search.checkpoint_edges on the reference path: what recomputing the edges costs
-        disable_fused(net)
+    def checkpointed():  # search.checkpoint_edges: what recomputing the edges costs
         net.set_checkpoint_edges(True)
         step()
 
-    variants = {"naive": naive, "fused": fused, "checkpointed": checkpointed}
+    variants = {"stored": stored, "checkpointed": checkpointed}
     out = {}
     if compile:
         cnet = build_supernet(s, device)
-        if SearchConfig().fused:
-            enable_fused(cnet)
         cnet.compile()
         variants["compiled"] = BenchStep(cnet, s, device)
         _sync(device)
@@ -235,62 +215,46 @@ def search_speed(plan: BenchPlan, device: torch.device, compile: bool = False) -
     med = {k: statistics.median(v) for k, v in times.items()}
     out.update(
         {
-            "naive_images_per_s": 2 * s.batch / med["naive"],
-            "fused_images_per_s": 2 * s.batch / med["fused"],
-            "fused_speedup": med["naive"] / med["fused"],
+            "images_per_s": 2 * s.batch / med["stored"],
             "checkpointed_images_per_s": 2 * s.batch / med["checkpointed"],
-            "checkpoint_slowdown": med["checkpointed"] / med["naive"],
+            "checkpoint_slowdown": med["checkpointed"] / med["stored"],
             "step_seconds": {k: [round(t, 5) for t in v] for k, v in times.items()},
         }
     )
     if compile:
-        out.update(compiled_images_per_s=2 * s.batch / med["compiled"], compiled_speedup=med["naive"] / med["compiled"])
+        out.update(
+            compiled_images_per_s=2 * s.batch / med["compiled"], compiled_speedup=med["stored"] / med["compiled"]
+        )
     return out
 
 
 def profile_search_step(plan: BenchPlan, device: torch.device, steps: int = 3, rows: int = 25) -> str:
-    """torch.profiler, op by op: self time per bi-level step of the naive and the fused path."""
+    """torch.profiler, op by op: self time per bi-level step."""
     from torch.profiler import ProfilerActivity, profile
 
     s = plan.search
-    net = build_supernet(s, device)
-    step = BenchStep(net, s, device)
-    mixes = [(ne, ne.fused_mix) for ne in enable_fused(net).modules() if isinstance(ne, MixedEdges)]
+    step = BenchStep(build_supernet(s, device), s, device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    tables = {}
-    for name in ("naive", "fused"):
-        for ne, mix in mixes:
-            ne.fused_mix = mix if name == "fused" else None
-        for _ in range(2):
+    for _ in range(2):
+        step()
+    _sync(device)
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
             step()
         _sync(device)
-        with profile(activities=activities) as prof:
-            for _ in range(steps):
-                step()
-            _sync(device)
-        tables[name] = {e.key: (getattr(e, attr) / steps / 1e3, e.count // steps) for e in prof.key_averages()}
-    keys = sorted(
-        set(tables["naive"]) | set(tables["fused"]),
-        key=lambda k: -max(tables["naive"].get(k, (0, 0))[0], tables["fused"].get(k, (0, 0))[0]),
-    )
+    table = {e.key: (getattr(e, attr) / steps / 1e3, e.count // steps) for e in prof.key_averages()}
     unit = "device" if device.type == "cuda" else "CPU"
-    lines = [
-        f"{'op: self ' + unit + ' ms per bi-level step':58s} {'naive':>9s} {'calls':>6s} {'fused':>9s} {'calls':>6s}"
-    ]
-    for k in keys[:rows]:
-        (a, na), (b, nb) = tables["naive"].get(k, (0.0, 0)), tables["fused"].get(k, (0.0, 0))
-        lines.append(f"{k[:58]:58s} {a:9.2f} {na:6d} {b:9.2f} {nb:6d}")
-    total = {k: sum(v[0] for v in t.values()) for k, t in tables.items()}
-    calls = {k: sum(v[1] for v in t.values()) for k, t in tables.items()}
-    lines.append(f"{'all ops':58s} {total['naive']:9.2f} {calls['naive']:6d} {total['fused']:9.2f} {calls['fused']:6d}")
+    lines = [f"{'op: self ' + unit + ' ms per bi-level step':58s} {'ms':>9s} {'calls':>6s}"]
+    for k in sorted(table, key=lambda k: -table[k][0])[:rows]:
+        lines.append(f"{k[:58]:58s} {table[k][0]:9.2f} {table[k][1]:6d}")
+    lines.append(f"{'all ops':58s} {sum(v[0] for v in table.values()):9.2f} {sum(v[1] for v in table.values()):6d}")
     return "\n".join(lines)
 
 
 def paper_step_peak(device: torch.device) -> int:
-    """Peak CUDA memory of one fused bi-level step at paper scale (bf16 autocast)."""
+    """Peak CUDA memory of one bi-level step at paper scale (bf16 autocast)."""
     net = build_supernet(PAPER, device, 0.5)
-    enable_fused(net)
     peak = cuda_peak_bytes(BenchStep(net, PAPER, device), device)
     del net
     torch.cuda.empty_cache()
@@ -317,10 +281,10 @@ def build_peer(r: RetrainSizes) -> tuple[nn.Module, str]:
 
 
 def build_ours(r: RetrainSizes) -> nn.Module:
+    from ..model.build import network
     from ..model.genotype import load_genotype
-    from ..model.network import Network
 
-    return Network(
+    return network(
         load_genotype("vit_b16"), depth=12, dim=768, image_size=r.image_size, patch_size=16, num_classes=r.num_classes
     )
 
@@ -423,7 +387,9 @@ def run_bench(
             plan = replace(plan, retrain=replace(plan.retrain, batch=16), repeats=5, warmup=1)
     t0 = time.time()
     out: dict = {"quick": quick, "machine": machine(dev), "sizes": asdict(plan)}
-    say(f"search step, naive against fused{' and compiled (compiling first)' if compile else ''}: {plan.search}")
+    say(
+        f"search step, edges stored against checkpointed{' and compiled (compiling first)' if compile else ''}: {plan.search}"
+    )
     out["search"] = search_speed(plan, dev, compile)
     say("search memory, partial token selection off / 0.5 / 0.25")
     out["search"].update(search_memory(plan.search, dev))

@@ -268,12 +268,12 @@ def op_ranking(ops: list[str], dim: int, tokens: int, batch: int) -> list[str]:
     parameter (weight, gradient, two moments) plus the activations one op alone saves for `batch` images."""
     import torch
 
-    from ..model.ops import build_op, parse_op
+    from ..model.network import build_op
     from .bench import saved_tensor_bytes
 
     cost = {}
     for o in ops:
-        mod = build_op(parse_op(o), dim)
+        mod = build_op(o, dim)
         params = sum(p.numel() for p in mod.parameters())
         x = torch.randn(1, tokens, dim, requires_grad=True)
         saved = saved_tensor_bytes(lambda mod=mod, x=x: mod(x).sum(), exclude=[x, *mod.parameters()])
@@ -286,8 +286,8 @@ def assumed_mask(cfg, stage: int):
     expensive ops (None for stage 1)."""
     import torch
 
-    from ..model.ops import ceil_tokens
     from ..model.opspec import edge_list
+    from ..search.supernet import ceil_tokens
 
     ops = list(cfg.space.ops)
     n_edges = len(edge_list(cfg.space.nodes))
@@ -362,7 +362,7 @@ def estimate_stage(
         for b in batches
     }
     sel = sum(p.numel() for n, p in net.named_parameters() if ".selectors." in n)
-    out_edges = [ne.n_out for cell in net.cells for ne in cell.node_edges]
+    out_edges = [len(rows) for cell in net.cells for rows in cell.leaving]
     params = sum(p.numel() for n, p in net.named_parameters() if n != "alpha") - sel
     acts = {}
     net.train()
@@ -391,14 +391,14 @@ def estimate_stage(
         path=path,
         pts_ratio=pts_ratio,
         image_size=image_size,
-        dim=net.cells[0].node_edges[0].dim if len(net.cells) else 0,
+        dim=net.cells[0].dim if len(net.cells) else 0,
         recompute_fraction=max(out_edges) / sum(out_edges) if out_edges and sum(out_edges) else 0.0,
     )
 
 
 def build_stage_net(cfg, stage: int, mask, device: str = "cpu"):
     """The supernet a search builds for `stage` with `mask` (partial token selection on, whatever the config,
-    so both variants can be measured), on `device`, on the config's mixed-edge path."""
+    so both variants can be measured), on `device`."""
     import torch
 
     from ..search.supernet import Supernet
@@ -419,10 +419,6 @@ def build_stage_net(cfg, stage: int, mask, device: str = "cpu"):
             pts_dim=sc.pts.dim,
             in_chans=image_channels(cfg.data),
         )
-    if sc.fused:
-        from ..search.fused import enable_fused
-
-        enable_fused(net)
     return net
 
 
@@ -453,7 +449,6 @@ def estimate_config(
                 image_size=cfg.data.image_size,
                 batches=batches,
                 assumed=assumed,
-                path="fused" if cfg.search.fused else "reference",
                 pts_ratio=cfg.search.pts.ratio,
             )
         )

@@ -212,8 +212,6 @@ class SearchConfig:
     arch_weight_decay: float = 1e-3
     grad_clip: float = 5.0
     steps_per_epoch: int = 0  # 0: a full pass over the weights half
-    # the fused mixed edges (dasvit.fused); off until they measure faster than the per-op path (BENCHMARKS.md)
-    fused: bool = False
     # activation checkpointing of the mixed edges: each node's edges (with PTS: gather, edges and gate) save only
     # their inputs and are recomputed in backward (torch.utils.checkpoint); see `dasvit search --dry-run`
     checkpoint_edges: bool = False
@@ -437,14 +435,33 @@ def load_config(preset: str | None = None, overrides: list[str] | tuple[str, ...
     for o in overrides:
         data = merge(data, parse_override(o))
     data.setdefault("preset", name)
-    cfg = build(Config, data)
+    cfg = build(Config, _retired(data))
     validate(cfg)
     return cfg
 
 
+RETIRED = {("search", "fused"): False}  # keys an older version wrote, with the one value that means today's
+
+
+def _retired(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` without the retired keys a run directory's config may still hold: `search.fused` (the fused mixed
+    edges, removed: never faster than the per-op path on a CPU, BENCHMARKS.md) is read if false, refused if
+    true."""
+    for (section, key), value in RETIRED.items():
+        part = data.get(section)
+        if isinstance(part, dict) and key in part:
+            if part[key] != value:
+                raise ConfigError(
+                    f"{section}.{key} is no longer a setting (the fused mixed edges were removed: they were never "
+                    "faster than the per-op path); drop it."
+                )
+            data = {**data, section: {k: v for k, v in part.items() if k != key}}
+    return data
+
+
 def config_from_dict(data: dict[str, Any]) -> Config:
     """Rebuild a config written by `Config.to_dict` (a run directory's config.yaml)."""
-    cfg = build(Config, data)
+    cfg = build(Config, _retired(data))
     validate(cfg)
     return cfg
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from ..model.ops import parse_op
+from ..model.opspec import parse_op
 from ..run.config import FairnessConfig
 
 

@@ -46,6 +46,7 @@ from ..train.augment import describe as describe_augment
 from ..train.augment import train_transform
 from ..train.data import EpochLoaders, Splits, build_datasets, image_channels, split_halves
 from ..train.loop import EpochSums, evaluate, mix_seed, rng_state, set_rng_state
+from . import legacy
 from .bilevel import BilevelStep
 from .cost_objective import CostObjective
 from .derivation import arch_weights_dict, check_keep, derive_cell, prune_proposal, space_costs
@@ -111,10 +112,6 @@ class Searcher:
         with allocating(what, lower):
             net = Supernet.of_stage(cfg, stage + 1, mask, self.num_classes, image_channels(cfg.data))
             net = net.to(self.info.device)
-        if sc.fused:
-            from .fused import enable_fused
-
-            enable_fused(net)
         net.set_checkpoint_edges(sc.checkpoint_edges)
         if self.info.main:  # before any compilation: two small forwards on the stage's own supernet
             self.memory = self.estimate_memory(stage, net)
@@ -142,7 +139,6 @@ class Searcher:
             precisions=("bf16" if self.info.device.type == "cuda" else "fp32",),
             pts_variants=(sc.pts.enabled,),
             checkpoint_variants=(False, True) if sc.checkpoint_edges else (False,),  # the recomputed node's share
-            path="fused" if sc.fused else "reference",
             pts_ratio=sc.pts.ratio,
         )
 
@@ -443,16 +439,14 @@ class Searcher:
 
 def inherit_weights(net: Supernet, prev: Supernet) -> int:
     """Start a stage's supernet from the last one's weights: stem, head, and cell k from cell k mod the last
-    depth, each op that is still there (pruned ops are gone, α starts afresh). Returns the tensors copied.
-
-    Each node stores its ops fused (`MixedEdges`), so the mixed edges are copied op by op through the views
-    `MixedEdges.op_tensors` gives of both supernets; everything else by name."""
+    depth, each op that is still there (an op is named by its edge's row and its column of α, the same in
+    every stage; pruned ops are gone, α starts afresh). Returns the tensors copied."""
     old = prev.state_dict()
     depth = len(prev.cells)
     copied = 0
     with torch.no_grad():
         for name, t in net.state_dict().items():
-            if name == "alpha" or name == "mask" or ".node_edges." in name:
+            if name in ("alpha", "mask"):
                 continue
             parts = name.split(".")
             if parts[0] == "cells":
@@ -461,25 +455,16 @@ def inherit_weights(net: Supernet, prev: Supernet) -> int:
             if src is not None and src.shape == t.shape:
                 t.copy_(src)
                 copied += 1
-        for k, cell in enumerate(net.cells):
-            for ne, ne_old in zip(cell.node_edges, prev.cells[k % depth].node_edges):
-                for e in range(ne.n_out):
-                    for op in ne.active[e]:
-                        src_op = ne_old.op_tensors(e, op)
-                        for key, t in ne.op_tensors(e, op).items():
-                            if key in src_op and src_op[key].shape == t.shape:
-                                t.copy_(src_op[key])
-                                copied += 1
     return copied
 
 
 def check_supernet_layout(model: dict[str, Any], path: Path) -> None:
-    """A checkpoint whose supernet holds one module per op (dasvit before the mixed edges were stored fused)
-    cannot be resumed: its optimizer state belongs to those parameters."""
-    if any(".edges." in k for k in model):
+    """A checkpoint of dasvit 0.1, whose supernet stored each node's ops fused, cannot be resumed: its optimizer
+    state belongs to those parameters. (Its stage supernets still load: `Supernet.load_state`.)"""
+    if legacy.is_legacy(model):
         raise CheckpointError(
-            f"{path} holds a supernet in the per-op parameter layout of an earlier dasvit, which this version "
-            "stores fused and cannot resume; finish the run with the version that started it, or start it anew."
+            f"{path} holds a supernet in the fused parameter layout of dasvit 0.1, whose optimizer state this "
+            "version cannot resume; finish the run with the version that started it, or start it anew."
         )
 
 

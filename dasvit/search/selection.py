@@ -90,7 +90,7 @@ def load_stage_supernet(
         if tuple(mask.shape) != (n_e, n_o) or not 1 <= stage <= len(cfg.search.stages):
             raise ValueError("its mask or stage does not fit")
         net = Supernet.of_stage(cfg, stage, mask, num_classes, in_chans)
-        net.load_state_dict(state["model"])
+        net.load_state(state["model"])
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
         raise CheckpointError(
             f"{path} does not fit {Path(run_dir) / layout.CONFIG} ({str(e).splitlines()[0][:200]}); was the config edited?"

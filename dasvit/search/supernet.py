@@ -1,30 +1,37 @@
 """The DASViT supernet: a Transformer-encoder cell as a DAG of mixed edges, repeated `depth` times.
 
-Cell inputs are nodes 0 and 1 (the outputs of cells k-2 and k-1); nodes 2..M+1 are intermediate; there
-is an edge (i->j) for every i < j with j >= 2. Each edge mixes the candidate ops with the softmax of its
-row of α, one `nn.Parameter` of shape [edges, ops] shared by every cell. Pruned ops are masked out of
-the softmax and have no modules at all. The cell output is the sum of the intermediate nodes.
+Cell inputs are nodes 0 and 1 (the outputs of cells k-2 and k-1); nodes 2..M+1 are intermediate; there is
+an edge (i->j) for every i < j with j >= 2. Each edge mixes the candidate ops with the softmax of its row of
+α, one `nn.Parameter` of shape [edges, ops] shared by every cell: a `MixedEdge` computes the paper's
+equation, Σ_o softmax(α)_o · op_o(x). Pruned ops are masked out of the softmax and have no module at all.
+Node j is the sum of its incoming edges; the cell output is the sum of the intermediate nodes.
 
-All edges leaving a node share that node's state as input, so they are computed together by
-`MixedEdges`: with partial token selection a `TokenSelector` picks the tokens once per node, the edges
-compute on those only, and the other tokens pass through unchanged (as PC-DARTS passes channels).
-`MixedEdges.mix_reference` is the plain per-op path; a fused path (dasvit/fused.py) must match it. Each
-node stores its ops' weights fused, as the fused path multiplies them (see `MixedEdges`), and the per-op
-path reads views of them; `MixedEdges.op_tensors` names an op's views in `nn.Linear` terms.
+Partial token selection: all the edges leaving a node read that node's state, so a `TokenSelector` picks
+its most-attended tokens once per node; the edges compute on those only, and the other tokens pass
+through unchanged (as PC-DARTS passes channels). With `checkpoint_edges` a node's edges are recomputed in
+backward instead of keeping their activations. The ops are the discrete network's (`dasvit.model.network`)
+without their own LayerNorm: a node's state is normalised once, without affine, for all the ops leaving it
+(as DARTS's search ops use BatchNorm without affine: an affine in front of a linear layer is the linear
+layer's own, so the ops can express the same functions).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..model.cost import mlp_hidden
-from ..model.ops import Head, PatchEmbed, ceil_tokens, init_vit_weights, parse_op
+from ..model.network import Head, PatchEmbed, Skip, Zero, build_op, init_vit_weights
 from ..model.opspec import edge_list, edge_name
+from . import legacy
+
+
+def ceil_tokens(ratio: float, n_patches: int) -> int:
+    """The patch tokens partial token selection keeps of `n_patches`: ⌈ratio · n⌉, at least one."""
+    return max(1, math.ceil(ratio * n_patches))
 
 
 class TokenSelector(nn.Module):
@@ -60,247 +67,117 @@ class TokenSelector(nn.Module):
         return idx, score.gather(1, idx)
 
 
-# callbacks that see the tensors a checkpointed node keeps for its recomputation (`torch.utils.checkpoint` holds
-# them itself, not through saved-tensor hooks): `dasvit.bench.saved_tensor_bytes` counts them with the rest
-CHECKPOINT_OBSERVERS: list[Callable[[torch.Tensor], None]] = []
-
-
-def _held(*tensors: torch.Tensor) -> None:
-    for observe in CHECKPOINT_OBSERVERS:
-        for t in tensors:
-            observe(t)
-
-
 def gather_tokens(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
-class MixedEdges(nn.Module):
-    """The mixed edges leaving one node: out_e = Σ_o w[e, o] · op_{e,o}(x) over each edge's active ops.
+class MixedEdge(nn.Module):
+    """A mixed edge (DARTS's `MixedOp`): out = Σ_o w_o · op_o(x) over the edge's active ops, w = softmax(α)
+    of its row. `zero` adds nothing; an edge left with `zero` alone gives zeros. The msa and mlp ops read x
+    normalised (h = LayerNorm(x), no affine), which every edge leaving the node shares.
 
-    A mixed edge is the paper's (DARTS's `MixedOp`): every candidate op of an edge, weighted by softmax(α)
-    of its row. One module holds all the mixed edges that leave a node, not one edge, because they read the
-    same normalised input (and, with partial token selection, the same kept tokens) and their weights are
-    stored together; the cell keeps them per source node in `SearchCell.node_edges` (a name the
-    checkpoints' parameter keys carry).
+    Args:
+        ops: the op names of the whole space (the columns of α).
+        active: the columns this edge still has.
+        dim: token width D.
+        device: where the ops' parameters are made ("meta": none drawn; the supernet fills them).
+    """
 
-    The parameters are stored fused, as the fused path (dasvit/fused.py) multiplies them, and each op
-    reads views of them (`op_tensors`); nothing is concatenated or folded in a forward or a backward:
+    def __init__(self, ops: list[str], active: list[int], dim: int, device=None):
+        super().__init__()
+        self.ops = nn.ModuleDict({str(c): build_op(ops[c], dim, prenorm=False, device=device) for c in active})
+        # (column, op, whether it reads the normalised tokens); zero contributes nothing
+        self.columns = [
+            (c, op, not isinstance(op, Skip)) for c, op in zip(active, self.ops.values()) if not isinstance(op, Zero)
+        ]
 
-    - `qkv_weight_h{h}` [k, 3D, D], `qkv_bias_h{h}` [k, 3D]: the QKV projections of the k `msa_h` ops
-      leaving the node (edge order); op m's is row m, laid out [Q; K; V] as `nn.Linear` would hold it.
-    - `proj_weight_t` [Σ D, D], `proj_bias` [n_msa, D]: the output projections of every msa, edge by edge
-      (within an edge by head count), stored transposed: op m's `proj.weight` is its row block's `.t()`, and
-      an edge's ops are one block of rows, the weight of one matmul over their concatenated outputs.
-    - `fc1_weight` [Σ H, D], `fc1_bias` [Σ H]: the first layers of every `mlp_r`, edge by edge (one matmul);
-      `fc2_weight_t` [Σ H, D] (transposed, the same rows), `fc2_bias` [n_mlp, D]: their second layers.
+    @property
+    def normalises(self) -> bool:
+        return any(norm for _, _, norm in self.columns)
 
-    Every op normalises its input with a LayerNorm without affine (as DARTS's search ops use BatchNorm
-    without affine): an affine in front of a linear layer is the linear layer's own (W diag γ, c + W β),
-    so the ops can express the same functions, and all ops leaving a node share one normalised input.
+    def forward(self, x: torch.Tensor, h: torch.Tensor | None, w: torch.Tensor) -> torch.Tensor:
+        out = None
+        for c, op, norm in self.columns:
+            y = w[c] * op(h if norm else x)
+            out = y if out is None else out + y
+        return torch.zeros_like(x) if out is None else out
+
+
+class SearchCell(nn.Module):
+    """One cell of the supernet: nodes 2..M+1 over inputs c(k-2), c(k-1), a mixed edge for every (i->j).
 
     Args:
         dim: token width D.
+        nodes: intermediate nodes M.
         ops: the op names of the whole space (the columns of α).
-        dsts: destination node of each outgoing edge.
-        rows: the row of α of each outgoing edge.
-        active: for each outgoing edge, the op names it still has (pruned ops get no parameters).
+        mask: bool [edges, ops], the ops each edge still has.
+        pts_ratio: kept fraction of patch tokens, or None for no partial token selection.
+        pts_dim: width of the selector's query/key projections.
     """
+
+    def __init__(self, dim: int, nodes: int, ops: list[str], mask: torch.Tensor, pts_ratio: float | None, pts_dim: int):
+        super().__init__()
+        self.dim, self.nodes = dim, nodes
+        self.pairs = edge_list(nodes)  # (i, j) per row of α
+        actives = [[c for c in range(len(ops)) if mask[r, c]] for r in range(len(self.pairs))]
+        self.edges = nn.ModuleList(MixedEdge(ops, a, dim, device="meta") for a in actives)
+        self.edges.to_empty(device=torch.get_default_device())
+        self.leaving = [[r for r, (i, _) in enumerate(self.pairs) if i == node] for node in range(nodes + 1)]
+        for node, rows in enumerate(self.leaving):  # α's rows of each node's edges, on the model's device
+            self.register_buffer(f"rows{node}", torch.tensor(rows, dtype=torch.long), persistent=False)
+        self.selectors = nn.ModuleList()
+        for node_edges in self.node_ops():  # the weights as a seed has always drawn them (dasvit.search.legacy)
+            legacy.draw(node_edges, dim)
+            self.selectors.append(TokenSelector(dim, pts_ratio, pts_dim) if pts_ratio is not None else nn.Identity())
+        self.has_selectors = pts_ratio is not None
+        self.use_pts = self.has_selectors  # dasvit.reports.memory switches it off to measure plain DARTS
+        self.checkpoint = False  # search.checkpoint_edges: recompute each node's edges in backward
+
+    def node_ops(self) -> list[list[list[nn.Module]]]:
+        """Per node with outgoing edges (0..M): per edge leaving it, its op modules in column order."""
+        return [[list(self.edges[r].ops.values()) for r in rows] for rows in self.leaving]
 
     EPS = 1e-5  # nn.LayerNorm's
 
-    def __init__(self, dim: int, ops: list[str], dsts: list[int], rows: list[int], active: list[list[str]]):
-        super().__init__()
-        self.dim = dim
-        self.col = {o: c for c, o in enumerate(ops)}
-        self.dsts = dsts
-        self.rows = rows
-        self.active = active
-        self.n_out = len(dsts)
-        # parsed once: the forward pass must not re-parse op names
-        self._specs = [[(parse_op(o), self.col[o], o) for o in act] for act in active]
-        d = dim
-        # msa: grouped by head count (one SDPA call per group in the fused path); members in edge order
-        by_heads: dict[int, list[tuple[int, str]]] = {}
-        for e in range(self.n_out):
-            for spec, _, name in self._specs[e]:
-                if spec.type == "msa":
-                    if d % spec.heads:
-                        raise ValueError(f"width {d} is not divisible by {spec.heads} heads")
-                    by_heads.setdefault(spec.heads, []).append((e, name))
-        self.heads = sorted(by_heads)
-        self.msa_slot: dict[tuple[int, str], tuple[int, int]] = {}  # (edge, op) → (head count, member)
-        for h in self.heads:
-            for m, key in enumerate(by_heads[h]):
-                self.msa_slot[key] = (h, m)
-            k = len(by_heads[h])
-            self.register_parameter(f"qkv_weight_h{h}", nn.Parameter(_trunc_normal(k, 3 * d, d)))
-            self.register_parameter(f"qkv_bias_h{h}", nn.Parameter(torch.zeros(k, 3 * d)))
-        # per edge, its msa ops by head count: their output projections are one block of rows
-        self.edge_msa: list[list[tuple[int, str]]] = []  # per edge: (α column, op name)
-        self.proj_index: dict[tuple[int, str], int] = {}
-        n = 0
-        for e in range(self.n_out):
-            msas = sorted(
-                ((spec.heads, c, name) for spec, c, name in self._specs[e] if spec.type == "msa"), key=lambda t: t[0]
-            )
-            self.edge_msa.append([(c, name) for _, c, name in msas])
-            for _, _, name in msas:
-                self.proj_index[(e, name)] = n
-                n += 1
-        self.n_msa = n
-        if n:
-            self.proj_weight_t = nn.Parameter(_trunc_normal(n * d, d))
-            self.proj_bias = nn.Parameter(torch.zeros(n, d))
-        # mlp: every first layer in one matmul, edge by edge; an edge's second layers one block of rows
-        self.edge_mlp: list[list[tuple[int, str, int]]] = []  # per edge: (α column, op name, hidden units)
-        self.mlp_index: dict[tuple[int, str], tuple[int, int, int]] = {}  # (edge, op) → (index, first row, rows)
-        i = row = 0
-        for e in range(self.n_out):
-            mlps = []
-            for spec, c, name in self._specs[e]:
-                if spec.type == "mlp":
-                    hidden = mlp_hidden(d, spec.ratio)
-                    mlps.append((c, name, hidden))
-                    self.mlp_index[(e, name)] = (i, row, hidden)
-                    i, row = i + 1, row + hidden
-            self.edge_mlp.append(mlps)
-        self.n_mlp, self.mlp_rows = i, row
-        self.mlp_widths = [sum(h for _, _, h in m) for m in self.edge_mlp]  # hidden units per edge
-        if i:
-            self.fc1_weight = nn.Parameter(_trunc_normal(row, d))
-            self.fc1_bias = nn.Parameter(torch.zeros(row))
-            self.fc2_weight_t = nn.Parameter(_trunc_normal(row, d))
-            self.fc2_bias = nn.Parameter(torch.zeros(i, d))
-        self.skip: list[int | None] = [None] * self.n_out  # α column of each edge's skip
-        for e in range(self.n_out):
-            for spec, c, _ in self._specs[e]:
-                if spec.type == "skip":
-                    self.skip[e] = c
-        # α rows of the outgoing edges, on the model's device (a Python list index would copy host→device)
-        self.register_buffer("row_index", torch.tensor(rows, dtype=torch.long), persistent=False)
-        self.fused_mix: Callable | None = None  # set by dasvit.fused.enable_fused
-        self.checkpoint = False  # search.checkpoint_edges: recompute this node's edges in backward
+    def _leave(self, x: torch.Tensor, w: torch.Tensor, node: int) -> torch.Tensor:
+        """The edges leaving `node` on its state x, w their rows of the weights: [edges, B, N, D]. The node's
+        state is normalised once for all of them."""
+        edges = [self.edges[r] for r in self.leaving[node]]
+        h = F.layer_norm(x, (x.shape[-1],), eps=self.EPS) if any(e.normalises for e in edges) else None
+        return torch.stack([edge(x, h, w[k]) for k, edge in enumerate(edges)])
 
-    def qkv(self, h: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return getattr(self, f"qkv_weight_h{h}"), getattr(self, f"qkv_bias_h{h}")
-
-    def op_tensors(self, e: int, name: str) -> dict[str, torch.Tensor]:
-        """Views of op `name` on outgoing edge e in `nn.Linear` terms ({"qkv.weight", ...}; {} for zero and
-        skip): what the per-op path computes with, and what a stage inherits op by op."""
-        d = self.dim
-        if (e, name) in self.msa_slot:
-            h, m = self.msa_slot[(e, name)]
-            w, b = self.qkv(h)
-            j = self.proj_index[(e, name)]
-            return {
-                "qkv.weight": w[m],
-                "qkv.bias": b[m],
-                "proj.weight": self.proj_weight_t[j * d : (j + 1) * d].t(),
-                "proj.bias": self.proj_bias[j],
-            }
-        if (e, name) in self.mlp_index:
-            j, r, n = self.mlp_index[(e, name)]
-            return {
-                "fc1.weight": self.fc1_weight[r : r + n],
-                "fc1.bias": self.fc1_bias[r : r + n],
-                "fc2.weight": self.fc2_weight_t[r : r + n].t(),
-                "fc2.bias": self.fc2_bias[j],
-            }
-        return {}
-
-    def mix_reference(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """Plain per-op path: each op on its own, on views of the fused parameters. x [B, N, D],
-        w [n_out, n_ops] → [n_out, B, N, D].
-
-        The views come from `unbind`/`split`, whose backward assembles each parameter's gradient in one
-        stack or concatenation (indexing op by op would add a zero-filled copy of the whole parameter per op)."""
-        b, n, d = x.shape
-        xn = F.layer_norm(x, (d,), eps=self.EPS) if self.n_msa or self.n_mlp else None
-        qkv = {h: tuple(t.unbind(0) for t in self.qkv(h)) for h in self.heads}
-        if self.n_msa:
-            proj_w, proj_b = self.proj_weight_t.split(d, 0), self.proj_bias.unbind(0)
-        if self.n_mlp:
-            sizes = [hid for m in self.edge_mlp for _, _, hid in m]
-            fc1_w, fc1_b = self.fc1_weight.split(sizes, 0), self.fc1_bias.split(sizes, 0)
-            fc2_w, fc2_b = self.fc2_weight_t.split(sizes, 0), self.fc2_bias.unbind(0)
-        outs = []
-        for e in range(self.n_out):
-            acc = None
-            for spec, c, name in self._specs[e]:
-                if spec.type == "zero":
-                    continue
-                if spec.type == "skip":
-                    y = x
-                elif spec.type == "msa":
-                    h, m = self.msa_slot[(e, name)]
-                    j = self.proj_index[(e, name)]
-                    q, k, v = F.linear(xn, qkv[h][0][m], qkv[h][1][m]).view(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
-                    a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d)
-                    y = F.linear(a, proj_w[j].t(), proj_b[j])
-                else:
-                    j = self.mlp_index[(e, name)][0]
-                    y = F.linear(F.gelu(F.linear(xn, fc1_w[j], fc1_b[j])), fc2_w[j].t(), fc2_b[j])
-                y = w[e, c] * y
-                acc = y if acc is None else acc + y
-            outs.append(torch.zeros_like(x) if acc is None else acc)
-        return torch.stack(outs)
-
-    def _mix(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return (self.fused_mix or self.mix_reference)(x, w)
-
-    def _kept(self, x: torch.Tensor, idx: torch.Tensor, score: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        kept = self._mix(gather_tokens(x, idx), w)  # [n_out, B, k, D]
+    def _kept(
+        self, x: torch.Tensor, idx: torch.Tensor, score: torch.Tensor, w: torch.Tensor, node: int
+    ) -> torch.Tensor:
+        kept = self._leave(gather_tokens(x, idx), w, node)  # [edges, B, k, D]
         # straight-through gate: value 1, gradient reaches Wq/Wk through the scores
         return kept * (1.0 + score - score.detach()).unsqueeze(-1)
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, selector: TokenSelector | None) -> torch.Tensor:
+    def leave(self, x: torch.Tensor, w: torch.Tensor, node: int) -> torch.Tensor:
+        """The outputs of the edges leaving `node` [edges, B, N, D], w their rows of the architecture weights:
+        with partial token selection they compute
+        on its kept tokens and the others pass through unchanged; checkpointed, they are recomputed in
+        backward (saved: the node's input, and the kept tokens' index and scores)."""
         ckpt = self.checkpoint and torch.is_grad_enabled()
-        if selector is None:
-            return (
-                checkpoint(self._mix, x, w, use_reentrant=False, preserve_rng_state=False) if ckpt else self._mix(x, w)
-            )
-        idx, score = selector(x)
-        if ckpt:  # saved: the node's input, the kept tokens' index and scores; the rest is recomputed in backward
-            kept = checkpoint(self._kept, x, idx, score, w, use_reentrant=False, preserve_rng_state=False)
-        else:
-            kept = self._kept(x, idx, score, w)
+        run = dict(use_reentrant=False, preserve_rng_state=False)
+        if not self.use_pts:
+            return checkpoint(self._leave, x, w, node, **run) if ckpt else self._leave(x, w, node)
+        idx, score = self.selectors[node](x)
+        kept = checkpoint(self._kept, x, idx, score, w, node, **run) if ckpt else self._kept(x, idx, score, w, node)
         n_out = kept.shape[0]
         base = x.unsqueeze(0).expand(n_out, -1, -1, -1)
         index = idx.unsqueeze(0).unsqueeze(-1).expand(n_out, -1, -1, x.shape[-1])
         return base.scatter(2, index, kept.to(base.dtype))  # under autocast the edges may come out in bf16
 
-
-def _trunc_normal(*shape: int) -> torch.Tensor:
-    """ViT's init of a linear weight (truncated normal, std 0.02)."""
-    return nn.init.trunc_normal_(torch.empty(*shape), std=0.02)
-
-
-class SearchCell(nn.Module):
-    """One cell of the supernet: nodes 2..M+1 over inputs c(k-2), c(k-1)."""
-
-    def __init__(self, dim: int, nodes: int, ops: list[str], mask: torch.Tensor, pts_ratio: float | None, pts_dim: int):
-        super().__init__()
-        self.nodes = nodes
-        edges = edge_list(nodes)
-        self.node_edges = nn.ModuleList()
-        self.selectors = nn.ModuleList()
-        for i in range(nodes + 1):  # nodes with outgoing edges: 0 .. M
-            out = [(r, e) for r, e in enumerate(edges) if e[0] == i]
-            active = [[o for c, o in enumerate(ops) if mask[r, c]] for r, _ in out]
-            self.node_edges.append(MixedEdges(dim, ops, [e[1] for _, e in out], [r for r, _ in out], active))
-            self.selectors.append(TokenSelector(dim, pts_ratio, pts_dim) if pts_ratio is not None else nn.Identity())
-        self.has_selectors = pts_ratio is not None
-        self.use_pts = self.has_selectors  # dasvit.memory switches it off to measure plain DARTS on the same net
-
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, arch_w: torch.Tensor) -> torch.Tensor:
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         states = [s0, s1]
         pending: dict[int, torch.Tensor] = {}
-        for i, ne in enumerate(self.node_edges):
-            if i >= 2:
-                states.append(pending.pop(i))
-            outs = ne(states[i], arch_w.index_select(0, ne.row_index), self.selectors[i] if self.use_pts else None)
-            for k, j in enumerate(ne.dsts):
+        for node, rows in enumerate(self.leaving):
+            if node >= 2:
+                states.append(pending.pop(node))
+            outs = self.leave(states[node], w.index_select(0, getattr(self, f"rows{node}")), node)
+            for k, r in enumerate(rows):
+                j = self.pairs[r][1]
                 pending[j] = outs[k] if j not in pending else pending[j] + outs[k]
         states.append(pending.pop(self.nodes + 1))
         return torch.stack(states[2:]).sum(0)
@@ -348,7 +225,8 @@ class Supernet(nn.Module):
         self.stem = PatchEmbed(image_size, patch_size, dim, in_chans)
         self.cells = nn.ModuleList(SearchCell(dim, nodes, ops, mask, pts_ratio, pts_dim) for _ in range(depth))
         self.head = Head(dim, num_classes)
-        init_vit_weights(self.cells)
+        for cell in self.cells:  # the selectors' projections; the ops' weights are drawn (dasvit.search.legacy)
+            init_vit_weights(cell.selectors)
         init_vit_weights(self.head)
 
     @classmethod
@@ -378,15 +256,18 @@ class Supernet(nn.Module):
 
     @property
     def checkpoint_edges(self) -> bool:
-        return any(ne.checkpoint for ne in self.modules() if isinstance(ne, MixedEdges))
+        return any(cell.checkpoint for cell in self.cells)
 
     def set_checkpoint_edges(self, on: bool) -> Supernet:
         """search.checkpoint_edges: each node's mixed edges (with PTS: the gather, the edges and the gate)
         save only their inputs for backward and are recomputed there (`torch.utils.checkpoint`)."""
-        for ne in self.modules():
-            if isinstance(ne, MixedEdges):
-                ne.checkpoint = bool(on)
+        for cell in self.cells:
+            cell.checkpoint = bool(on)
         return self
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Load a state dict, one written by dasvit 0.1 (its mixed edges stored fused) too."""
+        self.load_state_dict(legacy.convert_state(state, self) if legacy.is_legacy(state) else state)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of images x, each edge mixing its ops by softmax(α), or by `weights` [edges, ops] when given

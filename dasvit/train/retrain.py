@@ -24,8 +24,9 @@ from torch import nn
 
 from ..errors import ConfigError, RunDirError
 from ..fmt import count
+from ..model.build import build_network
 from ..model.genotype import load_genotype, network_sizes
-from ..model.network import Network, build_network
+from ..model.network import Network
 from ..model.profile import count_flops, count_params, images_per_second
 from ..run import jsonio, layout
 from ..run.checkpoint import checkpoint_mismatch, fitting_checkpoint, load_checkpoint, save_checkpoint

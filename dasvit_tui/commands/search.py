@@ -320,7 +320,6 @@ def dry_run_memory(
                 "patch_size": cfg.space.patch_size,
                 "embed_dim": cfg.space.embed_dim,
                 "batch_size": cfg.data.batch_size,
-                "fused": cfg.search.fused,
                 "pts_ratio": cfg.search.pts.ratio,
             },
             "stages": [m.to_json() for m in stages],
