@@ -1,33 +1,26 @@
 """`RunState`: what a run's events add up to, as the monitor draws it.
 
-The status, the plan and the pending proposal are `dasvit.rundir.RunStatus`, the one definition every
-front shares; this adds the history the monitor draws (every epoch, the prunes, the genotype, the errors)
-and the estimates it shows (elapsed time, ETA). The screens fold the watcher's events into it with `apply`.
+The status, the plan and the pending proposal are `dasvit.run.runstatus.RunStatus`, and what the run went
+through (every epoch, the prunes, the genotype, the errors) `dasvit.run.history.RunHistory`: the folds every
+front shares. This adds the estimates the monitor shows (elapsed time, ETA). The screens fold the watcher's
+events into it with `apply`.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dasvit.fmt import human_bytes
 from dasvit.limits import MAX_BUDGET_BINS
 from dasvit.run.events import (
-    EPOCH,
-    ERROR,
-    GENOTYPE,
-    MEMORY,
-    PRUNE,
-    SPACE,
     EpochEvent,
     ErrorEvent,
     Event,
-    MemoryEvent,
-    PruneEvent,
-    SpaceEvent,
 )
+from dasvit.run.history import RunHistory
 from dasvit.run.jsonio import printable
 from dasvit.run.layout import RETRAIN, SPECIALIZED
 from dasvit.run.runstatus import RunStatus
@@ -52,47 +45,22 @@ def drawable(v: Any) -> bool:
 
 
 @dataclass
-class RunState(RunStatus):
-    """A run as the monitor sees it: the shared `RunStatus` fold (kind, config, proposal, end, status)
-    plus what the monitor draws: every epoch, the prunes, the genotype, the errors."""
+class RunState(RunStatus, RunHistory):
+    """A run as the monitor sees it: the shared `RunStatus` fold (kind, config, proposal, end, status) and the
+    shared `RunHistory` fold (every epoch, the prunes, the genotype, the errors, the space, the memory), plus
+    what only the monitor keeps: the lines it could not read and a retrain's metrics."""
 
     run_dir: Path
-    epochs: list[EpochEvent] = field(default_factory=list)
-    prunes: list[PruneEvent] = field(default_factory=list)
-    genotype: dict[str, Any] | None = None
-    genotype_stage: Any = None
-    errors: list[ErrorEvent] = field(default_factory=list)
     bad_lines: int = 0
     metrics: dict[str, Any] | None = None
-    space: SpaceEvent | None = None  # a FocusFormer run's elastic space: FLOPs range and budget bins
-    memory: MemoryEvent | None = None  # the last `memory` event: the started stage's estimate
-    _index: dict[tuple[Any, Any], int] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
         return run_name(self.run_dir)
 
     def apply(self, ev: Event) -> None:
-        super().apply(ev)
-        t = ev.get("type")
-        if t == EPOCH:
-            key = (ev.get("stage"), ev.get("epoch"))
-            if key in self._index:  # an epoch repeated after a resume replaces the first one
-                self.epochs[self._index[key]] = ev
-            else:
-                self._index[key] = len(self.epochs)
-                self.epochs.append(ev)
-        elif t == PRUNE:
-            self.prunes.append(ev)
-        elif t == GENOTYPE:
-            self.genotype = ev.get("genotype") if isinstance(ev.get("genotype"), dict) else self.genotype
-            self.genotype_stage = ev.get("stage")
-        elif t == ERROR:
-            self.errors.append(ev)
-        elif t == SPACE:
-            self.space = ev
-        elif t == MEMORY and isinstance(ev.get("estimate_bytes"), (int, float)):
-            self.memory = ev
+        RunStatus.apply(self, ev)
+        RunHistory.apply(self, ev)
 
     def memory_note(self) -> str:
         """'stage 2: memory estimate 21.3 GiB · peak 20.1 GiB' for the started stage (the peak: CUDA only, its

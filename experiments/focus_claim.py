@@ -34,7 +34,7 @@ from dasvit.reports.replicates import mean_spread
 from dasvit.run import jsonio, jsonl, layout
 from dasvit.run.events import EPOCH, RUN_END
 from dasvit.run.requests import FocusRequest, RetrainRequest
-from dasvit.run.runtime import run_engine
+from dasvit.run.runtime import Outcome
 
 FRACTIONS = (0.25, 0.5, 0.75)
 ROWS = [
@@ -388,7 +388,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
 
-    return run_engine(body)
+    with Outcome() as outcome:
+        return body()
+    return outcome.code
 
 
 if __name__ == "__main__":

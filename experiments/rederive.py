@@ -15,10 +15,12 @@ from pathlib import Path
 
 import torch
 
+from dasvit.model.cost import edges_cost
 from dasvit.model.genotype import load_genotype
 from dasvit.run import layout
 from dasvit.run.config import load_run_config
-from dasvit.search.derivation import cell_ops_cost, derive_genotype, space_costs
+from dasvit.search.budget import space_costs
+from dasvit.search.derivation import derive_genotype
 
 
 def main(run: Path) -> int:
@@ -40,7 +42,7 @@ def main(run: Path) -> int:
         op_costs=op_costs,
         budget=budget,
     )
-    cost = cell_ops_cost(new.edges, op_costs)
+    cost = edges_cost(new.edges, op_costs)
     new.meta["cost"] = {"flops": cost.flops, "params": cost.params}
     show = lambda g: ", ".join(f"{e.src}->{e.dst} {e.op}" for e in g.edges)  # noqa: E731
     print(f"before: {show(old)}\nnow:    {show(new)}  ({cost.flops:,} FLOPs, {cost.params:,} params per cell)")

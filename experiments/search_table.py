@@ -1,45 +1,37 @@
 """Summarise search run directories side by side: per stage the last epoch's validation accuracy and
 skip fraction, how many edges keep `skip` and `zero` after each pruning, and the derived cell's skip edges.
 
-    python scripts/search_table.py runs/plain-s0 runs/dasvit-s0 ...
+    python experiments/search_table.py runs/plain-s0 runs/dasvit-s0 ...
 
-Reads only events.jsonl and genotype.json (the run-directory contract); prints a Markdown table.
+Reads the runs through dasvit's own readers (the event fold `RunHistory`, the genotype loader); prints a
+Markdown table.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-
-def residual_path(genotype: dict) -> bool:
-    """Whether a chain of `skip` edges leads from a cell input (node 0 or 1) to an output node."""
-    reach = {0, 1}
-    for e in sorted(genotype["edges"], key=lambda e: e["to"]):
-        if e["op"] == "skip" and e["from"] in reach:
-            reach.add(e["to"])
-    return any(o in reach for o in genotype["output"])
+from dasvit.model.genotype import load_genotype
+from dasvit.run.history import RunHistory
+from dasvit.search.derivation import has_residual_path
 
 
 def summarise(run: Path) -> dict:
-    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines() if line.strip()]
-    last: dict[int, dict] = {}
-    for e in events:
-        if e["type"] == "epoch":
-            last[e["stage"]] = e
-    prunes = {e["stage"]: e["keep"] for e in events if e["type"] == "prune"}
-    geno = json.loads((run / "genotype.json").read_text()) if (run / "genotype.json").is_file() else None
+    history = RunHistory.read(run)
+    last = {s: history.of_stage(s)[-1] for s in history.stage_starts()}
+    prunes = {p["stage"]: p["keep"] for p in history.prunes if "stage" in p and "keep" in p}
+    geno = load_genotype(run / "genotype.json") if (run / "genotype.json").is_file() else None
     return {
         "run": run.name,
-        "val_acc": [last[s]["val_acc"] for s in sorted(last)],
-        "skip": [last[s]["skip_fraction"] for s in sorted(last)],
+        "val_acc": [last[s].get("val_acc", float("nan")) for s in sorted(last)],
+        "skip": [last[s].get("skip_fraction", float("nan")) for s in sorted(last)],
         "skip_kept": [sum("skip" in ops for ops in prunes[s].values()) for s in sorted(prunes)],
         "zero_kept": [sum("zero" in ops for ops in prunes[s].values()) for s in sorted(prunes)],
         "edges": len(next(iter(prunes.values()))) if prunes else 0,
-        "cell_skip": None if geno is None else sum(e["op"] == "skip" for e in geno["edges"]),
-        "residual": None if geno is None else residual_path(geno),
-        "cell": None if geno is None else " ".join(f"{e['from']}->{e['to']}:{e['op']}" for e in geno["edges"]),
+        "cell_skip": None if geno is None else sum(e.op == "skip" for e in geno.edges),
+        "residual": None if geno is None else has_residual_path(geno),
+        "cell": None if geno is None else " ".join(f"{e.src}->{e.dst}:{e.op}" for e in geno.edges),
     }
 
 

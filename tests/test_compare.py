@@ -129,9 +129,10 @@ def test_a_run_without_genotype_or_a_retrain_run_is_a_one_sentence_error(tmp_pat
 
 
 def test_random_cells_of_the_same_space_are_retrained_and_ranked(first, run, tmp_path):
-    from dasvit.model.cost import Cost
+    from dasvit.model.cost import Cost, edges_cost
     from dasvit.run.config import load_run_config
-    from dasvit.search.derivation import cell_ops_cost, has_residual_path, space_costs
+    from dasvit.search.budget import space_costs
+    from dasvit.search.derivation import has_residual_path
 
     result = CliRunner().invoke(
         app, ["compare", str(run), "--random", "2", "--format", "json", "--no-progress", *sets(TINY)]
@@ -143,7 +144,7 @@ def test_random_cells_of_the_same_space_are_retrained_and_ranked(first, run, tmp
     op_costs, budget = space_costs(load_run_config(run / "config.yaml"))
     for row in rnd["cells"]:
         g = load_genotype(run / row["dir"] / "genotype.json")
-        assert has_residual_path(g) and cell_ops_cost(g.edges, op_costs).within(budget or Cost(10**18, 10**18))
+        assert has_residual_path(g) and edges_cost(g.edges, op_costs).within(budget or Cost(10**18, 10**18))
         assert row["top1"] == json.loads((run / row["dir"] / "metrics.json").read_text())["top1"]
     searched = data["equal_depth"]["searched"]["top1"]
     assert rnd["searched_rank"] == 1 + sum(r["top1"] > searched for r in rnd["cells"])

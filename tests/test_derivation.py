@@ -8,11 +8,12 @@ import random
 import pytest
 import torch
 
-from dasvit.model.cost import Cost, cell_cost, network_cost, op_cost
+from dasvit.model.cost import Cost, Sizes, cell_cost, edges_cost, network_cost, op_cost
 from dasvit.model.genotype import Edge, Genotype, load_genotype
 from dasvit.model.opspec import edge_list
 from dasvit.run.config import load_config
-from dasvit.search.derivation import cell_ops_cost, derive_genotype, has_residual_path, random_genotype, space_costs
+from dasvit.search.budget import space_costs
+from dasvit.search.derivation import derive_genotype, has_residual_path, random_genotype
 
 OPS = ["zero", "skip", "msa_4", "mlp_0.5", "mlp_4"]
 DIM, TOKENS = 48, 17
@@ -38,7 +39,7 @@ def brute_force_best(w: torch.Tensor, costs: dict[str, Cost], budget: Cost, node
     best = {True: -1.0, False: -1.0}
     for combo in itertools.product(*per_node):
         edges = [e for _, es in combo for e in es]
-        if cell_ops_cost(edges, costs).within(budget):
+        if edges_cost(edges, costs).within(budget):
             att = any(e.op.startswith("msa") for e in edges)
             best[att] = max(best[att], sum(s for s, _ in combo))
     return best[True] if best[True] >= 0 else best[False]
@@ -59,7 +60,7 @@ def test_the_budgeted_cell_is_the_heaviest_that_fits_and_no_budget_is_darts():
         assert free == derive_genotype(w, mask, OPS, 3, 2, op_costs=costs, budget=Cost(10**12, 10**12))
         for budget in (vit, Cost(vit.flops // 2, vit.params // 2)):
             g = derive_genotype(w, mask, OPS, 3, 2, op_costs=costs, budget=budget)
-            assert cell_ops_cost(g.edges, costs).within(budget) and "over_budget" not in g.meta
+            assert edges_cost(g.edges, costs).within(budget) and "over_budget" not in g.meta
             assert [len(g.incoming(j)) for j in (2, 3, 4)] == [2, 2, 2]
             assert score(w, g) == pytest.approx(brute_force_best(w, costs, budget))
     # a budget nothing fits (skip is pruned everywhere): the cheapest cell, and the genotype says so
@@ -77,7 +78,7 @@ def test_the_residual_rule_keeps_the_budget():
     w[0, OPS.index("skip")] = 0.15
     budget = Cost(4 * costs["msa_4"].flops, 4 * costs["msa_4"].params)
     g = derive_genotype(w, mask, OPS, 3, 2, skip_floor=0.5, op_costs=costs, budget=budget)
-    assert has_residual_path(g) and cell_ops_cost(g.edges, costs).within(budget)
+    assert has_residual_path(g) and edges_cost(g.edges, costs).within(budget)
 
 
 def test_costs_are_what_fvcore_counts_on_the_built_network():
@@ -88,7 +89,7 @@ def test_costs_are_what_fvcore_counts_on_the_built_network():
         g = load_genotype(cell)
         for depth in (1, 3):
             net = build_network(g, load_config("digits", [f"retrain.depth={depth}"]), 10)
-            assert network_cost(g, depth, 48, 16, 4, 1, 10) == Cost(count_flops(net, 16), count_params(net))
+            assert network_cost(g, Sizes(depth, 48, 16, 4, 1, 10)) == Cost(count_flops(net, 16), count_params(net))
 
 
 def test_random_cells_follow_the_rules_and_the_budget():
@@ -100,7 +101,7 @@ def test_random_cells_follow_the_rules_and_the_budget():
     for g in cells:
         assert [len(g.incoming(j)) for j in (2, 3, 4)] == [2, 2, 2]
         assert has_residual_path(g) and "zero" not in {e.op for e in g.edges}
-        assert cell_ops_cost(g.edges, costs).within(budget)
+        assert edges_cost(g.edges, costs).within(budget)
     assert len({tuple(g.edges) for g in cells}) > 15  # drawn, not one cell
     assert space_costs(load_config("digits", ["search.budget=none"]))[1] is None
 
@@ -120,7 +121,7 @@ def test_a_derived_cell_keeps_attention_because_without_it_the_image_never_reach
         assert mixes_tokens(g) and Edge(0, 3, "msa_4") in g.edges and "no_attention" not in g.meta
         assert has_residual_path(g)
         if budget is not None:
-            assert cell_ops_cost(g.edges, costs).within(budget)
+            assert edges_cost(g.edges, costs).within(budget)
     # what the rule prevents: the best cell without attention gives every image the same logits
     no_msa = mask.clone()
     no_msa[:, OPS.index("msa_4")] = False

@@ -44,12 +44,14 @@ def test_skip_is_penalised_only_above_its_threshold_share_of_the_active_ops():
 
 
 def test_the_skip_chart_reads_the_engines_type_shares_and_works_them_out_only_for_older_runs():
-    from dasvit.search.fairness import type_shares
+    from dasvit.model.opspec import type_shares
     from dasvit_tui.widgets.skip import type_share
 
     w = torch.softmax(torch.randn(5, len(OPS)), 1)
-    shares = type_shares(w, OPS)
     weights = {f"{e}->9": {op: float(w[e, c]) for c, op in enumerate(OPS)} for e in range(5)}
-    assert type_share({"type_shares": shares, "arch_weights": weights}, "msa") == shares["msa"]
+    shares = type_shares(weights)
+    msa = [c for c, op in enumerate(OPS) if op.startswith("msa")]
+    assert shares["msa"] == pytest.approx(float(w[:, msa].sum(1).mean()))  # W_t = mean_e Σ_{o ∈ t} w_e[o]
+    assert type_share({"type_shares": {**shares, "msa": 0.123}, "arch_weights": weights}, "msa") == 0.123
     assert type_share({"arch_weights": weights}, "msa") == pytest.approx(shares["msa"])  # a run without them
     assert type_share({}, "mlp") is None

@@ -153,7 +153,7 @@ def test_malformed_v2_exits_2_from_show_and_retrain(cli_runs, run):
 
 
 def test_show_draws_the_cell_once_and_a_table_per_layer(cli_runs):
-    from dasvit_tui.commands.show import per_layer
+    from dasvit.reports.cell import per_layer
     from dasvit_tui.render import elastic_cell, layer_table, render_cell
 
     g = genotype_from_json(v2_doc())
@@ -201,8 +201,8 @@ def test_retrain_trains_a_v2_genotype_at_its_own_sizes(cli_runs):
 
 
 def test_show_sizes_a_specialized_genotype_from_its_run_config(tmp_path):
+    from dasvit.reports.cell import resolve_sizes, v2_sizes
     from dasvit.run.config import dump_config, load_config
-    from dasvit_tui.commands.show import resolve_sizes, v2_sizes
 
     run = tmp_path / "focus-run"
     (run / "specialized").mkdir(parents=True)
@@ -215,5 +215,5 @@ def test_show_sizes_a_specialized_genotype_from_its_run_config(tmp_path):
     opts = dict.fromkeys(("depth", "embed_dim", "image_size", "patch_size", "num_classes"))
     sizes, origin = v2_sizes(genotype_from_json(doc), opts, *resolve_sizes(str(path), opts))
     assert str(run / "config.yaml") in origin
-    assert (sizes["num_classes"], sizes["image_size"]) == (7, 24)
-    assert (sizes["depth"], sizes["embed_dim"]) == (doc["depth"], doc["embed_dim"])
+    assert (sizes.num_classes, sizes.image_size) == (7, 24)
+    assert (sizes.depth, sizes.embed_dim) == (doc["depth"], doc["embed_dim"])

@@ -26,10 +26,11 @@ def test_a_mixed_edge_is_the_weighted_sum_of_its_ops():
     torch.manual_seed(0)
     edge = MixedEdge(OPS, [0, 1, 2, 3], 16)
     x, w = torch.randn(2, 5, 16), torch.softmax(torch.randn(4), -1)
+    h = torch.nn.functional.layer_norm(x, (16,))  # what the node shares with every op that reads it normalised
     ops = dict(edge.ops.items())
-    expected = w[1] * x + w[2] * ops["2"](x) + w[3] * ops["3"](x)  # zero adds nothing
-    assert torch.allclose(edge(x, w), expected, atol=1e-6)
-    assert torch.equal(MixedEdge(OPS, [0], 16)(x, w), torch.zeros_like(x))  # zero alone: no connection
+    expected = w[1] * x + w[2] * ops["2"](h) + w[3] * ops["3"](h)  # zero adds nothing; skip reads x itself
+    assert torch.allclose(edge(x, h, w), expected, atol=1e-6)
+    assert torch.equal(MixedEdge(OPS, [0], 16)(x, h, w), torch.zeros_like(x))  # zero alone: no connection
 
 
 def test_unselected_tokens_pass_through_and_selector_learns():

@@ -12,7 +12,7 @@ import torch
 
 from conftest import REPO, TINY, engine_cmd, engine_env, events, of_type, schema_problems, sets, start_engine, wait_for
 from dasvit.fmt import count
-from dasvit.model.cost import network_cost
+from dasvit.model.cost import Sizes, network_cost
 from dasvit.model.genotype import load_genotype
 from dasvit.run import controls, jsonl, runlock
 from dasvit.run.config import load_config
@@ -79,7 +79,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path, capsy
     assert all(e.op in said for e in found.edges) and "c(k)" in said
     cost = found.meta["cost"]
     demo = load_config("demo")  # TINY's width (24) on the demo's images and classes, at its retrain depth
-    net = network_cost(found, demo.retrain.depth, 24, demo.data.image_size, demo.space.patch_size, 3, 10)
+    net = network_cost(found, Sizes(demo.retrain.depth, 24, demo.data.image_size, demo.space.patch_size, 3, 10))
     assert f"one cell {count(cost['params'])} params, {count(cost['flops'])} FLOPs" in said
     assert demo.data.synthetic_classes == 10
     assert f"the network at depth 4 (width 24, 16 px): {count(net.params)} params, {count(net.flops)} FLOPs" in said

@@ -13,12 +13,13 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import events, schema_problems, sets
-from dasvit.model.cost import Cost
+from dasvit.model.cost import Cost, edges_cost
 from dasvit.model.genotype import load_genotype
 from dasvit.reports.compare import random_cell
 from dasvit.reports.ranking import correlation, cost_trend
 from dasvit.run.config import load_run_config
-from dasvit.search.derivation import cell_ops_cost, has_residual_path, mixes_tokens, space_costs
+from dasvit.search.budget import space_costs
+from dasvit.search.derivation import has_residual_path, mixes_tokens
 from dasvit.search.selection import (
     Selector,
     alpha_score,
@@ -40,7 +41,7 @@ def keeps_the_rules(g, op_costs, budget) -> bool:
         all(n == 2 for n in per_node.values())
         and has_residual_path(g)
         and mixes_tokens(g)
-        and cell_ops_cost(g.edges, op_costs).within(budget)
+        and edges_cost(g.edges, op_costs).within(budget)
     )
 
 
@@ -49,10 +50,10 @@ def test_a_matched_cost_random_cell_is_within_the_tolerance_and_keeps_the_deriva
         cfg = load_run_config(run / "config.yaml")
         op_costs, budget = space_costs(cfg)
         searched = load_genotype(run / "genotype.json")
-        target = cell_ops_cost(searched.edges, op_costs)
+        target = edges_cost(searched.edges, op_costs)
         for k in range(1, 6):
             g = random_cell(cfg, k, matched=searched, tolerance=0.05)
-            c = cell_ops_cost(g.edges, op_costs)
+            c = edges_cost(g.edges, op_costs)
             assert abs(c.flops - target.flops) <= 0.05 * target.flops
             assert abs(c.params - target.params) <= 0.05 * target.params
             assert keeps_the_rules(g, op_costs, budget if target.within(budget) else Cost(10**18, 10**18))
@@ -194,10 +195,10 @@ def test_compare_reports_matched_cost_cells_selection_rules_and_the_supernet_ran
     assert data == json.loads((run / "compare.json").read_text())
     cfg = load_run_config(run / "config.yaml")
     op_costs, _ = space_costs(cfg)
-    target = cell_ops_cost(load_genotype(run / "genotype.json").edges, op_costs)
+    target = edges_cost(load_genotype(run / "genotype.json").edges, op_costs)
     assert len(data["matched_cost"]["cells"]) == 2 and data["matched_cost"]["tolerance"] == 0.05
     for row in data["matched_cost"]["cells"]:
-        c = cell_ops_cost(load_genotype(run / row["dir"] / "genotype.json").edges, op_costs)
+        c = edges_cost(load_genotype(run / row["dir"] / "genotype.json").edges, op_costs)
         assert abs(c.flops - target.flops) <= 0.05 * target.flops
     trend = data["cost_trend"]
     assert {"searched", "skip-limit-1", "oneshot", "vit_b16"} <= set(trend["cells"]) and trend["randoms"] == 4

@@ -79,7 +79,7 @@ def test_zero_only_edge_contributes_nothing_and_pruned_ops_have_no_parameters():
     cell = net.cells[0]
     x = torch.randn(2, 17, 24)
     w = net.arch_weights()
-    assert torch.equal(cell.edges[0](x, w[0]), torch.zeros_like(x))  # 0->2 keeps zero alone
+    assert torch.equal(cell.edges[0](x, None, w[0]), torch.zeros_like(x))  # 0->2 keeps zero alone
     for r, edge in enumerate(cell.edges):  # one module per active op, none for a pruned one
         active = [o for c, o in enumerate(DEFAULT_OPS) if pruned_mask()[r, c]]
         assert [DEFAULT_OPS[int(c)] for c in edge.ops] == active

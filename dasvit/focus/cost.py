@@ -1,9 +1,10 @@
 """What an architecture of a `FocusSpace` costs, analytically: FLOPs in fvcore's convention, exact params.
 
-The sampler prices thousands of architectures a second, too many to trace with fvcore. The stem, the head
-and every op are priced by `dasvit.cost` (its docstring has the formulas), which is what
-`dasvit.profile.count_flops` counts on the extracted `Network`; here they are tabulated once per width and
-summed over the elastic edges of every layer. Edges off the path to the cell output are not built.
+The sampler prices thousands of architectures a second, too many to build genotypes for. The stem, the head
+and every op are priced by `dasvit.model.cost` (its docstring has the formulas), which is what its
+`network_cost` sums for the architecture's genotype and `dasvit.model.profile.count_flops` counts on the
+extracted `Network`; here they are tabulated once per width and summed over the elastic edges of every
+layer (the tests hold the two equal). Edges off the path to the cell output are not built.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ class CostModel:
             table.update({mlp_name(r): op_cost(mlp_name(r), e, n) for r in space.mlp_ratios})
             self.op[e] = table
 
-    def __call__(self, subnet: Subnet) -> tuple[int, int]:
-        """(FLOPs, params) of `subnet`."""
+    def __call__(self, subnet: Subnet) -> Cost:
+        """What `subnet` costs: `dasvit.model.cost.network_cost` of its genotype, from the tables."""
         fixed = self.fixed[subnet.embed_dim]
         flops, params = fixed.flops, fixed.params
         table, elastic = self.op[subnet.embed_dim], self.space.elastic
@@ -47,13 +48,13 @@ class CostModel:
                 c = table[layer[i]]
                 flops += c.flops
                 params += c.params
-        return flops, params
+        return Cost(flops, params)
 
 
 def subnet_cost(
     space: FocusSpace, subnet: Subnet, image_size: int, patch_size: int, num_classes: int, in_chans: int = 3
-) -> tuple[int, int]:
-    """(FLOPs, params) of `subnet` in `space` at these sizes: FLOPs as fvcore counts the extracted `Network`
+) -> Cost:
+    """What `subnet` in `space` costs at these sizes: FLOPs as fvcore counts the extracted `Network`
     (attention included), params exact. The tables are built on the first call for a space and these sizes."""
     models = _MODELS.setdefault(space, {})
     key = (image_size, patch_size, num_classes, in_chans)

@@ -3,6 +3,7 @@ inherited weights. The sampler's training (`train.py`) and specialization (`spec
 
 from __future__ import annotations
 
+from ..model.cost import Cost
 from ..run.runtime import DistInfo
 from ..train.data import EpochLoaders
 from ..train.loop import evaluate
@@ -12,21 +13,21 @@ from .supernet import FocusSupernet
 
 
 class CostTable:
-    """(FLOPs, params) of architectures at one input size, memoised."""
+    """What architectures cost at one input size (`Cost`: FLOPs, params), memoised."""
 
     def __init__(self, space: FocusSpace, image_size: int, patch_size: int, num_classes: int, in_chans: int):
         self.space = space
         self.args = (image_size, patch_size, num_classes, in_chans)
-        self._memo: dict[Subnet, tuple[int, int]] = {}
+        self._memo: dict[Subnet, Cost] = {}
 
-    def __call__(self, subnet: Subnet) -> tuple[int, int]:
+    def __call__(self, subnet: Subnet) -> Cost:
         hit = self._memo.get(subnet)
         if hit is None:
             hit = self._memo[subnet] = subnet_cost(self.space, subnet, *self.args)
         return hit
 
     def flops(self, subnet: Subnet) -> int:
-        return self(subnet)[0]
+        return self(subnet).flops
 
 
 def eval_batch(batch_size: int) -> int:

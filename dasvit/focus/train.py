@@ -35,13 +35,12 @@ from ..run.events import EPOCH, SPACE
 from ..run.requests import FocusRequest
 from ..run.runtime import (
     DistInfo,
+    Outcome,
     Run,
     all_reduce_mean,
     allocating,
     barrier,
-    drive,
     epoch_peak_memory,
-    run_engine,
     setup_distributed,
 )
 from ..train.augment import train_transform
@@ -444,32 +443,27 @@ def main(argv: list[str] | None = None) -> int:
     return run(FocusRequest.parse(argv))
 
 
-def run(args: FocusRequest) -> int:
+def run(request: FocusRequest) -> int:
     """Run the FocusFormer training a request asks for, in this process (one rank); returns the exit code."""
-
-    def body() -> int:
-        req = args.resolved()  # a bad config, space or run directory: one sentence, before anything starts
-        cfg, run_dir, resume, space = req.config, req.run_dir, req.resume is not None, req.space
+    with Outcome() as outcome:
+        req = request.resolved()  # a bad config, space or run directory: one sentence, before anything starts
+        cfg, run_dir, space = req.config, req.run_dir, req.space
         info = setup_distributed()
         tf, _ = train_transform(cfg, "search")  # the search's light augmentation (search.augment)
         splits = build_datasets(cfg.data, train_transform=tf)  # a missing dataset: no run
         torch.set_float32_matmul_precision("high")
-
-        def work(run: Run) -> tuple[str, str]:
-            if info.main and not resume:
+        with Run.of(req, info) as run:
+            if info.main and not req.resume:
                 space.base.save(run_dir / layout.BASE_GENOTYPE)
             if info.main:
                 for line in [f"run directory: {run_dir}", splits.describe(), *splits.notes]:
                     run.progress.line(line)
             trainer = FocusTrainer(cfg, run, info, splits, space)
-            ckpt = load_checkpoint(run_dir / layout.CHECKPOINT, warn=run.warn) if resume else None
+            ckpt = load_checkpoint(run_dir / layout.CHECKPOINT, warn=run.warn) if req.resume else None
             trainer.train(ckpt)
             hint = f"specialize with: dasvit specialize {run_dir} --flops {count((trainer.min_flops + trainer.max_flops) / 2)}"
-            return f"supernet and sampler in {run_dir / layout.CHECKPOINT}; {hint}", f"finished; {hint}"
-
-        return drive(req, info, work)
-
-    return run_engine(body)
+            run.finished(f"supernet and sampler in {run_dir / layout.CHECKPOINT}; {hint}", f"finished; {hint}")
+    return outcome.code
 
 
 if __name__ == "__main__":

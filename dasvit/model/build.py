@@ -55,10 +55,10 @@ def build_network(
     sizes = network_sizes(cfg, genotype)
     return network(
         genotype,
-        sizes["depth"],
-        sizes["embed_dim"],
-        sizes["image_size"],
-        sizes["patch_size"],
+        sizes.depth,
+        sizes.embed_dim,
+        sizes.image_size,
+        sizes.patch_size,
         num_classes,
         cfg.retrain.drop_path if drop_path is None else drop_path,
         in_chans,

@@ -18,6 +18,7 @@ price ops with these formulas; tests hold them equal to fvcore's count of the bu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .opspec import parse_op
 
@@ -29,17 +30,20 @@ def mlp_hidden(dim: int, ratio: float) -> int:
     return max(1, int(round(dim * ratio)))
 
 
-@dataclass(frozen=True, order=True)
-class Cost:
-    """FLOPs (fvcore's, one image) and parameters of an op, a cell or a network."""
+class Cost(NamedTuple):
+    """FLOPs (fvcore's, one image) and parameters of an op, a cell or a network: a named pair, always in this
+    order (`flops, params = cost` unpacks it)."""
 
     flops: int = 0
     params: int = 0
 
-    def __add__(self, other: Cost) -> Cost:
+    def __add__(self, other: Cost) -> Cost:  # type: ignore[override]
         return Cost(self.flops + other.flops, self.params + other.params)
 
-    def __mul__(self, k: int) -> Cost:
+    def __radd__(self, other: int) -> Cost:  # sum() starts from 0
+        return self if other == 0 else NotImplemented
+
+    def __mul__(self, k: int) -> Cost:  # type: ignore[override]
         return Cost(self.flops * k, self.params * k)
 
     def within(self, budget: Cost) -> bool:
@@ -63,14 +67,17 @@ def op_cost(name: str, dim: int, tokens: int, head_dim: int | None = None) -> Co
     return Cost()
 
 
-def cell_cost(genotype, dim: int, tokens: int) -> Cost:
-    """The cost of one layer of a version-1 cell (`dasvit.genotype.Genotype`): its live edges' ops."""
-    live = set(genotype.live_nodes())
-    total = Cost()
-    for e in genotype.edges:
-        if e.dst in live:
-            total = total + op_cost(e.op, dim, tokens)
-    return total
+def cell_cost(genotype, dim: int, tokens: int, head_dim: int | None = None) -> Cost:
+    """The cost of one layer of a cell (a `dasvit.model.genotype.Genotype`, version 1 or one layer of a
+    version-2 one): its live edges' ops."""
+    live = [e for e in genotype.edges if e.dst in set(genotype.live_nodes())]
+    return edges_cost(live, {e.op: op_cost(e.op, dim, tokens, head_dim) for e in live})
+
+
+def edges_cost(edges, table: dict[str, Cost]) -> Cost:
+    """The cost of these edges' ops (each `.op` an op name), from a table of each op's cost (a search space's:
+    `dasvit.search.budget.space_costs`)."""
+    return sum((table[e.op] for e in edges), Cost())
 
 
 def tokens_of(image_size: int, patch_size: int) -> int:
@@ -89,9 +96,33 @@ def stem_head_cost(dim: int, image_size: int, patch_size: int, in_chans: int, nu
     )
 
 
-def network_cost(
-    genotype, depth: int, dim: int, image_size: int, patch_size: int, in_chans: int, num_classes: int
-) -> Cost:
-    """A version-1 cell stacked `depth` times between the stem and the head."""
-    n = tokens_of(image_size, patch_size)
-    return stem_head_cost(dim, image_size, patch_size, in_chans, num_classes) + cell_cost(genotype, dim, n) * depth
+@dataclass(frozen=True)
+class Sizes:
+    """The sizes a cell's network is built at: `depth` cells of width `embed_dim` on `image_size` images cut
+    into `patch_size` patches, `in_chans` channels in, `num_classes` out."""
+
+    depth: int
+    embed_dim: int
+    image_size: int
+    patch_size: int
+    in_chans: int = 3
+    num_classes: int = 1000
+
+    @property
+    def tokens(self) -> int:
+        return tokens_of(self.image_size, self.patch_size)
+
+    def asdict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def network_cost(genotype, sizes: Sizes) -> Cost:
+    """What the network of `genotype` at `sizes` costs: the stem and the head, and its cell in every layer (a
+    version-2 genotype's own ops in each layer, at its own width and head width). The one network-cost
+    function; the tests hold it to fvcore's count of the built network."""
+    n = sizes.tokens
+    stem_head = stem_head_cost(sizes.embed_dim, sizes.image_size, sizes.patch_size, sizes.in_chans, sizes.num_classes)
+    if genotype.layers is None:
+        return stem_head + cell_cost(genotype, sizes.embed_dim, n) * sizes.depth
+    layers = (cell_cost(genotype.layer_cell(k), sizes.embed_dim, n, genotype.head_dim) for k in range(sizes.depth))
+    return sum(layers, stem_head)

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import GenotypeError
 from ..limits import MAX_DEPTH, MAX_EDGES, MAX_EMBED_DIM, MAX_NODES
+from .cost import Sizes
 from .opspec import OpSpec, mlp_name, msa_name, parse_op
 
 FORMAT = "dasvit-genotype"
@@ -107,20 +108,15 @@ class Genotype:
         atomic_write_text(Path(path), json.dumps(self.to_json(), indent=2) + "\n")
 
 
-def network_sizes(cfg, genotype: Genotype | None = None) -> dict[str, int]:
+def network_sizes(cfg, genotype: Genotype | None = None, num_classes: int = 1000, in_chans: int = 3) -> Sizes:
     """The sizes a cell's network is built at under a config: `retrain.depth` cells of width `space.embed_dim`
     (a version-2 genotype brings its own depth and width), on `data.image_size` images cut into
     `space.patch_size` patches. The one place these sizes are read (the network, a retrain's metrics, a
-    resume's check, `dasvit show`)."""
-    sizes = {
-        "depth": cfg.retrain.depth,
-        "embed_dim": cfg.space.embed_dim,
-        "image_size": cfg.data.image_size,
-        "patch_size": cfg.space.patch_size,
-    }
+    resume's check, `dasvit show`, `dasvit compare`)."""
+    depth, dim = cfg.retrain.depth, cfg.space.embed_dim
     if genotype is not None and genotype.layers is not None:
-        sizes.update(depth=genotype.depth, embed_dim=genotype.embed_dim)
-    return sizes
+        depth, dim = genotype.depth, genotype.embed_dim
+    return Sizes(depth, dim, cfg.data.image_size, cfg.space.patch_size, in_chans, num_classes)
 
 
 def feeding_nodes(output: list[int], edges: list[Edge]) -> list[int]:

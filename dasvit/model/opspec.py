@@ -109,6 +109,15 @@ def op_type(name: object) -> str | None:
 # edges of a cell: node i -> node j, named "i->j" in events, genotypes' displays and --keep
 
 
+def type_shares(weights: dict[str, dict[str, float]]) -> dict[str, float]:
+    """W_t = mean_e Σ_{o ∈ t} w_e[o] for every op type t in the weights ({edge: {op: weight}}: an epoch
+    event's `arch_weights`): what every epoch reports (`type_shares`), and what a reader of a run written
+    before it did works out from the weights."""
+    rows = [w for w in weights.values() if isinstance(w, dict)]
+    types = dict.fromkeys(t for w in rows for t in map(op_type, w) if t is not None)
+    return {t: sum(sum(v for o, v in w.items() if op_type(o) == t) for w in rows) / len(rows) for t in types}
+
+
 def edge_list(nodes: int) -> list[tuple[int, int]]:
     """Every edge (i, j), i < j, j >= 2, ordered by destination then source: the rows of α."""
     return [(i, j) for j in range(2, nodes + 2) for i in range(j)]

@@ -44,6 +44,7 @@ from typing import Any
 from ..errors import BudgetError, RunDirError, UserError
 from ..fmt import count
 from ..limits import MAX_DEPTH
+from ..model.cost import Cost
 from ..model.genotype import Genotype, load_genotype, vit_block
 from ..run import jsonio, layout, runlock, runstatus
 from ..run.config import Config, load_config, load_run_config
@@ -67,8 +68,7 @@ class Entry:
     cell: str  # "searched", "vit_b16" or "random<k>"
     depth: int
     genotype: Genotype
-    params: int  # planned from the network's shapes
-    flops: int
+    cost: Cost  # planned from the network's shapes
     repeat: int = 0  # the retrain seed is the recipe's plus this
     run_dir: Path | None = None
     state: str = "new"  # "done" (metrics.json there), "resume" (a checkpoint there), "new"
@@ -114,14 +114,14 @@ def at_depth(cfg: Config, depth: int) -> Config:
     return dataclasses.replace(cfg, retrain=dataclasses.replace(cfg.retrain, depth=depth))
 
 
-def network_cost(genotype: Genotype, cfg: Config, depth: int, num_classes: int) -> tuple[int, int]:
-    """(params, FLOPs) of the retrained network of `genotype` at `depth` (dasvit.cost: what fvcore counts)."""
+def network_cost(genotype: Genotype, cfg: Config, depth: int, num_classes: int) -> Cost:
+    """What the retrained network of `genotype` at `depth` costs (dasvit.model.cost: what fvcore counts)."""
     from ..model.cost import network_cost as cost
+    from ..model.genotype import network_sizes
     from ..train.data import image_channels
 
-    d, s = cfg.data, cfg.space
-    c = cost(genotype, depth, s.embed_dim, d.image_size, s.patch_size, image_channels(d), num_classes)
-    return c.params, c.flops
+    sizes = network_sizes(cfg, genotype, num_classes, image_channels(cfg.data))
+    return cost(genotype, dataclasses.replace(sizes, depth=depth))
 
 
 def matched_depth(flops_at: Callable[[int], int], budget: int, max_depth: int) -> int | None:
@@ -228,8 +228,9 @@ def random_cell(cfg: Config, k: int, matched: Genotype | None = None, tolerance:
     with `matched`, the k-th of those whose FLOPs and params lie within ±`tolerance` of that cell's."""
     import random
 
-    from ..model.cost import Cost
-    from ..search.derivation import cell_ops_cost, random_genotype, space_costs
+    from ..model.cost import Cost, edges_cost
+    from ..search.budget import space_costs
+    from ..search.derivation import random_genotype
     from ..train.loop import mix_seed
 
     op_costs, budget = space_costs(cfg)
@@ -238,7 +239,7 @@ def random_cell(cfg: Config, k: int, matched: Genotype | None = None, tolerance:
         rng = random.Random(mix_seed(cfg.search.seed, 0x5EED, k))
         meta = {"random": k, "seed": cfg.search.seed, "budget": cfg.search.budget}
         return random_genotype(s.ops, s.nodes, s.edges_per_node, rng, op_costs, budget, meta=meta)
-    c = cell_ops_cost([e for e in matched.edges if e.dst in set(matched.live_nodes())], op_costs)
+    c = edges_cost([e for e in matched.edges if e.dst in set(matched.live_nodes())], op_costs)
     low = Cost(math.ceil(c.flops * (1 - tolerance)), math.ceil(c.params * (1 - tolerance)))
     high = Cost(int(c.flops * (1 + tolerance)), int(c.params * (1 + tolerance)))
     if budget is not None and cfg.search.budget_in != "objective" and c.within(budget):
@@ -304,20 +305,20 @@ def plan_compare(
             "takes a search run, whose genotype.json is a cell."
         )
     depth, num_classes = cfg.retrain.depth, _num_classes(cfg)
-    costs: dict[int, tuple[int, int]] = {}
+    costs: dict[int, Cost] = {}
 
-    def searched_cost(d: int) -> tuple[int, int]:
+    def searched_cost(d: int) -> Cost:
         if d not in costs:
             costs[d] = network_cost(searched, cfg, d, num_classes)
         return costs[d]
 
-    vit_params, vit_flops = network_cost(vit, cfg, depth, num_classes)
-    entries = [Entry("searched", depth, searched, *searched_cost(depth)), Entry(VIT, depth, vit, vit_params, vit_flops)]
+    vit_cost = network_cost(vit, cfg, depth, num_classes)
+    entries = [Entry("searched", depth, searched, searched_cost(depth)), Entry(VIT, depth, vit, vit_cost)]
     most = min(MAX_DEPTH_FACTOR * depth, MAX_DEPTH)  # a depth a retrain accepts (dasvit.limits)
-    matched = matched_depth(lambda d: searched_cost(d)[1], vit_flops, most)
+    matched = matched_depth(lambda d: searched_cost(d).flops, vit_cost.flops, most)
     if matched is not None and matched != depth:
-        entries.append(Entry("searched", matched, searched, *searched_cost(matched)))
-    next_flops = searched_cost(matched + 1)[1] if matched is not None and matched < most else None
+        entries.append(Entry("searched", matched, searched, searched_cost(matched)))
+    next_flops = searched_cost(matched + 1).flops if matched is not None and matched < most else None
     if random_cells < 0:
         raise UserError(f"--random takes a number of random cells (0 or more), got {random_cells}.")
     if not 0 < tolerance <= 1:
@@ -332,13 +333,13 @@ def plan_compare(
             same[name] = twin
             say(f"{name}: the same cell as {twin}, trained once")
             continue
-        entries.append(Entry(name, depth, g, *network_cost(g, cfg, depth, num_classes)))
+        entries.append(Entry(name, depth, g, network_cost(g, cfg, depth, num_classes)))
     for k in range(1, random_cells + 1):
         g = random_cell(cfg, k)
-        entries.append(Entry(f"{RANDOM}{k}", depth, g, *network_cost(g, cfg, depth, num_classes)))
+        entries.append(Entry(f"{RANDOM}{k}", depth, g, network_cost(g, cfg, depth, num_classes)))
         if match_cost:
             g = random_cell(cfg, k, matched=searched, tolerance=tolerance)
-            entries.append(Entry(f"{MATCHED}{k}", depth, g, *network_cost(g, cfg, depth, num_classes)))
+            entries.append(Entry(f"{MATCHED}{k}", depth, g, network_cost(g, cfg, depth, num_classes)))
     if repeats < 1:
         raise UserError(f"--repeats takes a number of retrains per network (1 or more), got {repeats}.")
     # every network once first, then the repeats of the searched cell and the ViT block
@@ -399,7 +400,7 @@ def run_retrains(plan: ComparePlan, say: Callable[[str], None] = print, progress
             seed = f", retrain seed {plan.recipe_for(e).retrain.seed}" if plan.repeats > 1 else ""
             what = (
                 f"[{i}/{len(plan.entries)}] {e.cell} at depth {e.depth} "
-                f"({count(e.params)} params, {count(e.flops)} FLOPs{seed})"
+                f"({count(e.cost.params)} params, {count(e.cost.flops)} FLOPs{seed})"
             )
             if e.state == "done":
                 say(f"{what}: reusing {e.run_dir}")
@@ -417,7 +418,7 @@ def run_retrains(plan: ComparePlan, say: Callable[[str], None] = print, progress
 def _retrain(plan: ComparePlan, e: Entry, progress: bool) -> int:
     """One retrain through the retrain engine: resumed from its checkpoint, or from scratch."""
     from ..run.requests import RetrainRequest
-    from ..train.retrain import retrain
+    from ..train.retrain import run as retrain
 
     if e.state == "resume":
         return retrain(RetrainRequest(resume=e.run_dir, progress=progress))

@@ -23,14 +23,15 @@ from __future__ import annotations
 import io
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import RunDirError, UserError
 from ..model.opspec import edge_order, parse_op
 from ..run import jsonio, jsonl, layout
-from ..run.events import EPOCH, PRUNE, RUN_START
+from ..run.events import EPOCH, RUN_START
+from ..run.history import RunHistory
 
 FORMATS = ("png", "svg")
 RUN_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
@@ -55,38 +56,31 @@ STYLE = {
 
 @dataclass
 class Series:
-    """One run's finished epochs, folded from its event log.
-
-    `epochs` holds each epoch event once (a resumed run may log an epoch twice: the last one counts),
-    in order, with `x`: the epoch counted from the start of the run (stage offsets added).
-    """
+    """One run's finished epochs on one axis, as `dasvit.run.history.RunHistory` folds them (an epoch a resume
+    logged twice counts once; `x` counts from the run's start, stage offsets added), with its label."""
 
     path: Path
     label: str
     kind: str
-    epochs: list[dict[str, Any]]
-    stage_starts: dict[int, int] = field(default_factory=dict)  # stage -> x where it starts
-    stage_depths: dict[int, int] = field(default_factory=dict)
-    pruned: dict[int, dict[str, list[str]]] = field(default_factory=dict)  # stage -> edge -> ops dropped after it
+    history: RunHistory
+
+    def __post_init__(self) -> None:
+        self.epochs = self.history.ordered()
+        self.stage_starts = self.history.stage_starts()  # stage -> x where it starts
+        self.stage_depths = self.history.stage_depths()
+        self.pruned = self.history.pruned()  # stage -> edge -> the ops dropped after it
 
     def stages(self) -> list[int]:
         return sorted(self.stage_starts)
 
     def of_stage(self, stage: int) -> list[dict[str, Any]]:
-        return [e for e in self.epochs if e.get("stage", 1) == stage]
+        return [e for e in self.epochs if e["stage"] == stage]
 
     def edges(self) -> list[str]:
-        names: dict[str, None] = {}
-        for e in self.epochs:
-            names.update(dict.fromkeys(e.get("arch_weights") or {}))
-        return sorted(names, key=edge_order)
+        return sorted(self.history.edges(), key=edge_order)
 
     def ops(self) -> list[str]:
-        names: dict[str, None] = {}
-        for e in self.epochs:
-            for w in (e.get("arch_weights") or {}).values():
-                names.update(dict.fromkeys(w))
-        return list(names)
+        return self.history.ops()
 
 
 def load_series(run_dir: str | Path, label: str | None = None) -> Series:
@@ -94,38 +88,12 @@ def load_series(run_dir: str | Path, label: str | None = None) -> Series:
     run_dir = layout.require_run_dir(Path(run_dir))
     events, _ = jsonl.read_events(run_dir)
     kind = next((e.get("kind", "search") for e in events if e.get("type") == RUN_START), "search")
-    by_key: dict[tuple[int, int], dict[str, Any]] = {}
-    for e in events:
-        if e.get("type") == EPOCH and isinstance(e.get("epoch"), int):
-            by_key[(int(e.get("stage", 1)), e["epoch"])] = e
-    if not by_key:
+    history = RunHistory.of_events(events)
+    if not history.ordered():
         raise RunDirError(f"{run_dir} has no finished epoch yet; there is nothing to plot.")
-    epochs = [by_key[k] for k in sorted(by_key)]
     default = f"{run_dir.parent.name}/{layout.RETRAIN}" if run_dir.name == layout.RETRAIN else run_dir.name
     # a name read from a path: printable (STYLE keeps its $ literal: no mathtext)
-    s = Series(run_dir, label or jsonio.printable(default, newlines=False), kind, [])
-    offset, previous = 0, None
-    for e in epochs:
-        stage = int(e.get("stage", 1))
-        if stage != previous:
-            if previous is not None:
-                offset += max(s.epochs[-1].get("epochs", 0), s.epochs[-1]["epoch"])
-            s.stage_starts[stage] = offset
-            if isinstance(e.get("depth"), int):
-                s.stage_depths[stage] = e["depth"]
-            previous = stage
-        s.epochs.append({**e, "x": offset + e["epoch"]})
-    for e in events:  # what each prune dropped: the ops of the stage's last epoch not in `keep`
-        if e.get("type") == PRUNE and isinstance(e.get("keep"), dict):
-            stage = int(e.get("stage", 0))
-            last = s.of_stage(stage)
-            if not last:
-                continue
-            weights = last[-1].get("arch_weights") or {}
-            s.pruned[stage] = {
-                edge: [op for op in ops if op not in (e["keep"].get(edge) or [])] for edge, ops in weights.items()
-            }
-    return s
+    return Series(run_dir, label or jsonio.printable(default, newlines=False), kind, history)
 
 
 def op_colours(ops: list[str]) -> dict[str, Any]:

@@ -21,39 +21,24 @@ from pathlib import Path
 from typing import Any
 
 from ..model.opspec import parse_op
-from ..run import jsonl
-from ..run.events import EPOCH
+from ..run.history import RunHistory
 
 
 def kendall_tau(a: list[float], b: list[float]) -> float | None:
-    """Kendall's τ-b of two paired lists (ties counted as neither concordant nor discordant); None when
-    either list is constant or shorter than two."""
-    conc = disc = ties_a = ties_b = 0
-    for i, j in itertools.combinations(range(len(a)), 2):
-        da, db = a[i] - a[j], b[i] - b[j]
-        if da == 0 and db == 0:
-            continue
-        if da == 0:
-            ties_a += 1
-        elif db == 0:
-            ties_b += 1
-        elif (da > 0) == (db > 0):
-            conc += 1
-        else:
-            disc += 1
-    denom = ((conc + disc + ties_a) * (conc + disc + ties_b)) ** 0.5
-    return (conc - disc) / denom if denom else None
+    """Kendall's τ-b of two paired lists (scipy.stats); None when either list is constant or shorter than two."""
+    import math
+
+    from scipy.stats import kendalltau
+
+    if len(a) < 2 or len(set(a)) < 2 or len(set(b)) < 2:
+        return None
+    tau = float(kendalltau(a, b).statistic)
+    return tau if math.isfinite(tau) else None
 
 
 def stage_end_weights(run_dir: Path) -> dict[int, dict[str, dict[str, float]]]:
     """{stage: {edge: {op: weight}}} of the last epoch of every stage a search run finished an epoch of."""
-    events, _ = jsonl.read_events(Path(run_dir))
-    out: dict[int, dict[str, dict[str, float]]] = {}
-    for ev in events:
-        w = ev.get("arch_weights")
-        if ev.get("type") == EPOCH and isinstance(ev.get("stage"), int) and isinstance(w, dict):
-            out[ev["stage"]] = w
-    return out
+    return RunHistory.read(Path(run_dir)).stage_end_weights()
 
 
 def _by_type(w: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:

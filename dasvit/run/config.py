@@ -196,7 +196,7 @@ class SearchConfig:
     budget: str = "vit_b16"
     # where the budget binds: derivation (the cell of the largest α weight within it is derived), objective
     # (a term of the α objective, cost_weight · Σ max(0, E_α[cell cost] / budget − 1) over FLOPs and params,
-    # as ProxylessNAS prices latency; the strongest cell is derived whatever it costs: dasvit.cost_objective),
+    # as ProxylessNAS prices latency; the strongest cell is derived whatever it costs: dasvit.budget),
     # or both. Measured on Fashion-MNIST in RESULTS.md (F7)
     budget_in: Literal["derivation", "objective", "both"] = "derivation"
     cost_weight: float = 1.0  # λ of the objective's cost term (budget_in objective or both)

@@ -119,7 +119,7 @@ class Fairness(TypedDict):
 
 
 class ExpectedCost(TypedDict):
-    """E_α[cell cost] relative to search.budget (dasvit.cost_objective): 1.0 is the budget."""
+    """E_α[cell cost] relative to search.budget (dasvit.budget): 1.0 is the budget."""
 
     flops: float
     params: float

@@ -1,5 +1,6 @@
 """What every engine process shares: distributed setup, the run directory's writer, progress on stdout,
-signals, the driver every engine runs under (`drive`), and the mapping of outcomes to exit codes.
+signals, the run as a context (`with Run.of(request, info) as run:` takes the run directory and ends the run
+its one way), and the mapping of outcomes to exit codes (`Outcome`).
 Checkpoint files are `dasvit.checkpoint`'s.
 
 Exit codes: 0 finished, 1 failed (a bug: traceback in the log and an `error` event), 2 bad input
@@ -20,7 +21,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -201,9 +202,19 @@ class Run:
     """
 
     def __init__(
-        self, run_dir: Path, cfg: Config, kind: str, info: DistInfo, resume: bool = False, progress: bool = True
+        self,
+        run_dir: Path,
+        cfg: Config,
+        kind: str,
+        info: DistInfo,
+        resume: bool = False,
+        progress: bool = True,
+        command: str = "dasvit",
     ):
         self.dir = Path(run_dir)
+        self.command = command  # how a user resumes it: `{command} --resume RUN_DIR`
+        self._finished: tuple[str, str] | None = None
+        self._entered = False
         self.cfg = cfg
         self.kind = kind
         self.info = info
@@ -216,6 +227,11 @@ class Run:
         self.started = time.time()
         self._queue: list[dict[str, Any]] = []
         self._polled = 0.0
+
+    @classmethod
+    def of(cls, req: EngineRequest, info: DistInfo) -> Run:
+        """The run a resolved request asks for, on this rank."""
+        return cls(req.run_dir, req.config, req.KIND, info, req.resume is not None, req.progress, req.COMMAND)
 
     # -- lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> Run:
@@ -239,8 +255,9 @@ class Run:
             if self.info.threads:
                 self.progress.line(f"{self.info.device.type}, {self.info.threads}")
         except BaseException:
-            self.__exit__()
+            self._release()
             raise
+        self._entered = True
         return self
 
     def _open_dir(self) -> None:
@@ -260,7 +277,35 @@ class Run:
                 raise jsonio.disk_full(Path(e.filename or self.dir)) from None
             raise
 
-    def __exit__(self, *exc) -> None:
+    def finished(self, message: str, line: str) -> None:
+        """How the run ends well: its `run_end` message, and the line printed; said when the `with` block ends."""
+        self._finished = (message, line)
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        """End the run its one way: finished (its `run_end`), stopped (how to resume it), a user's mistake
+        (failed, its sentence), a bug (failed, an `error` event with the traceback); then let go of the run
+        directory and the process group. The exception goes on (to `Outcome`)."""
+        try:
+            if not self._entered:
+                pass
+            elif exc_type is None:
+                message, line = self._finished or ("finished", "finished")
+                self.emit(RUN_END, status="finished", message=message)
+                self.progress.line(line)
+            elif issubclass(exc_type, (Stopped, KeyboardInterrupt)):
+                self.end("stopped", "stopped by the user; resume with --resume")
+                self.progress.line(f"stopped; resume with: {self.command} --resume {self.dir}")
+            elif issubclass(exc_type, UserError):
+                self.end("failed", str(exc))
+            else:
+                fail_event(self, exc)
+        finally:
+            self._release()
+            if dist.is_initialized():
+                dist.destroy_process_group()
+        return False
+
+    def _release(self) -> None:
         for sig, h in self._old_handlers.items():
             signal.signal(sig, h)
         self.progress.close()
@@ -365,24 +410,40 @@ class Run:
         return self._stop and self.info.world == 1
 
 
-def run_engine(body: Callable[[], int]) -> int:
-    """Run an engine main: map user errors to 2, stops to 130, bugs to 1 with a traceback.
+class Outcome:
+    """The exit code of an engine process or a command, set by how its `with` block ends: 0 when it ends,
+    2 for a user's mistake (its one sentence on stderr; under torchrun, which reports a rank's exit 2 as its
+    own failure with a page of traceback, also left in the file $DASVIT_USER_ERROR_FILE names, for the
+    launcher to say), 130 when stopped. A bug goes on, with its traceback (exit 1).
 
-    Under torchrun, which reports a rank's exit 2 as its own failure (exit 1, a page of its traceback),
-    the sentence is also left in the file $DASVIT_USER_ERROR_FILE names, for the launcher to say."""
-    try:
-        return body()
-    except UserError as e:
-        print(f"dasvit: {jsonio.printable(e)}", file=sys.stderr)  # it may quote a path or a file: no escapes
-        where = os.environ.get(USER_ERROR_FILE)
-        if where:
-            try:
-                Path(where).write_text(str(e))
-            except OSError:
-                pass
-        return EXIT_USER
-    except (Stopped, KeyboardInterrupt):
-        return EXIT_STOPPED
+        with Outcome() as outcome:
+            ...
+        return outcome.code
+    """
+
+    def __init__(self) -> None:
+        self.code = EXIT_OK
+
+    def __enter__(self) -> Outcome:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            return False
+        if issubclass(exc_type, UserError):
+            print(f"dasvit: {jsonio.printable(exc)}", file=sys.stderr)  # it may quote a path or a file: no escapes
+            where = os.environ.get(USER_ERROR_FILE)
+            if where:
+                try:
+                    Path(where).write_text(str(exc))
+                except OSError:
+                    pass
+            self.code = EXIT_USER
+            return True
+        if issubclass(exc_type, (Stopped, KeyboardInterrupt)):
+            self.code = EXIT_STOPPED
+            return True
+        return False
 
 
 TRAINING_BYTES_PER_PARAM = 16  # fp32 weights, gradients and two AdamW moments
@@ -416,34 +477,6 @@ def allocating(what: str, lower: str):
         if "alloc" not in str(e).lower():
             raise
         raise UserError(f"{what} does not fit in memory ({str(e).splitlines()[0][:120]}); lower {lower}.") from None
-
-
-def drive(req: EngineRequest, info: DistInfo, work: Callable[[Run], tuple[str, str]]) -> int:
-    """Run an engine's `work(run)` inside the run directory of a resolved request, as every engine does: a
-    stop (Ctrl-C, SIGTERM, a `stop` line) ends the run "stopped" with how to resume it (exit 130), a user
-    error "failed" with its sentence, anything else "failed" with an `error` event and the traceback. `work`
-    returns the finished run's `run_end` message and the line to print. The process group, if any, is left
-    at the end."""
-    try:
-        with Run(req.run_dir, req.config, req.KIND, info, resume=req.resume is not None, progress=req.progress) as run:
-            try:
-                message, line = work(run)
-            except (Stopped, KeyboardInterrupt):
-                run.end("stopped", "stopped by the user; resume with --resume")
-                run.progress.line(f"stopped; resume with: {req.COMMAND} --resume {req.run_dir}")
-                return EXIT_STOPPED
-            except UserError as e:
-                run.end("failed", str(e))
-                raise
-            except BaseException as e:
-                fail_event(run, e)
-                raise
-            run.emit(RUN_END, status="finished", message=message)
-            run.progress.line(line)
-            return EXIT_OK
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
 
 
 def fail_event(run: Run | None, exc: BaseException) -> None:

@@ -95,8 +95,8 @@ def check(ann: Any, strict: bool = True) -> Callable[[Any], bool]:
         return lambda v: any(o(v) for o in options)
     if ann is bool:
         return lambda v: v is True or v is False
-    if ann is int:
-        return lambda v: isinstance(v, int) and not isinstance(v, bool) and -MAX_INT <= v < MAX_INT
+    if ann is int:  # read JSON holds 64-bit ones (parse_json); a config's have their own bounds (dasvit.limits)
+        return lambda v: isinstance(v, int) and not isinstance(v, bool)
     if ann is float:
         return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
     if ann is str:

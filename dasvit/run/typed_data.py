@@ -1,19 +1,21 @@
-"""Typed dataclasses from plain data (parsed YAML): the mechanism behind `dasvit.config`.
+"""Typed dataclasses from plain data (parsed YAML): the mechanism behind `dasvit.run.config`.
 
-Annotations supported: bool, int, float (an int is taken), str, Literal[...], list[...] and nested
-dataclasses. A value of the wrong type or an unknown key is a ConfigError naming the dotted key.
+Annotations supported: bool, int, float (an int is taken; it must be finite), str (a number is taken as
+its text), Literal[...], list[...] and nested dataclasses; each leaf is checked by `dasvit.run.schema.check`,
+the checker the events use. A value of the wrong type or an unknown key is a ConfigError naming the dotted
+key.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import reprlib
 import types
 import typing
 from typing import Any, Literal
 
 from ..errors import ConfigError
+from .schema import check
 
 _SHORT = reprlib.Repr()
 _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict = 60, 60, 2, 4, 4
@@ -37,47 +39,30 @@ def _type_name(tp: Any) -> str:
         return "a list of mappings" if dataclasses.is_dataclass(inner) else f"a list of {_type_name(inner)}"
     if dataclasses.is_dataclass(tp):
         return "a mapping"
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
+    return {int: "an integer", float: "a finite number", bool: "true or false", str: "a string"}.get(tp, str(tp))
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check `value` against the annotation `tp`; return it converted (int→float, dict→dataclass)."""
-    origin = typing.get_origin(tp)
+    """Check `value` against the annotation `tp` (dasvit.run.schema's checker, as the events use it); return it
+    converted (int→float, a number→str, dict→dataclass)."""
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{key} must be a mapping, got {short(value)}.")
         return build(tp, value, key)
-    if origin is Literal:
-        allowed = typing.get_args(tp)
-        if not any(value == a and type(value) is type(a) for a in allowed):
-            raise ConfigError(f"{key} must be one of {', '.join(map(_yaml_word, allowed))}; got {short(value)}.")
-        return value
-    if origin is list:
+    if typing.get_origin(tp) is list:
         (inner,) = typing.get_args(tp)
         if not isinstance(value, list):
             raise ConfigError(f"{key} must be {_type_name(tp)}, got {short(value)}.")
         return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin in (typing.Union, types.UnionType):
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
         raise TypeError(f"unsupported annotation {tp} for {key}")
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key} must be true or false, got {short(value)}.")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key} must be an integer, got {short(value)}.")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key} must be a number, got {short(value)}.")
-        if not math.isfinite(value) or abs(value) > 1e300:
-            raise ConfigError(f"{key} must be a finite number, got {short(value)}.")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{key} must be a string, got {short(value)}.")
-        return str(value)
-    raise TypeError(f"unsupported annotation {tp} for {key}")
+    if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # YAML reads a bare 42 or 1.5 as a number
+    if not check(tp)(value):
+        if typing.get_origin(tp) is Literal:
+            raise ConfigError(f"{key} must be {_type_name(tp)}; got {short(value)}.")
+        raise ConfigError(f"{key} must be {_type_name(tp)}, got {short(value)}.")
+    return float(value) if tp is float else value
 
 
 def build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:

@@ -15,7 +15,7 @@ import torch
 from ..run.config import FairnessConfig, SearchConfig
 from ..run.runtime import DistInfo, all_reduce_mean
 from ..train.loop import autocast, cross_entropy, warmup_cosine, weight_step
-from .cost_objective import CostObjective
+from .budget import CostObjective
 from .fairness import fairness_loss
 from .supernet import Supernet
 

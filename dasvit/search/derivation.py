@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..errors import BudgetError
-from ..model.cost import Cost
+from ..model.cost import Cost, edges_cost
 from ..model.genotype import Edge, Genotype
 from ..model.opspec import edge_list, edge_name, keep_problem, op_type
 
@@ -253,38 +253,13 @@ def annotate(cfg, geno: Genotype, op_costs: dict[str, Cost], budget: Cost | None
     """Add a derived cell's `meta.cost` (one layer) and, with a budget, `meta.budget` (and `meta.over_budget`
     when the budget binds in the α objective only and the cell is over it)."""
     sc = cfg.search
-    cost = cell_ops_cost(geno.edges, op_costs)
+    cost = edges_cost(geno.edges, op_costs)
     geno.meta["cost"] = {"flops": cost.flops, "params": cost.params}
     if budget is not None:
         geno.meta["budget"] = {"cell": sc.budget, "flops": budget.flops, "params": budget.params, "in": sc.budget_in}
         if sc.budget_in == "objective" and not cost.within(budget):
             geno.meta["over_budget"] = True
     return geno
-
-
-def space_costs(cfg) -> tuple[dict[str, Cost], Cost | None]:
-    """Each op's cost in `cfg`'s space (width, tokens) and the search's cell budget (`search.budget`: the
-    cost of that cell at the same sizes), None without one. A budget that names no cell is one sentence."""
-    from ..errors import ConfigError, GenotypeError
-    from ..model.cost import cell_cost, op_cost, tokens_of
-    from ..model.genotype import load_genotype
-
-    n, dim = tokens_of(cfg.data.image_size, cfg.space.patch_size), cfg.space.embed_dim
-    op_costs = {o: op_cost(o, dim, n) for o in cfg.space.ops}
-    if cfg.search.budget == "none":
-        return op_costs, None
-    try:
-        ref = load_genotype(cfg.search.budget)
-    except GenotypeError as e:
-        raise ConfigError(f"search.budget: {e}") from None
-    if ref.layers is not None:
-        raise ConfigError(f"search.budget names {cfg.search.budget}, a version-2 genotype; name a cell (version 1).")
-    return op_costs, cell_cost(ref, dim, n)
-
-
-def cell_ops_cost(edges: list[Edge], op_costs: dict[str, Cost]) -> Cost:
-    """The cost of a cell's edges (all of them live, as in a derived cell)."""
-    return sum((op_costs[e.op] for e in edges), Cost())
 
 
 def _node_options(
@@ -301,7 +276,7 @@ def _node_options(
     for srcs in itertools.combinations(sorted(per_edge), min(k, len(per_edge))):
         for choice in itertools.product(*(per_edge[i] for i in srcs)):
             edges = [Edge(i, j, op) for i, (_, op) in zip(srcs, choice)]
-            options.append((cell_ops_cost(edges, op_costs), sum(s for s, _ in choice), edges))
+            options.append((edges_cost(edges, op_costs), sum(s for s, _ in choice), edges))
     return options
 
 
@@ -399,7 +374,7 @@ def random_genotype(
         if any(_is_msa(o) for o in nonzero) and not mixes_tokens(geno):
             continue
         if budget is not None or floor is not None:
-            cost = cell_ops_cost(edges, op_costs)
+            cost = edges_cost(edges, op_costs)
             if (budget is not None and not cost.within(budget)) or (floor is not None and not floor.within(cost)):
                 continue
         return geno

@@ -9,8 +9,8 @@ With w_e = softmax(α_e) over edge e's active ops (pruned ops exactly 0):
 
 τ = 0 is the paper's L_skip = mean_e w_e[skip]. `fairness_terms` is the one definition: the α step adds
 `fairness_loss` to its loss, and every epoch event carries the terms (`fairness`) and the type shares W_t
-(`type_shares`), so no reader needs to recompute them (the monitor's skip panel still does, from the
-event's `arch_weights`, which older runs also have).
+(`type_shares`, `dasvit.model.opspec.type_shares` of the epoch's `arch_weights`, which a reader of an older
+run works out the same way).
 """
 
 from __future__ import annotations
@@ -40,14 +40,6 @@ def fairness_terms(w: torch.Tensor, ops: list[str], cfg: FairnessConfig) -> dict
         l_type = l_type + cfg.lambda_up * torch.relu(share - cfg.upper) + cfg.lambda_low * torch.relu(cfg.lower - share)
     total = cfg.beta_skip * l_skip + cfg.beta_type * l_type
     return {"skip": l_skip, "type": l_type, "total": total}
-
-
-def type_shares(w: torch.Tensor, ops: list[str]) -> dict[str, float]:
-    """W_t = mean_e Σ_{o ∈ t} w_e[o] for every op type t (zero, skip, msa, mlp) present in `ops`."""
-    types = [parse_op(o).type for o in ops]
-    return {
-        t: float(w[:, [c for c, ty in enumerate(types) if ty == t]].sum(dim=1).mean()) for t in dict.fromkeys(types)
-    }
 
 
 def fairness_loss(w: torch.Tensor, ops: list[str], cfg: FairnessConfig) -> torch.Tensor:

@@ -22,7 +22,7 @@ import torch
 
 from ..errors import CheckpointError, UserError
 from ..model.genotype import Genotype
-from ..model.opspec import merge_keep
+from ..model.opspec import merge_keep, type_shares
 from ..reports.memory import StageMemory, estimate_stage, gib, summary_line
 from ..run import layout
 from ..run.checkpoint import checkpoint_mismatch, fitting_checkpoint, load_checkpoint, save_checkpoint
@@ -31,15 +31,14 @@ from ..run.events import EPOCH, ERROR, GENOTYPE, MEMORY, PRUNE, PRUNE_PROPOSAL
 from ..run.requests import SearchRequest
 from ..run.runtime import (
     DistInfo,
+    Outcome,
     Run,
     Stopped,
     allocating,
     barrier,
     broadcast_object,
     check_fits,
-    drive,
     epoch_peak_memory,
-    run_engine,
     setup_distributed,
 )
 from ..train.augment import describe as describe_augment
@@ -48,9 +47,9 @@ from ..train.data import EpochLoaders, Splits, build_datasets, image_channels, s
 from ..train.loop import EpochSums, evaluate, mix_seed, rng_state, set_rng_state
 from . import legacy
 from .bilevel import BilevelStep
-from .cost_objective import CostObjective
-from .derivation import arch_weights_dict, check_keep, derive_cell, prune_proposal, space_costs
-from .fairness import fairness_terms, skip_fraction, type_shares
+from .budget import CostObjective, space_costs
+from .derivation import arch_weights_dict, check_keep, derive_cell, prune_proposal
+from .fairness import fairness_terms, skip_fraction
 from .supernet import Supernet, edge_list, mask_from_keep, stage_params
 
 
@@ -396,6 +395,7 @@ class Searcher:
         sc = self.cfg.search
         w = s.net.arch_weights().detach().float().cpu()
         terms = {k: float(v) for k, v in fairness_terms(w, self.ops, sc.fairness).items()}
+        weights = arch_weights_dict(w, s.net.mask.cpu(), self.ops, self.nodes)
         extra = epoch_peak_memory(self.info)
         if self.info.main and self.memory is not None:
             extra["memory_estimate_bytes"] = self.memory_total()
@@ -412,10 +412,10 @@ class Searcher:
             lr=s.sched.get_last_lr()[0],
             arch_step=epoch >= sc.arch_warmup_epochs,
             **m,
-            arch_weights=arch_weights_dict(w, s.net.mask.cpu(), self.ops, self.nodes),
+            arch_weights=weights,
             skip_fraction=skip_fraction(w, self.ops),
             fairness={**terms, "enabled": sc.fairness.enabled},
-            type_shares=type_shares(w, self.ops),
+            type_shares=type_shares(weights),
             **extra,
         )
         self.run.progress.line(
@@ -473,19 +473,17 @@ def main(argv: list[str] | None = None) -> int:
     return run(SearchRequest.parse(argv))
 
 
-def run(args: SearchRequest) -> int:
+def run(request: SearchRequest) -> int:
     """Run the search a request asks for, in this process (one rank); returns the exit code."""
-
-    def body() -> int:
-        req = args.resolved()  # a bad config or run directory: one sentence, before anything starts
-        cfg, run_dir, resume = req.config, req.run_dir, req.resume is not None
+    with Outcome() as outcome:
+        req = request.resolved()  # a bad config or run directory: one sentence, before anything starts
+        cfg, run_dir = req.config, req.run_dir
         info = setup_distributed(long_waits=cfg.search.approval == "manual")
         tf, notes = train_transform(cfg, "search")  # light: search.augment
         splits = build_datasets(cfg.data, train_transform=tf)  # a missing dataset stops first
         torch.set_float32_matmul_precision("high")
-
-        def work(run: Run) -> tuple[str, str]:
-            ckpt = load_checkpoint(run_dir / layout.CHECKPOINT, warn=run.warn) if resume else None
+        with Run.of(req, info) as run:
+            ckpt = load_checkpoint(run_dir / layout.CHECKPOINT, warn=run.warn) if req.resume else None
             if info.main:
                 run.progress.line(f"run directory: {run_dir}")
                 for line in [splits.describe(), *splits.notes, describe_augment(cfg, "search"), *notes]:
@@ -493,11 +491,8 @@ def run(args: SearchRequest) -> int:
             Searcher(cfg, run, info, splits).search(ckpt)
             if info.main and not (run_dir / layout.GENOTYPE).is_file():  # never report a success it did not have
                 raise RuntimeError(f"the search ended without writing {run_dir / layout.GENOTYPE}")
-            return f"genotype written to {run_dir / layout.GENOTYPE}", f"finished: {run_dir / layout.GENOTYPE}"
-
-        return drive(req, info, work)
-
-    return run_engine(body)
+            run.finished(f"genotype written to {run_dir / layout.GENOTYPE}", f"finished: {run_dir / layout.GENOTYPE}")
+    return outcome.code
 
 
 if __name__ == "__main__":

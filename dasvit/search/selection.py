@@ -40,6 +40,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, RunDirError, UserError
+from ..model.cost import edges_cost
 from ..model.genotype import Edge, Genotype
 from ..model.opspec import edge_list, op_type
 from ..run import layout
@@ -47,7 +48,8 @@ from ..run.checkpoint import load_checkpoint
 from ..run.config import Config
 from ..run.runtime import DistInfo
 from ..train.loop import evaluate, mix_seed, weight_step
-from .derivation import annotate, cell_ops_cost, derive_cell, has_residual_path, mixes_tokens, space_costs
+from .budget import space_costs
+from .derivation import annotate, derive_cell, has_residual_path, mixes_tokens
 from .supernet import Supernet
 
 DERIVED = "derived"  # RUN/derived/<name>.json: the cells other rules took from the run's supernet
@@ -306,7 +308,7 @@ class Selector:
         if self.cfg.search.skip_floor > 0 and "skip" in active and not has_residual_path(geno):
             return False
         if self.budget is not None and self.cfg.search.budget_in != "objective":
-            return cell_ops_cost(geno.edges, self.op_costs).within(self.budget)
+            return edges_cost(geno.edges, self.op_costs).within(self.budget)
         return True
 
     def sample(self, n: int, seed: int, tries: int = 100) -> list[Genotype]:

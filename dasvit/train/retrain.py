@@ -33,7 +33,7 @@ from ..run.checkpoint import checkpoint_mismatch, fitting_checkpoint, load_check
 from ..run.config import load_run_config
 from ..run.events import EPOCH
 from ..run.requests import RetrainRequest
-from ..run.runtime import DistInfo, Run, allocating, barrier, broadcast_object, drive, run_engine, setup_distributed
+from ..run.runtime import DistInfo, Outcome, Run, allocating, barrier, broadcast_object, setup_distributed
 from .augment import batch_mixer, train_transform
 from .augment import describe as describe_augment
 from .data import EpochLoaders, Splits, build_datasets
@@ -77,179 +77,154 @@ def _weights(state: dict, epoch: int, top1: float, top5: float, num_classes: int
     return {"model": state, "epoch": epoch, "top1": top1, "top5": top5, "num_classes": num_classes}
 
 
-def train_epoch(
-    train_model: nn.Module,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    sched,
-    ema,
-    mixer,
-    loader,
-    steps: int,
-    r,
-    run: Run,
-    label: str,
-) -> dict[str, float]:
-    """One epoch of `steps` steps: train_loss, train_acc, seconds and images_per_s over every rank, and the
-    last step's lr."""
-    info = run.info
-    lr = r.lr
-    params = [p for p in model.parameters() if p.requires_grad]
-    sums = EpochSums(run, label, steps)
-    for i, (x, y) in enumerate(loader):
-        if i == steps:
-            break
-        lr = optimizer.param_groups[0]["lr"]
-        x, y = x.to(info.device, non_blocking=True), y.to(info.device, non_blocking=True)
-        target = y
-        if mixer is not None:
-            x, target = mixer(x, y)
-        loss, logits = weight_step(
-            train_model,
-            params,
-            optimizer,
-            x,
-            target,
-            info,
-            grad_clip=r.grad_clip,
-            label_smoothing=r.label_smoothing,
-            scheduler=sched,
-            grads_synced=info.world > 1,
-        )
-        if ema is not None:
-            ema.update_parameters(model)
-        sums.add(loss, logits, target.argmax(1) if target.ndim == 2 else target)  # mixed targets: the larger part
-        sums.step(i)
-    return {**sums.totals(), "lr": lr}
-
-
 # ---------------------------------------------------------------------------------------------
 # the engine
 
 
-def retrain(req: RetrainRequest) -> int:
-    """Train the request's cell from scratch (or resume); returns an exit code (0 finished, 130 stopped)."""
-    req = req.resolved()
-    info = setup_distributed()
-    req = replace(req, run_dir=Path(broadcast_object(str(req.run_dir), info)))  # rank 0's (runs/<name>-<time>)
-    cfg, r, resume = req.config, req.config.retrain, req.resume is not None
-    if r.batch_size % info.world:
-        raise ConfigError(f"retrain.batch_size ({r.batch_size}) must be divisible by the {info.world} processes.")
-    tf, notes = train_transform(cfg)
-    splits = build_datasets(cfg.data, train_transform=tf)
-    train_set, num_classes = splits.train, splits.num_classes
-    per_rank = r.batch_size // info.world
-    train_loaders = EpochLoaders(train_set, per_rank, cfg.data.workers, r.seed, info.rank, info.world)
-    val_loader = EpochLoaders(
-        splits.selection, per_rank, cfg.data.workers, r.seed, info.rank, info.world, shuffle=False, drop_last=False
-    ).epoch(0)
-    steps = len(train_loaders) if r.steps_per_epoch == 0 else min(r.steps_per_epoch, len(train_loaders))
-    if steps == 0:
-        raise ConfigError(
-            f"the training set ({len(train_set)} images) is smaller than one batch (retrain.batch_size {r.batch_size})."
-        )
-    mixer = batch_mixer(cfg, num_classes)
+class Retrainer:
+    """Trains one cell from scratch (every rank runs one; only rank 0 writes), shaped like the search's
+    `Searcher`: built from its resolved request (its data, network, optimizer, schedule, and where a resumed
+    run stopped), then `retrain(run)` runs the epochs and measures the result."""
 
-    torch.manual_seed(r.seed)
-    with allocating("the network", "retrain.depth or space.embed_dim"):
-        model = build_network(req.genotype, cfg, num_classes).to(info.device)
-    optimizer = torch.optim.AdamW(param_groups(model, r.weight_decay), lr=r.lr, betas=(0.9, 0.999))
-    sched = warmup_cosine(optimizer, r.epochs * steps, r.warmup_epochs * steps, r.min_lr)
-    ema = None
-    if r.ema:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(r.ema_decay), use_buffers=True)
-    start, best = 0, {"top1": -1.0, "top5": 0.0, "epoch": 0}
-    if resume:
-        state = load_checkpoint(
-            req.run_dir / layout.CHECKPOINT, map_location=info.device, warn=None if info.main else (lambda text: None)
-        )
-        with fitting_checkpoint(req.run_dir):
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["sched"])
-            if ema is not None and "ema" in state:
-                ema.load_state_dict(state["ema"])
-            start, best = int(state["epoch"]), dict(state["best"])
-        if not 0 <= start <= r.epochs:
-            raise checkpoint_mismatch(req.run_dir, f"it stopped after epoch {start} of retrain.epochs {r.epochs}")
-    train_model: nn.Module = model
-    if info.world > 1:
-        train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[info.device.index] if info.device.type == "cuda" else None
-        )
-    if r.compile:
-        train_model = torch.compile(train_model)
-    eval_model = ema.module if ema is not None else model
-
-    def work(run: Run) -> tuple[str, str]:
-        nonlocal best
-        if info.main and not resume:
-            req.genotype.save(req.run_dir / layout.GENOTYPE)
-        for note in [splits.describe(), *splits.notes, describe_augment(cfg, "retrain"), *notes]:
-            run.progress.line(note)
-        params = count_params(model)
-        run.progress.line(
-            f"retrain {req.run_dir}: {count(params)} params, {r.epochs} epochs of "
-            f"{steps} steps, batch {r.batch_size} on {info.world} x {info.device.type}"
-        )
-        for epoch in range(start, r.epochs):
-            torch.manual_seed(mix_seed(r.seed, epoch, info.rank))  # resume replays exactly
-            t0 = time.time()
-            label = f"epoch {epoch + 1}/{r.epochs}"
-            m = train_epoch(
-                train_model, model, optimizer, sched, ema, mixer, train_loaders.epoch(epoch), steps, r, run, label
+    def __init__(self, req: RetrainRequest, info: DistInfo, splits: Splits):
+        cfg, r = req.config, req.config.retrain
+        self.req, self.cfg, self.r, self.info, self.splits = req, cfg, r, info, splits
+        if r.batch_size % info.world:
+            raise ConfigError(f"retrain.batch_size ({r.batch_size}) must be divisible by the {info.world} processes.")
+        self.num_classes = splits.num_classes
+        per_rank = r.batch_size // info.world
+        self.loaders = EpochLoaders(splits.train, per_rank, cfg.data.workers, r.seed, info.rank, info.world)
+        self.val_loader = EpochLoaders(
+            splits.selection, per_rank, cfg.data.workers, r.seed, info.rank, info.world, shuffle=False, drop_last=False
+        ).epoch(0)
+        self.steps = len(self.loaders) if r.steps_per_epoch == 0 else min(r.steps_per_epoch, len(self.loaders))
+        if self.steps == 0:
+            raise ConfigError(
+                f"the training set ({len(splits.train)} images) is smaller than one batch (retrain.batch_size "
+                f"{r.batch_size})."
             )
-            val = evaluate(eval_model, val_loader, info)
-            val_loss, top1, top5 = val["val_loss"], val["top1"], val["top5"]
+        self.mixer = batch_mixer(cfg, self.num_classes)
+        torch.manual_seed(r.seed)
+        with allocating("the network", "retrain.depth or space.embed_dim"):
+            self.model = build_network(req.genotype, cfg, self.num_classes).to(info.device)
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, r.weight_decay), lr=r.lr, betas=(0.9, 0.999))
+        self.sched = warmup_cosine(self.optimizer, r.epochs * self.steps, r.warmup_epochs * self.steps, r.min_lr)
+        self.ema = None
+        if r.ema:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(r.ema_decay), use_buffers=True)
+        self.start, self.best = 0, {"top1": -1.0, "top5": 0.0, "epoch": 0}
+        if req.resume is not None:
+            self.resume()
+        self.train_model: nn.Module = self.model
+        if info.world > 1:
+            self.train_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[info.device.index] if info.device.type == "cuda" else None
+            )
+        if r.compile:
+            self.train_model = torch.compile(self.train_model)
+        self.eval_model = self.ema.module if self.ema is not None else self.model
+
+    def resume(self) -> None:
+        """Where the run's checkpoint stopped: the weights, optimizer, schedule, EMA, best epoch so far."""
+        run_dir, r = self.req.run_dir, self.r
+        quiet = None if self.info.main else (lambda text: None)
+        state = load_checkpoint(run_dir / layout.CHECKPOINT, map_location=self.info.device, warn=quiet)
+        with fitting_checkpoint(run_dir):
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.sched.load_state_dict(state["sched"])
+            if self.ema is not None and "ema" in state:
+                self.ema.load_state_dict(state["ema"])
+            self.start, self.best = int(state["epoch"]), dict(state["best"])
+        if not 0 <= self.start <= r.epochs:
+            raise checkpoint_mismatch(run_dir, f"it stopped after epoch {self.start} of retrain.epochs {r.epochs}")
+
+    # -- one epoch ------------------------------------------------------------------------
+    def train_epoch(self, run: Run, epoch: int) -> dict[str, float]:
+        """One epoch of `steps` steps: train_loss, train_acc, seconds and images_per_s over every rank, and the
+        last step's lr."""
+        info, r = self.info, self.r
+        torch.manual_seed(mix_seed(r.seed, epoch, info.rank))  # resume replays exactly
+        lr = r.lr
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        sums = EpochSums(run, f"epoch {epoch + 1}/{r.epochs}", self.steps)
+        for i, (x, y) in enumerate(self.loaders.epoch(epoch)):
+            if i == self.steps:
+                break
+            lr = self.optimizer.param_groups[0]["lr"]
+            x, y = x.to(info.device, non_blocking=True), y.to(info.device, non_blocking=True)
+            target = y
+            if self.mixer is not None:
+                x, target = self.mixer(x, y)
+            loss, logits = weight_step(
+                self.train_model,
+                params,
+                self.optimizer,
+                x,
+                target,
+                info,
+                grad_clip=r.grad_clip,
+                label_smoothing=r.label_smoothing,
+                scheduler=self.sched,
+                grads_synced=info.world > 1,
+            )
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
+            sums.add(loss, logits, target.argmax(1) if target.ndim == 2 else target)  # mixed: the larger part
+            sums.step(i)
+        return {**sums.totals(), "lr": lr}
+
+    def checkpoint(self, epoch: int, top1: float, top5: float) -> None:
+        """After epoch `epoch` (from 1), rank 0: best.pt when it is the best on the validation split so far (the
+        last epoch without one), and checkpoint.pt."""
+        if not self.info.main:
+            return
+        if top1 > self.best["top1"] or self.splits.val is None:
+            self.best = {"top1": top1, "top5": top5, "epoch": epoch}
+            weights = _weights(self.eval_model.state_dict(), epoch, top1, top5, self.num_classes)
+            save_checkpoint(self.req.run_dir / BEST, weights)
+        state = resume_state(epoch, self.model, self.optimizer, self.sched, self.ema, self.best, self.req)
+        save_checkpoint(self.req.run_dir / layout.CHECKPOINT, state, keep_previous=True)
+
+    # -- the whole run --------------------------------------------------------------------
+    def retrain(self, run: Run) -> dict | None:
+        """Every epoch left, then (rank 0) the test split's measurement: metrics.json's figures, or None on
+        the other ranks."""
+        info, r = self.info, self.r
+        for epoch in range(self.start, r.epochs):
+            t0 = time.time()
+            m = self.train_epoch(run, epoch)
+            val = evaluate(self.eval_model, self.val_loader, info)
             fields = dict(
                 stage=1,
                 epoch=epoch + 1,
                 epochs=r.epochs,
                 train_loss=m["train_loss"],
                 train_acc=m["train_acc"],
-                val_loss=val_loss,
-                val_acc=top1,
-                top1=top1,
-                top5=top5,
+                val_loss=val["val_loss"],
+                val_acc=val["top1"],
+                top1=val["top1"],
+                top5=val["top5"],
                 lr=m["lr"],
                 seconds=time.time() - t0,
                 images_per_s=m["images_per_s"],
             )
             if info.device.type == "cuda":
                 fields["peak_mem_bytes"] = torch.cuda.max_memory_allocated(info.device)
-            if info.main:
-                # the epoch is selected on the validation split; without one the last epoch is reported
-                if top1 > best["top1"] or splits.val is None:
-                    best = {"top1": top1, "top5": top5, "epoch": epoch + 1}
-                    save_checkpoint(
-                        req.run_dir / BEST, _weights(eval_model.state_dict(), epoch + 1, top1, top5, num_classes)
-                    )
-                save_checkpoint(
-                    req.run_dir / layout.CHECKPOINT,
-                    resume_state(epoch + 1, model, optimizer, sched, ema, best, req),
-                    keep_previous=True,
-                )
+            self.checkpoint(epoch + 1, val["top1"], val["top5"])
             run.emit(EPOCH, **fields)
             run.progress.line(
-                f"epoch {epoch + 1}/{r.epochs} train_loss {fields['train_loss']:.4f} val_loss {val_loss:.4f} "
-                f"top1 {top1:.2%} top5 {top5:.2%} {fields['images_per_s']:.0f} img/s {fields['seconds']:.1f}s"
+                f"epoch {epoch + 1}/{r.epochs} train_loss {m['train_loss']:.4f} val_loss {val['val_loss']:.4f} "
+                f"top1 {val['top1']:.2%} top5 {val['top5']:.2%} {m['images_per_s']:.0f} img/s {fields['seconds']:.1f}s"
             )
             barrier(info)
-        message = line = ""
+        metrics = None
         if info.main:
-            metrics = finish(req, eval_model, best, splits, info, params)
-            message = f"top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f}"
-            line = (
-                f"done: test top-1 {metrics['top1']:.2%}, top-5 {metrics['top5']:.2%} "
-                f"(epoch {metrics['best_epoch']}, {metrics['selected_on']}); last epoch {metrics['last_top1']:.2%}; "
-                f"{count(metrics['params'])} params, {count(metrics['flops'])} FLOPs"
-            )
+            metrics = finish(self.req, self.eval_model, self.best, self.splits, info, count_params(self.model))
         barrier(info)
-        return message, line
-
-    return drive(req, info, work)
+        return metrics
 
 
 def finish(req: RetrainRequest, eval_model: nn.Module, best: dict, splits: Splits, info: DistInfo, params: int) -> dict:
@@ -293,10 +268,10 @@ def finish(req: RetrainRequest, eval_model: nn.Module, best: dict, splits: Split
         "params": params,
         "flops": flops,
         "images_per_s": ips,
-        "image_size": sizes["image_size"],
-        "patch_size": sizes["patch_size"],
-        "embed_dim": sizes["embed_dim"],
-        "depth": sizes["depth"],
+        "image_size": sizes.image_size,
+        "patch_size": sizes.patch_size,
+        "embed_dim": sizes.embed_dim,
+        "depth": sizes.depth,
         "num_classes": splits.num_classes,
         "epochs": r.epochs,
         "dataset": cfg.data.name,
@@ -336,9 +311,35 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu", which: s
     return model.to(device).eval()
 
 
-def run(req: RetrainRequest) -> int:
-    """Run the retrain a request asks for, in this process (one rank); returns the exit code."""
-    return run_engine(lambda: retrain(req))
+def run(request: RetrainRequest) -> int:
+    """Train the request's cell from scratch (or resume it), in this process (one rank); returns the exit code
+    (0 finished, 2 a user's mistake, 130 stopped)."""
+    with Outcome() as outcome:
+        req = request.resolved()
+        info = setup_distributed()
+        req = replace(req, run_dir=Path(broadcast_object(str(req.run_dir), info)))  # rank 0's (runs/<name>-<time>)
+        cfg, r = req.config, req.config.retrain
+        tf, notes = train_transform(cfg)
+        splits = build_datasets(cfg.data, train_transform=tf)
+        retrainer = Retrainer(req, info, splits)
+        with Run.of(req, info) as run:
+            if info.main and req.resume is None:
+                req.genotype.save(req.run_dir / layout.GENOTYPE)
+            for note in [splits.describe(), *splits.notes, describe_augment(cfg, "retrain"), *notes]:
+                run.progress.line(note)
+            run.progress.line(
+                f"retrain {req.run_dir}: {count(count_params(retrainer.model))} params, {r.epochs} epochs of "
+                f"{retrainer.steps} steps, batch {r.batch_size} on {info.world} x {info.device.type}"
+            )
+            m = retrainer.retrain(run)
+            if m is not None:
+                run.finished(
+                    f"top-1 {m['top1']:.4f}, top-5 {m['top5']:.4f}",
+                    f"done: test top-1 {m['top1']:.2%}, top-5 {m['top5']:.2%} (epoch {m['best_epoch']}, "
+                    f"{m['selected_on']}); last epoch {m['last_top1']:.2%}; {count(m['params'])} params, "
+                    f"{count(m['flops'])} FLOPs",
+                )
+    return outcome.code
 
 
 def main(argv: list[str] | None = None) -> int:

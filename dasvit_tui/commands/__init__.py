@@ -6,7 +6,8 @@ lists them (`cli.COMMANDS`). A command is then callable, importable and testable
 
     search      `dasvit search`, `dasvit approve`      (and the headless search's last lines)
     retrain     `dasvit retrain`
-    show        `dasvit show`                          (`resolve_sizes`, `sized_network_cost`)
+    show        `dasvit show`                          (`budget_line`: a cell against its search's budget)
+    derive      `dasvit derive`
     tui         `dasvit tui`                           (`start_and_monitor`: search/retrain with the monitor)
     bench       `dasvit bench`
     plot        `dasvit plot`

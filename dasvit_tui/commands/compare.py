@@ -344,37 +344,32 @@ def compare(
     for rule in selections:
         parse_selection(rule)  # a misspelt rule: one sentence before anything trains
     from dasvit.reports.compare import compare as run_compare
-    from dasvit.run.runtime import run_engine
+    from dasvit.run.runtime import Outcome
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}.")
     results: list[dict[str, Any]] = []
-
-    def body() -> int:
-        # with --format json, stdout carries the JSON alone: progress goes to stderr
-        with contextlib.redirect_stdout(sys.stderr) if fmt == "json" else contextlib.nullcontext():
-            for k, run_dir in enumerate(run_dirs, 1):
-                if len(run_dirs) > 1:
-                    print(f"== run {k}/{len(run_dirs)}: {run_dir}")
-                rc, data = run_compare(
-                    run_dir,
-                    list(overrides),
-                    say=print,
-                    progress=not no_progress,
-                    random_cells=random_cells,
-                    repeats=repeats,
-                    match_cost=match_cost,
-                    tolerance=tolerance,
-                    selections=selections,
-                )
-                if rc != 0:
-                    return rc
-                results.append(data)
-        return 0
-
-    rc = run_engine(body)
-    if rc != 0:
-        raise typer.Exit(rc)
+    # with --format json, stdout carries the JSON alone: progress goes to stderr
+    with Outcome() as outcome, contextlib.redirect_stdout(sys.stderr) if fmt == "json" else contextlib.nullcontext():
+        for k, run_dir in enumerate(run_dirs, 1):
+            if len(run_dirs) > 1:
+                print(f"== run {k}/{len(run_dirs)}: {run_dir}")
+            rc, data = run_compare(
+                run_dir,
+                list(overrides),
+                say=print,
+                progress=not no_progress,
+                random_cells=random_cells,
+                repeats=repeats,
+                match_cost=match_cost,
+                tolerance=tolerance,
+                selections=selections,
+            )
+            if rc != 0:
+                raise typer.Exit(rc)
+            results.append(data)
+    if outcome.code:
+        raise typer.Exit(outcome.code)
     summary = None
     if len(run_dirs) > 1:
         from dasvit.reports.replicates import summarize

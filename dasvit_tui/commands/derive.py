@@ -50,20 +50,14 @@ def derive(
     parse_selection(selection)  # a misspelt rule: one sentence before anything loads
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}.")
-    from dasvit.run.runtime import run_engine
+    from dasvit.run.runtime import Outcome
     from dasvit.search.selection import derive_from_run
 
-    found = {}
-
-    def body() -> int:
-        say = (lambda s: typer.echo(s, err=True)) if fmt == "json" else typer.echo
-        found["genotype"], found["path"] = derive_from_run(run_dir, selection, list(overrides or []), stage, say)
-        return 0
-
-    rc = run_engine(body)
-    if rc != 0:
-        raise typer.Exit(rc)
-    geno, path = found["genotype"], found["path"]
+    say = (lambda s: typer.echo(s, err=True)) if fmt == "json" else typer.echo
+    with Outcome() as outcome:
+        geno, path = derive_from_run(run_dir, selection, list(overrides or []), stage, say)
+    if outcome.code:
+        raise typer.Exit(outcome.code)
     if fmt == "json":
         typer.echo(json.dumps(geno.to_json(), indent=2))
         raise typer.Exit(0)

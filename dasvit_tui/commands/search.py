@@ -173,18 +173,19 @@ def found_cost(run_dir: Path) -> str:
     `meta.cost` (the search's cost model at its width and tokens), and the network `dasvit retrain` builds
     at the run's retrain.depth (the same count as `dasvit show`)."""
     from dasvit.fmt import count
+    from dasvit.model.cost import network_cost
     from dasvit.model.genotype import load_genotype
-    from dasvit_tui.commands.show import resolve_sizes, sized_network_cost
+    from dasvit.reports.cell import resolve_sizes
 
     genotype = load_genotype(run_dir)
     sizes, _ = resolve_sizes(str(run_dir), {})
-    net = sized_network_cost(genotype, sizes)
+    net = network_cost(genotype, sizes)
     cell = genotype.meta.get("cost") if isinstance(genotype.meta.get("cost"), dict) else None
     parts = []
     if cell and all(isinstance(cell.get(k), int) for k in ("params", "flops")):
         parts.append(f"one cell {count(cell['params'])} params, {count(cell['flops'])} FLOPs")
     parts.append(
-        f"the network at depth {sizes['depth']} (width {sizes['embed_dim']}, {sizes['image_size']} px): "
+        f"the network at depth {sizes.depth} (width {sizes.embed_dim}, {sizes.image_size} px): "
         f"{count(net.params)} params, {count(net.flops)} FLOPs"
     )
     return "; ".join(parts)

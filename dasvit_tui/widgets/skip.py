@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dasvit.model.opspec import op_type
+from dasvit.model.opspec import type_shares
 from dasvit_tui.state import RunState
 from dasvit_tui.widgets.charts import ChartData, LineChart, Series
 
@@ -20,13 +20,9 @@ def type_share(ev: dict[str, Any], type_: str) -> float | None:
     reported it has only its `arch_weights`: then the same mean over edges of the summed weight on the ops
     of that type, worked out here."""
     shares = ev.get("type_shares")
-    if isinstance(shares, dict) and isinstance(shares.get(type_), (int, float)):
-        return float(shares[type_])
-    weights = ev.get("arch_weights") or {}
-    if not weights:
-        return None
-    sums = [sum(v for op, v in w.items() if op_type(op) == type_) for w in weights.values()]
-    return sum(sums) / len(sums)
+    if not (isinstance(shares, dict) and isinstance(shares.get(type_), (int, float))):
+        shares = type_shares(ev.get("arch_weights") or {})
+    return float(shares[type_]) if type_ in shares else None
 
 
 def fairness_words(ev: dict[str, Any] | None, width: int | None = None) -> str:

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from conftest import TINY, events, of_type, schema_problems, sets
+from dasvit.model.cost import edges_cost
 from dasvit.model.opspec import edge_list
 from dasvit.run.config import load_config
-from dasvit.search.cost_objective import CostObjective
-from dasvit.search.derivation import cell_ops_cost, derive_genotype, space_costs
+from dasvit.search.budget import CostObjective, space_costs
+from dasvit.search.derivation import derive_genotype
 
 OPS = ["zero", "skip", "msa_4", "msa_8", "msa_12", "mlp_0.5", "mlp_2", "mlp_4"]
 NODES, K = 3, 2
@@ -39,7 +40,7 @@ def test_a_decided_alpha_expects_exactly_the_cost_of_the_cell_it_derives():
     w = torch.softmax(alpha_for(chosen, logit=40.0), dim=1)
     geno = derive_genotype(w, torch.ones_like(w, dtype=torch.bool), OPS, NODES, K)
     assert {(e.src, e.dst): e.op for e in geno.edges} == chosen
-    cell = cell_ops_cost(geno.edges, op_costs)
+    cell = edges_cost(geno.edges, op_costs)
     flops, params = term.expected(w).tolist()
     assert flops == pytest.approx(cell.flops / budget.flops, rel=1e-4)
     assert params == pytest.approx(cell.params / budget.params, rel=1e-4)
@@ -54,7 +55,7 @@ def test_the_term_pulls_an_over_budget_alpha_within_the_budget_and_leaves_one_wi
 
     def derived_cost():
         geno = derive_genotype(torch.softmax(alpha.detach(), 1), mask, OPS, NODES, K)
-        return cell_ops_cost(geno.edges, op_costs)
+        return edges_cost(geno.edges, op_costs)
 
     assert not derived_cost().within(budget) and float(term(torch.softmax(alpha, 1)).detach()) > 0
     opt = torch.optim.Adam([alpha], lr=0.05)

@@ -1,7 +1,8 @@
-"""The cost budget as a term of the α objective (ProxylessNAS's and FBNet's way with a CNN's latency).
+"""The search's cost budget: what each op of the space costs and the cell budget (`space_costs`), and the
+budget as a term of the α objective (ProxylessNAS's and FBNet's way with a CNN's latency).
 
-The budgeted derivation (`dasvit.derivation`, `search.budget_in: derivation`) makes the derived cell fit
-`search.budget` after the search; this term makes α itself prefer cells that fit, during the search:
+The budgeted derivation (`dasvit.search.derivation`, `search.budget_in: derivation`) makes the derived cell
+fit `search.budget` after the search; the term makes α itself prefer cells that fit, during the search:
 
     p_e(o)  = w_e(o) / Σ_{o' ≠ zero} w_e(o')           α's weights on edge e over its non-zero ops
     E_e[c]  = Σ_{o ≠ zero} p_e(o) · c(o) / B_c          the edge's expected cost, relative to the budget
@@ -18,7 +19,9 @@ from __future__ import annotations
 
 import torch
 
-from ..model.cost import Cost
+from ..errors import ConfigError, GenotypeError
+from ..model.cost import Cost, cell_cost, op_cost, tokens_of
+from ..model.genotype import load_genotype
 from ..model.opspec import edge_list
 
 
@@ -59,3 +62,19 @@ class CostObjective:
 
     def __call__(self, w: torch.Tensor) -> torch.Tensor:
         return self.weight * torch.relu(self.expected(w) - 1.0).sum()
+
+
+def space_costs(cfg) -> tuple[dict[str, Cost], Cost | None]:
+    """Each op's cost in `cfg`'s space (width, tokens) and the search's cell budget (`search.budget`: the
+    cost of that cell at the same sizes), None without one. A budget that names no cell is one sentence."""
+    n, dim = tokens_of(cfg.data.image_size, cfg.space.patch_size), cfg.space.embed_dim
+    op_costs = {o: op_cost(o, dim, n) for o in cfg.space.ops}
+    if cfg.search.budget == "none":
+        return op_costs, None
+    try:
+        ref = load_genotype(cfg.search.budget)
+    except GenotypeError as e:
+        raise ConfigError(f"search.budget: {e}") from None
+    if ref.layers is not None:
+        raise ConfigError(f"search.budget names {cfg.search.budget}, a version-2 genotype; name a cell (version 1).")
+    return op_costs, cell_cost(ref, dim, n)
