@@ -1,7 +1,7 @@
 """dasvit: differentiable architecture search for Vision Transformers (DASViT).
 
 The engine: config, data, search space, search, retrain, profiling. It imports no UI; everything it has
-to say goes into the run directory (see `dasvit.rundir`).
+to say goes into the run directory (see `dasvit.run.layout`).
 """
 
 from .threads import configure_openmp

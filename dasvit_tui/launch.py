@@ -1,7 +1,7 @@
 """Starting engine processes that outlive the terminal, engines in the foreground under torchrun, and the
 command line of every child process a front starts (`cli_command`, a request's `command()`).
 
-An engine runs as `python -m <request.MODULE> <request.argv()>` (`dasvit.engine_request`: one typed request
+An engine runs as `python -m <request.MODULE> <request.argv()>` (`dasvit.run.requests`: one typed request
 per engine) in a session of its own (no SIGHUP when the terminal or the SSH connection goes), with stdin
 closed and stdout/stderr appended to RUN_DIR/engine.log. The front resolves the run directory first so it
 can watch it at once.

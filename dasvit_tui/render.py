@@ -1,6 +1,6 @@
 """Drawing a genotype: a rich cell diagram, an edge table, figures, comparisons, and Graphviz dot.
 
-Nothing here computes a model: a genotype is plain data (`dasvit.genotype.Genotype`: `nodes`, `edges`
+Nothing here computes a model: a genotype is plain data (`dasvit.model.genotype.Genotype`: `nodes`, `edges`
 with `src`/`dst`/`op`, `output`), and figures (params, FLOPs, accuracy) come in as numbers. The monitor
 reuses `render_cell` for its genotype screen.
 

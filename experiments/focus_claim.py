@@ -1,6 +1,6 @@
 """FocusFormer's claim, measured in one command: Pareto-aware sampling against AutoFormer's uniform training.
 
-    python -m dasvit.focus.claim --preset focus-fashion --seeds 0,1 --out runs/focus-claim [--samples 100]
+    python experiments/focus_claim.py --preset focus-fashion --seeds 0,1 --out runs/focus-claim [--samples 100]
 
 For each seed it trains two supernets that differ only in `focus.sampler` (pareto: FocusFormer; uniform:
 AutoFormer), same data, epochs and seed (both at once, one process each; a finished run in OUT is reused,
@@ -319,7 +319,7 @@ def seed_table(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m dasvit.focus.claim", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python experiments/focus_claim.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--preset", default="focus-fashion", help="a focus preset or YAML file (default: focus-fashion)")
     p.add_argument(
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     def body() -> int:
-        from dasvit.run.config import load_config
+        from dasvit.run.presets import load_config
 
         load_config(args.preset, args.overrides)  # a bad config: exit 2 before any work
         try:
@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
             "summary": summarize(per_seed),
             "per_seed": per_seed,
             "seconds": time.time() - t0,
-            "command": "python -m dasvit.focus.claim " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "command": "python experiments/focus_claim.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         }
         jsonio.atomic_write_text(out / "claim.json", json.dumps(result, indent=2) + "\n")
         md = markdown(result)

@@ -88,8 +88,9 @@ def main() -> None:
             row["read_events_over_plain"] = round(row["read_events_ms"] / row["plain_ms"], 2)
             print(json.dumps(row))
 
-        from dasvit.run.config import load_config
-        from dasvit.run.runtime import DistInfo, Run
+        from dasvit.run.distributed import DistInfo
+        from dasvit.run.presets import load_config
+        from dasvit.run.runtime import Run
 
         run_dir = Path(tmp) / "engine"
         epoch_event = json.loads((Path(tmp) / "search" / "events.jsonl").read_text().splitlines()[-1])

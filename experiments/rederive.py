@@ -18,7 +18,7 @@ import torch
 from dasvit.model.cost import edges_cost
 from dasvit.model.genotype import load_genotype
 from dasvit.run import layout
-from dasvit.run.config import load_run_config
+from dasvit.run.presets import load_run_config
 from dasvit.search.budget import space_costs
 from dasvit.search.derivation import derive_genotype
 

@@ -46,7 +46,7 @@ def of_type(evs: list[dict], type_: str) -> list[dict]:
 
 
 def schema_problems(run_dir: Path) -> list[str]:
-    """The lines of a run's events.jsonl that its engine's definitions (dasvit.events.SCHEMA) do not allow,
+    """The lines of a run's events.jsonl that its engine's definitions (dasvit.run.events.SCHEMA) do not allow,
     each with why: an unknown type, a field missing, undefined or of the wrong type. [] when all are."""
     from dasvit.run.events import check_event
 

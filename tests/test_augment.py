@@ -9,7 +9,7 @@ import torch
 
 from conftest import REPO
 from dasvit.errors import ConfigError, DataError
-from dasvit.run.config import load_config, load_run_config
+from dasvit.run.presets import load_config, load_run_config
 
 
 def _types(transform) -> list[str]:
@@ -111,7 +111,8 @@ def test_augmentation_keys_load_from_a_run_and_set_and_bad_ones_are_refused():
 
 
 def test_digits_are_a_stratified_seeded_split_read_as_one_channel():
-    from dasvit.train.data import build_datasets, dataset_targets, image_channels
+    from dasvit.train.data import build_datasets, dataset_targets
+    from dasvit.train.images import image_channels
 
     cfg = load_config("digits").data
     s = build_datasets(cfg)
@@ -150,7 +151,8 @@ def test_grayscale_imagefolder_is_read_as_one_channel_and_networks_take_it(tmp_p
     from dasvit.model.genotype import load_genotype
     from dasvit.model.profile import count_flops
     from dasvit.search.supernet import Supernet
-    from dasvit.train.data import build_datasets, image_channels
+    from dasvit.train.data import build_datasets
+    from dasvit.train.images import image_channels
 
     _image_tree(tmp_path, 20, "L")
     cfg = load_config("digits", ["data.name=imagefolder", f"data.root={tmp_path}"])
@@ -175,7 +177,8 @@ def test_gray_images_saved_as_rgb_are_read_as_grayscale_and_not_mirrored(tmp_pat
     the classes looked at makes the folder colour."""
     from PIL import Image
 
-    from dasvit.train.data import build_datasets, image_channels
+    from dasvit.train.data import build_datasets
+    from dasvit.train.images import image_channels
 
     _image_tree(tmp_path / "gray", 28, "L")
     for png in (tmp_path / "gray").rglob("*.png"):  # the same gray pixels, saved in RGB mode

@@ -10,7 +10,7 @@ import torch
 from conftest import TINY, events, of_type, schema_problems, sets
 from dasvit.model.cost import edges_cost
 from dasvit.model.opspec import edge_list
-from dasvit.run.config import load_config
+from dasvit.run.presets import load_config
 from dasvit.search.budget import CostObjective, space_costs
 from dasvit.search.derivation import derive_genotype
 

@@ -90,7 +90,8 @@ def test_a_second_compare_reuses_every_retrain(first, run):
 
 
 def test_plot_draws_the_compared_retrains(first, run, tmp_path):
-    from dasvit.reports.plot import compare_series, plot_curves
+    from dasvit.reports.plot import compare_series
+    from dasvit.reports.plot_curves import plot_curves
 
     series = compare_series(run, first)
     names = {"vit_b16": "ViT block", "searched": "searched cell"}
@@ -130,7 +131,7 @@ def test_a_run_without_genotype_or_a_retrain_run_is_a_one_sentence_error(tmp_pat
 
 def test_random_cells_of_the_same_space_are_retrained_and_ranked(first, run, tmp_path):
     from dasvit.model.cost import Cost, edges_cost
-    from dasvit.run.config import load_run_config
+    from dasvit.run.presets import load_run_config
     from dasvit.search.budget import space_costs
     from dasvit.search.derivation import has_residual_path
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from dasvit.errors import ConfigError
-from dasvit.run.config import load_config, preset_names
+from dasvit.run.presets import load_config, preset_names
 from dasvit_tui.cli import main
 
 
@@ -143,7 +143,7 @@ def test_a_preset_for_the_other_engine_is_refused_naming_the_right_command(
 
 
 def test_search_help_lists_every_search_preset(capsys, monkeypatch):
-    from dasvit.run.config import preset_names
+    from dasvit.run.presets import preset_names
     from dasvit.run.requests import preset_engine
 
     monkeypatch.setenv("COLUMNS", "400")  # no preset name broken over two lines

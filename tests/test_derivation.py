@@ -11,7 +11,7 @@ import torch
 from dasvit.model.cost import Cost, Sizes, cell_cost, edges_cost, network_cost, op_cost
 from dasvit.model.genotype import Edge, Genotype, load_genotype
 from dasvit.model.opspec import edge_list
-from dasvit.run.config import load_config
+from dasvit.run.presets import load_config
 from dasvit.search.budget import space_costs
 from dasvit.search.derivation import derive_genotype, has_residual_path, random_genotype
 

@@ -1,4 +1,4 @@
-"""The event schema (dasvit.events): one definition per event type, for the engines' writer and the readers.
+"""The event schema (dasvit.run.events): one definition per event type, for the engines' writer and the readers.
 
 The engines' own events are held to it where the tests run them (schema_problems in test_search,
 test_retrain, test_focus); here: what the writer refuses, what readers drop, and old runs still read."""

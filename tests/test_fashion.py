@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from dasvit.errors import ConfigError, DataError
-from dasvit.run.config import load_config
+from dasvit.run.presets import load_config
 
 PER_CLASS = {"train": 12, "test": 3}
 

@@ -58,7 +58,7 @@ def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
 
 
 def test_focus_run_follows_the_run_directory_contract(tiny_focus):
-    assert schema_problems(tiny_focus) == []  # every event as dasvit.events defines the focus engine's
+    assert schema_problems(tiny_focus) == []  # every event as dasvit.run.events defines the focus engine's
     evs = events(tiny_focus)
     start = of_type(evs, "run_start")[0]
     assert start["kind"] == "focus" and start["preset"] == "focus-demo" and start["world_size"] == 1

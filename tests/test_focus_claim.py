@@ -1,4 +1,4 @@
-"""`python -m dasvit.focus.claim` end to end on a tiny focus-demo: two seeds, both supernets, every method at
+"""`python experiments/focus_claim.py` end to end on a tiny focus-demo: two seeds, both supernets, every method at
 every budget, the two sides' picks retrained from scratch, the summary over seeds and the figure.
 Heavier than the default suite allows (supernets and retrains in child processes): marked slow."""
 

@@ -190,7 +190,7 @@ def test_retrain_trains_a_v2_genotype_at_its_own_sizes(cli_runs):
     assert rc == 0, err
     m = json.loads((run / "metrics.json").read_text())
     assert (m["depth"], m["embed_dim"]) == (g.depth, g.embed_dim)  # from the file, not the preset (4 x 48)
-    from dasvit.run.config import load_config
+    from dasvit.run.presets import load_config
 
     classes = load_config("demo").data.synthetic_classes  # the classifier reads the preset's data
     assert m["num_classes"] == classes
@@ -202,7 +202,7 @@ def test_retrain_trains_a_v2_genotype_at_its_own_sizes(cli_runs):
 
 def test_show_sizes_a_specialized_genotype_from_its_run_config(tmp_path):
     from dasvit.reports.cell import resolve_sizes, v2_sizes
-    from dasvit.run.config import dump_config, load_config
+    from dasvit.run.presets import dump_config, load_config
 
     run = tmp_path / "focus-run"
     (run / "specialized").mkdir(parents=True)

@@ -264,8 +264,9 @@ def test_hostile_control_lines_appended_to_a_live_run_each_get_an_error_event_an
 
 
 def test_fuzzed_control_lines_never_raise_in_the_engine_and_each_malformed_one_is_an_error_event(tmp_path):
-    from dasvit.run.config import load_config
-    from dasvit.run.runtime import DistInfo, Run
+    from dasvit.run.distributed import DistInfo
+    from dasvit.run.presets import load_config
+    from dasvit.run.runtime import Run
 
     run_dir = tmp_path / "run"
     with Run(run_dir, load_config("demo"), "search", DistInfo(), progress=False) as run:
@@ -701,22 +702,22 @@ def test_a_link_to_an_ancestor_of_the_data_folder_is_skipped_even_when_that_ance
     """A class folder's link resolving to / was walked: its check read `top.startswith("//")`, so the whole
     file system would be listed. A link to an ancestor of the data folder, as it is and then with that
     ancestor seen as / (realpath answering as in a container whose data lies at the root)."""
-    from dasvit.train import data
+    from dasvit.train import images
 
     root = _image_folder(tmp_path / "images", {"cat": 3, "dog": 2})
     cat = root / "train" / "cat"
     (cat / "up").symlink_to(tmp_path, target_is_directory=True)
     (tmp_path / "elsewhere").mkdir()  # the rest of the "file system"
     shutil.copy(cat / "0.png", tmp_path / "elsewhere" / "not-a-cat.png")
-    assert data._walk_images(str(cat), lambda f: f.endswith(".png")) == ([str(cat / f"{i}.png") for i in range(3)], 1)
+    assert images._walk_images(str(cat), lambda f: f.endswith(".png")) == ([str(cat / f"{i}.png") for i in range(3)], 1)
     real, base = os.path.realpath, os.path.realpath(tmp_path)
 
     def with_tmp_path_as_root(path, *args, **kw):
         rel = os.path.relpath(real(path, *args, **kw), base)
         return real(path, *args, **kw) if rel.startswith("..") else "/" if rel == "." else "/" + rel
 
-    monkeypatch.setattr(data.os.path, "realpath", with_tmp_path_as_root)
-    files, skipped = data._walk_images(str(cat), lambda f: f.endswith(".png"))
+    monkeypatch.setattr(images.os.path, "realpath", with_tmp_path_as_root)
+    files, skipped = images._walk_images(str(cat), lambda f: f.endswith(".png"))
     assert files == [str(cat / f"{i}.png") for i in range(3)] and skipped == 1
 
 

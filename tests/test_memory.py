@@ -10,20 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from dasvit.reports.memory import (
-    Activations,
-    MemorySizeError,
-    StageMemory,
-    assumed_mask,
-    build_stage_net,
-    estimate_stage,
-    op_ranking,
-    parse_bytes,
-    set_variant,
-    variant_key,
-)
-from dasvit.run.config import DEFAULT_OPS, load_config
-from dasvit.run.runtime import DistInfo
+from dasvit.reports.memory import Activations, MemorySizeError, StageMemory, parse_bytes, variant_key
+from dasvit.reports.memory_measure import assumed_mask, build_stage_net, estimate_stage, op_ranking, set_variant
+from dasvit.run.config import DEFAULT_OPS
+from dasvit.run.distributed import DistInfo
+from dasvit.run.presets import load_config
 from dasvit.search.bilevel import BilevelStep
 from dasvit.search.supernet import Supernet
 from dasvit.train.data import num_classes

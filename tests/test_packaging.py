@@ -68,7 +68,7 @@ def test_wheel_ships_every_preset_and_the_installed_package_loads_them(tmp_path)
     # an installed copy, imported from elsewhere: every preset loads by name
     # and every module of both packages (subpackages too) imports from the wheel, the ImageNet-100 class list with them
     code = (
-        "import dasvit, dasvit.run.config as c, pkgutil, importlib, dasvit_tui; print(dasvit.__file__); "
+        "import dasvit, dasvit.run.presets as c, pkgutil, importlib, dasvit_tui; print(dasvit.__file__); "
         "print(','.join(c.preset_names())); [c.load_config(n) for n in c.preset_names()]; "
         "[importlib.import_module(m.name) for p in (dasvit, dasvit_tui) "
         "for m in pkgutil.walk_packages(p.__path__, p.__name__ + '.') if not m.name.endswith('__main__')]"

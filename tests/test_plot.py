@@ -12,7 +12,8 @@ import pytest
 
 from conftest import events, of_type
 from dasvit.errors import UserError
-from dasvit.reports.plot import load_series, plot_runs
+from dasvit.reports.plot import plot_runs
+from dasvit.reports.plot_curves import load_series
 
 RECORDED = Path(__file__).parent / "recorded_run"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -96,7 +97,8 @@ def test_op_weights_pruned_marks_never_cover_each_other():
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    from dasvit.reports.plot import PRUNED_MS, STYLE, op_colours, op_weights_figure
+    from dasvit.reports.figures import STYLE
+    from dasvit.reports.plot_search import PRUNED_MS, op_colours, op_weights_figure
 
     s = load_series(RECORDED)
     with plt.rc_context(STYLE):
@@ -136,7 +138,8 @@ def test_retrains_whose_top5_lines_meet_at_100_percent_all_show_there(tmp_path):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from dasvit.reports.plot import RUN_COLOURS, STYLE, plot_curves
+    from dasvit.reports.figures import STYLE
+    from dasvit.reports.plot_curves import RUN_COLOURS, plot_curves
 
     runs = [load_series(RECORDED / "retrain", label) for label in ("searched, depth 4", "ViT, depth 4", "searched, 6")]
     assert all(e["top5"] == 1.0 for e in runs[0].epochs)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import REPO, engine_env, events, of_type, schema_problems, sets, start_engine, wait_for
-from dasvit.run.config import dump_config, load_config
+from dasvit.run.presets import dump_config, load_config
 
 CELL = Path(__file__).parent / "fixtures" / "searched_cell.json"
 # on top of the search run's demo config: 4 short epochs of a 2-cell network, on 4 of the generated classes
@@ -67,7 +67,7 @@ def test_retrain_of_a_search_run_writes_the_contract_into_run_dir_retrain(refere
         "last.pt",
         "metrics.json",
     ]
-    assert schema_problems(reference) == []  # every event as dasvit.events defines the retrain's
+    assert schema_problems(reference) == []  # every event as dasvit.run.events defines the retrain's
     evs = events(reference)
     start = of_type(evs, "run_start")[0]
     assert start["kind"] == "retrain" and start["preset"] == "demo" and start["world_size"] == 1
@@ -96,7 +96,7 @@ def test_retrain_of_a_search_run_writes_the_contract_into_run_dir_retrain(refere
 
 def test_load_model_classifies_the_test_split_as_metrics_json_says(reference, search_run):
     import dasvit
-    from dasvit.run.config import load_run_config
+    from dasvit.run.presets import load_run_config
     from dasvit.train.data import build_datasets
 
     model = dasvit.load_model(search_run)  # the search run directory: its retrain/ is found

@@ -15,15 +15,15 @@ from dasvit.fmt import count
 from dasvit.model.cost import Sizes, network_cost
 from dasvit.model.genotype import load_genotype
 from dasvit.run import controls, jsonl, runlock
-from dasvit.run.config import load_config
 from dasvit.run.events import make_event
+from dasvit.run.presets import load_config
 from dasvit.search.supernet import edge_list, edge_name
 
 EDGES = {edge_name(e) for e in edge_list(3)}
 
 
 def test_run_directory_follows_the_contract(tiny_search):
-    assert schema_problems(tiny_search) == []  # every event as dasvit.events defines the search's
+    assert schema_problems(tiny_search) == []  # every event as dasvit.run.events defines the search's
     evs = events(tiny_search)
     for e in evs:
         assert e["v"] == 1 and isinstance(e["time"], float)
@@ -318,7 +318,7 @@ def test_ablation_plain_darts_runs_without_either_mechanism(tmp_path):
 
 
 def test_a_stage_can_start_from_the_last_stages_weights():
-    from dasvit.search.searcher import inherit_weights
+    from dasvit.search.supernet import inherit_weights
     from dasvit.search.supernet import Supernet, mask_from_keep
 
     ops = ["zero", "skip", "msa_4", "mlp_2"]

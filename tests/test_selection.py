@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 from conftest import events, schema_problems, sets
 from dasvit.model.cost import Cost, edges_cost
 from dasvit.model.genotype import load_genotype
-from dasvit.reports.compare import random_cell
+from dasvit.reports.compare_cells import random_cell
 from dasvit.reports.ranking import correlation, cost_trend
-from dasvit.run.config import load_run_config
+from dasvit.run.presets import load_run_config
 from dasvit.search.budget import space_costs
 from dasvit.search.derivation import has_residual_path, mixes_tokens
 from dasvit.search.selection import (
@@ -113,8 +113,8 @@ def test_each_selection_rule_derives_a_valid_cell_from_a_recorded_supernet(tiny_
 def trained_supernet(tiny_search, steps: int = 160):
     """The recorded run's first-stage supernet (every op on every edge), trained further for `steps` weight
     steps on a larger synthetic set, so that it tells classes apart on a validation split of 256 images held out of 1,024."""
-    from dasvit.run.config import load_config
-    from dasvit.run.runtime import DistInfo
+    from dasvit.run.distributed import DistInfo
+    from dasvit.run.presets import load_config
     from dasvit.train.data import EpochLoaders, build_datasets
     from dasvit.train.loop import weight_step
 

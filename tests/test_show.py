@@ -15,7 +15,7 @@ from conftest import REPO, engine_env
 from dasvit.model.genotype import load_genotype
 from dasvit.model.network import Network
 from dasvit.model.profile import SDPA_OP, count_flops, flop_analysis
-from dasvit.run.config import dump_config, load_config
+from dasvit.run.presets import dump_config, load_config
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CELL = FIXTURES / "searched_cell.json"

@@ -30,7 +30,7 @@ class CostModel:
         self.space = space
         n = (image_size // patch_size) ** 2 + 1
         self.fixed: dict[int, Cost] = {}  # width -> stem and head
-        self.op: dict[int, dict[str, Cost]] = {}  # width -> op name -> cost (dasvit.cost.op_cost)
+        self.op: dict[int, dict[str, Cost]] = {}  # width -> op name -> cost (dasvit.model.cost.op_cost)
         d = space.head_dim
         for e in space.embed_dims:
             self.fixed[e] = stem_head_cost(e, image_size, patch_size, in_chans, num_classes)

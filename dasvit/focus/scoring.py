@@ -4,7 +4,7 @@ inherited weights. The sampler's training (`train.py`) and specialization (`spec
 from __future__ import annotations
 
 from ..model.cost import Cost
-from ..run.runtime import DistInfo
+from ..run.distributed import DistInfo
 from ..train.data import EpochLoaders
 from ..train.loop import evaluate
 from .cost import subnet_cost

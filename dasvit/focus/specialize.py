@@ -32,9 +32,11 @@ from ..limits import MAX_SAMPLES
 from ..model.genotype import subnet_genotype
 from ..run import layout, runstatus
 from ..run.checkpoint import load_checkpoint
-from ..run.config import Config, load_run_config
-from ..run.runtime import DistInfo
-from ..train.data import EpochLoaders, build_datasets, image_channels
+from ..run.config import Config
+from ..run.distributed import DistInfo
+from ..run.presets import load_run_config
+from ..train.data import EpochLoaders, build_datasets
+from ..train.images import image_channels
 from .pareto import pareto_front
 from .sampler import SubnetSampler, bin_for_budget
 from .scoring import CostTable, EvalBatches, eval_batch, evaluate_subnet

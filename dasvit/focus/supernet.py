@@ -6,7 +6,7 @@ embedding and head their first `embed_dim` channels; an `msa` with h heads the f
 each of Q, K and V (and those columns of the output projection); an `mlp` with ratio r the first
 `mlp_hidden(E, r)` hidden units. Layers past the architecture's depth are skipped.
 
-The wiring is `dasvit.network`'s (node j = Σ of its incoming edges, cell output = Σ of the output nodes,
+The wiring is `dasvit.model.network`'s (node j = Σ of its incoming edges, cell output = Σ of the output nodes,
 cell k reads cells k-2 and k-1), so `extract(subnet)` — a plain `Network` with the slices copied in — computes
 what the supernet computes for that architecture.
 """

@@ -11,7 +11,7 @@ the space during `focus.warmup_epochs`, with probability `focus.uniform_mix` aft
 them with inherited weights on a held-out batch, ranks them Pareto-aware and takes a REINFORCE step.
 Every rank draws the same architectures (the draws come from generators seeded alike, and the scores are
 averaged over ranks), so the ranks never disagree. The run directory follows the search's contract
-(dasvit.rundir), with `kind: "focus"`; checkpoint.pt after every epoch holds supernet, sampler, both
+(dasvit.run.layout), with `kind: "focus"`; checkpoint.pt after every epoch holds supernet, sampler, both
 optimizers and the random states, so `--resume` continues exactly.
 """
 
@@ -31,20 +31,13 @@ from ..fmt import count
 from ..run import layout
 from ..run.checkpoint import checkpoint_mismatch, fitting_checkpoint, load_checkpoint, save_checkpoint
 from ..run.config import Config
+from ..run.distributed import DistInfo, all_reduce_mean, barrier, epoch_peak_memory, setup_distributed
 from ..run.events import EPOCH, SPACE
 from ..run.requests import FocusRequest
-from ..run.runtime import (
-    DistInfo,
-    Outcome,
-    Run,
-    all_reduce_mean,
-    allocating,
-    barrier,
-    epoch_peak_memory,
-    setup_distributed,
-)
+from ..run.runtime import Outcome, Run, allocating
 from ..train.augment import train_transform
-from ..train.data import EpochLoaders, Splits, build_datasets, image_channels
+from ..train.data import EpochLoaders, Splits, build_datasets
+from ..train.images import image_channels
 from ..train.loop import (
     EpochSums,
     autocast,
@@ -439,7 +432,7 @@ def _as_tuple(x: Any) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m dasvit.focus ARGS` (see `dasvit.engine_request.FocusRequest`)."""
+    """`python -m dasvit.focus ARGS` (see `dasvit.run.requests.FocusRequest`)."""
     return run(FocusRequest.parse(argv))
 
 

@@ -46,10 +46,10 @@ def build_network(
     genotype: Genotype, cfg, num_classes: int, drop_path: float | None = None, in_chans: int | None = None
 ) -> Network:
     """The network of `genotype` at a config's sizes (`dasvit.model.genotype.network_sizes`: a version-2
-    genotype brings its own depth and width), with `data.channels` resolved by dasvit.train.data.image_channels
+    genotype brings its own depth and width), with `data.channels` resolved by dasvit.train.images.image_channels
     unless `in_chans` is given."""
     if in_chans is None:
-        from ..train.data import image_channels
+        from ..train.images import image_channels
 
         in_chans = image_channels(cfg.data)
     sizes = network_sizes(cfg, genotype)

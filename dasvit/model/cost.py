@@ -1,7 +1,7 @@
 """What an op and a cell cost, analytically and without torch: FLOPs in fvcore's convention, exact params.
 
 One image, N tokens (patches + class token), width D; one multiply-add is one FLOP and fvcore counts no
-FLOPs for GELU, softmax, the residual additions or `skip` (dasvit.profile counts the same on a built
+FLOPs for GELU, softmax, the residual additions or `skip` (dasvit.model.profile counts the same on a built
 network, with its SDPA handle):
 
 | op | FLOPs | params |

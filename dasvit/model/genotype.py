@@ -133,7 +133,7 @@ def feeding_nodes(output: list[int], edges: list[Edge]) -> list[int]:
 
 def _short(v: Any) -> str:
     """A value for a sentence: its repr, cut (a hostile file may hold a huge one); JSON's null, which is also
-    what a number too large to hold reads as (dasvit.rundir.parse_json)."""
+    what a number too large to hold reads as (dasvit.run.jsonio.parse_json)."""
     if v is None:
         return "null (or a number too large)"
     text = repr(v)

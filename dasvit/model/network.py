@@ -352,8 +352,8 @@ class Network(nn.Module):
 # an exported network: config.json + model.safetensors
 
 
-def build(config: dict[str, Any]) -> Network:
-    """The network a `config.json` describes (its genotype and sizes), untrained."""
+def build(config: dict[str, Any], drop_path: float = 0.0) -> Network:
+    """The network a `config.json` describes (its genotype and sizes), untrained; `drop_path` as `Network`'s."""
     s = config["sizes"]
     return Network(
         config["genotype"],
@@ -362,6 +362,7 @@ def build(config: dict[str, Any]) -> Network:
         image_size=int(s["image_size"]),
         patch_size=int(s["patch_size"]),
         num_classes=int(s["num_classes"]),
+        drop_path=drop_path,
         in_chans=int(s.get("in_chans", 3)),
     )
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..run.config import DEFAULT_OPS, SearchConfig
-from ..run.runtime import DistInfo
+from ..run.distributed import DistInfo
 from ..search.bilevel import BilevelStep
 from ..search.supernet import Supernet
 from ..train.loop import autocast
@@ -114,7 +114,7 @@ def build_supernet(s: SearchSizes, device: torch.device, pts_ratio: float | None
 
 
 class BenchStep:
-    """The search's own step (`dasvit.bilevel.BilevelStep`, built as a stage builds it from the default
+    """The search's own step (`dasvit.search.bilevel.BilevelStep`, built as a stage builds it from the default
     search config: fairness on, AdamW with its schedule, gradient clipping, bf16 autocast on CUDA) on one
     fixed pair of batches. α is reset before each call so every variant sees the same α."""
 

@@ -26,7 +26,7 @@ from ..run import layout
 
 def _retrain_metrics(d: Path, notes: list[str] | None = None) -> tuple[Path, dict[str, Any]] | None:
     """metrics.json of a retrain run given as its own directory or as the search run holding it; a damaged
-    one is passed over, with a note in `notes` (dasvit.records)."""
+    one is passed over, with a note in `notes` (dasvit.run.records)."""
     from ..run.records import DamagedRecord, read_metrics
 
     for cand in (d, d / layout.RETRAIN):
@@ -43,12 +43,12 @@ def _retrain_metrics(d: Path, notes: list[str] | None = None) -> tuple[Path, dic
 def resolve_sizes(source: str, opts: dict[str, Optional[int]]) -> tuple[Sizes, str]:
     """The sizes to measure at, and where they came from (for the header)."""
     from ..model.genotype import BUILTIN_DIMS, network_sizes
-    from ..run.config import load_config, load_run_config
+    from ..run.presets import load_config, load_run_config
 
     run = layout.config_dir_for(source)
     in_chans = 3
     if run is not None:
-        from ..train.data import image_channels
+        from ..train.images import image_channels
 
         cfg, origin = load_run_config(run / layout.CONFIG), f"{run / layout.CONFIG}"
         in_chans = image_channels(cfg.data)  # digits, a grayscale image folder: 1
@@ -167,7 +167,7 @@ def _row(m: dict[str, Any]) -> dict[str, Any]:
 
 def _preset_of(*runs: Path) -> str:
     """The preset a run was made with, for the hint; P when no run says."""
-    from ..run.config import load_run_config
+    from ..run.presets import load_run_config
 
     for run in runs:
         try:

@@ -29,32 +29,41 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import shutil
 import signal
 import socket
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import BudgetError, RunDirError, UserError
+from ..errors import RunDirError, UserError
 from ..fmt import count
 from ..limits import MAX_DEPTH
 from ..model.cost import Cost
 from ..model.genotype import Genotype, load_genotype, vit_block
 from ..run import jsonio, layout, runlock, runstatus
-from ..run.config import Config, load_config, load_run_config
+from ..run.config import Config
+from ..run.presets import load_config, load_run_config
 from ..run.runtime import EXIT_OK, EXIT_STOPPED, Stopped
+from .compare_cells import (
+    DEFAULT_TOLERANCE,
+    MATCHED,
+    RANDOM,
+    VIT,
+    at_depth,
+    is_repeated,
+    matched_depth,
+    network_cost,
+    random_cell,
+    selection_cell,
+)
+from .compare_result import ranking, result
 
 COMPARE_JSON = "compare.json"
 COMPARE_DIR = "compare"
 METRICS = "metrics.json"
-VIT = "vit_b16"
-DEFAULT_TOLERANCE = 0.05  # --match-cost: ±5 % of the searched cell's FLOPs and params
 MAX_DEPTH_FACTOR = 4  # the matched-FLOPs depth is looked for up to 4 x retrain.depth
 # config keys that do not change what a retrain learns: a retrain differing only in them is reused (the
 # search's and FocusFormer's settings among them: runs made before a default changed share their retrains)
@@ -107,40 +116,6 @@ class ComparePlan:
 
 
 # ---------------------------------------------------------------------------------------------
-# what a network costs, and the matched-FLOPs depth
-
-
-def at_depth(cfg: Config, depth: int) -> Config:
-    return dataclasses.replace(cfg, retrain=dataclasses.replace(cfg.retrain, depth=depth))
-
-
-def network_cost(genotype: Genotype, cfg: Config, depth: int, num_classes: int) -> Cost:
-    """What the retrained network of `genotype` at `depth` costs (dasvit.model.cost: what fvcore counts)."""
-    from ..model.cost import network_cost as cost
-    from ..model.genotype import network_sizes
-    from ..train.data import image_channels
-
-    sizes = network_sizes(cfg, genotype, num_classes, image_channels(cfg.data))
-    return cost(genotype, dataclasses.replace(sizes, depth=depth))
-
-
-def matched_depth(flops_at: Callable[[int], int], budget: int, max_depth: int) -> int | None:
-    """The largest depth in 1..max_depth whose FLOPs do not exceed `budget` (None if depth 1 does).
-
-    FLOPs grow by one cell per layer, so two counts give the slope; the guess is then checked exactly.
-    """
-    if flops_at(1) > budget:
-        return None
-    slope = flops_at(2) - flops_at(1) if max_depth > 1 else 0
-    d = max_depth if slope <= 0 else min(max_depth, 1 + (budget - flops_at(1)) // slope)
-    while d > 1 and flops_at(d) > budget:
-        d -= 1
-    while d < max_depth and flops_at(d + 1) <= budget:
-        d += 1
-    return d
-
-
-# ---------------------------------------------------------------------------------------------
 # finding retrains to reuse
 
 
@@ -173,7 +148,7 @@ def _matches(d: Path, want: Config, genotype: Genotype) -> bool:
 
 def _state(d: Path) -> str:
     """done (metrics.json there, and whole), resume (a checkpoint there) or new. A damaged metrics.json is
-    one sentence before anything trains (dasvit.records)."""
+    one sentence before anything trains (dasvit.run.records)."""
     from ..run.records import DamagedRecord, read_metrics
 
     if (d / METRICS).exists() or (d / METRICS).is_symlink():
@@ -207,71 +182,7 @@ def locate(entry: Entry, run_dir: Path, want: Config, depth: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# the plan, the retrains, the result
-
-
-RANDOM = "random"
-MATCHED = "matched"  # random cells of the searched cell's cost (--match-cost)
-
-
-def is_random(cell: str) -> bool:
-    return cell.startswith((RANDOM, MATCHED))
-
-
-def is_repeated(cell: str) -> bool:
-    """Whether `--repeats` retrains this cell again: the searched cells and the ViT block, not random cells."""
-    return not is_random(cell)
-
-
-def random_cell(cfg: Config, k: int, matched: Genotype | None = None, tolerance: float = DEFAULT_TOLERANCE) -> Genotype:
-    """The k-th random cell (1-based) of `cfg`'s space, under the derivation's rules and the search's budget;
-    with `matched`, the k-th of those whose FLOPs and params lie within ±`tolerance` of that cell's."""
-    import random
-
-    from ..model.cost import Cost, edges_cost
-    from ..search.budget import space_costs
-    from ..search.derivation import random_genotype
-    from ..train.loop import mix_seed
-
-    op_costs, budget = space_costs(cfg)
-    s = cfg.space
-    if matched is None:
-        rng = random.Random(mix_seed(cfg.search.seed, 0x5EED, k))
-        meta = {"random": k, "seed": cfg.search.seed, "budget": cfg.search.budget}
-        return random_genotype(s.ops, s.nodes, s.edges_per_node, rng, op_costs, budget, meta=meta)
-    c = edges_cost([e for e in matched.edges if e.dst in set(matched.live_nodes())], op_costs)
-    low = Cost(math.ceil(c.flops * (1 - tolerance)), math.ceil(c.params * (1 - tolerance)))
-    high = Cost(int(c.flops * (1 + tolerance)), int(c.params * (1 + tolerance)))
-    if budget is not None and cfg.search.budget_in != "objective" and c.within(budget):
-        high = Cost(min(high.flops, budget.flops), min(high.params, budget.params))  # within it, as the searched
-    rng = random.Random(mix_seed(cfg.search.seed, 0x3A7C, k))
-    meta = {"matched": k, "seed": cfg.search.seed, "budget": cfg.search.budget, "tolerance": tolerance}
-    meta["to"] = {"flops": c.flops, "params": c.params}
-    try:
-        return random_genotype(s.ops, s.nodes, s.edges_per_node, rng, op_costs, high, meta=meta, floor=low)
-    except BudgetError:
-        raise UserError(
-            f"no random cell of the space costs within ±{100 * tolerance:g} % of the searched cell "
-            f"({count(c.flops)} FLOPs, {count(c.params)} params per layer); widen --tolerance."
-        ) from None
-
-
-def selection_cell(run_dir: Path, rule: str, overrides: list[str], say: Callable[[str], None]) -> tuple[str, Genotype]:
-    """The cell rule `rule` takes from the run's last stage-end supernet (RUN/derived/<name>.json, taken now
-    if it is not there yet) and its name."""
-    from ..run.config import load_config, parse_selection
-    from ..search.selection import derive_from_run, derived_path, rule_name
-
-    base, implied = parse_selection(rule)
-    sel = load_config(str(run_dir / layout.CONFIG), [*overrides, *implied]).search.selection
-    name = rule_name(base, sel.max_skips)
-    path = derived_path(run_dir, name)
-    if path.is_file():
-        return name, load_genotype(path)
-    say(f"selecting the {name} cell from the run's supernet ...")
-    geno, path = derive_from_run(run_dir, rule, overrides, say=say)
-    say(f"{name}: written {path}")
-    return name, geno
+# the plan and the retrains
 
 
 def _num_classes(cfg: Config) -> int:
@@ -439,141 +350,6 @@ def _retrain(plan: ComparePlan, e: Entry, progress: bool) -> int:
     return retrain(RetrainRequest(source, preset, overrides, e.run_dir, progress=progress))
 
 
-def _row(plan: ComparePlan, e: Entry) -> dict[str, Any]:
-    from ..run.records import read_metrics
-
-    m = read_metrics(e.run_dir)
-    rel = e.run_dir.relative_to(plan.run_dir) if e.run_dir.is_relative_to(plan.run_dir) else e.run_dir
-    return {
-        "cell": e.cell,
-        "depth": e.depth,
-        "top1": m["top1"],
-        "top5": m["top5"],
-        "params": m["params"],
-        "flops": m["flops"],
-        "images_per_s": m.get("images_per_s"),
-        "epochs": m.get("epochs"),
-        "best_epoch": m.get("best_epoch"),
-        "dir": str(rel),
-        "trained": e.trained,
-        "seed": plan.recipe_for(e).retrain.seed,
-    }
-
-
-def _network_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """One network's row: its first retrain's fields, top-1 and top-5 the mean over its retrains (`runs`,
-    with their sample std); `dir` is the first retrain's."""
-    row = dict(runs[0])
-    for k in ("top1", "top5"):
-        row[k] = statistics.fmean(r[k] for r in runs)
-    row["top1_std"] = statistics.stdev(r["top1"] for r in runs) if len(runs) > 1 else 0.0
-    row["trained"] = any(r["trained"] for r in runs)
-    row["runs"] = [{k: r[k] for k in ("seed", "top1", "top5", "best_epoch", "dir")} for r in runs]
-    return row
-
-
-def result(plan: ComparePlan) -> dict[str, Any]:
-    """compare.json: every retrain's metrics, grouped as the two comparisons."""
-    cfg, depth = plan.cfg, plan.depth
-    retrains: dict[str, list[dict[str, Any]]] = {}
-    for e in plan.entries:
-        retrains.setdefault(e.key, []).append(_row(plan, e))
-    rows = {key: _network_row(runs) for key, runs in retrains.items()}
-    vit = rows[f"{VIT}@{depth}"]
-    recipe = dataclasses.asdict(cfg.retrain)
-    recipe.pop("depth")
-    out: dict[str, Any] = {
-        "format": "dasvit-compare",
-        "version": 1,
-        "run": str(plan.run_dir),
-        "time": time.time(),
-        "dataset": cfg.data.name,
-        "image_size": cfg.data.image_size,
-        "patch_size": cfg.space.patch_size,
-        "embed_dim": cfg.space.embed_dim,
-        "num_classes": plan.num_classes,
-        "overrides": plan.overrides,
-        "recipe": recipe,
-        "repeats": plan.repeats,  # retrains of the searched cell and the ViT block; top1/top5 are their mean
-        "models": rows,
-        "equal_depth": {"depth": depth, "searched": rows[f"searched@{depth}"], "vit": vit},
-        "matched_flops": None,
-    }
-    if plan.matched_depth is not None:
-        out["matched_flops"] = {
-            "rule": f"the searched cell's largest depth whose FLOPs do not exceed the ViT block's at depth {depth}",
-            "budget_flops": vit["flops"],
-            "depth": plan.matched_depth,
-            "next_depth_flops": plan.next_flops,
-            "searched": rows[f"searched@{plan.matched_depth}"],
-            "vit": vit,
-        }
-    else:
-        out["note"] = (
-            f"the searched cell costs more at depth 1 than the ViT block at depth {depth}; no matched-FLOPs comparison."
-        )
-    searched = rows[f"searched@{depth}"]
-    randoms = [row for key, row in rows.items() if key.startswith(RANDOM)]
-    if randoms:
-        out["random"] = _baseline(
-            randoms,
-            searched["top1"],
-            "cells drawn uniformly from the run's space: the derivation's inputs per node, a residual path, "
-            "the first stage's ops, within search.budget; same depth and recipe",
-        )
-        out["random"].update(depth=depth, budget=plan.cfg.search.budget)
-    matched = [row for key, row in rows.items() if key.startswith(MATCHED)]
-    if matched:
-        out["matched_cost"] = _baseline(
-            matched,
-            searched["top1"],
-            f"random cells as above whose FLOPs and params per layer lie within ±{100 * plan.tolerance:g} % of the "
-            "searched cell's",
-        )
-        out["matched_cost"].update(depth=depth, tolerance=plan.tolerance, budget=plan.cfg.search.budget)
-    selected = {
-        key.split("@")[0]: row
-        for key, row in rows.items()
-        if row["depth"] == depth and not is_random(row["cell"]) and row["cell"] != VIT
-    }
-    if plan.same:
-        out["same_cell"] = dict(plan.same)  # e.g. {"oneshot": "searched"}: the rule took the searched cell
-        selected.update({name: rows[f"{twin}@{depth}"] for name, twin in plan.same.items()})
-    if randoms or matched:
-        from .ranking import cost_trend
-
-        trend = cost_trend(randoms + matched, {**selected, VIT: vit}, plan.tolerance)
-        if trend is not None:
-            out["cost_trend"] = trend
-    return out
-
-
-def _baseline(cells: list[dict[str, Any]], searched_top1: float, rule: str) -> dict[str, Any]:
-    """A row of random cells: each, their median and best top-1, and the searched cell's rank among them."""
-    tops = sorted(r["top1"] for r in cells)
-    return {
-        "rule": rule,
-        "cells": cells,
-        "median_top1": statistics.median(tops),
-        "best_top1": tops[-1],
-        # 1 is the best: how many random cells did better, plus one
-        "searched_rank": 1 + sum(t > searched_top1 for t in tops),
-        "of": len(tops) + 1,
-    }
-
-
-def ranking(plan: ComparePlan, out: dict[str, Any], say: Callable[[str], None] = print) -> dict[str, Any] | None:
-    """The supernet's ranking of the networks the comparison retrained at equal depth (dasvit.ranking)."""
-    from .ranking import supernet_ranking
-
-    cells = {
-        key.split("@")[0]: (e.genotype, out["models"][key]["top1"])
-        for key, e in {e.key: e for e in plan.entries}.items()
-        if e.depth == plan.depth
-    }
-    return supernet_ranking(plan.run_dir, plan.cfg, cells, say)
-
-
 def compare(
     run_dir: str | Path,
     overrides: list[str] | tuple[str, ...] = (),
@@ -595,11 +371,3 @@ def compare(
     out["ranking"] = ranking(plan, out, say)
     jsonio.atomic_write_text(plan.run_dir / COMPARE_JSON, json.dumps(out, indent=2) + "\n")
     return EXIT_OK, out
-
-
-def read_compare(run_dir: str | Path) -> dict[str, Any] | None:
-    """RUN_DIR/compare.json held to its type (dasvit.records.CompareFile), None if there is none;
-    `records.DamagedRecord` (one sentence) if it is not one."""
-    from ..run.records import read_compare_file
-
-    return read_compare_file(Path(run_dir))

@@ -9,7 +9,7 @@ ViT block, run by run (PNG and SVG, matplotlib's Agg backend).
 - `cost`: top-1 against network FLOPs of every random cell (matched-cost ones hollow), their trend, the
   searched cell, each selection rule's cell and the ViT block (`--match-cost`, `--selection`).
 - `ranking`: per stage end, the supernet's one-shot top-1 of each retrained cell against its retrained
-  top-1, with Kendall's τ (the ranking diagnostic, dasvit.ranking).
+  top-1, with Kendall's τ (the ranking diagnostic, dasvit.reports.ranking).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from .plot import STYLE, _save
+from .figures import STYLE, pyplot, save
 
 
 def _column(ax, x: float, c: dict[str, Any], seen: set[str]) -> None:
@@ -89,10 +89,7 @@ def _epochs(n: int | None) -> str:
 
 def plot_random(compares: list[dict[str, Any]], labels: list[str], out: Path, stem: str = "random") -> list[Path]:
     """One column per compare.json (a run): random cells, ViT block, searched cell; [] if none has random cells."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     if not any(c.get("random") for c in compares):
         return []
@@ -113,7 +110,7 @@ def plot_random(compares: list[dict[str, Any]], labels: list[str], out: Path, st
         )
         fig.legend(frameon=False, fontsize=6, loc="outside lower center", ncol=3)
         try:
-            return _save(fig, out, stem)
+            return save(fig, out, stem)
         finally:
             plt.close(fig)
 
@@ -143,10 +140,7 @@ def plot_cost(c: dict[str, Any], label: str, out: Path, stem: str = "cost") -> l
     """Top-1 against network FLOPs: every random cell (dots; matched-cost ones hollow), their least-squares
     trend, the searched cell (red star), each selection rule's cell and the ViT block: does the searched cell
     lie above the random cells of its cost? [] without random cells."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rnd = _points((c.get("random") or {}).get("cells") if isinstance(c.get("random"), dict) else None)
     mc = _points((c.get("matched_cost") or {}).get("cells") if isinstance(c.get("matched_cost"), dict) else None)
@@ -194,7 +188,7 @@ def plot_cost(c: dict[str, Any], label: str, out: Path, stem: str = "cost") -> l
         ax.set_title(f"{label}: top-1 against cost at depth {eq.get('depth', '?')}", fontsize=8)
         fig.legend(frameon=False, fontsize=6, loc="outside lower center", ncol=2)
         try:
-            return _save(fig, out, stem)
+            return save(fig, out, stem)
         finally:
             plt.close(fig)
 
@@ -202,10 +196,7 @@ def plot_cost(c: dict[str, Any], label: str, out: Path, stem: str = "cost") -> l
 def plot_ranking(c: dict[str, Any], label: str, out: Path, stem: str = "ranking") -> list[Path]:
     """The supernet's one-shot top-1 of each retrained cell against its retrained top-1, a panel per stage end,
     with Kendall's τ: can the supernet rank cells? [] without compare.json's ranking."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ranking = c.get("ranking") if isinstance(c.get("ranking"), dict) else None
     if not ranking or not isinstance(ranking.get("cells"), dict) or not isinstance(ranking.get("stages"), dict):
@@ -245,6 +236,6 @@ def plot_ranking(c: dict[str, Any], label: str, out: Path, stem: str = "ranking"
         axes[0][0].set_ylabel("retrained top-1, test (%)")
         fig.suptitle(f"{label}: does the supernet rank the cells as retraining does?", fontsize=8)
         try:
-            return _save(fig, out, stem)
+            return save(fig, out, stem)
         finally:
             plt.close(fig)

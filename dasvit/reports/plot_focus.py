@@ -4,7 +4,7 @@ claim's Pareto fronts of the pareto and uniform supernets (PNG and SVG, matplotl
 - `sampler` (a focus run, from its events.jsonl): per budget bin, the mean FLOPs of the sampler's draws
   against the bin's budget (dashed, same colour), the fraction of draws within budget, and the draws'
   entropy, per epoch; the uniform warm-up shaded.
-- `claim` (`python -m dasvit.focus.claim`'s claim.json): the Pareto front (FLOPs against inherited top-1 on
+- `claim` (`python experiments/focus_claim.py`'s claim.json): the Pareto front (FLOPs against inherited top-1 on
   the validation split) of everything evaluated on each supernet, seed by seed, the three budgets marked;
   and the pareto run's sampler draws at those budgets over the epochs.
 """
@@ -18,7 +18,7 @@ from ..focus.pareto import pareto_front
 from ..limits import MAX_BUDGET_BINS
 from ..run import jsonl
 from ..run.events import EPOCH
-from .plot import STYLE, _save
+from .figures import STYLE, pyplot, save
 
 SUPERNET_COLOURS = {"pareto": "#d62728", "uniform": "#1f77b4"}
 
@@ -49,7 +49,7 @@ def _shade_warmup(ax, epochs: list[dict[str, Any]]) -> None:
 
 def plot_sampler(run_dir: str | Path, out: Path, stem: str = "sampler", label: str | None = None) -> list[Path]:
     """The sampler figure of one focus run (see the module docstring); [] if no epoch carries its state."""
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     epochs = sampler_epochs(run_dir)
     if not epochs:
@@ -79,17 +79,14 @@ def plot_sampler(run_dir: str | Path, out: Path, stem: str = "sampler", label: s
             f"FocusFormer sampler per budget bin: {label or Path(run_dir).name} (shaded: uniform warm-up)", fontsize=9
         )
         try:
-            return _save(fig, out, stem)
+            return save(fig, out, stem)
         finally:
             plt.close(fig)
 
 
 def plot_claim(result: dict[str, Any], out: Path, stem: str = "claim") -> list[Path]:
     """The claim figure from claim.json's content (see the module docstring)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     per_seed = result["per_seed"]
     with plt.rc_context(STYLE):
@@ -138,6 +135,6 @@ def plot_claim(result: dict[str, Any], out: Path, stem: str = "claim") -> list[P
             fontsize=9,
         )
         try:
-            return _save(fig, Path(out), stem)
+            return save(fig, Path(out), stem)
         finally:
             plt.close(fig)

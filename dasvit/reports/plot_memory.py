@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from .plot import STYLE, _save
+from .figures import STYLE, pyplot, save
 
 MEMORY_LINES = (  # (precision, PTS, checkpointed edges, colour, line style, label)
     ("fp32", False, False, "#d62728", "-", "plain DARTS, fp32"),
@@ -21,7 +21,7 @@ MEMORY_LINES = (  # (precision, PTS, checkpointed edges, colour, line style, lab
 
 
 def load_memory(path: str | Path) -> dict[str, Any]:
-    """A `dasvit search --dry-run --json` file held to its type (dasvit.records.MemoryFile: finite numbers,
+    """A `dasvit search --dry-run --json` file held to its type (dasvit.run.records.MemoryFile: finite numbers,
     at most 64 stages), or one sentence why it is not one."""
     from ..run.records import DamagedRecord, MemoryFile, read_record
 
@@ -38,10 +38,7 @@ def plot_memory(path: str | Path, out: str | Path, gpu_bytes: int | None = None,
     """Memory of a bi-level step against the batch, one panel per stage (stage 1 at the paper's sizes is its
     Figure 1): weights + gradients + optimizer state + saved activations, plain DARTS against DASViT, fp32
     and bf16, with the card's memory as a line; the measured batches as points."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from .memory import StageMemory
 
@@ -85,6 +82,6 @@ def plot_memory(path: str | Path, out: str | Path, gpu_bytes: int | None = None,
             fontsize=8,
         )
         fig.tight_layout(rect=(0, 0.08, 1, 1))
-        written = _save(fig, Path(out), "memory")
+        written = save(fig, Path(out), "memory")
         plt.close(fig)
     return written

@@ -10,7 +10,7 @@ supernet can rank cells at all.
   NAS field's diagnostic of a weight-sharing supernet (NASLib reports it): near 0, the supernet cannot
   tell good cells from bad at this scale, and no rule that derives from it can beat random.
 - `supernet_ranking(run_dir, cfg, cells)`: for every stage-end supernet a run kept, each cell's α score
-  and one-shot accuracy on the validation split (`dasvit.selection`), and their correlation with the
+  and one-shot accuracy on the validation split (`dasvit.search.selection`), and their correlation with the
   retrained top-1 over the cells that stage can score (a cell whose op the stage had pruned has no score).
 """
 
@@ -107,9 +107,10 @@ def supernet_ranking(
 
     import torch
 
-    from ..run.runtime import DistInfo
+    from ..run.distributed import DistInfo
     from ..search.selection import alpha_score, load_stage_supernet, oneshot_accuracy, stage_files
-    from ..train.data import EpochLoaders, build_datasets, image_channels
+    from ..train.data import EpochLoaders, build_datasets
+    from ..train.images import image_channels
 
     files = stage_files(run_dir)
     if not files:

@@ -92,7 +92,7 @@ def mean_spread(values: list[float]) -> dict[str, float]:
 
 def summarize(run_dirs: list[Path]) -> dict[str, Any]:
     """The comparisons of several searches (each run's compare.json) and the agreement of their α."""
-    from .compare import read_compare
+    from .compare_result import read_compare
 
     rows = []
     for d in run_dirs:

@@ -37,8 +37,6 @@ run directory, a LOGDIR that cannot be written) are one sentence (`RunDirError`)
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import re
 import time
@@ -52,6 +50,7 @@ from ..run.events import EPOCH, ERROR, GENOTYPE, RUN_END, RUN_START, SPACE, clea
 from ..run.history import RunHistory
 from ..run.jsonl import JsonlTail
 from ..run.runstatus import summarize
+from .tensorboard_text import code_block, config_text, genotype_text, hparams_of, is_number, md_cell, space_text
 
 POLL_SECONDS = 2.0  # how often `follow` reads the runs' new lines
 FOLLOWED = ("starting", "running", "waiting")  # the statuses `follow` waits through
@@ -80,12 +79,6 @@ EPOCH_FIELDS = (
 )
 FAIRNESS_TERMS = ("skip", "type", "total")
 COST_PARTS = ("flops", "params")
-MAX_HPARAMS = 300  # config scalars in the HParams table
-MAX_TEXT = 200  # characters of one config string in the HParams table
-
-
-def _number(v: Any) -> bool:
-    return type(v) in (int, float) and math.isfinite(v)
 
 
 def tag_part(name: Any) -> str:
@@ -122,29 +115,29 @@ def epoch_scalars(epoch: dict[str, Any]) -> Iterator[tuple[str, float]]:
     """(tag, value) of every number an epoch event holds that TensorBoard shows (see the module); the fields
     that are absent or not numbers are skipped."""
     for name in EPOCH_FIELDS:
-        if _number(v := epoch.get(name)):
+        if is_number(v := epoch.get(name)):
             yield name, v
     fairness = epoch.get("fairness")
     if isinstance(fairness, dict):
         for term in FAIRNESS_TERMS:
-            if _number(v := fairness.get(term)):
+            if is_number(v := fairness.get(term)):
                 yield f"fairness/{term}", v
     shares = epoch.get("type_shares")
     if isinstance(shares, dict):
         for op_type, v in list(shares.items())[:MAX_CHOICES]:
-            if _number(v):
+            if is_number(v):
                 yield f"type_shares/{tag_part(op_type)}", v
     cost = epoch.get("expected_cost")
     if isinstance(cost, dict):
         for part in COST_PARTS:
-            if _number(v := cost.get(part)):
+            if is_number(v := cost.get(part)):
                 yield f"expected_cost/{part}", v
     weights = epoch.get("arch_weights")
     if isinstance(weights, dict):
         for edge, ops in list(weights.items())[:MAX_EDGES]:
             if isinstance(ops, dict):
                 for op, v in list(ops.items())[:MAX_CHOICES]:
-                    if _number(v):
+                    if is_number(v):
                         yield f"alpha/{tag_part(edge)}/{tag_part(op)}", v
     sampler = epoch.get("sampler")
     bins = sampler.get("bins") if isinstance(sampler, dict) else None
@@ -153,109 +146,11 @@ def epoch_scalars(epoch: dict[str, Any]) -> Iterator[tuple[str, float]]:
             if not isinstance(b, dict):
                 continue
             budget, mean = b.get("budget_flops"), b.get("mean_flops")
-            if _number(budget) and _number(mean) and budget > 0:
+            if is_number(budget) and is_number(mean) and budget > 0:
                 yield f"sampler/bin{k}/mean_flops_over_budget", mean / budget
             for name in ("feasible", "entropy"):
-                if _number(v := b.get(name)):
+                if is_number(v := b.get(name)):
                     yield f"sampler/bin{k}/{name}", v
-
-
-# ---------------------------------------------------------------------------------------------
-# text (TensorBoard's text tab reads markdown)
-
-
-def _cell(v: Any) -> str:
-    """A value in a markdown table cell: on one line, without the characters a terminal acts on, `|` escaped."""
-    return jsonio.printable(v, newlines=False).replace("|", "\\|")
-
-
-def _code_block(text: str) -> list[str]:
-    """`text` as an indented markdown code block (no fence an untrusted string could close)."""
-    return [""] + ["    " + line for line in jsonio.printable(text).splitlines()] + [""]
-
-
-def genotype_text(genotype: dict[str, Any], title: str) -> str:
-    """A genotype as markdown: its edges as a table (a version-2 genotype's layers as well), its output
-    nodes, then the whole document."""
-    lines = [f"**{_cell(title)}**", ""]
-    edges = genotype.get("edges")
-    if isinstance(edges, list) and edges:
-        lines += ["| from | to | op |", "|---|---|---|"]
-        for e in edges[:MAX_EDGES]:
-            if isinstance(e, dict):
-                lines.append(f"| {_cell(e.get('from', '?'))} | {_cell(e.get('to', '?'))} | {_cell(e.get('op', '?'))} |")
-        lines.append("")
-    output = genotype.get("output")
-    if isinstance(output, list):
-        lines.append(f"output: nodes {_cell(', '.join(str(n) for n in output))}  ")
-    layers = genotype.get("layers")
-    if isinstance(layers, list):
-        for k, layer in enumerate(layers, 1):
-            if isinstance(layer, list):
-                lines.append(f"layer {k}: {_cell(' '.join(str(op) for op in layer))}  ")
-    lines += _code_block(json.dumps(genotype, indent=2))
-    return "\n".join(lines)
-
-
-def config_text(config: dict[str, Any], title: str) -> str:
-    """A run's config as markdown: a YAML code block under a title."""
-    import yaml
-
-    return "\n".join([f"**{_cell(title)}**", *_code_block(yaml.safe_dump(config, sort_keys=False))])
-
-
-def space_text(space: dict[str, Any]) -> str:
-    """A FocusFormer run's elastic space as markdown: its FLOPs and params range and the bins' budgets."""
-    lines = ["**FocusFormer space**", ""]
-    for what in ("flops", "params"):
-        lo, hi = space.get(f"min_{what}"), space.get(f"max_{what}")
-        if _number(lo) and _number(hi):
-            lines.append(f"{what}: {lo:,.0f} to {hi:,.0f}  ")
-    budgets = space.get("budgets")
-    if isinstance(budgets, list):
-        shown = [f"{b:,.0f}" for b in budgets[:MAX_BUDGET_BINS] if _number(b)]
-        lines.append(f"bin budgets (FLOPs): {', '.join(shown)}  ")
-    if _number(space.get("decisions")):
-        lines.append(f"decisions: {space['decisions']}  ")
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------------
-# hparams
-
-
-def _flatten(value: Any, key: str, out: dict[str, Any]) -> None:
-    """The scalars under `key` into `out`: dicts as key.sub, lists of dicts as key.1.sub, lists of scalars as
-    one comma-separated string; bools as "true"/"false" (torch would write them as numbers)."""
-    if len(out) >= MAX_HPARAMS:
-        return
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _flatten(v, f"{key}.{k}", out)
-    elif isinstance(value, list):
-        if all(isinstance(v, (str, int, float, bool)) for v in value):
-            out[key] = ",".join(str(v).lower() if type(v) is bool else str(v) for v in value)[:MAX_TEXT]
-        else:
-            for k, v in enumerate(value[:MAX_CHOICES], 1):
-                _flatten(v, f"{key}.{k}", out)
-    elif type(value) is bool:
-        out[key] = str(value).lower()
-    elif _number(value):
-        out[key] = value
-    elif isinstance(value, str):
-        out[key] = jsonio.printable(value, newlines=False)[:MAX_TEXT]
-
-
-def hparams_of(config: dict[str, Any], kind: str) -> dict[str, Any]:
-    """The HParams table's row of a run: its kind, its preset and the scalars of the config's data, space and
-    `kind` sections, flat (`search.lr`, `search.stages.1.depth`, `space.ops`)."""
-    out: dict[str, Any] = {"kind": kind}
-    if isinstance(config.get("preset"), str):
-        out["preset"] = jsonio.printable(config["preset"], newlines=False)[:MAX_TEXT]
-    for section in ("data", "space", kind):
-        if isinstance(config.get(section), dict):
-            _flatten(config[section], section, out)
-    return out
 
 
 def _top1(run_dir: Path, note: Callable[[str], None]) -> float | None:
@@ -270,7 +165,7 @@ def _top1(run_dir: Path, note: Callable[[str], None]) -> float | None:
     except UserError as e:
         note(f"{e} (left out of the HParams table)")
         return None
-    return top1 if _number(top1) else None
+    return top1 if is_number(top1) else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,7 +224,7 @@ class RunConverter:
             if key in self.written:  # written already (an epoch a resumed run logs again stays as first written)
                 continue
             self.written.add(key)
-            wall = e.get("time") if _number(e.get("time")) else None
+            wall = e.get("time") if is_number(e.get("time")) else None
             for tag, value in epoch_scalars(e):
                 self.writer.add_scalar(tag, value, e["x"], walltime=wall)
             if e["x"] >= self.step:
@@ -341,7 +236,7 @@ class RunConverter:
         """The text of an event that is not an epoch (a run_start's config, a genotype, the space, an error,
         the run's end), at `step`; a genotype at the step of its stage's last epoch."""
         kind = ev.get("type")
-        wall = ev.get("time") if _number(ev.get("time")) else None
+        wall = ev.get("time") if is_number(ev.get("time")) else None
         if kind == RUN_START and isinstance(ev.get("config"), dict):
             title = f"{'resumed' if ev.get('resumed') is True else 'started'} at step {step}"
             self.writer.add_text("config", config_text(ev["config"], title), step, walltime=wall)
@@ -355,15 +250,15 @@ class RunConverter:
         elif kind == SPACE:
             self.writer.add_text("space", space_text(ev), step, walltime=wall)
         elif kind == ERROR and isinstance(ev.get("message"), str):
-            text = [f"**error**: {_cell(ev['message'])}"]
+            text = [f"**error**: {md_cell(ev['message'])}"]
             if isinstance(ev.get("traceback"), str) and ev["traceback"]:
-                text += _code_block(ev["traceback"])
+                text += code_block(ev["traceback"])
             self.writer.add_text("error", "\n".join(text), step, walltime=wall)
         elif kind == RUN_END:
             status, message = ev.get("status"), ev.get("message")
-            text = f"**{_cell(status if isinstance(status, str) else 'ended')}**"
+            text = f"**{md_cell(status if isinstance(status, str) else 'ended')}**"
             if isinstance(message, str) and message:
-                text += f": {_cell(message)}"
+                text += f": {md_cell(message)}"
             self.writer.add_text("run_end", text, step, walltime=wall)
 
     def status(self) -> str:
@@ -406,7 +301,7 @@ class RunConverter:
             return  # no run_start with a config: nothing to put in the table
         metrics: dict[str, float] = {}
         final = _top1(self.run_dir, self.note)
-        if final is None and self.last_epoch is not None and _number(self.last_epoch.get("val_acc")):
+        if final is None and self.last_epoch is not None and is_number(self.last_epoch.get("val_acc")):
             final = self.last_epoch["val_acc"]
         if final is not None:
             metrics[FINAL_METRIC] = final

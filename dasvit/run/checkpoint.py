@@ -111,3 +111,49 @@ def fitting_checkpoint(run_dir: Path) -> Iterator[None]:
         if isinstance(e, KeyError):
             why = f"it has no {e}"
         raise checkpoint_mismatch(run_dir, jsonio.printable(why[:200], False)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# weights that leave a run: safetensors (no code, no pickle: any program reads them)
+
+
+def save_weights(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """A network's weights as a safetensors file, written atomically (a full disk is one sentence)."""
+    from safetensors.torch import save
+
+    data = save({k: v.detach().contiguous().cpu() for k, v in state.items()}, metadata=metadata)
+    jsonio.atomic_write_bytes(Path(path), data)
+
+
+def load_weights(path: Path, what: str = "weights") -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; one sentence (CheckpointError) if it is not one: truncated, damaged,
+    or holding something other than floating-point tensors."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{jsonio.printable(path, False)} does not exist; the {what} are not there.")
+    try:
+        state = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        why = jsonio.printable(str(e).splitlines()[0][:160], False) if str(e) else type(e).__name__
+        raise CheckpointError(
+            f"{jsonio.printable(path, False)} is not a safetensors file that can be read ({why}); it may be truncated: "
+            f"write the {what} again."
+        ) from None
+    odd = next((k for k, t in state.items() if not t.is_floating_point()), None)
+    if odd is not None:
+        raise CheckpointError(
+            f"{jsonio.printable(path, False)} holds {jsonio.printable(odd, False)[:80]} as {state[odd].dtype}; "
+            f"the {what} of a network are floating-point tensors."
+        )
+    return state
+
+
+def read_weights_file(path: Path) -> dict[str, Any]:
+    """A retrain's best.pt / last.pt (weights only, as `load_checkpoint` reads); one sentence if damaged."""
+    try:
+        return _read_checkpoint(Path(path), "cpu")
+    except _Damaged as e:
+        raise CheckpointError(f"{jsonio.printable(path, False)} is damaged ({e}); retrain to write it again.") from None

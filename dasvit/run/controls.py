@@ -14,7 +14,7 @@ from .jsonl import append_jsonl, start_on_a_fresh_line
 from .layout import CONTROL, check_no_links
 
 # Whether a control line's time and keep hold what dasvit writes there: the same checks as the event
-# fields of those names (dasvit.events).
+# fields of those names (dasvit.run.events).
 _is_time, _is_keep = READER_CHECKS["time"], READER_CHECKS["keep"]
 
 

@@ -7,7 +7,7 @@ says which engine writes which type (the `epoch` of each engine is its own class
 Units: accuracies are fractions in [0, 1], times seconds, memory bytes, FLOPs fvcore's (one
 multiply-add is one FLOP); edges are named "i->j".
 
-Types mean what JSON holds, as `dasvit.schema` checks them (finite numbers, 64-bit integers).
+Types mean what JSON holds, as `dasvit.run.schema` checks them (finite numbers, 64-bit integers).
 
 - **Writers** build events with `make_event(type, engine, **fields)` (`runtime.Run.emit`). An unknown
   type, a type this engine does not write, a missing required field, a field the type does not define
@@ -81,11 +81,11 @@ class RunStartEvent(Event):
     pid: int
     host: str
     resumed: bool
-    config: dict[str, Any]  # the whole resolved config (dasvit.config.Config.to_dict)
+    config: dict[str, Any]  # the whole resolved config (dasvit.run.config.Config.to_dict)
 
 
 class MemoryEvent(Event):
-    """A search stage starts: its memory estimate (dasvit.memory)."""
+    """A search stage starts: its memory estimate (dasvit.reports.memory)."""
 
     stage: int  # from 1
     estimate_bytes: int
@@ -119,14 +119,14 @@ class Fairness(TypedDict):
 
 
 class ExpectedCost(TypedDict):
-    """E_α[cell cost] relative to search.budget (dasvit.budget): 1.0 is the budget."""
+    """E_α[cell cost] relative to search.budget (dasvit.search.budget): 1.0 is the budget."""
 
     flops: float
     params: float
 
 
 class SearchEpochEvent(EpochEvent):
-    """A search epoch (dasvit.search.Searcher.emit_epoch)."""
+    """A search epoch (dasvit.search.searcher.Searcher.emit_epoch)."""
 
     stages: int
     depth: int
@@ -140,7 +140,7 @@ class SearchEpochEvent(EpochEvent):
 
 
 class RetrainEpochEvent(EpochEvent):
-    """A retrain epoch (dasvit.retrain.retrain); val_* are on the selection split (validation, or test
+    """A retrain epoch (dasvit.train.retrain.Retrainer); val_* are on the selection split (validation, or test
     when data.holdout is 0), val_acc = top1."""
 
     top1: float
@@ -195,7 +195,7 @@ class GenotypeEvent(Event):
     """A search stage ended with this cell (also in genotype-stage<k>.json)."""
 
     stage: int
-    genotype: dict[str, Any]  # genotype JSON (dasvit.genotype); its meta carries cost and, with a budget, budget
+    genotype: dict[str, Any]  # genotype JSON (dasvit.model.genotype); its meta carries cost and, with a budget, budget
 
 
 class PruneProposalEvent(Event):
@@ -251,7 +251,7 @@ class EventSchemaError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------------
-# the definitions as checks (dasvit.schema)
+# the definitions as checks (dasvit.run.schema)
 
 
 class _Definition:

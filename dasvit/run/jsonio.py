@@ -41,7 +41,7 @@ MAX_LINE_BYTES = 8 << 20  # one JSONL line; dasvit's longest (an epoch event of 
 MAX_JSON_DEPTH = 64  # nesting of one line or JSON file; dasvit writes at most 6
 
 
-MAX_INT = 2**63  # a JSON integer of a run file: a larger one is read as null (dasvit.schema's int)
+MAX_INT = 2**63  # a JSON integer of a run file: a larger one is read as null (dasvit.run.schema's int)
 
 
 MAX_JSON_FILE_BYTES = 64 << 20  # a JSON file of a run (metrics.json, compare.json, a genotype)

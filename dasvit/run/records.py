@@ -1,4 +1,4 @@
-"""The JSON files a run keeps beside its events, as types (dasvit.schema), and their one reader.
+"""The JSON files a run keeps beside its events, as types (dasvit.run.schema), and their one reader.
 
 dasvit writes them; it reads them back as untrusted input all the same (another version, a hand edit, a
 neighbour on a shared box, a full disk): `read_record(path, Type)` reads through `rundir.read_json_file`
@@ -6,8 +6,8 @@ neighbour on a shared box, a full disk): `read_record(path, Type)` reads through
 not hold it is a `DamagedRecord`, one sentence that names the file and what is wrong, which a command
 either says (exit 2) or notes while it shows the rest.
 
-- `Metrics`: a retrain's metrics.json (`dasvit.retrain.finish`).
-- `CompareFile`: compare.json (`dasvit.compare.result`).
+- `Metrics`: a retrain's metrics.json (`dasvit.train.retrain.finish`).
+- `CompareFile`: compare.json (`dasvit.reports.compare_result`).
 - `MemoryFile`: what `dasvit search --dry-run --json` writes (`dasvit plot --memory` draws it).
 
 Fields a later version adds are allowed (`extensible`); a field this version knows must be of its type.
@@ -43,7 +43,7 @@ class DamagedRecord(RunDirError):
 
 @extensible
 class GenotypeDoc(TypedDict):
-    """A genotype as a run file quotes it (dasvit.genotype checks it whole where it builds one)."""
+    """A genotype as a run file quotes it (dasvit.model.genotype checks it whole where it builds one)."""
 
     meta: NotRequired[dict[str, Any]]
 
@@ -229,7 +229,7 @@ MAX_MEMORY_STAGES = 64  # stages one estimate file may hold (`plot --memory` dra
 
 @extensible
 class StageEstimate(TypedDict):
-    """One stage's memory estimate (dasvit.memory.StageMemory.to_json)."""
+    """One stage's memory estimate (dasvit.reports.memory.StageMemory.to_json)."""
 
     stage: Positive
     depth: Depth

@@ -1,7 +1,7 @@
 """What an engine process is asked to do: one typed request per engine, and its command line.
 
 A front (the CLI, the TUI) builds a request; `argv()` is the engine's command line and `parse()` reads it
-back in the engine (`python -m dasvit.search`, `dasvit.retrain`, `dasvit.focus`, or the same under torchrun), so
+back in the engine (`python -m dasvit.search`, `dasvit.train.retrain`, `dasvit.focus`, or the same under torchrun), so
 the argument list is written in one place and read in one place. `resolved()` is the one place a run is
 resolved, in the front and in the engine alike: it loads and checks the config (and the cell or space the
 engine builds on) and fixes the run directory, which every rank and the watching front must agree on before
@@ -85,7 +85,7 @@ class _EngineRequest:
     def _config(self) -> tuple[Config, Path | None]:
         """The run's config and, when resuming, its checked run directory: a resumed run's own config.yaml
         (no --preset or --set), else the preset (or the default) with the overrides."""
-        from .config import load_config, load_run_config
+        from .presets import load_config, load_run_config
 
         if self.resume is not None:
             run_dir = resume_run_dir(self.resume, self.KIND, self.preset, self.overrides)
@@ -187,7 +187,7 @@ class RetrainRequest(_EngineRequest):
             return self
         from ..errors import ConfigError
         from ..model.genotype import load_genotype
-        from .config import load_config, preset_names
+        from .presets import load_config, preset_names
 
         source = self.source
         if source is not None and Path(source).exists():
@@ -213,7 +213,7 @@ class RetrainRequest(_EngineRequest):
         """The retrain run `--resume` names, checked, with its config (--set on top) and its cell."""
         from ..errors import ConfigError, RunDirError
         from ..model.genotype import load_genotype
-        from .config import load_config, load_run_config
+        from .presets import load_config, load_run_config
 
         rdir = Path(self.resume)
         if layout.is_run_dir(rdir / layout.RETRAIN):  # a search run: resume its retrain
@@ -303,10 +303,10 @@ def preset_engine(preset: str | None) -> str:
         return "search"
 
     from ..errors import ConfigError
-    from .config import _read_yaml, resolve_preset
+    from .presets import read_yaml, resolve_preset
 
     try:
-        raw = _read_yaml(resolve_preset(preset))
+        raw = read_yaml(resolve_preset(preset))
     except ConfigError:
         return "search"  # load_config reports the bad file in one sentence when the request is resolved
     return "focus" if isinstance(raw, dict) and isinstance(raw.get("focus"), dict) else "search"
@@ -314,7 +314,7 @@ def preset_engine(preset: str | None) -> str:
 
 def presets_for(engine: str) -> list[str]:
     """The built-in presets meant for an engine ("search" or "focus"; see `preset_engine`)."""
-    from .config import preset_names
+    from .presets import preset_names
 
     return [name for name in preset_names() if preset_engine(name) == engine]
 

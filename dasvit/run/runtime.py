@@ -1,7 +1,7 @@
-"""What every engine process shares: distributed setup, the run directory's writer, progress on stdout,
-signals, the run as a context (`with Run.of(request, info) as run:` takes the run directory and ends the run
-its one way), and the mapping of outcomes to exit codes (`Outcome`).
-Checkpoint files are `dasvit.checkpoint`'s.
+"""What every engine process shares: the run directory's writer, signals, the run as a context
+(`with Run.of(request, info) as run:` takes the run directory and ends the run its one way), and the
+mapping of outcomes to exit codes (`Outcome`).
+Checkpoint files are `dasvit.run.checkpoint`'s; the process group is `dasvit.run.distributed`'s.
 
 Exit codes: 0 finished, 1 failed (a bug: traceback in the log and an `error` event), 2 bad input
 (one sentence), 130 stopped (Ctrl-C, SIGTERM or a `stop` control line).
@@ -10,7 +10,6 @@ Exit codes: 0 finished, 1 failed (a bug: traceback in the log and an `error` eve
 from __future__ import annotations
 
 import contextlib
-import datetime
 import errno
 import math
 import os
@@ -19,7 +18,6 @@ import socket
 import sys
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +25,12 @@ import torch
 import torch.distributed as dist
 
 from ..errors import USER_ERROR_FILE, DiskFullError, TrainingDiverged, UserError
-from ..fmt import clock
-from ..threads import apply_threads
 from . import controls, jsonio, jsonl, layout, runlock
-from .config import Config, dump_config
+from .config import Config
+from .distributed import DistInfo
 from .events import EPOCH, ERROR, RUN_END, RUN_START, make_event
+from .presets import dump_config
+from .progress import Progress
 from .requests import EngineRequest
 
 EXIT_OK, EXIT_USER, EXIT_STOPPED = 0, 2, 130  # a bug exits 1, with its traceback (Python's own)
@@ -39,155 +38,6 @@ EXIT_OK, EXIT_USER, EXIT_STOPPED = 0, 2, 130  # a bug exits 1, with its tracebac
 
 class Stopped(Exception):
     """Raised inside a loop when a stop was asked for (signal or control line)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# distributed
-
-
-@dataclass
-class DistInfo:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    device: torch.device = torch.device("cpu")
-    threads: str = ""  # what dasvit.threads chose, for the progress output and the run_start event
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_distributed(device: str = "auto", long_waits: bool = False) -> DistInfo:
-    """Join the process group when started by torchrun (nccl on CUDA, gloo on CPU).
-
-    `long_waits`: ranks may wait for a person (manual approval), so collectives time out after two
-    days instead of the backend's default (10 to 30 minutes)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
-    if use_cuda:
-        torch.cuda.set_device(local)
-        dev = torch.device("cuda", local)
-    else:
-        dev = torch.device("cpu")
-    if world > 1 and not dist.is_initialized():
-        timeout = {"timeout": datetime.timedelta(days=2)} if long_waits else {}
-        dist.init_process_group("nccl" if use_cuda else "gloo", **timeout)
-    threads = apply_threads().describe()
-    return DistInfo(rank=rank, world=world, local_rank=local, device=dev, threads=threads)
-
-
-def all_reduce_mean(tensors: list[torch.Tensor], info: DistInfo) -> None:
-    """Average tensors across ranks in place (one flat buffer: one collective)."""
-    if info.world == 1 or not tensors:
-        return
-    flat = torch.cat([t.reshape(-1) for t in tensors])
-    dist.all_reduce(flat)
-    flat /= info.world
-    offset = 0
-    for t in tensors:
-        n = t.numel()
-        t.copy_(flat[offset : offset + n].view_as(t))
-        offset += n
-
-
-def reduce_sum(values: list[float], info: DistInfo) -> list[float]:
-    """Sum scalars across ranks (for epoch metrics)."""
-    if info.world == 1:
-        return list(values)
-    t = torch.tensor(values, dtype=torch.float64, device=info.device)
-    dist.all_reduce(t)
-    return t.tolist()
-
-
-def barrier(info: DistInfo) -> None:
-    if info.world > 1:
-        dist.barrier()
-
-
-def epoch_peak_memory(info: DistInfo) -> dict[str, int]:
-    """{"peak_mem_bytes": the CUDA memory peak since the last call} for an epoch event, then the peak is reset;
-    {} off CUDA."""
-    if info.device.type != "cuda":
-        return {}
-    peak = torch.cuda.max_memory_allocated(info.device)
-    torch.cuda.reset_peak_memory_stats(info.device)
-    return {"peak_mem_bytes": peak}
-
-
-def broadcast_object(obj: Any, info: DistInfo) -> Any:
-    if info.world == 1:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-# ---------------------------------------------------------------------------------------------
-# progress on stdout
-
-
-class Progress:
-    """Shows stage, epoch, step, loss, accuracy, images/s and ETA: a rich live bar on a terminal,
-    plain lines otherwise (logs, pipes, a detached engine)."""
-
-    def __init__(self, enabled: bool = True, stream=None):
-        self.stream = stream or sys.stdout
-        self.enabled = enabled
-        self.tty = enabled and self.stream.isatty() and os.environ.get("TERM") != "dumb"
-        self._bar = None
-        self._task = None
-        self._last_plain = 0.0
-        if self.tty:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
-            from rich.progress import Progress as RichProgress
-
-            self._bar = RichProgress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"),
-                TimeRemainingColumn(),
-                console=Console(file=self.stream),
-                transient=True,
-            )
-            self._bar.start()
-
-    def start_epoch(self, label: str, total_steps: int) -> None:
-        if self._bar is not None:
-            if self._task is not None:
-                self._bar.remove_task(self._task)
-            self._task = self._bar.add_task(label, total=total_steps, info="")
-        self._label, self._total, self._t0 = label, total_steps, time.time()
-
-    def step(self, step: int, info: str) -> None:
-        if not self.enabled:
-            return
-        if self._bar is not None and self._task is not None:
-            self._bar.update(self._task, completed=step, info=info)
-            return
-        now = time.time()
-        if now - self._last_plain >= 10 or step == self._total:
-            self._last_plain = now
-            rate = step / max(now - self._t0, 1e-9)
-            eta = (self._total - step) / rate if rate > 0 else None
-            self.line(f"{self._label} step {step}/{self._total} {info} eta {clock(eta)}")
-
-    def line(self, text: str) -> None:
-        if not self.enabled:
-            return
-        if self._bar is not None:
-            self._bar.console.print(text, markup=False, highlight=False)
-        else:
-            print(text, file=self.stream, flush=True)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,11 +1,11 @@
-"""Plain JSON checked against Python annotations: the one checker behind the events (`dasvit.events`), the
-files a run keeps (`dasvit.records`: metrics.json, compare.json, the memory estimate) and the config
-(`dasvit.typed_data`). Imports no torch.
+"""Plain JSON checked against Python annotations: the one checker behind the events (`dasvit.run.events`), the
+files a run keeps (`dasvit.run.records`: metrics.json, compare.json, the memory estimate) and the config
+(`dasvit.run.typed_data`). Imports no torch.
 
 Types mean what JSON holds: `int` a whole number, `float` any number (an int too; never a bool), `str`,
 `bool`, `Literal[...]` one of the values, `X | None` X or null, `dict[str, X]` an object whose values are
 all X, `list[X]`, a `TypedDict` an object with those fields, `Any` anything; `Annotated[X, predicate, ...]`
-X for which every predicate holds (`Fraction`, `Count`). What `dasvit.rundir.parse_json` reads is already
+X for which every predicate holds (`Fraction`, `Count`). What `dasvit.run.jsonio.parse_json` reads is already
 finite: a number it cannot hold as a finite float or a 64-bit integer is read as null.
 
 - `check(ann, strict)`: a predicate built once per annotation. Not `strict` (a reader's first look), a
@@ -13,7 +13,7 @@ finite: a number it cannot hold as a finite float or a 64-bit integer is read as
   of it, and a TypedDict part must have its required keys and no others unless `extra` allows them.
 - `problem(value, ann)`: None, or where and how the value breaks the annotation, for one sentence.
 - `reader(ann)`: what a reader keeps of a value (the value itself, `DROP`, or an object cleaned field by
-  field): `dasvit.events.clean_event`'s mechanism.
+  field): `dasvit.run.events.clean_event`'s mechanism.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ batch of the weights half (first-order DARTS).
 
 `BilevelStep` is the one definition: `Searcher.train_epoch` calls it once per step and `dasvit bench`
 times it, so the benchmark measures what a search runs. The weight step is the shared
-`dasvit.training.weight_step`; only `arch_step` knows about α.
+`dasvit.train.loop.weight_step`; only `arch_step` knows about α.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..run.config import FairnessConfig, SearchConfig
-from ..run.runtime import DistInfo, all_reduce_mean
+from ..run.distributed import DistInfo, all_reduce_mean
 from ..train.loop import autocast, cross_entropy, warmup_cosine, weight_step
 from .budget import CostObjective
 from .fairness import fairness_loss

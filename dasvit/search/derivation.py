@@ -142,7 +142,7 @@ def _top_k(
 
 def check_keep(keep: Any, mask: torch.Tensor, ops: list[str], nodes: int) -> str | None:
     """Why a user's `keep` cannot be used (None if it can): every edge, only its active ops, ≥ 1 non-zero op
-    (`dasvit.opspec.keep_problem`, the check a front makes before it sends one)."""
+    (`dasvit.model.opspec.keep_problem`, the check a front makes before it sends one)."""
     active = {edge_name(e): [o for c, o in enumerate(ops) if mask[r, c]] for r, e in enumerate(edge_list(nodes))}
     return keep_problem(keep, active)
 
@@ -233,7 +233,7 @@ def derive_cell(
 ) -> Genotype:
     """The cell a search with config `cfg` derives from weights w (any score matrix [edges, ops] that is
     larger for the better op) under the config's rules, with its `meta.cost` and `meta.budget`: what a stage
-    end writes and what every selection rule (dasvit.selection) ends with."""
+    end writes and what every selection rule (dasvit.search.selection) ends with."""
     sc = cfg.search
     geno = derive_genotype(
         w,

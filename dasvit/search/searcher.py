@@ -7,7 +7,7 @@
 Each stage builds a fresh supernet with the ops kept so far, trains weights on one half of the training
 set and α on the other (first-order DARTS, weights only during the first `arch_warmup_epochs`), then
 proposes the ops to keep, waits for approval when approval is manual, and prunes. Everything the run has
-to say goes to the run directory (see dasvit.rundir); a checkpoint is written after every epoch.
+to say goes to the run directory (see dasvit.run.layout); a checkpoint is written after every epoch.
 """
 
 from __future__ import annotations
@@ -15,42 +15,32 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..errors import CheckpointError, UserError
+from ..errors import UserError
 from ..model.genotype import Genotype
 from ..model.opspec import merge_keep, type_shares
-from ..reports.memory import StageMemory, estimate_stage, gib, summary_line
+from ..reports.memory import StageMemory, gib, summary_line
+from ..reports.memory_measure import estimate_stage
 from ..run import layout
 from ..run.checkpoint import checkpoint_mismatch, fitting_checkpoint, load_checkpoint, save_checkpoint
 from ..run.config import Config, compile_stage
+from ..run.distributed import DistInfo, barrier, broadcast_object, epoch_peak_memory, setup_distributed
 from ..run.events import EPOCH, ERROR, GENOTYPE, MEMORY, PRUNE, PRUNE_PROPOSAL
 from ..run.requests import SearchRequest
-from ..run.runtime import (
-    DistInfo,
-    Outcome,
-    Run,
-    Stopped,
-    allocating,
-    barrier,
-    broadcast_object,
-    check_fits,
-    epoch_peak_memory,
-    setup_distributed,
-)
+from ..run.runtime import Outcome, Run, Stopped, allocating, check_fits
 from ..train.augment import describe as describe_augment
 from ..train.augment import train_transform
-from ..train.data import EpochLoaders, Splits, build_datasets, image_channels, split_halves
+from ..train.data import EpochLoaders, Splits, build_datasets, split_halves
+from ..train.images import image_channels
 from ..train.loop import EpochSums, evaluate, mix_seed, rng_state, set_rng_state
-from . import legacy
 from .bilevel import BilevelStep
 from .budget import CostObjective, space_costs
 from .derivation import arch_weights_dict, check_keep, derive_cell, prune_proposal
 from .fairness import fairness_terms, skip_fraction
-from .supernet import Supernet, edge_list, mask_from_keep, stage_params
+from .supernet import Supernet, check_supernet_layout, edge_list, inherit_weights, mask_from_keep, stage_params
 
 
 @dataclass
@@ -123,7 +113,7 @@ class Searcher:
         return StageState(net, BilevelStep.for_stage(net, sc, steps * st.epochs, self.info, cost), steps)
 
     def estimate_memory(self, stage: int, net: Supernet) -> StageMemory:
-        """The stage's memory at its batch (dasvit.memory) as it will run: this device's precision (bf16
+        """The stage's memory at its batch (dasvit.reports.memory) as it will run: this device's precision (bf16
         autocast on CUDA), partial token selection and checkpointed edges as configured."""
         cfg, sc = self.cfg, self.cfg.search
         return estimate_stage(
@@ -245,7 +235,7 @@ class Searcher:
                 geno.save(self.run.dir / layout.GENOTYPE)
 
     def select_final(self, stage: int, net: Supernet, meta: dict[str, Any]) -> Genotype:
-        """The run's cell by search.selection.rule (dasvit.selection), taken on rank 0 (the others wait) with
+        """The run's cell by search.selection.rule (dasvit.search.selection), taken on rank 0 (the others wait) with
         the validation split and the weights half; also written to derived/<rule>.json."""
         from .selection import Selector, derived_path
 
@@ -437,39 +427,8 @@ class Searcher:
         )
 
 
-def inherit_weights(net: Supernet, prev: Supernet) -> int:
-    """Start a stage's supernet from the last one's weights: stem, head, and cell k from cell k mod the last
-    depth, each op that is still there (an op is named by its edge's row and its column of α, the same in
-    every stage; pruned ops are gone, α starts afresh). Returns the tensors copied."""
-    old = prev.state_dict()
-    depth = len(prev.cells)
-    copied = 0
-    with torch.no_grad():
-        for name, t in net.state_dict().items():
-            if name in ("alpha", "mask"):
-                continue
-            parts = name.split(".")
-            if parts[0] == "cells":
-                parts[1] = str(int(parts[1]) % depth)
-            src = old.get(".".join(parts))
-            if src is not None and src.shape == t.shape:
-                t.copy_(src)
-                copied += 1
-    return copied
-
-
-def check_supernet_layout(model: dict[str, Any], path: Path) -> None:
-    """A checkpoint of dasvit 0.1, whose supernet stored each node's ops fused, cannot be resumed: its optimizer
-    state belongs to those parameters. (Its stage supernets still load: `Supernet.load_state`.)"""
-    if legacy.is_legacy(model):
-        raise CheckpointError(
-            f"{path} holds a supernet in the fused parameter layout of dasvit 0.1, whose optimizer state this "
-            "version cannot resume; finish the run with the version that started it, or start it anew."
-        )
-
-
 def main(argv: list[str] | None = None) -> int:
-    """`python -m dasvit.search ARGS` (see `dasvit.engine_request.SearchRequest`)."""
+    """`python -m dasvit.search ARGS` (see `dasvit.run.requests.SearchRequest`)."""
     return run(SearchRequest.parse(argv))
 
 

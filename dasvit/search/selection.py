@@ -1,5 +1,5 @@
 """Taking the final cell from a search's supernet (`search.selection.rule`), and what the supernet says of
-any cell of its space: its α score and its one-shot accuracy (the ranking diagnostic, dasvit.ranking).
+any cell of its space: its α score and its one-shot accuracy (the ranking diagnostic, dasvit.reports.ranking).
 
 A search ends with the supernet of its last stage; `supernet-stage<k>.pt` keeps every stage's, so a cell
 can be taken again by another rule, and any cell scored, without a new search (`dasvit derive`).
@@ -46,7 +46,7 @@ from ..model.opspec import edge_list, op_type
 from ..run import layout
 from ..run.checkpoint import load_checkpoint
 from ..run.config import Config
-from ..run.runtime import DistInfo
+from ..run.distributed import DistInfo
 from ..train.loop import evaluate, mix_seed, weight_step
 from .budget import space_costs
 from .derivation import annotate, derive_cell, has_residual_path, mixes_tokens
@@ -77,8 +77,9 @@ def load_stage_supernet(
     """The supernet search stage `stage` ended with (supernet-stage<k>.pt), on the CPU, in eval mode; the
     classes and channels of the run's data unless given. A file that does not fit the run's config is one
     sentence."""
-    from ..train.data import build_datasets, image_channels
+    from ..train.data import build_datasets
     from ..train.data import num_classes as count_classes
+    from ..train.images import image_channels
 
     if num_classes is None:
         num_classes = count_classes(cfg.data) or build_datasets(cfg.data).num_classes
@@ -385,11 +386,13 @@ def derive_from_run(
     """Take a cell from a finished search run's stage-end supernet by `rule` (config.parse_selection: a rule,
     or skip-limit-<M>; with the run's config and --set overrides of search.selection.*); writes
     RUN/derived/<name>.json and returns (the cell, its path)."""
-    from ..run.config import load_config, parse_selection
+    from ..run.config import parse_selection
+    from ..run.presets import load_config
 
     rule, implied = parse_selection(rule)
     overrides = [*overrides, *implied]
-    from ..train.data import EpochLoaders, build_datasets, image_channels, split_halves
+    from ..train.data import EpochLoaders, build_datasets, split_halves
+    from ..train.images import image_channels
 
     run_dir = layout.require_run_dir(Path(run_dir))
     files = stage_files(run_dir)

@@ -18,12 +18,15 @@ layer's own, so the ops can express the same functions).
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..errors import CheckpointError
 from ..model.network import Head, PatchEmbed, Skip, Zero, build_op, init_vit_weights
 from ..model.opspec import edge_list, edge_name
 from . import legacy
@@ -271,7 +274,7 @@ class Supernet(nn.Module):
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of images x, each edge mixing its ops by softmax(α), or by `weights` [edges, ops] when given
-        (one-shot evaluation of a discrete cell: one op per edge at weight 1, `dasvit.selection`)."""
+        (one-shot evaluation of a discrete cell: one op per edge at weight 1, `dasvit.search.selection`)."""
         w = self.arch_weights() if weights is None else weights
         h = self.stem(x)
         s0 = s1 = h
@@ -281,7 +284,7 @@ class Supernet(nn.Module):
 
 
 def stage_params(cfg, stage: int, mask: torch.Tensor) -> int:
-    """About the parameters of `Supernet.of_stage` (dasvit.cost's op formulas, which count an affine LayerNorm
+    """About the parameters of `Supernet.of_stage` (dasvit.model.cost's op formulas, which count an affine LayerNorm
     the search ops do not have; the stem and head left out), without building it."""
     from ..model.cost import op_cost, tokens_of
 
@@ -298,3 +301,34 @@ def mask_from_keep(keep: dict[str, list[str]], ops: list[str], nodes: int) -> to
         for o in keep[edge_name(e)]:
             mask[r, ops.index(o)] = True
     return mask
+
+
+def inherit_weights(net: Supernet, prev: Supernet) -> int:
+    """Start a stage's supernet from the last one's weights: stem, head, and cell k from cell k mod the last
+    depth, each op that is still there (an op is named by its edge's row and its column of α, the same in
+    every stage; pruned ops are gone, α starts afresh). Returns the tensors copied."""
+    old = prev.state_dict()
+    depth = len(prev.cells)
+    copied = 0
+    with torch.no_grad():
+        for name, t in net.state_dict().items():
+            if name in ("alpha", "mask"):
+                continue
+            parts = name.split(".")
+            if parts[0] == "cells":
+                parts[1] = str(int(parts[1]) % depth)
+            src = old.get(".".join(parts))
+            if src is not None and src.shape == t.shape:
+                t.copy_(src)
+                copied += 1
+    return copied
+
+
+def check_supernet_layout(model: dict[str, Any], path: Path) -> None:
+    """A checkpoint of dasvit 0.1, whose supernet stored each node's ops fused, cannot be resumed: its optimizer
+    state belongs to those parameters. (Its stage supernets still load: `Supernet.load_state`.)"""
+    if legacy.is_legacy(model):
+        raise CheckpointError(
+            f"{path} holds a supernet in the fused parameter layout of dasvit 0.1, whose optimizer state this "
+            "version cannot resume; finish the run with the version that started it, or start it anew."
+        )

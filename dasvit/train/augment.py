@@ -1,7 +1,7 @@
 """Training-image augmentation as a policy per phase and per dataset (`search.augment`, `retrain.augment`).
 
 `resolve_policy` turns a phase's `AugmentConfig` into concrete choices for the dataset ("auto" values
-resolved: see `dasvit.config.AugmentConfig`); `train_transform` builds the per-image transform with
+resolved: see `dasvit.run.config.AugmentConfig`); `train_transform` builds the per-image transform with
 torchvision.transforms.v2, in this order: to size and channels, crop, flip, RandAugment (on 8-bit
 pixels), to float and normalise, random erasing. `batch_mixer` builds Mixup / CutMix for a batch (one of
 the two, chosen at random, when both are on); they make the targets soft. The `synthetic` dataset is
@@ -17,7 +17,7 @@ from typing import Callable, Literal
 import torch
 
 from ..run.config import AugmentConfig, Config
-from .data import eval_transform, image_channels, image_info, to_float_ops, to_size_ops
+from .images import eval_transform, image_channels, image_info, to_float_ops, to_size_ops
 
 Phase = Literal["search", "retrain"]
 RANDAUGMENT_OPS = 2  # DeiT's rand-m9-n2
@@ -63,7 +63,7 @@ RESIZED_CROP_MIN_SIZE = 64
 
 def resolve_policy(aug: AugmentConfig, cfg: Config, phase: Phase) -> Policy:
     """The concrete augmentation of `phase` on `cfg`'s data: every "auto" decided from what the images
-    are (dasvit.data.ImageInfo: their stored size and channels, whether a mirror keeps the label), never
+    are (dasvit.train.images.ImageInfo: their stored size and channels, whether a mirror keeps the label), never
     from the dataset's name, so a folder of a user's images gets what a built-in of the same kind gets.
 
     - flip: horizontal where a mirror image keeps the label; for an image folder, which cannot say, colour

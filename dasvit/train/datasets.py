@@ -2,7 +2,7 @@
 
 Each is an `InMemoryImages` (images, targets, classes) whose items are 8-bit images (or, for the
 generated task, normalised float tensors), so the phases' transforms apply as to any image file.
-`dasvit.data` turns a `DataConfig` into the train / validation / test splits of these and of the
+`dasvit.train.data` turns a `DataConfig` into the train / validation / test splits of these and of the
 torchvision and ImageFolder datasets.
 """
 

@@ -2,9 +2,9 @@
 one autocast, one learning-rate schedule, one weight step, one evaluation, and one epoch's running sums
 and progress (`EpochSums`).
 
-The search (`dasvit.search`, through `dasvit.bilevel`), the retrain, `dasvit bench` and the profile all
+The search (`dasvit.search`, through `dasvit.search.bilevel`), the retrain, `dasvit bench` and the profile all
 call these, so a change here changes what every one of them runs and measures. Nothing here knows about
-α: the architecture step is `dasvit.bilevel.arch_step`, on top of `weight_step`.
+α: the architecture step is `dasvit.search.bilevel.arch_step`, on top of `weight_step`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import TrainingDiverged
-from ..run.runtime import DistInfo, Run, Stopped, all_reduce_mean, reduce_sum
+from ..run.distributed import DistInfo, all_reduce_mean, reduce_sum
+from ..run.runtime import Run, Stopped
 
 SEED_MODULUS = 2**31 - 1
 

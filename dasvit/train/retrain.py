@@ -1,6 +1,6 @@
 """Retrain a genotype from scratch and measure it: top-1, top-5, params, FLOPs, images/s.
 
-`python -m dasvit.retrain GENOTYPE|RUN_DIR|BUILTIN [--preset P] [--set k=v ...] [--run-dir DIR]
+`python -m dasvit.train.retrain GENOTYPE|RUN_DIR|BUILTIN [--preset P] [--set k=v ...] [--run-dir DIR]
 [--resume DIR] [--no-progress]`, one process per device under torchrun. The recipe is `config.retrain`:
 AdamW (no decay on norms, biases, position embedding, class token), linear warm-up then cosine per step,
 label smoothing, drop-path, RandAugment / Mixup / CutMix / random erasing, gradient clipping, bf16
@@ -30,10 +30,11 @@ from ..model.network import Network
 from ..model.profile import count_flops, count_params, images_per_second
 from ..run import jsonio, layout
 from ..run.checkpoint import checkpoint_mismatch, fitting_checkpoint, load_checkpoint, save_checkpoint
-from ..run.config import load_run_config
+from ..run.distributed import DistInfo, barrier, broadcast_object, setup_distributed
 from ..run.events import EPOCH
+from ..run.presets import load_run_config
 from ..run.requests import RetrainRequest
-from ..run.runtime import DistInfo, Outcome, Run, allocating, barrier, broadcast_object, setup_distributed
+from ..run.runtime import Outcome, Run, allocating
 from .augment import batch_mixer, train_transform
 from .augment import describe as describe_augment
 from .data import EpochLoaders, Splits, build_datasets
@@ -343,7 +344,7 @@ def run(request: RetrainRequest) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m dasvit.retrain ARGS` (see `dasvit.engine_request.RetrainRequest`)."""
+    """`python -m dasvit.train.retrain ARGS` (see `dasvit.run.requests.RetrainRequest`)."""
     return run(RetrainRequest.parse(argv))
 
 

@@ -85,7 +85,7 @@ def bench(
 ) -> None:
     """Measure the search step (its edges stored and checkpointed, and compiled with --compile), partial-token
     memory, and the retrained ViT-B/16 cell against timm's (or torchvision's) ViT-B/16, side by side in
-    one process. The search step timed is the one a search runs (dasvit.bilevel.BilevelStep).
+    one process. The search step timed is the one a search runs (dasvit.search.bilevel.BilevelStep).
 
     Example: dasvit bench --quick --json bench.json
     """

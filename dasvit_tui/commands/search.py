@@ -276,7 +276,7 @@ def keep_summary(keep: object) -> str:
 def dry_run_memory(
     preset: str | None, overrides: list[str], resume: Path | None, gpu_mem: str, json_path: Path | None, batches: str
 ) -> int:
-    """`dasvit search --dry-run`: every stage's memory estimate (dasvit.memory), nothing started."""
+    """`dasvit search --dry-run`: every stage's memory estimate (dasvit.reports.memory), nothing started."""
     from dasvit.limits import MAX_BATCH
     from dasvit.reports.memory import parse_bytes
 
@@ -298,7 +298,8 @@ def dry_run_memory(
     cfg = SearchRequest(preset, overrides, resume=resume).load_config()  # a resume's checks: its kind, no --set
     import torch
 
-    from dasvit.reports.memory import estimate_config, report
+    from dasvit.reports.memory import report
+    from dasvit.reports.memory_measure import estimate_config
     from dasvit.threads import apply_threads
 
     typer.echo(apply_threads().describe(), err=True)

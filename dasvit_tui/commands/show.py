@@ -61,7 +61,7 @@ def show_main(source: str, opts: dict[str, Optional[int]], fmt: str, baseline: O
     origin = jsonio.printable(origin, newlines=False)
     s = sizes
     cost = profile_genotype(genotype, s.depth, s.embed_dim, s.image_size, s.patch_size, s.num_classes, s.in_chans)
-    from dasvit.reports.compare import read_compare
+    from dasvit.reports.compare_result import read_compare
     from dasvit.run.records import DamagedRecord
 
     compared, notes = None, []

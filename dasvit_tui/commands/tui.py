@@ -13,7 +13,7 @@ import typer
 
 from dasvit.errors import UserError
 from dasvit.run import layout, runlock
-from dasvit.run.config import parse_override, resolve_preset
+from dasvit.run.presets import parse_override, resolve_preset
 from dasvit.run.requests import EngineRequest, request_for_preset
 
 RUNS_ROOT = Path("runs")

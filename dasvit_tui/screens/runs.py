@@ -1,6 +1,6 @@
 """`dasvit tui` with no argument: every run under `runs/`, what it is and where it stands.
 
-The list is read in a worker thread (`dasvit.rundir.iter_runs` + `summarize`) every two seconds. Enter
+The list is read in a worker thread (`dasvit.run.runstatus.iter_runs` + `summarize`) every two seconds. Enter
 opens a run's monitor; `n` starts a new search from a preset chosen in a list.
 """
 
@@ -139,7 +139,7 @@ class PresetScreen(ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def compose(self) -> ComposeResult:
-        from dasvit.run.config import preset_names
+        from dasvit.run.presets import preset_names
 
         with Vertical(id="dialog"):
             yield Label("[b]New run[/b]: choose a preset. A focus-* preset trains a FocusFormer; the others search.")
