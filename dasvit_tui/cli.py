@@ -13,7 +13,20 @@ import typer
 
 from dasvit.errors import UserError
 from dasvit.run.jsonio import printable
-from dasvit_tui.commands import bench, compare, derive, focus, plot, retrain, search, show, specialize, tensorboard, tui
+from dasvit_tui.commands import (
+    bench,
+    compare,
+    derive,
+    export,
+    focus,
+    plot,
+    retrain,
+    search,
+    show,
+    specialize,
+    tensorboard,
+    tui,
+)
 
 app = typer.Typer(
     name="dasvit",
@@ -63,6 +76,7 @@ COMMANDS = (
     derive.derive,
     focus.focus,
     specialize.specialize,
+    export.export,
     tensorboard.tensorboard,
 )
 """Every command, in the order `dasvit --help` lists them; each takes its name from its function."""

@@ -319,7 +319,9 @@ def seed_table(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python experiments/focus_claim.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python experiments/focus_claim.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--preset", default="focus-fashion", help="a focus preset or YAML file (default: focus-fashion)")
     p.add_argument(

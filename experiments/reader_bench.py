@@ -1,7 +1,7 @@
 """What the checks on untrusted run files (issue 18) cost on the normal path: reading a long run's event log,
 the engine's control polling and its event appends, each beside the plain code that does the same unchecked.
 
-    OMP_NUM_THREADS=1 python scripts/reader_bench.py [--epochs 200] [--reps 21]
+    OMP_NUM_THREADS=1 python experiments/reader_bench.py [--epochs 200] [--reps 21]
 
 Builds, in a temporary folder, the events.jsonl of a 200-epoch search and of a 200-epoch FocusFormer run by
 repeating the longest epoch line of tests/recorded_run and of tests/recorded_focus_run (epoch and time

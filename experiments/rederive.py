@@ -1,6 +1,6 @@
 """Re-derive the cell of a finished search from the α in its checkpoint, under today's derivation rules.
 
-    python scripts/rederive.py RUN_DIR
+    python experiments/rederive.py RUN_DIR
 
 Writes RUN_DIR/genotype.json (the old one is kept as genotype-before-rederive.json) when the rules give
 another cell; prints both. Used when a rule changed after a search ran (2026-12-02: a derived cell must

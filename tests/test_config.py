@@ -154,3 +154,12 @@ def test_search_help_lists_every_search_preset(capsys, monkeypatch):
     searches = [p for p in preset_names() if preset_engine(p) == "search"]
     assert {"demo", "digits", "fashion", "cifar10", "imagenet100"} <= set(searches)
     assert f"({', '.join(searches)})" in out
+
+
+def test_scientific_notation_is_a_number_in_presets_and_overrides():
+    """PyYAML alone reads 1e-4 as a string; a learning rate written so must still be the number."""
+    from dasvit.run.presets import load_config, yaml_load
+
+    cfg = load_config("demo", ["retrain.lr=1e-4", "search.arch_lr=3E-4"])
+    assert cfg.retrain.lr == 1e-4 and cfg.search.arch_lr == 3e-4
+    assert yaml_load("{a: 1.5e3, b: 1e, c: e5}") == {"a": 1500.0, "b": "1e", "c": "e5"}

@@ -318,8 +318,7 @@ def test_ablation_plain_darts_runs_without_either_mechanism(tmp_path):
 
 
 def test_a_stage_can_start_from_the_last_stages_weights():
-    from dasvit.search.supernet import inherit_weights
-    from dasvit.search.supernet import Supernet, mask_from_keep
+    from dasvit.search.supernet import Supernet, inherit_weights, mask_from_keep
 
     ops = ["zero", "skip", "msa_4", "mlp_2"]
     torch.manual_seed(0)

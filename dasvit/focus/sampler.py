@@ -4,9 +4,10 @@ FocusFormer's idea (with the details from PNAG and AttentiveNAS): a small LSTM i
 FLOPs budget as its first input, one of K bins over the space's FLOPs range, and then walks the space's
 decisions (depth, embed_dim, then every layer's op sizes), each from its own linear head, feeding the
 embedding of each choice to the next step. It learns from architectures it drew and that were scored
-with the supernet's inherited weights: ranked Pareto-aware (`pareto.pareto_ranks`: within budget beats
-over budget; within budget lower loss wins; over budget lower FLOPs wins), REINFORCE on the standardized
-ranks with an entropy bonus.
+with the supernet's inherited weights: ranked Pareto-aware per budget bin (`focus.lstm.rank`: `window`, the
+default, `pareto.window_ranks`: the bin's own FLOPs range first, lower loss winning there, then smaller
+networks, then over budget; or `cap`, `pareto.pareto_ranks`: within budget beats over budget, lower loss
+winning within it), REINFORCE on the standardized ranks with an entropy bonus.
 """
 
 from __future__ import annotations

@@ -54,6 +54,6 @@ def evaluate_subnet(
     net: FocusSupernet, subnet: Subnet, batches, info: DistInfo, max_batches: int = 0
 ) -> tuple[float, float]:
     """(loss, top-1) of one architecture with inherited weights over `batches` (all of them when
-    `max_batches` is 0), summed over ranks: the shared `training.evaluate` with the subnet in the forward."""
+    `max_batches` is 0), summed over ranks: the shared `dasvit.train.loop.evaluate` with the subnet in the forward."""
     m = evaluate(net, batches, info, args=(subnet,), max_batches=max_batches)
     return m["val_loss"], m["top1"]

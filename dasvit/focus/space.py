@@ -217,7 +217,7 @@ class FocusSpace:
 
 def space_from_config(cfg: Config, run_dir: Path | None = None) -> FocusSpace:
     """The elastic space `cfg.focus` describes. `focus.base` is a built-in (vit_b16), a genotype.json or a
-    DASViT run directory; a focus run directory keeps its own copy of the base cell (`rundir.BASE_GENOTYPE`), used when given."""
+    DASViT run directory; a focus run directory keeps its own copy of the base cell (`layout.BASE_GENOTYPE`), used when given."""
     f = cfg.focus
     if run_dir is not None and (Path(run_dir) / layout.BASE_GENOTYPE).is_file():
         base = load_base(Path(run_dir) / layout.BASE_GENOTYPE)

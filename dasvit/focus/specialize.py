@@ -31,7 +31,7 @@ from ..fmt import check_budget, count
 from ..limits import MAX_SAMPLES
 from ..model.genotype import subnet_genotype
 from ..run import layout, runstatus
-from ..run.checkpoint import load_checkpoint
+from ..run.checkpoint import load_checkpoint, save_weights
 from ..run.config import Config
 from ..run.distributed import DistInfo
 from ..run.presets import load_run_config
@@ -265,7 +265,9 @@ def budget_label(flops: int, params: int | None) -> str:
 
 
 def write_genotype(run: FocusRun, result: Result, path: Path) -> None:
-    """The best architecture of `result` as a version-2 genotype at `path`, with what it was found by in meta."""
+    """The best architecture of `result` as a version-2 genotype at `path`, with what it was found by in meta,
+    and its inherited weights beside it (`<budget>.safetensors`: the supernet's slices, `FocusSupernet.extract`),
+    which `dasvit export` exports and `dasvit retrain --init inherited` fine-tunes from."""
     best = result.best
     meta = {
         "dataset": run.cfg.data.name,
@@ -286,6 +288,9 @@ def write_genotype(run: FocusRun, result: Result, path: Path) -> None:
         "num_classes": run.num_classes,
         "in_chans": run.in_chans,
     }
+    weights = layout.inherited_weights_path(path)
+    meta["weights"] = weights.name
+    save_weights(weights, run.net.extract(best.subnet).state_dict(), metadata={"format": "pt"})
     subnet_genotype(run.space, best.subnet, meta).save(path)
 
 

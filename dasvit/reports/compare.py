@@ -53,9 +53,9 @@ from .compare_cells import (
     RANDOM,
     VIT,
     at_depth,
+    cost_at_depth,
     is_repeated,
     matched_depth,
-    network_cost,
     random_cell,
     selection_cell,
 )
@@ -220,10 +220,10 @@ def plan_compare(
 
     def searched_cost(d: int) -> Cost:
         if d not in costs:
-            costs[d] = network_cost(searched, cfg, d, num_classes)
+            costs[d] = cost_at_depth(searched, cfg, d, num_classes)
         return costs[d]
 
-    vit_cost = network_cost(vit, cfg, depth, num_classes)
+    vit_cost = cost_at_depth(vit, cfg, depth, num_classes)
     entries = [Entry("searched", depth, searched, searched_cost(depth)), Entry(VIT, depth, vit, vit_cost)]
     most = min(MAX_DEPTH_FACTOR * depth, MAX_DEPTH)  # a depth a retrain accepts (dasvit.limits)
     matched = matched_depth(lambda d: searched_cost(d).flops, vit_cost.flops, most)
@@ -244,13 +244,13 @@ def plan_compare(
             same[name] = twin
             say(f"{name}: the same cell as {twin}, trained once")
             continue
-        entries.append(Entry(name, depth, g, network_cost(g, cfg, depth, num_classes)))
+        entries.append(Entry(name, depth, g, cost_at_depth(g, cfg, depth, num_classes)))
     for k in range(1, random_cells + 1):
         g = random_cell(cfg, k)
-        entries.append(Entry(f"{RANDOM}{k}", depth, g, network_cost(g, cfg, depth, num_classes)))
+        entries.append(Entry(f"{RANDOM}{k}", depth, g, cost_at_depth(g, cfg, depth, num_classes)))
         if match_cost:
             g = random_cell(cfg, k, matched=searched, tolerance=tolerance)
-            entries.append(Entry(f"{MATCHED}{k}", depth, g, network_cost(g, cfg, depth, num_classes)))
+            entries.append(Entry(f"{MATCHED}{k}", depth, g, cost_at_depth(g, cfg, depth, num_classes)))
     if repeats < 1:
         raise UserError(f"--repeats takes a number of retrains per network (1 or more), got {repeats}.")
     # every network once first, then the repeats of the searched cell and the ViT block

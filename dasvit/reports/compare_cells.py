@@ -24,14 +24,14 @@ def at_depth(cfg: Config, depth: int) -> Config:
     return dataclasses.replace(cfg, retrain=dataclasses.replace(cfg.retrain, depth=depth))
 
 
-def network_cost(genotype: Genotype, cfg: Config, depth: int, num_classes: int) -> Cost:
+def cost_at_depth(genotype: Genotype, cfg: Config, depth: int, num_classes: int) -> Cost:
     """What the retrained network of `genotype` at `depth` costs (dasvit.model.cost: what fvcore counts)."""
-    from ..model.cost import network_cost as cost
+    from ..model.cost import network_cost
     from ..model.genotype import network_sizes
     from ..train.images import image_channels
 
     sizes = network_sizes(cfg, genotype, num_classes, image_channels(cfg.data))
-    return cost(genotype, dataclasses.replace(sizes, depth=depth))
+    return network_cost(genotype, dataclasses.replace(sizes, depth=depth))
 
 
 def matched_depth(flops_at: Callable[[int], int], budget: int, max_depth: int) -> int | None:

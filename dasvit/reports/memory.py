@@ -100,7 +100,7 @@ class StageMemory:
         activations: variant_key → Activations.
         assumed: per edge the ops this estimate assumes (a later stage's: the most expensive `keep`), or
             None when every op is there (stage 1) or the stage's real mask was measured.
-        device, path: where it was measured (cpu, cuda) and on which mixed-edge path (reference, fused).
+        device, path: where it was measured (cpu, cuda) and on which mixed-edge path (reference: the one path since the fused one was removed).
         pts_ratio: the kept fraction of patch tokens of the pts variants.
     """
 

@@ -37,7 +37,7 @@ def save_checkpoint(path: Path, state: dict[str, Any], keep_previous: bool = Fal
 
 
 def previous_checkpoint(path: Path) -> Path:
-    """A run's checkpoint.pt -> checkpoint.prev.pt beside it (`rundir.CHECKPOINT_PREV`): the epoch before,
+    """A run's checkpoint.pt -> checkpoint.prev.pt beside it (`layout.CHECKPOINT_PREV`): the epoch before,
     kept by `save_checkpoint(keep_previous=True)`."""
     return Path(path).with_name(layout.CHECKPOINT_PREV)
 
@@ -106,11 +106,23 @@ def fitting_checkpoint(run_dir: Path) -> Iterator[None]:
     try:
         yield
     except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as e:
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
-        why = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]  # torch: "Error(s) in ...:"
-        if isinstance(e, KeyError):
-            why = f"it has no {e}"
+        why = f"it has no {e}" if isinstance(e, KeyError) else mismatch_reason(e)
         raise checkpoint_mismatch(run_dir, jsonio.printable(why[:200], False)) from None
+
+
+def mismatch_reason(e: Exception) -> str:
+    """The line of a load_state_dict error that says what does not fit (torch's first line is a heading)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
+    why = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]  # torch: "Error(s) in ...:"
+    return jsonio.printable(why[:200], False)
+
+
+def load_fitting(model: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """`model.load_state_dict(state)` (strict); one sentence (CheckpointError) naming `what` if they do not fit."""
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{what} do not fit the network they are loaded into ({mismatch_reason(e)}).") from None
 
 
 # ---------------------------------------------------------------------------------------------

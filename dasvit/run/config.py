@@ -186,7 +186,7 @@ class SearchConfig:
     # where the budget binds: derivation (the cell of the largest α weight within it is derived), objective
     # (a term of the α objective, cost_weight · Σ max(0, E_α[cell cost] / budget − 1) over FLOPs and params,
     # as ProxylessNAS prices latency; the strongest cell is derived whatever it costs: dasvit.search.budget),
-    # or both. Measured on Fashion-MNIST in RESULTS.md (F7)
+    # or both. Measured on Fashion-MNIST: RESULTS.md, the budget in the α objective against the budgeted derivation
     budget_in: Literal["derivation", "objective", "both"] = "derivation"
     cost_weight: float = 1.0  # λ of the objective's cost term (budget_in objective or both)
     # a stage's supernet starts from the last stage's weights (cell k from cell k mod its depth, the ops still
@@ -240,6 +240,9 @@ class RetrainConfig:
     compile: bool = False
     steps_per_epoch: int = 0
     seed: int = 0
+    # the network's first weights: scratch (initialised as ViT), or inherited: the weights beside the genotype
+    # file (<name>.safetensors, as dasvit specialize writes a FocusFormer subnet's), then fine-tuned
+    init: Literal["scratch", "inherited"] = "scratch"
 
 
 @dataclass

@@ -246,6 +246,11 @@ def config_dir_for(source: str | Path) -> Path | None:
     return specialized_run(p)
 
 
+def inherited_weights_path(genotype_file: str | Path) -> Path:
+    """Where `dasvit specialize` keeps a subnet's inherited weights: beside its genotype, `<budget>.safetensors`."""
+    return Path(genotype_file).with_suffix(".safetensors")
+
+
 def specialized_run(genotype_file: str | Path) -> Path | None:
     """The focus run of a genotype `dasvit specialize` wrote, RUN_DIR/specialized/<budget>.json; else None."""
     folder = Path(genotype_file).parent

@@ -1,7 +1,7 @@
 """The JSON files a run keeps beside its events, as types (dasvit.run.schema), and their one reader.
 
 dasvit writes them; it reads them back as untrusted input all the same (another version, a hand edit, a
-neighbour on a shared box, a full disk): `read_record(path, Type)` reads through `rundir.read_json_file`
+neighbour on a shared box, a full disk): `read_record(path, Type)` reads through `jsonio.read_json_file`
 (bounded, never through a link, every number finite) and holds the document to its type. A file that does
 not hold it is a `DamagedRecord`, one sentence that names the file and what is wrong, which a command
 either says (exit 2) or notes while it shows the rest.

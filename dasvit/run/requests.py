@@ -163,6 +163,7 @@ class RetrainRequest(_EngineRequest):
     progress: bool = True
     genotype: Genotype | None = field(**_RESOLVED)  # the cell to train
     config: Config | None = field(**_RESOLVED)
+    weights: Path | None = field(**_RESOLVED)  # retrain.init inherited: the weights it starts from
 
     @classmethod
     def _arguments(cls, p: argparse.ArgumentParser) -> None:
@@ -205,9 +206,11 @@ class RetrainRequest(_EngineRequest):
                 f"{self.source} carries no configuration; pass --preset ({', '.join(preset_names())} or a YAML file)."
             )
         cfg = load_config(self.preset if self.preset is not None else str(config_dir / layout.CONFIG), self.overrides)
+        weights = inherited_weights(self.source) if cfg.retrain.init == "inherited" else None
         # a run killed before its first epoch may start again in its directory
-        run_dir = check_new_run_dir(Path(self.run_dir or retrain_run_dir(self.source, root)))
-        return replace(self, source=source, run_dir=run_dir, config=cfg, genotype=genotype)
+        default = retrain_run_dir(self.source, root, "finetune" if weights is not None else "retrain")
+        run_dir = check_new_run_dir(Path(self.run_dir or default))
+        return replace(self, source=source, run_dir=run_dir, config=cfg, genotype=genotype, weights=weights)
 
     def _resumed(self) -> tuple[Path, Config, Genotype]:
         """The retrain run `--resume` names, checked, with its config (--set on top) and its cell."""
@@ -247,16 +250,39 @@ def _resume_sizes(cfg: Config) -> tuple:
     return network_sizes(cfg), cfg.data.name, cfg.data.channels
 
 
-def retrain_run_dir(source: str | None, root: Path = Path("runs")) -> Path:
+def retrain_run_dir(source: str | None, root: Path = Path("runs"), what: str = "retrain") -> Path:
     """Where a retrain of `source` goes by default: SEARCH_RUN/retrain for a search run directory,
     FOCUS_RUN/specialized/<budget>-retrain for a genotype `dasvit specialize` wrote there, else
-    runs/<name>-retrain-<time>."""
+    runs/<name>-retrain-<time>; `what` "finetune" (retrain.init inherited) names them <budget>-finetune."""
     if source is not None and Path(source).is_dir() and (Path(source) / layout.CONFIG).is_file():
         return layout.run_subdir(Path(source), layout.RETRAIN)
     focus_run = layout.specialized_run(source) if source is not None and Path(source).is_file() else None
     if focus_run is not None:
-        return layout.run_subdir(focus_run, layout.SPECIALIZED, f"{Path(source).stem}-retrain")
-    return layout.default_run_dir(f"{Path(source or 'custom').stem}-retrain", root)
+        return layout.run_subdir(focus_run, layout.SPECIALIZED, f"{Path(source).stem}-{what}")
+    return layout.default_run_dir(f"{Path(source or 'custom').stem}-{what}", root)
+
+
+def inherited_weights(source: str) -> Path:
+    """The weights `retrain.init: inherited` starts from: those beside the genotype file (`<name>.safetensors`,
+    as `dasvit specialize` writes a FocusFormer subnet's), read once here so that a damaged file is one
+    sentence before anything starts."""
+    from ..errors import ConfigError
+    from .checkpoint import load_weights
+
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError(
+            f"retrain.init inherited takes a genotype file with its weights beside it (<name>.safetensors, as dasvit "
+            f"specialize writes them); {source} is not a file."
+        )
+    weights = layout.inherited_weights_path(path).absolute()
+    if not weights.is_file():
+        raise ConfigError(
+            f"retrain.init inherited starts from {weights.name} beside {path.name}, which is not there; specialize "
+            "again (dasvit specialize writes the subnet's weights) or train from scratch."
+        )
+    load_weights(weights, "inherited weights")
+    return weights
 
 
 @dataclass

@@ -142,7 +142,7 @@ def pending_proposal(run_dir: Path) -> dict[str, Any] | None:
 
 def iter_runs(root: Path) -> Iterator[Path]:
     """The runs under `root`, newest first, each followed by its retrains (SEARCH/retrain,
-    FOCUS/specialized/<budget>-retrain)."""
+    FOCUS/specialized/<budget>-retrain and -finetune)."""
     root = Path(root)
     try:
         entries = [(e.stat().st_mtime, Path(e.path)) for e in os.scandir(root) if _is_dir(e)]

@@ -47,7 +47,7 @@ class Stopped(Exception):
 class Run:
     """One engine process's hold on its run directory (rank 0 writes; other ranks only compute).
 
-    Use as `with Run(...) as run:`; `run.emit(type, **fields)` appends an event; `run.should_stop()`
+    Use as `with Run.of(request, info) as run:`; `run.emit(type, **fields)` appends an event; `run.should_stop()`
     is true after SIGINT/SIGTERM or a `stop` control line.
     """
 

@@ -29,7 +29,14 @@ from ..model.genotype import load_genotype, network_sizes
 from ..model.network import Network
 from ..model.profile import count_flops, count_params, images_per_second
 from ..run import jsonio, layout
-from ..run.checkpoint import checkpoint_mismatch, fitting_checkpoint, load_checkpoint, save_checkpoint
+from ..run.checkpoint import (
+    checkpoint_mismatch,
+    fitting_checkpoint,
+    load_checkpoint,
+    load_fitting,
+    load_weights,
+    save_checkpoint,
+)
 from ..run.distributed import DistInfo, barrier, broadcast_object, setup_distributed
 from ..run.events import EPOCH
 from ..run.presets import load_run_config
@@ -78,6 +85,11 @@ def _weights(state: dict, epoch: int, top1: float, top5: float, num_classes: int
     return {"model": state, "epoch": epoch, "top1": top1, "top5": top5, "num_classes": num_classes}
 
 
+def inherit(model: Network, path: Path) -> None:
+    """Load the weights a fine-tune starts from (`retrain.init: inherited`); one sentence if they do not fit."""
+    load_fitting(model, load_weights(path, "inherited weights"), f"the inherited weights in {path}")
+
+
 # ---------------------------------------------------------------------------------------------
 # the engine
 
@@ -108,6 +120,8 @@ class Retrainer:
         torch.manual_seed(r.seed)
         with allocating("the network", "retrain.depth or space.embed_dim"):
             self.model = build_network(req.genotype, cfg, self.num_classes).to(info.device)
+        if req.weights is not None and req.resume is None:  # retrain.init inherited: fine-tune from them
+            inherit(self.model, req.weights)
         self.optimizer = torch.optim.AdamW(param_groups(self.model, r.weight_decay), lr=r.lr, betas=(0.9, 0.999))
         self.sched = warmup_cosine(self.optimizer, r.epochs * self.steps, r.warmup_epochs * self.steps, r.min_lr)
         self.ema = None
@@ -275,6 +289,8 @@ def finish(req: RetrainRequest, eval_model: nn.Module, best: dict, splits: Split
         "depth": sizes.depth,
         "num_classes": splits.num_classes,
         "epochs": r.epochs,
+        "init": r.init,
+        "init_weights": str(req.weights) if req.weights is not None else None,
         "dataset": cfg.data.name,
         "genotype": req.genotype.to_json(),
     }

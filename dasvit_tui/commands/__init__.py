@@ -14,6 +14,7 @@ lists them (`cli.COMMANDS`). A command is then callable, importable and testable
     compare     `dasvit compare`                       (`compare_table`, also drawn by `dasvit show`)
     focus       `dasvit focus`
     specialize  `dasvit specialize`
+    export      `dasvit export`
     tensorboard `dasvit tensorboard`
 
 Each module imports the engine lazily, inside the command, so that `dasvit --help` and the Textual app's

@@ -42,6 +42,14 @@ def retrain(
         help="Continue a retrain run (or a search run's retrain/) from its last completed epoch; --set still "
         "applies, except to the network's sizes and the data.",
     ),
+    init: Optional[str] = typer.Option(
+        None,
+        "--init",
+        metavar="scratch|inherited",
+        help="The first weights: scratch (ViT init; the default) or inherited: the weights beside the genotype file "
+        "(<budget>.safetensors, as dasvit specialize writes a FocusFormer subnet's), fine-tuned. "
+        "The same as --set retrain.init=...; a fine-tune goes to FOCUS_RUN/specialized/<budget>-finetune.",
+    ),
     headless: bool = typer.Option(
         False, "--headless", help="Run in the foreground with progress on stdout instead of opening the monitor."
     ),
@@ -56,13 +64,24 @@ def retrain(
     A version-2 genotype (FocusFormer) trains at its own depth and width; data, image, patch, recipe: the
     preset, or the FocusFormer run's config for RUN_DIR/specialized/<budget>.json.
 
+    With --init inherited a FocusFormer subnet starts from the weights its
+    supernet trained (specialize keeps them beside the genotype) and is
+    fine-tuned with the recipe (a short one: --set retrain.epochs=5).
+
     Exit codes: 0 finished, 1 failed, 2 bad input, 130 stopped (continue with --resume DIR).
 
-    Example: dasvit retrain runs/demo-20260101-120000 --headless
+    Examples:
+      dasvit retrain runs/demo-20260101-120000 --headless
+      dasvit retrain runs/focus/specialized/2.23M.json --init inherited --set retrain.epochs=5 --headless
     """
     if nproc < 1:
         raise UserError(f"--nproc must be at least 1, got {nproc}.")
-    request = RetrainRequest(source, preset, list(overrides or []), run_dir, resume, progress=not no_progress)
+    overrides = list(overrides or [])
+    if init is not None:
+        if init not in ("scratch", "inherited"):
+            raise UserError(f"--init is scratch or inherited, got {init!r}.")
+        overrides.append(f"retrain.init={init}")
+    request = RetrainRequest(source, preset, overrides, run_dir, resume, progress=not no_progress)
     request = request.resolved()  # every mistake: exit 2, now
     if not headless:
         if nproc > 1:

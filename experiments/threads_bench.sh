@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Wall time of four commands with the old and the new thread defaults, on an idle and a loaded machine.
-#   scripts/threads_bench.sh OUT_DIR
+#   experiments/threads_bench.sh OUT_DIR
 # old: OpenMP's default wait policy (idle threads spin) and torch's default threads (all cores);
 # new: dasvit's default (idle threads sleep, OMP_WAIT_POLICY=PASSIVE; threads auto = all cores);
 # one: one thread; spinN: idle threads spin N rounds before they sleep (GOMP_SPINCOUNT=N; libgomp spins about
