@@ -3,12 +3,12 @@
     python experiments/focus_claim.py --preset focus-fashion --seeds 0,1 --out runs/focus-claim [--samples 100]
 
 For each seed it trains two supernets that differ only in `focus.sampler` (pareto: FocusFormer; uniform:
-AutoFormer), same data, epochs and seed (both at once, one process each; a finished run in OUT is reused,
-a stopped one resumed). Then for three FLOPs budgets (a quarter, half and three quarters of the way
+AutoFormer), same data, epochs and seed (side by side through dasvit's launcher, --jobs / --executor;
+a finished run in OUT is reused, a stopped one resumed). Then for three FLOPs budgets (a quarter, half and three quarters of the way
 through the space's FLOPs range) it searches each supernet with inherited weights on the validation split
 (held out of the training set): the sampler on the pareto run; evolution (AutoFormer's) and random on
 both runs; every method with the same number of evaluations. The picks of the sampler (pareto) and of
-evolution (uniform) are then retrained from scratch (`retrain` recipe; two at a time) and reported on the
+evolution (uniform) are then retrained from scratch (`retrain` recipe; side by side) and reported on the
 test split, which nothing selected on. It writes OUT/claim.json, OUT/claim.md (a summary over the seeds,
 mean ± sample std, then each seed's table and the sampler's state over the epochs) and the figure
 OUT/claim.png / .svg (the Pareto fronts of everything evaluated on each supernet, and where the sampler's
@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,7 +30,10 @@ from dasvit.focus.sampler import bin_for_budget
 from dasvit.focus.specialize import FocusRun, specialize, write_genotype
 from dasvit.reports.replicates import mean_spread
 from dasvit.run import jsonio, jsonl, layout
+from dasvit.run.config import LauncherConfig
 from dasvit.run.events import EPOCH, RUN_END
+from dasvit.run.jobs import Job, summary
+from dasvit.run.launcher import launcher_for, settings_with
 from dasvit.run.requests import FocusRequest, RetrainRequest
 from dasvit.run.runtime import Outcome
 
@@ -46,7 +47,6 @@ ROWS = [
 ]
 RETRAINED = [("sampler", "pareto"), ("evolution", "uniform")]  # the claim's two sides, retrained from scratch
 ANYTIME = (10, 25)
-PARALLEL = 2  # processes at a time (supernets, retrains), each with OMP_NUM_THREADS=1 unless set
 
 
 def _finished(run_dir: Path) -> bool:
@@ -54,26 +54,15 @@ def _finished(run_dir: Path) -> bool:
     return any(e.get("type") == RUN_END and e.get("status") == "finished" for e in events)
 
 
-def run_parallel(jobs: list[tuple[str, list[str], Path]], say) -> None:
-    """Run (what, command, log) jobs as child processes (an engine request's `command()`), PARALLEL at a
-    time; a failure is one sentence."""
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    pending, running = list(jobs), []
-    while pending or running:
-        while pending and len(running) < PARALLEL:
-            what, command, log = pending.pop(0)
-            log.parent.mkdir(parents=True, exist_ok=True)
-            with open(log, "ab") as f:  # the child keeps its own copy of the descriptor
-                proc = subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, env=env)
-            running.append((what, proc, log))
-            say(f"{what} (log: {log})")
-        what, proc, log = running.pop(0)
-        rc = proc.wait()
-        if rc != 0:
-            raise UserError(f"{what} failed (exit {rc}); see {log}.")
+def run_parallel(jobs: list[Job], say, launch: LauncherConfig) -> None:
+    """The claim's jobs (supernets, retrains) through dasvit's launcher (`--jobs`, `--executor`: the config's
+    `launcher:` section with the flags on top); a failure, after the others finished, is one sentence."""
+    results = launcher_for(launch, in_process=False).run(jobs, say, what="focus-claim")
+    if not all(r.ok for r in results):
+        raise UserError(summary(results))
 
 
-def train_both(preset: str, overrides: list[str], out: Path, say) -> dict[str, Path]:
+def train_both(preset: str, overrides: list[str], out: Path, say, launch: LauncherConfig) -> dict[str, Path]:
     """The pareto and uniform supernets, trained side by side (reused when finished, resumed when stopped)."""
     runs = {s: out / s for s in ("pareto", "uniform")}
     jobs = []
@@ -85,15 +74,8 @@ def train_both(preset: str, overrides: list[str], out: Path, say) -> dict[str, P
             request = FocusRequest(resume=run_dir, progress=False)
         else:
             request = FocusRequest(preset, [*overrides, f"focus.sampler={sampler}"], run_dir, progress=False)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        jobs.append(
-            (
-                f"training the {sampler} supernet in {run_dir}",
-                request.command(),
-                run_dir / "claim-train.log",
-            )
-        )
-    run_parallel(jobs, say)
+        jobs.append(Job(f"the {sampler} supernet", request))
+    run_parallel(jobs, say, launch)
     return runs
 
 
@@ -177,8 +159,8 @@ def measure(runs: dict[str, Path], samples: int, seed: int, say) -> dict:
     }
 
 
-def retrain_picks(result: dict, out: Path, say) -> None:
-    """Retrain the claim's two sides' picks from scratch (test split), two at a time; add `retrain_top1`."""
+def retrain_picks(result: dict, out: Path, say, launch: LauncherConfig) -> None:
+    """Retrain the claim's two sides' picks from scratch (test split), side by side; add `retrain_top1`."""
     loaded, picks = result.pop("_loaded"), result.pop("_picks")
     jobs, where, first = [], {}, {}
     for (budget, method, sampler), r in picks.items():
@@ -204,14 +186,8 @@ def retrain_picks(result: dict, out: Path, say) -> None:
 
                 shutil.rmtree(run_dir)
             request = RetrainRequest(str(geno), config, run_dir=run_dir, progress=False)
-        jobs.append(
-            (
-                f"retraining the {method} pick on the {sampler} supernet at {count(budget)}",
-                request.command(),
-                out / "picks" / f"{name}.log",
-            )
-        )
-    run_parallel(jobs, say)
+        jobs.append(Job(f"the {method} pick on the {sampler} supernet at {count(budget)}", request))
+    run_parallel(jobs, say, launch)
     from dasvit.run.records import read_metrics
 
     for row in result["rows"]:
@@ -340,12 +316,19 @@ def main(argv: list[str] | None = None) -> int:
         "--seeds", default="0", help="comma-separated focus.seed values, one pair of supernets each (default: 0)"
     )
     p.add_argument("--no-retrain", action="store_true", help="skip retraining the picks from scratch")
+    p.add_argument(
+        "--jobs", type=int, default=None, help="jobs at once (default: the config's launcher.jobs: one a core)"
+    )
+    p.add_argument(
+        "--executor", default=None, help="local (default) or slurm: the supernets and retrains as SLURM jobs"
+    )
     args = p.parse_args(argv)
 
     def body() -> int:
         from dasvit.run.presets import load_config
 
-        load_config(args.preset, args.overrides)  # a bad config: exit 2 before any work
+        cfg = load_config(args.preset, args.overrides)  # a bad config: exit 2 before any work
+        launch = settings_with(cfg.launcher, jobs=args.jobs, executor=args.executor)
         try:
             seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
         except ValueError:
@@ -361,12 +344,12 @@ def main(argv: list[str] | None = None) -> int:
         per_seed = {}
         for seed in seeds:
             folder = out / f"seed{seed}"
-            runs = train_both(args.preset, [*args.overrides, f"focus.seed={seed}"], folder, say)
+            runs = train_both(args.preset, [*args.overrides, f"focus.seed={seed}"], folder, say, launch)
             res = measure(runs, args.samples, seed, say)
             if args.no_retrain:
                 res.pop("_picks"), res.pop("_loaded")
             else:
-                retrain_picks(res, folder, say)
+                retrain_picks(res, folder, say, launch)
             per_seed[seed] = res
         result = {
             "preset": args.preset,

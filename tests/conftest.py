@@ -29,6 +29,22 @@ TINY = [
     "search.pts.dim=8",
 ]
 
+# A whole focus run in a few seconds: 3 epochs (1 of uniform warm-up) of 4 steps, sampler every 2 steps.
+TINY_FOCUS = [
+    "focus.epochs=3",
+    "focus.warmup_epochs=1",
+    "focus.lr_warmup_epochs=1",
+    "focus.steps_per_epoch=4",
+    "focus.sampler_every=2",
+    "focus.batch_size=16",
+    "focus.lstm.archs=3",
+    "focus.lstm.budgets=1",
+    "focus.lstm.batch_size=16",
+    "focus.lstm.hidden=16",
+    "data.synthetic_train=256",
+    "data.synthetic_val=64",
+]
+
 
 def sets(overrides: list[str]) -> list[str]:
     out = []

@@ -13,25 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import engine_env, events, of_type, sets
+from conftest import TINY_FOCUS, engine_env, events, of_type, sets
 from dasvit.run.presets import dump_config, load_config
 
 CELL = Path(__file__).parent / "fixtures" / "searched_cell.json"
 TINY_RETRAIN = ["retrain.epochs=1", "retrain.steps_per_epoch=3", "retrain.depth=2", "data.synthetic_val=64"]
-TINY_FOCUS = [
-    "focus.epochs=2",
-    "focus.warmup_epochs=1",
-    "focus.lr_warmup_epochs=1",
-    "focus.steps_per_epoch=3",
-    "focus.sampler_every=2",
-    "focus.batch_size=16",
-    "focus.lstm.archs=3",
-    "focus.lstm.budgets=1",
-    "focus.lstm.batch_size=16",
-    "focus.lstm.hidden=16",
-    "data.synthetic_train=256",
-    "data.synthetic_val=64",
-]
 
 
 def cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:

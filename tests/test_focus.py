@@ -13,24 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, engine_env, events, of_type, schema_problems, sets, start_engine, wait_for
+from conftest import REPO, TINY_FOCUS, engine_env, events, of_type, schema_problems, sets, start_engine, wait_for
 from dasvit.model.genotype import load_genotype
-
-# A whole focus run in a few seconds: 3 epochs (1 of uniform warm-up) of 4 steps, sampler every 2 steps.
-TINY_FOCUS = [
-    "focus.epochs=3",
-    "focus.warmup_epochs=1",
-    "focus.lr_warmup_epochs=1",
-    "focus.steps_per_epoch=4",
-    "focus.sampler_every=2",
-    "focus.batch_size=16",
-    "focus.lstm.archs=3",
-    "focus.lstm.budgets=1",
-    "focus.lstm.batch_size=16",
-    "focus.lstm.hidden=16",
-    "data.synthetic_train=256",
-    "data.synthetic_val=64",
-]
 
 
 def focus_main(*args: str) -> int:

@@ -523,3 +523,32 @@ def test_chart_axis_labels_fit_their_five_cells_and_keep_their_value():
             else:
                 back = float(label)
             assert abs(back - v) <= 0.06 * v + 0.005 * (v >= 0.01) or exp <= -9, (v, label)  # below 1e-8: one digit
+
+
+def test_the_runs_list_shows_this_users_dasvit_jobs_in_slurms_queue(tmp_path, monkeypatch):
+    """squeue (here a script that answers as SLURM's does for `squeue --me -h -o ...`) lists a pending array
+    task and a running one: the runs screen shows both, why the pending one waits, and what they run."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    squeue = bin_dir / "squeue"
+    squeue.write_text(
+        "#!/bin/sh\n"
+        "printf '12_1|dasvit-compare|RUNNING|None|0:42|dasvit compare: runs/fashion-s0\\n'\n"
+        "printf '12_[2-4]|dasvit-compare|PENDING|Resources|0:00|dasvit compare: runs/fashion-s0\\n'\n"
+        "printf '13|someone-else|PENDING|Priority|0:00|\\n'\n"
+    )
+    squeue.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    shutil.copytree(RECORDED, tmp_path / "runs" / "demo")
+
+    async def scenario():
+        app = DasvitApp(runs_root=tmp_path / "runs")
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded)
+            queue = app.screen.query_one("#runs-queue")
+            text = str(queue.render())
+            assert queue.display and "12_1" in text and "12_[2-4]" in text and "Resources" in text
+            assert "runs/fashion-s0" in text and "someone-else" not in text
+            assert "1 SLURM job(s) pending" in str(app.screen.query_one("#runs-hint").render())
+
+    asyncio.run(scenario())

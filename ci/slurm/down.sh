@@ -29,17 +29,23 @@ pid_of() {  # pid_of PIDFILE NAME -> prints the pid if that process is alive and
     local pid
     [ -s "$1" ] || return 1
     pid=$(cat "$1" 2>/dev/null) || return 1
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -q "$2" "/proc/$pid/comm" 2>/dev/null || return 1
+    [ -n "$pid" ] && running "$pid" && grep -q "$2" "/proc/$pid/comm" 2>/dev/null || return 1
     echo "$pid"
+}
+
+running() {  # alive and not a zombie (PID 1 here may reap orphans only every second or two)
+    local st
+    st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+    [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
 }
 
 stop() {  # stop PIDFILE NAME : SIGTERM, wait up to 15 s, then SIGKILL
     local pid i
     pid=$(pid_of "$1" "$2") || return 0
     kill -TERM "$pid" 2>/dev/null
-    for i in $(seq 75); do
-        kill -0 "$pid" 2>/dev/null || { echo "[slurm-down] stopped $2 ($pid)"; rm -f "$1"; return 0; }
-        sleep 0.2
+    for i in $(seq 150); do
+        running "$pid" || { echo "[slurm-down] stopped $2 ($pid)"; rm -f "$1"; return 0; }
+        sleep 0.1
     done
     echo "[slurm-down] $2 ($pid) ignored SIGTERM, killing"
     kill -KILL "$pid" 2>/dev/null

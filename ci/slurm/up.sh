@@ -35,7 +35,8 @@ CTLD_PORT=$PORT_BASE
 DBD_PORT=$((PORT_BASE + 2))
 
 since() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
-log() { printf '[slurm-up %5ss] %s\n' "$(since)" "$*"; }
+log() { printf '[slurm-up %5ss] %s\n' "$(since)" "$*" 2>/dev/null || true; }
+trap '' PIPE   # `up.sh | head` must not kill the script half-way (daemons left unstarted)
 exec 8>&2   # stderr, also for die() called inside redirected wait loops
 die() { echo "[slurm-up] ERROR: $*" >&8; exit 1; }
 
@@ -127,6 +128,7 @@ AccountingStoragePort=$DBD_PORT
 # clients and slurmctld authenticate to slurmdbd with the munge socket named here, not AuthInfo
 AccountingStoragePass=$DIR/munge/munge.socket
 JobCompType=jobcomp/none
+MailProg=/bin/true
 EOF
 for n in "${NODE_NAMES[@]}"; do
     if [ "$n" = localhost ]; then
@@ -165,6 +167,8 @@ alive() {
     [ -s "$1" ] || return 1
     pid=$(cat "$1" 2>/dev/null) || return 1
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    # a zombie is dead (PID 1 here may reap orphans only every second or two)
+    [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] || return 1
     [ -z "${2:-}" ] || grep -q "$2" "/proc/$pid/comm" 2>/dev/null
 }
 any_slurm_alive() {
@@ -308,7 +312,7 @@ wait_for 30 "nodes to become idle" nodes_idle
 log "nodes up: ${NODE_NAMES[*]}"
 
 ELAPSED=$(since)
-cat <<EOF
+cat <<EOF 2>/dev/null || true
 
 SLURM test cluster ready in $ELAPSED s  (cluster=$CLUSTER, partition=$PARTITION, nodes=${NODE_NAMES[*]}, $NCPU CPUs each)
   source $DIR/env.sh          # sets SLURM_CONF=$CONF
@@ -316,3 +320,4 @@ SLURM test cluster ready in $ELAPSED s  (cluster=$CLUSTER, partition=$PARTITION,
   logs:  $DIR/log/  $DIR/db/mysqld.err  $DIR/munge/munged.log
   stop:  $HERE/down.sh $DIR
 EOF
+exit 0

@@ -22,7 +22,9 @@ more about the space than a second retrain of each.
 A retrain that already exists with the same cell, depth and recipe is reused: RUN_DIR/retrain (from
 `dasvit retrain RUN_DIR`) for the searched cell at `retrain.depth`, and anything under RUN_DIR/compare/
 (`<cell>-d<depth>`, `-2`, `-3`, ... when an older one holds another recipe). A stopped retrain resumes.
-The result goes to RUN_DIR/compare.json (atomically), written once every retrain has finished.
+The retrains the runs lack go to one launcher (`dasvit.run.launcher`: local processes side by side, or a
+SLURM job array); each run's result goes to RUN_DIR/compare.json (atomically), written once every retrain
+has finished.
 """
 
 from __future__ import annotations
@@ -31,8 +33,6 @@ import dataclasses
 import json
 import os
 import shutil
-import signal
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,8 +45,10 @@ from ..model.cost import Cost
 from ..model.genotype import Genotype, load_genotype, vit_block
 from ..run import jsonio, layout, runlock, runstatus
 from ..run.config import Config
+from ..run.jobs import Job, exit_code, summary
+from ..run.launcher import launcher_for, settings_with
 from ..run.presets import load_config, load_run_config
-from ..run.runtime import EXIT_OK, EXIT_STOPPED, Stopped
+from ..run.runtime import EXIT_OK
 from .compare_cells import (
     DEFAULT_TOLERANCE,
     MATCHED,
@@ -67,7 +69,14 @@ METRICS = "metrics.json"
 MAX_DEPTH_FACTOR = 4  # the matched-FLOPs depth is looked for up to 4 x retrain.depth
 # config keys that do not change what a retrain learns: a retrain differing only in them is reused (the
 # search's and FocusFormer's settings among them: runs made before a default changed share their retrains)
-IGNORED_KEYS = {"preset": None, "search": None, "focus": None, "data": ("workers", "download"), "retrain": ("compile",)}
+IGNORED_KEYS = {
+    "preset": None,
+    "search": None,
+    "focus": None,
+    "launcher": None,
+    "data": ("workers", "download"),
+    "retrain": ("compile",),
+}
 
 
 @dataclass
@@ -267,72 +276,14 @@ def plan_compare(
     return plan
 
 
-class _Signals:
-    """Notes every SIGINT / SIGTERM while the retrains run, whoever handles it.
-
-    Each retrain installs its own handler (stop after this step); one that lands while a retrain is
-    finishing (last evaluation, metrics) lets it finish, and must still stop the comparison. The wakeup fd
-    sees every signal that has a Python handler. Between retrains SIGTERM stops, as SIGINT does.
-    """
-
-    def __enter__(self) -> _Signals:
-        self._r, self._w = socket.socketpair()
-        self._r.setblocking(False)
-        self._w.setblocking(False)
-        self._old_fd = signal.set_wakeup_fd(self._w.fileno(), warn_on_full_buffer=False)
-        self._old_term = signal.signal(signal.SIGTERM, self._on_term)
-        return self
-
-    @staticmethod
-    def _on_term(signum, frame) -> None:
-        raise Stopped()
-
-    def fired(self) -> bool:
-        try:
-            data = self._r.recv(4096)
-        except BlockingIOError:
-            return False
-        return any(b in (signal.SIGINT, signal.SIGTERM) for b in data)
-
-    def __exit__(self, *exc) -> None:
-        signal.set_wakeup_fd(self._old_fd)
-        signal.signal(signal.SIGTERM, self._old_term)
-        self._r.close()
-        self._w.close()
-
-
-def run_retrains(plan: ComparePlan, say: Callable[[str], None] = print, progress: bool = True) -> int:
-    """Train what the plan lacks, one after another, in this process; 0 when all finished, 130 when stopped.
-
-    A stopped retrain keeps its checkpoint; the next call resumes it, and reuses the finished ones.
-    """
-    with _Signals() as signals:
-        for i, e in enumerate(plan.entries, 1):
-            seed = f", retrain seed {plan.recipe_for(e).retrain.seed}" if plan.repeats > 1 else ""
-            what = (
-                f"[{i}/{len(plan.entries)}] {e.cell} at depth {e.depth} "
-                f"({count(e.cost.params)} params, {count(e.cost.flops)} FLOPs{seed})"
-            )
-            if e.state == "done":
-                say(f"{what}: reusing {e.run_dir}")
-                continue
-            say(f"{what}: {'resuming' if e.state == 'resume' else 'training into'} {e.run_dir}")
-            rc = _retrain(plan, e, progress)
-            if rc != EXIT_OK:
-                return rc
-            e.state, e.trained = "done", True
-            if signals.fired():
-                return EXIT_STOPPED
-    return EXIT_OK
-
-
-def _retrain(plan: ComparePlan, e: Entry, progress: bool) -> int:
-    """One retrain through the retrain engine: resumed from its checkpoint, or from scratch."""
+def retrain_job(plan: ComparePlan, e: Entry, progress: bool) -> Job:
+    """One retrain as a job for the launcher: resumed from its checkpoint, or from scratch (a drawn or
+    selected cell kept beside its retrain)."""
     from ..run.requests import RetrainRequest
-    from ..train.retrain import run as retrain
 
+    name = f"{e.cell}@{e.depth}" + (f" (seed {plan.recipe_for(e).retrain.seed})" if e.repeat else "")
     if e.state == "resume":
-        return retrain(RetrainRequest(resume=e.run_dir, progress=progress))
+        return Job(name, RetrainRequest(resume=e.run_dir, progress=progress))
     if e.run_dir.exists():  # a retrain stopped before its first epoch ended: nothing in it worth keeping
         if runlock.is_live(e.run_dir):
             raise RunDirError(f"{e.run_dir} is in use by a live engine process; wait for it or stop it.")
@@ -341,17 +292,44 @@ def _retrain(plan: ComparePlan, e: Entry, progress: bool) -> int:
         source, preset = str(plan.run_dir), None
     elif e.cell == VIT:
         source, preset = e.cell, str(plan.run_dir / layout.CONFIG)
-    else:  # a drawn or selected cell, kept beside its retrain
+    else:
         source, preset = str(e.run_dir.parent / f"{e.cell}.json"), str(plan.run_dir / layout.CONFIG)
         e.genotype.save(source)
     overrides = [*plan.overrides, f"retrain.depth={e.depth}"]
     if e.repeat:
         overrides.append(f"retrain.seed={plan.recipe_for(e).retrain.seed}")
-    return retrain(RetrainRequest(source, preset, overrides, e.run_dir, progress=progress))
+    return Job(name, RetrainRequest(source, preset, overrides, e.run_dir, progress=progress))
 
 
-def compare(
-    run_dir: str | Path,
+def run_retrains(plans: list[ComparePlan], launcher, say: Callable[[str], None] = print, progress: bool = True) -> int:
+    """Train what the plans lack, all in one launch (`launcher`: dasvit.run.launcher); 0 when all finished.
+
+    A job that fails is reported and the others go on; a stopped retrain keeps its checkpoint. The next
+    call resumes what did not finish and reuses what did."""
+    todo: list[tuple[Entry, Job]] = []
+    for plan, i, e in ((p, i, e) for p in plans for i, e in enumerate(p.entries, 1)):
+        seed = f", retrain seed {plan.recipe_for(e).retrain.seed}" if plan.repeats > 1 else ""
+        what = (
+            f"[{i}/{len(plan.entries)}] {e.cell} at depth {e.depth} "
+            f"({count(e.cost.params)} params, {count(e.cost.flops)} FLOPs{seed})"
+        )
+        if e.state == "done":
+            say(f"{what}: reusing {e.run_dir}")
+            continue
+        say(f"{what}: {'resuming' if e.state == 'resume' else 'to train into'} {e.run_dir}")
+        todo.append((e, retrain_job(plan, e, progress)))
+    where = ", ".join(str(plan.run_dir) for plan in plans)
+    results = launcher.run([job for _, job in todo], say, what="compare", where=where)
+    for (e, _), r in zip(todo, results):
+        if r.ok:
+            e.state, e.trained = "done", True
+    if not all(r.ok for r in results):
+        say(summary(results))
+    return exit_code(results)
+
+
+def compare_runs(
+    run_dirs: list[str | Path],
     overrides: list[str] | tuple[str, ...] = (),
     say: Callable[[str], None] = print,
     progress: bool = True,
@@ -360,14 +338,31 @@ def compare(
     match_cost: bool = False,
     tolerance: float = DEFAULT_TOLERANCE,
     selections: list[str] | tuple[str, ...] = (),
-) -> tuple[int, dict[str, Any] | None]:
-    """Plan, retrain what is missing, write RUN_DIR/compare.json; (exit code, the result or None if stopped)."""
-    plan = plan_compare(run_dir, overrides, random_cells, repeats, match_cost, tolerance, selections, say)
-    rc = run_retrains(plan, say, progress)
+    launch: dict[str, Any] | None = None,
+) -> tuple[int, list[dict[str, Any]] | None]:
+    """Plan every run's comparison, retrain what is missing in one launch (the runs' retrains side by side),
+    write each RUN_DIR/compare.json; (exit code, the results or None if not all retrains finished).
+
+    `launch`: the command line's launcher flags (jobs, executor, partition, ...) over the first run's
+    config's `launcher:` section."""
+    plans = [
+        plan_compare(d, overrides, random_cells, repeats, match_cost, tolerance, selections, say) for d in run_dirs
+    ]
+    launcher = launcher_for(settings_with(plans[0].cfg.launcher, **(launch or {})))
+    rc = run_retrains(plans, launcher, say, progress)
     if rc != EXIT_OK:
-        say(f"stopped; finished retrains are kept: run the same compare again to resume ({plan.run_dir}).")
+        say("not all retrains finished; finished ones are kept: run the same compare again to go on.")
         return rc, None
-    out = result(plan)
-    out["ranking"] = ranking(plan, out, say)
-    jsonio.atomic_write_text(plan.run_dir / COMPARE_JSON, json.dumps(out, indent=2) + "\n")
-    return EXIT_OK, out
+    outs = []
+    for plan in plans:
+        out = result(plan)
+        out["ranking"] = ranking(plan, out, say)
+        jsonio.atomic_write_text(plan.run_dir / COMPARE_JSON, json.dumps(out, indent=2) + "\n")
+        outs.append(out)
+    return EXIT_OK, outs
+
+
+def compare(run_dir: str | Path, *args, **kwargs) -> tuple[int, dict[str, Any] | None]:
+    """`compare_runs` of one run: (exit code, its compare.json or None)."""
+    rc, outs = compare_runs([run_dir], *args, **kwargs)
+    return rc, outs[0] if outs else None

@@ -301,6 +301,28 @@ class FocusConfig:
 
 
 @dataclass
+class LauncherConfig:
+    """Where independent jobs run (a comparison's retrains, search seeds, FocusFormer's claim): `dasvit.run.launcher`.
+    Changes nothing a job computes; command-line flags (--jobs, --executor, --partition, ...) override it."""
+
+    executor: Literal["local", "slurm"] = "local"
+    # jobs at once: local, 0 is one a GPU on CUDA, else one a core (each of `threads` threads); slurm, 0 is no cap
+    # (the cluster schedules the array), N caps the array's tasks running at once
+    jobs: int = 0
+    threads: int = 1  # CPU threads of each local job (one a process measured the fastest on small ops)
+    # slurm: the partition ("": the cluster's default), minutes a job may run, GPUs and CPUs per job, memory
+    partition: str = ""
+    time: int = 240
+    gpus_per_job: int = 0
+    cpus_per_job: int = 1
+    mem_gb: int = 0  # 0: the partition's default
+    nodes: int = 1  # a search or retrain across nodes: one job of torchrun on every node (DDP over nodes)
+    folder: str = "runs/slurm"  # submitit's logs and pickles (on storage every node sees)
+    # extra sbatch options, e.g. {account: myproj, qos: high, constraint: a100}
+    slurm_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Config:
     """A whole run's configuration."""
 
@@ -310,6 +332,7 @@ class Config:
     search: SearchConfig = field(default_factory=SearchConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     focus: FocusConfig = field(default_factory=FocusConfig)
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -19,6 +19,7 @@ def _positive(value: float, key: str) -> None:
 def validate(cfg: Config) -> None:
     d, s, se, r = cfg.data, cfg.space, cfg.search, cfg.retrain
     _validate_lengths(cfg)
+    _validate_launcher(cfg)
     for key, v in [
         ("data.image_size", d.image_size),
         ("data.batch_size", d.batch_size),
@@ -302,3 +303,33 @@ def _validate_sizes(cfg: Config) -> None:
             )
     if all(parse_op(o).type == "zero" for o in s.ops):
         raise ConfigError("space.ops must hold an op other than zero: a cell of zero ops computes nothing.")
+
+
+MAX_JOB_MINUTES = 60 * 24 * 366  # a year: past any partition's limit
+MAX_NODES = 4096
+
+
+def _validate_launcher(cfg: Config) -> None:
+    from ..limits import MAX_PROCESSES, MAX_THREADS
+
+    la = cfg.launcher
+    for key, v, low, high in [
+        ("launcher.jobs", la.jobs, 0, MAX_PROCESSES),
+        ("launcher.threads", la.threads, 1, MAX_THREADS),
+        ("launcher.time", la.time, 1, MAX_JOB_MINUTES),
+        ("launcher.gpus_per_job", la.gpus_per_job, 0, 64),
+        ("launcher.cpus_per_job", la.cpus_per_job, 1, MAX_THREADS),
+        ("launcher.mem_gb", la.mem_gb, 0, 1 << 20),
+        ("launcher.nodes", la.nodes, 1, MAX_NODES),
+    ]:
+        if not low <= v <= high:
+            raise ConfigError(f"{key} must be between {low:,} and {high:,}, got {v:,}.")
+    if la.partition != la.partition.strip() or any(c.isspace() for c in la.partition):
+        raise ConfigError(
+            f"launcher.partition is a partition's name (\"\": the cluster's default), got {la.partition!r:.40}."
+        )
+    for k, v in la.slurm_options.items():
+        if not isinstance(k, str) or not k.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"launcher.slurm_options has the key {k!r:.40}; sbatch options are words (account, qos).")
+        if not isinstance(v, (str, int, float, bool)):
+            raise ConfigError(f"launcher.slurm_options.{k} must be a single value (a string or a number).")

@@ -14,6 +14,7 @@ import typer
 from dasvit.errors import ConfigError, UserError
 from dasvit.fmt import count_in_table
 from dasvit.limits import MAX_RANDOM_CELLS, MAX_REPEATS
+from dasvit_tui.commands.options import Executor, GpusPerJob, Jobs, JobTime, Partition, launch_flags
 from dasvit_tui.render import percent, plain
 
 FORMATS = ("rich", "json")
@@ -298,6 +299,11 @@ def compare(
         help="rich (tables) or json (compare.json, or the summary, on stdout; progress on stderr).",
     ),
     no_progress: bool = typer.Option(False, "--no-progress", help="Print no per-epoch progress of the retrains."),
+    jobs: Jobs = None,
+    executor: Executor = None,
+    partition: Partition = None,
+    time: JobTime = None,
+    gpus_per_job: GpusPerJob = None,
 ) -> None:
     """Retrain the searched cell, the ViT block and random cells with one recipe; compare them.
 
@@ -316,9 +322,16 @@ def compare(
     (RUN_DIR/retrain, RUN_DIR/compare/*): a second compare trains nothing; a
     stopped one resumes. Writes RUN_DIR/compare.json; `dasvit show RUN_DIR` and
     `dasvit plot RUN_DIR` show it too. Several RUN_DIRs (one search seed each)
-    are compared one after another, then summarized: mean ± sample std over the
-    runs, the searched cell's rank among the random cells, and how much the
-    runs' α agree at each stage end (Kendall τ).
+    are compared together, then summarized: mean ± sample std over the runs,
+    the searched cell's rank among the random cells, and how much the runs' α
+    agree at each stage end (Kendall τ).
+
+    The retrains run side by side: --jobs N processes on this machine (one a
+    GPU; on a CPU one a core), each logging to its RUN_DIR/engine.log, or as a
+    SLURM job array with --executor slurm (a preempted or timed-out task
+    resumes from its checkpoint). A retrain that fails is reported with its
+    directory and log while the others go on; the same command again retrains
+    only what did not finish.
 
     Exit codes: 0 finished, 1 failed, 2 bad input, 130 stopped (finished
     retrains are kept).
@@ -326,7 +339,9 @@ def compare(
     Examples:
       dasvit compare runs/fashion-s0 --random 5
       dasvit compare runs/fashion-s0 runs/fashion-s1 runs/fashion-s2 --random 5 --summary results/fashion.json
+      dasvit compare runs/fashion-s0 --random 5 --executor slurm --partition gpu --gpus-per-job 1
     """
+    launch = launch_flags(jobs, executor, partition, time, gpus_per_job)  # a bad flag: one sentence, now
     if not 0 <= random_cells <= MAX_RANDOM_CELLS:
         raise UserError(f"--random must be between 0 and {MAX_RANDOM_CELLS} cells, got {random_cells:,}.")
     if not 1 <= repeats <= MAX_REPEATS:
@@ -343,31 +358,27 @@ def compare(
 
     for rule in selections:
         parse_selection(rule)  # a misspelt rule: one sentence before anything trains
-    from dasvit.reports.compare import compare as run_compare
+    from dasvit.reports.compare import compare_runs as run_compare
     from dasvit.run.runtime import Outcome
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}.")
-    results: list[dict[str, Any]] = []
     # with --format json, stdout carries the JSON alone: progress goes to stderr
     with Outcome() as outcome, contextlib.redirect_stdout(sys.stderr) if fmt == "json" else contextlib.nullcontext():
-        for k, run_dir in enumerate(run_dirs, 1):
-            if len(run_dirs) > 1:
-                print(f"== run {k}/{len(run_dirs)}: {run_dir}")
-            rc, data = run_compare(
-                run_dir,
-                list(overrides),
-                say=print,
-                progress=not no_progress,
-                random_cells=random_cells,
-                repeats=repeats,
-                match_cost=match_cost,
-                tolerance=tolerance,
-                selections=selections,
-            )
-            if rc != 0:
-                raise typer.Exit(rc)
-            results.append(data)
+        rc, results = run_compare(
+            list(run_dirs),
+            list(overrides),
+            say=print,
+            progress=not no_progress,
+            random_cells=random_cells,
+            repeats=repeats,
+            match_cost=match_cost,
+            tolerance=tolerance,
+            selections=selections,
+            launch=launch,
+        )
+        if rc != 0:
+            raise typer.Exit(rc)
     if outcome.code:
         raise typer.Exit(outcome.code)
     summary = None

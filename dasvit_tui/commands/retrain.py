@@ -13,7 +13,8 @@ import typer
 
 from dasvit.errors import UserError
 from dasvit.run.requests import RetrainRequest
-from dasvit_tui.commands.options import NoProgress, set_option
+from dasvit_tui.commands.launching import Nodes
+from dasvit_tui.commands.options import Executor, GpusPerJob, JobTime, NoProgress, Partition, launch_flags, set_option
 
 
 def retrain(
@@ -55,6 +56,11 @@ def retrain(
     ),
     nproc: int = typer.Option(1, "--nproc", help="Processes (one per GPU) under torchrun; gloo on CPU."),
     no_progress: NoProgress = False,
+    executor: Executor = None,
+    partition: Partition = None,
+    time_limit: JobTime = None,
+    gpus_per_job: GpusPerJob = None,
+    nodes: Optional[int] = Nodes,
 ) -> None:
     """Retrain a searched cell from scratch; report top-1/top-5, params, FLOPs, images/s.
 
@@ -73,6 +79,7 @@ def retrain(
     Examples:
       dasvit retrain runs/demo-20260101-120000 --headless
       dasvit retrain runs/focus/specialized/2.23M.json --init inherited --set retrain.epochs=5 --headless
+      dasvit retrain runs/in100-s0 --executor slurm --partition gpu --nodes 2 --nproc 4 --gpus-per-job 4
     """
     if nproc < 1:
         raise UserError(f"--nproc must be at least 1, got {nproc}.")
@@ -83,6 +90,11 @@ def retrain(
         overrides.append(f"retrain.init={init}")
     request = RetrainRequest(source, preset, overrides, run_dir, resume, progress=not no_progress)
     request = request.resolved()  # every mistake: exit 2, now
+    if (executor or "") == "slurm":
+        from dasvit_tui.commands.launching import run_on_slurm, settings
+
+        flags = launch_flags(None, executor, partition, time_limit, gpus_per_job) | {"nodes": nodes}
+        raise typer.Exit(run_on_slurm(request, settings(request, flags), nproc, typer.echo))
     if not headless:
         if nproc > 1:
             raise UserError("--nproc runs the ranks in the foreground; add --headless.")

@@ -13,8 +13,21 @@ from dasvit.errors import RunDirError, UserError
 from dasvit.model.opspec import keep_problem, merge_keep, op_type
 from dasvit.run import controls, jsonio, jsonl, layout, runlock, runstatus
 from dasvit.run.events import ERROR, PRUNE, RUN_END
+from dasvit.run.jobs import Job
 from dasvit.run.requests import SearchRequest, check_preset_engine, presets_for
-from dasvit_tui.commands.options import NewRunDir, Nproc, Resume, set_option
+from dasvit_tui.commands.launching import Nodes, Seeds, parse_seeds, run_jobs, run_on_slurm, settings
+from dasvit_tui.commands.options import (
+    Executor,
+    GpusPerJob,
+    Jobs,
+    JobTime,
+    NewRunDir,
+    Nproc,
+    Partition,
+    Resume,
+    launch_flags,
+    set_option,
+)
 
 VERDICT_SECONDS = 10.0
 
@@ -60,6 +73,13 @@ def search(
         help="With --dry-run: the batches measured; the line goes through the first two, the others check it.",
         metavar="B1,B2[,...]",
     ),
+    seeds: Optional[str] = Seeds,
+    jobs: Jobs = None,
+    executor: Executor = None,
+    partition: Partition = None,
+    time_limit: JobTime = None,
+    gpus_per_job: GpusPerJob = None,
+    nodes: Optional[int] = Nodes,
 ) -> None:
     """Search a ViT encoder cell with DASViT; opens the monitor unless --headless.
 
@@ -75,8 +95,14 @@ def search(
     print the started stage's, and on CUDA the measured peak beside it); --set search.checkpoint_edges=true
     recomputes the mixed edges in backward instead of storing their activations.
 
+    Several seeds: --seeds 0,1,2 --headless runs one search a seed as independent jobs (--jobs at once;
+    --executor slurm: a SLURM job array), each into its own run directory; with --run-dir, a rerun reuses finished
+    seeds and resumes stopped ones. --executor slurm alone submits this search (with --nodes N: torchrun on N nodes).
+
     Example: dasvit search --headless --preset demo --set search.pts.ratio=0.25
     Example: dasvit search --dry-run --preset imagenet100 --gpu-mem 24G
+    Example: dasvit search --headless --preset fashion --seeds 0,1,2 --jobs 3
+    Example: dasvit search --headless --preset imagenet100 --executor slurm --nodes 2 --nproc 8 --gpus-per-job 8
     """
     if approve not in (None, "auto", "manual"):
         raise UserError(f"--approve must be auto or manual, got {approve!r}.")
@@ -84,7 +110,18 @@ def search(
         check_preset_engine(preset, "search")
     if dry_run:
         raise typer.Exit(dry_run_memory(preset, list(overrides or []), resume, gpu_mem, json_path, measure_batches))
+    flags = launch_flags(jobs, executor, partition, time_limit, gpus_per_job) | {"nodes": nodes}
+    if seeds is not None:
+        if not headless or resume is not None:
+            raise UserError("--seeds starts new searches as jobs in the foreground: add --headless (and no --resume).")
+        raise typer.Exit(search_seeds(preset, list(overrides or []), run_dir, approve, parse_seeds(seeds), flags))
     request = SearchRequest(preset, list(overrides or []), run_dir, approve, resume)
+    if (executor or "") == "slurm":
+        request = request.resolved()
+        rc = run_on_slurm(request, settings(request, flags), nproc, typer.echo)
+        if rc == 0 and (Path(request.run_dir) / layout.GENOTYPE).is_file():
+            print_found(Path(request.run_dir))
+        raise typer.Exit(rc)
     if not headless:
         if nproc > 1:
             raise UserError(
@@ -105,6 +142,34 @@ def search(
     if rc == 0 and (Path(request.run_dir) / layout.GENOTYPE).is_file():
         print_found(Path(request.run_dir))
     raise typer.Exit(rc)
+
+
+def search_seeds(
+    preset: str | None, overrides: list[str], run_dir: Path | None, approve: str | None, seeds: list[int], flags
+) -> int:
+    """One search a seed as independent jobs: RUN_DIR-s<seed> (default runs/<preset>-s<seed>-<time>); a seed
+    whose run finished is reused, one with a checkpoint resumed."""
+    requests: dict[int, SearchRequest] = {}
+    for k in seeds:
+        d = Path(f"{run_dir}-s{k}") if run_dir is not None else layout.default_run_dir(f"{preset or 'demo'}-s{k}")
+        if layout.is_run_dir(d) and runstatus.summarize(d).status == "finished":
+            typer.echo(f"seed {k}: {d} has finished; reused")
+            continue
+        if (d / layout.CHECKPOINT).is_file():
+            requests[k] = SearchRequest(resume=d, progress=False).resolved()
+        else:
+            requests[k] = SearchRequest(preset, [*overrides, f"search.seed={k}"], d, approve or "auto", progress=False)
+            requests[k] = requests[k].resolved()
+    rc = 0
+    if requests:
+        first = next(iter(requests.values()))
+        jobs = [Job(f"seed {k}", r) for k, r in requests.items()]
+        rc = run_jobs(jobs, settings(first, flags), typer.echo, "search")
+    for k in seeds:
+        d = Path(f"{run_dir}-s{k}") if run_dir is not None else (requests[k].run_dir if k in requests else None)
+        if d is not None and (Path(d) / layout.GENOTYPE).is_file():
+            typer.echo(f"seed {k}: {d}")
+    return rc
 
 
 def approve(

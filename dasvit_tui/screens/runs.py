@@ -17,6 +17,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Label, OptionList, Static
 
 from dasvit.run import jsonio, layout
+from dasvit.run.launcher import QueuedJob, queued
 from dasvit.run.runstatus import RunSummary, iter_runs, summarize
 
 REFRESH_SECONDS = 2.0
@@ -64,6 +65,23 @@ def row_cells(s: RunSummary, label: str) -> list:
     ]
 
 
+MAX_QUEUE_LINES = 6
+
+
+def queue_text(jobs: list[QueuedJob]) -> Text:
+    """This user's dasvit jobs in SLURM's queue: id, state (and why pending), time, what they run."""
+    text = Text("SLURM queue", style="bold")
+    for j in jobs[:MAX_QUEUE_LINES]:
+        why = f" ({j.reason})" if j.state == "PENDING" and j.reason not in ("", "None") else ""
+        style = "yellow" if j.state == "PENDING" else "green"
+        text.append(f"\n{j.job_id:>12}  ")
+        text.append(f"{j.state}{why}", style=style)
+        text.append(f"  {j.elapsed}  {jsonio.printable(j.comment or j.name, False)[:90]}")
+    if len(jobs) > MAX_QUEUE_LINES:
+        text.append(f"\n… and {len(jobs) - MAX_QUEUE_LINES} more (squeue --me)")
+    return text
+
+
 class RunsScreen(Screen):
     BINDINGS = [
         Binding("n", "new", "New run"),
@@ -84,6 +102,7 @@ class RunsScreen(Screen):
         table: DataTable = DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         table.add_columns("run", "kind", "preset", "status", "stage", "epoch", "best acc")
         yield table
+        yield Static("", id="runs-queue")
         yield Static("", id="runs-hint")
         yield Footer()
 
@@ -97,9 +116,9 @@ class RunsScreen(Screen):
     @work(thread=True, exclusive=True, group="runs")
     def _load(self) -> None:
         summaries = [summarize(p) for p in iter_runs(self.root)]
-        self.app.call_from_thread(self._show, summaries)
+        self.app.call_from_thread(self._show, summaries, queued())
 
-    def _show(self, summaries: list[RunSummary]) -> None:
+    def _show(self, summaries: list[RunSummary], jobs: list[QueuedJob] = ()) -> None:
         table = self.query_one(DataTable)
         cursor = table.cursor_row
         table.clear()
@@ -118,7 +137,13 @@ class RunsScreen(Screen):
             + (f" · {waiting} waiting for your approval" if waiting else "")
             + " · enter opens"
         )
+        pending = sum(j.state == "PENDING" for j in jobs)
+        if pending:
+            hint += f" · {pending} SLURM job(s) pending"
         self.query_one("#runs-hint", Static).update(Text(hint))
+        queue = self.query_one("#runs-queue", Static)
+        queue.display = bool(jobs)
+        queue.update(queue_text(jobs))
         self.loaded = True
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
