@@ -22,6 +22,7 @@ from dasvit_tui.commands.options import (
     Jobs,
     JobTime,
     NewRunDir,
+    NoProgress,
     Nproc,
     Partition,
     Resume,
@@ -54,6 +55,7 @@ def search(
     ),
     resume: Resume = None,
     nproc: Nproc = 1,
+    no_progress: NoProgress = False,
     dry_run: bool = typer.Option(
         False,
         "--dry-run",
@@ -115,7 +117,7 @@ def search(
         if not headless or resume is not None:
             raise UserError("--seeds starts new searches as jobs in the foreground: add --headless (and no --resume).")
         raise typer.Exit(search_seeds(preset, list(overrides or []), run_dir, approve, parse_seeds(seeds), flags))
-    request = SearchRequest(preset, list(overrides or []), run_dir, approve, resume)
+    request = SearchRequest(preset, list(overrides or []), run_dir, approve, resume, progress=not no_progress)
     if (executor or "") == "slurm":
         request = request.resolved()
         rc = run_on_slurm(request, settings(request, flags), nproc, typer.echo)
