@@ -102,3 +102,25 @@ def test_launcher_settings_from_the_config_and_the_flags(monkeypatch, capsys):
             main()
         err = capsys.readouterr().err
         assert exc.value.code == 2 and words in err and len(err.strip().splitlines()) == 1
+
+
+def test_search_seeds_run_as_jobs_and_a_rerun_reuses_them(tmp_path, monkeypatch, capsys):
+    from conftest import TINY
+    from dasvit.run.presets import load_run_config
+    from dasvit_tui.cli import main
+
+    argv = ["dasvit", "search", "--headless", "--preset", "demo", "--seeds", "3,5", "--run-dir", str(tmp_path / "s")]
+    monkeypatch.setattr(sys, "argv", [*argv, "--jobs", "2", *sets(TINY)])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    out = capsys.readouterr().out
+    assert exc.value.code == 0, out
+    for k in (3, 5):
+        run = tmp_path / f"s-s{k}"
+        assert (run / "genotype.json").is_file() and load_run_config(run / "config.yaml").search.seed == k
+    assert "2 of 2 jobs finished" in out
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exc:
+        main()
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and out.count("has finished; reused") == 2
