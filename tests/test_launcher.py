@@ -49,7 +49,10 @@ def test_two_jobs_at_once_give_the_same_comparison_as_one_at_a_time(tmp_path):
     assert all((runs[2] / row["dir"] / "engine.log").is_file() for row in two.values())
 
 
-def test_a_failing_job_is_reported_and_the_others_finish(tmp_path):
+def test_a_failing_job_is_reported_and_the_others_finish(tmp_path, monkeypatch):
+    import dasvit.run.launcher as launcher
+
+    monkeypatch.setattr(launcher, "STATUS_SECONDS", 0.0)  # say where the running jobs are at every poll
     preset = tmp_path / "demo.yaml"
     preset.write_text(dump_config(load_config("demo", ["retrain.depth=1", *TINY])))
     broken = tmp_path / "broken.yaml"
@@ -65,6 +68,7 @@ def test_a_failing_job_is_reported_and_the_others_finish(tmp_path):
     line = failed.describe()
     assert str(tmp_path / "bad") in line and "engine.log" in line and "was not found" in line
     assert any(line == s for s in said)
+    assert any(s.startswith("running: good ") for s in said)  # where a running job is, while it runs
 
 
 @dataclass

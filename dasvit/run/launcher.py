@@ -36,6 +36,7 @@ from .jobs import EXIT_STOPPED, JOB_PREFIX, Job, JobResult, state_of
 
 POLL_SECONDS = 0.5
 STOP_GRACE_SECONDS = 120  # a stopped job finishes its step and leaves; past this it is killed
+STATUS_SECONDS = 60  # how often a launch says where its running jobs are
 
 # ---------------------------------------------------------------------------------------------
 # where local jobs run: GPUs and cores
@@ -178,7 +179,7 @@ class LocalLauncher:
         pool = GpuPool(self.gpus)
         slots = min(self.jobs, len(jobs))
         say(f"{len(jobs)} jobs, {self.describe()}")
-        stopping = None
+        stopping, said_at = None, time.time()
         old_term = signal.signal(signal.SIGTERM, _raise_stopped)
         try:
             while pending or running:
@@ -196,6 +197,9 @@ class LocalLauncher:
                     result = JobResult(r.job, code, state_of(code), time.time() - r.started, _where(r.gpu))
                     results[id(r.job)] = result
                     say(result.describe())
+                if running and time.time() - said_at >= STATUS_SECONDS:
+                    said_at = time.time()
+                    say(status_line(running, len(pending), len(results)))
                 if pending or running:
                     time.sleep(POLL_SECONDS)
         except (KeyboardInterrupt, Stopped):
@@ -234,6 +238,20 @@ class LocalLauncher:
                 close_fds=True,
                 env=env,
             )
+
+
+def status_line(running: list[_Running], waiting: int, done: int) -> str:
+    """Where the running jobs are (their last epoch, from their run directories), and how many wait."""
+    from .runstatus import summarize
+
+    parts = []
+    for r in running:
+        s = summarize(r.job.run_dir) if layout.is_run_dir(r.job.run_dir) else None
+        where = f"epoch {s.epoch}/{s.stage_epochs}" if s is not None and s.epoch else "starting"
+        if s is not None and s.stage and s.kind == "search":
+            where = f"stage {s.stage}, {where}"
+        parts.append(f"{r.job.name} {where}")
+    return f"running: {'; '.join(parts)} · {waiting} waiting, {done} done"
 
 
 def _raise_stopped(signum, frame) -> None:

@@ -35,6 +35,7 @@ from .jobs import EXIT_OK, JOB_PREFIX, Job, JobResult, state_of
 from .requests import EngineRequest
 
 STOP_SECONDS = 60  # how long a checkpointed task waits for its engine to stop before it is requeued
+STATUS_SECONDS = 60  # how often the submitting process says where the array's tasks are
 
 
 def resume_request(request: EngineRequest) -> EngineRequest:
@@ -196,7 +197,7 @@ class SlurmLauncher:
         return self._wait(jobs, futures, say, array)
 
     def _wait(self, jobs: list[Job], futures: list, say: Callable[[str], None], array: str) -> list[JobResult]:
-        t0, results = time.time(), {}
+        t0, results, said_at = time.time(), {}, time.time()
         try:
             while len(results) < len(jobs):
                 for j, f in zip(jobs, futures):
@@ -204,6 +205,15 @@ class SlurmLauncher:
                         continue
                     results[id(j)] = result = _result(j, f, time.time() - t0)
                     say(result.describe())
+                if len(results) < len(jobs) and time.time() - said_at >= STATUS_SECONDS:
+                    said_at = time.time()
+                    states = [str(f.state) for j, f in zip(jobs, futures) if id(j) not in results]
+                    counts = {s: states.count(s) for s in dict.fromkeys(states)}
+                    say(
+                        f"SLURM array {array}: "
+                        + ", ".join(f"{n} {s.lower()}" for s, n in counts.items())
+                        + f", {len(results)} done"
+                    )
                 if len(results) < len(jobs):
                     time.sleep(2.0)
         except KeyboardInterrupt:
