@@ -99,7 +99,8 @@ def test_launcher_settings_from_the_config_and_the_flags(monkeypatch, capsys):
     assert (s.jobs, s.executor, s.partition, s.time) == (3, "slurm", "cpu", 30)
     for flags, words in [
         (["--executor", "cloud"], "--executor is local or slurm"),
-        (["--jobs", "-1"], "launcher.jobs"),
+        (["--jobs", "-1"], "--jobs (launcher.jobs) must be between 0"),
+        (["--gpus-per-job", "99"], "--gpus-per-job (launcher.gpus_per_job)"),
     ]:
         monkeypatch.setattr(sys, "argv", ["dasvit", "compare", str(RECORDED), *flags])
         with pytest.raises(SystemExit) as exc:

@@ -319,7 +319,13 @@ def settings_with(settings: LauncherConfig, **flags: Any) -> LauncherConfig:
     from .config import Config
     from .config_check import _validate_launcher
 
-    _validate_launcher(Config(launcher=out))
+    try:
+        _validate_launcher(Config(launcher=out))
+    except ConfigError as e:  # a flag's value is named as the user typed it
+        key = str(e).split(" ", 1)[0].removeprefix("launcher.")
+        if key in given:
+            raise ConfigError(f"--{key.replace('_', '-')} (launcher.{key}) {str(e).split(' ', 1)[1]}") from None
+        raise
     return out
 
 
