@@ -120,7 +120,7 @@ def render(data) -> str:
 
 def test_fuzzed_metrics_and_compare_json_are_read_whole_or_refused_in_one_sentence(compared, tmp_path, capsys):
     """Each reader a damaged file reached before (compare's metrics and compare.json readers, show's
-    metrics reader, plot's compare.json reader), on 150 damaged copies; then the commands end to end."""
+    metrics reader, plot's compare.json reader), on 108 damaged copies; then the commands end to end."""
     from dasvit.reports.plot_compare import plot_cost, plot_random, plot_ranking
     from dasvit.run.records import DamagedRecord, read_compare_file, read_metrics
 
@@ -131,7 +131,7 @@ def test_fuzzed_metrics_and_compare_json_are_read_whole_or_refused_in_one_senten
     outcomes = {"read": 0, "refused": 0}
     for path in (metrics, compare_json):
         original, doc = path.read_bytes(), json.loads(path.read_text())
-        for text in variants(doc, seed=len(path.name), n=70):
+        for text in variants(doc, seed=len(path.name), n=50):
             path.write_bytes(text)
             try:
                 data = read[path]()
@@ -146,7 +146,7 @@ def test_fuzzed_metrics_and_compare_json_are_read_whole_or_refused_in_one_senten
                     draw(data, "run", tmp_path / "fig")
                 plot_random([data], ["run"], tmp_path / "fig")
         path.write_bytes(original)
-    assert outcomes["refused"] >= 80 and outcomes["read"] >= 10
+    assert outcomes["refused"] >= 55 and outcomes["read"] >= 8
     # end to end: the damage is one sentence (compare) or a note beside the rest (show, plot)
     metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "top1": "high"}))
     code, _, err = cli(capsys, "compare", run, "--random", "1", "--no-progress", *sets(TINY_RETRAIN))
@@ -196,7 +196,7 @@ def memory_file(tmp_path_factory) -> Path:
 def test_fuzzed_memory_estimates_are_drawn_or_refused_in_one_sentence(memory_file, tmp_path, capsys):
     doc = json.loads(memory_file.read_text())
     path = tmp_path / "m.json"
-    for text in variants(doc, seed=7, n=60):
+    for text in variants(doc, seed=7, n=40):
         path.write_bytes(text)
         code, _, err = cli(capsys, "plot", "--memory", path, "--out", tmp_path / "fig")
         clean_outcome(code, err)
