@@ -51,11 +51,14 @@ class JobResult:
     def describe(self) -> str:
         if self.ok:
             return f"{self.job.name}: finished in {clock(self.seconds)}"
-        why = f"exit {self.code}" if self.code is not None else self.state
+        if self.state == "not started":
+            return f"{self.job.name}: not started"
+        why = ", ".join(x for x in (f"exit {self.code}" if self.code is not None else "", self.detail) if x)
         said = last_line(self.job.log) if self.code == EXIT_USER else ""
+        log = f", its log {self.job.log}" if self.job.log.is_file() else ""  # none when it ran in this process
         return (
-            f"{self.job.name}: {self.state} ({why}{', ' + self.detail if self.detail else ''})"
-            f"{': ' + said if said else ''}; its run directory {self.job.run_dir}, its log {self.job.log}"
+            f"{self.job.name}: {self.state}{f' ({why})' if why else ''}"
+            f"{': ' + said if said else ''}; its run directory {self.job.run_dir}{log}"
         )
 
 
