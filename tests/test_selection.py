@@ -215,6 +215,10 @@ def test_compare_reports_matched_cost_cells_selection_rules_and_the_supernet_ran
     written = {p.name for p in plot_runs([run], tmp_path / "figures")}
     assert {"cost.svg", "ranking.svg"} <= written
     assert "matched cost" in (tmp_path / "figures" / "cost.svg").read_text()
+    ranking_svg = (tmp_path / "figures" / "ranking.svg").read_text()  # its legend says what each mark is
+    for kind in ("searched cell", "ViT block", "random cells, matched cost"):
+        assert kind in ranking_svg, kind
+    assert "run: does the supernet rank" in ranking_svg
     shown = CliRunner().invoke(app, ["show", str(run)], env={"COLUMNS": "120"})
     assert shown.exit_code == 0, shown.output
     assert "accuracy-FLOPs trend" in shown.output and "can the supernet rank them" in shown.output

@@ -134,6 +134,15 @@ def _points(rows: Any) -> list[tuple[float, float]]:
 
 
 SELECTION_MARKS = {"perturbation": "D", "oneshot": "P", "skip-limit": "v"}
+SKIP_LIMIT_MARKS = "v^<>"  # skip-limit-1, -2, -3, ...: one triangle each, told apart in the legend
+
+
+def selection_mark(name: str) -> str:
+    """A selection rule's cell's marker: its rule's, a skip limit's own triangle, else an X."""
+    rule, _, m = name.rpartition("-")
+    if rule == "skip-limit" and m.isdigit():
+        return SKIP_LIMIT_MARKS[(int(m) - 1) % len(SKIP_LIMIT_MARKS)]
+    return SELECTION_MARKS.get(name, "X")
 
 
 def plot_cost(c: dict[str, Any], label: str, out: Path, stem: str = "cost") -> list[Path]:
@@ -181,8 +190,7 @@ def plot_cost(c: dict[str, Any], label: str, out: Path, stem: str = "cost") -> l
             elif name == "searched":
                 ax.scatter([x], [y], marker="*", s=110, color="#d62728", zorder=5, label="searched cell")
             else:
-                mark = SELECTION_MARKS.get(name.rsplit("-", 1)[0] if name[-1:].isdigit() else name, "X")
-                ax.scatter([x], [y], marker=mark, s=36, color="#9467bd", zorder=5, label=f"{name} cell")
+                ax.scatter([x], [y], marker=selection_mark(name), s=36, color="#9467bd", zorder=5, label=f"{name} cell")
         eq = c.get("equal_depth") if isinstance(c.get("equal_depth"), dict) else {}
         ax.set(xlabel="network FLOPs (M, one image)", ylabel="top-1 on the test split (%)")
         ax.set_title(f"{label}: top-1 against cost at depth {eq.get('depth', '?')}", fontsize=8)
@@ -191,6 +199,19 @@ def plot_cost(c: dict[str, Any], label: str, out: Path, stem: str = "cost") -> l
             return save(fig, out, stem)
         finally:
             plt.close(fig)
+
+
+def ranking_mark(name: str) -> tuple[dict[str, Any], str]:
+    """A cell's marker in the ranking figure, as the cost figure draws it, and its legend label."""
+    if name == "searched":
+        return {"marker": "*", "s": 90, "color": "#d62728"}, "searched cell"
+    if name == "vit_b16":
+        return {"marker": "s", "s": 26, "color": "#1f77b4"}, "ViT block"
+    if name.startswith("matched"):
+        return {"marker": "o", "s": 16, "facecolor": "none", "edgecolor": "0.3"}, "random cells, matched cost"
+    if name.startswith("random"):
+        return {"marker": "o", "s": 14, "color": "0.5"}, "random cells (within the budget)"
+    return {"marker": selection_mark(name), "s": 30, "color": "#9467bd"}, f"{name} cell"
 
 
 def plot_ranking(c: dict[str, Any], label: str, out: Path, stem: str = "ranking") -> list[Path]:
@@ -217,15 +238,8 @@ def plot_ranking(c: dict[str, Any], label: str, out: Path, stem: str = "ranking"
                 if _num(acc) and _num(top1):
                     pts.append((100 * acc, 100 * top1, name))
             for x, y, name in pts:
-                kind = {"searched": "searched", "vit_b16": "vit"}.get(name, "random" if name[:1] in "rm" else "rule")
-                style = {
-                    "searched": ("*", 90, "#d62728"),
-                    "vit": ("s", 26, "#1f77b4"),
-                    "random": ("o", 14, "0.5"),
-                    "rule": ("D", 20, "#9467bd"),
-                }
-                m, s, col = style[kind]
-                ax.scatter([x], [y], marker=m, s=s, color=col, zorder=3)
+                mark, kind = ranking_mark(name)
+                ax.scatter([x], [y], zorder=3, label=kind, **mark)
             st = ranking["stages"][k] if isinstance(ranking["stages"][k], dict) else {}
             corr = st.get("oneshot") if isinstance(st.get("oneshot"), dict) else None
             tau = (corr or {}).get("kendall", {}).get("tau") if isinstance((corr or {}).get("kendall"), dict) else None
@@ -235,6 +249,12 @@ def plot_ranking(c: dict[str, Any], label: str, out: Path, stem: str = "ranking"
             ax.set_xlabel("one-shot top-1, validation (%)")
         axes[0][0].set_ylabel("retrained top-1, test (%)")
         fig.suptitle(f"{label}: does the supernet rank the cells as retraining does?", fontsize=8)
+        named = {}  # one legend entry per kind of cell, across the panels
+        for ax in axes[0]:
+            for handle, name in zip(*ax.get_legend_handles_labels()):
+                named.setdefault(name, handle)
+        if named:
+            fig.legend(named.values(), named.keys(), frameon=False, fontsize=6, loc="outside lower center", ncol=4)
         try:
             return save(fig, out, stem)
         finally:
