@@ -43,6 +43,7 @@ class JobResult:
     state: str  # finished, failed, user error, stopped, cancelled, not started
     seconds: float = 0.0
     detail: str = ""  # where it ran, or why it did not finish (a SLURM job's id and state)
+    other_log: Path | None = None  # where to look when the engine wrote no log (a SLURM task's own output)
 
     @property
     def ok(self) -> bool:
@@ -55,7 +56,8 @@ class JobResult:
             return f"{self.job.name}: not started"
         why = ", ".join(x for x in (f"exit {self.code}" if self.code is not None else "", self.detail) if x)
         said = last_line(self.job.log) if self.code == EXIT_USER else ""
-        log = f", its log {self.job.log}" if self.job.log.is_file() else ""  # none when it ran in this process
+        logs = [p for p in (self.job.log, self.other_log) if p is not None and p.is_file()]
+        log = f", its log {logs[0]}" if logs else ""  # none when it ran in this process
         return (
             f"{self.job.name}: {self.state}{f' ({why})' if why else ''}"
             f"{': ' + said if said else ''}; its run directory {self.job.run_dir}{log}"

@@ -245,13 +245,17 @@ class SlurmLauncher:
 def _result(job: Job, future, seconds: float) -> JobResult:
     """A finished submitit job as a JobResult: its exit code, or how SLURM ended it."""
     detail = f"slurm job {future.job_id}"
+    task_log = Path(future.paths.stdout)  # submitit's output of the task: there when the engine never started
     try:
         codes = future.results() if future.num_tasks > 1 else [future.result()]  # a multi-node job: a task a node
     except UncompletedJobError:
         state = str(future.state)
-        return JobResult(job, None, "cancelled" if "CANCEL" in state else state.lower(), seconds, f"{detail}, {state}")
+        state_name = "cancelled" if "CANCEL" in state else state.lower()
+        return JobResult(job, None, state_name, seconds, f"{detail}, {state}", task_log)
     except Exception as e:  # the task itself raised: submitit carries its traceback
         first = str(e).strip().splitlines()
-        return JobResult(job, 1, "failed", seconds, f"{detail}: {first[-1][:200] if first else type(e).__name__}")
+        return JobResult(
+            job, 1, "failed", seconds, f"{detail}: {first[-1][:200] if first else type(e).__name__}", task_log
+        )
     code = next((c for c in codes if c != EXIT_OK), EXIT_OK)
-    return JobResult(job, code, state_of(code), seconds, detail)
+    return JobResult(job, code, state_of(code), seconds, detail, task_log)
