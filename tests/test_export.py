@@ -107,7 +107,6 @@ def inputs_and_logits(retrained: Path, doc: dict) -> tuple[torch.Tensor, torch.T
         return x, dasvit.load_model(retrained)(x)
 
 
-@pytest.mark.slow  # the dynamo ONNX exporter and torch.export take about 20 s on a 2-core CPU
 def test_onnx_and_torch_export_files_compute_dasvits_logits(retrained, tmp_path, monkeypatch, capsys):
     ort = pytest.importorskip("onnxruntime")
     out = tmp_path / "exported"
