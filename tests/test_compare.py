@@ -3,6 +3,7 @@ with 1-epoch retrains of a few steps; the matched-FLOPs depth rule; reuse of fin
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import sys
@@ -168,6 +169,14 @@ def test_random_cells_of_the_same_space_are_retrained_and_ranked(first, run, tmp
     assert len(s["runs"]) == 2 and s["searched_top1"]["std"] == 0.0 and s["searched_top1"]["n"] == 2
     assert all(a["tau"] == pytest.approx(1.0) for a in s["alpha_agreement"].values())
     assert "mean ± std" in result.output and "Kendall" in result.output
+    from rich.console import Console
+
+    from dasvit_tui.commands.compare import summary_table
+
+    narrow = Console(width=80, record=True, file=io.StringIO())
+    narrow.print(summary_table(s))
+    text = narrow.export_text()
+    assert "…" not in text and "run" in text and "− random" in text  # every column whole at 80 columns
 
 
 def test_repeats_retrain_each_network_with_other_seeds_and_report_their_mean(first, run, monkeypatch, capsys):

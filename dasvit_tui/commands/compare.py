@@ -210,8 +210,9 @@ def summary_table(summary: dict[str, Any]):
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
-    for col in ("run", "searched", "ViT block", "random median", "rank", "searched − ViT", "searched − random"):
-        table.add_column(col, justify="left" if col == "run" else "right", no_wrap=True)
+    # two-line headers and mean ± std on two lines: the seven columns fit an 80-column terminal
+    for col in ("run", "searched", "ViT block", "random\nmedian", "rank", "searched\n− ViT", "searched\n− random"):
+        table.add_column(col, justify="left" if col == "run" else "right", no_wrap=col != "run")
     for r in summary["runs"]:
         med = r.get("random_median_top1")
         table.add_row(
@@ -223,16 +224,8 @@ def summary_table(summary: dict[str, Any]):
             f"{100 * (r['searched_top1'] - r['vit_top1']):+.2f}",
             f"{100 * (r['searched_top1'] - med):+.2f}" if med is not None else "",
         )
-    table.add_row(
-        "mean ± std",
-        _pm(summary.get("searched_top1")),
-        _pm(summary.get("vit_top1")),
-        _pm(summary.get("random_median_top1")),
-        "",
-        _pm(summary.get("searched_minus_vit")),
-        _pm(summary.get("searched_minus_random_median")),
-        style="bold",
-    )
+    keys = ("searched_top1", "vit_top1", "random_median_top1", "", "searched_minus_vit", "searched_minus_random_median")
+    table.add_row("mean ± std", *(_pm(summary.get(k)).replace(" ± ", "\n± ") if k else "" for k in keys), style="bold")
     lines = []
     for key, what in (("alpha_agreement", "op weights"), ("alpha_type_agreement", "op-type weights")):
         agree = summary.get(key) or {}
