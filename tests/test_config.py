@@ -163,3 +163,18 @@ def test_scientific_notation_is_a_number_in_presets_and_overrides():
     cfg = load_config("demo", ["retrain.lr=1e-4", "search.arch_lr=3E-4"])
     assert cfg.retrain.lr == 1e-4 and cfg.search.arch_lr == 3e-4
     assert yaml_load("{a: 1.5e3, b: 1e, c: e5}") == {"a": 1500.0, "b": "1e", "c": "e5"}
+
+
+def test_yaml_is_read_as_plain_data_only(tmp_path):
+    """A preset or --set value cannot build Python objects: a python/* tag is refused in one sentence."""
+    from dasvit.errors import ConfigError
+    from dasvit.run.presets import load_config
+
+    marker = tmp_path / "ran"
+    with pytest.raises(ConfigError):
+        load_config("demo", [f"retrain.lr=!!python/object/apply:os.system ['touch {marker}']"])
+    preset = tmp_path / "evil.yaml"
+    preset.write_text(f"retrain: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(ConfigError):
+        load_config(str(preset))
+    assert not marker.exists()
