@@ -19,7 +19,8 @@ from pathlib import Path
 
 from dasvit.errors import USER_ERROR_FILE, RunDirError, UserError
 from dasvit.limits import MAX_PROCESSES
-from dasvit.run import jsonio, layout, runlock
+from dasvit.run import layout, runlock
+from dasvit.run.jobs import start_detached
 from dasvit.run.requests import EngineRequest, SearchRequest
 
 
@@ -51,20 +52,7 @@ def start_engine(request: EngineRequest) -> Launched:
     layout.ensure_writable(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     layout.check_no_links(run_dir)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    log_fd = jsonio.open_run_file(
-        run_dir / layout.ENGINE_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT
-    )  # not through a link
-    with os.fdopen(log_fd, "ab") as log:
-        proc = subprocess.Popen(
-            request.command(),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-            env=env,
-        )
+    proc = start_detached(request.command(), run_dir / layout.ENGINE_LOG, dict(os.environ, PYTHONUNBUFFERED="1"))
     # Reap it if it ends while this front still runs (no zombie); if the front leaves first, init does.
     threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
     return Launched(run_dir, proc, request.KIND)

@@ -4,6 +4,7 @@ directory is fixed), how it ended, and the launch's one-line summary and exit co
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,22 @@ class JobResult:
         return (
             f"{self.job.name}: {self.state}{f' ({why})' if why else ''}"
             f"{': ' + said if said else ''}; its run directory {self.job.run_dir}{log}"
+        )
+
+
+def start_detached(command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
+    """An engine process of its own session (a Ctrl-C at the terminal is not sent to it), its output appended
+    to `log` (opened not through a link), stdin closed."""
+    fd = jsonio.open_run_file(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    with os.fdopen(fd, "ab") as out:
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            env=env,
         )
 
 

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError, UserError
-from . import jsonio, layout
+from . import layout
 from .config import LauncherConfig
-from .jobs import EXIT_STOPPED, JOB_PREFIX, Job, JobResult, state_of
+from .jobs import EXIT_STOPPED, JOB_PREFIX, Job, JobResult, start_detached, state_of
 
 POLL_SECONDS = 0.5
 STOP_GRACE_SECONDS = 120  # a stopped job finishes its step and leaves; past this it is killed
@@ -227,17 +227,7 @@ class LocalLauncher:
         )
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
-        fd = jsonio.open_run_file(job.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-        with os.fdopen(fd, "ab") as log:
-            return subprocess.Popen(
-                job.request.command(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-                env=env,
-            )
+        return start_detached(job.request.command(), job.log, env)
 
 
 def status_line(running: list[_Running], waiting: int, done: int) -> str:
